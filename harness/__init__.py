@@ -1,0 +1,10 @@
+"""alignment-harness: one place where alignment objectives meet, as plugins."""
+
+import pluggy
+
+__version__ = "0.1.0"
+
+hookimpl = pluggy.HookimplMarker("harness")
+"""Decorate a plugin's hook implementations with this (``from harness import hookimpl``)."""
+
+__all__ = ["__version__", "hookimpl"]

@@ -1,0 +1,246 @@
+"""The ``harness`` command line: a thin click group over the host."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from tabulate import tabulate
+
+import harness
+from harness.errors import HarnessError
+from harness.params import describe, parse_set
+from harness.plugins import PluginHost, get_host, load, set_host
+
+
+def _host(ctx: click.Context) -> PluginHost:
+    return ctx.find_root().obj["host"]
+
+
+class HarnessGroup(click.Group):
+    """Loads plugins (and their extra commands) before resolving a sub-command."""
+
+    def _ensure_loaded(self, ctx: click.Context, args: list[str]) -> None:
+        if getattr(self, "_plugins_loaded", False):
+            return
+        adhoc = _peek_plugins(args)
+        host = load(adhoc)
+        set_host(host)
+        ctx.ensure_object(dict)["host"] = host
+        host.add_commands(self)
+        self._plugins_loaded = True
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args[:1] != ["--version"]:
+            try:
+                self._ensure_loaded(ctx, list(args))
+            except HarnessError as exc:
+                exc.show()
+                sys.exit(exc.exit_code)
+        return super().parse_args(ctx, args)
+
+
+def _peek_plugins(args: list[str]) -> list[str]:
+    """The values of the global ``--plugin`` option, read before click parses (commands come from plugins)."""
+    out = []
+    it = iter(args)
+    for a in it:
+        if a == "--plugin":
+            value = next(it, None)
+            if value is not None:
+                out.append(value)
+        elif a.startswith("--plugin="):
+            out.append(a.split("=", 1)[1])
+        elif not a.startswith("-"):
+            break  # the sub-command: its own options follow
+    return out
+
+
+@click.group(cls=HarnessGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(harness.__version__, prog_name="alignment-harness")
+@click.option(
+    "--plugin",
+    "plugins",
+    multiple=True,
+    metavar="MODULE|FILE.py",
+    help="Load an extra plugin (module name or path to a .py file); repeatable. Also: HARNESS_PLUGINS.",
+)
+@click.pass_context
+def cli(ctx: click.Context, plugins: tuple[str, ...]) -> None:
+    """alignment-harness: train and evaluate alignment methods as plugins.
+
+    Methods and benchmarks come from plugins (see `harness plugins`); `harness run` trains and
+    evaluates one cell.
+    """
+    obj = ctx.ensure_object(dict)
+    if "host" not in obj:  # e.g. invoked programmatically
+        obj["host"] = get_host(plugins)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def plugins(ctx: click.Context, as_json: bool) -> None:
+    """List loaded plugins: name, version, hooks and what each registered."""
+    host = _host(ctx)
+    rows = host.describe()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        table = [
+            [r["name"], r["version"] or "", ", ".join(r["hooks"]),
+             "; ".join(f"{k}: {', '.join(v)}" for k, v in r["registered"].items())]
+            for r in rows
+        ]
+        click.echo(tabulate(table, headers=["plugin", "version", "hooks", "registered"]))
+    for err in host.import_errors:
+        click.echo(f"Error: {err}", err=True)
+    if host.import_errors:
+        ctx.exit(2)
+
+
+def _describe_specs(host: PluginHost, kind: str, as_json: bool, name: str | None) -> None:
+    host.raise_import_errors()
+    specs = host.registry.specs[kind]
+    if name is not None:
+        specs = {name: host.registry.get(kind, name)}
+    out = [
+        {
+            "name": s.name,
+            "description": s.description,
+            "paper": s.paper,
+            "plugin": host.registry.origin[(kind, s.name)],
+            "params": describe(s.params),
+            **({"needs": sorted(s.needs)} if kind == "method" else {}),
+            **({"provides": sorted(s.provides), "version": s.version} if kind == "benchmark" else {}),
+        }
+        for s in sorted(specs.values(), key=lambda s: s.name)
+    ]
+    if as_json:
+        click.echo(json.dumps(out, indent=2, default=str))
+        return
+    for item in out:
+        click.echo(f"{item['name']}  ({item['plugin']})  {item['description']}")
+        click.echo(f"    paper: {item['paper']}")
+        for key in ("needs", "provides"):
+            if key in item:
+                click.echo(f"    {key}: {', '.join(item[key]) or '-'}")
+        for p in item["params"]:
+            click.echo(f"    --set {p['name']}={p['default']!r:<10} {p['type']:<18} {p['help']}")
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def methods(ctx: click.Context, name: str | None, as_json: bool) -> None:
+    """List methods: name, description, paper, parameters with types and defaults."""
+    _describe_specs(_host(ctx), "method", as_json, name)
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def benchmarks(ctx: click.Context, name: str | None, as_json: bool) -> None:
+    """List benchmarks: name, description, source, data they provide, parameters."""
+    _describe_specs(_host(ctx), "benchmark", as_json, name)
+
+
+@cli.command()
+@click.pass_context
+def engines(ctx: click.Context) -> None:
+    """List generation engines and whether each can run here."""
+    host = _host(ctx)
+    rows = [[s.name, "yes" if s.available() else f"no: {s.install_hint}", s.description]
+            for s in host.registry.specs["engine"].values()]
+    click.echo(tabulate(rows, headers=["engine", "available", "description"]))
+
+
+def _split_sets(sets: dict[str, str], host: PluginHost, method: str, benchmark: str) -> dict[str, dict[str, str]]:
+    """Route ``--set`` keys: ``method.k``, ``benchmark.k``, ``train.k`` or a bare key found in exactly one."""
+    from dataclasses import fields
+
+    from harness.train import TrainConfig
+
+    owners = {
+        "method": {f.name for f in fields(host.registry.method(method, where="--method").params)},
+        "benchmark": {f.name for f in fields(host.registry.benchmark(benchmark, where="--benchmark").params)},
+        "train": {f.name for f in fields(TrainConfig)},
+    }
+    out: dict[str, dict[str, str]] = {k: {} for k in owners}
+    for key, value in sets.items():
+        scope, dot, rest = key.partition(".")
+        if dot and scope in owners:
+            out[scope][rest] = value
+            continue
+        found = [s for s, names in owners.items() if key in names]
+        if len(found) > 1:
+            raise HarnessError(f"--set {key}: ambiguous, it is a {' and a '.join(found)} parameter; write "
+                               f"{found[0]}.{key}=... or {found[1]}.{key}=...")
+        if not found:
+            valid = sorted(f"{s}.{n}" for s, names in owners.items() for n in names)
+            from harness.errors import did_you_mean
+
+            raise HarnessError(f"--set {key}: unknown parameter{did_you_mean(key, [v.split('.')[1] for v in valid])};"
+                               f" valid keys: {', '.join(valid)}")
+        out[found[0]][key] = value
+    return out
+
+
+@cli.command()
+@click.option("--model", default="tiny:nano", show_default=True,
+              help="tiny:<preset>, a hub name, a local directory, a .gguf file, or smollm2-135m.")
+@click.option("--method", required=True, help="A method name (see `harness methods`).")
+@click.option("--benchmark", required=True, help="The benchmark that gives training data and is evaluated.")
+@click.option("--eval", "evals", multiple=True, help="Also evaluate on this benchmark; repeatable.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override a parameter: method.k, benchmark.k, train.k, or a bare key; repeatable.")
+@click.option("--engine", default="hf", show_default=True, help="Generation engine.")
+@click.option("--dtype", default="float32", show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
+@click.option("--out", "out", type=click.Path(path_type=Path), default=None,
+              help="Directory for the record (default: results/runs/<cell id>).")
+@click.option("--no-resume", is_flag=True, help="Ignore an existing checkpoint of this cell.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.pass_context
+def run(ctx: click.Context, model: str, method: str, benchmark: str, evals: tuple[str, ...], seed: int,
+        sets: tuple[str, ...], engine: str, dtype: str, device: str, out: Path | None, no_resume: bool,
+        quiet: bool) -> None:
+    """Train and evaluate one cell: a model, a method, a benchmark and a seed."""
+    from harness.run import CellConfig, resolve, run_cell
+
+    host = _host(ctx)
+    host.raise_import_errors()
+    routed = _split_sets(parse_set(sets), host, method, benchmark)
+    config = CellConfig(model=model, method=method, benchmark=benchmark, seed=seed,
+                        method_params=routed["method"], benchmark_params=routed["benchmark"], train=routed["train"],
+                        eval_benchmarks=tuple(evals), engine=engine, dtype=dtype, device=device)
+    cell = resolve(config, host)
+    out = out or Path(os.environ.get("HARNESS_RESULTS", "results")) / "runs" / cell.cell_id
+    click.echo(f"cell {cell.cell_id}: {model} x {method} x {benchmark} (seed {seed}) -> {out}")
+    record = run_cell(cell, host, out_dir=out, resume=not no_resume, progress=not quiet, log=click.echo)
+    _print_final(record)
+
+
+def _print_final(record: dict[str, Any]) -> None:
+    names = sorted({k for r in record["rounds"] for k in r["metrics"]})
+    table = [[r["round"], *[r["metrics"].get(n) for n in names]] for r in record["rounds"]]
+    click.echo("")
+    click.echo(tabulate(table, headers=["round", *names], floatfmt=".4f"))
+    t = record["timings"]
+    click.echo(f"\ntrain {t['train_s']:.1f} s, eval {t['eval_s']:.1f} s, total {t['total_s']:.1f} s")
+
+
+def main() -> None:
+    """Console entry point."""
+    cli(prog_name="harness")
+
+
+if __name__ == "__main__":
+    main()

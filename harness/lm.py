@@ -1,0 +1,95 @@
+"""A handle on one model for the rest of the harness: generate, and score log-probs.
+
+Benchmarks and samplers use this narrow protocol (lm-eval's ``LM`` idea) rather than tensors: the
+trainer keeps training ``model`` in place, so a handle always reflects the current weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from collections.abc import Sequence as Seq
+from typing import Any
+
+import torch
+
+from harness.data import Completion, Prompt, Sequence
+from harness.logprobs import sequence_logprobs
+from harness.text import PromptEncoder
+
+
+class LM:
+    """``model`` + ``tokenizer`` + a generation ``engine``; ``scope`` wraps calls (e.g. LoRA adapters off)."""
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        engine: Any = None,
+        *,
+        name: str = "policy",
+        scope: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.engine = engine
+        self.name = name
+        self._scope = scope or contextlib.nullcontext
+        self.encoder = PromptEncoder(tokenizer)
+
+    @property
+    def pad_id(self) -> int:
+        pad = self.tokenizer.pad_token_id
+        return int(pad if pad is not None else (self.tokenizer.eos_token_id or 0))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @contextlib.contextmanager
+    def _eval(self) -> Iterator[None]:
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with self._scope(), torch.no_grad():
+                yield
+        finally:
+            self.model.train(was_training)
+
+    def generate(self, prompts: Seq[Prompt], **kwargs: Any) -> list[list[Completion]]:
+        """Completions from the engine (see :class:`harness.engines.base.Engine`)."""
+        if self.engine is None:
+            raise RuntimeError(f"{self.name} has no generation engine")
+        with self._scope():
+            return self.engine.generate(prompts, **kwargs)
+
+    def logprobs(self, seqs: Seq[Sequence], *, batch_size: int = 16, mean: bool = False) -> torch.Tensor:
+        """Summed (or mean) response log-probs of each sequence, ``[N]`` on the CPU, no gradients."""
+        out = []
+        with self._eval():
+            for start in range(0, len(seqs), batch_size):
+                t = sequence_logprobs(self.model, seqs[start : start + batch_size], pad_id=self.pad_id)
+                out.append((t.mean() if mean else t.sum()).float().cpu())
+        return torch.cat(out) if out else torch.zeros(0)
+
+    def next_token_logprobs(self, prompts: Seq[Prompt], *, batch_size: int = 64) -> torch.Tensor:
+        """Log-probs of the next token after each prompt over the whole vocabulary, ``[N, V]`` on the CPU."""
+        out = []
+        with self._eval():
+            for start in range(0, len(prompts), batch_size):
+                chunk = prompts[start : start + batch_size]
+                width = max(len(p.ids) for p in chunk)
+                ids = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)
+                attn = torch.zeros_like(ids)
+                for i, p in enumerate(chunk):  # left-pad so the last position is each prompt's end
+                    ids[i, width - len(p.ids) :] = torch.tensor(p.ids)
+                    attn[i, width - len(p.ids) :] = 1
+                pos = (attn.cumsum(-1) - 1).clamp(min=0)
+                logits = self.model(
+                    input_ids=ids.to(self.device),
+                    attention_mask=attn.to(self.device),
+                    position_ids=pos.to(self.device),
+                    use_cache=False,
+                ).logits[:, -1, :]
+                out.append(torch.log_softmax(logits.float(), -1).cpu())
+        return torch.cat(out)

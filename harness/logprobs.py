@@ -1,0 +1,196 @@
+"""The log-prob engine: per-token response log-probs for batches of (prompt, response) sequences.
+
+All roles of a batch (chosen + rejected, demonstration + generated, ...) go through the model in ONE
+concatenated forward. Sequences are right-padded; the response token ``j`` of a row whose prompt has
+``p`` tokens is predicted by the logits at position ``p + j - 1``. Only the positions that can hold a
+response token are projected to the vocabulary (``logits_to_keep``), so long prompts cost no
+``[L, V]`` logits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from collections.abc import Sequence as Seq
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from harness.data import Row, Sequence
+
+
+def masked_sum(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Sum over the last dimension where ``mask`` is set."""
+    return (values * mask).sum(-1)
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the last dimension where ``mask`` is set (0 for a fully masked row)."""
+    return (values * mask).sum(-1) / mask.sum(-1).clamp(min=1)
+
+
+@dataclass
+class TokenLogProbs:
+    """Per-token log-probs of responses, ``[N, T]``, with a ``[N, T]`` float mask (1 = response token)."""
+
+    token_logps: torch.Tensor
+    mask: torch.Tensor
+    hidden: torch.Tensor | None = None  # [N, T, H]: the state that predicts each response token
+    logits: torch.Tensor | None = None  # [N, T, V]
+
+    def sum(self) -> torch.Tensor:
+        return masked_sum(self.token_logps, self.mask)
+
+    def mean(self) -> torch.Tensor:
+        return masked_mean(self.token_logps, self.mask)
+
+
+def _pack(seqs: Seq[Sequence], pad_id: int, device: Any) -> tuple[torch.Tensor, torch.Tensor, list[int], list[int]]:
+    prompt_lens = [len(s.prompt.ids) for s in seqs]
+    resp_lens = [len(s.response) for s in seqs]
+    for s, p in zip(seqs, prompt_lens, strict=True):
+        if p == 0:
+            raise ValueError("a sequence needs at least one prompt token (e.g. BOS) to score its response")
+    total = max(p + r for p, r in zip(prompt_lens, resp_lens, strict=True))
+    ids = torch.full((len(seqs), total), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(seqs), total), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        row = list(s.prompt.ids) + list(s.response)
+        ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+        attn[i, : len(row)] = 1
+    return ids.to(device), attn.to(device), prompt_lens, resp_lens
+
+
+def sequence_logprobs(
+    model: Any, seqs: Seq[Sequence], *, pad_id: int = 0, with_hidden: bool = False, with_logits: bool = False
+) -> TokenLogProbs:
+    """Per-token log-probs of each sequence's response under ``model`` (gradients flow)."""
+    device = next(model.parameters()).device
+    ids, attn, prompt_lens, resp_lens = _pack(seqs, pad_id, device)
+    n, total = ids.shape
+    t_max = max(max(resp_lens), 1)
+    # Keep the last `keep` positions: they include every position that predicts a response token.
+    keep = total - min(prompt_lens) + 1
+    try:
+        out = model(
+            input_ids=ids, attention_mask=attn, logits_to_keep=keep, output_hidden_states=with_hidden, use_cache=False
+        )
+    except TypeError:  # an architecture without logits_to_keep: project every position
+        keep = total
+        out = model(input_ids=ids, attention_mask=attn, output_hidden_states=with_hidden, use_cache=False)
+    logits = out.logits.float()  # [N, keep, V]
+    offset = total - keep  # absolute position of logits[:, 0]
+    # Index of the logit that predicts response token j of row i: p_i - 1 + j - offset.
+    j = torch.arange(t_max, device=device)
+    starts = torch.tensor(prompt_lens, device=device) - 1 - offset
+    pos = (starts[:, None] + j[None, :]).clamp(max=keep - 1)
+    mask = (j[None, :] < torch.tensor(resp_lens, device=device)[:, None]).float()
+    # Targets: the response tokens, padded with 0 (masked out).
+    targets = torch.zeros((n, t_max), dtype=torch.long, device=device)
+    for i, s in enumerate(seqs):
+        if s.response:
+            targets[i, : len(s.response)] = torch.tensor(s.response, dtype=torch.long, device=device)
+    picked = logits.gather(1, pos[:, :, None].expand(-1, -1, logits.shape[-1]))  # [N, T, V]
+    token_logps = picked.gather(-1, targets[:, :, None]).squeeze(-1) - picked.logsumexp(-1)
+    token_logps = token_logps * mask
+    hidden = None
+    if with_hidden:
+        last = out.hidden_states[-1][:, offset:, :]
+        hidden = last.gather(1, pos[:, :, None].expand(-1, -1, last.shape[-1]))
+    return TokenLogProbs(token_logps, mask, hidden, picked if with_logits else None)
+
+
+@dataclass
+class LogProbBatch:
+    """What an objective sees: log-probs per role, reference log-probs and row values.
+
+    - ``logps[role]``: ``[B]`` summed response log-probs under the policy (with gradients);
+    - ``tokens[role]``: the :class:`TokenLogProbs` (per-token values, mask, optional hidden states);
+    - ``ref_logps[role]`` / ``ref_tokens[role]``: the same under the reference (no gradients);
+    - ``values[name]``: ``[B]`` tensors of the rows' scalars (rewards, weights, group ids);
+    - ``modules``: the method's own trainable modules (value or reward heads), if any.
+    """
+
+    logps: dict[str, torch.Tensor]
+    tokens: dict[str, TokenLogProbs]
+    ref_logps: dict[str, torch.Tensor] = field(default_factory=dict)
+    ref_tokens: dict[str, torch.Tensor] = field(default_factory=dict)
+    values: dict[str, torch.Tensor] = field(default_factory=dict)
+    modules: Any = None
+
+    def log_ratio(self, role: str) -> torch.Tensor:
+        """h = log pi(y|x) - log pi_ref(y|x), summed over response tokens."""
+        return self.logps[role] - self.ref_logps[role]
+
+    def lengths(self, role: str) -> torch.Tensor:
+        return self.tokens[role].mask.sum(-1)
+
+
+def roles_of(rows: Seq[Row]) -> list[str]:
+    """The roles of a training set (every row must have the same)."""
+    roles = list(rows[0].seqs)
+    for r in rows:
+        if list(r.seqs) != roles:
+            raise ValueError(f"rows of one training set must share roles; got {roles} and {list(r.seqs)}")
+    return roles
+
+
+def batch_logprobs(
+    model: Any,
+    rows: Seq[Row],
+    *,
+    pad_id: int,
+    ref: Mapping[str, list[torch.Tensor]] | None = None,
+    with_hidden: bool = False,
+    modules: Any = None,
+) -> LogProbBatch:
+    """One forward over every role of ``rows``; ``ref[role][i]`` are row i's reference token log-probs."""
+    roles = roles_of(rows)
+    flat = [r.seqs[role] for role in roles for r in rows]
+    out = sequence_logprobs(model, flat, pad_id=pad_id, with_hidden=with_hidden, with_logits=with_hidden)
+    b = len(rows)
+    tokens: dict[str, TokenLogProbs] = {}
+    for k, role in enumerate(roles):
+        sl = slice(k * b, (k + 1) * b)
+        t = max(1, max(len(r.seqs[role].response) for r in rows))
+        tokens[role] = TokenLogProbs(
+            out.token_logps[sl, :t],
+            out.mask[sl, :t],
+            None if out.hidden is None else out.hidden[sl, :t],
+            None if out.logits is None else out.logits[sl, :t],
+        )
+    device = out.token_logps.device
+    batch = LogProbBatch(logps={r: tokens[r].sum() for r in roles}, tokens=tokens, modules=modules)
+    if ref is not None:
+        for role in roles:
+            padded = _pad([ref[role][i] for i in range(b)], tokens[role].mask.shape[1]).to(device)
+            batch.ref_tokens[role] = padded
+            batch.ref_logps[role] = padded.sum(-1)
+    names = list(rows[0].values)
+    for name in names:
+        batch.values[name] = torch.tensor([float(r.values[name]) for r in rows], device=device)
+    return batch
+
+
+def _pad(rows: Seq[torch.Tensor], width: int) -> torch.Tensor:
+    out = torch.zeros((len(rows), width))
+    for i, r in enumerate(rows):
+        out[i, : min(width, r.numel())] = r[:width]
+    return out
+
+
+@torch.no_grad()
+def reference_logprobs(
+    model: Any, rows: Seq[Row], *, pad_id: int, batch_size: int = 16
+) -> dict[str, list[torch.Tensor]]:
+    """Per-token reference log-probs of every row and role, computed once (per round) and reused."""
+    roles = roles_of(rows)
+    out: dict[str, list[torch.Tensor]] = {role: [] for role in roles}
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        for role in roles:
+            seqs = [r.seqs[role] for r in chunk]
+            t = sequence_logprobs(model, seqs, pad_id=pad_id)
+            for i, s in enumerate(seqs):
+                out[role].append(t.token_logps[i, : len(s.response)].detach().float().cpu())
+    return out

@@ -1,0 +1,185 @@
+"""What plugins register (method, benchmark and engine specs) and the registry that checks it.
+
+Plugins call ``register(spec)`` from their hooks; the registry checks the type, refuses a name taken
+by another plugin (naming both), and remembers which plugin registered what.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from harness.data import DATA_KINDS
+from harness.errors import HarnessError, unknown_name
+from harness.params import NoParams
+
+if TYPE_CHECKING:
+    from harness.context import EvalContext, EvalResult, RoundContext, WarmStartContext
+    from harness.data import Row
+    from harness.logprobs import LogProbBatch
+
+
+@dataclass(frozen=True)
+class MethodHooks:
+    """Optional callbacks around the trainer loop; each receives the round's context."""
+
+    on_round_start: Callable[[RoundContext], None] | None = None
+    on_step_end: Callable[[RoundContext, int, dict[str, float]], None] | None = None
+    on_round_end: Callable[[RoundContext], None] | None = None
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """An alignment method: where its data comes from and what loss it minimises.
+
+    - ``sampler(ctx) -> list[Row]`` builds one round's training set (see :mod:`harness.samplers`).
+    - ``objective(batch, params) -> (loss, metrics)`` is a pure function of log-prob tensors; ``loss``
+      is per-row (shape ``[B]``) or a scalar mean; metrics are floats or 0-d tensors.
+    - ``needs``: data kinds the benchmark must provide (``harness.data.DATA_KINDS``).
+    - ``reference``: ``"initial"`` (frozen copy of the starting policy), ``"round"`` (reset to the
+      latest policy at each round's start: SPIN, GSIL) or ``"none"``.
+    - ``train_defaults``: trainer settings this method prefers (e.g. ``{"lr": 5e-7}``); the suite
+      file and ``--set`` override them.
+    - ``modules(model, params) -> torch.nn.Module``: extra trainable heads (value, reward) whose
+      parameters join the optimizer; the objective sees them as ``batch.modules``. With
+      ``needs_hidden`` the batch carries the hidden states and logits of response positions.
+    """
+
+    name: str
+    description: str
+    paper: str
+    sampler: Callable[[RoundContext], list[Row]]
+    objective: Callable[[LogProbBatch, Any], tuple[Any, Mapping[str, Any]]]
+    params: type = NoParams
+    needs: frozenset[str] = frozenset()
+    reference: str = "initial"
+    hooks: MethodHooks = field(default_factory=MethodHooks)
+    train_defaults: Mapping[str, Any] = field(default_factory=dict)
+    needs_hidden: bool = False
+    modules: Callable[[Any, Any], Any] | None = None
+
+    def __post_init__(self) -> None:
+        _check_common(self, "method")
+        if not callable(self.sampler) or not callable(self.objective):
+            raise TypeError(f"method '{self.name}': sampler and objective must be callables")
+        bad = set(self.needs) - set(DATA_KINDS)
+        if bad:
+            raise TypeError(f"method '{self.name}': unknown data kinds {sorted(bad)}; use {DATA_KINDS}")
+        if self.reference not in ("initial", "round", "none"):
+            raise TypeError(f"method '{self.name}': reference must be 'initial', 'round' or 'none'")
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    """A benchmark: items to evaluate on and, optionally, training data and a reward.
+
+    - ``evaluate(ctx) -> EvalResult``: generate with ``ctx.engine`` (or score with ``ctx.lm``), score,
+      aggregate into metrics; per-item records go into the results store.
+    - ``data(kind, ctx)``: training data of a kind in ``provides`` (demonstrations -> list[Sequence],
+      preferences -> list[Pair], prompts -> list[Prompt]).
+    - ``reward(prompt, completion) -> float``: the benchmark's own reward (if ``"reward"`` in provides).
+    - ``warm_start(ctx)``: optional preparation of the policy before training (cached by the host).
+    """
+
+    name: str
+    description: str
+    paper: str
+    evaluate: Callable[[EvalContext], EvalResult]
+    params: type = NoParams
+    version: str = "1"
+    provides: frozenset[str] = frozenset()
+    data: Callable[[str, Any], list[Any]] | None = None
+    reward: Callable[..., float] | None = None
+    warm_start: Callable[[WarmStartContext], None] | None = None
+
+    def __post_init__(self) -> None:
+        _check_common(self, "benchmark")
+        bad = set(self.provides) - set(DATA_KINDS)
+        if bad:
+            raise TypeError(f"benchmark '{self.name}': unknown data kinds {sorted(bad)}; use {DATA_KINDS}")
+        if (set(self.provides) - {"reward"}) and self.data is None:
+            raise TypeError(f"benchmark '{self.name}': provides data but has no data() function")
+        if "reward" in self.provides and self.reward is None:
+            raise TypeError(f"benchmark '{self.name}': provides 'reward' but has no reward() function")
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """A generation backend. ``factory(model, **options)`` returns an object with ``generate(...)``.
+
+    ``available()`` says whether it can run here; when it can't, ``install_hint`` is shown.
+    """
+
+    name: str
+    description: str
+    factory: Callable[..., Any]
+    available: Callable[[], bool] = lambda: True
+    install_hint: str = ""
+    paper: str = ""
+    params: type = NoParams
+
+    def __post_init__(self) -> None:
+        _check_common(self, "engine")
+
+
+def _check_common(spec: Any, kind: str) -> None:
+    if not isinstance(spec.name, str) or not spec.name or spec.name != spec.name.strip():
+        raise TypeError(f"{kind} name must be a non-empty string, got {spec.name!r}")
+    if not dataclasses.is_dataclass(spec.params) or not spec.params.__dataclass_params__.frozen:
+        raise TypeError(f"{kind} '{spec.name}': params must be a frozen dataclass")
+
+
+KINDS = {"method": MethodSpec, "benchmark": BenchmarkSpec, "engine": EngineSpec}
+
+
+class Registry:
+    """Names -> specs, per kind, with the plugin each came from."""
+
+    def __init__(self) -> None:
+        self.specs: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
+        self.origin: dict[tuple[str, str], str] = {}
+
+    def register_callback(self, kind: str, plugin: str) -> Callable[[Any], None]:
+        """The ``register`` function handed to one plugin's ``register_<kind>s`` hook."""
+        expected = KINDS[kind]
+
+        def register(spec: Any) -> None:
+            if not isinstance(spec, expected):
+                raise HarnessError(
+                    f"plugin '{plugin}': register_{kind}s passed {type(spec).__name__}; "
+                    f"pass a harness.registry.{expected.__name__}"
+                )
+            taken = self.origin.get((kind, spec.name))
+            if taken is not None:
+                raise HarnessError(
+                    f"{kind} '{spec.name}' is registered twice: by plugin '{taken}' and by plugin '{plugin}'; "
+                    f"rename one, or leave one out with HARNESS_LOAD_PLUGINS"
+                )
+            self.specs[kind][spec.name] = spec
+            self.origin[(kind, spec.name)] = plugin
+
+        return register
+
+    def get(self, kind: str, name: str, where: str = "") -> Any:
+        try:
+            return self.specs[kind][name]
+        except KeyError:
+            raise unknown_name(kind, name, self.specs[kind], where) from None
+
+    def method(self, name: str, where: str = "") -> MethodSpec:
+        return self.get("method", name, where)
+
+    def benchmark(self, name: str, where: str = "") -> BenchmarkSpec:
+        return self.get("benchmark", name, where)
+
+    def engine(self, name: str, where: str = "") -> EngineSpec:
+        return self.get("engine", name, where)
+
+    def names_by_plugin(self, plugin: str) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for (kind, name), origin in sorted(self.origin.items()):
+            if origin == plugin:
+                out.setdefault(kind + "s", []).append(name)
+        return out

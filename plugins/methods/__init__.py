@@ -1,0 +1,1 @@
+"""Built-in method plugins: one method family per file."""
