@@ -228,6 +228,49 @@ def run(ctx: click.Context, model: str, method: str, benchmark: str, evals: tupl
     _print_final(record)
 
 
+@cli.command(name="eval")
+@click.option("--model", default="tiny:nano", show_default=True,
+              help="tiny:<preset>, a hub name, a local directory, a .gguf file, or smollm2-135m.")
+@click.option("--benchmark", "benchmarks_", multiple=True, required=True, help="A benchmark; repeatable.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Benchmark parameter; repeatable.")
+@click.option("--engine", default="hf", show_default=True)
+@click.option("--dtype", default="float32", show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.pass_context
+def eval_(ctx: click.Context, model: str, benchmarks_: tuple[str, ...], seed: int, sets: tuple[str, ...],
+          engine: str, dtype: str, device: str) -> None:
+    """Evaluate a model on benchmarks, without training."""
+    from harness.run import evaluate_model
+
+    host = _host(ctx)
+    host.raise_import_errors()
+    metrics = evaluate_model(host, model, list(benchmarks_), parse_set(sets), seed=seed, engine=engine,
+                             dtype=dtype, device=device, log=click.echo)
+    click.echo(tabulate(sorted(metrics.items()), headers=["metric", "value"], floatfmt=".4f"))
+
+
+@cli.command()
+@click.argument("prompt")
+@click.option("--model", default="tiny:nano", show_default=True)
+@click.option("--max-new-tokens", default=128, show_default=True)
+@click.option("--temperature", default=0.0, show_default=True)
+@click.option("--raw", is_flag=True, help="Do not apply the chat template.")
+@click.option("--seed", default=0, show_default=True)
+@click.pass_context
+def generate(ctx: click.Context, prompt: str, model: str, max_new_tokens: int, temperature: float, raw: bool,
+             seed: int) -> None:
+    """Answer one prompt with a model (chat template applied when the tokenizer has one)."""
+    from harness.models import load_model
+
+    host = _host(ctx)
+    loaded = load_model(model, seed=seed)
+    engine = host.registry.engine("hf").factory(loaded)
+    out = engine.generate([loaded.encoder.prompt(prompt, raw=raw)], max_new_tokens=max_new_tokens,
+                          temperature=temperature, seed=seed)
+    click.echo(out[0][0].text)
+
+
 def _print_final(record: dict[str, Any]) -> None:
     names = sorted({k for r in record["rounds"] for k in r["metrics"]})
     table = [[r["round"], *[r["metrics"].get(n) for n in names]] for r in record["rounds"]]

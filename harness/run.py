@@ -285,3 +285,33 @@ def run_cell(
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "record.json").write_text(json.dumps(record, indent=1, default=str))
     return record
+
+
+def evaluate_model(
+    host: PluginHost,
+    model: str,
+    benchmarks: list[str],
+    overrides: Mapping[str, Any],
+    *,
+    seed: int = 0,
+    engine: str = "hf",
+    dtype: str = "float32",
+    device: str = "cpu",
+    log: Callable[[str], None] = print,
+) -> dict[str, float]:
+    """Evaluate a model as loaded (no training) on benchmarks; ``overrides`` apply to the first one."""
+    seed_everything(seed)
+    loaded = load_model(model, seed=seed, dtype=dtype, device=device)
+    spec = host.registry.engine(engine)
+    if not spec.available():
+        raise HarnessError(f"engine '{engine}' is not available here: {spec.install_hint}")
+    lm = LM(loaded.model, loaded.tokenizer, spec.factory(loaded))
+    metrics: dict[str, float] = {}
+    for i, name in enumerate(benchmarks):
+        bench = host.registry.benchmark(name, where="--benchmark")
+        params = apply_overrides(bench.params, overrides if i == 0 else {}, where=f"benchmark {name}",
+                                 from_string=True)
+        res = bench.evaluate(EvalContext(engine=lm.engine, lm=lm, encoder=lm.encoder, params=params, seed=seed,
+                                         limit=getattr(params, "limit", None), progress=log))
+        metrics.update({f"{name}/{k}": float(v) for k, v in res.metrics.items()})
+    return metrics

@@ -1,0 +1,88 @@
+"""Shared fixtures: a tiny real model, a toy benchmark, the plugin host with the built-ins."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.context import EvalResult, TrainingData
+from harness.data import Pair, Sequence
+from harness.lm import LM
+from harness.models import load_model
+from harness.registry import BenchmarkSpec
+from harness.text import PromptEncoder
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Keep caches and results of a test out of the repo's results/ folder."""
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+    monkeypatch.setenv("HARNESS_RESULTS", str(tmp_path_factory.getbasetemp() / "results"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture
+def tiny():
+    """A fresh tiny:nano model and its tokenizer (seed 0)."""
+    return load_model("tiny:nano", seed=0)
+
+
+PROMPTS = ["add 1 2", "say hi", "count to 3", "name a color", "2 times 2", "opposite of up", "abc", "xyz"]
+ANSWERS = ["3", "hi", "1 2 3", "red", "4", "down", "def", "zyx"]
+
+
+def toy_data(encoder: PromptEncoder, kind: str) -> list:
+    """Demonstrations and pairs from fixed strings: enough to train and test the loop."""
+    prompts = [encoder.prompt(p, {"answer": a}) for p, a in zip(PROMPTS, ANSWERS, strict=True)]
+    if kind == "demonstrations":
+        return [Sequence(p, encoder.response(a)) for p, a in zip(prompts, ANSWERS, strict=True)]
+    if kind == "preferences":
+        return [Pair(p, encoder.response(a), encoder.response("no")) for p, a in zip(prompts, ANSWERS, strict=True)]
+    return prompts
+
+
+def toy_reward(prompt, completion) -> float:
+    return float(completion.text.strip() == prompt.meta["answer"])
+
+
+def toy_benchmark() -> BenchmarkSpec:
+    return BenchmarkSpec(
+        name="toy",
+        description="fixed strings",
+        paper="-",
+        evaluate=lambda ctx: EvalResult({"zero": 0.0}),
+        provides=frozenset({"demonstrations", "preferences", "prompts", "reward"}),
+        data=lambda kind, ctx: toy_data(ctx.encoder, kind),
+        reward=toy_reward,
+    )
+
+
+def toy_training_data(encoder: PromptEncoder) -> TrainingData:
+    return TrainingData(
+        loader=lambda kind: toy_data(encoder, kind),
+        reward_fn=toy_reward,
+        provides=frozenset({"demonstrations", "preferences", "prompts", "reward"}),
+    )
+
+
+@pytest.fixture
+def tiny_lm(tiny) -> LM:
+    from harness.engines.hf import HFEngine
+
+    return LM(tiny.model, tiny.tokenizer, HFEngine(tiny.model, tiny.tokenizer))
+
+
+def run_harness(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: int = 300):
+    """Run the real `harness` CLI in a subprocess (the way a user does)."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args],
+        capture_output=True, text=True, env=full_env, cwd=cwd or ROOT, timeout=timeout,
+    )
