@@ -1,0 +1,1 @@
+"""Built-in benchmarks, one module per benchmark, each a plugin registered through an entry point."""
