@@ -48,9 +48,8 @@ class TokenLogProbs:
 def _pack(seqs: Seq[Sequence], pad_id: int, device: Any) -> tuple[torch.Tensor, torch.Tensor, list[int], list[int]]:
     prompt_lens = [len(s.prompt.ids) for s in seqs]
     resp_lens = [len(s.response) for s in seqs]
-    for s, p in zip(seqs, prompt_lens, strict=True):
-        if p == 0:
-            raise ValueError("a sequence needs at least one prompt token (e.g. BOS) to score its response")
+    if min(prompt_lens) == 0:
+        raise ValueError("a sequence needs at least one prompt token (e.g. BOS) to score its response")
     total = max(p + r for p, r in zip(prompt_lens, resp_lens, strict=True))
     ids = torch.full((len(seqs), total), pad_id, dtype=torch.long)
     attn = torch.zeros((len(seqs), total), dtype=torch.long)

@@ -107,17 +107,18 @@ def _import_adhoc(spec: str) -> tuple[str, ModuleType]:
         ) from None
 
 
-def _validation_error(exc: pluggy.PluginValidationError) -> HarnessError:
+def _validation_error(exc: pluggy.PluginValidationError, pm: pluggy.PluginManager, name: str | None = None) -> HarnessError:
     plugin = getattr(exc, "plugin", None)
+    label = name or (pm.get_name(plugin) if plugin is not None else None) or _plugin_label(plugin)
     msg = str(exc)
     hooks = [n for n in dir(hookspecs) if n.startswith("register_")]
     for word in msg.replace("'", " ").replace('"', " ").split():
         if word.startswith("register") and word not in hooks:
             return HarnessError(
-                f"plugin '{_plugin_label(plugin)}' implements '{word}', which is no harness hook"
+                f"plugin '{label}' implements '{word}', which is no harness hook"
                 f"{did_you_mean(word, hooks)}; rename it to one of: {', '.join(hooks)}"
             )
-    return HarnessError(f"plugin '{_plugin_label(plugin)}' is invalid: {' '.join(msg.split())}")
+    return HarnessError(f"plugin '{label}' is invalid: {' '.join(msg.split())}")
 
 
 def _plugin_label(plugin: Any) -> str:
@@ -174,7 +175,7 @@ def load(adhoc: Iterable[str] = (), env: dict[str, str] | None = None) -> Plugin
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise _validation_error(exc) from None
+        raise _validation_error(exc, pm) from None
     _build_registry(host, trace)
     return host
 
@@ -189,7 +190,7 @@ def _register(host: PluginHost, name: str, module: ModuleType, source: str, vers
     try:
         host.pm.register(module, name=name)
     except pluggy.PluginValidationError as exc:
-        raise _validation_error(exc) from None
+        raise _validation_error(exc, host.pm, name) from None
     host.infos[name] = PluginInfo(name=name, source=source, version=version, module=module)
 
 

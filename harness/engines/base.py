@@ -14,8 +14,9 @@ class Engine(Protocol):
 
     ``generate`` returns one list per prompt with ``n`` completions each, in prompt order. With
     ``temperature == 0`` decoding is greedy; otherwise it samples (nucleus ``top_p``). A completion stops
-    at EOS, at the first of the ``stop`` strings (which is cut off the text and ids), or after
-    ``max_new_tokens``. The same ``seed`` gives the same completions.
+    at EOS (kept as the last id, not in the text), at the first of the ``stop`` strings (cut off the
+    text; the ids keep the tokens that produced it, as vLLM does), or after ``max_new_tokens``. The
+    same ``seed`` gives the same completions.
     """
 
     name: str

@@ -1,0 +1,1 @@
+"""Built-in generation engines (hf, openai, vllm), registered as the ``engines`` plugin."""
