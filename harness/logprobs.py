@@ -89,14 +89,16 @@ def sequence_logprobs(
     for i, s in enumerate(seqs):
         if s.response:
             targets[i, : len(s.response)] = torch.tensor(s.response, dtype=torch.long, device=device)
-    picked = logits.gather(1, pos[:, :, None].expand(-1, -1, logits.shape[-1]))  # [N, T, V]
-    token_logps = picked.gather(-1, targets[:, :, None]).squeeze(-1) - picked.logsumexp(-1)
-    token_logps = token_logps * mask
+    rows = torch.arange(n, device=device)[:, None]
+    # Advanced indexing, not a gather over an expanded [N, T, V] index: its backward is a cheap
+    # index_put instead of a scatter over the whole vocabulary.
+    lse = logits.logsumexp(-1)  # [N, keep]
+    token_logps = (logits[rows, pos, targets] - lse[rows, pos]) * mask
     hidden = None
     if with_hidden:
         last = out.hidden_states[-1][:, offset:, :]
         hidden = last.gather(1, pos[:, :, None].expand(-1, -1, last.shape[-1]))
-    return TokenLogProbs(token_logps, mask, hidden, picked if with_logits else None)
+    return TokenLogProbs(token_logps, mask, hidden, logits[rows, pos] if with_logits else None)
 
 
 @dataclass

@@ -6,11 +6,11 @@ import importlib.util
 import math
 from collections.abc import Iterator
 
-import alignment_harness_plugins.benchmarks.didactic as did
 import numpy as np
 import pytest
 import torch
 
+import alignment_harness_plugins.benchmarks.didactic as did
 from harness.context import DataContext, EvalContext, WarmStartContext
 from harness.data import Completion, Prompt
 from harness.errors import HarnessError
