@@ -1,0 +1,618 @@
+"""MT-Bench (Zheng et al. 2023, arXiv 2306.05685) with FastChat's ``llm_judge`` single-answer grading.
+
+Source: lm-sys/FastChat ``fastchat/llm_judge`` (``gen_model_answer.py``, ``gen_judgment.py --mode
+single``, ``common.py``, ``show_result.py``; commit 0e6d3e4). Registered as ``mt-bench``.
+
+**Data** (param ``path``): a local directory with FastChat's files. Accepted layouts: flat
+(``question.jsonl``, ``judge_prompts.jsonl``, ``reference_answer_gpt-4.jsonl``: our
+``shared/data/mt_bench``) or FastChat's own (``data/mt_bench/question.jsonl`` with
+``reference_answer/gpt-4.jsonl``, and ``judge_prompts.jsonl`` in the same directory or one level up);
+``path`` may also name FastChat's ``data/`` folder. The reference file is picked by
+``reference_model`` (``gpt-4``), as FastChat keys references by judge name. If ``judge_prompts.jsonl``
+is absent the embedded copy :data:`FASTCHAT_JUDGE_PROMPTS` (byte-identical to FastChat's four
+single-answer prompts; a test checks it) is used. With ``path=None`` questions come from the hub
+(``HuggingFaceH4/mt_bench_prompts`` via ``datasets``; ids 81.. in file order, as H4 built it from
+``question.jsonl``) with the embedded judge prompts; GPT-4 reference answers are not on the hub, so
+math/reasoning/coding questions then need ``path``. An unreachable hub is a one-line error saying
+``--set path=/dir/with/fastchat/files``. ``limit`` keeps the first N questions (80 in all, 2 turns each).
+
+**Answers** (``gen_model_answer.py``): per question the temperature of FastChat's
+``temperature_config`` (writing/roleplay 0.7, extraction/math/coding/reasoning 0.0, stem/humanities 0.1,
+arena-hard-200 0.0, any other category 0.7; below 1e-4 means greedy), ``max_new_tokens`` (1024), one
+choice, generation seed = the evaluation's seed. Turn 1 is ``[user q1]``; turn 2 is generated from the
+conversation so far, ``[user q1, assistant a1, user q2]``, rendered by the model's chat template
+(``apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)``). A
+tokenizer without a template gets a plain ``"User: ...\\nAssistant: ..."`` transcript after BOS (see
+:func:`harness.judge.chat_prompt`) and generation stops at ``"\\nUser:"``. Every prompt carries
+``meta["messages"]``, so API engines send the real conversation. Answers are stripped (FastChat strips
+too); the engine already cuts stop strings and drops special tokens. No system prompt is added (FastChat
+uses the model's conversation template, whose default system prompt an HF chat template also inserts).
+
+**Judging** (``gen_judgment.py``, single mode): turn 1 of general categories -> ``single-v1``; turn 1
+of math/reasoning/coding (FastChat's ``NEED_REF_CATS``, plus arena-hard-200) -> ``single-math-v1`` with
+``ref_answer_1``; turn 2 -> ``single-v1-multi-turn`` / ``single-math-v1-multi-turn`` (with
+``ref_answer_1`` and ``ref_answer_2``), which show the whole conversation and grade the second answer.
+Templates are filled with ``str.format`` exactly as FastChat does; the judge gets ``[system prompt,
+filled template]`` as chat messages, temperature ``judge_temperature`` (0) and ``judge_max_new_tokens``
+(2048, FastChat's OpenAI setting). Ratings are parsed by :func:`harness.judge.parse_rating` (``[[x]]``,
+then ``[x]``); an unparsable judgment (-1) is dropped and counted. The judge
+(:func:`harness.judge.make_judge`): ``judge_engine="openai"`` (default) with ``judge_model``,
+``judge_base_url``, ``judge_api_key_env``; ``judge_engine="hf"`` + ``judge_model=<load_model name>``
+(e.g. ``smollm2-135m``) for a local model; ``judge_engine="self"`` for the evaluated model itself
+(never cached); any other registered engine by name. Scores from any judge but GPT-4 are not comparable
+with published MT-Bench numbers: records name the judge.
+
+``judge_repeats`` (1) asks the judge that many times per item (seed = repeat index 0, 1, ...); an
+item's rating is the mean of its parsable ratings, and ``judge_std`` is the mean over items of the
+population std of their ratings. With one repeat everything reduces to FastChat's protocol. Judgments
+are cached on disk (:class:`harness.judge.JudgmentCache`, ``$HARNESS_CACHE/judgments/``), keyed by the
+judge, the full judge messages (question, answer, references, prompt text), decoding settings and the
+repeat index; a second evaluation with the same answers makes no judge requests (``cache=False``
+turns this off).
+
+**Metrics** (``show_result.py``): ``score`` = mean over every kept judgment (both turns, equal
+weight), ``score_turn1``, ``score_turn2``, ``score_<category>`` (that category's turns), ``unparsable``
+(judgments without a rating, over all repeats), ``judged`` (items with a rating), ``answer_tokens``
+(mean answer length in tokens of the evaluated model's tokenizer, the stripped text re-encoded without
+special tokens) and ``answer_words`` (whitespace-split words), ``judge_requests`` / ``judge_cached``
+(judge calls made / served from the cache), ``questions``, and ``judge_std`` when ``judge_repeats > 1``.
+Records, one per (question, turn): ``question_id, category, turn, temperature, prompt`` (that turn's
+user text), ``answer, judge, judge_prompt, judge_prompt_hash, judge_prompts_version, judgment, rating``
+(-1 when unparsable), ``ratings`` and ``judgments`` (per repeat), ``cached``. The prompt version is
+the four judge prompt names plus a SHA-256 prefix of their text. ``provides`` the turn-1 prompts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import statistics
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness import hookimpl
+from harness.context import DataContext, EvalContext, EvalResult
+from harness.data import Prompt, read_jsonl
+from harness.errors import HarnessError
+from harness.judge import JudgmentCache, cache_key, chat_prompt, make_judge, parse_rating
+from harness.params import param
+from harness.registry import BenchmarkSpec
+
+NAME = "mt-bench"
+PAPER = "Zheng et al. 2023, arXiv 2306.05685 (FastChat llm_judge, single-answer grading)"
+HUB_QUESTIONS = "HuggingFaceH4/mt_bench_prompts"
+PATH_HINT = "--set path=/dir/with/fastchat/files (question.jsonl, judge_prompts.jsonl, reference_answer_gpt-4.jsonl)"
+
+# FastChat gen_model_answer.py / common.py.
+TEMPERATURE_CONFIG: dict[str, float] = {
+    "writing": 0.7,
+    "roleplay": 0.7,
+    "extraction": 0.0,
+    "math": 0.0,
+    "coding": 0.0,
+    "reasoning": 0.0,
+    "stem": 0.1,
+    "humanities": 0.1,
+    "arena-hard-200": 0.0,
+}
+DEFAULT_TEMPERATURE = 0.7
+NEED_REF_CATS = ("math", "reasoning", "coding", "arena-hard-200")
+# (reference-guided, turn) -> judge prompt name
+JUDGE_PROMPT_FOR: dict[tuple[bool, int], str] = {
+    (False, 1): "single-v1",
+    (True, 1): "single-math-v1",
+    (False, 2): "single-v1-multi-turn",
+    (True, 2): "single-math-v1-multi-turn",
+}
+JUDGE_PROMPT_NAMES = ("single-v1", "single-math-v1", "single-v1-multi-turn", "single-math-v1-multi-turn")
+
+# FastChat data/judge_prompts.jsonl, the four single-answer prompts (Apache-2.0), used when the
+# data directory has no judge_prompts.jsonl and for hub questions.
+FASTCHAT_JUDGE_PROMPTS: dict[str, dict[str, str]] = {
+    "single-v1": {
+        "name": "single-v1",
+        "type": "single",
+        "system_prompt": "You are a helpful assistant.",
+        "prompt_template": (
+            "[Instruction]\n"
+            "Please act as an impartial judge and evaluate the quality of the response provided by "
+            "an AI assistant to the user question displayed below. Your evaluation should consider "
+            "factors such as the helpfulness, relevance, accuracy, depth, creativity, and level of "
+            "detail of the response. Begin your evaluation by providing a short explanation. Be as "
+            "objective as possible. After providing your explanation, you must rate the response on "
+            "a scale of 1 to 10 by strictly following this format: \"[[rating]]\", for example: "
+            "\"Rating: [[5]]\".\n"
+            "\n"
+            "[Question]\n"
+            "{question}\n"
+            "\n"
+            "[The Start of Assistant's Answer]\n"
+            "{answer}\n"
+            "[The End of Assistant's Answer]"
+        ),
+        "output_format": "[[rating]]",
+    },
+    "single-math-v1": {
+        "name": "single-math-v1",
+        "type": "single",
+        "system_prompt": "You are a helpful assistant.",
+        "prompt_template": (
+            "[Instruction]\n"
+            "Please act as an impartial judge and evaluate the quality of the response provided by "
+            "an AI assistant to the user question displayed below. Your evaluation should consider "
+            "correctness and helpfulness. You will be given a reference answer and the assistant's "
+            "answer. Begin your evaluation by comparing the assistant's answer with the reference "
+            "answer. Identify and correct any mistakes. Be as objective as possible. After providing "
+            "your explanation, you must rate the response on a scale of 1 to 10 by strictly "
+            "following this format: \"[[rating]]\", for example: \"Rating: [[5]]\".\n"
+            "\n"
+            "[Question]\n"
+            "{question}\n"
+            "\n"
+            "[The Start of Reference Answer]\n"
+            "{ref_answer_1}\n"
+            "[The End of Reference Answer]\n"
+            "\n"
+            "[The Start of Assistant's Answer]\n"
+            "{answer}\n"
+            "[The End of Assistant's Answer]"
+        ),
+        "output_format": "[[rating]]",
+    },
+    "single-v1-multi-turn": {
+        "name": "single-v1-multi-turn",
+        "type": "single",
+        "system_prompt": (
+            "Please act as an impartial judge and evaluate the quality of the response provided by "
+            "an AI assistant to the user question displayed below. Your evaluation should consider "
+            "factors such as the helpfulness, relevance, accuracy, depth, creativity, and level of "
+            "detail of the response. You evaluation should focus on the assistant's answer to the "
+            "second user question. Begin your evaluation by providing a short explanation. Be as "
+            "objective as possible. After providing your explanation, you must rate the response on "
+            "a scale of 1 to 10 by strictly following this format: \"[[rating]]\", for example: "
+            "\"Rating: [[5]]\".\n"
+            "\n"
+        ),
+        "prompt_template": (
+            "<|The Start of Assistant A's Conversation with User|>\n"
+            "\n"
+            "### User:\n"
+            "{question_1}\n"
+            "\n"
+            "### Assistant A:\n"
+            "{answer_1}\n"
+            "\n"
+            "### User:\n"
+            "{question_2}\n"
+            "\n"
+            "### Assistant A:\n"
+            "{answer_2}\n"
+            "\n"
+            "<|The End of Assistant A's Conversation with User|>"
+        ),
+        "output_format": "[[rating]]",
+    },
+    "single-math-v1-multi-turn": {
+        "name": "single-math-v1-multi-turn",
+        "type": "single",
+        "system_prompt": (
+            "Please act as an impartial judge and evaluate the quality of the response provided by "
+            "an AI assistant to the user question. Your evaluation should consider correctness and "
+            "helpfulness. You will be given a reference answer and the assistant's answer. You "
+            "evaluation should focus on the assistant's answer to the second question. Begin your "
+            "evaluation by comparing the assistant's answer with the reference answer. Identify and "
+            "correct any mistakes. Be as objective as possible. After providing your explanation, "
+            "you must rate the response on a scale of 1 to 10 by strictly following this format: "
+            "\"[[rating]]\", for example: \"Rating: [[5]]\".\n"
+            "\n"
+        ),
+        "prompt_template": (
+            "<|The Start of Reference Answer|>\n"
+            "\n"
+            "### User:\n"
+            "{question_1}\n"
+            "\n"
+            "### Reference answer:\n"
+            "{ref_answer_1}\n"
+            "\n"
+            "### User:\n"
+            "{question_2}\n"
+            "\n"
+            "### Reference answer:\n"
+            "{ref_answer_2}\n"
+            "\n"
+            "<|The End of Reference Answer|>\n"
+            "\n"
+            "\n"
+            "<|The Start of Assistant A's Conversation with User|>\n"
+            "\n"
+            "### User:\n"
+            "{question_1}\n"
+            "\n"
+            "### Assistant A:\n"
+            "{answer_1}\n"
+            "\n"
+            "### User:\n"
+            "{question_2}\n"
+            "\n"
+            "### Assistant A:\n"
+            "{answer_2}\n"
+            "\n"
+            "<|The End of Assistant A's Conversation with User|>"
+        ),
+        "output_format": "[[rating]]",
+    },
+}
+
+
+@dataclass(frozen=True)
+class MTBenchParams:
+    """MT-Bench settings (defaults: FastChat's)."""
+
+    path: str | None = param(
+        None, "directory with FastChat's question.jsonl, judge_prompts.jsonl, reference answers (None: hub)"
+    )
+    limit: int | None = param(None, "evaluate only the first N questions (80 in all, 2 turns each)")
+    max_new_tokens: int = param(1024, "answer length cap per turn (FastChat --max-new-token)")
+    judge_engine: str = param("openai", "judge engine: 'openai', 'hf' (local model), 'self', or any engine")
+    judge_model: str = param("gpt-4", "judge model: the served name (openai) or a load_model name (hf)")
+    judge_base_url: str = param("https://api.openai.com/v1", "OpenAI-compatible endpoint of the judge")
+    judge_api_key_env: str = param("OPENAI_API_KEY", "environment variable holding the judge's API key")
+    judge_repeats: int = param(1, "judgments per item; their mean is the rating, their spread judge_std")
+    judge_temperature: float = param(0.0, "judge sampling temperature (FastChat: 0)")
+    judge_max_new_tokens: int = param(2048, "judge output cap (FastChat: 2048 for OpenAI judges)")
+    judge_dtype: str = param("auto", "dtype of a local (hf) judge: float32, bfloat16, float16 or auto")
+    reference_model: str = param("gpt-4", "reference answers file: reference_answer/<name>.jsonl")
+    cache: bool = param(True, "reuse judgments cached under $HARNESS_CACHE/judgments")
+
+
+@dataclass
+class MTBenchData:
+    """Questions (``question_id``, ``category``, ``turns``), judge prompts by name, references by id."""
+
+    questions: list[dict[str, Any]]
+    judge_prompts: dict[str, dict[str, str]]
+    references: dict[int, list[str]]
+    source: str
+    judge_prompts_source: str
+
+
+# -- data ------------------------------------------------------------------------------------------------
+
+
+def load_data(path: str | None, reference_model: str = "gpt-4") -> MTBenchData:
+    """FastChat's files from ``path`` (see the module docstring), or the hub's questions when None."""
+    if path is None:
+        return _load_hub()
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise HarnessError(f"benchmark '{NAME}': path {root} is not a directory; {PATH_HINT}")
+    qdir = next((d for d in (root, root / "mt_bench") if (d / "question.jsonl").is_file()), None)
+    if qdir is None:
+        raise HarnessError(f"benchmark '{NAME}': no question.jsonl in {root} or {root / 'mt_bench'}; {PATH_HINT}")
+    questions = []
+    for row in read_jsonl(qdir / "question.jsonl", required=("question_id", "category", "turns")):
+        turns = row["turns"]
+        if not isinstance(turns, list) or len(turns) != 2 or not all(isinstance(t, str) for t in turns):
+            raise HarnessError(
+                f"{qdir / 'question.jsonl'}: question {row['question_id']} needs 2 turns (strings)"
+            )
+        questions.append({"question_id": int(row["question_id"]), "category": str(row["category"]), "turns": turns})
+
+    jp_file = next((d / "judge_prompts.jsonl" for d in (root, qdir, qdir.parent)
+                    if (d / "judge_prompts.jsonl").is_file()), None)
+    if jp_file is None:
+        prompts, jp_source = dict(FASTCHAT_JUDGE_PROMPTS), "embedded FastChat copy"
+    else:
+        rows = {r["name"]: r for r in read_jsonl(jp_file, required=("name", "system_prompt", "prompt_template"))}
+        missing = [n for n in JUDGE_PROMPT_NAMES if n not in rows]
+        if missing:
+            raise HarnessError(f"{jp_file}: missing judge prompt(s) {', '.join(missing)}; use FastChat's file")
+        prompts, jp_source = {n: rows[n] for n in JUDGE_PROMPT_NAMES}, str(jp_file)
+
+    references: dict[int, list[str]] = {}
+    ref_file = next((f for f in (qdir / "reference_answer" / f"{reference_model}.jsonl",
+                                 qdir / f"reference_answer_{reference_model}.jsonl") if f.is_file()), None)
+    if ref_file is not None:
+        for row in read_jsonl(ref_file, required=("question_id", "choices")):
+            try:
+                references[int(row["question_id"])] = list(row["choices"][0]["turns"])
+            except (KeyError, IndexError, TypeError):
+                raise HarnessError(
+                    f"{ref_file}: question {row['question_id']}: expected choices[0].turns (FastChat answer format)"
+                ) from None
+    return MTBenchData(questions, prompts, references, str(qdir), jp_source)
+
+
+def _load_hub() -> MTBenchData:
+    from harness.models import _hub_offline, hub_unreachable
+
+    reason = "HF_HUB_OFFLINE is set" if _hub_offline() else hub_unreachable()
+    if reason is None:
+        try:
+            import datasets
+
+            rows = list(datasets.load_dataset(HUB_QUESTIONS, split="train"))
+        except Exception as exc:  # noqa: BLE001 - any load failure becomes one line
+            reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+    if reason is not None:
+        raise HarnessError(
+            f"benchmark '{NAME}': path is not set and the hub dataset {HUB_QUESTIONS} cannot be loaded ({reason}); "
+            f"pass FastChat's files: {PATH_HINT}"
+        )
+    questions = [
+        {"question_id": 81 + i, "category": str(r["category"]), "turns": list(r["prompt"])} for i, r in enumerate(rows)
+    ]
+    return MTBenchData(questions, dict(FASTCHAT_JUDGE_PROMPTS), {}, HUB_QUESTIONS, "embedded FastChat copy")
+
+
+def temperature_for(category: str) -> float:
+    """FastChat's temperature for a category (0.7 for one it does not list); below 1e-4 means greedy."""
+    t = TEMPERATURE_CONFIG.get(category, DEFAULT_TEMPERATURE)
+    return 0.0 if t < 1e-4 else t
+
+
+def prompt_hash(prompt: Mapping[str, str]) -> str:
+    """SHA-256 prefix (12 hex) of one judge prompt's system prompt and template."""
+    blob = json.dumps([prompt["system_prompt"], prompt["prompt_template"]], ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:12]
+
+
+def prompts_version(prompts: Mapping[str, Mapping[str, str]]) -> str:
+    """``single-v1+single-math-v1+...@<sha12>``: the four prompt names and a hash of their text."""
+    blob = json.dumps([[n, prompts[n]["system_prompt"], prompts[n]["prompt_template"]] for n in JUDGE_PROMPT_NAMES],
+                      ensure_ascii=False)
+    return "+".join(JUDGE_PROMPT_NAMES) + "@" + hashlib.sha256(blob.encode("utf-8")).hexdigest()[:12]
+
+
+def judge_messages(
+    judge_prompt: Mapping[str, str], question: Mapping[str, Any], answers: list[str], turn: int,
+    reference: list[str] | None,
+) -> list[dict[str, str]]:
+    """``[system, user]`` for the judge, filled exactly as FastChat's ``run_judge_single``."""
+    kwargs: dict[str, str] = {}
+    if reference is not None:
+        kwargs["ref_answer_1"] = reference[0]
+        if turn == 2:
+            kwargs["ref_answer_2"] = reference[1]
+    template = judge_prompt["prompt_template"]
+    if turn == 2:
+        user = template.format(question_1=question["turns"][0], question_2=question["turns"][1],
+                               answer_1=answers[0], answer_2=answers[1], **kwargs)
+    else:
+        user = template.format(question=question["turns"][0], answer=answers[0], **kwargs)
+    return [{"role": "system", "content": judge_prompt["system_prompt"]}, {"role": "user", "content": user}]
+
+
+# -- evaluation ------------------------------------------------------------------------------------------
+
+
+def _check(p: MTBenchParams) -> None:
+    if p.max_new_tokens < 1 or p.judge_max_new_tokens < 1:
+        raise HarnessError(f"benchmark '{NAME}': max_new_tokens and judge_max_new_tokens must be >= 1")
+    if p.judge_repeats < 1:
+        raise HarnessError(f"benchmark '{NAME}': judge_repeats must be >= 1, got {p.judge_repeats}")
+    if p.judge_temperature < 0:
+        raise HarnessError(f"benchmark '{NAME}': judge_temperature must be >= 0")
+
+
+def _check_api_key(p: MTBenchParams) -> None:
+    """Refuse the OpenAI API without a key before any answer is generated."""
+    if (p.judge_engine == "openai" and "api.openai.com" in p.judge_base_url
+            and not os.environ.get(p.judge_api_key_env)):
+        raise HarnessError(
+            f"benchmark '{NAME}': the judge is {p.judge_base_url} but {p.judge_api_key_env} is not set; set it, or "
+            f"judge with a local server (--set judge_base_url=http://host:port/v1 --set judge_model=<name>) "
+            f"or a local model (--set judge_engine=hf --set judge_model=smollm2-135m)"
+        )
+
+
+def _generate_turn(ctx: EvalContext, questions: list[dict[str, Any]], answers: dict[int, list[str]], turn: int,
+                   max_new_tokens: int) -> None:
+    """Generate ``turn`` (1 or 2) for every question, one engine call per temperature; appends to answers."""
+    tokenizer = ctx.encoder.tokenizer
+    by_temp: dict[float, list[tuple[dict[str, Any], Prompt]]] = {}
+    for q in questions:
+        qid = q["question_id"]
+        messages = [{"role": "user", "content": q["turns"][0]}]
+        if turn == 2:
+            messages += [{"role": "assistant", "content": answers[qid][0]}, {"role": "user", "content": q["turns"][1]}]
+        temp = temperature_for(q["category"])
+        meta = {"question_id": qid, "category": q["category"], "turn": turn}
+        by_temp.setdefault(temp, []).append((q, chat_prompt(tokenizer, messages, meta)))
+    for temp, items in by_temp.items():
+        prompts = [pr for _, pr in items]
+        stop = ("\nUser:",) if any(pr.meta.get("plain_chat") for pr in prompts) else ()
+        outs = ctx.engine.generate(prompts, n=1, temperature=temp, max_new_tokens=max_new_tokens, stop=stop,
+                                   seed=ctx.seed)
+        for (q, _), comps in zip(items, outs, strict=True):
+            answers.setdefault(q["question_id"], []).append(comps[0].text.strip())
+
+
+def _mean(values: list[float]) -> float:
+    return float(statistics.fmean(values)) if values else float("nan")
+
+
+def evaluate(ctx: EvalContext) -> EvalResult:
+    """Answer both turns with the evaluated model, judge every turn, aggregate (see the module docstring)."""
+    p: MTBenchParams = ctx.params
+    _check(p)
+    data = load_data(p.path, p.reference_model)
+    questions = data.questions[: ctx.limit] if ctx.limit is not None else data.questions
+    if not questions:
+        raise HarnessError(f"benchmark '{NAME}': no questions to evaluate (limit={ctx.limit})")
+    lacking = [q["question_id"] for q in questions
+               if q["category"] in NEED_REF_CATS and q["question_id"] not in data.references]
+    if lacking:
+        raise HarnessError(
+            f"benchmark '{NAME}': no {p.reference_model} reference answers for question(s) "
+            f"{', '.join(map(str, lacking[:5]))}{'...' if len(lacking) > 5 else ''} (reference-guided categories); "
+            f"{PATH_HINT}"
+        )
+    _check_api_key(p)
+    device = str(ctx.lm.device) if ctx.lm is not None else "cpu"
+    judge = make_judge(
+        p.judge_engine, p.judge_model, base_url=p.judge_base_url, api_key_env=p.judge_api_key_env,
+        self_engine=ctx.engine, self_tokenizer=ctx.encoder.tokenizer, device=device, dtype=p.judge_dtype,
+    )
+
+    ctx.progress(f"{NAME}: answering {len(questions)} questions x 2 turns")
+    answers: dict[int, list[str]] = {}
+    _generate_turn(ctx, questions, answers, 1, p.max_new_tokens)
+    _generate_turn(ctx, questions, answers, 2, p.max_new_tokens)
+
+    version = prompts_version(data.judge_prompts)
+    items: list[dict[str, Any]] = []
+    for q in questions:
+        qid = q["question_id"]
+        ref = q["category"] in NEED_REF_CATS
+        for turn in (1, 2):
+            name = JUDGE_PROMPT_FOR[(ref, turn)]
+            jp = data.judge_prompts[name]
+            messages = judge_messages(jp, q, answers[qid], turn, data.references[qid] if ref else None)
+            items.append({"q": q, "turn": turn, "name": name, "hash": prompt_hash(jp), "messages": messages})
+
+    cache = JudgmentCache() if (p.cache and judge.cacheable) else None
+    requests = cached = 0
+    for r in range(p.judge_repeats):
+        settings = {"temperature": p.judge_temperature, "max_new_tokens": p.judge_max_new_tokens, "seed": r}
+        todo = []
+        for item in items:
+            key = cache_key(judge=judge.key, messages=item["messages"], settings=settings, repeat=r)
+            hit = cache.get(key) if cache is not None else None
+            if hit is not None and isinstance(hit.get("judgment"), str):
+                item.setdefault("judgments", []).append(hit["judgment"])
+                item.setdefault("from_cache", []).append(True)
+                cached += 1
+            else:
+                item.setdefault("judgments", []).append(None)
+                item.setdefault("from_cache", []).append(False)
+                todo.append((item, key))
+        if todo:
+            ctx.progress(f"{NAME}: judging {len(todo)} turns with {judge.name} (repeat {r + 1}/{p.judge_repeats})")
+        for start in range(0, len(todo), _JUDGE_CHUNK):
+            chunk = todo[start : start + _JUDGE_CHUNK]
+            texts = judge.generate([it["messages"] for it, _ in chunk], temperature=p.judge_temperature,
+                                   max_new_tokens=p.judge_max_new_tokens, seed=r)
+            requests += len(chunk)
+            for (item, key), text in zip(chunk, texts, strict=True):
+                item["judgments"][r] = text
+                if cache is not None:
+                    cache.put(key, {"judgment": text, "judge": judge.name, "judge_prompt": item["name"],
+                                    "rating": parse_rating(text)})
+
+    return _aggregate(ctx, items, answers, judge.name, version, p.judge_repeats, requests, cached, len(questions))
+
+
+_JUDGE_CHUNK = 32  # judgments per engine call; the cache is written after each call
+
+
+def _aggregate(ctx: EvalContext, items: list[dict[str, Any]], answers: dict[int, list[str]], judge_name: str,
+               version: str, repeats: int, requests: int, cached: int, n_questions: int) -> EvalResult:
+    tokenizer = ctx.encoder.tokenizer
+    kept: list[tuple[int, str, float]] = []  # (turn, category, rating)
+    unparsable = 0
+    stds: list[float] = []
+    records: list[dict[str, Any]] = []
+    for item in items:
+        q, turn = item["q"], item["turn"]
+        ratings = [parse_rating(t) for t in item["judgments"]]
+        valid = [x for x in ratings if x != -1]
+        unparsable += len(ratings) - len(valid)
+        rating = _mean(valid) if valid else -1.0
+        if valid:
+            kept.append((turn, q["category"], rating))
+            if repeats > 1:
+                stds.append(statistics.pstdev(valid) if len(valid) > 1 else 0.0)
+        answer = answers[q["question_id"]][turn - 1]
+        records.append({
+            "question_id": q["question_id"],
+            "category": q["category"],
+            "turn": turn,
+            "temperature": temperature_for(q["category"]),
+            "prompt": q["turns"][turn - 1],
+            "answer": answer,
+            "judge": judge_name,
+            "judge_prompt": item["name"],
+            "judge_prompt_hash": item["hash"],
+            "judge_prompts_version": version,
+            "judgment": item["judgments"][0],
+            "rating": rating,
+            "ratings": ratings,
+            "judgments": item["judgments"],
+            "cached": all(item["from_cache"]),
+        })
+    all_answers = [a for qa in answers.values() for a in qa]
+    metrics: dict[str, float] = {
+        "score": _mean([x for _, _, x in kept]),
+        "score_turn1": _mean([x for t, _, x in kept if t == 1]),
+        "score_turn2": _mean([x for t, _, x in kept if t == 2]),
+    }
+    for cat in sorted({it["q"]["category"] for it in items}):
+        metrics[f"score_{cat}"] = _mean([x for _, c, x in kept if c == cat])
+    metrics.update({
+        "unparsable": float(unparsable),
+        "judged": float(len(kept)),
+        "questions": float(n_questions),
+        "answer_tokens": _mean([float(len(tokenizer.encode(a, add_special_tokens=False))) for a in all_answers]),
+        "answer_words": _mean([float(len(a.split())) for a in all_answers]),
+        "judge_requests": float(requests),
+        "judge_cached": float(cached),
+    })
+    if repeats > 1:
+        metrics["judge_std"] = _mean(stds)
+    if math.isnan(metrics["score"]):
+        ctx.progress(f"{NAME}: no judgment had a rating; check the judge ({judge_name})")
+    return EvalResult(metrics=metrics, records=records)
+
+
+def _data(kind: str, ctx: DataContext) -> list[Prompt]:
+    if kind != "prompts":
+        raise HarnessError(f"benchmark '{NAME}' provides prompts (turn 1), not '{kind}'")
+    p: MTBenchParams = ctx.params
+    data = load_data(p.path, p.reference_model)
+    return [
+        chat_prompt(ctx.encoder.tokenizer, [{"role": "user", "content": q["turns"][0]}],
+                    {"question_id": q["question_id"], "category": q["category"], "turn": 1})
+        for q in data.questions
+    ]
+
+
+SPEC = BenchmarkSpec(
+    name=NAME,
+    description="MT-Bench: 80 two-turn questions, FastChat single-answer LLM-judge grading (1-10)",
+    paper=PAPER,
+    evaluate=evaluate,
+    params=MTBenchParams,
+    version="1",
+    provides=frozenset({"prompts"}),
+    data=_data,
+)
+
+
+@hookimpl
+def register_benchmarks(register: Callable[[BenchmarkSpec], None]) -> None:
+    """Register ``mt-bench``."""
+    register(SPEC)
+
+
+__all__ = [
+    "FASTCHAT_JUDGE_PROMPTS",
+    "JUDGE_PROMPT_FOR",
+    "MTBenchData",
+    "MTBenchParams",
+    "NEED_REF_CATS",
+    "SPEC",
+    "TEMPERATURE_CONFIG",
+    "evaluate",
+    "judge_messages",
+    "load_data",
+    "prompt_hash",
+    "prompts_version",
+    "register_benchmarks",
+    "temperature_for",
+]
