@@ -234,19 +234,26 @@ def run(ctx: click.Context, model: str, method: str, benchmark: str, evals: tupl
 @click.option("--benchmark", "benchmarks_", multiple=True, required=True, help="A benchmark; repeatable.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Benchmark parameter; repeatable.")
+@click.option("--limit", type=int, default=None, help="Evaluate at most this many items of each benchmark.")
 @click.option("--engine", default="hf", show_default=True)
 @click.option("--dtype", default="float32", show_default=True)
 @click.option("--device", default="cpu", show_default=True)
+@click.option("--out", "out", type=click.Path(path_type=Path), default=None,
+              help="Write metrics and per-item records as JSON here.")
 @click.pass_context
 def eval_(ctx: click.Context, model: str, benchmarks_: tuple[str, ...], seed: int, sets: tuple[str, ...],
-          engine: str, dtype: str, device: str) -> None:
-    """Evaluate a model on benchmarks, without training."""
+          limit: int | None, engine: str, dtype: str, device: str, out: Path | None) -> None:
+    """Evaluate a model on benchmarks, without training (baseline rows)."""
     from harness.run import evaluate_model
 
     host = _host(ctx)
     host.raise_import_errors()
+    records: list[dict[str, Any]] = []
     metrics = evaluate_model(host, model, list(benchmarks_), parse_set(sets), seed=seed, engine=engine,
-                             dtype=dtype, device=device, log=click.echo)
+                             dtype=dtype, device=device, log=click.echo, limit=limit, records=records)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"model": model, "metrics": metrics, "records": records}, indent=1, default=str))
     click.echo(tabulate(sorted(metrics.items()), headers=["metric", "value"], floatfmt=".4f"))
 
 

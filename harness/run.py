@@ -298,8 +298,13 @@ def evaluate_model(
     dtype: str = "float32",
     device: str = "cpu",
     log: Callable[[str], None] = print,
+    limit: int | None = None,
+    records: list[dict[str, Any]] | None = None,
 ) -> dict[str, float]:
-    """Evaluate a model as loaded (no training) on benchmarks; ``overrides`` apply to the first one."""
+    """Evaluate a model as loaded (no training) on benchmarks; ``overrides`` apply to the first one.
+
+    ``limit`` caps every benchmark's items; per-item records are appended to ``records`` if given.
+    """
     seed_everything(seed)
     loaded = load_model(model, seed=seed, dtype=dtype, device=device)
     spec = host.registry.engine(engine)
@@ -312,6 +317,9 @@ def evaluate_model(
         params = apply_overrides(bench.params, overrides if i == 0 else {}, where=f"benchmark {name}",
                                  from_string=True)
         res = bench.evaluate(EvalContext(engine=lm.engine, lm=lm, encoder=lm.encoder, params=params, seed=seed,
-                                         limit=getattr(params, "limit", None), progress=log))
+                                         limit=limit if limit is not None else getattr(params, "limit", None),
+                                         progress=log))
         metrics.update({f"{name}/{k}": float(v) for k, v in res.metrics.items()})
+        if records is not None:
+            records.extend({"benchmark": name, **r} for r in res.records)
     return metrics

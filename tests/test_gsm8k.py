@@ -387,3 +387,17 @@ def test_reward() -> None:
     assert r("#### 999") == 0.0 and r("I don't know") == 0.0
     with pytest.raises(HarnessError, match="meta"):
         reward(Prompt(ids=(1,)), Completion(Prompt(ids=(1,)), (), "#### 1"))
+
+
+@needs_data
+def test_oracles_on_the_whole_test_split() -> None:
+    """Gold solutions score 100% strict; 'The answer is N' scores 0 strict and 100% flexible."""
+    test = g.load_split(_params(), "test")
+    assert len(test) == 1319
+    params = _params(chunk_size=1319)
+    gold = SPECS["gsm8k"].evaluate(_eval_ctx(QueueEngine([t.answer for t in test]), params)).metrics
+    assert gold["exact_match,strict-match"] == 1.0
+    plain = [f"The answer is {g.final_answer(t.answer)}." for t in test]
+    said = SPECS["gsm8k"].evaluate(_eval_ctx(QueueEngine(plain), params)).metrics
+    assert said["exact_match,strict-match"] == 0.0
+    assert said["exact_match,flexible-extract"] == 1.0
