@@ -1,0 +1,86 @@
+"""Iterated best-of-n / filtered behaviour cloning: keep each prompt's best on-policy sample and imitate it.
+
+Paper: as run by Tajwar et al. 2024 (arXiv 2404.14367), bandit code: ``-log pi(a_best)`` over N = 10
+samples per state, refreshed every epoch from the current policy (LLM code ``bofn.py``). The
+negative-gradient variant adds ``+beta * log pi(a_worst)``, pushing the worst sample down.
+
+**Loss.** Per row (one per prompt) ``-log pi(y_best|x) + beta * log pi(y_worst|x)``, summed over
+response tokens. With ``beta = 0`` (default) this is pure maximum likelihood on the filtered samples
+(no negative gradient). With ``beta > 0`` and no reference, log pi(y_worst) can be pushed down without
+bound; keep beta small (the paper's "constrained" variant, minus log pi_ref, is not implemented).
+
+**Data.** Each round samples ``n`` completions per prompt from the current policy with the shared
+:func:`harness.samplers.best_of_n` sampler, scored by the method's reward (summed if dense). Sample
+reuse is ``train.steps``. Defaults: n = 10 (bandit); lr 1e-3 is the bandit code's on-policy BoN lr;
+rounds/steps are ours (same budget as ``reinforce``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from harness import hookimpl
+from harness.context import RoundContext
+from harness.data import PROMPTS, REWARD, Row
+from harness.logprobs import LogProbBatch
+from harness.params import param
+from harness.pg import ON_POLICY_TRAIN_DEFAULTS, response_length
+from harness.registry import MethodHooks, MethodSpec
+from harness.rewards import RewardParams, ScalarReward, current_reward, prepare_reward
+from harness.samplers import best_of_n
+
+PAPER = "Tajwar et al. 2024, arXiv 2404.14367 (iterated best-of-N / filtered BC)"
+
+
+@dataclass(frozen=True)
+class BestOfNParams(RewardParams):
+    n: int = param(10, "samples per prompt per round; the best is kept (bandit code: N = 10)")
+    beta: float = param(0.0, "weight of +log pi(worst sample): the negative-gradient variant (0 = off)")
+    limit: int | None = param(None, "prompts per round, a fresh random subset each round (None = all)")
+    temperature: float = param(1.0, "sampling temperature")
+    max_new_tokens: int | None = param(None, "generated length (None: the longest benchmark response)")
+
+
+def best_of_n_loss(best: torch.Tensor, worst: torch.Tensor | None = None, *, beta: float = 0.0
+                   ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Per-row ``-log pi(best) + beta * log pi(worst)`` (the second term only with ``worst``)."""
+    loss = -best
+    metrics = {"logp_best": best.mean().detach()}
+    if worst is not None and beta:
+        loss = loss + beta * worst
+        metrics["logp_worst"] = worst.mean().detach()
+    return loss, metrics
+
+
+def objective(batch: LogProbBatch, params: BestOfNParams) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    loss, metrics = best_of_n_loss(batch.logps["best"], batch.logps.get("worst"), beta=params.beta)
+    return loss, {**metrics, "reward": batch.values["reward"].mean()}
+
+
+def sampler(ctx: RoundContext) -> list[Row]:
+    p: BestOfNParams = ctx.params
+    generation = {"temperature": p.temperature, "max_new_tokens": response_length(ctx, p.max_new_tokens)}
+    return best_of_n(ctx, n=p.n, limit=p.limit, with_worst=p.beta > 0, generation=generation,
+                     score=ScalarReward(current_reward(ctx)))
+
+
+@hookimpl
+def register_methods(register) -> None:  # noqa: ANN001
+    """Register ``best-of-n``."""
+    register(
+        MethodSpec(
+            name="best-of-n",
+            description="Iterated best-of-n / filtered BC: imitate each prompt's best on-policy sample "
+            "(beta > 0: also push down the worst)",
+            paper=PAPER,
+            sampler=sampler,
+            objective=objective,
+            params=BestOfNParams,
+            needs=frozenset({PROMPTS, REWARD}),
+            reference="none",
+            hooks=MethodHooks(on_round_start=prepare_reward),
+            train_defaults={**ON_POLICY_TRAIN_DEFAULTS, "rounds": 10, "steps": 15, "batch_size": 10, "lr": 1e-3},
+        )
+    )

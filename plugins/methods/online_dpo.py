@@ -1,0 +1,140 @@
+"""On-policy (online) DPO and IPO: preference pairs sampled from the current policy, ranked by a reward.
+
+Paper: Tajwar et al. 2024 (arXiv 2404.14367), section "on-policy sampling and negative gradients":
+DPO/IPO applied to pairs drawn from pi_theta and ranked by a (proxy) reward, refreshed every batch.
+Their bandit code uses N = 10 samples per state and ALL C(N, 2) pairs ranked by the true reward, DPO
+beta 0.05 and IPO target margin 10; their LLM code (``online_dpo.py``) mixes offline preference pairs
+into the online ones with a ``mixing_ratio``.
+
+**Data.** Each round, :func:`harness.samplers.on_policy_preferences` draws ``n`` samples per prompt
+(``limit`` prompts) from the current policy, scores them with the method's reward (``reward_source``:
+the benchmark's true reward, a Bradley-Terry RM fitted on the offline pairs, or an LLM judge), and
+keeps every pair (``pairs="all"``) or the best/worst pair per prompt whose reward gap exceeds
+``min_gap``; ties are dropped. With ``mix > 0`` offline pairs are added so that they make up a fraction
+``mix`` of the round's rows (drawn with the round's seeded rng). The reference is the initial policy.
+Sample reuse is ``train.steps`` (optimizer steps on each round's pairs).
+
+**Losses.** ``online-dpo``: :func:`alignment_harness_plugins.methods.dpo.dpo_loss`; ``online-ipo``:
+:func:`alignment_harness_plugins.methods.ipo.ipo_loss` with target 1/(2 tau) (tau 0.05: margin 10).
+
+Choices: the reward must be sequence-level here (the shared sampler calls ``ctx.reward``). A round
+where every sample ties (a converged, deterministic policy) yields no pair; it then trains on one
+zero-weight placeholder (zero gradient) instead of failing. Rows carry ``weight`` (0 only there).
+Rounds/steps/batch/lr are ours, sized for the tiny didactic runs; the bandit code's on-policy IPO used
+lr 1e-2 on its MLP, 100 rounds x 15 steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from alignment_harness_plugins.methods.dpo import dpo_loss
+from alignment_harness_plugins.methods.ipo import preference_objective
+from harness import hookimpl
+from harness.context import RoundContext
+from harness.data import PROMPTS, REWARD, Row, Sequence
+from harness.errors import HarnessError
+from harness.logprobs import LogProbBatch
+from harness.params import param
+from harness.pg import ON_POLICY_TRAIN_DEFAULTS, response_length
+from harness.registry import MethodHooks, MethodSpec
+from harness.rewards import RewardParams, prepare_reward
+from harness.samplers import offline_preferences, on_policy_preferences
+
+PAPER = "Tajwar et al. 2024, arXiv 2404.14367 (on-policy DPO/IPO); DPO: Rafailov et al. 2023; IPO: Azar et al. 2023"
+Metrics = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class OnlineDPOParams(RewardParams):
+    beta: float = param(0.05, "DPO inverse temperature (bandit code: 0.05)")
+    n: int = param(10, "samples per prompt per round, ranked into pairs (bandit code: N = 10)")
+    pairs: Literal["all", "best-worst"] = param("all", "all C(n, 2) pairs (bandit code) or one best/worst pair")
+    min_gap: float = param(0.0, "keep a pair only if its reward gap exceeds this")
+    mix: float = param(0.0, "fraction of offline preference pairs in each round's rows (LLM code: 0-0.9)")
+    limit: int | None = param(None, "prompts per round, a fresh random subset each round (None = all)")
+    temperature: float = param(1.0, "sampling temperature")
+    max_new_tokens: int | None = param(None, "generated length (None: the longest benchmark response)")
+
+
+@dataclass(frozen=True)
+class OnlineIPOParams(RewardParams):
+    tau: float = param(0.05, "IPO tau; target margin 1/(2 tau) (0.05 -> 10, the bandit code's)")
+    normalize: Literal["sum", "mean"] = param("sum", "h summed over tokens, or averaged (TRL's IPO)")
+    n: int = param(10, "samples per prompt per round, ranked into pairs (bandit code: N = 10)")
+    pairs: Literal["all", "best-worst"] = param("all", "all C(n, 2) pairs (bandit code) or one best/worst pair")
+    min_gap: float = param(0.0, "keep a pair only if its reward gap exceeds this")
+    mix: float = param(0.0, "fraction of offline preference pairs in each round's rows (LLM code: 0-0.9)")
+    limit: int | None = param(None, "prompts per round, a fresh random subset each round (None = all)")
+    temperature: float = param(1.0, "sampling temperature")
+    max_new_tokens: int | None = param(None, "generated length (None: the longest benchmark response)")
+
+
+def sampler(ctx: RoundContext) -> list[Row]:
+    """Fresh on-policy pairs (values: rewards, ``online`` = 1), plus offline pairs at fraction ``mix``."""
+    p = ctx.params
+    if not 0.0 <= p.mix < 1.0:
+        raise HarnessError(f"mix must be in [0, 1), got {p.mix}")
+    generation = {"temperature": p.temperature, "max_new_tokens": response_length(ctx, p.max_new_tokens)}
+    online = [
+        Row(r.seqs, {**r.values, "online": 1.0, "weight": 1.0})
+        for r in on_policy_preferences(ctx, n=p.n, limit=p.limit, pairs=p.pairs, min_gap=p.min_gap,
+                                       generation=generation)
+    ]
+    k = round(p.mix / (1.0 - p.mix) * len(online))
+    offline = []
+    if k > 0:
+        pool = offline_preferences(ctx)
+        picked = ctx.rng.sample(pool, k) if k <= len(pool) else ctx.rng.choices(pool, k=k)
+        offline = [Row(r.seqs, {"reward_chosen": 0.0, "reward_rejected": 0.0, "online": 0.0, "weight": 1.0})
+                   for r in picked]
+    if not online:
+        # Every sample tied (e.g. a converged, deterministic policy): nothing to compare this round. One
+        # zero-weight placeholder pair of empty responses keeps the round going with zero gradients.
+        prompt = ctx.data.prompts()[0]
+        empty = Sequence(prompt, ())
+        online = [Row({"chosen": empty, "rejected": empty},
+                      {"reward_chosen": 0.0, "reward_rejected": 0.0, "online": 0.0, "weight": 0.0})]
+    return online + offline
+
+
+def _gap(batch: LogProbBatch) -> torch.Tensor:
+    online = batch.values["online"]
+    gap = (batch.values["reward_chosen"] - batch.values["reward_rejected"]) * online
+    return gap.sum() / online.sum().clamp(min=1)
+
+
+def dpo_objective(batch: LogProbBatch, params: OnlineDPOParams) -> tuple[torch.Tensor, Metrics]:
+    loss, metrics = dpo_loss(batch.logps["chosen"], batch.logps["rejected"], batch.ref_logps["chosen"],
+                             batch.ref_logps["rejected"], beta=params.beta)
+    return loss * batch.values["weight"], {**metrics, "reward_gap": _gap(batch)}
+
+
+def ipo_objective(batch: LogProbBatch, params: OnlineIPOParams) -> tuple[torch.Tensor, Metrics]:
+    loss, metrics = preference_objective(batch, params)
+    return loss * batch.values["weight"], {**metrics, "reward_gap": _gap(batch)}
+
+
+TRAIN = {**ON_POLICY_TRAIN_DEFAULTS, "rounds": 10, "steps": 15, "batch_size": 128, "lr": 1e-3}
+
+
+@hookimpl
+def register_methods(register) -> None:  # noqa: ANN001
+    """Register ``online-dpo`` and ``online-ipo``."""
+    common = dict(paper=PAPER, sampler=sampler, needs=frozenset({PROMPTS, REWARD}), reference="initial",
+                  hooks=MethodHooks(on_round_start=prepare_reward))
+    register(MethodSpec(
+        name="online-dpo",
+        description="On-policy DPO: pairs sampled from the current policy, ranked by the reward "
+        "(optionally mixed with offline pairs)",
+        objective=dpo_objective, params=OnlineDPOParams, train_defaults=TRAIN, **common,
+    ))
+    register(MethodSpec(
+        name="online-ipo",
+        description="On-policy IPO: pairs sampled from the current policy, ranked by the reward, "
+        "(h_w - h_l - 1/(2 tau))^2",
+        objective=ipo_objective, params=OnlineIPOParams, train_defaults=TRAIN, **common,
+    ))

@@ -1,0 +1,215 @@
+"""PPO: clipped policy optimisation with a value head, GAE and an adaptive KL penalty to the reference.
+
+Paper: Schulman et al. 2017 (PPO, arXiv 1707.06347) in the RLHF form of Ziegler et al. 2019 (arXiv
+1909.08593): per-token reward ``r_t = R_t - kl_coef * (log pi_old(a_t) - log pi_ref(a_t))`` with the
+task reward R at the last token (or dense), GAE advantages, several epochs on each sampled batch.
+Defaults from Tajwar et al. 2024 (arXiv 2404.14367), whose PPO (TRL-based) uses clip 0.2, value
+coefficient 0.1, adaptive KL with initial coefficient 0.2 and target 6, GAE lambda 0.95 (lr 1e-6 on
+Pythia-1.4B; ours is sized for the tiny didactic runs).
+
+**Per round** (the sampler; everything a step needs is fixed here, so the objective is pure and
+batch-independent):
+
+1. ``n`` samples per prompt from the current policy, scored by the method's reward (dense rewards are
+   kept per token, :func:`harness.rewards.token_rewards`);
+2. one no-grad forward of the policy gives pi_old's per-token log-probs and the hidden states the
+   value head reads (old values V_old); one of the reference gives pi_ref's per-token log-probs;
+3. KL-penalised per-token rewards, GAE (gamma, lambda) -> advantages and returns; advantages are
+   whitened over all of the round's tokens (TRL whitens over the rollout batch);
+4. the adaptive controller (``ctx.state``, saved with checkpoints) is updated with the round's mean
+   sequence KL, Ziegler et al.'s rule with ``n_steps`` = the round's sample count.
+
+Per-token quantities travel in row values ``old_logp@t, old_value@t, adv@t, ret@t``
+(:func:`harness.pg.token_values`). **The value head** is a linear layer on the policy's final hidden
+state (``MethodSpec.modules``; its parameters join the optimizer, and the value loss also trains the
+shared trunk, as in TRL's value-head model). The sampler reaches it through a weak map from the
+policy model to its head (:func:`value_head_of`), because round contexts don't carry the modules.
+
+**Loss** per row: ``mean_t clipped_surrogate + vf_coef * mean_t clipped_value_loss - entropy_coef *
+mean_t H`` (token means within the row). **Sample reuse** (PPO epochs) is ``train.steps``: with the
+default ``train.batch_size`` = one round's samples, each step is one epoch over the fresh batch (TRL's
+default: 4 epochs of one minibatch each).
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from harness import hookimpl
+from harness.context import RoundContext
+from harness.data import PROMPTS, REWARD, Row
+from harness.errors import HarnessError
+from harness.logprobs import LogProbBatch, masked_mean
+from harness.params import param
+from harness.pg import (
+    ON_POLICY_TRAIN_DEFAULTS,
+    AdaptiveKLController,
+    clipped_surrogate,
+    clipped_value_loss,
+    entropy_from_logits,
+    gae,
+    kl_k1,
+    kl_k3,
+    rollouts,
+    stack_token_values,
+    token_logprobs,
+    token_values,
+    whiten,
+)
+from harness.registry import MethodHooks, MethodSpec
+from harness.rewards import RewardParams, prepare_reward, sequence_reward, token_rewards
+
+PAPER = "Schulman et al. 2017, arXiv 1707.06347; Ziegler et al. 2019, arXiv 1909.08593; Tajwar et al. 2024"
+Metrics = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class PPOParams(RewardParams):
+    clip: float = param(0.2, "policy ratio clip epsilon (Tajwar et al.: 0.2)")
+    vf_coef: float = param(0.1, "value-loss coefficient (Tajwar et al.: 0.1)")
+    value_clip: float = param(0.2, "value clip range around the old values (TRL: 0.2)")
+    kl_init: float = param(0.2, "initial KL-penalty coefficient (Tajwar et al.: 0.2)")
+    kl_target: float | None = param(6.0, "target sequence KL of the adaptive controller (None = fixed)")
+    kl_horizon: int = param(10_000, "horizon of the adaptive KL controller (Ziegler et al.: 10000)")
+    gamma: float = param(1.0, "discount")
+    lam: float = param(0.95, "GAE lambda (Tajwar et al.: 0.95)")
+    whiten_advantages: bool = param(True, "whiten advantages over the round's tokens (TRL does)")
+    entropy_coef: float = param(0.0, "entropy bonus")
+    n: int = param(10, "samples per prompt per round (bandit budget: N = 10)")
+    limit: int | None = param(None, "prompts per round, a fresh random subset each round (None = all)")
+    temperature: float = param(1.0, "sampling temperature")
+    max_new_tokens: int | None = param(None, "generated length (None: the longest benchmark response)")
+
+
+class ValueHead(torch.nn.Module):
+    """``V(s_t) = w . h_t + b`` on the hidden state that predicts token t; zero-initialised (V = 0)."""
+
+    def __init__(self, hidden_size: int) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(hidden_size, 1)
+        torch.nn.init.zeros_(self.linear.weight)
+        torch.nn.init.zeros_(self.linear.bias)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.linear(hidden.to(self.linear.weight.dtype)).squeeze(-1)
+
+
+_HEADS: weakref.WeakKeyDictionary[Any, ValueHead] = weakref.WeakKeyDictionary()
+
+
+def make_value_head(model: Any, params: PPOParams) -> ValueHead:
+    """``MethodSpec.modules``: a value head sized to ``model``, remembered for the sampler."""
+    head = ValueHead(model.config.hidden_size).to(next(model.parameters()).device)
+    _HEADS[model] = head
+    return head
+
+
+def value_head_of(model: Any) -> ValueHead:
+    """The value head made for ``model`` by :func:`make_value_head`."""
+    try:
+        return _HEADS[model]
+    except KeyError:
+        raise HarnessError(
+            "ppo: no value head for this policy; build the Trainer with modules=spec.modules(policy.model, params)"
+        ) from None
+
+
+def ppo_loss(logp: torch.Tensor, mask: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor,
+             values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, *, clip: float,
+             vf_coef: float, value_clip: float) -> tuple[torch.Tensor, Metrics]:
+    """Per-row PPO loss: token-mean clipped surrogate + ``vf_coef`` x token-mean clipped value loss."""
+    pg_t, clipped = clipped_surrogate(logp, old_logp, advantages, clip)
+    vf_t = clipped_value_loss(values, old_values, returns, value_clip)
+    pg, vf = masked_mean(pg_t, mask), masked_mean(vf_t, mask)
+    metrics = {
+        "pg_loss": pg.mean().detach(),
+        "vf_loss": vf.mean().detach(),
+        "clipfrac": masked_mean(clipped, mask).mean(),
+        "approx_kl_old": masked_mean(kl_k3(logp.detach(), old_logp), mask).mean(),
+    }
+    return pg + vf_coef * vf, metrics
+
+
+def objective(batch: LogProbBatch, params: PPOParams) -> tuple[torch.Tensor, Metrics]:
+    tok = batch.tokens["sample"]
+    width = tok.mask.shape[1]
+    get = lambda name: stack_token_values(batch.values, name, width)  # noqa: E731
+    values = batch.modules(tok.hidden)
+    loss, metrics = ppo_loss(tok.token_logps, tok.mask, get("old_logp"), get("adv"), values, get("old_value"),
+                             get("ret"), clip=params.clip, vf_coef=params.vf_coef, value_clip=params.value_clip)
+    if params.entropy_coef:
+        entropy = masked_mean(entropy_from_logits(tok.logits), tok.mask)
+        loss = loss - params.entropy_coef * entropy
+        metrics["entropy"] = entropy.mean().detach()
+    return loss, {**metrics, "reward": batch.values["reward"].mean(), "kl_coef": batch.values["kl_coef"].mean()}
+
+
+def _pad(rows: list[torch.Tensor], width: int) -> torch.Tensor:
+    out = torch.zeros(len(rows), width)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+    return out
+
+
+def sampler(ctx: RoundContext) -> list[Row]:
+    p: PPOParams = ctx.params
+    if ctx.reference is None:
+        raise HarnessError("ppo needs a reference model for its KL penalty")
+    outs = [o for o in rollouts(ctx, n=p.n, limit=p.limit, temperature=p.temperature,
+                                max_new_tokens=p.max_new_tokens) if o.completion.ids]
+    seqs = [o.sequence for o in outs]
+    head = value_head_of(ctx.policy.model)
+    old_logp, hidden = token_logprobs(ctx.policy, seqs, with_hidden=True)
+    ref_logp, _ = token_logprobs(ctx.reference, seqs)
+    with torch.no_grad():
+        old_values = [head(h).float().cpu() for h in hidden]
+    width = max(len(s.response) for s in seqs)
+    mask = _pad([torch.ones(len(s.response)) for s in seqs], width)
+    logp, ref, values = _pad(old_logp, width), _pad(ref_logp, width), _pad(old_values, width)
+    kl = kl_k1(logp, ref) * mask
+    controller: AdaptiveKLController = ctx.state.setdefault(
+        "ppo/kl_ctl", AdaptiveKLController(p.kl_init, p.kl_target, p.kl_horizon))
+    coef = controller.value
+    env = _pad([torch.tensor(token_rewards(o.reward, len(s.response))) for o, s in zip(outs, seqs, strict=True)],
+               width)
+    adv, ret = gae(env - coef * kl, values, mask, gamma=p.gamma, lam=p.lam)
+    if p.whiten_advantages:
+        adv = whiten(adv, mask)
+    controller.update(float(kl.sum(-1).mean()), n_steps=len(seqs))
+    rows = []
+    for i, (o, s) in enumerate(zip(outs, seqs, strict=True)):
+        n = len(s.response)
+        rows.append(Row({"sample": s}, {
+            "reward": sequence_reward(o.reward), "kl_coef": coef,
+            **token_values("old_logp", old_logp[i].tolist(), width),
+            **token_values("old_value", values[i, :n].tolist(), width),
+            **token_values("adv", adv[i, :n].tolist(), width),
+            **token_values("ret", ret[i, :n].tolist(), width),
+        }))
+    return rows
+
+
+@hookimpl
+def register_methods(register) -> None:  # noqa: ANN001
+    """Register ``ppo``."""
+    register(
+        MethodSpec(
+            name="ppo",
+            description="PPO: clipped surrogate, value head + GAE, adaptive KL penalty to the reference, "
+            "several epochs per sampled batch",
+            paper=PAPER,
+            sampler=sampler,
+            objective=objective,
+            params=PPOParams,
+            needs=frozenset({PROMPTS, REWARD}),
+            reference="initial",
+            hooks=MethodHooks(on_round_start=prepare_reward),
+            train_defaults={**ON_POLICY_TRAIN_DEFAULTS, "rounds": 10, "steps": 15, "batch_size": 100, "lr": 1e-3},
+            needs_hidden=True,
+            modules=make_value_head,
+        )
+    )
