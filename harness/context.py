@@ -120,8 +120,8 @@ class RoundContext:
     metrics: dict[str, float] = field(default_factory=dict)
 
     def reward(self, prompt: Prompt, completion: Completion) -> float:
-        """The reward used by on-policy methods: the benchmark's own unless a method overrides ``state['reward']``."""
+        """The sequence-level reward used by on-policy methods: the benchmark's own unless a method overrides ``state['reward']``."""
         override = self.state.get("reward")
-        if override is not None:
-            return float(override(prompt, completion))
-        return self.data.reward(prompt, completion)
+        value = override(prompt, completion) if override is not None else self.data.reward(prompt, completion)
+        # A dense (per-token) reward counts as its sum where a sequence-level reward is needed.
+        return float(sum(value)) if isinstance(value, (list, tuple)) else float(value)

@@ -47,7 +47,8 @@ class LM:
         return next(self.model.parameters()).device
 
     @contextlib.contextmanager
-    def _eval(self) -> Iterator[None]:
+    def scoring(self) -> Iterator[None]:
+        """No gradients, eval mode and the LM's scope (e.g. LoRA adapters off); the train flag is restored."""
         was_training = self.model.training
         self.model.eval()
         try:
@@ -66,7 +67,7 @@ class LM:
     def logprobs(self, seqs: Seq[Sequence], *, batch_size: int = 16, mean: bool = False) -> torch.Tensor:
         """Summed (or mean) response log-probs of each sequence, ``[N]`` on the CPU, no gradients."""
         out = []
-        with self._eval():
+        with self.scoring():
             for start in range(0, len(seqs), batch_size):
                 t = sequence_logprobs(self.model, seqs[start : start + batch_size], pad_id=self.pad_id)
                 out.append((t.mean() if mean else t.sum()).float().cpu())
@@ -75,7 +76,7 @@ class LM:
     def next_token_logprobs(self, prompts: Seq[Prompt], *, batch_size: int = 64) -> torch.Tensor:
         """Log-probs of the next token after each prompt over the whole vocabulary, ``[N, V]`` on the CPU."""
         out = []
-        with self._eval():
+        with self.scoring():
             for start in range(0, len(prompts), batch_size):
                 chunk = prompts[start : start + batch_size]
                 width = max(len(p.ids) for p in chunk)

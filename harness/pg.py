@@ -280,7 +280,7 @@ def token_logprobs(lm: LM, seqs: Seq[Sequence], *, batch_size: int = 16, with_hi
     state ``[len, H]`` that predicts each token (what a value head reads)."""
     logps: list[torch.Tensor] = []
     hidden: list[torch.Tensor] = []
-    with lm._eval():  # the harness's own scoped no-grad/eval context (see harness.train.Reference)
+    with lm.scoring():
         for start in range(0, len(seqs), batch_size):
             chunk = list(seqs[start : start + batch_size])
             out = sequence_logprobs(lm.model, chunk, pad_id=lm.pad_id, with_hidden=with_hidden)

@@ -100,7 +100,7 @@ class Reference:
         self.model.load_state_dict(policy.state_dict())
 
     def logprobs(self, rows: list[Row], pad_id: int, batch_size: int) -> dict[str, list[torch.Tensor]]:
-        with self.lm._eval():
+        with self.lm.scoring():
             return reference_logprobs(self.model, rows, pad_id=pad_id, batch_size=batch_size)
 
 

@@ -274,7 +274,7 @@ def harness_lm_class() -> type:
                 seqs.append(Sequence(Prompt(tuple(prompt_ids)), tuple(cont)))
             order = sorted(range(len(seqs)), key=lambda i: -(len(seqs[i].prompt.ids) + len(seqs[i].response)))
             out: list[tuple[float, bool]] = [(0.0, True)] * len(seqs)
-            with lm._eval():  # eval mode, no gradients, the LM's scope (e.g. LoRA adapters off for a reference)
+            with lm.scoring():  # eval mode, no gradients, the LM's scope (e.g. LoRA adapters off for a reference)
                 for start in range(0, len(order), self.batch_size):
                     idx = order[start : start + self.batch_size]
                     batch = [seqs[i] for i in idx]
