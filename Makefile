@@ -19,7 +19,8 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 install: $(BIN)/.installed
 
 demo: install
-	$(BIN)/harness run --model tiny:nano --method dpo --benchmark didactic-r1 --seed 0
+	$(BIN)/harness sweep $(DEMO_SUITE)
+	$(BIN)/harness report
 
 test: install
 	$(BIN)/ruff check .

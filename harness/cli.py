@@ -287,6 +287,11 @@ def _print_final(record: dict[str, Any]) -> None:
     click.echo(f"\ntrain {t['train_s']:.1f} s, eval {t['eval_s']:.1f} s, total {t['total_s']:.1f} s")
 
 
+from harness import cli_sweep  # noqa: E402 - sweep, leaderboard, report, sweeps attach to the group
+
+cli_sweep.register(cli)
+
+
 def main() -> None:
     """Console entry point."""
     cli(prog_name="harness")

@@ -1,0 +1,161 @@
+"""The sweep commands: ``harness sweep``, ``harness leaderboard``, ``harness report``, ``harness sweeps``.
+
+``harness.cli`` calls :func:`register` at import, which attaches them to its group.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+from tabulate import tabulate
+
+from harness.errors import HarnessError
+
+STORE_HELP = "Results database (default: $HARNESS_RESULTS/harness.db, i.e. results/harness.db)."
+
+
+def _store_path(store: Path | None) -> Path:
+    from harness.store import default_store_path
+
+    return store or default_store_path()
+
+
+def _host(ctx: click.Context):  # noqa: ANN202 - harness.plugins.PluginHost
+    from harness.plugins import get_host
+
+    obj = ctx.find_root().obj or {}
+    return obj.get("host") or get_host()
+
+
+def _adhoc_plugins(ctx: click.Context) -> list[str]:
+    """The group's ``--plugin`` values (workers load the same plugins; HARNESS_PLUGINS they inherit)."""
+    return list(ctx.find_root().params.get("plugins") or ())
+
+
+@click.command()
+@click.argument("suite_file", metavar="SUITE", type=click.Path(path_type=Path))
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override the suite before expansion (TOML value): train.steps=5, methods.dpo.beta=0.2, "
+                   "seeds=[0]; repeatable.")
+@click.option("--dry-run", is_flag=True, help="Expand and validate only: print the cells, load no model.")
+@click.option("--store", type=click.Path(path_type=Path), default=None, help=STORE_HELP)
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True)
+@click.option("--jobs", type=int, default=None, help="Cells at once (local: worker processes). Default: the "
+              "suite's `jobs`, else 1 (ray: as many as the cluster fits).")
+@click.option("--threads", type=int, default=None,
+              help="Torch threads per local worker. Default: the suite's `threads`, else cores // jobs.")
+@click.option("--cell-timeout", type=float, default=None, metavar="SECONDS",
+              help="Kill a cell after this long and mark it failed (default: the suite's cell_timeout, else none).")
+@click.option("--retry-failed", is_flag=True, help="Rerun cells that failed before (done cells are always kept).")
+@click.option("--address", default=None, help="ray: join the cluster at this address (default: start a local one).")
+@click.option("--num-cpus", type=float, default=None, help="ray: CPUs per cell (default: suite [resources], else 1).")
+@click.option("--num-gpus", type=float, default=None, help="ray: GPUs per cell (default: suite [resources], else 0).")
+@click.option("--format", "fmt", default="table", show_default=True,
+              type=click.Choice(["table", "markdown", "csv", "latex", "html", "json"]),
+              help="Format of the leaderboard printed at the end.")
+@click.pass_context
+def sweep(ctx: click.Context, suite_file: Path, sets: tuple[str, ...], dry_run: bool, store: Path | None,
+          executor: str, jobs: int | None, threads: int | None, cell_timeout: float | None, retry_failed: bool,
+          address: str | None, num_cpus: float | None, num_gpus: float | None, fmt: str) -> None:
+    """Run a suite file: every cell not done yet, one process per cell; then print the leaderboard.
+
+    Exit status: 0 when every cell is done, 1 when some cell failed, 2 for bad input (nothing runs).
+    """
+    from harness.suite import load_suite
+
+    if not dry_run and executor == "local":
+        from harness.executors import prestart
+
+        prestart()
+    host = _host(ctx)
+    suite = load_suite(suite_file, host, sets)
+    for warning in suite.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if dry_run:
+        rows = [[c.id, c.config.model, c.label, c.config.benchmark, c.config.seed] for c in suite.cells]
+        click.echo(tabulate(rows, headers=["cell", "model", "method", "benchmark", "seed"]))
+        click.echo(f"\n{len(suite.cells)} cells in sweep {suite.id} ({suite_file}); valid")
+        return
+
+    from harness.executors import default_threads, make_executor
+    from harness.leaderboard import build, render
+    from harness.store import Store
+    from harness.sweep import run_sweep
+
+    jobs = jobs or suite.data.get("jobs")
+    if cell_timeout is not None and cell_timeout <= 0:
+        raise HarnessError(f"--cell-timeout {cell_timeout:g}: give a positive number of seconds")
+    res = suite.resources
+    ex = make_executor(executor, jobs=jobs, address=address,
+                       num_cpus=num_cpus if num_cpus is not None else res.get("num_cpus", 1),
+                       num_gpus=num_gpus if num_gpus is not None else res.get("num_gpus", 0))
+    threads = threads or suite.data.get("threads") or default_threads(jobs or 1)
+    with Store(_store_path(store)) as db:
+        summary = run_sweep(suite, db, ex, retry_failed=retry_failed, cell_timeout=cell_timeout, threads=threads,
+                            plugins=_adhoc_plugins(ctx), log=lambda m: click.echo(m))
+        click.echo("")
+        for line in summary.lines():
+            click.echo(line)
+        click.echo("")
+        click.echo(render(build(db, suite.id), fmt))
+    if summary.failed:
+        ctx.exit(1)
+
+
+@click.command()
+@click.option("--sweep", "sweep_id", default=None, help="Sweep id or unique prefix (default: the latest).")
+@click.option("--store", type=click.Path(path_type=Path), default=None, help=STORE_HELP)
+@click.option("--format", "fmt", default="table", show_default=True,
+              type=click.Choice(["table", "markdown", "csv", "latex", "html", "json"]))
+@click.option("--baseline", default=None, metavar="METHOD",
+              help="Add differences to this method label, paired by seed (default: the suite's).")
+@click.option("--metric", "metrics", multiple=True,
+              help="Only this metric (name or benchmark/name); repeatable. Default: the suite's, else all.")
+@click.option("--all-metrics", is_flag=True, help="Every metric, whatever the suite lists.")
+def leaderboard(sweep_id: str | None, store: Path | None, fmt: str, baseline: str | None,
+                metrics: tuple[str, ...], all_metrics: bool) -> None:
+    """Print a sweep's leaderboard: mean ± 95% CI over seeds, ranks, the best marked."""
+    from harness.leaderboard import build, render
+    from harness.store import Store
+
+    with Store(_store_path(store), create=False) as db:
+        lb = build(db, sweep_id, metrics=list(metrics) or (["*"] if all_metrics else None), baseline=baseline)
+        click.echo(render(lb, fmt))
+
+
+@click.command()
+@click.option("--sweep", "sweep_id", default=None, help="Sweep id or unique prefix (default: the latest).")
+@click.option("--store", type=click.Path(path_type=Path), default=None, help=STORE_HELP)
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Folder for index.html and the PNGs (default: results/reports/<sweep>).")
+@click.option("--baseline", default=None, metavar="METHOD", help="Add the paired table for this method label.")
+@click.option("--metric", "metrics", multiple=True, help="Only this metric; repeatable.")
+def report(sweep_id: str | None, store: Path | None, out: Path | None, baseline: str | None,
+           metrics: tuple[str, ...]) -> None:
+    """Write plots (bars with CIs, training curves) and an HTML report of a sweep."""
+    from harness.report import write_report
+    from harness.store import Store
+
+    with Store(_store_path(store), create=False) as db:
+        index = write_report(db, sweep_id, out, metrics=list(metrics) or None, baseline=baseline)
+    click.echo(f"report: {index}")
+
+
+@click.command(name="sweeps")
+@click.option("--store", type=click.Path(path_type=Path), default=None, help=STORE_HELP)
+def sweeps_(store: Path | None) -> None:
+    """List the sweeps in a results database, newest first, with their cell counts."""
+    from harness.store import Store
+
+    with Store(_store_path(store), create=False) as db:
+        rows = [[s["id"], s["suite_path"] or "", s["cells"], s["done"], s["failed"], s["pending"] + s["running"],
+                 time.strftime("%Y-%m-%d %H:%M", time.localtime(s["updated_at"]))] for s in db.sweeps()]
+    click.echo(tabulate(rows, headers=["sweep", "suite", "cells", "done", "failed", "to do", "updated"]))
+
+
+def register(cli: click.Group) -> None:
+    """Attach the sweep commands to the ``harness`` group."""
+    for cmd in (sweep, leaderboard, report, sweeps_):
+        cli.add_command(cmd)

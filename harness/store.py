@@ -1,0 +1,415 @@
+"""The results store: one SQLite file in WAL mode (``results/harness.db`` by default).
+
+Tables (see ``SCHEMA``):
+
+- ``sweeps``: one row per expanded suite (id = suite name + hash of its cell ids, so re-running the
+  same suite resumes the same sweep); ``sweep_runs``: one row per invocation with its summary
+  (done / failed / skipped counts, cache hits and misses, wall time).
+- ``cells``: one row per cell id (hash of the resolved config, the harness version and the versions
+  of the plugins that run it); status ``pending | running | done | failed``, the error, timings,
+  provenance (package versions, git commit, device, host), the seed, the owner of a running cell.
+- ``sweep_cells``: which sweep holds which cell, under which label; a cell can belong to several
+  sweeps, so a second sweep reuses cells that are already done.
+- ``metrics`` (cell, round, benchmark, benchmark version, metric, value), ``steps`` (per-step
+  training metrics) and ``records`` (per-item benchmark records, JSON).
+
+A cell's results are written in ONE transaction when it ends (:meth:`Store.finish`), so a killed
+sweep loses at most the cells that were running. A "running" row whose owner process is gone is
+stale: :meth:`Store.claim` takes it over.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sweeps (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    suite_path TEXT,
+    suite_json TEXT NOT NULL,          -- the suite after --set overrides
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sweep_runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    sweep_id TEXT NOT NULL REFERENCES sweeps(id),
+    started_at REAL NOT NULL,
+    finished_at REAL,
+    host TEXT, pid INTEGER,
+    executor TEXT,
+    summary_json TEXT                  -- counts, cache hits/misses, wall time
+);
+CREATE TABLE IF NOT EXISTS cells (
+    id TEXT PRIMARY KEY,
+    base_id TEXT NOT NULL,             -- ResolvedCell.cell_id (without plugin versions)
+    model TEXT NOT NULL,
+    method TEXT NOT NULL,
+    benchmark TEXT NOT NULL,
+    benchmark_version TEXT,
+    seed INTEGER NOT NULL,
+    config_json TEXT NOT NULL,         -- ResolvedCell.resolved_dict()
+    plugins_json TEXT,                 -- plugin name -> version for the plugins that run this cell
+    status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'running', 'done', 'failed')),
+    error TEXT,
+    owner TEXT,                        -- host:pid:start-time of the sweep running it
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    wall_s REAL,
+    timings_json TEXT,
+    provenance_json TEXT,
+    warm_start TEXT                    -- hit | miss | none
+);
+CREATE TABLE IF NOT EXISTS sweep_cells (
+    sweep_id TEXT NOT NULL REFERENCES sweeps(id),
+    cell_id TEXT NOT NULL REFERENCES cells(id),
+    label TEXT NOT NULL,               -- the method's label in this sweep, e.g. dpo(beta=0.05)
+    position INTEGER NOT NULL,
+    PRIMARY KEY (sweep_id, cell_id)
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    cell_id TEXT NOT NULL REFERENCES cells(id),
+    round INTEGER NOT NULL,
+    benchmark TEXT NOT NULL,
+    benchmark_version TEXT,
+    metric TEXT NOT NULL,
+    value REAL,
+    PRIMARY KEY (cell_id, round, benchmark, metric)
+);
+CREATE TABLE IF NOT EXISTS steps (
+    cell_id TEXT NOT NULL REFERENCES cells(id),
+    round INTEGER NOT NULL,
+    step INTEGER NOT NULL,
+    loss REAL,
+    metrics_json TEXT NOT NULL,
+    PRIMARY KEY (cell_id, round, step)
+);
+CREATE TABLE IF NOT EXISTS records (
+    cell_id TEXT NOT NULL REFERENCES cells(id),
+    idx INTEGER NOT NULL,
+    benchmark TEXT NOT NULL,
+    record_json TEXT NOT NULL,
+    PRIMARY KEY (cell_id, idx)
+);
+CREATE INDEX IF NOT EXISTS cells_status ON cells(status);
+CREATE INDEX IF NOT EXISTS sweep_cells_cell ON sweep_cells(cell_id);
+"""
+
+STATUSES = ("pending", "running", "done", "failed")
+
+
+def default_store_path() -> Path:
+    """``$HARNESS_RESULTS/harness.db`` (default ``results/harness.db``)."""
+    return Path(os.environ.get("HARNESS_RESULTS", "results")) / "harness.db"
+
+
+def _proc_start(pid: int) -> str:
+    """The start time of a process (Linux: field 22 of /proc/PID/stat), or '' where unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def owner_token(pid: int | None = None) -> str:
+    """``host:pid:start`` naming a live process; the start time guards against pid reuse."""
+    pid = os.getpid() if pid is None else pid
+    return f"{socket.gethostname()}:{pid}:{_proc_start(pid)}"
+
+
+def owner_alive(owner: str | None) -> bool | None:
+    """True/False when ``owner`` ran on this host; None when it ran elsewhere (can't tell)."""
+    if not owner:
+        return False
+    host, _, rest = owner.partition(":")
+    pid_s, _, start = rest.partition(":")
+    if host != socket.gethostname():
+        return None
+    try:
+        pid = int(pid_s)
+        os.kill(pid, 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        pass
+    return _proc_start(pid) == start
+
+
+def _finite(x: Any) -> float | None:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, default=str)
+
+
+class Store:
+    """A connection to one results database (created on first use)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, create: bool = True) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            if not create:
+                raise HarnessError(f"--store {self.path}: no such results database; run `harness sweep` first "
+                                   f"or give the right --store")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            self.db.row_factory = sqlite3.Row
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self.db.execute("PRAGMA busy_timeout=60000")
+            with self.transaction():
+                for statement in _statements(SCHEMA):
+                    self.db.execute(statement)
+                self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            found = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise HarnessError(f"--store {self.path}: not a harness results database ({exc}); "
+                               f"give another path") from None
+        if int(found) != SCHEMA_VERSION:
+            raise HarnessError(f"--store {self.path}: schema version {found}, this harness reads "
+                               f"{SCHEMA_VERSION}; use a new --store")
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on any error): all or nothing."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # -- writing -----------------------------------------------------------------------------------
+    def add_sweep(self, sweep_id: str, name: str, suite_path: str | None, suite: dict[str, Any],
+                  cells: Iterable[dict[str, Any]]) -> None:
+        """Record a sweep and its cells (new cells as pending; cells already known keep their status)."""
+        now = time.time()
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO sweeps (id, name, suite_path, suite_json, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET updated_at=excluded.updated_at",
+                (sweep_id, name, suite_path, _dumps(suite), now, now),
+            )
+            for pos, c in enumerate(cells):
+                cfg = c["config"]
+                db.execute(
+                    "INSERT OR IGNORE INTO cells (id, base_id, model, method, benchmark, benchmark_version, seed, "
+                    "config_json, plugins_json, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
+                    (c["id"], c["base_id"], cfg["model"], cfg["method"], cfg["benchmark"],
+                     str(cfg.get("benchmark_version")), cfg["seed"], _dumps(cfg), _dumps(c.get("plugins", {})), now),
+                )
+                db.execute(
+                    "INSERT INTO sweep_cells (sweep_id, cell_id, label, position) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT(sweep_id, cell_id) DO UPDATE SET label=excluded.label, position=excluded.position",
+                    (sweep_id, c["id"], c["label"], pos),
+                )
+
+    def start_run(self, sweep_id: str, executor: str) -> int:
+        with self.transaction() as db:
+            cur = db.execute("INSERT INTO sweep_runs (sweep_id, started_at, host, pid, executor) VALUES (?, ?, ?, ?, ?)",
+                             (sweep_id, time.time(), socket.gethostname(), os.getpid(), executor))
+            return int(cur.lastrowid or 0)
+
+    def end_run(self, run_id: int, summary: dict[str, Any]) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE sweep_runs SET finished_at=?, summary_json=? WHERE id=?",
+                       (time.time(), _dumps(summary), run_id))
+
+    def claim(self, cell_id: str, owner: str, *, retry_failed: bool = False) -> str:
+        """Mark a cell running for ``owner``. Returns 'claimed', or why not: 'done', 'failed', 'busy'.
+
+        A running cell whose owner is dead (same host) is stale and taken over; one owned by a live
+        process (or on another host) is 'busy'.
+        """
+        with self.transaction() as db:
+            row = db.execute("SELECT status, owner FROM cells WHERE id=?", (cell_id,)).fetchone()
+            if row is None:
+                raise KeyError(cell_id)
+            status = row["status"]
+            if status == "done":
+                return "done"
+            if status == "failed" and not retry_failed:
+                return "failed"
+            if status == "running" and row["owner"] != owner and owner_alive(row["owner"]) is not False:
+                return "busy"
+            db.execute("UPDATE cells SET status='running', owner=?, started_at=?, attempts=attempts+1, error=NULL "
+                       "WHERE id=?", (owner, time.time(), cell_id))
+            return "claimed"
+
+    def release(self, cell_id: str, owner: str) -> None:
+        """Give a running cell back (pending), e.g. on Ctrl-C; only its owner can."""
+        with self.transaction() as db:
+            db.execute("UPDATE cells SET status='pending', owner=NULL WHERE id=? AND status='running' AND owner=?",
+                       (cell_id, owner))
+
+    def fail(self, cell_id: str, error: str, *, wall_s: float | None = None,
+             timings: dict[str, Any] | None = None) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE cells SET status='failed', error=?, finished_at=?, wall_s=?, timings_json=?, owner=NULL "
+                       "WHERE id=?", (error, time.time(), wall_s, _dumps(timings or {}), cell_id))
+
+    def finish(self, cell_id: str, record: dict[str, Any], *, wall_s: float | None = None) -> None:
+        """Write a finished cell's metrics, steps, records and status in one transaction."""
+        cfg = record.get("config", {})
+        versions = {cfg.get("benchmark"): cfg.get("benchmark_version")}
+        versions.update({name: version for name, version, *_ in cfg.get("evals", [])})
+        with self.transaction() as db:
+            for table in ("metrics", "steps", "records"):
+                db.execute(f"DELETE FROM {table} WHERE cell_id=?", (cell_id,))
+            db.executemany(
+                "INSERT INTO metrics (cell_id, round, benchmark, benchmark_version, metric, value) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (cell_id, r["round"], bench, str(versions.get(bench)), metric, _finite(v))
+                    for r in record.get("rounds", [])
+                    for key, v in r["metrics"].items()
+                    for bench, _, metric in [key.partition("/")]
+                ],
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO steps (cell_id, round, step, loss, metrics_json) VALUES (?, ?, ?, ?, ?)",
+                [(cell_id, s["round"], s["step"], _finite(s.get("loss")),
+                  _dumps({k: v for k, v in s.items() if k not in ("round", "step")}))
+                 for s in record.get("steps", [])],
+            )
+            db.executemany(
+                "INSERT INTO records (cell_id, idx, benchmark, record_json) VALUES (?, ?, ?, ?)",
+                [(cell_id, i, str(r.get("benchmark", "")), _dumps(r)) for i, r in enumerate(record.get("records", []))],
+            )
+            db.execute(
+                "UPDATE cells SET status='done', error=NULL, owner=NULL, finished_at=?, wall_s=?, timings_json=?, "
+                "provenance_json=?, warm_start=? WHERE id=?",
+                (time.time(), wall_s, _dumps(record.get("timings", {})), _dumps(record.get("provenance", {})),
+                 record.get("warm_start"), cell_id),
+            )
+
+    # -- reading -----------------------------------------------------------------------------------
+    def sweeps(self) -> list[dict[str, Any]]:
+        """Every sweep, newest first, with its cell counts by status."""
+        rows = self.db.execute(
+            "SELECT s.id, s.name, s.suite_path, s.created_at, s.updated_at, "
+            + ", ".join(f"SUM(c.status='{st}') AS {st}" for st in STATUSES)
+            + ", COUNT(c.id) AS cells FROM sweeps s LEFT JOIN sweep_cells sc ON sc.sweep_id=s.id "
+            "LEFT JOIN cells c ON c.id=sc.cell_id GROUP BY s.id ORDER BY s.updated_at DESC, s.rowid DESC"
+        ).fetchall()
+        return [{k: (r[k] or 0) if k in STATUSES else r[k] for k in r.keys()} for r in rows]
+
+    def sweep(self, sweep_id: str | None = None) -> dict[str, Any]:
+        """A sweep by id (or unique id prefix); None: the latest one."""
+        if sweep_id is None:
+            row = self.db.execute("SELECT * FROM sweeps ORDER BY updated_at DESC, rowid DESC LIMIT 1").fetchone()
+            if row is None:
+                raise HarnessError(f"{self.path}: no sweeps recorded yet; run `harness sweep SUITE` first")
+        else:
+            rows = self.db.execute("SELECT * FROM sweeps WHERE id=? OR id LIKE ? ORDER BY id",
+                                   (sweep_id, sweep_id + "%")).fetchall()
+            exact = [r for r in rows if r["id"] == sweep_id]
+            if exact:
+                row = exact[0]
+            elif len(rows) == 1:
+                row = rows[0]
+            else:
+                from harness.errors import unknown_name
+
+                known = [r["id"] for r in self.db.execute("SELECT id FROM sweeps")]
+                if rows:
+                    raise HarnessError(f"--sweep {sweep_id}: ambiguous, matches {', '.join(r['id'] for r in rows)}")
+                raise unknown_name("sweep", sweep_id, known, where="--sweep")
+        out = dict(row)
+        out["suite"] = json.loads(out.pop("suite_json"))
+        return out
+
+    def cells(self, sweep_id: str) -> list[dict[str, Any]]:
+        """The cells of a sweep, in suite order, with label, status, config and timings."""
+        rows = self.db.execute(
+            "SELECT c.*, sc.label FROM sweep_cells sc JOIN cells c ON c.id=sc.cell_id WHERE sc.sweep_id=? "
+            "ORDER BY sc.position", (sweep_id,)
+        ).fetchall()
+        out = []
+        for r in rows:
+            d = dict(r)
+            for key in ("config_json", "plugins_json", "timings_json", "provenance_json"):
+                d[key[: -len("_json")]] = json.loads(d.pop(key) or "null")
+            out.append(d)
+        return out
+
+    def cell_status(self, cell_ids: Iterable[str]) -> dict[str, str]:
+        ids = list(cell_ids)
+        out: dict[str, str] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            q = f"SELECT id, status FROM cells WHERE id IN ({','.join('?' * len(chunk))})"
+            out.update({r["id"]: r["status"] for r in self.db.execute(q, chunk)})
+        return out
+
+    def final_metrics(self, sweep_id: str) -> list[dict[str, Any]]:
+        """The last round's metrics of every done cell of a sweep (the final evaluation)."""
+        rows = self.db.execute(
+            """
+            SELECT c.id AS cell_id, sc.label, c.model, c.method, c.benchmark AS train_benchmark, c.seed,
+                   m.round, m.benchmark, m.benchmark_version, m.metric, m.value
+            FROM sweep_cells sc JOIN cells c ON c.id=sc.cell_id
+            JOIN metrics m ON m.cell_id=c.id
+            WHERE sc.sweep_id=? AND c.status='done'
+              AND m.round=(SELECT MAX(round) FROM metrics m2 WHERE m2.cell_id=c.id)
+            ORDER BY sc.position, m.benchmark, m.metric
+            """,
+            (sweep_id,),
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    def step_losses(self, sweep_id: str) -> list[dict[str, Any]]:
+        """Per-step losses of the done cells of a sweep, for training curves."""
+        rows = self.db.execute(
+            """
+            SELECT c.id AS cell_id, sc.label, c.model, c.benchmark AS train_benchmark, c.seed, s.round, s.step, s.loss
+            FROM sweep_cells sc JOIN cells c ON c.id=sc.cell_id JOIN steps s ON s.cell_id=c.id
+            WHERE sc.sweep_id=? AND c.status='done' ORDER BY sc.position, s.round, s.step
+            """,
+            (sweep_id,),
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    def runs(self, sweep_id: str) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT * FROM sweep_runs WHERE sweep_id=? ORDER BY id", (sweep_id,)).fetchall()
+        return [{**dict(r), "summary": json.loads(r["summary_json"] or "null")} for r in rows]
+
+
+def _statements(script: str) -> list[str]:
+    """Split the schema into statements (executescript would COMMIT our transaction)."""
+    lines = [line.split("--", 1)[0] for line in script.splitlines()]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]

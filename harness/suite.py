@@ -1,0 +1,618 @@
+"""Suite files: TOML that expands into sweep cells, validated as a whole before any training.
+
+The schema (every key optional unless marked; ``suites/quickstart.toml`` is a worked example)::
+
+    name = "quickstart"                    # the sweep's name (default: the file's stem)
+    description = "..."
+    models = ["tiny:nano"]                 # required
+    benchmarks = ["didactic-r1"]           # required; each cell trains on and evaluates its benchmark
+    eval = []                              # extra benchmarks evaluated in every cell (default params)
+    seeds = [0, 1, 2]                      # default [0]
+    engine = "hf"   dtype = "float32"   device = "cpu"
+    cell_timeout = 600                     # seconds per cell; the worker is killed after it
+    jobs = 2                               # local worker processes (--jobs wins)
+    threads = 1                            # torch threads per worker (default: cores // jobs)
+    [train]                                # TrainConfig overrides shared by every cell
+    [data]                                 # benchmark params for EVERY benchmark of `benchmarks`
+    [benchmark_params.didactic-r1]         # params of one benchmark (when it is a cell's benchmark)
+    [methods.sft]                          # a method entry: its params (the table name is the method)
+    [methods.dpo]
+    beta = 0.1
+    [methods.dpo.grid]                     # grid axes: a list of values each; the product is taken
+    beta = [0.05, 0.1]
+    train = { lr = [1e-3, 3e-4] }          # grid axes over TrainConfig fields
+    [methods.dpo.train]                    # TrainConfig overrides for this entry
+    [methods."dpo-strong"]                 # a named variant: label = table name
+    method = "dpo"
+    [[exclude]]                            # drop cells matching ALL keys given: method (entry, label
+    method = "sft"                         # or method name), benchmark, model, seed, or a parameter
+    benchmark = "didactic-r2"              # value; a list means any of
+    [[include]]                            # extra cells: method (required: an entry or a method name),
+    method = "dpo"                         # benchmark/model/seed (default: all of the suite's) and
+    benchmark = "didactic-r2"              # parameter overrides (method, train or benchmark params)
+    beta = 0.5
+    [resources]                            # per cell, for the ray executor
+    num_cpus = 1
+    num_gpus = 0
+    [leaderboard]
+    metrics = ["expected_reward"]          # default columns (metric or benchmark/metric names)
+    baseline = "sft"                       # default --baseline
+    lower_is_better = ["entropy"]          # besides names containing kl, loss, error, ppl, perplexity
+
+Labels: an entry's label is its table name, plus its grid values when it has a grid, e.g.
+``dpo(beta=0.05)``; an include's overrides are added the same way. A ``--set`` override (``train.steps=5``,
+``methods.dpo.beta=0.2``, ``seeds=[0]``) is a TOML assignment applied to the file before expansion.
+Requires Python 3.11's ``tomllib``, or the ``tomli`` package on 3.10.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError, did_you_mean
+from harness.params import apply_overrides, as_dict
+from harness.plugins import PluginHost
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    try:
+        import tomli as tomllib  # type: ignore[no-redef]
+    except ModuleNotFoundError:  # pragma: no cover
+        tomllib = None  # type: ignore[assignment]
+
+TOP_KEYS = (
+    "name", "description", "models", "benchmarks", "eval", "seeds", "engine", "dtype", "device", "cell_timeout",
+    "jobs", "threads", "train", "data", "benchmark_params", "methods", "exclude", "include", "resources",
+    "leaderboard",
+)
+ENTRY_KEYS = ("method", "train", "grid")
+RULE_KEYS = ("method", "benchmark", "model", "seed")
+RESOURCE_KEYS = ("num_cpus", "num_gpus")
+LEADERBOARD_KEYS = ("metrics", "baseline", "lower_is_better")
+
+
+@dataclass(frozen=True)
+class SweepCell:
+    """One expanded cell: its config, its label in the suite, and its identity."""
+
+    config: Any  # harness.run.CellConfig
+    label: str
+    entry: str
+    base_id: str  # ResolvedCell.cell_id: resolved config + harness version
+    id: str  # base_id + versions of the plugins that run it
+    resolved: dict[str, Any]
+    plugins: dict[str, str | None]
+    prefix: str | None  # cells with the same prefix share a cached warm start (None: no warm start)
+
+    def row(self) -> dict[str, Any]:
+        """What the store records about the cell."""
+        return {"id": self.id, "base_id": self.base_id, "config": self.resolved, "plugins": self.plugins,
+                "label": self.label}
+
+
+@dataclass
+class Suite:
+    """A validated, expanded suite."""
+
+    path: Path | None
+    name: str
+    data: dict[str, Any]
+    cells: list[SweepCell]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        """The sweep id: name + hash of the cell ids (re-running the same suite resumes it)."""
+        blob = json.dumps(sorted(c.id for c in self.cells))
+        return f"{self.name}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
+
+    @property
+    def cell_timeout(self) -> float | None:
+        return self.data.get("cell_timeout")
+
+    @property
+    def resources(self) -> dict[str, float]:
+        return dict(self.data.get("resources", {}))
+
+    @property
+    def leaderboard(self) -> dict[str, Any]:
+        return dict(self.data.get("leaderboard", {}))
+
+
+# -- reading and overrides ---------------------------------------------------------------------------------
+
+
+def _toml() -> Any:
+    if tomllib is None:  # pragma: no cover
+        raise HarnessError("reading suite files needs Python >= 3.11 (tomllib) or `pip install tomli`")
+    return tomllib
+
+
+def read_suite(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Parse a suite file; a syntax error names the file and the line."""
+    p = Path(path)
+    if not p.is_file():
+        raise HarnessError(f"{p}: no such suite file; suites live in suites/*.toml")
+    try:
+        return _toml().loads(p.read_text(encoding="utf-8"))
+    except _toml().TOMLDecodeError as exc:
+        raise HarnessError(f"{p}: invalid TOML: {exc}; fix the file") from None
+
+
+def parse_assignment(item: str) -> tuple[str, dict[str, Any]]:
+    """``a.b.c=VALUE`` -> (``a.b.c``, nested dict). VALUE is TOML (``[0, 1]``, ``0.2``, ``"x"``) or a bare
+    string."""
+    key, sep, value = item.partition("=")
+    key, value = key.strip(), value.strip()
+    if not sep or not key:
+        raise HarnessError(f"--set {item!r}: expected KEY=VALUE, e.g. train.steps=5 or seeds=[0,1]")
+    toml = _toml()
+    try:
+        nested = toml.loads(f"{key} = {value}")
+    except toml.TOMLDecodeError:
+        try:
+            nested = toml.loads(f"{key} = {json.dumps(value)}")
+        except toml.TOMLDecodeError:
+            raise HarnessError(f"--set {item!r}: '{key}' is not a dotted TOML key (quote names with dots: "
+                               f"methods.\"dpo-b0.05\".beta=0.1)") from None
+    path, node = [], nested
+    while isinstance(node, dict) and len(node) == 1:
+        k = next(iter(node))
+        path.append(k)
+        node = node[k]
+    return ".".join(path), nested
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = _merge(dict(out[k]), v)
+        else:
+            out[k] = v
+    return out
+
+
+def apply_sets(data: dict[str, Any], sets: Iterable[str]) -> tuple[dict[str, Any], set[str]]:
+    """Apply ``--set`` assignments to a parsed suite; returns it and the dotted keys they set."""
+    touched: set[str] = set()
+    for item in sets:
+        key, nested = parse_assignment(item)
+        data = _merge(data, nested)
+        touched.add(key)
+    return data, touched
+
+
+# -- validation helpers -------------------------------------------------------------------------------------
+
+
+class _Where:
+    """Builds ``file: dotted.key`` (or ``--set dotted.key`` when an override set it)."""
+
+    def __init__(self, path: Path | None, touched: set[str]) -> None:
+        self.file = str(path) if path is not None else "<suite>"
+        self.touched = touched
+
+    def __call__(self, *keys: Any) -> str:
+        dotted = ".".join(str(k) for k in keys)
+        for t in self.touched:
+            if dotted == t or dotted.startswith(t + "."):
+                return f"{self.file} (--set {t}): {dotted}" if t != dotted else f"{self.file} (--set): {dotted}"
+        return f"{self.file}: {dotted}" if dotted else self.file
+
+
+def _check_keys(table: Mapping[str, Any], allowed: Iterable[str], w: _Where, *keys: Any) -> None:
+    allowed = list(allowed)
+    for key in table:
+        if key not in allowed:
+            what = f"{keys[-1]} key" if keys else "top-level key"
+            raise HarnessError(f"{w(*keys, key)}: unknown {what}{did_you_mean(key, allowed)}; valid: "
+                               f"{', '.join(allowed)}")
+
+
+def _table(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise HarnessError(f"{where}: expected a table ([section] or {{ k = v }}), got {value!r}")
+    return value
+
+
+def _str_list(value: Any, where: str, *, required: bool) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise HarnessError(f"{where}: expected a list of strings, got {value!r}")
+    if required and not value:
+        raise HarnessError(f"{where}: the list is empty; give at least one")
+    return value
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, (list, tuple)):
+        return "[" + ",".join(_fmt(x) for x in v) + "]"
+    return str(v)
+
+
+def make_label(name: str, axes: Mapping[str, Any]) -> str:
+    """``dpo`` + ``{"beta": 0.05}`` -> ``dpo(beta=0.05)``."""
+    if not axes:
+        return name
+    return f"{name}({', '.join(f'{k}={_fmt(v)}' for k, v in axes.items())})"
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return list(a) == list(b)
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    return a == b
+
+
+@dataclass
+class _Entry:
+    name: str
+    method: Any  # MethodSpec
+    params: dict[str, Any]
+    train: dict[str, Any]
+    axes: list[tuple[str, str, list[Any]]]  # (scope "method"|"train", key, values)
+
+
+# -- expansion ---------------------------------------------------------------------------------------------
+
+
+def load_suite(path: str | os.PathLike[str], host: PluginHost, sets: Iterable[str] = ()) -> Suite:
+    """Read, override, validate and expand a suite file."""
+    p = Path(path)
+    data, touched = apply_sets(read_suite(p), sets)
+    return expand(data, host, path=p, touched=touched)
+
+
+def expand(data: dict[str, Any], host: PluginHost, *, path: Path | None = None,
+           touched: set[str] | None = None) -> Suite:
+    """Validate a parsed suite and expand it into cells; any problem is one HarnessError naming the key."""
+    from harness.models import DEVICES, DTYPES
+    from harness.run import CellConfig, resolve
+    from harness.train import TrainConfig
+
+    host.raise_import_errors()
+    reg = host.registry
+    w = _Where(path, touched or set())
+    _check_keys(data, TOP_KEYS, w)
+    warnings: list[str] = []
+
+    name = data.get("name", path.stem if path is not None else "suite")
+    if not isinstance(name, str) or not name or any(c in name for c in " /\\"):
+        raise HarnessError(f"{w('name')}: expected a name without spaces or slashes, got {name!r}")
+    models = _str_list(data.get("models"), w("models"), required=True) if "models" in data else None
+    if models is None:
+        raise HarnessError(f"{w.file}: missing 'models'; add e.g. models = [\"tiny:nano\"]")
+    for i, m in enumerate(models):
+        if m.startswith("tiny:"):
+            from harness import tiny
+
+            if m[5:] not in tiny.PRESETS:
+                from harness.errors import unknown_name
+
+                raise unknown_name("tiny preset", m[5:], tiny.PRESETS, where=w("models", i))
+    if "benchmarks" not in data:
+        raise HarnessError(f"{w.file}: missing 'benchmarks'; add e.g. benchmarks = [\"didactic-r1\"] "
+                           f"(see `harness benchmarks`)")
+    benches = _str_list(data["benchmarks"], w("benchmarks"), required=True)
+    for b in benches:
+        reg.benchmark(b, where=w("benchmarks"))
+    evals = _str_list(data.get("eval", []), w("eval"), required=False)
+    for b in evals:
+        reg.benchmark(b, where=w("eval"))
+    seeds = data.get("seeds", [0])
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        seeds = [seeds]
+    if (not isinstance(seeds, list) or not seeds
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
+        raise HarnessError(f"{w('seeds')}: expected a non-empty list of integers >= 0, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise HarnessError(f"{w('seeds')}: seeds repeat: {seeds}")
+    engine = data.get("engine", "hf")
+    if not isinstance(engine, str):
+        raise HarnessError(f"{w('engine')}: expected a string, got {engine!r}")
+    reg.engine(engine, where=w("engine"))
+    dtype, device = data.get("dtype", "float32"), data.get("device", "cpu")
+    if dtype not in DTYPES:
+        raise HarnessError(f"{w('dtype')}: expected one of {', '.join(DTYPES)}, got {dtype!r}")
+    if device not in DEVICES:
+        raise HarnessError(f"{w('device')}: expected one of {', '.join(DEVICES)}, got {device!r}")
+    for key, kind in (("cell_timeout", (int, float)), ("jobs", int), ("threads", int)):
+        v = data.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, kind) or v <= 0):
+            raise HarnessError(f"{w(key)}: expected a positive number, got {v!r}")
+    resources = _table(data.get("resources", {}), w("resources"))
+    _check_keys(resources, RESOURCE_KEYS, w, "resources")
+    for k, v in resources.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+            raise HarnessError(f"{w('resources', k)}: expected a number >= 0, got {v!r}")
+    board = _table(data.get("leaderboard", {}), w("leaderboard"))
+    _check_keys(board, LEADERBOARD_KEYS, w, "leaderboard")
+    for k in ("metrics", "lower_is_better"):
+        if k in board:
+            _str_list(board[k], w("leaderboard", k), required=False)
+    if "baseline" in board and not isinstance(board["baseline"], str):
+        raise HarnessError(f"{w('leaderboard', 'baseline')}: expected a method label, got {board['baseline']!r}")
+
+    def check_train(table: Any, *keys: Any) -> dict[str, Any]:
+        table = _table(table, w(*keys))
+        for k, v in table.items():
+            apply_overrides(TrainConfig, {k: v}, where=w(*keys, k), from_string=True)
+        return table
+
+    train = check_train(data.get("train", {}), "train")
+
+    shared_data = _table(data.get("data", {}), w("data"))
+    for b in benches:
+        spec = reg.benchmark(b)
+        for k, v in shared_data.items():
+            apply_overrides(spec.params, {k: v}, where=f"{w('data', k)} (benchmark {b})", from_string=True)
+    bparams = _table(data.get("benchmark_params", {}), w("benchmark_params"))
+    for b, table in bparams.items():
+        if b not in benches:
+            hint = "it is only evaluated, with its defaults" if b in evals else "it is not in benchmarks"
+            raise HarnessError(f"{w('benchmark_params', b)}: {hint}{did_you_mean(b, benches)}; "
+                               f"benchmark_params apply to: {', '.join(benches)}")
+        spec = reg.benchmark(b)
+        for k, v in _table(table, w("benchmark_params", b)).items():
+            apply_overrides(spec.params, {k: v}, where=w("benchmark_params", b, k), from_string=True)
+
+    methods = _table(data.get("methods", {}), w("methods"))
+    if not methods:
+        raise HarnessError(f"{w.file}: no [methods.<name>] tables; add e.g. [methods.dpo] (see `harness methods`)")
+    entries: dict[str, _Entry] = {}
+    for ename, raw in methods.items():
+        raw = _table(raw, w("methods", ename))
+        mname = raw.get("method", ename)
+        if not isinstance(mname, str):
+            raise HarnessError(f"{w('methods', ename, 'method')}: expected a method name, got {mname!r}")
+        spec = reg.method(mname, where=w("methods", ename) if "method" not in raw else w("methods", ename, "method"))
+        params = {k: v for k, v in raw.items() if k not in ENTRY_KEYS}
+        for k, v in params.items():
+            apply_overrides(spec.params, {k: v}, where=w("methods", ename, k), from_string=True)
+        etrain = check_train(raw.get("train", {}), "methods", ename, "train")
+        axes: list[tuple[str, str, list[Any]]] = []
+        grid = _table(raw.get("grid", {}), w("methods", ename, "grid"))
+        for k, values in grid.items():
+            if k == "train":
+                for tk, tvalues in _table(values, w("methods", ename, "grid", "train")).items():
+                    tvalues = _axis(tvalues, w("methods", ename, "grid", "train", tk))
+                    for v in tvalues:
+                        apply_overrides(TrainConfig, {tk: v}, where=w("methods", ename, "grid", "train", tk),
+                                        from_string=True)
+                    axes.append(("train", tk, tvalues))
+                continue
+            values = _axis(values, w("methods", ename, "grid", k))
+            for v in values:
+                apply_overrides(spec.params, {k: v}, where=w("methods", ename, "grid", k), from_string=True)
+            axes.append(("method", k, values))
+        entries[ename] = _Entry(ename, spec, params, etrain, axes)
+
+    # needs vs provides, before building anything, with the fix in the message
+    rules = data.get("exclude", [])
+    if not isinstance(rules, list):
+        raise HarnessError(f"{w('exclude')}: expected [[exclude]] tables, got {rules!r}")
+    hits = [0] * len(rules)
+    unfit: set[tuple[str, str]] = set()
+    for e in entries.values():
+        for b in benches:
+            missing = set(e.method.needs) - set(reg.benchmark(b).provides)
+            rule = _pair_excluded(rules, e, b) if missing else None
+            if rule is not None:
+                hits[rule] += 1
+                unfit.add((e.name, b))
+            elif missing:
+                raise HarnessError(
+                    f"{w('methods', e.name)}: method '{e.method.name}' needs {', '.join(sorted(missing))}, which "
+                    f"benchmark '{b}' does not provide; add [[exclude]] method = \"{e.name}\" benchmark = \"{b}\", "
+                    f"or drop one of them"
+                )
+
+    base = dict(models=models, benches=benches, seeds=seeds, evals=evals, engine=engine, dtype=dtype,
+                device=device, train=train, shared_data=shared_data, bparams=bparams)
+
+    def config(e: _Entry, model: str, bench: str, seed: int, mover: dict[str, Any],
+               tover: dict[str, Any], bover: dict[str, Any]) -> Any:
+        return CellConfig(
+            model=model, method=e.method.name, benchmark=bench, seed=seed,
+            method_params={**e.params, **mover},
+            benchmark_params={**shared_data, **bparams.get(bench, {}), **bover},
+            train={**train, **e.train, **tover},
+            eval_benchmarks=tuple(evals), engine=engine, dtype=dtype, device=device,
+        )
+
+    candidates: list[tuple[Any, str, str, str]] = []  # (config, label, entry, origin)
+    for model in models:
+        for seed in seeds:
+            for bench in benches:
+                for e in entries.values():
+                    if (e.name, bench) in unfit:
+                        continue
+                    for combo in itertools.product(*[vals for _, _, vals in e.axes]):
+                        mover = {k: v for (scope, k, _), v in zip(e.axes, combo, strict=True) if scope == "method"}
+                        tover = {k: v for (scope, k, _), v in zip(e.axes, combo, strict=True) if scope == "train"}
+                        label = make_label(e.name, {k: v for (_, k, _), v in zip(e.axes, combo, strict=True)})
+                        candidates.append((config(e, model, bench, seed, mover, tover, {}), label, e.name, "grid"))
+
+    # resolve everything (strict types, needs/provides) and apply exclude rules
+    resolved: list[tuple[Any, Any, str, str, str]] = []
+    for cfg, label, ename, origin in candidates:
+        cell = resolve(cfg, host, where=w("methods", ename))
+        resolved.append((cfg, cell, label, ename, origin))
+    kept = []
+    for item in resolved:
+        drop = False
+        for i, rule in enumerate(rules):
+            if _matches(_table(rule, w(f"exclude[{i}]")), item, w(f"exclude[{i}]"), entries):
+                hits[i] += 1
+                drop = True
+        if not drop:
+            kept.append(item)
+    for i, n in enumerate(hits):
+        if n == 0:
+            warnings.append(f"{w(f'exclude[{i}]')}: matches no cell")
+
+    includes = data.get("include", [])
+    if not isinstance(includes, list):
+        raise HarnessError(f"{w('include')}: expected [[include]] tables, got {includes!r}")
+    for i, rule in enumerate(includes):
+        kept += _include(_table(rule, w(f"include[{i}]")), w(f"include[{i}]"), entries, base, reg, host, config)
+
+    cells: list[SweepCell] = []
+    seen: dict[str, str] = {}
+    for _cfg, cell, label, ename, _origin in kept:
+        sc = _sweep_cell(cell, label, ename, host)
+        if sc.id in seen:
+            if seen[sc.id] != label:
+                warnings.append(f"{w('methods', ename)}: cell {sc.id} ({label}) repeats {seen[sc.id]}; kept once")
+            continue
+        seen[sc.id] = label
+        cells.append(sc)
+    if not cells:
+        raise HarnessError(f"{w.file}: the suite expands to no cells (every cell is excluded)")
+    return Suite(path=path, name=name, data=data, cells=cells, warnings=warnings)
+
+
+def _axis(values: Any, where: str) -> list[Any]:
+    if not isinstance(values, list) or not values:
+        raise HarnessError(f"{where}: a grid axis is a non-empty list of values, got {values!r}; "
+                           f"put a single value outside [grid]")
+    return values
+
+
+def _pair_excluded(rules: list[Any], e: _Entry, bench: str) -> int | None:
+    """The index of an [[exclude]] rule (method/benchmark keys only) that drops every cell of (entry, bench)."""
+    for i, rule in enumerate(rules):
+        if not isinstance(rule, dict) or set(rule) - {"method", "benchmark"}:
+            continue
+        ms = rule.get("method", [e.name])
+        bs = rule.get("benchmark", [bench])
+        ms = ms if isinstance(ms, list) else [ms]
+        bs = bs if isinstance(bs, list) else [bs]
+        if (e.name in ms or e.method.name in ms) and bench in bs:
+            return i
+    return None
+
+
+def _matches(rule: dict[str, Any], item: tuple[Any, Any, str, str, str], where: str,
+             entries: Mapping[str, _Entry]) -> bool:
+    cfg, cell, label, ename, _ = item
+    params = {**as_dict(cell.benchmark_params), **as_dict(cell.train), **as_dict(cell.method_params)}
+    known_params = set()
+    for e in entries.values():
+        known_params |= {f.name for f in dataclasses.fields(e.method.params)}
+    from harness.train import TrainConfig
+
+    known_params |= {f.name for f in dataclasses.fields(TrainConfig)}
+    known_params |= {f.name for f in dataclasses.fields(cell.benchmark.params)}
+    ok = True
+    for key, want in rule.items():
+        wants = want if isinstance(want, list) else [want]
+        if key == "method":
+            have = [ename, label, cfg.method]
+        elif key in ("benchmark", "model", "seed"):
+            have = [getattr(cfg, key)]
+        elif key in known_params:
+            if key not in params:
+                ok = False
+                continue
+            have = [params[key]]
+        else:
+            raise HarnessError(f"{where}.{key}: unknown key{did_you_mean(key, [*RULE_KEYS, *known_params])}; "
+                               f"use method, benchmark, model, seed or a parameter name")
+        if not any(_same(h, x) for h in have for x in wants):
+            ok = False
+    return ok
+
+
+def _include(rule: dict[str, Any], where: str, entries: Mapping[str, _Entry], base: dict[str, Any], reg: Any,
+             host: PluginHost, config: Any) -> list[tuple[Any, Any, str, str, str]]:
+    from harness.run import resolve
+    from harness.train import TrainConfig
+
+    if "method" not in rule or not isinstance(rule["method"], str):
+        raise HarnessError(f"{where}.method: required: a [methods.X] entry name or a method name")
+    ename = rule["method"]
+    if ename in entries:
+        e = entries[ename]
+    else:
+        spec = reg.method(ename, where=f"{where}.method")
+        e = _Entry(ename, spec, {}, {}, [])
+
+    def listed(key: str, default: list[Any]) -> list[Any]:
+        v = rule.get(key, default)
+        return v if isinstance(v, list) else [v]
+
+    models = listed("model", base["models"])
+    benches = listed("benchmark", base["benches"])
+    seeds = listed("seed", base["seeds"])
+    for b in benches:
+        if not isinstance(b, str):
+            raise HarnessError(f"{where}.benchmark: expected a benchmark name, got {b!r}")
+        reg.benchmark(b, where=f"{where}.benchmark")
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
+            raise HarnessError(f"{where}.seed: expected integers >= 0, got {s!r}")
+    for m in models:
+        if not isinstance(m, str):
+            raise HarnessError(f"{where}.model: expected a model name, got {m!r}")
+    overrides = {k: v for k, v in rule.items() if k not in RULE_KEYS}
+    mfields = {f.name for f in dataclasses.fields(e.method.params)}
+    tfields = {f.name for f in dataclasses.fields(TrainConfig)}
+    out = []
+    for b in benches:
+        bfields = {f.name for f in dataclasses.fields(reg.benchmark(b).params)}
+        mover, tover, bover = {}, {}, {}
+        for k, v in overrides.items():
+            owners = [n for n, fs in (("method", mfields), ("train", tfields), ("benchmark", bfields)) if k in fs]
+            if not owners:
+                raise HarnessError(f"{where}.{k}: unknown key{did_you_mean(k, [*RULE_KEYS, *mfields, *tfields])}; "
+                                   f"use method, benchmark, model, seed or a parameter of {e.method.name}, train "
+                                   f"or {b}")
+            if len(owners) > 1:
+                raise HarnessError(f"{where}.{k}: ambiguous, a parameter of {' and '.join(owners)}")
+            {"method": mover, "train": tover, "benchmark": bover}[owners[0]][k] = v
+        label = make_label(e.name, overrides)
+        for model in models:
+            for seed in seeds:
+                cfg = config(e, model, b, seed, mover, tover, bover)
+                out.append((cfg, resolve(cfg, host, where=where), label, e.name, "include"))
+    return out
+
+
+def plugin_versions(cell: Any, host: PluginHost) -> dict[str, str | None]:
+    """Name -> version of the plugins that registered the cell's method, benchmarks and engine."""
+    reg = host.registry
+    names = [reg.origin[("method", cell.method.name)], reg.origin[("engine", cell.config.engine)]]
+    names += [reg.origin[("benchmark", spec.name)] for spec, _ in cell.evals]
+    return {n: host.infos[n].version if n in host.infos else None for n in sorted(set(names))}
+
+
+def sweep_cell_id(base_id: str, plugins: Mapping[str, str | None]) -> str:
+    """The cell's store id: its resolved config hash extended with the plugin versions."""
+    blob = json.dumps({"cell": base_id, "plugins": dict(sorted(plugins.items()))}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _sweep_cell(cell: Any, label: str, ename: str, host: PluginHost) -> SweepCell:
+    plugins = plugin_versions(cell, host)
+    prefix = None
+    if cell.benchmark.warm_start is not None:
+        prefix = json.dumps([cell.config.model, cell.config.seed, cell.benchmark.name, cell.benchmark.version,
+                             as_dict(cell.benchmark_params), cell.config.dtype, cell.config.device], sort_keys=True)
+    return SweepCell(config=cell.config, label=label, entry=ename, base_id=cell.cell_id,
+                     id=sweep_cell_id(cell.cell_id, plugins), resolved=cell.resolved_dict(), plugins=plugins,
+                     prefix=prefix)

@@ -1,0 +1,56 @@
+"""The Ray executor on a local Ray instance started by the test (skipped when Ray is not installed)."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from harness.plugins import load
+from harness.store import Store
+from harness.suite import load_suite
+from harness.sweep import run_sweep
+from tests.test_sweep import FAULTY, TINY
+
+ray = pytest.importorskip("ray", reason="the ray executor's test needs `pip install 'alignment-harness[ray]'`")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_ray_executor_runs_cells_and_isolates_failures(local_ray, tmp_path):
+    from harness.executors import RayExecutor
+
+    plugin = tmp_path / "faulty.py"
+    plugin.write_text(textwrap.dedent(FAULTY))
+    text = TINY.replace("seeds = [0, 1]", "seeds = [0]\ncell_timeout = 25")
+    text += '[methods.raise]\nmethod = "faulty"\nmode = "raise"\n[methods.hang]\nmethod = "faulty"\nmode = "hang"\n'
+    suite_file = tmp_path / "ray.toml"
+    suite_file.write_text(text)
+    host = load([str(plugin)])
+    suite = load_suite(suite_file, host)
+    executor = RayExecutor(num_cpus=1, num_gpus=0)
+    assert executor.slots == 2  # 2 CPUs / 1 CPU per cell
+    with Store(tmp_path / "h.db") as store:
+        summary = run_sweep(suite, store, executor, plugins=[str(plugin)], log=print, poll_s=0.2)
+        assert summary.done == 2 and summary.failed == 2
+        errors = {label: err for _, label, err in summary.failures}
+        assert errors["raise"] == "RuntimeError: boom from the faulty method"
+        assert errors["hang"] == "timeout: cancelled after the cell timeout of 25 s"
+        cells = {c["label"]: c for c in store.cells(suite.id)}
+        assert cells["sft"]["status"] == "done" and cells["dpo"]["status"] == "done"
+        assert store.final_metrics(suite.id)
+    assert ray.is_initialized()  # the executor joined the test's Ray instance and left it running
+
+
+def test_ray_needs_gpus_it_asks_for(local_ray):
+    from harness.errors import HarnessError
+    from harness.executors import RayExecutor
+
+    with pytest.raises(HarnessError, match="the Ray cluster has no GPUs"):
+        RayExecutor(num_cpus=1, num_gpus=1)

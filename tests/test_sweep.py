@@ -1,0 +1,289 @@
+"""Sweeps end to end through the real CLI: resume, kill -9 and resume, failure isolation, bad edits."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tests.conftest import ROOT, run_harness
+
+# 2 methods x 1 benchmark x 2 seeds, a few steps: seconds per cell.
+TINY = """\
+name = "tiny"
+models = ["tiny:nano"]
+benchmarks = ["didactic-r1"]
+seeds = [0, 1]
+threads = 1
+[train]
+steps = 8
+batch_size = 4
+[benchmark_params.didactic-r1]
+n_states = 4
+warm_steps = 10
+[methods.sft]
+[methods.dpo]
+beta = 0.1
+[leaderboard]
+baseline = "sft"
+"""
+
+FAULTY = '''\
+"""Methods that misbehave on purpose: NaN loss, an exception, a hang, a dying process."""
+import os
+import time
+from dataclasses import dataclass
+
+from harness import hookimpl
+from harness.params import param
+from harness.registry import MethodSpec
+from harness.samplers import offline_demonstrations
+
+
+@dataclass(frozen=True)
+class Params:
+    mode: str = param("nan", "nan | raise | hang | die")
+
+
+def objective(batch, p):
+    loss = -batch.logps["demo"]
+    if p.mode == "nan":
+        return loss * float("nan"), {}
+    if p.mode == "raise":
+        raise RuntimeError("boom from the faulty method")
+    if p.mode == "hang":
+        time.sleep(600)
+    if p.mode == "die":
+        os._exit(3)
+    return loss, {}
+
+
+@hookimpl
+def register_methods(register):
+    register(MethodSpec(name="faulty", description="misbehaves", paper="-", sampler=offline_demonstrations,
+                        objective=objective, params=Params, needs=frozenset({"demonstrations"}),
+                        reference="none"))
+'''
+
+
+def sweep_env(root: Path, marker: str | None = None) -> dict[str, str]:
+    env = {"HARNESS_CACHE": str(root / "cache"), "HARNESS_RESULTS": str(root / "results"), "HF_HUB_OFFLINE": "1"}
+    if marker:
+        env["HARNESS_TEST_MARKER"] = marker
+    return env
+
+
+def statuses(db: Path) -> dict[str, str]:
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        return dict(con.execute("SELECT id, status FROM cells").fetchall())
+    except sqlite3.OperationalError:
+        return {}
+    finally:
+        con.close()
+
+
+def dump(db: Path) -> list[str]:
+    con = sqlite3.connect(db)
+    try:
+        return list(con.iterdump())
+    finally:
+        con.close()
+
+
+def leaderboard_json(store: Path, sweep: str | None = None) -> dict:
+    from harness.cli import cli
+
+    args = ["leaderboard", "--store", str(store), "--format", "json", "--all-metrics"]
+    result = CliRunner().invoke(cli, args + (["--sweep", sweep] if sweep else []))
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """An uninterrupted run of the tiny suite: (folder, suite file, store, its output)."""
+    root = tmp_path_factory.mktemp("tiny")
+    suite = root / "tiny.toml"
+    suite.write_text(TINY)
+    store = root / "h.db"
+    res = run_harness("sweep", str(suite), "--store", str(store), env=sweep_env(root))
+    assert res.returncode == 0, res.stdout + res.stderr
+    return root, suite, store, res.stdout
+
+
+def test_sweep_runs_records_and_prints(tiny_run):
+    root, suite, store, out = tiny_run
+    assert set(statuses(store).values()) == {"done"} and len(statuses(store)) == 4
+    assert "[1/4] start" in out and "[4/4] done" in out
+    assert "4 cells: 4 done, 0 failed, 0 skipped" in out
+    assert "cache: warm start 2 hits, 2 misses" in out  # one warm start per seed, shared by sft and dpo
+    assert "didactic-r1 v1 / expected_reward" in out and "Difference to sft, paired by seed" in out
+    con = sqlite3.connect(store)
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    n_steps = con.execute("SELECT COUNT(*) FROM steps").fetchone()[0]
+    n_records = con.execute("SELECT COUNT(*) FROM records").fetchone()[0]
+    prov = json.loads(con.execute("SELECT provenance_json FROM cells LIMIT 1").fetchone()[0])
+    run = json.loads(con.execute("SELECT summary_json FROM sweep_runs").fetchone()[0])
+    con.close()
+    assert n_steps == 4 * 8 and n_records > 0
+    assert prov["device"] == "cpu" and "torch" in prov["versions"]
+    assert run["done"] == 4 and run["warm_start"] == {"hit": 2, "miss": 2, "none": 0}
+    assert (store.parent / "runs").is_dir()
+
+
+def test_rerun_skips_done_cells(tiny_run):
+    root, suite, store, _ = tiny_run
+    before = leaderboard_json(store)
+    res = run_harness("sweep", str(suite), "--store", str(store), env=sweep_env(root))
+    assert res.returncode == 0, res.stderr
+    assert "4 cells, 0 to run, 4 already done" in res.stdout
+    assert leaderboard_json(store) == before
+    # a second suite sharing cells reuses them: only the new seed runs
+    res = run_harness("sweep", str(suite), "--store", str(store), "--set", "seeds=[1, 2]", "--set", "name=tiny2",
+                      env=sweep_env(root))
+    assert res.returncode == 0, res.stderr
+    assert "4 cells, 2 to run, 2 already done" in res.stdout
+    assert len(statuses(store)) == 6
+    from harness.cli import cli
+
+    listed = CliRunner().invoke(cli, ["sweeps", "--store", str(store)])
+    assert "tiny2-" in listed.output and "tiny-" in listed.output
+    latest = leaderboard_json(store)
+    assert latest["name"] == "tiny2" and latest["rows"][0]["cells"]["didactic-r1/expected_reward"]["n"] == 2
+    rep = CliRunner().invoke(cli, ["report", "--store", str(store), "--sweep", before["sweep"],
+                                   "--out", str(root / "report")])
+    assert rep.exit_code == 0, rep.output
+    assert (root / "report" / "index.html").exists() and list((root / "report").glob("bars_*.png"))
+    assert (root / "report" / "curves_didactic-r1.png").exists()
+
+
+def test_bad_suite_edit_leaves_store_intact(tiny_run):
+    root, suite, store, _ = tiny_run
+    before = dump(store)
+    broken = root / "broken.toml"
+    broken.write_text(TINY.replace("beta = 0.1", 'beta = "high"'))
+    res = run_harness("sweep", str(broken), "--store", str(store), env=sweep_env(root))
+    assert res.returncode == 2
+    assert f"{broken}: methods.dpo.beta: parameter 'beta' expects float, got 'high'" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert dump(store) == before
+
+
+def test_dry_run_loads_no_model(tmp_path):
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(TINY)
+    res = run_harness("sweep", "--dry-run", str(suite), "--store", str(tmp_path / "h.db"),
+                      env=sweep_env(tmp_path))
+    assert res.returncode == 0, res.stderr
+    assert "4 cells in sweep tiny-" in res.stdout and "dpo" in res.stdout and "seed" in res.stdout
+    assert not (tmp_path / "h.db").exists() and not (tmp_path / "cache").exists()
+
+
+def _marked_pids(marker: str) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if marker.encode() in (proc / "environ").read_bytes():
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to find orphaned workers")
+def test_kill_9_and_resume_equals_uninterrupted(tiny_run, tmp_path):
+    root, suite, ref_store, out = tiny_run
+    reference = leaderboard_json(ref_store, out.split()[1].rstrip(":"))  # "sweep tiny-xxxxxxxx: ..."
+    store = tmp_path / "h.db"
+    marker = uuid.uuid4().hex
+    env = {**os.environ, **sweep_env(root, marker)}
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "sweep", str(suite), "--store", str(store)],
+                            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 180
+    try:
+        while "done" not in (statuses(store).values() if store.exists() else ()):
+            if proc.poll() is not None or time.time() > deadline:
+                pytest.fail("the sweep ended (or hung) before it could be killed")
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    at_kill = statuses(store)
+    assert "done" in at_kill.values() and list(at_kill.values()).count("done") < 4, at_kill
+    # the workers and the fork server die with the sweep: no process of it is left writing anything
+    for _ in range(100):
+        if not _marked_pids(marker):
+            break
+        time.sleep(0.1)
+    assert not _marked_pids(marker)
+    assert statuses(store) == at_kill
+    res = run_harness("sweep", str(suite), "--store", str(store), env=sweep_env(root))
+    assert res.returncode == 0, res.stdout + res.stderr
+    done = list(at_kill.values()).count("done")
+    assert f"4 cells, {4 - done} to run, {done} already done" in res.stdout
+    assert set(statuses(store).values()) == {"done"} and len(statuses(store)) == 4
+    con = sqlite3.connect(store)
+    assert con.execute("SELECT COUNT(*) FROM metrics").fetchone()[0] == \
+        con.execute("SELECT COUNT(*) FROM (SELECT DISTINCT cell_id, round, benchmark, metric FROM metrics)").fetchone()[0]
+    con.close()
+    assert leaderboard_json(store) == reference
+
+
+@pytest.mark.slow
+def test_failing_cells_are_isolated(tmp_path):
+    plugin = tmp_path / "faulty.py"
+    plugin.write_text(textwrap.dedent(FAULTY))
+    methods = {"nan": "nan", "raise": "raise", "hang": "hang", "die": "die"}
+    text = TINY.replace("seeds = [0, 1]", "seeds = [0]\njobs = 2\ncell_timeout = 10")
+    text += "".join(f'[methods.{k}]\nmethod = "faulty"\nmode = "{v}"\n' for k, v in methods.items())
+    suite = tmp_path / "faults.toml"
+    suite.write_text(text)
+    store = tmp_path / "h.db"
+    res = run_harness("--plugin", str(plugin), "sweep", str(suite), "--store", str(store), env=sweep_env(tmp_path))
+    assert res.returncode == 1, res.stdout + res.stderr
+    con = sqlite3.connect(store)
+    rows = {label: (status, error) for label, status, error in con.execute(
+        "SELECT sc.label, c.status, c.error FROM cells c JOIN sweep_cells sc ON sc.cell_id=c.id")}
+    con.close()
+    assert rows["sft"][0] == "done" and rows["dpo"][0] == "done"
+    assert rows["nan"][0] == "failed" and rows["nan"][1].startswith("FloatingPointError: non-finite loss")
+    assert rows["raise"] == ("failed", "RuntimeError: boom from the faulty method")
+    assert rows["hang"] == ("failed", "timeout: killed after the cell timeout of 10 s")
+    assert rows["die"][0] == "failed" and rows["die"][1].startswith("worker died (exit code 3)")
+    assert "2 done, 4 failed" in res.stdout and "FAILED" in res.stdout
+    assert "sft" in res.stdout.split("Leaderboard")[1]
+    # failed cells are skipped unless asked; --retry-failed reruns them (a suite holding two of them)
+    again = tmp_path / "again.toml"
+    again.write_text(TINY.replace("seeds = [0, 1]", "seeds = [0]") + '[methods.raise]\nmethod = "faulty"\n'
+                     'mode = "raise"\n')
+    from harness.executors import Executor
+    from harness.plugins import load
+    from harness.store import Store
+    from harness.suite import load_suite
+    from harness.sweep import run_sweep
+
+    lines: list[str] = []
+    with Store(store) as db:  # in-process, with an executor that must not be used
+        summary = run_sweep(load_suite(again, load([str(plugin)])), db, Executor(), log=lines.append)
+    assert (summary.done, summary.failed, summary.skipped_done, summary.skipped_failed) == (0, 0, 2, 1)
+    assert "3 cells, 0 to run, 2 already done, 1 failed earlier (--retry-failed reruns them)" in lines[0]
+    res = run_harness("--plugin", str(plugin), "sweep", str(again), "--store", str(store), "--retry-failed",
+                      env=sweep_env(tmp_path))
+    assert res.returncode == 1 and "3 cells, 1 to run" in res.stdout
+    con = sqlite3.connect(store)
+    assert con.execute("SELECT attempts FROM cells WHERE error LIKE 'RuntimeError%'").fetchone()[0] == 2
+    con.close()
