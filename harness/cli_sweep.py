@@ -49,6 +49,9 @@ def _adhoc_plugins(ctx: click.Context) -> list[str]:
 @click.option("--cell-timeout", type=float, default=None, metavar="SECONDS",
               help="Kill a cell after this long and mark it failed (default: the suite's cell_timeout, else none).")
 @click.option("--retry-failed", is_flag=True, help="Rerun cells that failed before (done cells are always kept).")
+@click.option("--cache", "cache_dir", default=None, metavar="DIR|off",
+              help="Cache of warm starts, reference log-probs and samples shared by cells (default: $HARNESS_CACHE, "
+                   "i.e. results/cache); 'off' computes everything in every cell.")
 @click.option("--address", default=None, help="ray: join the cluster at this address (default: start a local one).")
 @click.option("--num-cpus", type=float, default=None, help="ray: CPUs per cell (default: suite [resources], else 1).")
 @click.option("--num-gpus", type=float, default=None, help="ray: GPUs per cell (default: suite [resources], else 0).")
@@ -58,8 +61,13 @@ def _adhoc_plugins(ctx: click.Context) -> list[str]:
 @click.pass_context
 def sweep(ctx: click.Context, suite_file: Path, sets: tuple[str, ...], dry_run: bool, store: Path | None,
           executor: str, jobs: int | None, threads: int | None, cell_timeout: float | None, retry_failed: bool,
-          address: str | None, num_cpus: float | None, num_gpus: float | None, fmt: str) -> None:
+          cache_dir: str | None, address: str | None, num_cpus: float | None, num_gpus: float | None,
+          fmt: str) -> None:
     """Run a suite file: every cell not done yet, one process per cell; then print the leaderboard.
+
+    While cells run, a live line per running cell shows its round, step, total steps and ETA (refreshed
+    in place on a terminal, else printed every 10 s). A killed sweep, run again, resumes: done cells are
+    kept and a cell that was running continues from its last round's checkpoint.
 
     Exit status: 0 when every cell is done, 1 when some cell failed, 2 for bad input (nothing runs).
     """
@@ -82,7 +90,7 @@ def sweep(ctx: click.Context, suite_file: Path, sets: tuple[str, ...], dry_run: 
     from harness.executors import default_threads, make_executor
     from harness.leaderboard import build, render
     from harness.store import Store
-    from harness.sweep import run_sweep
+    from harness.sweep import LiveStatus, run_sweep
 
     jobs = jobs or suite.data.get("jobs")
     if cell_timeout is not None and cell_timeout <= 0:
@@ -92,9 +100,17 @@ def sweep(ctx: click.Context, suite_file: Path, sets: tuple[str, ...], dry_run: 
                        num_cpus=num_cpus if num_cpus is not None else res.get("num_cpus", 1),
                        num_gpus=num_gpus if num_gpus is not None else res.get("num_gpus", 0))
     threads = threads or suite.data.get("threads") or default_threads(jobs or 1)
+    from harness.cache import cache_disabled
+
+    if cache_dir is not None and not cache_disabled(cache_dir):
+        cache_dir = str(Path(cache_dir).resolve())
+    live = LiveStatus()
     with Store(_store_path(store)) as db:
-        summary = run_sweep(suite, db, ex, retry_failed=retry_failed, cell_timeout=cell_timeout, threads=threads,
-                            plugins=_adhoc_plugins(ctx), log=lambda m: click.echo(m))
+        try:
+            summary = run_sweep(suite, db, ex, retry_failed=retry_failed, cell_timeout=cell_timeout, threads=threads,
+                                plugins=_adhoc_plugins(ctx), log=live.log, status=live.show, cache=cache_dir)
+        finally:
+            live.close()
         click.echo("")
         for line in summary.lines():
             click.echo(line)
@@ -129,12 +145,15 @@ def leaderboard(sweep_id: str | None, store: Path | None, fmt: str, baseline: st
 @click.option("--sweep", "sweep_id", default=None, help="Sweep id or unique prefix (default: the latest).")
 @click.option("--store", type=click.Path(path_type=Path), default=None, help=STORE_HELP)
 @click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Folder for index.html and the PNGs (default: results/reports/<sweep>).")
+              help="Folder for report.html and its PNGs, or the .html file to write (default: "
+                   "results/<sweep>/report.html, next to the store).")
 @click.option("--baseline", default=None, metavar="METHOD", help="Add the paired table for this method label.")
 @click.option("--metric", "metrics", multiple=True, help="Only this metric; repeatable.")
 def report(sweep_id: str | None, store: Path | None, out: Path | None, baseline: str | None,
            metrics: tuple[str, ...]) -> None:
-    """Write plots (bars with CIs, training curves) and an HTML report of a sweep."""
+    """Write an HTML report of a sweep (default: the latest): the leaderboard, bar charts with 95% CIs,
+    learning curves over steps (loss) and rounds (eval metrics), and action distributions where a
+    benchmark records them. Prints the report's path."""
     from harness.report import write_report
     from harness.store import Store
 

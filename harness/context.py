@@ -104,7 +104,9 @@ class RoundContext:
 
     ``policy`` is the model being trained (generate from it for on-policy data); ``reference`` the
     frozen reference (``None`` when the method uses none). ``state`` persists across rounds (running
-    baselines, a discriminator, a reward model). ``rng`` is seeded from (seed, round).
+    baselines, a discriminator, a reward model). ``rng`` is seeded from (seed, round). ``cache`` (a
+    :class:`harness.cache.CellCache`, or None) is what the host's samplers generate through, so cells
+    that share a model reuse its samples; plugins need not touch it.
     """
 
     round: int
@@ -118,6 +120,7 @@ class RoundContext:
     state: dict[str, Any]
     train: Any = None
     metrics: dict[str, float] = field(default_factory=dict)
+    cache: Any = None
 
     def reward(self, prompt: Prompt, completion: Completion) -> float:
         """The sequence-level reward used by on-policy methods: the benchmark's own unless a method overrides ``state['reward']``."""

@@ -5,8 +5,10 @@ Both run one cell per process, so a crash, a hang or a timeout of one cell never
 - :class:`LocalExecutor`: up to ``jobs`` processes at once, each a fresh process for one cell, forked
   from a ``multiprocessing`` fork server that has torch/transformers imported already (a cell starts in
   well under a second instead of ~7 s of imports; ``spawn`` where there is no fork server). Each worker
-  sets ``torch.set_num_threads(threads)``, writes its log to ``<cell dir>/worker.log`` and its outcome to
-  ``<cell dir>/outcome.json``. A cell past its timeout is killed (SIGKILL to its process group). A worker
+  sets ``torch.set_num_threads(threads)``, writes its log to ``<cell dir>/worker.log``, its progress
+  (phase, round, step, total steps, elapsed training time) to ``<cell dir>/progress.json`` at most every
+  0.5 s, and its outcome to ``<cell dir>/outcome.json``. With ``Task.resume`` the cell checkpoints each
+  round into ``<cell dir>/checkpoint`` and a rerun resumes from it (``run_cell``). A cell past its timeout is killed (SIGKILL to its process group). A worker
   dies with the sweep (the fork server exits when the sweep dies; workers ask for SIGKILL when their
   parent dies), so a kill -9 of the sweep leaves no orphan that keeps writing.
 - :class:`RayExecutor`: each cell is a Ray task declaring ``num_cpus`` / ``num_gpus``, with no retries.
@@ -48,6 +50,8 @@ class Task:
     plugins: list[str] = field(default_factory=list)  # ad-hoc --plugin specs
     threads: int = 1
     timeout: float | None = None
+    cache: str | None = None  # the cache folder, "off", or None: the worker's $HARNESS_CACHE
+    resume: bool = True  # checkpoint into cell_dir each round and resume from there
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -58,14 +62,48 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+class StatusFile:
+    """Writes a cell's progress to ``path`` (JSON, atomically): every phase change and round end, and
+    otherwise at most every ``every_s`` seconds. A folder that can't be written (a remote Ray worker) is
+    ignored."""
+
+    def __init__(self, path: str | os.PathLike[str], every_s: float = 0.5) -> None:
+        self.path = Path(path)
+        self.every_s = every_s
+        self._last = -1e9
+        self._phase: str | None = None
+
+    def __call__(self, status: dict[str, Any]) -> None:
+        now = time.monotonic()
+        phase = status.get("phase")
+        round_end = phase == "train" and status.get("step") == status.get("steps")
+        if phase == self._phase and not round_end and now - self._last < self.every_s:
+            return
+        self._last, self._phase = now, phase
+        try:
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            tmp.write_text(json.dumps({**status, "t": time.time()}))
+            os.replace(tmp, self.path)
+        except OSError:
+            pass
+
+
+def read_status(cell_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The last progress a worker wrote for a cell, or None."""
+    try:
+        return json.loads((Path(cell_dir) / "progress.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def run_task(task: dict[str, Any], log: Any = print) -> dict[str, Any]:
     """Run one cell in this process; never raises. Returns ``{"status": "done", "record": ...}`` or
-    ``{"status": "failed", "error": "one line"}``, with ``wall_s`` and the process's cache stats."""
+    ``{"status": "failed", "error": "one line"}``, with ``wall_s`` and the cell's cache hits and misses."""
     t0 = time.perf_counter()
     try:
         import torch
 
-        from harness.cache import stats_snapshot
+        from harness.cache import open_cache
         from harness.plugins import load
         from harness.run import CellConfig, resolve, run_cell
 
@@ -77,11 +115,16 @@ def run_task(task: dict[str, Any], log: Any = print) -> dict[str, Any]:
         if cell.cell_id != task["base_id"]:
             raise HarnessError(f"the cell resolves to {cell.cell_id} in the worker, not {task['base_id']}: the "
                                f"harness or a plugin differs between the sweep and this worker")
-        record = run_cell(cell, host, out_dir=None, resume=False, progress=False, log=log)
+        resume = bool(task.get("resume", True))
+        cell_dir = Path(task["cell_dir"])
+        cache = open_cache(task["cache"]) if task.get("cache") else "auto"
+        record = run_cell(cell, host, out_dir=cell_dir if resume else None, resume=resume, progress=False, log=log,
+                          cache=cache, status=StatusFile(cell_dir / "progress.json"))
         bad = [k for k, v in record["final"].items() if v != v or v in (float("inf"), float("-inf"))]
         if bad:
             raise FloatingPointError(f"non-finite final metrics: {', '.join(bad)}")
-        return {"status": "done", "record": record, "wall_s": time.perf_counter() - t0, "cache": stats_snapshot()}
+        return {"status": "done", "record": record, "wall_s": time.perf_counter() - t0,
+                "cache": record.get("cache", {})}
     except BaseException as exc:  # noqa: BLE001 - a cell's failure is data, not a crash of the sweep
         log(traceback.format_exc())
         return {"status": "failed", "error": _one_line(exc), "wall_s": time.perf_counter() - t0}
@@ -193,6 +236,7 @@ class LocalExecutor(Executor):
         cell_dir = Path(task.cell_dir)
         cell_dir.mkdir(parents=True, exist_ok=True)
         (cell_dir / "outcome.json").unlink(missing_ok=True)
+        (cell_dir / "progress.json").unlink(missing_ok=True)
         p = self.ctx.Process(
             target=_child,
             args=(task.to_dict(), str(cell_dir / "outcome.json"), str(cell_dir / "worker.log")),
@@ -293,6 +337,7 @@ class RayExecutor(Executor):
                 raise HarnessError(f"--executor ray: could not start or join Ray"
                                    f"{' at ' + address if address else ''}: {_one_line(exc)}") from None
             self._owns = True
+        self.remote_cluster = address is not None
         self.num_cpus, self.num_gpus = num_cpus, num_gpus
         resources = ray.cluster_resources()
         fits = [resources.get("CPU", 1) / num_cpus if num_cpus else float("inf")]
@@ -314,6 +359,11 @@ class RayExecutor(Executor):
     def submit(self, task: Task) -> None:
         d = task.to_dict()
         d["threads"] = max(1, int(self.num_cpus or 1))
+        if self.remote_cluster:  # the cell folder is on this machine: a task elsewhere can't checkpoint there
+            d["resume"] = False
+        else:
+            Path(task.cell_dir).mkdir(parents=True, exist_ok=True)
+            (Path(task.cell_dir) / "progress.json").unlink(missing_ok=True)
         self._running[task.id] = (self.remote.remote(d), task, time.monotonic())
 
     def poll(self, timeout: float) -> list[tuple[str, dict[str, Any]]]:

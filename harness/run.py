@@ -1,17 +1,28 @@
 """One sweep cell end to end: load, warm-start, train round by round, evaluate, record.
 
 ``run_cell`` is what ``harness run`` calls and what the sweep's workers call for every cell.
+
+**Resume.** With an ``out_dir``, each round's end writes a checkpoint (``checkpoint/``) and each
+evaluation ``records.json`` then ``rounds.json`` (atomically). A rerun resumes from the checkpoint; if
+the process died between a round's checkpoint and its evaluation, the checkpointed weights are evaluated
+first, so no round's evaluation is lost and the final metrics are the last round's. Evaluations run in a
+forked RNG, so whether one is redone or reused never changes the training that follows.
+
+**Cache.** The warm start, the reference log-probs and the generated samples go through the shared cache
+(:mod:`harness.cache`); the cell's record says how many lookups hit (``record["cache"]``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
+import os
 import platform
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +31,7 @@ import numpy as np
 import torch
 
 import harness
+from harness.cache import Cache, describe_stats, model_identity, open_cache, stats_since, stats_snapshot
 from harness.context import DataContext, EvalContext, TrainingData, WarmStartContext
 from harness.errors import HarnessError
 from harness.lm import LM
@@ -122,35 +134,88 @@ def seed_everything(seed: int) -> None:
 
 
 def cache_root() -> Path:
-    import os
+    from harness.cache import cache_root as root
 
-    return Path(os.environ.get("HARNESS_CACHE", "results/cache"))
+    return root()
 
 
-def _warm_start(cell: ResolvedCell, lm: LM, log: Callable[[str], None]) -> str:
-    """Run the benchmark's warm start once per (model, seed, benchmark params) and cache the weights."""
+def warm_start_key(cell: ResolvedCell) -> str | None:
+    """The identity of the cell's warm start (None: its benchmark has none)."""
     bench = cell.benchmark
     if bench.warm_start is None:
-        return "none"
-    key = hashlib.sha256(
+        return None
+    return hashlib.sha256(
         json.dumps(
             [cell.config.model, cell.config.seed, bench.name, bench.version, as_dict(cell.benchmark_params),
              harness.__version__],
             sort_keys=True,
         ).encode()
     ).hexdigest()[:16]
-    path = cache_root() / "warmstart" / f"{key}.pt"
-    if path.exists():
-        lm.model.load_state_dict(torch.load(path, weights_only=True))
-        return "hit"
+
+
+def initial_model_key(cell: ResolvedCell) -> str:
+    """The identity of the cell's initial policy (what its initial reference is a copy of)."""
+    cfg, train = cell.config, cell.train
+    return model_identity(model=cfg.model, seed=cfg.seed, warm_start=warm_start_key(cell), dtype=cfg.dtype,
+                          device=cfg.device, lora=[train.lora_r, train.lora_alpha] if train.lora else None)
+
+
+def _warm_start(cell: ResolvedCell, lm: LM, log: Callable[[str], None], cache: Cache | None = None) -> str:
+    """Run the benchmark's warm start once per (model, seed, benchmark params) and cache the weights.
+
+    Returns ``hit`` (read from the cache), ``miss`` (run, and cached), ``off`` (run: the cache is off) or
+    ``none`` (the benchmark has no warm start)."""
+    bench = cell.benchmark
+    key = warm_start_key(cell)
+    if key is None:
+        return "none"
     t0 = time.perf_counter()
-    bench.warm_start(WarmStartContext(lm=lm, params=cell.benchmark_params, seed=cell.config.seed, progress=log))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(lm.model.state_dict(), tmp)
-    tmp.replace(path)
+    ran = []
+
+    def run() -> dict[str, Any]:
+        bench.warm_start(WarmStartContext(lm=lm, params=cell.benchmark_params, seed=cell.config.seed, progress=log))
+        ran.append(True)
+        return lm.model.state_dict()
+
+    if cache is None:
+        run()
+        log(f"warm start for {bench.name}: {time.perf_counter() - t0:.1f} s (cache off)")
+        return "off"
+    state = cache.fetch("warmstart", key, ".pt", read=lambda p: torch.load(p, weights_only=True), compute=run,
+                        write=lambda value, p: torch.save(value, p))
+    if not ran:
+        lm.model.load_state_dict(state)
+        return "hit"
     log(f"warm start for {bench.name}: {time.perf_counter() - t0:.1f} s (cached)")
     return "miss"
+
+
+@contextlib.contextmanager
+def isolated_rng(device: str) -> Iterator[None]:
+    """Run a block without touching the global RNGs (torch, CUDA, numpy, random)."""
+    devices = [torch.cuda.current_device()] if device.startswith("cuda") and torch.cuda.is_available() else []
+    py, npy = random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=devices):
+            yield
+    finally:
+        random.setstate(py)
+        np.random.set_state(npy)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    """Write JSON atomically (a kill never leaves half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, default=str))
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def evaluate(cell: ResolvedCell, lm: LM, engine: Any, reference: LM | None,
@@ -203,10 +268,28 @@ def run_cell(
     resume: bool = True,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    cache: Cache | None | str = "auto",
+    status: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Train and evaluate one cell; returns its record (also written to ``out_dir/record.json``)."""
+    """Train and evaluate one cell; returns its record (also written to ``out_dir/record.json``).
+
+    ``cache``: a :class:`~harness.cache.Cache`, None (off) or ``"auto"`` (``$HARNESS_CACHE``).
+    ``status`` gets the cell's progress as it goes: ``{"phase": "load" | "warm start" | "train" | "eval",
+    ...}``, with round, step and total steps while training (see :func:`harness.executors.run_task`).
+    """
     cfg = cell.config
     t_start = time.perf_counter()
+    stats0 = stats_snapshot()
+    if cache == "auto":
+        cache = open_cache()
+    assert not isinstance(cache, str)
+
+    def tell(phase: str, **more: Any) -> None:
+        if status is not None:
+            status({"phase": phase, "rounds": cell.train.rounds, "steps": cell.train.steps,
+                    "total": cell.train.rounds * cell.train.steps, **more})
+
+    tell("load")
     seed_everything(cfg.seed)
     device = cfg.device
     if device == "auto":
@@ -220,7 +303,8 @@ def run_cell(
         return engine_spec.factory(LoadedModel(model, loaded.tokenizer, loaded.name, loaded.source))
 
     policy = LM(loaded.model, loaded.tokenizer, engine_for(loaded.model), name="policy")
-    warm = _warm_start(cell, policy, log)
+    tell("warm start")
+    warm = _warm_start(cell, policy, log, cache)
     if cell.train.lora:
         policy.model = _apply_lora(policy.model, cell.train)
         policy.engine = engine_for(policy.model)
@@ -232,33 +316,61 @@ def run_cell(
         provides=cell.benchmark.provides,
     )
     modules = cell.method.modules(policy.model, cell.method_params) if cell.method.modules else None
+    train_t0 = [0.0, 0]  # when this process's training started, steps done by it since
+
+    def on_step(rnd: int, step: int) -> None:
+        train_t0[1] += 1
+        tell("train", round=rnd + 1, step=step, done=rnd * cell.train.steps + step, done_here=train_t0[1],
+             train_s=time.perf_counter() - train_t0[0])
+
     trainer = Trainer(
         method=cell.method, method_params=cell.method_params, cfg=cell.train, policy=policy, data=data,
         seed=cfg.seed, engine_factory=engine_for, checkpoint_dir=out_dir / "checkpoint" if out_dir else None,
-        progress=progress, modules=modules,
+        progress=progress, modules=modules, cache=cache, model_key=initial_model_key(cell),
+        on_step=on_step if status is not None else None,
     )
-    rounds: list[dict[str, Any]] = []
-    resumed = resume and trainer.try_resume()
-    if resumed and out_dir is not None and (out_dir / "rounds.json").exists():
-        rounds = json.loads((out_dir / "rounds.json").read_text())
-        log(f"resumed after round {trainer.start_round} from {out_dir / 'checkpoint'}")
     timings = {"load_s": time.perf_counter() - t_start, "train_s": 0.0, "eval_s": 0.0}
+    rounds: list[dict[str, Any]] = []
     records: list[dict[str, Any]] = []
+    reference = trainer.reference.lm if trainer.reference else None
+    evaluated_here: list[int | None] = [None]  # the label of the last evaluation this process ran
 
     def eval_round(label: int) -> None:
+        tell("eval", round=label)
         t0 = time.perf_counter()
-        metrics, recs = evaluate(cell, policy, policy.engine, trainer.reference.lm if trainer.reference else None,
-                                 log)
+        with isolated_rng(device):  # an evaluation never shifts the training's random stream
+            metrics, recs = evaluate(cell, policy, policy.engine, reference, log)
         timings["eval_s"] += time.perf_counter() - t0
+        if rounds and rounds[-1]["round"] == label:
+            rounds.pop()
         rounds.append({"round": label, "metrics": metrics})
         records[:] = recs
+        evaluated_here.append(label)
         log(f"round {label}: " + "  ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
-        if out_dir is not None:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            (out_dir / "rounds.json").write_text(json.dumps(rounds))
+        if out_dir is not None:  # records first: rounds.json naming a round means its records are there
+            _write_json(out_dir / "records.json", {"round": label, "records": recs})
+            _write_json(out_dir / "rounds.json", rounds)
 
-    if not rounds:
-        eval_round(0)
+    saved = (_read_json(out_dir / "rounds.json") if resume and out_dir is not None else None) or []
+    saved_records = (_read_json(out_dir / "records.json") if resume and out_dir is not None else None) or {}
+    if saved and saved[0].get("round") == 0:
+        rounds[:] = saved[:1]  # the initial policy's evaluation
+    else:
+        eval_round(0)  # before loading any checkpoint: this is the initial policy
+    if resume and trainer.try_resume():
+        done = trainer.start_round  # the label of the checkpointed round
+        rounds[:] = [r for r in saved if r["round"] <= done] or rounds
+        log(f"resumed after round {done} from {out_dir / 'checkpoint' if out_dir else '?'}")
+        due = cell.train.eval_every_round or done == cell.train.rounds
+        if due and rounds[-1]["round"] < done:  # died between the checkpoint and its evaluation
+            log(f"round {done} was checkpointed but not evaluated: evaluating the checkpoint")
+            eval_round(done)
+    if evaluated_here[-1] != rounds[-1]["round"]:  # the last evaluation came from disk: so do its records
+        if saved_records.get("round") == rounds[-1]["round"]:
+            records[:] = saved_records.get("records") or []
+        elif trainer.start_round >= cell.train.rounds:
+            eval_round(rounds[-1]["round"])  # a finished run whose last records were lost: evaluate again
+    train_t0[0] = time.perf_counter()
     for rnd in range(trainer.start_round, cell.train.rounds):
         t0 = time.perf_counter()
         steps = trainer.train_round(rnd)
@@ -269,6 +381,8 @@ def run_cell(
         if cell.train.eval_every_round or rnd == cell.train.rounds - 1:
             eval_round(rnd + 1)
     timings["total_s"] = time.perf_counter() - t_start
+    cache_stats = stats_since(stats0)
+    log("cache: " + (describe_stats(cache_stats) if cache is not None else "off"))
     record = {
         "cell_id": cell.cell_id,
         "config": cell.resolved_dict(),
@@ -279,6 +393,7 @@ def run_cell(
         "records": records,
         "timings": timings,
         "warm_start": warm,
+        "cache": cache_stats,
         "provenance": provenance(device),
     }
     if out_dir is not None:

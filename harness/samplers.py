@@ -9,6 +9,10 @@
 
 Each takes the :class:`~harness.context.RoundContext` and returns ``list[Row]``; a sampler can be
 passed to ``MethodSpec(sampler=...)`` directly or through ``functools.partial`` for its settings.
+
+Every generation goes through ``ctx.cache`` when the trainer provides one: samples of the initial
+reference or of the untrained policy are then shared by cells that generate the same (see
+:mod:`harness.cache`).
 """
 
 from __future__ import annotations
@@ -49,7 +53,10 @@ def _generate(
     if lm is None:
         raise ValueError("sampling from the reference needs a method with a reference model")
     settings = {"temperature": 0.0, "max_new_tokens": 64, **generation}
-    return lm.generate(prompts, n=n, seed=ctx.seed * 1_000_003 + ctx.round, **settings)
+    seed = ctx.seed * 1_000_003 + ctx.round
+    if ctx.cache is not None:  # reuses samples of a model whose identity is known (see harness.cache)
+        return ctx.cache.generate(source, lm, prompts, n=n, seed=seed, **settings)
+    return lm.generate(prompts, n=n, seed=seed, **settings)
 
 
 def self_generated(

@@ -8,25 +8,33 @@
 2. cells are claimed (``running``, with the owner's host:pid:start-time) and handed to the executor;
    a cell whose warm start is not cached yet runs before the other cells sharing it (its prefix), so
    they hit the cache instead of computing it again in parallel;
-3. each outcome is written in one transaction (``done`` with metrics, steps and records, or ``failed``
+3. while cells run, the sweep reads each one's ``<cell dir>/progress.json`` about every second and
+   shows a live line per running cell (cell k of N, label, benchmark, seed, round, step / steps, ETA):
+   refreshed in place on a terminal, else printed at most every 10 s (:class:`LiveStatus`);
+4. each outcome is written in one transaction (``done`` with metrics, steps and records, or ``failed``
    with the reason: an exception, a non-finite loss, a timeout, a dead worker), and the sweep goes on;
-4. a summary (done / failed / skipped, cache hits and misses, wall time) is printed and recorded.
+   a done cell's checkpoint folder is then deleted;
+5. a summary (done / failed / skipped, cache hits and misses per kind: warm start, reference log-probs,
+   samples; wall time) is printed and recorded.
 
 A ``running`` row left by a killed sweep is taken over by the next one (its owner is dead), so a
 kill -9 loses at most the cells that were running, and the cells table (keyed by id) never holds a
-duplicate.
+duplicate. Cells checkpoint each round into ``<store folder>/runs/<cell id>/`` and the next sweep
+resumes a killed cell from its last round rather than from the start.
 """
 
 from __future__ import annotations
 
+import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
-from harness.cache import add_stats
-from harness.executors import Executor, Task
+from harness.cache import KINDS, add_stats, cache_disabled, cache_root, describe_stats
+from harness.executors import Executor, Task, read_status
 from harness.store import Store, owner_token
 from harness.suite import Suite, SweepCell
 
@@ -56,9 +64,8 @@ class SweepSummary:
             f"sweep {self.sweep_id}: {self.cells} cells: {self.done} done, {self.failed} failed, "
             f"{self.skipped_done + self.skipped_failed + self.busy} skipped ({self.skipped_done} already done, "
             f"{self.skipped_failed} failed earlier, {self.busy} running elsewhere); wall time {self.wall_s:.1f} s",
-            f"cache: warm start {ws['hit']} hits, {ws['miss']} misses ({ws['none']} cells without warm start)"
-            + "".join(f"; {k} {v['hits']} hits, {v['misses']} misses" for k, v in sorted(self.cache.items())
-                      if k != "warmstart"),
+            f"cache: warm start {ws['hit']} hits, {ws['miss']} misses ({ws['none']} cells without warm start or "
+            f"cache); " + describe_stats(self.cache, [k for k in KINDS if k != "warmstart"]),
         ]
         out += [f"  failed {cid} {label}: {err}" for cid, label, err in self.failures]
         if self.skipped_failed:
@@ -67,8 +74,89 @@ class SweepSummary:
 
 
 def cell_dir(store: Store, cell_id: str) -> Path:
-    """Where a cell's worker log and outcome go: ``<store folder>/runs/<cell id>``."""
+    """Where a cell's worker log, progress, checkpoint and outcome go: ``<store folder>/runs/<cell id>``."""
     return store.path.parent / "runs" / cell_id
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+
+
+def progress_text(status: dict[str, Any] | None, elapsed: float, now: float | None = None) -> str:
+    """What a cell is doing, from its ``progress.json``: ``round 1/2  step 40/150 (13%)  ETA 1 min 05 s``."""
+    if not status:
+        return f"starting ({_duration(elapsed)})"
+    phase = status.get("phase", "?")
+    age = max(0.0, (now if now is not None else time.time()) - float(status.get("t", 0) or 0))
+    if phase == "train":
+        done, total = int(status.get("done", 0)), max(1, int(status.get("total", 1)))
+        text = (f"round {status.get('round')}/{status.get('rounds')}  step {status.get('step')}/{status.get('steps')}"
+                f"  ({100 * done / total:.0f}%)")
+        if status.get("done_here"):
+            eta = float(status["train_s"]) / int(status["done_here"]) * (total - done) - age
+            text += f"  ETA {_duration(eta)}"
+        return text
+    if phase == "eval":
+        return f"evaluating round {status.get('round')} ({_duration(elapsed)})"
+    return f"{phase} ({_duration(elapsed)})"
+
+
+class LiveStatus:
+    """Live lines for the running cells, and the sweep's log lines.
+
+    On a terminal (``tty``) the status lines are redrawn in place (``\r`` and ANSI erase, one line per
+    running cell, each cut to the terminal's width); a log line first erases them. Elsewhere (a log
+    file, a pipe) the status lines are printed as plain lines at most every ``every_s`` seconds.
+    """
+
+    def __init__(self, stream: TextIO | None = None, *, tty: bool | None = None, every_s: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.stream = stream or sys.stdout
+        self.tty = self.stream.isatty() if tty is None else tty
+        self.every_s = every_s
+        self.clock = clock
+        self._drawn = 0
+        self._last: float | None = None
+
+    def _clear(self) -> None:
+        if self._drawn:
+            self.stream.write("\r\x1b[K" + "\x1b[1A\x1b[K" * (self._drawn - 1))
+            self._drawn = 0
+
+    def log(self, message: str) -> None:
+        if self.tty:
+            self._clear()
+        self.stream.write(message + "\n")
+        self.stream.flush()
+
+    def show(self, lines: list[str]) -> None:
+        if self.tty:
+            width = max(20, shutil.get_terminal_size((120, 24)).columns - 1)
+            self._clear()
+            if lines:
+                self.stream.write("\n".join(line[:width] for line in lines))
+                self._drawn = len(lines)
+            self.stream.flush()
+            return
+        now = self.clock()
+        if self._last is None:
+            self._last = now  # the start lines were just printed: the first status comes every_s later
+            return
+        if lines and now - self._last >= self.every_s:
+            self._last = now
+            for line in lines:
+                self.stream.write(line + "\n")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self._clear()
+            self.stream.flush()
 
 
 def run_sweep(
@@ -81,20 +169,31 @@ def run_sweep(
     threads: int = 1,
     plugins: list[str] | None = None,
     log: Callable[[str], None] = print,
-    poll_s: float = 0.5,
+    status: Callable[[list[str]], None] | None = None,
+    poll_s: float = 1.0,
+    cache: str | None = None,
+    resume_cells: bool = True,
 ) -> SweepSummary:
-    """Run every cell of ``suite`` that is not done yet; see the module docstring."""
+    """Run every cell of ``suite`` that is not done yet; see the module docstring.
+
+    ``log`` gets the sweep's lines (start, done, failed); ``status`` the live lines of the running cells
+    after every poll (about every ``poll_s``; see :class:`LiveStatus`). ``cache``: the cache folder for
+    the workers, ``"off"``, or None (their ``$HARNESS_CACHE``). ``resume_cells``: cells checkpoint each
+    round in their folder and resume from it."""
     t0 = time.perf_counter()
     timeout = cell_timeout if cell_timeout is not None else suite.cell_timeout
+    if cache is None and not getattr(executor, "remote_cluster", False):
+        # this process's $HARNESS_CACHE, not the one a long-lived fork server was started with
+        cache = "off" if cache_disabled() else str(cache_root().resolve())
     store.add_sweep(suite.id, suite.name, str(suite.path) if suite.path else None, suite.data,
                     [c.row() for c in suite.cells])
     run_id = store.start_run(suite.id, executor.name)
     owner = owner_token()
     summary = SweepSummary(suite.id, len(suite.cells))
-    status = store.cell_status(c.id for c in suite.cells)
+    known = store.cell_status(c.id for c in suite.cells)
     todo: list[SweepCell] = []
     for c in suite.cells:
-        st = status.get(c.id, "pending")
+        st = known.get(c.id, "pending")
         if st == "done":
             summary.skipped_done += 1
         elif st == "failed" and not retry_failed:
@@ -145,7 +244,7 @@ def run_sweep(
                     warming.add(c.prefix)
                 executor.submit(Task(id=c.id, base_id=c.base_id, config=c.config.to_dict(),
                                      cell_dir=str(cell_dir(store, c.id)), plugins=list(plugins or []),
-                                     threads=threads, timeout=timeout))
+                                     threads=threads, timeout=timeout, cache=cache, resume=resume_cells))
                 running[c.id] = (c, time.perf_counter())
                 log(f"{tag(c)} start  {describe(c)}")
             for cid, outcome in executor.poll(poll_s):
@@ -158,6 +257,7 @@ def run_sweep(
                 if outcome.get("status") == "done":
                     record = outcome["record"]
                     store.finish(cid, record, wall_s=wall)
+                    shutil.rmtree(cell_dir(store, cid) / "checkpoint", ignore_errors=True)  # results are stored
                     summary.done += 1
                     warm = record.get("warm_start", "none")
                     summary.warm_start[warm if warm in summary.warm_start else "none"] += 1
@@ -170,6 +270,11 @@ def run_sweep(
                     summary.failures.append((cid, c.label, error))
                     log(f"{tag(c)} FAILED {c.id}  {c.label}  {c.config.benchmark}  seed={c.config.seed}  "
                         f"{wall:.1f} s: {error}")
+            if status is not None:
+                now = time.perf_counter()
+                status([f"{tag(c)} {c.label}  {c.config.benchmark}  seed={c.config.seed}  "
+                        + progress_text(read_status(cell_dir(store, cid)), now - started)
+                        for cid, (c, started) in running.items()])
     except BaseException:
         executor.close()
         for cid in list(running):

@@ -1,7 +1,8 @@
 """The one trainer loop: rounds x steps, read top to bottom.
 
 Each round: the method's sampler builds the round's training set; reference log-probs for that set
-are computed ONCE and reused by every step; then ``steps`` optimizer steps, each over
+are computed ONCE and reused by every step (and read from the shared cache, :mod:`harness.cache`,
+when another cell already scored the same rows with the same reference); then ``steps`` optimizer steps, each over
 ``batch_size x grad_accum`` rows taken in a seeded order. A checkpoint is written at each round's end
 and training resumes from the last one. ``accelerate`` places the model, so ``accelerate launch`` runs
 the same code on several GPUs.
@@ -21,6 +22,7 @@ from typing import Any, Literal
 import torch
 from tqdm.auto import tqdm
 
+from harness.cache import Cache, CellCache, weight_versions
 from harness.context import RoundContext, TrainingData
 from harness.data import Row
 from harness.errors import HarnessError
@@ -128,7 +130,13 @@ class Trainer:
         accelerator: Any = None,
         progress: bool = True,
         modules: torch.nn.Module | None = None,
+        cache: Cache | None = None,
+        model_key: str | None = None,
+        on_step: Callable[[int, int], None] | None = None,
     ) -> None:
+        """``cache`` and ``model_key`` (the identity of ``policy`` as it is now, see
+        :func:`harness.cache.model_identity`) let cells share reference log-probs and generated samples;
+        without both nothing is cached. ``on_step(round, step)`` is called after every optimizer step."""
         from accelerate import Accelerator
 
         self.method, self.params, self.cfg = method, method_params, cfg
@@ -154,6 +162,34 @@ class Trainer:
         self.history: list[StepRecord] = []
         self.start_round = 0
         self.global_step = 0
+        self.on_step = on_step
+        self.model_key = model_key
+        self.cache = CellCache(cache, self.identity) if cache is not None and model_key is not None else None
+        self._versions = {"policy": self._weights("policy"), "reference": self._weights("reference")}
+        self._round = 0
+
+    # -- identities for the cache ------------------------------------------------------------------
+    def _weights(self, which: str) -> tuple[int, ...] | None:
+        if which == "policy":
+            return weight_versions(self.accelerator.unwrap_model(self.model).parameters())
+        if self.reference is None:
+            return None
+        return weight_versions(p for p in self.reference.model.parameters() if not p.requires_grad)
+
+    def identity(self, which: str) -> str | None:
+        """The identity of ``"reference"`` or ``"policy"`` now, or None when unknown (see harness.cache):
+        only the initial weights have one: the reference while reference="initial" (any round) or in round
+        0, the policy before its first step; and only while their weights are untouched since."""
+        if self.model_key is None:
+            return None
+        if which == "reference":
+            if self.reference is None or (self.method.reference == "round" and self._round > 0):
+                return None
+        elif which != "policy" or self.global_step > 0:
+            return None
+        if self._weights(which) != self._versions[which]:
+            return None
+        return self.model_key
 
     # -- checkpoints -------------------------------------------------------------------------------
     def save_checkpoint(self, finished_round: int) -> None:
@@ -189,6 +225,8 @@ class Trainer:
             self.modules.load_state_dict(blob["modules"])
         if self.reference is not None and blob["reference"] is not None:
             self.reference.model.load_state_dict(blob["reference"])
+            if self.method.reference == "initial":  # the same initial weights, written again
+                self._versions["reference"] = self._weights("reference")
         self.optimizer.load_state_dict(blob["optimizer"])
         self.scheduler.load_state_dict(blob["scheduler"])
         self.state = blob["state"]
@@ -211,10 +249,12 @@ class Trainer:
             rng=random.Random(f"{self.seed}-{rnd}"),
             state=self.state,
             train=self.cfg,
+            cache=self.cache,
         )
 
     def train_round(self, rnd: int) -> list[StepRecord]:
         cfg, method, hooks = self.cfg, self.method, self.method.hooks
+        self._round = rnd
         ctx = self.round_context(rnd)
         if self.reference is not None and method.reference == "round" and rnd > 0:
             self.reference.reset_to(self.accelerator.unwrap_model(self.model))
@@ -225,11 +265,15 @@ class Trainer:
         if not rows:
             raise HarnessError(f"method '{method.name}': its sampler produced no training rows in round {rnd}")
         # Reference log-probs: once per round for the round's data, reused by every step and epoch.
-        ref = (
-            self.reference.logprobs(rows, self.policy.pad_id, cfg.ref_batch_size)
-            if self.reference is not None
-            else None
-        )
+        ref = None
+        if self.reference is not None:
+            reference = self.reference
+
+            def score() -> dict[str, list[torch.Tensor]]:
+                return reference.logprobs(rows, self.policy.pad_id, cfg.ref_batch_size)
+
+            ref = (self.cache.reference_logprobs(rows, batch_size=cfg.ref_batch_size, compute=score)
+                   if self.cache is not None else score())
 
         # A seeded order over the rows; each step takes the next batch_size * grad_accum of them.
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + rnd)
@@ -281,6 +325,8 @@ class Trainer:
             bar.set_postfix({k: f"{v:.4g}" for k, v in sums.items() if k not in ("lr", "step_s")}, refresh=False)
             if hooks.on_step_end:
                 hooks.on_step_end(ctx, step, sums)
+            if self.on_step is not None:
+                self.on_step(rnd, step + 1)
         bar.close()
         if hooks.on_round_end:
             hooks.on_round_end(ctx)

@@ -140,11 +140,11 @@ def test_formats(tmp_path):
 def test_report_writes_plots_and_html(tmp_path):
     store = fill(tmp_path / "h.db")
     index = write_report(store, None, tmp_path / "rep")
-    assert index == tmp_path / "rep" / "index.html"
+    assert index == tmp_path / "rep" / "report.html"
     pngs = sorted(p.name for p in (tmp_path / "rep").glob("*.png"))
     assert len([p for p in pngs if p.startswith("bars_")]) == 1  # the suite's metric
-    assert pngs[-1] == "curves_bench.png"
+    assert "loss_bench.png" in pngs and "rounds_bench.png" in pngs
     for p in (tmp_path / "rep").glob("*.png"):
         assert p.read_bytes()[:4] == b"\x89PNG"
     text = index.read_text()
-    assert "<table>" in text and "curves_bench.png" in text and "Sweep demo-1234" in text
+    assert "<table>" in text and "loss_bench.png" in text and "Sweep demo-1234" in text

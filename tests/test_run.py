@@ -15,12 +15,22 @@ from harness.run import CellConfig, resolve, run_cell
 from harness.train import TrainConfig, Trainer
 from tests.conftest import run_harness, toy_training_data
 
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # a tiny model: one torch thread is fastest (and far faster on a loaded box)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
 
 @pytest.mark.parametrize("method", ["sft", "dpo"])
 def test_run_raises_expected_reward_on_didactic_r1(method, tmp_path):
     out = tmp_path / method
     res = run_harness("run", "--model", "tiny:nano", "--method", method, "--benchmark", "didactic-r1",
-                      "--seed", "0", "--set", "train.steps=50", "--quiet", "--out", str(out))
+                      "--seed", "0", "--set", "train.steps=50", "--quiet", "--out", str(out), env=ONE_THREAD)
     assert res.returncode == 0, res.stderr
     record = json.loads((out / "record.json").read_text())
     first, last = record["rounds"][0]["metrics"], record["final"]
@@ -33,10 +43,14 @@ def test_run_raises_expected_reward_on_didactic_r1(method, tmp_path):
 
 
 def test_run_rejects_bad_set_and_missing_data(tmp_path):
-    res = run_harness("run", "--method", "dpo", "--benchmark", "didactic-r1", "--set", "betta=1")
-    assert res.returncode == 2 and "unknown parameter" in res.stderr and "beta" in res.stderr
-    res = run_harness("run", "--method", "dpo", "--benchmark", "didactic-r1", "--set", "beta=high")
-    assert res.returncode == 2 and "expects float" in res.stderr
+    from click.testing import CliRunner
+
+    from harness.cli import cli
+
+    res = CliRunner().invoke(cli, ["run", "--method", "dpo", "--benchmark", "didactic-r1", "--set", "betta=1"])
+    assert res.exit_code == 2 and "unknown parameter" in res.stderr and "beta" in res.stderr
+    res = CliRunner().invoke(cli, ["run", "--method", "dpo", "--benchmark", "didactic-r1", "--set", "beta=high"])
+    assert res.exit_code == 2 and "expects float" in res.stderr
 
 
 def test_method_needing_data_the_benchmark_lacks():
@@ -80,6 +94,50 @@ def test_resume_after_an_interrupted_run(tmp_path):
     assert [r["round"] for r in resumed["rounds"]] == [0, 1, 2]
     for k, v in straight["final"].items():
         assert resumed["final"][k] == pytest.approx(v, abs=1e-6), k
+
+
+@pytest.mark.parametrize("killed_round", [1, 2])
+def test_resume_after_a_kill_between_checkpoint_and_eval(tmp_path, monkeypatch, killed_round):
+    """The process dies after round k's checkpoint but before round k's evaluation is written: the rerun
+    evaluates the checkpoint first, so every round's evaluation is there and the final metrics are the
+    last round's, equal to an uninterrupted run's."""
+    import harness.run as run_mod
+
+    host = load(env={"HARNESS_LOAD_PLUGINS": "sft,dpo,didactic,engines"})
+    cfg = CellConfig(model="tiny:nano", method="dpo", benchmark="didactic-r1",
+                     benchmark_params={"n_states": 4, "warm_steps": 5}, train={"rounds": 2, "steps": 3, "batch_size": 4})
+    cell = resolve(cfg, host)
+    quiet = {"progress": False, "log": lambda m: None}
+    straight = run_cell(cell, host, out_dir=tmp_path / "a", **quiet)
+    assert [r["round"] for r in straight["rounds"]] == [0, 1, 2]
+
+    original = run_mod.evaluate
+    evals = []
+
+    def die_at_eval(*args, **kwargs):
+        evals.append(1)
+        if len(evals) == killed_round + 1:  # eval 0, eval 1, ...: after round k's checkpoint
+            raise SystemExit("killed")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(run_mod, "evaluate", die_at_eval)
+    with pytest.raises(SystemExit):
+        run_cell(cell, host, out_dir=tmp_path / "b", **quiet)
+    monkeypatch.setattr(run_mod, "evaluate", original)
+    saved = json.loads((tmp_path / "b" / "rounds.json").read_text())
+    assert [r["round"] for r in saved] == list(range(killed_round))  # round k's eval is missing
+    lines: list[str] = []
+    resumed = run_cell(cell, host, out_dir=tmp_path / "b", progress=False, log=lines.append)
+    assert f"round {killed_round} was checkpointed but not evaluated: evaluating the checkpoint" in lines
+    assert [r["round"] for r in resumed["rounds"]] == [0, 1, 2]
+    assert resumed["rounds"] == straight["rounds"]
+    assert resumed["final"] == straight["final"]
+    assert resumed["records"] == straight["records"]
+    assert [s["loss"] for s in resumed["steps"]] == [s["loss"] for s in straight["steps"]]
+    # a finished cell run again reads everything back, records included, and trains nothing
+    again = run_cell(cell, host, out_dir=tmp_path / "b", **quiet)
+    assert again["rounds"] == straight["rounds"] and again["records"] == straight["records"]
+    assert again["timings"]["train_s"] == 0.0
 
 
 def test_lora_reference_is_the_base_model_with_adapters_off():

@@ -101,6 +101,16 @@ def dump(db: Path) -> list[str]:
         con.close()
 
 
+def invoke(*args: str, env: dict[str, str] | None = None, monkeypatch=None):
+    """The real CLI in this process (no interpreter start-up: imports are paid once per test session).
+    Sweeps still run their cells in worker processes. Returns click's Result (output, stderr, exit_code)."""
+    from harness.cli import cli
+
+    for k, v in (env or {}).items():
+        monkeypatch.setenv(k, v)
+    return CliRunner().invoke(cli, list(args))
+
+
 def leaderboard_json(store: Path, sweep: str | None = None) -> dict:
     from harness.cli import cli
 
@@ -117,9 +127,10 @@ def tiny_run(tmp_path_factory):
     suite = root / "tiny.toml"
     suite.write_text(TINY)
     store = root / "h.db"
-    res = run_harness("sweep", str(suite), "--store", str(store), env=sweep_env(root))
-    assert res.returncode == 0, res.stdout + res.stderr
-    return root, suite, store, res.stdout
+    with pytest.MonkeyPatch.context() as mp:
+        res = invoke("sweep", str(suite), "--store", str(store), env=sweep_env(root), monkeypatch=mp)
+    assert res.exit_code == 0, res.output
+    return root, suite, store, res.output
 
 
 def test_sweep_runs_records_and_prints(tiny_run):
@@ -128,6 +139,7 @@ def test_sweep_runs_records_and_prints(tiny_run):
     assert "[1/4] start" in out and "[4/4] done" in out
     assert "4 cells: 4 done, 0 failed, 0 skipped" in out
     assert "cache: warm start 2 hits, 2 misses" in out  # one warm start per seed, shared by sft and dpo
+    assert "reference log-probs 0 hits, 2 misses; samples 0 hits, 0 misses" in out  # one dpo cell per seed
     assert "didactic-r1 v1 / expected_reward" in out and "Difference to sft, paired by seed" in out
     con = sqlite3.connect(store)
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -139,21 +151,27 @@ def test_sweep_runs_records_and_prints(tiny_run):
     assert n_steps == 4 * 8 and n_records > 0
     assert prov["device"] == "cpu" and "torch" in prov["versions"]
     assert run["done"] == 4 and run["warm_start"] == {"hit": 2, "miss": 2, "none": 0}
-    assert (store.parent / "runs").is_dir()
+    assert run["cache"]["reflogps"] == {"hits": 0, "misses": 2}
+    runs = store.parent / "runs"
+    assert runs.is_dir() and len(list(runs.iterdir())) == 4
+    for cell in runs.iterdir():  # the worker's progress, the per-round results; the checkpoint is gone
+        progress = json.loads((cell / "progress.json").read_text())
+        assert progress["phase"] == "eval" and progress["total"] == 8
+        assert (cell / "rounds.json").exists() and not (cell / "checkpoint").exists()
 
 
-def test_rerun_skips_done_cells(tiny_run):
+def test_rerun_skips_done_cells(tiny_run, monkeypatch):
     root, suite, store, _ = tiny_run
     before = leaderboard_json(store)
-    res = run_harness("sweep", str(suite), "--store", str(store), env=sweep_env(root))
-    assert res.returncode == 0, res.stderr
-    assert "4 cells, 0 to run, 4 already done" in res.stdout
+    res = invoke("sweep", str(suite), "--store", str(store), env=sweep_env(root), monkeypatch=monkeypatch)
+    assert res.exit_code == 0, res.output
+    assert "4 cells, 0 to run, 4 already done" in res.output
     assert leaderboard_json(store) == before
     # a second suite sharing cells reuses them: only the new seed runs
-    res = run_harness("sweep", str(suite), "--store", str(store), "--set", "seeds=[1, 2]", "--set", "name=tiny2",
-                      env=sweep_env(root))
-    assert res.returncode == 0, res.stderr
-    assert "4 cells, 2 to run, 2 already done" in res.stdout
+    res = invoke("sweep", str(suite), "--store", str(store), "--set", "seeds=[1, 2]", "--set", "name=tiny2",
+                 env=sweep_env(root), monkeypatch=monkeypatch)
+    assert res.exit_code == 0, res.output
+    assert "4 cells, 2 to run, 2 already done" in res.output
     assert len(statuses(store)) == 6
     from harness.cli import cli
 
@@ -164,29 +182,31 @@ def test_rerun_skips_done_cells(tiny_run):
     rep = CliRunner().invoke(cli, ["report", "--store", str(store), "--sweep", before["sweep"],
                                    "--out", str(root / "report")])
     assert rep.exit_code == 0, rep.output
-    assert (root / "report" / "index.html").exists() and list((root / "report").glob("bars_*.png"))
-    assert (root / "report" / "curves_didactic-r1.png").exists()
+    assert rep.output.strip() == f"report: {root / 'report' / 'report.html'}"
+    assert (root / "report" / "report.html").exists() and (root / "report" / "bars_didactic-r1.png").exists()
+    for name in ("loss", "rounds", "actions"):
+        assert (root / "report" / f"{name}_didactic-r1.png").exists(), name
 
 
-def test_bad_suite_edit_leaves_store_intact(tiny_run):
+def test_bad_suite_edit_leaves_store_intact(tiny_run, monkeypatch):
     root, suite, store, _ = tiny_run
     before = dump(store)
     broken = root / "broken.toml"
     broken.write_text(TINY.replace("beta = 0.1", 'beta = "high"'))
-    res = run_harness("sweep", str(broken), "--store", str(store), env=sweep_env(root))
-    assert res.returncode == 2
+    res = invoke("sweep", str(broken), "--store", str(store), env=sweep_env(root), monkeypatch=monkeypatch)
+    assert res.exit_code == 2
     assert f"{broken}: methods.dpo.beta: parameter 'beta' expects float, got 'high'" in res.stderr
-    assert "Traceback" not in res.stderr
+    assert res.exception is None or isinstance(res.exception, SystemExit)  # a one-line error, no traceback
     assert dump(store) == before
 
 
-def test_dry_run_loads_no_model(tmp_path):
+def test_dry_run_loads_no_model(tmp_path, monkeypatch):
     suite = tmp_path / "tiny.toml"
     suite.write_text(TINY)
-    res = run_harness("sweep", "--dry-run", str(suite), "--store", str(tmp_path / "h.db"),
-                      env=sweep_env(tmp_path))
-    assert res.returncode == 0, res.stderr
-    assert "4 cells in sweep tiny-" in res.stdout and "dpo" in res.stdout and "seed" in res.stdout
+    res = invoke("sweep", "--dry-run", str(suite), "--store", str(tmp_path / "h.db"), env=sweep_env(tmp_path),
+                 monkeypatch=monkeypatch)
+    assert res.exit_code == 0, res.output
+    assert "4 cells in sweep tiny-" in res.output and "dpo" in res.output and "seed" in res.output
     assert not (tmp_path / "h.db").exists() and not (tmp_path / "cache").exists()
 
 
@@ -287,3 +307,87 @@ def test_failing_cells_are_isolated(tmp_path):
     con = sqlite3.connect(store)
     assert con.execute("SELECT attempts FROM cells WHERE error LIKE 'RuntimeError%'").fetchone()[0] == 2
     con.close()
+
+
+# -- live progress ---------------------------------------------------------------------------------------------
+
+
+def test_progress_text_shows_round_step_and_eta():
+    from harness.sweep import progress_text
+
+    status = {"phase": "train", "round": 2, "rounds": 3, "step": 10, "steps": 40, "done": 50, "total": 120,
+              "done_here": 50, "train_s": 25.0, "t": 1000.0}
+    assert progress_text(status, 30.0, now=1000.0) == "round 2/3  step 10/40  (42%)  ETA 35 s"
+    assert progress_text(status, 30.0, now=1010.0).endswith("ETA 25 s")  # a status 10 s old
+    assert progress_text({"phase": "eval", "round": 1, "t": 0}, 75.0) == "evaluating round 1 (1 min 15 s)"
+    assert progress_text(None, 3.0) == "starting (3 s)"
+
+
+def test_live_status_redraws_on_a_tty_and_throttles_elsewhere():
+    import io
+
+    from harness.sweep import LiveStatus
+
+    out = io.StringIO()
+    live = LiveStatus(out, tty=True)
+    live.show(["[1/4] sft  a", "[2/4] dpo  b"])
+    live.show(["[1/4] sft  c"])
+    live.log("[1/4] done")
+    live.close()
+    text = out.getvalue()
+    assert text == ("[1/4] sft  a\n[2/4] dpo  b" + "\r\x1b[K\x1b[1A\x1b[K" + "[1/4] sft  c" + "\r\x1b[K"
+                    + "[1/4] done\n")
+
+    clock = [0.0]
+    out = io.StringIO()
+    live = LiveStatus(out, tty=False, every_s=10, clock=lambda: clock[0])
+    for t in range(0, 25):  # polled every second for 25 s
+        clock[0] = float(t)
+        live.show([f"line at {t}"])
+    live.log("done")
+    assert out.getvalue() == "line at 10\nline at 20\ndone\n"
+
+
+@pytest.fixture
+def _one_thread():
+    import torch
+
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)  # run_task sets the worker's thread count; this process is pytest's
+
+
+@pytest.mark.usefixtures("_one_thread")
+def test_a_killed_cell_resumes_from_its_last_round(tmp_path, monkeypatch):
+    """Workers checkpoint into the cell's folder: a rerun of a cell killed after round 1 of 2 continues
+    from there, and ends like an uninterrupted run."""
+    import harness.train as train_mod
+    from harness.executors import run_task
+    from harness.plugins import load
+    from harness.run import CellConfig, resolve
+
+    cfg = CellConfig(model="tiny:nano", method="dpo", benchmark="didactic-r1", seed=0,
+                     benchmark_params={"n_states": 4, "warm_steps": 5}, train={"rounds": 2, "steps": 3, "batch_size": 4})
+    cell = resolve(cfg, load(env={"HARNESS_LOAD_PLUGINS": "dpo,didactic,engines"}))
+    task = {"id": "x", "base_id": cell.cell_id, "config": cfg.to_dict(), "cell_dir": str(tmp_path / "a"),
+            "threads": 1, "cache": str(tmp_path / "cache")}
+    straight = run_task(task, log=lambda m: None)
+    assert straight["status"] == "done", straight
+
+    original = train_mod.Trainer.train_round
+
+    def killed_in_round_2(self, rnd):
+        if rnd == 1:
+            raise SystemExit("killed")
+        return original(self, rnd)
+
+    monkeypatch.setattr(train_mod.Trainer, "train_round", killed_in_round_2)
+    task["cell_dir"] = str(tmp_path / "b")
+    assert run_task(task, log=lambda m: None)["status"] == "failed"
+    assert (tmp_path / "b" / "checkpoint" / "checkpoint.pt").exists()
+    monkeypatch.setattr(train_mod.Trainer, "train_round", original)
+    lines: list[str] = []
+    resumed = run_task(task, log=lines.append)
+    assert resumed["status"] == "done" and any(line.startswith("resumed after round 1") for line in lines)
+    assert resumed["record"]["rounds"] == straight["record"]["rounds"]
+    assert len(resumed["record"]["steps"]) == 6

@@ -56,6 +56,11 @@ Registered benchmarks:
   - ``action_mass``, the probability on action tokens.
 
   The paper instead averages one sampled reward per eval state.
+- *Records.* One per state, with its metrics, its top-5 actions and the full distribution over the 100
+  actions (``action_probs``), next to ``pi_ref_probs`` and ``expert_probs`` (π_ref and p* for the
+  benchmark's params), so a report can plot the final distribution (mean over states and seeds) against
+  both. The multi-token variant's ``action_probs`` is the frequency of each action among the sampled
+  tokens of that state (all 9 positions; non-action tokens left out).
 - Multi-token metrics are Monte Carlo estimates from ``eval_samples`` samples, split evenly over the
   states, at temperature 1. Log π(y) is the policy's sequence log-prob. The reference for ``kl_ref`` is
   the exact product of π_ref over positions; the paper's code compares against the warm-started copy
@@ -398,6 +403,15 @@ def _limit(prompts: list[Prompt], limit: int | None) -> list[Prompt]:
     return prompts[:limit] if limit is not None else prompts
 
 
+def _probs_list(probs: np.ndarray) -> list[float]:
+    """A distribution for a record: 6 significant digits are plenty for a plot and keep records small."""
+    return [float(f"{x:.6g}") for x in np.asarray(probs, dtype=np.float64)]
+
+
+def _distributions(ref: np.ndarray, expert: np.ndarray) -> dict[str, list[float]]:
+    return {"pi_ref_probs": _probs_list(ref), "expert_probs": _probs_list(expert)}
+
+
 def _evaluate_single(ctx: EvalContext, *, name: str, peak: float) -> EvalResult:
     p = ctx.params
     _check(name, ctx.lm.tokenizer, p)
@@ -407,6 +421,7 @@ def _evaluate_single(ctx: EvalContext, *, name: str, peak: float) -> EvalResult:
     expert = expert_probs(reward, p.tau, ref)
     logprobs = ctx.lm.next_token_logprobs(prompts).double().numpy()
     rows, records = [], []
+    references = _distributions(ref, expert)
     for prompt, lp in zip(prompts, logprobs, strict=True):
         probs, mass = action_distribution(lp, p.action_offset)
         metrics = {**action_metrics(probs, reward, ref, expert), "action_mass": mass}
@@ -418,6 +433,8 @@ def _evaluate_single(ctx: EvalContext, *, name: str, peak: float) -> EvalResult:
                 **metrics,
                 "top_actions": [int(a) for a in top],
                 "top_probs": [float(probs[a]) for a in top],  # renormalised over the action tokens
+                "action_probs": _probs_list(probs),  # the whole distribution over the 100 actions
+                **references,
             }
         )
     means = {key: float(np.mean([r[key] for r in rows])) for key in rows[0]}
@@ -460,14 +477,20 @@ def _evaluate_multi(ctx: EvalContext, *, name: str, peak: float) -> EvalResult:
         "entropy": float(-log_pi.mean()),
     }
     records = []
+    references = _distributions(ref, expert)
     for i, prompt in enumerate(prompts):
         sl = slice(i * per_state, (i + 1) * per_state)
+        sampled = actions[sl].reshape(-1)
+        counts = np.bincount(sampled[sampled >= 0], minlength=N_ACTIONS).astype(np.float64)
         records.append(
             {
                 "state": prompt.meta["state"],
                 "expected_reward": float(rewards[sl].mean()),
                 "action_mass": float(all_actions[sl].mean()),
                 "samples": [[int(a) for a in row] for row in actions[sl][:3]],  # -1: not an action
+                # how often each action was sampled (all positions), over the sampled action tokens
+                "action_probs": _probs_list(counts / max(1.0, counts.sum())),
+                **references,
             }
         )
     return EvalResult(metrics=metrics, records=records)
