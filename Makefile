@@ -22,9 +22,10 @@ demo: install
 	$(BIN)/harness sweep $(DEMO_SUITE)
 	$(BIN)/harness report
 
+# Tests use tiny models: one torch thread each is faster than two fighting over 2 cores.
 test: install
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q
 
 lint: install
 	$(BIN)/ruff check .

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from harness import samplers
 from harness.data import Completion, Prompt, Sequence
 from harness.logprobs import masked_sum, sequence_logprobs
 from harness.rewards import Reward, RewardFn, current_reward, score_all
@@ -264,10 +265,8 @@ def rollouts(ctx: RoundContext, *, n: int, limit: int | None = None, temperature
     """``n`` samples per prompt from the CURRENT policy, scored by ``reward`` (default: the method's,
     :func:`~harness.rewards.current_reward`). Seeded by (seed, round) like :mod:`harness.samplers`."""
     prompts = round_prompts(ctx, limit)
-    outs = ctx.policy.generate(
-        prompts, n=n, temperature=temperature, max_new_tokens=response_length(ctx, max_new_tokens),
-        seed=ctx.seed * 1_000_003 + ctx.round,
-    )
+    generation = {"temperature": temperature, "max_new_tokens": response_length(ctx, max_new_tokens)}
+    outs = samplers.generate(ctx, "policy", prompts, n, generation)
     flat = [(g, i, c) for g, cs in enumerate(outs) for i, c in enumerate(cs)]
     rewards = score_all(reward or current_reward(ctx), [c.prompt for _, _, c in flat], [c for _, _, c in flat])
     return [Rollout(c, g, i, r) for (g, i, c), r in zip(flat, rewards, strict=True)]

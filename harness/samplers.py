@@ -46,9 +46,11 @@ def offline_preferences(ctx: RoundContext, *, limit: int | None = None) -> list[
     ]
 
 
-def _generate(
+def generate(
     ctx: RoundContext, source: str, prompts: list[Prompt], n: int, generation: Generation
 ) -> list[list[Completion]]:
+    """``n`` completions per prompt from ``source`` ("reference" or "policy"), seeded by (seed, round),
+    through the cell's cache when there is one. Every sampler (and :func:`harness.pg.rollouts`) uses this."""
     lm = ctx.reference if source == "reference" else ctx.policy
     if lm is None:
         raise ValueError("sampling from the reference needs a method with a reference model")
@@ -75,7 +77,7 @@ def self_generated(
     ``"policy"`` the current policy. Greedy by default (``generation={"temperature": 0.0}``).
     """
     demos = _subsample(ctx.data.demonstrations(), limit, ctx)
-    outs = _generate(ctx, source, [d.prompt for d in demos], n, generation or {})
+    outs = generate(ctx, source, [d.prompt for d in demos], n, generation or {})
     return [Row({real: d, generated: c.as_sequence()}) for d, cs in zip(demos, outs, strict=True) for c in cs]
 
 
@@ -93,7 +95,7 @@ def on_policy_samples(
 ) -> list[Row]:
     """``n`` samples per prompt with their rewards: rows ``{"sample"}`` with values reward and group."""
     prompts = _subsample(ctx.data.prompts(), limit, ctx)
-    outs = _generate(ctx, source, prompts, n, {"temperature": 1.0, **(generation or {})})
+    outs = generate(ctx, source, prompts, n, {"temperature": 1.0, **(generation or {})})
     rewards = _score(ctx, prompts, outs)
     return [
         Row({"sample": c.as_sequence()}, {"reward": r, "group": float(g), "index": float(i)})
@@ -118,7 +120,7 @@ def on_policy_preferences(
     uses all C(n, 2) pairs); ``"best-worst"`` keeps one pair per prompt. Ties are dropped.
     """
     prompts = _subsample(ctx.data.prompts(), limit, ctx)
-    outs = _generate(ctx, source, prompts, n, {"temperature": 1.0, **(generation or {})})
+    outs = generate(ctx, source, prompts, n, {"temperature": 1.0, **(generation or {})})
     rewards = _score(ctx, prompts, outs)
     rows = []
     for cs, rs in zip(outs, rewards, strict=True):
@@ -150,7 +152,7 @@ def best_of_n(
 ) -> list[Row]:
     """The top sample per prompt by reward as rows ``{"best"}`` (plus ``{"worst"}`` if asked)."""
     prompts = _subsample(ctx.data.prompts(), limit, ctx)
-    outs = _generate(ctx, source, prompts, n, {"temperature": 1.0, **(generation or {})})
+    outs = generate(ctx, source, prompts, n, {"temperature": 1.0, **(generation or {})})
     scorer = score or ctx.reward
     rows = []
     for p, cs in zip(prompts, outs, strict=True):
