@@ -6,8 +6,13 @@ same math in the same process (the ratio is the figure of merit), the peak RSS, 
 tokens/s of the ``hf`` engine against a bare KV-cache sampling loop.
 
 The bare DPO loop is what a naive script does: a reference forward at every step. The harness computes
-reference log-probs once per round, so its step is about one policy forward + backward.
-Targets: SFT >= 0.95x the bare loop; DPO >= 1.15x; hf generation >= 1.0x the bare loop.
+reference log-probs once per round, so its step is about one policy forward + backward. That saving
+needs data that is seen more than once: DPO is measured twice, on ``steps * batch`` distinct pairs (one
+epoch: both do the same number of reference forwards, so about 1x is the best possible) and on
+``steps * batch / epochs`` pairs seen ``--epochs`` times (DPO recipes run 1-3 epochs; the didactic tasks
+and self-play rounds revisit a small set for many steps), where the target applies.
+Targets: SFT >= 0.95x the bare loop; DPO over several epochs >= 1.15x; hf generation >= 1.0x the bare
+loop. Timings alternate harness and bare runs and keep the best of ``--repeats`` of each.
 """
 
 from __future__ import annotations
@@ -78,7 +83,7 @@ def harness_train(method: str, host: Any, name: str, demos: list, pairs: list, s
     spec = host.registry.method(method)
     data = TrainingData(loader=lambda kind: demos if kind == "demonstrations" else pairs, reward_fn=None,
                         provides=frozenset({"demonstrations", "preferences"}))
-    cfg = TrainConfig(rounds=1, steps=steps, batch_size=batch, lr=lr, warmup_ratio=0.0, ref_batch_size=64)
+    cfg = TrainConfig(rounds=1, steps=steps, batch_size=batch, lr=lr, warmup_ratio=0.0)
     trainer = Trainer(method=spec, method_params=spec.params(), cfg=cfg,
                       policy=LM(loaded.model, loaded.tokenizer), data=data, seed=0,
                       engine_factory=lambda m: None, progress=False)
@@ -102,19 +107,23 @@ def bare_generate(model: Any, prompts: torch.Tensor, new_tokens: int) -> int:
     return prompts.shape[0] * new_tokens
 
 
-def gen_speed(name: str, batch: int, new_tokens: int) -> tuple[float, float]:
+def gen_speed(name: str, batch: int, new_tokens: int, repeats: int) -> tuple[float, float]:
+    """Best tokens/s of the hf engine and of the bare loop, alternating runs (equal-length prompts)."""
     loaded = load_model(name, seed=0)
     prompts = [Prompt((257, *range(1, 16))) for _ in range(batch)]
     engine = HFEngine(loaded.model, loaded.tokenizer, batch_size=batch)
     # The tiny random model rarely emits EOS; both loops decode the full length.
     engine.generate(prompts[:2], max_new_tokens=4)  # warm up
-    t0 = time.perf_counter()
-    outs = engine.generate(prompts, max_new_tokens=new_tokens)
-    ours = sum(len(c[0].ids) for c in outs) / (time.perf_counter() - t0)
     bare_generate(loaded.model, torch.tensor([p.ids for p in prompts[:2]]), 4)
-    t0 = time.perf_counter()
-    n = bare_generate(loaded.model, torch.tensor([p.ids for p in prompts]), new_tokens)
-    return ours, n / (time.perf_counter() - t0)
+    ours = bare = 0.0
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        outs = engine.generate(prompts, max_new_tokens=new_tokens)
+        ours = max(ours, sum(len(c[0].ids) for c in outs) / (time.perf_counter() - t0))
+        t0 = time.perf_counter()
+        n = bare_generate(loaded.model, torch.tensor([p.ids for p in prompts]), new_tokens)
+        bare = max(bare, n / (time.perf_counter() - t0))
+    return ours, bare
 
 
 @click.command()
@@ -125,25 +134,34 @@ def gen_speed(name: str, batch: int, new_tokens: int) -> tuple[float, float]:
 @click.option("--resp-len", default=64, show_default=True)
 @click.option("--gen-batch", default=32, show_default=True)
 @click.option("--new-tokens", default=64, show_default=True)
+@click.option("--epochs", default=4, show_default=True,
+              help="Passes over the data in the multi-epoch DPO measurement (steps * batch / epochs pairs).")
 @click.option("--repeats", default=3, show_default=True, help="Best of this many timings each.")
 def main(model: str, steps: int, batch: int, prompt_len: int, resp_len: int, gen_batch: int, new_tokens: int,
-         repeats: int) -> None:
+         epochs: int, repeats: int) -> None:
     """Harness vs bare loops: steps/s ratios for SFT and DPO, peak RSS, generation tokens/s."""
+    if epochs < 1 or (steps * batch) % epochs:
+        raise click.BadParameter(f"must be at least 1 and divide steps * batch = {steps * batch}", param_hint="--epochs")
     torch.manual_seed(0)
     host = load(env={"HARNESS_LOAD_PLUGINS": "sft,dpo,engines"})
     demos, pairs = make_data(steps * batch, prompt_len, resp_len, 256)
     rows = []
-    for method, target in (("sft", 0.95), ("dpo", 1.15)):
-        bare = max(bare_train(method, load_model(model, seed=0).model, demos, pairs, steps, batch, 1e-4)
-                   for _ in range(repeats))
-        ours = max(harness_train(method, host, model, demos, pairs, steps, batch, 1e-4) for _ in range(repeats))
-        rows.append([method, f"{ours:.2f}", f"{bare:.2f}", f"{ours / bare:.2f}x", f">= {target}x",
-                     "ok" if ours / bare >= target else "below"])
-    ours_g, bare_g = max((gen_speed(model, gen_batch, new_tokens) for _ in range(repeats)), key=lambda t: t[0] / t[1])
+    cases = [("sft", "sft", 1, 0.95), ("dpo", "dpo, 1 epoch", 1, None), ("dpo", f"dpo, {epochs} epochs", epochs, 1.15)]
+    for method, label, n_epochs, target in cases:
+        n = steps * batch // n_epochs
+        ours = bare = 0.0
+        for _ in range(repeats):
+            bare = max(bare, bare_train(method, load_model(model, seed=0).model, demos[:n], pairs[:n], steps, batch,
+                                        1e-4))
+            ours = max(ours, harness_train(method, host, model, demos[:n], pairs[:n], steps, batch, 1e-4))
+        verdict = "" if target is None else ("ok" if ours / bare >= target else "below")
+        rows.append([label, f"{ours:.2f}", f"{bare:.2f}", f"{ours / bare:.2f}x",
+                     "(no reuse possible)" if target is None else f">= {target}x", verdict])
+    ours_g, bare_g = gen_speed(model, gen_batch, new_tokens, repeats)
     rows.append(["generate (tok/s)", f"{ours_g:.0f}", f"{bare_g:.0f}", f"{ours_g / bare_g:.2f}x", ">= 1.0x",
                  "ok" if ours_g / bare_g >= 1.0 else "below"])
-    click.echo(f"model {model}, batch {batch}, prompt {prompt_len} + response {resp_len} tokens, {steps} steps, "
-               f"torch threads {torch.get_num_threads()}")
+    click.echo(f"model {model}, batch {batch}, prompt {prompt_len} + response {resp_len} tokens, {steps} steps "
+               f"(steps/s), torch threads {torch.get_num_threads()}")
     click.echo(tabulate(rows, headers=["what", "harness", "bare loop", "ratio", "target", ""]))
     click.echo(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 

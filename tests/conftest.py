@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from harness import sandbox
 from harness.context import EvalResult, TrainingData
 from harness.data import Pair, Sequence
 from harness.lm import LM
 from harness.models import load_model
 from harness.registry import BenchmarkSpec
+from harness.sandbox import check_isolation
 from harness.text import PromptEncoder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,3 +88,37 @@ def run_harness(*args: str, env: dict | None = None, cwd: Path | None = None, ti
         [sys.executable, "-m", "harness.cli", *args],
         capture_output=True, text=True, env=full_env, cwd=cwd or ROOT, timeout=timeout,
     )
+
+
+# -- sandbox isolation fixtures (test_sandbox.py, test_sandbox_hostile.py) --------------------------
+
+
+@pytest.fixture(scope="module")
+def iso() -> dict:
+    return check_isolation()
+
+
+@pytest.fixture
+def hostile_ok(iso: dict) -> dict:
+    """Skip unless model code really runs unprivileged (as root: the drop to nobody works)."""
+    if iso["root"] and not iso["privilege_drop_works"]:
+        pytest.skip(f"the privilege drop does not work here, not running hostile code: {iso['reason']}")
+    if not iso["unprivileged"]:
+        pytest.skip(f"the sandboxed program is not unprivileged here: {iso['reason']}")
+    return iso
+
+
+@pytest.fixture
+def other_user(hostile_ok: dict) -> dict:
+    """Skip unless the program runs as a different uid from the test (so file permissions bind it)."""
+    if not hostile_ok["separate_uid"]:
+        pytest.skip("the sandboxed program runs as the test's own uid (harness not started as root)")
+    return hostile_ok
+
+
+@pytest.fixture(params=["namespaces", "no-namespaces"])
+def mode(request, monkeypatch) -> str:
+    """Run a test with the namespaces the kernel allows, and again with the fallbacks alone."""
+    if request.param == "no-namespaces":
+        monkeypatch.setattr(sandbox, "_USE_NAMESPACES", False)
+    return request.param

@@ -22,38 +22,9 @@ from pathlib import Path
 import pytest
 
 from harness import sandbox
-from harness.sandbox import SandboxResult, check_isolation, run_many, run_program
+from harness.sandbox import SandboxResult, run_many, run_program
 
-
-@pytest.fixture(scope="module")
-def iso() -> dict:
-    return check_isolation()
-
-
-@pytest.fixture
-def hostile_ok(iso: dict) -> dict:
-    """Skip unless model code really runs unprivileged (as root: the drop to nobody works)."""
-    if iso["root"] and not iso["privilege_drop_works"]:
-        pytest.skip(f"the privilege drop does not work here, not running hostile code: {iso['reason']}")
-    if not iso["unprivileged"]:
-        pytest.skip(f"the sandboxed program is not unprivileged here: {iso['reason']}")
-    return iso
-
-
-@pytest.fixture
-def other_user(hostile_ok: dict) -> dict:
-    """Skip unless the program runs as a different uid from the test (so file permissions bind it)."""
-    if not hostile_ok["separate_uid"]:
-        pytest.skip("the sandboxed program runs as the test's own uid (harness not started as root)")
-    return hostile_ok
-
-
-@pytest.fixture(params=["namespaces", "no-namespaces"])
-def mode(request, monkeypatch) -> str:
-    """Run a test with the namespaces the kernel allows, and again with the fallbacks alone."""
-    if request.param == "no-namespaces":
-        monkeypatch.setattr(sandbox, "_USE_NAMESPACES", False)
-    return request.param
+# iso, hostile_ok, other_user and mode are fixtures in tests/conftest.py.
 
 
 @pytest.fixture

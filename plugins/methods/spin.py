@@ -28,14 +28,14 @@ from dataclasses import dataclass
 import torch
 
 from alignment_harness_plugins.methods.dpo import dpo_loss
+
+# SPIN samples exactly as GSIL does: n answers of the previous iterate (the round's reference) per demo.
+from alignment_harness_plugins.methods.gsil import sampler
 from harness import hookimpl
-from harness.context import RoundContext
-from harness.data import DEMONSTRATIONS, Row
+from harness.data import DEMONSTRATIONS
 from harness.logprobs import LogProbBatch
 from harness.params import param
-from harness.pg import response_length
 from harness.registry import MethodSpec
-from harness.samplers import self_generated
 
 PAPER = "Chen et al. 2024, arXiv 2401.01335 (SPIN, ICML 2024); code github.com/uclaml/SPIN"
 
@@ -64,13 +64,6 @@ def objective(batch: LogProbBatch, params: SPINParams) -> tuple[torch.Tensor, di
         batch.ref_logps["generated"],
         beta=params.beta,
     )
-
-
-def sampler(ctx: RoundContext) -> list[Row]:
-    """Each demonstration paired with the previous iterate's (the round's reference's) answers."""
-    p = ctx.params
-    generation = {"temperature": p.temperature, "max_new_tokens": response_length(ctx, p.max_new_tokens)}
-    return self_generated(ctx, source="reference", n=p.n, limit=p.limit, generation=generation)
 
 
 @hookimpl
