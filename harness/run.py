@@ -355,17 +355,17 @@ def run_cell(
     saved_records = (_read_json(out_dir / "records.json") if resume and out_dir is not None else None) or {}
     if saved and saved[0].get("round") == 0:
         rounds[:] = saved[:1]  # the initial policy's evaluation
-    else:
+    elif cell.train.eval_initial or cell.train.rounds == 0:
         eval_round(0)  # before loading any checkpoint: this is the initial policy
     if resume and trainer.try_resume():
         done = trainer.start_round  # the label of the checkpointed round
         rounds[:] = [r for r in saved if r["round"] <= done] or rounds
         log(f"resumed after round {done} from {out_dir / 'checkpoint' if out_dir else '?'}")
         due = cell.train.eval_every_round or done == cell.train.rounds
-        if due and rounds[-1]["round"] < done:  # died between the checkpoint and its evaluation
+        if due and (not rounds or rounds[-1]["round"] < done):  # died between the checkpoint and its evaluation
             log(f"round {done} was checkpointed but not evaluated: evaluating the checkpoint")
             eval_round(done)
-    if evaluated_here[-1] != rounds[-1]["round"]:  # the last evaluation came from disk: so do its records
+    if rounds and evaluated_here[-1] != rounds[-1]["round"]:  # the last evaluation came from disk: so do its records
         if saved_records.get("round") == rounds[-1]["round"]:
             records[:] = saved_records.get("records") or []
         elif trainer.start_round >= cell.train.rounds:

@@ -51,6 +51,10 @@ class TrainConfig:
     lora_alpha: int = param(16, "LoRA alpha")
     ref_batch_size: int = param(16, "batch size for reference log-probs")
     eval_every_round: bool = param(True, "evaluate after every round (else only at the end)")
+    eval_initial: bool = param(
+        True, "evaluate the initial policy before training (round 0); false skips it when a no-training row "
+        "of the sweep already gives that baseline (a cell with rounds = 0 always evaluates)"
+    )
 
 
 def make_optimizer(cfg: TrainConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:

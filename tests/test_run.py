@@ -160,3 +160,52 @@ def test_lora_reference_is_the_base_model_with_adapters_off():
     assert torch.allclose(trainer.reference.lm.logprobs(seqs), before, atol=1e-5)  # adapters off = the base
     trainable = [n for n, p in policy.model.named_parameters() if p.requires_grad]
     assert trainable and all("lora" in n for n in trainable)
+
+
+def test_eval_initial_false_skips_round_zero_and_resumes(tmp_path, monkeypatch):
+    """train.eval_initial=false: no evaluation before training (one evaluation saved per cell), the same
+    final metrics; a run killed after round 1's checkpoint resumes without ever evaluating round 0; a cell
+    with rounds = 0 (the baseline row) still evaluates."""
+    import harness.run as run_mod
+
+    host = load(env={"HARNESS_LOAD_PLUGINS": "sft,dpo,didactic,engines"})
+    params = {"n_states": 4, "warm_steps": 5}
+    train = {"rounds": 2, "steps": 3, "batch_size": 4, "eval_every_round": False}
+    quiet = {"progress": False, "log": lambda m: None}
+    full = run_cell(resolve(CellConfig(model="tiny:nano", method="dpo", benchmark="didactic-r1",
+                                       benchmark_params=params, train=train), host), host, out_dir=tmp_path / "a", **quiet)
+    cell = resolve(CellConfig(model="tiny:nano", method="dpo", benchmark="didactic-r1", benchmark_params=params,
+                              train={**train, "eval_initial": False}), host)
+    original, evals = run_mod.evaluate, []
+
+    def counted(*args, **kwargs):
+        evals.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(run_mod, "evaluate", counted)
+    skipped = run_cell(cell, host, out_dir=tmp_path / "b", **quiet)
+    assert [r["round"] for r in full["rounds"]] == [0, 2]
+    assert [r["round"] for r in skipped["rounds"]] == [2] and len(evals) == 1
+    assert skipped["final"] == full["final"] and skipped["records"] == full["records"]
+
+    import harness.train as train_mod
+
+    train_round = train_mod.Trainer.train_round
+
+    def stop_at_second(self, rnd):
+        if rnd == 1:
+            raise KeyboardInterrupt
+        return train_round(self, rnd)
+
+    monkeypatch.setattr(train_mod.Trainer, "train_round", stop_at_second)
+    with pytest.raises(KeyboardInterrupt):
+        run_cell(cell, host, out_dir=tmp_path / "c", **quiet)
+    monkeypatch.setattr(train_mod.Trainer, "train_round", train_round)
+    evals.clear()
+    resumed = run_cell(cell, host, out_dir=tmp_path / "c", **quiet)
+    assert len(evals) == 1 and [r["round"] for r in resumed["rounds"]] == [2]
+    assert resumed["final"] == full["final"]
+
+    baseline = resolve(CellConfig(model="tiny:nano", method="sft", benchmark="didactic-r1", benchmark_params=params,
+                                  train={"rounds": 0, "eval_initial": False}), host)
+    assert [r["round"] for r in run_cell(baseline, host, **quiet)["rounds"]] == [0]
