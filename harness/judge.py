@@ -49,6 +49,7 @@ from typing import Any
 
 from harness.data import Prompt
 from harness.errors import HarnessError
+from harness.text import raw_ids
 
 ONE_SCORE_PATTERN = re.compile(r"\[\[(\d+\.?\d*)\]\]")
 ONE_SCORE_PATTERN_BACKUP = re.compile(r"\[(\d+\.?\d*)\]")
@@ -99,10 +100,7 @@ def chat_prompt(tokenizer: Any, messages: Sequence[Mapping[str, str]], meta: Map
     if has_template:
         ids = _apply_template(tokenizer, msgs)
     else:
-        ids = list(tokenizer.encode(plain_chat(msgs), add_special_tokens=False))
-        bos = getattr(tokenizer, "bos_token_id", None)
-        if bos is not None and (not ids or ids[0] != bos):
-            ids = [bos, *ids]
+        ids = raw_ids(tokenizer, plain_chat(msgs))
     return Prompt(ids=tuple(int(i) for i in ids), text=last_user, meta=out_meta)
 
 

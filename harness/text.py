@@ -13,7 +13,8 @@ class PromptEncoder:
 
     With ``chat=True`` (the default when the tokenizer has a chat template) a prompt becomes a user
     turn rendered by the template, ending with the assistant's generation prompt; otherwise it is the
-    BOS token (if any) followed by the text. A response is its text's ids followed by EOS.
+    text encoded as the tokenizer itself encodes raw text (:func:`raw_ids`). A response is its text's ids
+    followed by EOS.
     """
 
     def __init__(self, tokenizer: Any, chat: bool | None = None) -> None:
@@ -35,10 +36,7 @@ class PromptEncoder:
             if isinstance(ids, Mapping):  # some tokenizers return a BatchEncoding regardless
                 ids = ids["input_ids"]
         else:
-            ids = self.tokenizer.encode(text, add_special_tokens=False)
-            bos = self.tokenizer.bos_token_id
-            if bos is not None and (not ids or ids[0] != bos):
-                ids = [bos, *ids]
+            ids = raw_ids(self.tokenizer, text)
         return Prompt(ids=tuple(int(i) for i in ids), text=text, meta=dict(meta or {}))
 
     def response(self, text: str, *, eos: bool = True) -> tuple[int, ...]:
@@ -50,3 +48,19 @@ class PromptEncoder:
 
     def decode(self, ids: Any) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+
+
+def raw_ids(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of raw (untemplated) text, with the special tokens the tokenizer itself adds.
+
+    A BOS only where the tokenizer adds one (``add_bos_token``: Llama-2, Gemma); not otherwise: for
+    SmolLM2 the BOS is ``<|im_start|>``, a chat-turn marker, and raw text that starts with it reads as
+    a turn whose role is the text's first word. lm-eval's HF backend never adds one unless asked
+    (``add_bos_token=True``); we follow each tokenizer's own default, as our lm-eval bridge does. Empty text
+    becomes the single BOS (or EOS) token, so a response always has a token to be predicted from.
+    """
+    ids = [int(i) for i in tokenizer.encode(text)]
+    if not ids:
+        first = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        ids = [int(first)] if first is not None else []
+    return ids

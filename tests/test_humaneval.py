@@ -283,7 +283,7 @@ def test_queued_engine_mixed_outcomes(problems: list[dict], encoder: PromptEncod
     assert tuple(call["stop"]) == he.STOP and call["seed"] == 0
     for prompt, problem in zip(call["prompts"], problems, strict=False):
         assert prompt.text == problem["prompt"]  # raw: no chat template
-        assert prompt.ids == (encoder.tokenizer.bos_token_id, *encoder.tokenizer.encode(problem["prompt"], add_special_tokens=False))
+        assert prompt.ids == tuple(encoder.tokenizer.encode(problem["prompt"]))  # as the tokenizer encodes raw text
     recs = {r["task_id"]: r for r in result.records}
     assert [r["task_id"] for r in result.records] == ids
     assert [recs[i]["passed"] for i in ids] == [1, 0, 1, 0, 0, 0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import os
@@ -120,6 +121,21 @@ def test_chat_template_is_applied(tmp_path: Path) -> None:
     assert enc.chat
     assert enc.prompt("hi").ids != enc.prompt("hi", raw=True).ids
     assert loaded.tokenizer.decode(list(enc.prompt("hi").ids)).endswith("<|assistant|>")
+
+
+def test_raw_prompts_follow_the_tokenizers_own_bos_rule() -> None:
+    """Raw text gets a BOS only from a tokenizer that adds one (SmolLM2's BOS is the chat marker
+    <|im_start|>: it must not start a few-shot or HumanEval prompt); empty text gets the BOS alone."""
+    tok = load_model("tiny:nano").tokenizer
+    assert not tok.add_bos_token
+    text = "Question: 1+1?\nAnswer:"
+    assert PromptEncoder(tok).prompt(text, raw=True).ids == tuple(tok.encode(text, add_special_tokens=False))
+    assert PromptEncoder(tok).prompt("", raw=True).ids == (tok.bos_token_id,)
+    tok = copy.deepcopy(tok)  # load_model may share a tokenizer between calls
+    tok.add_bos_token = True  # as the Llama-2 and Gemma tokenizers do
+    ids = PromptEncoder(tok).prompt(text, raw=True).ids
+    assert ids[0] == tok.bos_token_id and ids[1:] == tuple(tok.encode(text, add_special_tokens=False))
+    assert ids.count(tok.bos_token_id) == 1
 
 
 def test_directory_without_a_checkpoint_is_one_line(tmp_path: Path) -> None:
