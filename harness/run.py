@@ -274,8 +274,8 @@ def run_cell(
     """Train and evaluate one cell; returns its record (also written to ``out_dir/record.json``).
 
     ``cache``: a :class:`~harness.cache.Cache`, None (off) or ``"auto"`` (``$HARNESS_CACHE``).
-    ``status`` gets the cell's progress as it goes: ``{"phase": "load" | "warm start" | "train" | "eval",
-    ...}``, with round, step and total steps while training (see :func:`harness.executors.run_task`).
+    ``status`` gets the cell's progress as it goes: ``{"phase": "load" | "warm start" | "sampling" |
+    "reference log-probs" | "train" | "eval", ...}``, with round, step and total steps while training (see :func:`harness.executors.run_task`).
     """
     cfg = cell.config
     t_start = time.perf_counter()
@@ -328,6 +328,7 @@ def run_cell(
         seed=cfg.seed, engine_factory=engine_for, checkpoint_dir=out_dir / "checkpoint" if out_dir else None,
         progress=progress, modules=modules, cache=cache, model_key=initial_model_key(cell),
         on_step=on_step if status is not None else None,
+        on_phase=(lambda what, rnd: tell(what, round=rnd + 1)) if status is not None else None,
     )
     timings = {"load_s": time.perf_counter() - t_start, "train_s": 0.0, "eval_s": 0.0}
     rounds: list[dict[str, Any]] = []

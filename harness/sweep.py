@@ -103,6 +103,8 @@ def progress_text(status: dict[str, Any] | None, elapsed: float, now: float | No
         return text
     if phase == "eval":
         return f"evaluating round {status.get('round')} ({_duration(elapsed)})"
+    if phase in ("sampling", "reference log-probs"):
+        return f"round {status.get('round')}/{status.get('rounds')}  {phase} ({_duration(elapsed)})"
     return f"{phase} ({_duration(elapsed)})"
 
 

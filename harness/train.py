@@ -137,10 +137,13 @@ class Trainer:
         cache: Cache | None = None,
         model_key: str | None = None,
         on_step: Callable[[int, int], None] | None = None,
+        on_phase: Callable[[str, int], None] | None = None,
     ) -> None:
         """``cache`` and ``model_key`` (the identity of ``policy`` as it is now, see
         :func:`harness.cache.model_identity`) let cells share reference log-probs and generated samples;
-        without both nothing is cached. ``on_step(round, step)`` is called after every optimizer step."""
+        without both nothing is cached. ``on_step(round, step)`` is called after every optimizer step,
+        ``on_phase(what, round)`` when a round starts building its data (``"sampling"``) and scoring it
+        under the reference (``"reference log-probs"``): on a real model these take minutes."""
         from accelerate import Accelerator
 
         self.method, self.params, self.cfg = method, method_params, cfg
@@ -167,6 +170,7 @@ class Trainer:
         self.start_round = 0
         self.global_step = 0
         self.on_step = on_step
+        self.on_phase = on_phase
         self.model_key = model_key
         self.cache = CellCache(cache, self.identity) if cache is not None and model_key is not None else None
         self._versions = {"policy": self._weights("policy"), "reference": self._weights("reference")}
@@ -265,6 +269,8 @@ class Trainer:
         if hooks.on_round_start:
             hooks.on_round_start(ctx)
 
+        if self.on_phase is not None:
+            self.on_phase("sampling", rnd)
         rows = method.sampler(ctx)
         if not rows:
             raise HarnessError(f"method '{method.name}': its sampler produced no training rows in round {rnd}")
@@ -272,6 +278,8 @@ class Trainer:
         ref = None
         if self.reference is not None:
             reference = self.reference
+            if self.on_phase is not None:
+                self.on_phase("reference log-probs", rnd)
 
             def score() -> dict[str, list[torch.Tensor]]:
                 return reference.logprobs(rows, self.policy.pad_id, cfg.ref_batch_size)

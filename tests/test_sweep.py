@@ -320,6 +320,7 @@ def test_progress_text_shows_round_step_and_eta():
     assert progress_text(status, 30.0, now=1000.0) == "round 2/3  step 10/40  (42%)  ETA 35 s"
     assert progress_text(status, 30.0, now=1010.0).endswith("ETA 25 s")  # a status 10 s old
     assert progress_text({"phase": "eval", "round": 1, "t": 0}, 75.0) == "evaluating round 1 (1 min 15 s)"
+    assert progress_text({"phase": "sampling", "round": 2, "rounds": 3, "t": 0}, 5.0) == "round 2/3  sampling (5 s)"
     assert progress_text(None, 3.0) == "starting (3 s)"
 
 

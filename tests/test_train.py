@@ -72,6 +72,14 @@ def test_reference_logprobs_are_computed_once_per_round(host):
     assert len(calls) == 2 * 2
 
 
+def test_phases_are_reported_before_the_slow_parts_of_a_round(host):
+    t = make_trainer(host, "dpo", TrainConfig(rounds=2, steps=1, batch_size=4))
+    seen: list[tuple[str, int, int]] = []
+    t.on_phase = lambda what, rnd: seen.append((what, rnd, len(t.history)))
+    losses(t, 2)
+    assert seen == [("sampling", 0, 0), ("reference log-probs", 0, 0), ("sampling", 1, 1), ("reference log-probs", 1, 1)]
+
+
 def test_checkpoint_resume_continues_identically(host, tmp_path):
     cfg = TrainConfig(rounds=3, steps=3, batch_size=4, lr=1e-3)
     straight = make_trainer(host, "dpo", cfg)
