@@ -7,19 +7,26 @@ trainer keeps training ``model`` in place, so a handle always reflects the curre
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from collections.abc import Sequence as Seq
 from typing import Any
 
 import torch
 
+from harness.cache import weight_versions
 from harness.data import Completion, Prompt, Sequence
 from harness.logprobs import sequence_logprobs
 from harness.text import PromptEncoder
 
 
 class LM:
-    """``model`` + ``tokenizer`` + a generation ``engine``; ``scope`` wraps calls (e.g. LoRA adapters off)."""
+    """``model`` + ``tokenizer`` + a generation ``engine``.
+
+    ``adapters_off=True`` makes the handle the base model of a peft (LoRA) ``model``: every call runs
+    with the adapters disabled (the reference of a LoRA run). An engine with its own copy of the weights
+    (``engine.own_weights``, e.g. vLLM) is synced from ``model`` whenever it is read after the weights
+    changed (see :mod:`harness.engines.base`), so ``lm.engine`` never generates from stale weights.
+    """
 
     def __init__(
         self,
@@ -28,14 +35,40 @@ class LM:
         engine: Any = None,
         *,
         name: str = "policy",
-        scope: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
+        adapters_off: bool = False,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
-        self.engine = engine
         self.name = name
-        self._scope = scope or contextlib.nullcontext
+        self.adapters_off = adapters_off
+        self.engine = engine
         self.encoder = PromptEncoder(tokenizer)
+        self.syncs = 0  # how many times an own-weights engine was reloaded from the model
+
+    def _scope(self) -> contextlib.AbstractContextManager[Any]:
+        return self.model.disable_adapter() if self.adapters_off else contextlib.nullcontext()
+
+    def _versions(self) -> tuple[int, ...]:
+        """Version counters of the weights this handle generates from (LoRA's, unless adapters are off)."""
+        return weight_versions(p for n, p in self.model.named_parameters() if not (self.adapters_off and "lora_" in n))
+
+    @property
+    def engine(self) -> Any:
+        """The generation engine, synced first if it keeps its own weights and the model's changed."""
+        engine = self._engine
+        if engine is not None and getattr(engine, "own_weights", False):
+            versions = self._versions()
+            if versions != self._synced:
+                engine.sync(self.model, self.tokenizer, adapters_off=self.adapters_off)
+                self._synced = versions
+                self.syncs += 1
+        return engine
+
+    @engine.setter
+    def engine(self, engine: Any) -> None:
+        """A new engine is taken to hold the model's weights as they are now (it was just built from them)."""
+        self._engine = engine
+        self._synced = self._versions()
 
     @property
     def pad_id(self) -> int:

@@ -91,7 +91,7 @@ class Reference:
     def __init__(self, policy: Any, tokenizer: Any, engine_factory: Callable[[Any], Any], use_adapters: bool):
         if use_adapters:
             self.model = policy
-            self.lm = LM(policy, tokenizer, engine_factory(policy), name="reference", scope=policy.disable_adapter)
+            self.lm = LM(policy, tokenizer, engine_factory(policy), name="reference", adapters_off=True)
         else:
             self.model = copy.deepcopy(policy)
             self.model.requires_grad_(False)

@@ -9,17 +9,26 @@ cut from the text but the tokens that produced it stay in ``ids``, and ``finish_
 or ``"stop"``. Greedy decoding (``temperature == 0``) asks vLLM for one completion per prompt (vLLM
 refuses ``n > 1`` when greedy) and repeats it ``n`` times.
 
-The engine loads its weights from ``model_name_or_path`` once; it does not follow a model that is being
-trained in the same process. Save the policy and build a new engine to sample from new weights.
+The engine loads its weights from ``model_name_or_path``; vLLM keeps its own copy on the GPU, so it
+declares ``own_weights``. When the policy (or a reset reference) has been trained since, the
+:class:`~harness.lm.LM` holding the engine calls :meth:`VLLMEngine.sync`, which saves the model's
+current weights (LoRA merged, see :func:`~harness.engines.base.export_model`) with the tokenizer to a
+temporary directory and rebuilds ``vllm.LLM`` from it: seconds to minutes per sync, version-proof
+(only the public ``LLM(model=path)``). TRL instead pushes tensors into the running engine through vLLM
+internals that change between versions. Not exercised on a GPU in this repository's tests; the sync
+rule itself is tested with an engine that keeps a CPU snapshot (tests/test_engines.py).
 """
 
 from __future__ import annotations
 
+import gc
 import importlib.util
+import tempfile
 from collections.abc import Sequence
 from typing import Any
 
 from harness.data import Completion, Prompt
+from harness.engines.base import export_model
 from harness.errors import HarnessError
 
 INSTALL_HINT = "pip install 'alignment-harness[vllm]' (needs a CUDA GPU)"
@@ -52,13 +61,28 @@ class VLLMEngine:
 
         self.name = name
         self.model_name_or_path = str(model_name_or_path)
-        self.llm = LLM(
-            model=self.model_name_or_path,
-            dtype=dtype,
-            seed=seed,
-            gpu_memory_utilization=gpu_memory_utilization,
-            **kwargs,
-        )
+        self._llm_options = {"dtype": dtype, "seed": seed, "gpu_memory_utilization": gpu_memory_utilization, **kwargs}
+        self._weights_dir: tempfile.TemporaryDirectory[str] | None = None
+        self.llm = LLM(model=self.model_name_or_path, **self._llm_options)
+
+    own_weights = True
+
+    def sync(self, model: Any, tokenizer: Any, *, adapters_off: bool = False) -> None:
+        """Rebuild the vLLM engine from ``model``'s current weights (saved to a temporary directory)."""
+        import torch
+        from vllm import LLM
+
+        weights = tempfile.TemporaryDirectory(prefix="harness-vllm-")
+        export_model(model, adapters_off=adapters_off).save_pretrained(weights.name, safe_serialization=True)
+        tokenizer.save_pretrained(weights.name)
+        del self.llm  # free the old engine's GPU memory before the new one claims its share
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        self.llm = LLM(model=weights.name, **self._llm_options)
+        if self._weights_dir is not None:
+            self._weights_dir.cleanup()
+        self._weights_dir = weights
 
     def generate(
         self,
