@@ -54,6 +54,7 @@ class CellConfig:
     benchmark_params: Mapping[str, Any] = field(default_factory=dict)
     train: Mapping[str, Any] = field(default_factory=dict)
     eval_benchmarks: tuple[str, ...] = ()
+    eval_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # per eval-only benchmark
     engine: str = "hf"
     dtype: str = "float32"
     device: str = "cpu"
@@ -61,6 +62,7 @@ class CellConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["eval_benchmarks"] = list(self.eval_benchmarks)
+        d["eval_params"] = {b: dict(p) for b, p in self.eval_params.items()}
         return d
 
 
@@ -118,10 +120,15 @@ def resolve(config: CellConfig, host: PluginHost, *, where: str = "") -> Resolve
     train = apply_overrides(TrainConfig, {**method.train_defaults, **config.train}, where=f"{pre}train",
                             from_string=True)
     evals = [(bench, bparams)]
+    for name in config.eval_params:
+        if name not in config.eval_benchmarks:
+            raise HarnessError(f"{pre}eval_params for '{name}', which is not among the eval benchmarks "
+                               f"({', '.join(config.eval_benchmarks) or 'none'}); add it to eval or drop its parameters")
     for name in config.eval_benchmarks:
         if name != bench.name:
             spec = reg.benchmark(name, where=where)
-            evals.append((spec, spec.params()))
+            evals.append((spec, apply_overrides(spec.params, config.eval_params.get(name, {}),
+                                                where=f"{pre}eval benchmark {name}", from_string=True)))
     if config.engine not in reg.specs["engine"]:
         reg.engine(config.engine, where=where)
     return ResolvedCell(config, method, bench, mparams, bparams, train, evals)

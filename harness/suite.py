@@ -6,7 +6,7 @@ The schema (every key optional unless marked; ``suites/quickstart.toml`` is a wo
     description = "..."
     models = ["tiny:nano"]                 # required
     benchmarks = ["didactic-r1"]           # required; each cell trains on and evaluates its benchmark
-    eval = []                              # extra benchmarks evaluated in every cell (default params)
+    eval = []                              # extra benchmarks evaluated in every cell (benchmark_params apply)
     seeds = [0, 1, 2]                      # default [0]
     engine = "hf"   dtype = "float32"   device = "cpu"
     cell_timeout = 600                     # seconds per cell; the worker is killed after it
@@ -14,7 +14,7 @@ The schema (every key optional unless marked; ``suites/quickstart.toml`` is a wo
     threads = 1                            # torch threads per worker (default: cores // jobs)
     [train]                                # TrainConfig overrides shared by every cell
     [data]                                 # benchmark params for EVERY benchmark of `benchmarks`
-    [benchmark_params.didactic-r1]         # params of one benchmark (when it is a cell's benchmark)
+    [benchmark_params.didactic-r1]         # params of one benchmark (trained on, or in eval)
     [methods.sft]                          # a method entry: its params (the table name is the method)
     [methods.dpo]
     beta = 0.1
@@ -362,10 +362,10 @@ def expand(data: dict[str, Any], host: PluginHost, *, path: Path | None = None,
             apply_overrides(spec.params, {k: v}, where=f"{w('data', k)} (benchmark {b})", from_string=True)
     bparams = _table(data.get("benchmark_params", {}), w("benchmark_params"))
     for b, table in bparams.items():
-        if b not in benches:
-            hint = "it is only evaluated, with its defaults" if b in evals else "it is not in benchmarks"
-            raise HarnessError(f"{w('benchmark_params', b)}: {hint}{did_you_mean(b, benches)}; "
-                               f"benchmark_params apply to: {', '.join(benches)}")
+        if b not in benches and b not in evals:
+            known = [*benches, *(e for e in evals if e not in benches)]
+            raise HarnessError(f"{w('benchmark_params', b)}: it is neither in benchmarks nor in eval"
+                               f"{did_you_mean(b, known)}; benchmark_params apply to: {', '.join(known)}")
         spec = reg.benchmark(b)
         for k, v in _table(table, w("benchmark_params", b)).items():
             apply_overrides(spec.params, {k: v}, where=w("benchmark_params", b, k), from_string=True)
@@ -432,6 +432,7 @@ def expand(data: dict[str, Any], host: PluginHost, *, path: Path | None = None,
             benchmark_params={**shared_data, **bparams.get(bench, {}), **bover},
             train={**train, **e.train, **tover},
             eval_benchmarks=tuple(evals), engine=engine, dtype=dtype, device=device,
+            eval_params={b: bparams[b] for b in evals if b in bparams},
         )
 
     candidates: list[tuple[Any, str, str, str]] = []  # (config, label, entry, origin)

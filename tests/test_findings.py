@@ -224,3 +224,15 @@ def test_findings_suites_expand_as_documented():
     for name in expected:
         assert name in doc, f"FINDINGS.md does not mention suites/{name}"
 
+
+
+def test_paper_scale_suites_evaluate_at_the_papers_shot_counts():
+    from harness.plugins import get_host
+    from harness.suite import load_suite
+
+    want = {"lm-eval:arc_challenge": 25, "lm-eval:hellaswag": 10, "lm-eval:mmlu": 5, "lm-eval:winogrande": 5,
+            "lm-eval:truthfulqa_mc2": 0}
+    for name in ("gsil-zephyr.toml", "spin-zephyr.toml"):
+        for cell in load_suite(SUITES / name, get_host()).cells:
+            shots = {e[0]: e[2]["num_fewshot"] for e in cell.resolved["evals"] if e[0].startswith("lm-eval:")}
+            assert shots == want, (name, cell.label)

@@ -146,6 +146,32 @@ def test_errors_name_file_key_and_fix(tmp_path, host, edit, message):
     assert message in err.value.message.replace(str(tmp_path) + "/", "")
 
 
+def test_benchmark_params_reach_eval_only_benchmarks(tmp_path, host):
+    """An eval-only benchmark takes its benchmark_params (e.g. an lm-eval task's shot count); the cell's
+    evaluation uses them, the ids of cells without them do not change, bad keys are one-line errors."""
+    text = SUITE.replace('seeds = [0, 1]', 'seeds = [0]\neval = ["didactic-multi-r1"]')
+    plain = load_suite(write(tmp_path, text), host)
+    withp = load_suite(write(tmp_path, text + '[benchmark_params.didactic-multi-r1]\neval_samples = 64\n', "p.toml"),
+                       host)
+    for c in withp.cells:
+        (name, _, params), = [e for e in c.resolved["evals"] if e[0] == "didactic-multi-r1"]
+        assert params["eval_samples"] == 64 and c.config.eval_params == {"didactic-multi-r1": {"eval_samples": 64}}
+    assert all(dict(e[2])["eval_samples"] != 64 for c in plain.cells for e in c.resolved["evals"]
+               if e[0] == "didactic-multi-r1")
+    assert {c.base_id for c in plain.cells}.isdisjoint({c.base_id for c in withp.cells})
+    bad = write(tmp_path, text + '[benchmark_params.didactic-multi-r1]\neval_sampels = 64\n', "b.toml")
+    with pytest.raises(HarnessError, match=r"b.toml: benchmark_params.didactic-multi-r1.eval_sampels: unknown parameter"):
+        load_suite(bad, host)
+    nowhere = write(tmp_path, text + '[benchmark_params.didactic-multi-r2]\neval_samples = 64\n', "n.toml")
+    with pytest.raises(HarnessError, match="neither in benchmarks nor in eval"):
+        load_suite(nowhere, host)
+    from harness.run import CellConfig, resolve
+
+    with pytest.raises(HarnessError, match="eval_params for 'didactic-r2', which is not among the eval benchmarks"):
+        resolve(CellConfig(model="tiny:nano", method="sft", benchmark="didactic-r1",
+                           eval_params={"didactic-r2": {"warm_steps": 1}}), host)
+
+
 def test_set_errors_say_it_was_set(tmp_path, host):
     with pytest.raises(HarnessError, match=r"s.toml \(--set\): methods.dpo.beta: parameter 'beta' expects float"):
         load_suite(write(tmp_path, SUITE), host, ["methods.dpo.beta=high"])
