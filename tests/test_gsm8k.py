@@ -206,7 +206,8 @@ def test_evaluate_aggregates_both_filters() -> None:
     assert m["exact_match,flexible-extract"] == pytest.approx(2 / 3)
     assert m["exact_match_stderr,strict-match"] == pytest.approx(1 / 3)
     assert m["exact_match_stderr,flexible-extract"] == pytest.approx(1 / 3)
-    assert set(m) == {f"{k},{f}" for k in ("exact_match", "exact_match_stderr") for f in g.FILTERS}
+    assert m["answered,strict-match"] == pytest.approx(2 / 3) and m["answered,flexible-extract"] == 1.0
+    assert set(m) == {f"{k},{f}" for k in ("exact_match", "exact_match_stderr", "answered") for f in g.FILTERS}
     # Two chunks (2 + 1 prompts), each greedy with lm-eval's settings; progress after each.
     assert [len(prompts) for prompts, _ in engine.calls] == [2, 1] and len(log) == 2
     for _, kwargs in engine.calls:
@@ -401,3 +402,4 @@ def test_oracles_on_the_whole_test_split() -> None:
     said = SPECS["gsm8k"].evaluate(_eval_ctx(QueueEngine(plain), params)).metrics
     assert said["exact_match,strict-match"] == 0.0
     assert said["exact_match,flexible-extract"] == 1.0
+    assert gold["answered,strict-match"] == 1.0 and said["answered,strict-match"] == 0.0

@@ -64,6 +64,9 @@ tokenizer's and the model's EOS ids, and no stop strings are passed.
   the means over items. ``exact_match_stderr,<filter>`` is lm-eval's ``mean_stderr``: the sample
   standard deviation (n - 1) divided by sqrt(n). lm-eval reports "N/A" for a single item; this module
   gives NaN there.
+- ``answered,<filter>`` (ours, not lm-eval's): the share of items where the filter extracted an answer
+  at all (not ``"[invalid]"``). For strict-match it is format compliance, the share of completions
+  with a ``#### N`` line, right or wrong: what training on demonstrations should move first.
 - Each record holds index, question, shots (``gsm8k``), completion, finish_reason, target (the
   reference's final answer), extracted (per filter) and correct (per filter).
 
@@ -461,6 +464,7 @@ def _evaluate(ctx: EvalContext, *, name: str, chat: bool) -> EvalResult:
         values = [float(r["correct"][key]) for r in records]
         metrics[f"exact_match,{key}"] = sum(values) / len(values)
         metrics[f"exact_match_stderr,{key}"] = mean_stderr(values)
+        metrics[f"answered,{key}"] = sum(r["extracted"][key] != FALLBACK for r in records) / len(records)
     return EvalResult(metrics=metrics, records=records)
 
 
