@@ -240,9 +240,29 @@ def evaluate(cell: ResolvedCell, lm: LM, engine: Any, reference: LM | None,
     return metrics, records
 
 
+def _code_state() -> tuple[str | None, bool | None]:
+    """The git commit of the harness checkout and whether tracked files differ from it (None: not git)."""
+    import subprocess
+
+    def git(*args: str) -> str | None:
+        try:
+            res = subprocess.run(["git", *args], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return res.stdout if res.returncode == 0 else None
+
+    commit = (git("rev-parse", "HEAD") or "").strip() or None
+    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return commit, (bool(status.strip()) if status is not None else None)
+
+
+# Taken when this module is imported, i.e. when the code that runs cells is loaded: a sweep's workers
+# fork from a server that imported it at the sweep's start, so a later commit does not relabel them.
+_CODE_COMMIT, _CODE_DIRTY = _code_state()
+
+
 def provenance(device: str) -> dict[str, Any]:
     import importlib.metadata as md
-    import subprocess
 
     versions = {}
     for dist in ("alignment-harness", "torch", "transformers", "accelerate", "peft", "pluggy"):
@@ -250,13 +270,8 @@ def provenance(device: str) -> dict[str, Any]:
             versions[dist] = md.version(dist)
         except md.PackageNotFoundError:
             versions[dist] = None
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                                cwd=Path(__file__).parent).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
-    return {"versions": versions, "git_commit": commit, "device": device, "python": platform.python_version(),
-            "host": platform.node()}
+    return {"versions": versions, "git_commit": _CODE_COMMIT, "git_dirty": _CODE_DIRTY, "device": device,
+            "python": platform.python_version(), "host": platform.node()}
 
 
 def _apply_lora(model: Any, cfg: TrainConfig) -> Any:

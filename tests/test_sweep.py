@@ -150,6 +150,9 @@ def test_sweep_runs_records_and_prints(tiny_run):
     con.close()
     assert n_steps == 4 * 8 and n_records > 0
     assert prov["device"] == "cpu" and "torch" in prov["versions"]
+    from harness.run import _code_state
+
+    assert (prov["git_commit"], prov["git_dirty"]) == _code_state()  # the checkout the cells ran from
     assert run["done"] == 4 and run["warm_start"] == {"hit": 2, "miss": 2, "none": 0}
     assert run["cache"]["reflogps"] == {"hits": 0, "misses": 2}
     runs = store.parent / "runs"
