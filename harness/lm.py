@@ -25,7 +25,8 @@ class LM:
     ``adapters_off=True`` makes the handle the base model of a peft (LoRA) ``model``: every call runs
     with the adapters disabled (the reference of a LoRA run). An engine with its own copy of the weights
     (``engine.own_weights``, e.g. vLLM) is synced from ``model`` whenever it is read after the weights
-    changed (see :mod:`harness.engines.base`), so ``lm.engine`` never generates from stale weights.
+    changed or after another handle used it (see :mod:`harness.engines.base`), so ``lm.engine`` never
+    generates from stale or foreign weights.
     """
 
     def __init__(
@@ -54,21 +55,29 @@ class LM:
 
     @property
     def engine(self) -> Any:
-        """The generation engine, synced first if it keeps its own weights and the model's changed."""
+        """The generation engine; one with its own weights is synced first unless it holds this handle's
+        weights as they are now (``engine.holder``: which handle, at which weight versions)."""
         engine = self._engine
         if engine is not None and getattr(engine, "own_weights", False):
-            versions = self._versions()
-            if versions != self._synced:
+            state = (id(self), self._versions())
+            if getattr(engine, "holder", None) != state:
                 engine.sync(self.model, self.tokenizer, adapters_off=self.adapters_off)
-                self._synced = versions
+                engine.holder = state
                 self.syncs += 1
         return engine
 
     @engine.setter
     def engine(self, engine: Any) -> None:
-        """A new engine is taken to hold the model's weights as they are now (it was just built from them)."""
+        """An own-weights engine that no handle holds yet was just built from this model's weights.
+
+        One such engine may serve several handles (policy and reference share one vLLM instance per
+        cell); it then reloads whenever the handle using it changes, once per phase rather than per call.
+        An engine assigned again (e.g. after LoRA wraps the model) keeps its holder, so it syncs on its
+        next use if the weights moved meanwhile (a warm start).
+        """
         self._engine = engine
-        self._synced = self._versions()
+        if engine is not None and getattr(engine, "own_weights", False) and getattr(engine, "holder", None) is None:
+            engine.holder = (id(self), self._versions())
 
     @property
     def pad_id(self) -> int:

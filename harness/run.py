@@ -321,8 +321,15 @@ def run_cell(
     if not engine_spec.available():
         raise HarnessError(f"engine '{cfg.engine}' is not available here: {engine_spec.install_hint}")
 
+    shared: list[Any] = []  # an engine with its own weights (vLLM): ONE per cell, synced to whoever uses it
+
     def engine_for(model: Any) -> Any:
-        return engine_spec.factory(LoadedModel(model, loaded.tokenizer, loaded.name, loaded.source))
+        if shared:
+            return shared[0]
+        engine = engine_spec.factory(LoadedModel(model, loaded.tokenizer, loaded.name, loaded.source))
+        if getattr(engine, "own_weights", False):
+            shared.append(engine)
+        return engine
 
     policy = LM(loaded.model, loaded.tokenizer, engine_for(loaded.model), name="policy")
     tell("warm start")

@@ -29,12 +29,14 @@ class SnapshotEngine:
 
     def __init__(self, model: Any, tokenizer: Any) -> None:
         self.name = "snapshot"
+        self.syncs = 0
         self._build(model, tokenizer, adapters_off=False)
 
     def _build(self, model: Any, tokenizer: Any, *, adapters_off: bool) -> None:
         self.inner = HFEngine(copy.deepcopy(export_model(model, adapters_off=adapters_off)), tokenizer)
 
     def sync(self, model: Any, tokenizer: Any, *, adapters_off: bool = False) -> None:
+        self.syncs += 1
         self._build(model, tokenizer, adapters_off=adapters_off)
 
     def generate(self, prompts: Any, **kwargs: Any) -> Any:
@@ -114,3 +116,46 @@ def test_on_policy_training_through_an_own_weights_engine_matches_hf(lora: bool,
     monkeypatch.setattr(SnapshotEngine, "sync", lambda self, *a, **k: None)  # a stale engine
     stale = final("snapshot")
     assert stale["didactic-r1/expected_reward"] != pytest.approx(hf["didactic-r1/expected_reward"], abs=1e-6)
+
+
+def test_policy_and_reference_share_one_own_weights_engine() -> None:
+    """SPIN samples from its reference (the previous iterate) and evaluates the policy: one snapshot
+    engine per cell serves both, reloading whenever the other handle uses it, and the run equals the
+    ``hf`` run (where each handle has an engine over its own live model)."""
+    host = load(env={"HARNESS_LOAD_PLUGINS": "spin,didactic,engines"})
+    built: list[SnapshotEngine] = []
+
+    def factory(loaded: Any, **_: Any) -> SnapshotEngine:
+        built.append(SnapshotEngine(loaded.model, loaded.tokenizer))
+        return built[-1]
+
+    host.registry.register_callback("engine", "test")(EngineSpec(
+        name="snapshot", description="hf over a snapshot of the weights (stands for vLLM)", factory=factory))
+
+    def final(engine: str) -> dict[str, float]:
+        cfg = CellConfig(model="tiny:nano", method="spin", benchmark="didactic-multi-r1", engine=engine,
+                         benchmark_params={"n_states": 4, "warm_steps": 5, "eval_samples": 16},
+                         train={"rounds": 2, "steps": 2, "batch_size": 4, "lr": 1e-2})
+        return run_cell(resolve(cfg, host), host, progress=False, log=lambda m: None, cache=None)["final"]
+
+    hf = final("hf")
+    snap = final("snapshot")
+    assert len(built) == 1  # policy and reference: one engine
+    # each round the reference takes it over to sample, then the policy to be evaluated
+    assert built[0].syncs >= 2 * 2
+    assert snap == pytest.approx(hf, abs=1e-6)
+
+
+def test_two_handles_with_different_weights_share_an_engine_without_mixing_them() -> None:
+    a, b = load_model("tiny:nano"), load_model("tiny:nano")
+    _perturb(b.model, 3)
+    shared = SnapshotEngine(a.model, a.tokenizer)
+    lm_a, lm_b = LM(a.model, a.tokenizer, shared), LM(b.model, b.tokenizer, shared)
+    prompts = [lm_a.encoder.prompt(t, raw=True) for t in ("abc", "hello there")]
+    ids = lambda out: [c[0].ids for c in out]  # noqa: E731
+    want_a = ids(HFEngine(a.model, a.tokenizer).generate(prompts, max_new_tokens=8))
+    want_b = ids(HFEngine(b.model, b.tokenizer).generate(prompts, max_new_tokens=8))
+    assert want_a != want_b
+    for lm, want in ((lm_a, want_a), (lm_b, want_b), (lm_b, want_b), (lm_a, want_a)):
+        assert ids(lm.generate(prompts, max_new_tokens=8)) == want
+    assert (lm_a.syncs, lm_b.syncs, shared.syncs) == (1, 1, 2)  # built holding a; b took it, then a again

@@ -23,7 +23,8 @@ class Engine(Protocol):
     that keeps its own copy of the weights (``vllm``) sets ``own_weights = True`` and implements
     ``sync(model, tokenizer, adapters_off=False)``; :class:`harness.lm.LM` calls it before generating
     whenever the model's weights changed since the engine last saw them (after optimizer steps, a
-    reference reset), so no sample and no evaluation ever comes from stale weights.
+    reference reset) or another handle used it (policy and reference share one such engine per cell),
+    and records ``engine.holder``; so no sample and no evaluation ever comes from stale weights.
     """
 
     name: str

@@ -15,7 +15,8 @@ declares ``own_weights``. When the policy (or a reset reference) has been traine
 current weights (LoRA merged, see :func:`~harness.engines.base.export_model`) with the tokenizer to a
 temporary directory and rebuilds ``vllm.LLM`` from it: seconds to minutes per sync, version-proof
 (only the public ``LLM(model=path)``). TRL instead pushes tensors into the running engine through vLLM
-internals that change between versions. Not exercised on a GPU in this repository's tests; the sync
+internals that change between versions. The policy and the reference of a cell share one engine (one
+``LLM`` on the GPU), which reloads when the other one generates. Not exercised on a GPU in this repository's tests; the sync
 rule itself is tested with an engine that keeps a CPU snapshot (tests/test_engines.py).
 """
 
@@ -66,6 +67,7 @@ class VLLMEngine:
         self.llm = LLM(model=self.model_name_or_path, **self._llm_options)
 
     own_weights = True
+    holder: tuple[int, tuple[int, ...]] | None = None  # set by harness.lm.LM: whose weights are loaded
 
     def sync(self, model: Any, tokenizer: Any, *, adapters_off: bool = False) -> None:
         """Rebuild the vLLM engine from ``model``'s current weights (saved to a temporary directory)."""
