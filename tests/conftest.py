@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,19 @@ def run_harness(*args: str, env: dict | None = None, cwd: Path | None = None, ti
         [sys.executable, "-m", "harness.cli", *args],
         capture_output=True, text=True, env=full_env, cwd=cwd or ROOT, timeout=timeout,
     )
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Every test runs torch on one thread (set again for each test, in case one changed it): the models
+    are tiny, so intra-op threads only add overhead, and on a busy 2-core machine they make training
+    many times slower. Restored after each test."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 # -- sandbox isolation fixtures (test_sandbox.py, test_sandbox_hostile.py) --------------------------

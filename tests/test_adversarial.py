@@ -14,7 +14,7 @@ from harness.divergence import Discriminator, bce_loss, gail_reward, ranking_auc
 from harness.lm import LM
 from harness.models import load_model
 from harness.train import TrainConfig
-from tests.test_gsil import host, make_trainer, one_thread  # noqa: F401 - fixtures
+from tests.test_gsil import host, make_trainer  # noqa: F401 - fixtures
 
 
 def test_reward_forms_and_bce_hand_values():

@@ -27,7 +27,7 @@ from harness.data import Completion, Prompt, Row, Sequence
 from harness.logprobs import batch_logprobs
 from harness.models import load_model
 from harness.train import TrainConfig
-from tests.test_gsil import host, make_trainer, one_thread, record_rows  # noqa: F401 - fixtures
+from tests.test_gsil import host, make_trainer, record_rows  # noqa: F401 - fixtures
 
 
 def test_gaussian_pieces_hand_values():

@@ -28,15 +28,6 @@ SMALL = {"n_states": 4, "warm_steps": 5}
 TRAIN = {"steps": 4, "batch_size": 4}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """A tiny model runs far faster on one torch thread (and a loaded machine makes two much slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def host():
     return load(env={"HARNESS_LOAD_PLUGINS": "sft,dpo,didactic,engines"})

@@ -43,17 +43,6 @@ def scrambled(seed: int = 0) -> LoadedModel:
     return loaded
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Intra-op threads only slow a model this small down (badly, on a busy machine); restored after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tiny() -> LoadedModel:
     return scrambled()

@@ -21,15 +21,6 @@ from harness.train import TrainConfig, Trainer
 PLUGINS = "sft,dpo,gsil,spin,ava,adversarial,irl_rm,rloo,reinforce,ppo,best_of_n,didactic,engines"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread while these tiny runs train (the CPU is shared); restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def host():
     return load(env={"HARNESS_LOAD_PLUGINS": PLUGINS})

@@ -15,7 +15,7 @@ from harness.divergence import Discriminator, ranking_auc
 from harness.engines.hf import HFEngine
 from harness.lm import LM
 from harness.train import TrainConfig
-from tests.test_gsil import host, make_trainer, one_thread  # noqa: F401 - fixtures
+from tests.test_gsil import host, make_trainer  # noqa: F401 - fixtures
 
 CFG = TrainConfig(rounds=1, steps=2, batch_size=10, lr=1e-3)
 

@@ -23,15 +23,6 @@ from tests.conftest import run_harness, toy_training_data
 PLUGINS = "reinforce,rloo,rwr,best_of_n,ppo,didactic,engines"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Two shared cores: one torch thread per test process runs faster under contention."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def host():
     return load(env={"HARNESS_LOAD_PLUGINS": PLUGINS})

@@ -18,15 +18,6 @@ from tests.conftest import toy_training_data
 PLUGINS = "sft,dpo,ipo,online_dpo,pref_ft,didactic,engines"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Two shared cores: one torch thread per test process runs faster under contention."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def host():
     return load(env={"HARNESS_LOAD_PLUGINS": PLUGINS})

@@ -19,15 +19,6 @@ from harness.engines.openai import OpenAIEngine
 from tests.conftest import toy_data, toy_training_data
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Two shared cores: one torch thread per test process runs faster under contention."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def completion(text: str, ids: tuple[int, ...] = (1,)) -> Completion:
     return Completion(Prompt(ids=(0,), text="q"), ids, text)
 

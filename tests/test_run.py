@@ -18,14 +18,6 @@ from tests.conftest import run_harness, toy_training_data
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # a tiny model: one torch thread is fastest (and far faster on a loaded box)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize("method", ["sft", "dpo"])
 def test_run_raises_expected_reward_on_didactic_r1(method, tmp_path):
     out = tmp_path / method

@@ -12,7 +12,7 @@ from alignment_harness_plugins.methods.dpo import dpo_loss
 from alignment_harness_plugins.methods.spin import SPINParams, spin_loss
 from harness.logprobs import LogProbBatch, TokenLogProbs
 from harness.train import TrainConfig
-from tests.test_gsil import host, make_trainer, one_thread, record_rows  # noqa: F401 - fixtures
+from tests.test_gsil import host, make_trainer, record_rows  # noqa: F401 - fixtures
 
 
 def test_spin_loss_equals_dpo_loss_on_the_same_pairs():
