@@ -71,6 +71,51 @@ class MethodSpec:
             raise TypeError(f"method '{self.name}': reference must be 'initial', 'round' or 'none'")
 
 
+METRIC_ROLES = ("goal", "diagnostic")
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """How the leaderboard reads one metric (or a family of them) of a benchmark.
+
+    - ``name``: the metric's name as the benchmark reports it (``expected_reward``), or an ``fnmatch``
+      pattern over the part before an lm-eval style filter (``exact_match`` covers
+      ``exact_match,strict-match``; ``*_stderr`` every standard error).
+    - ``lower_is_better``: the direction of "better" (``kl_ref``, ``loss``: True).
+    - ``role``: ``"goal"`` (ranked; counts in the average rank) or ``"diagnostic"`` (shown, not ranked:
+      ``kl_ref``, ``entropy``, format compliance).
+    - ``item``: where a per-item record holds this metric's value for that item, as a dotted path that may
+      use ``{metric}`` (the full name), ``{name}`` (before the comma) and ``{filter}`` (after it), e.g.
+      ``"correct.{filter}"``; None when the records carry no per-item value. The leaderboard pairs two
+      methods item by item (a paired bootstrap) through it.
+    """
+
+    name: str
+    lower_is_better: bool = False
+    role: str = "goal"
+    item: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise TypeError(f"metric name must be a non-empty string, got {self.name!r}")
+        if self.role not in METRIC_ROLES:
+            raise TypeError(f"metric '{self.name}': role must be one of {METRIC_ROLES}, got {self.role!r}")
+
+    def matches(self, metric: str) -> bool:
+        """Whether this declaration covers ``metric`` (exactly, or by pattern on its name before a comma)."""
+        import fnmatch
+
+        return metric == self.name or fnmatch.fnmatchcase(metric.split(",", 1)[0], self.name)
+
+
+def declared_metric(metrics: tuple[MetricSpec, ...], metric: str) -> MetricSpec | None:
+    """The first declaration of ``metrics`` that covers ``metric`` (an exact name before a pattern)."""
+    for m in metrics:
+        if m.name == metric:
+            return m
+    return next((m for m in metrics if m.matches(metric)), None)
+
+
 @dataclass(frozen=True)
 class BenchmarkSpec:
     """A benchmark: items to evaluate on and, optionally, training data and a reward.
@@ -81,6 +126,8 @@ class BenchmarkSpec:
       preferences -> list[Pair], prompts -> list[Prompt]).
     - ``reward(prompt, completion) -> float``: the benchmark's own reward (if ``"reward"`` in provides).
     - ``warm_start(ctx)``: optional preparation of the policy before training (cached by the host).
+    - ``metrics``: :class:`MetricSpec` declarations (direction, goal or diagnostic, per-item field) that
+      the leaderboard reads; a suite's ``[leaderboard]`` table overrides them.
     """
 
     name: str
@@ -93,9 +140,12 @@ class BenchmarkSpec:
     data: Callable[[str, Any], list[Any]] | None = None
     reward: Callable[..., float] | None = None
     warm_start: Callable[[WarmStartContext], None] | None = None
+    metrics: tuple[MetricSpec, ...] = ()
 
     def __post_init__(self) -> None:
         _check_common(self, "benchmark")
+        if not all(isinstance(m, MetricSpec) for m in self.metrics):
+            raise TypeError(f"benchmark '{self.name}': metrics must be a tuple of harness.registry.MetricSpec")
         bad = set(self.provides) - set(DATA_KINDS)
         if bad:
             raise TypeError(f"benchmark '{self.name}': unknown data kinds {sorted(bad)}; use {DATA_KINDS}")

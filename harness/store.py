@@ -404,6 +404,18 @@ class Store:
         ).fetchall()
         return [dict(r) for r in rows]
 
+    def save_leaderboard_settings(self, sweep_id: str, settings: dict[str, Any]) -> None:
+        """Store a sweep's leaderboard settings (its suite's ``[leaderboard]`` table and the benchmarks'
+        metric declarations) as of this run; a rerun with a changed table replaces them."""
+        with self.transaction() as db:
+            db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                       (f"leaderboard:{sweep_id}", _dumps(settings)))
+
+    def leaderboard_settings(self, sweep_id: str) -> dict[str, Any] | None:
+        """The settings :meth:`save_leaderboard_settings` stored for a sweep (None: none stored)."""
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (f"leaderboard:{sweep_id}",)).fetchone()
+        return json.loads(row["value"]) if row else None
+
     def runs(self, sweep_id: str) -> list[dict[str, Any]]:
         rows = self.db.execute("SELECT * FROM sweep_runs WHERE sweep_id=? ORDER BY id", (sweep_id,)).fetchall()
         return [{**dict(r), "summary": json.loads(r["summary_json"] or "null")} for r in rows]

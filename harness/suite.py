@@ -37,7 +37,10 @@ The schema (every key optional unless marked; ``suites/quickstart.toml`` is a wo
     [leaderboard]
     metrics = ["expected_reward"]          # default columns (metric or benchmark/metric names)
     baseline = "sft"                       # default --baseline
-    lower_is_better = ["entropy"]          # besides names containing kl, loss, error, ppl, perplexity
+    lower_is_better = ["entropy"]          # overrides the benchmark's declaration (and the name rule)
+    higher_is_better = []                  # likewise
+    goals = []                             # metrics ranked in the average rank (default: as declared)
+    diagnostics = ["kl_ref"]               # metrics shown but not ranked
 
 Labels: an entry's label is its table name, plus its grid values when it has a grid, e.g.
 ``dpo(beta=0.05)``; an include's overrides are added the same way. A ``--set`` override (``train.steps=5``,
@@ -77,7 +80,7 @@ TOP_KEYS = (
 ENTRY_KEYS = ("method", "train", "grid")
 RULE_KEYS = ("method", "benchmark", "model", "seed")
 RESOURCE_KEYS = ("num_cpus", "num_gpus")
-LEADERBOARD_KEYS = ("metrics", "baseline", "lower_is_better")
+LEADERBOARD_KEYS = ("metrics", "baseline", "lower_is_better", "higher_is_better", "goals", "diagnostics")
 
 
 @dataclass(frozen=True)
@@ -341,7 +344,7 @@ def expand(data: dict[str, Any], host: PluginHost, *, path: Path | None = None,
             raise HarnessError(f"{w('resources', k)}: expected a number >= 0, got {v!r}")
     board = _table(data.get("leaderboard", {}), w("leaderboard"))
     _check_keys(board, LEADERBOARD_KEYS, w, "leaderboard")
-    for k in ("metrics", "lower_is_better"):
+    for k in ("metrics", "lower_is_better", "higher_is_better", "goals", "diagnostics"):
         if k in board:
             _str_list(board[k], w("leaderboard", k), required=False)
     if "baseline" in board and not isinstance(board["baseline"], str):

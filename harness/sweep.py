@@ -189,6 +189,7 @@ def run_sweep(
         cache = "off" if cache_disabled() else str(cache_root().resolve())
     store.add_sweep(suite.id, suite.name, str(suite.path) if suite.path else None, suite.data,
                     [c.row() for c in suite.cells])
+    store.save_leaderboard_settings(suite.id, _leaderboard_settings(suite))
     run_id = store.start_run(suite.id, executor.name)
     owner = owner_token()
     summary = SweepSummary(suite.id, len(suite.cells))
@@ -286,3 +287,11 @@ def run_sweep(
     summary.wall_s = time.perf_counter() - t0
     store.end_run(run_id, summary.as_dict())
     return summary
+
+
+def _leaderboard_settings(suite: Suite) -> dict[str, Any]:
+    """The suite's [leaderboard] table and its benchmarks' metric declarations, stored with the sweep."""
+    from harness.leaderboard import suite_settings
+    from harness.plugins import get_host
+
+    return suite_settings(suite, get_host().registry)

@@ -78,7 +78,7 @@ from harness.data import Completion, Prompt
 from harness.data import Sequence as Demo
 from harness.errors import HarnessError
 from harness.params import param
-from harness.registry import BenchmarkSpec
+from harness.registry import BenchmarkSpec, MetricSpec
 from harness.sandbox import SandboxResult, check_isolation, run_many, run_program
 
 NAME = "humaneval"
@@ -443,6 +443,8 @@ SPEC = BenchmarkSpec(
     provides=frozenset({"prompts", "reward", "demonstrations"}),
     data=data,
     reward=reward,
+    metrics=(MetricSpec("pass@*", item="{metric}"),
+             MetricSpec("sandbox_errors", lower_is_better=True, role="diagnostic")),
 )
 
 
