@@ -60,6 +60,18 @@ def _pack(seqs: Seq[Sequence], pad_id: int, device: Any) -> tuple[torch.Tensor, 
     return ids.to(device), attn.to(device), prompt_lens, resp_lens
 
 
+def check_kept_logits(logits: torch.Tensor, keep: int, model: Any) -> None:
+    """Fail loudly when a model returned logits for another number of positions than ``logits_to_keep``
+    asked for: indexing them as the last ``keep`` positions would score the wrong tokens, silently."""
+    if logits.dim() != 3 or logits.shape[1] != keep:
+        raise RuntimeError(
+            f"{type(model).__name__} returned logits of shape {tuple(logits.shape)} for logits_to_keep={keep} "
+            f"(expected [batch, {keep}, vocab]): the model ignores logits_to_keep, so its log-probs would be "
+            f"misaligned; make its forward honour logits_to_keep, or drop that argument from its signature "
+            f"(the engine then projects every position)"
+        )
+
+
 def sequence_logprobs(
     model: Any, seqs: Seq[Sequence], *, pad_id: int = 0, with_hidden: bool = False, with_logits: bool = False
 ) -> TokenLogProbs:
@@ -77,6 +89,7 @@ def sequence_logprobs(
     except TypeError:  # an architecture without logits_to_keep: project every position
         keep = total
         out = model(input_ids=ids, attention_mask=attn, output_hidden_states=with_hidden, use_cache=False)
+    check_kept_logits(out.logits, keep, model)
     logits = out.logits.float()  # [N, keep, V]
     offset = total - keep  # absolute position of logits[:, 0]
     # Index of the logit that predicts response token j of row i: p_i - 1 + j - offset.
