@@ -357,7 +357,7 @@ def warm_start_loss(logprobs: torch.Tensor, log_ref: torch.Tensor, action_offset
     return (reverse_kl - log_mass.squeeze(-1)).mean()
 
 
-def _warm_start(ctx: WarmStartContext, *, name: str, peak: float, length: int) -> None:
+def _warm_start(ctx: WarmStartContext, *, name: str, peak: float, length: int, ref: np.ndarray | None = None) -> None:
     p = ctx.params
     model = ctx.lm.model
     _check(name, ctx.lm.tokenizer, p)
@@ -366,7 +366,7 @@ def _warm_start(ctx: WarmStartContext, *, name: str, peak: float, length: int) -
     device = next(model.parameters()).device
     prompts = state_prompts(ctx.lm.tokenizer, p, peak=peak, length=length)
     base = torch.tensor([pr.ids for pr in prompts], dtype=torch.long)  # every prompt has the same length
-    ref = pi_ref_probs()
+    ref = pi_ref_probs() if ref is None else ref  # another starting policy: didactic_modes' symmetric control
     log_ref = torch.tensor(np.log(ref), dtype=torch.float32, device=device)
     rng = _rng(ctx.seed, "warm_start")
     width = getattr(p, "warm_prefixes", 1) if length > 1 else 1
