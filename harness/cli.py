@@ -29,6 +29,8 @@ class HarnessGroup(click.Group):
             return
         adhoc = _peek_plugins(args)
         host = load(adhoc)
+        for line in host.import_errors:  # quarantined plugins: one warning line each
+            click.echo(f"Warning: {line}", err=True)
         set_host(host)
         ctx.ensure_object(dict)["host"] = host
         host.add_commands(self)
@@ -97,9 +99,7 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
             for r in rows
         ]
         click.echo(tabulate(table, headers=["plugin", "version", "hooks", "registered"]))
-    for err in host.import_errors:
-        click.echo(f"Error: {err}", err=True)
-    if host.import_errors:
+    if host.import_errors:  # already printed, as warnings, when the plugins were loaded
         ctx.exit(2)
 
 
