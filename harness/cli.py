@@ -206,7 +206,8 @@ def _split_sets(sets: dict[str, str], host: PluginHost, method: str, benchmark: 
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
 @click.option("--out", "out", type=click.Path(path_type=Path), default=None,
               help="Directory for the record (default: results/runs/<cell id>).")
-@click.option("--no-resume", is_flag=True, help="Ignore an existing checkpoint of this cell.")
+@click.option("--no-resume", "--rerun", "no_resume", is_flag=True,
+              help="Rerun from scratch: ignore an existing checkpoint and results of this cell.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.pass_context
 def run(ctx: click.Context, model: str, method: str, benchmark: str, evals: tuple[str, ...], seed: int,

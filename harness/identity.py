@@ -117,15 +117,17 @@ def mixed_code(cells: Iterable[Mapping[str, Any]]) -> str | None:
     return "note: this sweep's cells ran under different code: " + "; ".join(diffs)
 
 
-def reset_cells(store: Any, cell_ids: Iterable[str]) -> int:
-    """Mark done or failed cells pending again (``harness sweep --rerun``); returns how many changed.
-    Their metrics stay until the rerun's result replaces them."""
+def reset_cells(store: Any, cell_ids: Iterable[str]) -> list[str]:
+    """Mark done or failed cells pending again (``harness sweep --rerun``) and return their ids; a running
+    cell is left alone. Their metrics stay until the rerun's result replaces them."""
     ids = list(cell_ids)
-    changed = 0
+    changed: list[str] = []
     with store.transaction() as db:
         for i in range(0, len(ids), 500):
             chunk = ids[i : i + 500]
-            cur = db.execute(f"UPDATE cells SET status='pending', owner=NULL WHERE status IN ('done', 'failed') "
-                             f"AND id IN ({','.join('?' * len(chunk))})", chunk)
-            changed += cur.rowcount
+            marks = ",".join("?" * len(chunk))
+            rows = db.execute(f"SELECT id FROM cells WHERE status IN ('done', 'failed') AND id IN ({marks})", chunk)
+            changed += [r["id"] for r in rows.fetchall()]
+            db.execute(f"UPDATE cells SET status='pending', owner=NULL WHERE status IN ('done', 'failed') "
+                       f"AND id IN ({marks})", chunk)
     return changed
