@@ -71,13 +71,17 @@ def _peek_plugins(args: list[str]) -> list[str]:
     metavar="MODULE|FILE.py",
     help="Load an extra plugin (module name or path to a .py file); repeatable. Also: HARNESS_PLUGINS.",
 )
+@click.option("--debug", is_flag=True, help="Show full tracebacks (also: HARNESS_DEBUG=1); by default an error is one "
+              "line and the path of a log with the traceback.")
 @click.pass_context
-def cli(ctx: click.Context, plugins: tuple[str, ...]) -> None:
+def cli(ctx: click.Context, plugins: tuple[str, ...], debug: bool) -> None:
     """alignment-harness: train and evaluate alignment methods as plugins.
 
     Methods and benchmarks come from plugins (see `harness plugins`); `harness run` trains and
     evaluates one cell.
     """
+    if debug:
+        os.environ["HARNESS_DEBUG"] = "1"  # sub-processes (sweep workers) inherit it
     obj = ctx.ensure_object(dict)
     if "host" not in obj:  # e.g. invoked programmatically
         obj["host"] = get_host(plugins)
@@ -225,7 +229,10 @@ def run(ctx: click.Context, model: str, method: str, benchmark: str, evals: tupl
     cell = resolve(config, host)
     out = out or Path(os.environ.get("HARNESS_RESULTS", "results")) / "runs" / cell.cell_id
     click.echo(f"cell {cell.cell_id}: {model} x {method} x {benchmark} (seed {seed}) -> {out}")
-    record = run_cell(cell, host, out_dir=out, resume=not no_resume, progress=not quiet, log=click.echo)
+    from harness.contract import guarded
+
+    record = guarded(lambda: run_cell(cell, host, out_dir=out, resume=not no_resume, progress=not quiet,
+                                      log=click.echo), out / "error.log")
     _print_final(record)
 
 
@@ -291,6 +298,10 @@ def _print_final(record: dict[str, Any]) -> None:
 from harness import cli_sweep  # noqa: E402 - sweep, leaderboard, report, sweeps attach to the group
 
 cli_sweep.register(cli)
+from harness import checkplugin, scaffold  # noqa: E402 - check-plugin and new, in their own modules
+
+checkplugin.register(cli)
+scaffold.register(cli)
 
 
 def main() -> None:
