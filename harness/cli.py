@@ -36,6 +36,13 @@ class HarnessGroup(click.Group):
         host.add_commands(self)
         self._plugins_loaded = True
 
+    def invoke(self, ctx: click.Context) -> Any:
+        """Any unexpected exception is one line plus the path of its traceback (``--debug``: the traceback)."""
+        from harness.contract import guarded
+
+        log = Path(os.environ.get("HARNESS_RESULTS", "results")) / "logs" / "error.log"
+        return guarded(lambda: super(HarnessGroup, self).invoke(ctx), log)
+
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if args[:1] != ["--version"]:
             try:

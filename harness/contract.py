@@ -165,7 +165,7 @@ class ObjectiveContract:
             loss, metrics = out
         values: dict[str, float] = {}
         for k, v in metrics.items():
-            f = float(v)
+            f = float(v.detach()) if isinstance(v, torch.Tensor) else float(v)
             values[k] = f
             if not math.isfinite(f) and self.first_bad is None:
                 self.first_bad = (k, rnd, step)
@@ -209,14 +209,25 @@ def one_line(exc: BaseException, log: Path | None) -> HarnessError:
 
 
 def guarded(run: Callable[[], Any], log_path: Path) -> Any:
-    """Run ``run()``; an exception becomes one line plus ``log_path`` (the full traceback) unless debugging."""
+    """Run ``run()``; an exception becomes one line plus ``log_path`` (the full traceback) unless debugging.
+
+    Bad input (a :class:`HarnessError` that is no :class:`PluginError` and has no cause) and click's own
+    exits pass through unchanged: their line says everything."""
+    import click
+
     try:
         return run()
-    except (KeyboardInterrupt, SystemExit):
+    except (KeyboardInterrupt, SystemExit, click.exceptions.Exit, click.exceptions.Abort):
         raise
     except Exception as exc:  # noqa: BLE001
+        plain = isinstance(exc, click.ClickException) and not isinstance(exc, PluginError) and exc.__cause__ is None
         if debug_enabled():
+            if isinstance(exc, click.ClickException) and not getattr(exc, "_harness_shown", False):
+                traceback.print_exc()  # click would show only its message
+                exc._harness_shown = True  # type: ignore[attr-defined]
             raise
-        if isinstance(exc, HarnessError) and exc.__cause__ is None and exc.__context__ is None:
-            raise  # bad input: its line says everything
-        raise one_line(exc, write_log(log_path, exc)) from None
+        if plain or getattr(exc, "_harness_logged", False):
+            raise
+        error = one_line(exc, write_log(log_path, exc))
+        error._harness_logged = True  # type: ignore[attr-defined]
+        raise error from None
