@@ -29,10 +29,19 @@ class HarnessGroup(click.Group):
             return
         adhoc = _peek_plugins(args)
         host = load(adhoc)
+        for line in host.import_errors:  # quarantined plugins: one warning line each
+            click.echo(f"Warning: {line}", err=True)
         set_host(host)
         ctx.ensure_object(dict)["host"] = host
         host.add_commands(self)
         self._plugins_loaded = True
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Any unexpected exception is one line plus the path of its traceback (``--debug``: the traceback)."""
+        from harness.contract import guarded
+
+        log = Path(os.environ.get("HARNESS_RESULTS", "results")) / "logs" / "error.log"
+        return guarded(lambda: super(HarnessGroup, self).invoke(ctx), log)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if args[:1] != ["--version"]:
@@ -69,13 +78,17 @@ def _peek_plugins(args: list[str]) -> list[str]:
     metavar="MODULE|FILE.py",
     help="Load an extra plugin (module name or path to a .py file); repeatable. Also: HARNESS_PLUGINS.",
 )
+@click.option("--debug", is_flag=True, help="Show full tracebacks (also: HARNESS_DEBUG=1); by default an error is one "
+              "line and the path of a log with the traceback.")
 @click.pass_context
-def cli(ctx: click.Context, plugins: tuple[str, ...]) -> None:
+def cli(ctx: click.Context, plugins: tuple[str, ...], debug: bool) -> None:
     """alignment-harness: train and evaluate alignment methods as plugins.
 
     Methods and benchmarks come from plugins (see `harness plugins`); `harness run` trains and
     evaluates one cell.
     """
+    if debug:
+        os.environ["HARNESS_DEBUG"] = "1"  # sub-processes (sweep workers) inherit it
     obj = ctx.ensure_object(dict)
     if "host" not in obj:  # e.g. invoked programmatically
         obj["host"] = get_host(plugins)
@@ -97,9 +110,7 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
             for r in rows
         ]
         click.echo(tabulate(table, headers=["plugin", "version", "hooks", "registered"]))
-    for err in host.import_errors:
-        click.echo(f"Error: {err}", err=True)
-    if host.import_errors:
+    if host.import_errors:  # already printed, as warnings, when the plugins were loaded
         ctx.exit(2)
 
 
@@ -206,7 +217,8 @@ def _split_sets(sets: dict[str, str], host: PluginHost, method: str, benchmark: 
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
 @click.option("--out", "out", type=click.Path(path_type=Path), default=None,
               help="Directory for the record (default: results/runs/<cell id>).")
-@click.option("--no-resume", is_flag=True, help="Ignore an existing checkpoint of this cell.")
+@click.option("--no-resume", "--rerun", "no_resume", is_flag=True,
+              help="Rerun from scratch: ignore an existing checkpoint and results of this cell.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.pass_context
 def run(ctx: click.Context, model: str, method: str, benchmark: str, evals: tuple[str, ...], seed: int,
@@ -224,7 +236,10 @@ def run(ctx: click.Context, model: str, method: str, benchmark: str, evals: tupl
     cell = resolve(config, host)
     out = out or Path(os.environ.get("HARNESS_RESULTS", "results")) / "runs" / cell.cell_id
     click.echo(f"cell {cell.cell_id}: {model} x {method} x {benchmark} (seed {seed}) -> {out}")
-    record = run_cell(cell, host, out_dir=out, resume=not no_resume, progress=not quiet, log=click.echo)
+    from harness.contract import guarded
+
+    record = guarded(lambda: run_cell(cell, host, out_dir=out, resume=not no_resume, progress=not quiet,
+                                      log=click.echo), out / "error.log")
     _print_final(record)
 
 
@@ -290,6 +305,10 @@ def _print_final(record: dict[str, Any]) -> None:
 from harness import cli_sweep  # noqa: E402 - sweep, leaderboard, report, sweeps attach to the group
 
 cli_sweep.register(cli)
+from harness import checkplugin, scaffold  # noqa: E402 - check-plugin and new, in their own modules
+
+checkplugin.register(cli)
+scaffold.register(cli)
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 from tabulate import tabulate
@@ -34,6 +35,17 @@ def _adhoc_plugins(ctx: click.Context) -> list[str]:
     return list(ctx.find_root().params.get("plugins") or ())
 
 
+def _reset_for_rerun(db: Any, suite: Any) -> None:
+    """``--rerun``: the suite's done and failed cells become pending, their folders are cleared."""
+    import shutil
+
+    from harness.identity import reset_cells
+    from harness.sweep import cell_dir
+
+    for cid in reset_cells(db, [c.id for c in suite.cells]):
+        shutil.rmtree(cell_dir(db, cid), ignore_errors=True)
+
+
 @click.command()
 @click.argument("suite_file", metavar="SUITE", type=click.Path(path_type=Path))
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
@@ -49,6 +61,8 @@ def _adhoc_plugins(ctx: click.Context) -> list[str]:
 @click.option("--cell-timeout", type=float, default=None, metavar="SECONDS",
               help="Kill a cell after this long and mark it failed (default: the suite's cell_timeout, else none).")
 @click.option("--retry-failed", is_flag=True, help="Rerun cells that failed before (done cells are always kept).")
+@click.option("--rerun", is_flag=True, help="Rerun every cell of the suite from scratch, done ones included (their "
+              "stored results are replaced). A cell whose plugin code changed reruns without it.")
 @click.option("--cache", "cache_dir", default=None, metavar="DIR|off",
               help="Cache of warm starts, reference log-probs and samples shared by cells (default: $HARNESS_CACHE, "
                    "i.e. results/cache); 'off' computes everything in every cell.")
@@ -61,7 +75,7 @@ def _adhoc_plugins(ctx: click.Context) -> list[str]:
 @click.pass_context
 def sweep(ctx: click.Context, suite_file: Path, sets: tuple[str, ...], dry_run: bool, store: Path | None,
           executor: str, jobs: int | None, threads: int | None, cell_timeout: float | None, retry_failed: bool,
-          cache_dir: str | None, address: str | None, num_cpus: float | None, num_gpus: float | None,
+          rerun: bool, cache_dir: str | None, address: str | None, num_cpus: float | None, num_gpus: float | None,
           fmt: str) -> None:
     """Run a suite file: every cell not done yet, one process per cell; then print the leaderboard.
 
@@ -106,6 +120,8 @@ def sweep(ctx: click.Context, suite_file: Path, sets: tuple[str, ...], dry_run: 
         cache_dir = str(Path(cache_dir).resolve())
     live = LiveStatus()
     with Store(_store_path(store)) as db:
+        if rerun:
+            _reset_for_rerun(db, suite)
         try:
             summary = run_sweep(suite, db, ex, retry_failed=retry_failed, cell_timeout=cell_timeout, threads=threads,
                                 plugins=_adhoc_plugins(ctx), log=live.log, status=live.show, cache=cache_dir)

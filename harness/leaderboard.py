@@ -320,6 +320,7 @@ class Leaderboard:
     rows: list[Row]
     baseline: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    code_note: str | None = None  # set when the sweep's cells ran under different code (harness.identity)
 
     @property
     def multi_model(self) -> bool:
@@ -386,10 +387,18 @@ def build(store: Store, sweep_id: str | None = None, *, metrics: Sequence[str] |
     rank(rows, columns)
     rows.sort(key=lambda r: (r.avg_rank if r.avg_rank is not None else math.inf, order.get((r.label, r.model), 0)))
     lb = Leaderboard(sweep, columns, rows, baseline, counts)
+    lb.code_note = code_note(cells)
     if baseline:
         _paired(lb, baseline)
         _paired_items(lb, store)
     return lb
+
+
+def code_note(cells: list[dict[str, Any]]) -> str | None:
+    """A line saying the sweep mixes cells run under different code, or None (:func:`harness.identity.mixed_code`)."""
+    from harness.identity import mixed_code
+
+    return mixed_code(cells)
 
 
 def tied(a: float, b: float) -> bool:
@@ -689,4 +698,6 @@ def render(lb: Leaderboard, fmt: str = "table") -> str:
         out.append({"table": f"\n{sub}", "markdown": f"\n**{sub}**\n", "html": f"<p>{html.escape(sub)}</p>",
                     "latex": f"\n% {sub}"}[fmt])
         out.append(tabulate(drows, headers=dheads, tablefmt=tablefmt, disable_numparse=True))
+    if lb.code_note:
+        out.append(f"\n{lb.code_note}")
     return "\n".join(out)

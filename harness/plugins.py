@@ -2,11 +2,18 @@
 
 Sources, in order:
 1. installed entry points of group ``harness`` (the built-ins are registered this way too);
-   ``HARNESS_LOAD_PLUGINS=a,b`` keeps only those (an allowlist, by entry-point name);
+   ``HARNESS_LOAD_PLUGINS=a,b`` keeps only those (an allowlist, by entry-point name) and
+   ``HARNESS_DISABLE_PLUGINS=a,b`` skips those; the built-in engines (``engines``) always load;
 2. ad-hoc plugins: ``HARNESS_PLUGINS=mod,path/to/file.py`` and the CLI's ``--plugin`` (repeatable).
 
 ``HARNESS_TRACE_PLUGINS=1`` prints every hook call to stderr. Every problem is one line naming the
 plugin and the fix (a :class:`~harness.errors.HarnessError`, exit code 2, no traceback).
+
+**Quarantine.** An installed (entry-point) plugin that fails to import, is invalid, or fails in a
+``register_*`` hook is skipped, with nothing of it registered: ``host.import_errors`` has one line
+naming it and how to skip it, the CLI prints that line as a warning, and commands that do not need it
+still run (looking up a name it would have registered says it was skipped). An ad-hoc plugin
+(``--plugin``) that fails is an error: it was asked for explicitly.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from harness.registry import Registry
 
 GROUP = "harness"
 REGISTER_HOOKS = {"register_methods": "method", "register_benchmarks": "benchmark", "register_engines": "engine"}
+ALWAYS_LOAD = ("engines",)  # the built-in engines: `hf` must work whatever the allow/deny lists say
 
 
 @dataclass
@@ -39,6 +47,9 @@ class PluginInfo:
     source: str  # "entry point <name> = <value> (<dist>)" or a module/file
     version: str | None
     module: ModuleType | None = None
+    dist: str | None = None  # the installed distribution that provides it (entry points)
+    adhoc: bool = False  # loaded with --plugin / HARNESS_PLUGINS (its failures are errors, not quarantined)
+    code: str | None = None  # harness.identity.code_hash, computed on first use
 
 
 @dataclass
@@ -68,8 +79,14 @@ class PluginHost:
         ]
 
     def raise_import_errors(self) -> None:
-        if self.import_errors:
-            raise HarnessError(self.import_errors[0])
+        """Kept for callers: broken installed plugins are quarantined (see the module docstring), so a
+        command that does not need them runs; the CLI has already warned about them."""
+
+    def code_hash(self, name: str) -> str:
+        """The hash of plugin ``name``'s source files (see :mod:`harness.identity`)."""
+        from harness.identity import code_hash
+
+        return code_hash(self.infos[name])
 
     def add_commands(self, cli: click.Group) -> None:
         self.pm.hook.register_commands(cli=cli)
@@ -137,16 +154,20 @@ def load(adhoc: Iterable[str] = (), env: dict[str, str] | None = None) -> Plugin
     host = PluginHost(pm=pm, registry=Registry())
 
     allow = [a.strip() for a in env.get("HARNESS_LOAD_PLUGINS", "").split(",") if a.strip()]
+    deny = [a.strip() for a in env.get("HARNESS_DISABLE_PLUGINS", "").split(",") if a.strip()]
     eps = list(importlib.metadata.entry_points(group=GROUP))
-    if allow:
-        known = {ep.name for ep in eps}
-        for name in allow:
+    known = {ep.name for ep in eps}
+    for var, names in (("HARNESS_LOAD_PLUGINS", allow), ("HARNESS_DISABLE_PLUGINS", deny)):
+        for name in names:
             if name not in known:
                 raise HarnessError(
-                    f"HARNESS_LOAD_PLUGINS names '{name}', which is no installed plugin{did_you_mean(name, known)}; "
+                    f"{var} names '{name}', which is no installed plugin{did_you_mean(name, known)}; "
                     f"installed: {', '.join(sorted(known))}"
                 )
-        eps = [ep for ep in eps if ep.name in allow]
+    if allow:
+        eps = [ep for ep in eps if ep.name in allow or ep.name in ALWAYS_LOAD]
+    if deny:
+        eps = [ep for ep in eps if ep.name not in deny or ep.name in ALWAYS_LOAD]
     seen_eps: set[str] = set()
     for ep in sorted(eps, key=lambda e: e.name):
         if ep.name in seen_eps:  # the same distribution seen twice on sys.path
@@ -159,18 +180,19 @@ def load(adhoc: Iterable[str] = (), env: dict[str, str] | None = None) -> Plugin
         try:
             module = ep.load()
         except Exception as exc:  # noqa: BLE001 - one broken plugin must not stop the others
-            host.import_errors.append(
-                f"plugin '{ep.name}' ({source}) failed to import: {type(exc).__name__}: {exc}; "
-                f"fix or uninstall it, or leave it out with HARNESS_LOAD_PLUGINS"
-            )
+            _quarantine(host, ep.name, f"plugin '{ep.name}' ({source}) failed to import: {type(exc).__name__}: {exc}")
             continue
-        _register(host, ep.name, module, source, dist.version if dist is not None else None)
+        try:
+            _register(host, ep.name, module, source, dist.version if dist is not None else None,
+                      dist=dist.name if dist is not None else None)
+        except HarnessError as exc:
+            _quarantine(host, ep.name, exc.message)
 
     specs = [s.strip() for s in env.get("HARNESS_PLUGINS", "").split(",") if s.strip()] + list(adhoc)
     for spec in specs:
         _trace(trace, f"loading ad-hoc plugin {spec}")
         name, module = _import_adhoc(spec)
-        _register(host, name, module, spec, getattr(module, "__version__", None))
+        _register(host, name, module, spec, getattr(module, "__version__", None), adhoc=True)
 
     try:
         pm.check_pending()
@@ -180,7 +202,27 @@ def load(adhoc: Iterable[str] = (), env: dict[str, str] | None = None) -> Plugin
     return host
 
 
-def _register(host: PluginHost, name: str, module: ModuleType, source: str, version: str | None) -> None:
+def skip_hint(name: str) -> str:
+    """How to run without plugin ``name``."""
+    return (f"fix or uninstall it, or skip it with HARNESS_DISABLE_PLUGINS={name} "
+            f"(or name the plugins to keep in HARNESS_LOAD_PLUGINS)")
+
+
+def _quarantine(host: PluginHost, name: str, error: str) -> None:
+    """Drop an installed plugin that failed: unregister it and everything it registered."""
+    plugin = host.pm.get_plugin(name)
+    if plugin is not None:
+        host.pm.unregister(plugin)
+    host.infos.pop(name, None)
+    host.registry.forget(name)
+    line = (f"{error.rstrip('; ')}; skipped: commands that do not need it still run; {skip_hint(name)}"
+            if "HARNESS_DISABLE_PLUGINS" not in error else error)
+    host.import_errors.append(line)
+    host.registry.quarantined[name] = line
+
+
+def _register(host: PluginHost, name: str, module: ModuleType, source: str, version: str | None,
+              dist: str | None = None, adhoc: bool = False) -> None:
     if host.pm.get_plugin(name) is not None or host.pm.is_registered(module):
         other = host.infos.get(name)
         raise HarnessError(
@@ -191,24 +233,34 @@ def _register(host: PluginHost, name: str, module: ModuleType, source: str, vers
         host.pm.register(module, name=name)
     except pluggy.PluginValidationError as exc:
         raise _validation_error(exc, host.pm, name) from None
-    host.infos[name] = PluginInfo(name=name, source=source, version=version, module=module)
+    host.infos[name] = PluginInfo(name=name, source=source, version=version, module=module, dist=dist, adhoc=adhoc)
 
 
 def _build_registry(host: PluginHost, trace: bool) -> None:
+    broken: set[str] = set()
     for hook_name, kind in REGISTER_HOOKS.items():
         caller = getattr(host.pm.hook, hook_name)
         for impl in reversed(caller.get_hookimpls()):  # registration order
+            if impl.plugin_name in broken:
+                continue
             register = host.registry.register_callback(kind, impl.plugin_name)
             _trace(trace, f"{impl.plugin_name}: {hook_name}(register)")
+            info = host.infos.get(impl.plugin_name)
             try:
                 impl.function(**({"register": register} if "register" in impl.argnames else {}))
-            except HarnessError:
-                raise
             except Exception as exc:  # noqa: BLE001
-                raise HarnessError(
-                    f"plugin '{impl.plugin_name}' failed in {hook_name}: {type(exc).__name__}: {exc}; "
-                    f"fix the plugin or leave it out with HARNESS_LOAD_PLUGINS"
-                ) from None
+                if isinstance(exc, HarnessError):
+                    error = HarnessError(exc.message)
+                else:
+                    error = HarnessError(
+                        f"plugin '{impl.plugin_name}' failed in {hook_name}: {type(exc).__name__}: {exc}; "
+                        f"{skip_hint(impl.plugin_name)}"
+                    )
+                adhoc_involved = any(f"plugin '{n}'" in error.message for n, i in host.infos.items() if i.adhoc)
+                if info is None or info.adhoc or adhoc_involved:  # asked for explicitly: an error
+                    raise error from None
+                broken.add(impl.plugin_name)
+                _quarantine(host, impl.plugin_name, error.message)
 
 
 _HOST: PluginHost | None = None

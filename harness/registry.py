@@ -190,6 +190,13 @@ class Registry:
     def __init__(self) -> None:
         self.specs: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
         self.origin: dict[tuple[str, str], str] = {}
+        self.quarantined: dict[str, str] = {}  # broken installed plugin -> why it was skipped
+
+    def forget(self, plugin: str) -> None:
+        """Drop everything ``plugin`` registered (it was quarantined)."""
+        for kind, name in [key for key, origin in self.origin.items() if origin == plugin]:
+            del self.origin[(kind, name)]
+            self.specs[kind].pop(name, None)
 
     def register_callback(self, kind: str, plugin: str) -> Callable[[Any], None]:
         """The ``register`` function handed to one plugin's ``register_<kind>s`` hook."""
@@ -216,7 +223,11 @@ class Registry:
         try:
             return self.specs[kind][name]
         except KeyError:
-            raise unknown_name(kind, name, self.specs[kind], where) from None
+            error = unknown_name(kind, name, self.specs[kind], where)
+            if self.quarantined:
+                error = type(error)(f"{error.message} (skipped as broken: plugin "
+                                    f"{', '.join(repr(n) for n in sorted(self.quarantined))}; see its warning)")
+            raise error from None
 
     def method(self, name: str, where: str = "") -> MethodSpec:
         return self.get("method", name, where)

@@ -77,6 +77,7 @@ class ResolvedCell:
     benchmark_params: Any
     train: TrainConfig
     evals: list[tuple[BenchmarkSpec, Any]]
+    code: dict[str, str] = field(default_factory=dict)  # plugin -> hash of its source (harness.identity)
 
     def resolved_dict(self) -> dict[str, Any]:
         return {
@@ -96,8 +97,9 @@ class ResolvedCell:
 
     @property
     def cell_id(self) -> str:
-        """Hash of the resolved config and the versions of the code that runs it."""
-        blob = json.dumps({"cell": self.resolved_dict(), "harness": harness.__version__}, sort_keys=True)
+        """Hash of the resolved config, the harness version and the source of the plugins that run it."""
+        blob = json.dumps({"cell": self.resolved_dict(), "harness": harness.__version__, "code": self.code},
+                          sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -131,7 +133,10 @@ def resolve(config: CellConfig, host: PluginHost, *, where: str = "") -> Resolve
                                                 where=f"{pre}eval benchmark {name}", from_string=True)))
     if config.engine not in reg.specs["engine"]:
         reg.engine(config.engine, where=where)
-    return ResolvedCell(config, method, bench, mparams, bparams, train, evals)
+    from harness.identity import participants, plugin_code
+
+    code = plugin_code(host, participants(host, method.name, [b.name for b, _ in evals], config.engine))
+    return ResolvedCell(config, method, bench, mparams, bparams, train, evals, code)
 
 
 def seed_everything(seed: int) -> None:

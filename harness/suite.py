@@ -90,8 +90,8 @@ class SweepCell:
     config: Any  # harness.run.CellConfig
     label: str
     entry: str
-    base_id: str  # ResolvedCell.cell_id: resolved config + harness version
-    id: str  # base_id + versions of the plugins that run it
+    base_id: str  # ResolvedCell.cell_id: resolved config + harness version + plugin source hashes
+    id: str  # base_id + versions (and source hashes) of the plugins that run it
     resolved: dict[str, Any]
     plugins: dict[str, str | None]
     prefix: str | None  # cells with the same prefix share a cached warm start (None: no warm start)
@@ -598,11 +598,14 @@ def _include(rule: dict[str, Any], where: str, entries: Mapping[str, _Entry], ba
 
 
 def plugin_versions(cell: Any, host: PluginHost) -> dict[str, str | None]:
-    """Name -> version of the plugins that registered the cell's method, benchmarks and engine."""
+    """Name -> ``"<version> code <hash>"`` of the plugins that registered the cell's method, benchmarks and
+    engine; the hash is of the plugin's source files (:mod:`harness.identity`), so editing a plugin
+    changes the ids of its cells (docs/plugins.md, "Identity and caching")."""
     reg = host.registry
     names = [reg.origin[("method", cell.method.name)], reg.origin[("engine", cell.config.engine)]]
     names += [reg.origin[("benchmark", spec.name)] for spec, _ in cell.evals]
-    return {n: host.infos[n].version if n in host.infos else None for n in sorted(set(names))}
+    return {n: f"{host.infos[n].version or '-'} code {host.code_hash(n)}" if n in host.infos else None
+            for n in sorted(set(names))}
 
 
 def sweep_cell_id(base_id: str, plugins: Mapping[str, str | None]) -> str:

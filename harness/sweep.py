@@ -269,6 +269,9 @@ def run_sweep(
                 else:
                     error = str(outcome.get("error") or "unknown error")
                     store.fail(cid, error, wall_s=wall)
+                    worker_log = cell_dir(store, cid) / "worker.log"
+                    if worker_log.is_file() and str(worker_log) not in error:  # the full traceback is there
+                        error += f" (full log: {worker_log})"
                     summary.failed += 1
                     summary.failures.append((cid, c.label, error))
                     log(f"{tag(c)} FAILED {c.id}  {c.label}  {c.config.benchmark}  seed={c.config.seed}  "

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from harness.cache import Cache, CellCache, weight_versions
 from harness.context import RoundContext, TrainingData
+from harness.contract import ObjectiveContract, call_sampler
 from harness.data import Row
 from harness.errors import HarnessError
 from harness.lm import LM
@@ -175,6 +176,7 @@ class Trainer:
         self.cache = CellCache(cache, self.identity) if cache is not None and model_key is not None else None
         self._versions = {"policy": self._weights("policy"), "reference": self._weights("reference")}
         self._round = 0
+        self.objective = ObjectiveContract(method)  # the objective contract (harness.contract)
 
     # -- identities for the cache ------------------------------------------------------------------
     def _weights(self, which: str) -> tuple[int, ...] | None:
@@ -271,7 +273,7 @@ class Trainer:
 
         if self.on_phase is not None:
             self.on_phase("sampling", rnd)
-        rows = method.sampler(ctx)
+        rows = call_sampler(method, ctx)
         if not rows:
             raise HarnessError(f"method '{method.name}': its sampler produced no training rows in round {rnd}")
         # Reference log-probs: once per round for the round's data, reused by every step and epoch.
@@ -314,10 +316,7 @@ class Trainer:
                     with_hidden=method.needs_hidden,
                     modules=self.modules,
                 )
-                loss, metrics = method.objective(batch, self.params)
-                loss = loss.mean()
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"non-finite loss {loss.item()} at round {rnd} step {step}")
+                loss, metrics = self.objective(batch, self.params, rnd, step)  # batch mean, checked
                 # Scale so that accumulated gradients equal those of one batch of batch_size * grad_accum.
                 self.accelerator.backward(loss / cfg.grad_accum)
                 sums["loss"] = sums.get("loss", 0.0) + loss.item() / cfg.grad_accum

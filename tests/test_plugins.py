@@ -210,7 +210,8 @@ def test_broken_entry_point_is_reported_and_others_still_load(tmp_path):
 
 def test_allowlist_and_unknown_allowlist_name():
     host = load(env={"HARNESS_LOAD_PLUGINS": "sft"})
-    assert set(host.infos) == {"sft"}
+    assert set(host.infos) == {"sft", "engines"}  # the built-in engines always load: `hf` keeps working
+    assert "hf" in host.registry.specs["engine"]
     with pytest.raises(HarnessError, match="no installed plugin.*did you mean 'sft'"):
         load(env={"HARNESS_LOAD_PLUGINS": "sfd"})
 

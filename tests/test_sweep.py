@@ -283,8 +283,10 @@ def test_failing_cells_are_isolated(tmp_path):
         "SELECT sc.label, c.status, c.error FROM cells c JOIN sweep_cells sc ON sc.cell_id=c.id")}
     con.close()
     assert rows["sft"][0] == "done" and rows["dpo"][0] == "done"
-    assert rows["nan"][0] == "failed" and rows["nan"][1].startswith("FloatingPointError: non-finite loss")
-    assert rows["raise"] == ("failed", "RuntimeError: boom from the faulty method")
+    assert rows["nan"][0] == "failed" and "method 'faulty'" in rows["nan"][1] and "the loss is nan" in rows["nan"][1]
+    assert rows["raise"][0] == "failed" and "its objective raised RuntimeError: boom from the faulty method" in \
+        rows["raise"][1] and str(plugin) in rows["raise"][1]
+    assert "worker.log)" in res.stdout  # a failed cell's line points to its full log
     assert rows["hang"] == ("failed", "timeout: killed after the cell timeout of 10 s")
     assert rows["die"][0] == "failed" and rows["die"][1].startswith("worker died (exit code 3)")
     assert "2 done, 4 failed" in res.stdout and "FAILED" in res.stdout

@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 import torch
 
+from harness.contract import PluginError
 from harness.engines.hf import HFEngine
 from harness.lm import LM
 from harness.models import load_model
@@ -108,5 +109,5 @@ def test_nan_loss_is_an_error(host):
     t = make_trainer(host, "sft", TrainConfig(steps=1, batch_size=2))
     bad = dataclasses.replace(t.method, objective=lambda b, p: (b.logps["demo"] * float("nan"), {}))
     t.method = bad
-    with pytest.raises(FloatingPointError, match="non-finite loss"):
+    with pytest.raises(PluginError, match="method 'sft'.*the loss is nan at step 1 of round 1"):
         t.train_round(0)
