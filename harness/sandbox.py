@@ -31,13 +31,9 @@ rlimits, but the host filesystem in view) runs it, and the record says so.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import select
-import signal
-import subprocess
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -45,7 +41,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from harness import sandbox_bwrap as bw
-from harness import sandbox_slots as slots
+from harness.sandbox_pool import WorldPool
 
 __all__ = [
     "SANDBOX_USER",
@@ -201,8 +197,21 @@ def run_many(
     if not items:
         return []
     workers = max(1, min(jobs or os.cpu_count() or 1, len(items)))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sandbox") as pool:
-        return list(pool.map(lambda src: _run_guarded(src, limits, python), items))
+    if mechanism() != "bubblewrap":
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sandbox") as pool:
+            return list(pool.map(lambda src: _run_guarded(src, limits, python), items))
+    with WorldPool(limits, python, len(items), ahead=workers + max(2, workers)) as worlds, \
+            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sandbox") as pool:
+        results = list(pool.map(lambda src: _run_in_pool(worlds, src), items))
+    return results  # read after the pool's exit: a world that could not be cleaned up made its result an error
+
+
+def _run_in_pool(worlds: WorldPool, source: str) -> SandboxResult:
+    start = time.monotonic()
+    try:
+        return worlds.run(source)
+    except Exception as exc:  # noqa: BLE001 - never let one program take the batch down
+        return _error(f"sandbox failure: {type(exc).__name__}: {exc}", start)
 
 
 def _error(reason: str, start: float, isolation: dict[str, Any] | None = None) -> SandboxResult:
@@ -215,7 +224,9 @@ def _run_guarded(source: str, limits: SandboxLimits, python: str | None) -> Sand
     try:
         how = mechanism()
         if how == "bubblewrap":
-            return _run_bwrap(source, limits, python)
+            with WorldPool(limits, python, 1, ahead=1) as worlds:
+                res = worlds.run(source)
+            return res
         if how == "launcher":
             from harness import sandbox_launcher
 
@@ -228,147 +239,6 @@ def _run_guarded(source: str, limits: SandboxLimits, python: str | None) -> Sand
         )
     except Exception as exc:  # noqa: BLE001 - never let one program take the batch down
         return _error(f"sandbox failure: {type(exc).__name__}: {exc}", start)
-
-
-def _memfd(name: str, data: bytes = b"") -> int:
-    fd = os.memfd_create(name, os.MFD_CLOEXEC)
-    if data:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.lseek(fd, 0, os.SEEK_SET)
-    return fd
-
-
-def _read_memfd(fd: int, limit: int) -> str:
-    size = os.fstat(fd).st_size
-    head = os.pread(fd, limit, 0) if limit else b""
-    text = head.decode("utf-8", errors="replace")
-    if size > limit:
-        text += f"\n... [output truncated: {size} bytes, first {limit} kept]\n"
-    return text
-
-
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text[-4096:].splitlines() if line.strip()]
-    return lines[-1][:300] if lines else ""
-
-
-def _signame(sig: int) -> str:
-    try:
-        return signal.Signals(sig).name
-    except ValueError:
-        return str(sig)
-
-
-def _wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> bool:
-    """Wait until ``proc`` exits (a pidfd: no polling delay) and reap it; False on timeout."""
-    try:
-        fd = os.pidfd_open(proc.pid)
-    except (AttributeError, OSError):
-        try:
-            proc.wait(timeout)
-            return True
-        except subprocess.TimeoutExpired:
-            return False
-    try:
-        ready, _, _ = select.select([fd], [], [], timeout)
-    finally:
-        os.close(fd)
-    if ready:
-        proc.wait()
-    return bool(ready)
-
-
-def _run_bwrap(source: str, limits: SandboxLimits, python: str | None) -> SandboxResult:
-    start = time.monotonic()
-    root = os.geteuid() == 0
-    iso: dict[str, Any] = {"mechanism": "bubblewrap", "limits": asdict(limits)}
-    bwrap = bw.bwrap_path()
-    setpriv = bw.setpriv_path() if root else None
-    if bwrap is None:
-        return _error("bubblewrap disappeared", start, iso)
-    if root and setpriv is None:
-        return _error("refusing to run model code as root: setpriv (util-linux) not found", start, iso)
-    try:
-        view = bw.python_view(python, other_uid=root)
-    except FileNotFoundError as exc:
-        return _error(str(exc), start, iso)
-    fds: list[int] = []
-    slot: slots.Slot | None = None
-    clean = False
-    try:
-        slot = slots.acquire()
-        slot.prepare(limits.memory_mb * _MIB, limits.max_procs)
-        iso.update(
-            uid=slot.uid, gid=slot.gid, user=f"uid {slot.uid}", slot=slot.index,
-            privilege_drop="setpriv+userns" if root else "userns",
-            userns=True, pidns=True, mountns=True, netns=True, ipcns=True, utsns=True, network="netns",
-            memory_bound=slot.memory_bound, python=view.executable,
-            notes=[slot.layout.note] if slot.layout.note else [],
-        )
-        main_fd = _memfd("main.py", source.encode("utf-8", "surrogateescape"))
-        out_fd, err_fd = _memfd("stdout"), _memfd("stderr")
-        status_r, status_w = os.pipe2(os.O_CLOEXEC)
-        fds += [main_fd, out_fd, err_fd, status_r, status_w]
-        rlimits = limits.rlimits()
-        if not root:  # all programs share the harness's uid, whose process count includes the harness
-            rlimits.pop("RLIMIT_NPROC")
-        args = bw.world_args(view, main_fd=main_fd, status_fd=status_w,
-                             tmpfs_bytes=max(1, limits.max_file_mb) * _MIB)
-        cmd = bw.launch_command(bwrap, setpriv, slot.uid, slot.gid, slot.procs_files(), rlimits, args)
-        proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=out_fd, stderr=err_fd, pass_fds=(main_fd, status_w),
-            cwd="/", env={"PATH": bw.SAFE_PATH}, start_new_session=True, close_fds=True,
-        )
-        os.close(status_w)
-        fds.remove(status_w)
-        timed_out = not _wait_exit(proc, limits.timeout_s)
-        if timed_out:
-            slot.kill_all(0.5)
-            with contextlib.suppress(OSError):
-                os.killpg(proc.pid, signal.SIGKILL)  # unreaped: the group id is still its own
-            proc.wait()
-        duration = time.monotonic() - start
-        status = bw.read_status(status_r)
-        clean = slot.kill_all(_KILL_GRACE_S)  # normally already empty: the pid namespace died
-        oom = slot.oom_killed()
-        stdout = _read_memfd(out_fd, limits.max_output)
-        stderr = _read_memfd(err_fd, limits.max_output)
-        rc = proc.returncode
-
-        def result(state: Status, code: int | None, reason: str) -> SandboxResult:
-            return SandboxResult(state, code, stdout, stderr, reason, duration, iso, proc.pid)
-
-        if not clean:
-            return result("error", None, "processes of the program survived SIGKILL; its slot is retired")
-        if timed_out:
-            return result("timeout", None, f"wall-clock timeout after {limits.timeout_s:g}s; killed")
-        if "child-pid" not in status:
-            why = _SETUP_EXIT.get(rc) or _last_line(stderr) or f"exit code {rc}"
-            return result("error", None, f"sandbox setup failed: {why}")
-        code = status.get("exit-code", rc)
-        if code == 1 and stderr.startswith("bwrap: "):
-            return result("error", None, f"sandbox setup failed: {_last_line(stderr)}")
-        if oom:
-            return result("failed", code, f"memory limit exceeded: the program used over {limits.memory_mb} MiB "
-                                           "(killed by the kernel)")
-        if code == 0:
-            return result("passed", 0, "")
-        if code > 128 and code - 128 < 65:  # bwrap's pid 1 reports death by signal N as 128 + N
-            sig = code - 128
-            if sig == signal.SIGXCPU:
-                return result("timeout", -sig, "CPU time limit exceeded (SIGXCPU)")
-            return result("failed", -sig, f"killed by signal {_signame(sig)}")
-        line = _last_line(stderr)
-        return result("failed", code, f"exit code {code}: {line}" if line else f"exit code {code}")
-    finally:
-        for fd in fds:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        if slot is not None and clean:
-            slot.release()
-        # an unclean slot keeps its lock for the life of this process: its uid is never reused
 
 
 _PROBE = """\

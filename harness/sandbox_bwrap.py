@@ -144,13 +144,54 @@ def _view_from(exe: str, info: dict[str, str]) -> PythonView:
     return PythonView(exe, tuple(binds), tuple(sorted(masks)))
 
 
-def world_args(view: PythonView, *, main_fd: int, status_fd: int, tmpfs_bytes: int) -> list[str]:
-    """bwrap's arguments for a fresh world: namespaces, mounts, environment; then the program."""
+# The interpreter starts (in its fresh world) before the program is known and waits on ``go``; the
+# host then writes the source into the ``src`` memfd and says go. The stub copies it to
+# /work/main.py and forks: the child closes every descriptor but 0-2 and runs the program as
+# ``__main__``; the stub waits for it and writes its exit status on ``status`` (which the program
+# never holds). Starting ahead hides the namespace set-up and the interpreter start; each world
+# still runs exactly one program.
+STUB = """\
+import os, sys
+go, src, status = map(int, sys.argv[1:4])
+if os.read(go, 1) != b"1":
+    os._exit(0)
+with open("/proc/self/fd/%d" % src, "rb") as f:
+    data = f.read()
+with open("/work/main.py", "wb") as f:
+    f.write(data)
+
+
+def _run(code):
+    import __main__
+    g = __main__.__dict__
+    for k in [k for k in g if k not in ("__name__", "__builtins__", "__doc__", "__spec__", "__loader__")]:
+        del g[k]
+    g["__file__"] = "/work/main.py"
+    exec(compile(code, "/work/main.py", "exec"), g)
+
+
+pid = os.fork()
+if pid == 0:
+    os.closerange(3, 1 << 16)
+    sys.argv[:] = ["main.py"]
+    _run(data)
+else:
+    os.close(go)
+    os.close(src)
+    _, st = os.waitpid(pid, 0)
+    os.write(status, str(os.waitstatus_to_exitcode(st)).encode())
+    os._exit(0)
+"""
+
+
+def world_args(view: PythonView, *, go_fd: int, src_fd: int, status_fd: int, bwrap_status_fd: int,
+               tmpfs_bytes: int) -> list[str]:
+    """bwrap's arguments for a fresh world: namespaces, mounts, environment; then the waiting stub."""
     size = str(tmpfs_bytes)
     args = [
         "--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
         "--unshare-cgroup-try", "--disable-userns", "--die-with-parent", "--new-session",
-        "--hostname", "sandbox", "--json-status-fd", str(status_fd),
+        "--hostname", "sandbox", "--json-status-fd", str(bwrap_status_fd),
         "--clearenv", "--setenv", "PATH", SAFE_PATH, "--setenv", "HOME", WORKDIR,
         "--setenv", "TMPDIR", "/tmp", "--setenv", "LANG", "C.UTF-8",
         "--ro-bind", "/usr", "/usr",
@@ -168,10 +209,8 @@ def world_args(view: PythonView, *, main_fd: int, status_fd: int, tmpfs_bytes: i
     args += ["--proc", "/proc", "--dev", "/dev"]
     for path in ("/tmp", "/var/tmp", "/dev/shm", "/run", WORKDIR):
         args += ["--perms", "1777" if path != WORKDIR else "0755", "--size", size, "--tmpfs", path]
-    args += ["--dir", "/run/lock"]
-    args += ["--perms", "0644", "--file", str(main_fd), f"{WORKDIR}/main.py", "--chdir", WORKDIR]
-    args += ["--remount-ro", "/"]
-    args += [view.executable, "-I", "-S", "main.py"]
+    args += ["--dir", "/run/lock", "--chdir", WORKDIR, "--remount-ro", "/"]
+    args += [view.executable, "-I", "-S", "-c", STUB, str(go_fd), str(src_fd), str(status_fd)]
     return args
 
 
