@@ -151,7 +151,9 @@ def _view_from(exe: str, info: dict[str, str]) -> PythonView:
 # never holds). Starting ahead hides the namespace set-up and the interpreter start; each world
 # still runs exactly one program.
 STUB = """\
-import os, sys
+import os, sys, ctypes
+_prctl = ctypes.CDLL(None).prctl
+_prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: the program cannot ptrace or write /proc/<pid>/mem of its supervisor
 go, src, status = map(int, sys.argv[1:4])
 if os.read(go, 1) != b"1":
     os._exit(0)
@@ -173,6 +175,8 @@ def _run(code):
 pid = os.fork()
 if pid == 0:
     os.closerange(3, 1 << 16)
+    _prctl(4, 1, 0, 0, 0)  # the program itself is an ordinary (dumpable) process
+    del _prctl
     sys.argv[:] = ["main.py"]
     _run(data)
 else:
@@ -190,7 +194,7 @@ def world_args(view: PythonView, *, go_fd: int, src_fd: int, status_fd: int, bwr
     size = str(tmpfs_bytes)
     args = [
         "--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
-        "--unshare-cgroup-try", "--disable-userns", "--die-with-parent", "--new-session",
+        "--unshare-cgroup-try", "--disable-userns", "--die-with-parent", "--new-session", "--as-pid-1",
         "--hostname", "sandbox", "--json-status-fd", str(bwrap_status_fd),
         "--clearenv", "--setenv", "PATH", SAFE_PATH, "--setenv", "HOME", WORKDIR,
         "--setenv", "TMPDIR", "/tmp", "--setenv", "LANG", "C.UTF-8",
