@@ -51,6 +51,10 @@ class TrainConfig:
     lora_r: int = param(8, "LoRA rank")
     lora_alpha: int = param(16, "LoRA alpha")
     ref_batch_size: int = param(16, "batch size for reference log-probs")
+    gradient_checkpointing: bool = param(
+        False, "recompute activations in the backward pass instead of storing them (less GPU memory, more "
+        "compute; off by default, which is what a CPU wants)"
+    )
     eval_every_round: bool = param(True, "evaluate after every round (else only at the end)")
     eval_initial: bool = param(
         True, "evaluate the initial policy before training (round 0); false skips it when a no-training row "
@@ -66,6 +70,13 @@ def make_optimizer(cfg: TrainConfig, params: list[torch.nn.Parameter]) -> torch.
     if cfg.optimizer == "rmsprop":
         return torch.optim.RMSprop(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def enable_gradient_checkpointing(model: Any) -> None:
+    """Turn on transformers' activation checkpointing (non-reentrant: no input grads needed under LoRA)."""
+    if not hasattr(model, "gradient_checkpointing_enable"):
+        raise HarnessError("train.gradient_checkpointing: this model does not support it; set it to false")
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 def lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
@@ -158,6 +169,8 @@ class Trainer:
             else None
         )
         self.modules = modules
+        if cfg.gradient_checkpointing:
+            enable_gradient_checkpointing(policy.model)
         trainable = [p for p in policy.model.parameters() if p.requires_grad]
         if modules is not None:
             trainable += list(modules.parameters())
