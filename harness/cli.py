@@ -15,6 +15,7 @@ import harness
 from harness.errors import HarnessError
 from harness.params import describe, parse_set
 from harness.plugins import PluginHost, get_host, load, set_host
+from harness.threads import apply_threads, threads_option
 
 
 def _host(ctx: click.Context) -> PluginHost:
@@ -208,12 +209,15 @@ def _split_sets(sets: dict[str, str], host: PluginHost, method: str, benchmark: 
               help="Directory for the record (default: results/runs/<cell id>).")
 @click.option("--no-resume", is_flag=True, help="Ignore an existing checkpoint of this cell.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@threads_option
 @click.pass_context
 def run(ctx: click.Context, model: str, method: str, benchmark: str, evals: tuple[str, ...], seed: int,
         sets: tuple[str, ...], engine: str, dtype: str, device: str, out: Path | None, no_resume: bool,
-        quiet: bool) -> None:
+        quiet: bool, threads: int | None) -> None:
     """Train and evaluate one cell: a model, a method, a benchmark and a seed."""
     from harness.run import CellConfig, resolve, run_cell
+
+    apply_threads(threads, model=model)
 
     host = _host(ctx)
     host.raise_import_errors()
@@ -237,14 +241,17 @@ def run(ctx: click.Context, model: str, method: str, benchmark: str, evals: tupl
 @click.option("--limit", type=int, default=None, help="Evaluate at most this many items of each benchmark.")
 @click.option("--engine", default="hf", show_default=True)
 @click.option("--dtype", default="float32", show_default=True)
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
 @click.option("--out", "out", type=click.Path(path_type=Path), default=None,
               help="Write metrics and per-item records as JSON here.")
+@threads_option
 @click.pass_context
 def eval_(ctx: click.Context, model: str, benchmarks_: tuple[str, ...], seed: int, sets: tuple[str, ...],
-          limit: int | None, engine: str, dtype: str, device: str, out: Path | None) -> None:
+          limit: int | None, engine: str, dtype: str, device: str, out: Path | None, threads: int | None) -> None:
     """Evaluate a model on benchmarks, without training (baseline rows)."""
     from harness.run import evaluate_model
+
+    apply_threads(threads, model=model)
 
     host = _host(ctx)
     host.raise_import_errors()
@@ -264,14 +271,17 @@ def eval_(ctx: click.Context, model: str, benchmarks_: tuple[str, ...], seed: in
 @click.option("--temperature", default=0.0, show_default=True)
 @click.option("--raw", is_flag=True, help="Do not apply the chat template.")
 @click.option("--seed", default=0, show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
+@threads_option
 @click.pass_context
 def generate(ctx: click.Context, prompt: str, model: str, max_new_tokens: int, temperature: float, raw: bool,
-             seed: int) -> None:
+             seed: int, device: str, threads: int | None) -> None:
     """Answer one prompt with a model (chat template applied when the tokenizer has one)."""
     from harness.models import load_model
 
     host = _host(ctx)
-    loaded = load_model(model, seed=seed)
+    apply_threads(threads, model=model)
+    loaded = load_model(model, seed=seed, device=device)
     engine = host.registry.engine("hf").factory(loaded)
     out = engine.generate([loaded.encoder.prompt(prompt, raw=raw)], max_new_tokens=max_new_tokens,
                           temperature=temperature, seed=seed)

@@ -45,7 +45,8 @@ def _adhoc_plugins(ctx: click.Context) -> list[str]:
 @click.option("--jobs", type=int, default=None, help="Cells at once (local: worker processes). Default: the "
               "suite's `jobs`, else 1 (ray: as many as the cluster fits).")
 @click.option("--threads", type=int, default=None,
-              help="Torch threads per local worker. Default: the suite's `threads`, else cores // jobs.")
+              help="Torch threads per local worker. Default: the suite's `threads`, else 1 for tiny: models and "
+                   "machines with <= 4 cores, else cores // jobs (see harness/threads.py).")
 @click.option("--cell-timeout", type=float, default=None, metavar="SECONDS",
               help="Kill a cell after this long and mark it failed (default: the suite's cell_timeout, else none).")
 @click.option("--retry-failed", is_flag=True, help="Rerun cells that failed before (done cells are always kept).")
@@ -87,7 +88,7 @@ def sweep(ctx: click.Context, suite_file: Path, sets: tuple[str, ...], dry_run: 
         click.echo(f"\n{len(suite.cells)} cells in sweep {suite.id} ({suite_file}); valid")
         return
 
-    from harness.executors import default_threads, make_executor
+    from harness.executors import make_executor
     from harness.leaderboard import build, render
     from harness.store import Store
     from harness.sweep import LiveStatus, run_sweep
@@ -99,7 +100,11 @@ def sweep(ctx: click.Context, suite_file: Path, sets: tuple[str, ...], dry_run: 
     ex = make_executor(executor, jobs=jobs, address=address,
                        num_cpus=num_cpus if num_cpus is not None else res.get("num_cpus", 1),
                        num_gpus=num_gpus if num_gpus is not None else res.get("num_gpus", 0))
-    threads = threads or suite.data.get("threads") or default_threads(jobs or 1)
+    from harness.threads import default_threads
+
+    models = {c.config.model for c in suite.cells}
+    threads = threads or suite.data.get("threads") or default_threads(
+        jobs or 1, model=models.pop() if len(models) == 1 else None)
     from harness.cache import cache_disabled
 
     if cache_dir is not None and not cache_disabled(cache_dir):

@@ -270,8 +270,10 @@ def provenance(device: str) -> dict[str, Any]:
             versions[dist] = md.version(dist)
         except md.PackageNotFoundError:
             versions[dist] = None
+    from harness.threads import describe as describe_threads
+
     return {"versions": versions, "git_commit": _CODE_COMMIT, "git_dirty": _CODE_DIRTY, "device": device,
-            "python": platform.python_version(), "host": platform.node()}
+            "python": platform.python_version(), "host": platform.node(), "threads": describe_threads()}
 
 
 def _apply_lora(model: Any, cfg: TrainConfig) -> Any:
