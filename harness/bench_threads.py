@@ -43,6 +43,8 @@ def one_run(args: list[str], out: Path, src: str | None) -> tuple[float, int, st
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--before-src", required=True, help="folder holding the older harness/ and plugins/")
+    ap.add_argument("--after-src", default=None, help="folder holding the newer harness/ and plugins/ (default: "
+                    "this checkout; a snapshot keeps edits made while it runs out of the measurement)")
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--json", type=Path, default=None, help="also write the times here")
     ap.add_argument("run_args", nargs=argparse.REMAINDER, help="-- then the `harness run` arguments")
@@ -51,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     times: dict[str, list[float]] = {"before": [], "after": []}
     with tempfile.TemporaryDirectory(prefix="bench-threads-") as tmp:
         for rep in range(a.reps):
-            for side, src in (("before", a.before_src), ("after", None)):
+            for side, src in (("before", a.before_src), ("after", a.after_src)):
                 wall, rc, tail = one_run(run_args, Path(tmp) / f"{side}{rep}", src)
                 code = next((ln for ln in tail.splitlines() if ln.startswith("code:")), "")
                 print(f"{side} rep {rep}: {wall:.1f} s (exit {rc}) {code}", flush=True)

@@ -38,6 +38,7 @@ from harness.lm import LM
 from harness.models import LoadedModel, load_model
 from harness.params import apply_overrides, as_dict
 from harness.plugins import PluginHost
+from harness.progress import CountingEngine, Items, phase
 from harness.registry import BenchmarkSpec, MethodSpec
 from harness.train import TrainConfig, Trainer
 
@@ -132,6 +133,11 @@ def resolve(config: CellConfig, host: PluginHost, *, where: str = "") -> Resolve
     if config.engine not in reg.specs["engine"]:
         reg.engine(config.engine, where=where)
     return ResolvedCell(config, method, bench, mparams, bparams, train, evals)
+
+
+def _loading(model: str) -> contextlib.AbstractContextManager[None]:
+    """A progress phase for loading a real model (tiny: ones load in milliseconds)."""
+    return contextlib.nullcontext() if model.startswith("tiny:") else phase(f"loading {model}")
 
 
 def seed_everything(seed: int) -> None:
@@ -230,10 +236,15 @@ def evaluate(cell: ResolvedCell, lm: LM, engine: Any, reference: LM | None,
     metrics: dict[str, float] = {}
     records: list[dict[str, Any]] = []
     for spec, params in cell.evals:
-        res = spec.evaluate(
-            EvalContext(engine=engine, lm=lm, encoder=lm.encoder, params=params, seed=cell.config.seed,
-                        limit=getattr(params, "limit", None), reference=reference, progress=log)
-        )
+        items = Items(f"eval {spec.name}")
+        try:
+            res = spec.evaluate(
+                EvalContext(engine=CountingEngine(engine, items), lm=lm, encoder=lm.encoder, params=params,
+                            seed=cell.config.seed, limit=getattr(params, "limit", None), reference=reference,
+                            progress=log, report=items)
+            )
+        finally:
+            items.close()
         for k, v in res.metrics.items():
             metrics[f"{spec.name}/{k}"] = float(v)
         records += [{"benchmark": spec.name, **r} for r in res.records]
@@ -318,7 +329,8 @@ def run_cell(
     device = cfg.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    loaded = load_model(cfg.model, seed=cfg.seed, dtype=cfg.dtype, device=device)
+    with _loading(cfg.model):
+        loaded = load_model(cfg.model, seed=cfg.seed, dtype=cfg.dtype, device=device)
     engine_spec = host.registry.engine(cfg.engine)
     if not engine_spec.available():
         raise HarnessError(f"engine '{cfg.engine}' is not available here: {engine_spec.install_hint}")
@@ -453,7 +465,8 @@ def evaluate_model(
     ``limit`` caps every benchmark's items; per-item records are appended to ``records`` if given.
     """
     seed_everything(seed)
-    loaded = load_model(model, seed=seed, dtype=dtype, device=device)
+    with _loading(model):
+        loaded = load_model(model, seed=seed, dtype=dtype, device=device)
     spec = host.registry.engine(engine)
     if not spec.available():
         raise HarnessError(f"engine '{engine}' is not available here: {spec.install_hint}")
@@ -463,9 +476,14 @@ def evaluate_model(
         bench = host.registry.benchmark(name, where="--benchmark")
         params = apply_overrides(bench.params, overrides if i == 0 else {}, where=f"benchmark {name}",
                                  from_string=True)
-        res = bench.evaluate(EvalContext(engine=lm.engine, lm=lm, encoder=lm.encoder, params=params, seed=seed,
-                                         limit=limit if limit is not None else getattr(params, "limit", None),
-                                         progress=log))
+        items = Items(f"eval {name}")
+        try:
+            res = bench.evaluate(EvalContext(engine=CountingEngine(lm.engine, items), lm=lm, encoder=lm.encoder,
+                                             params=params, seed=seed,
+                                             limit=limit if limit is not None else getattr(params, "limit", None),
+                                             progress=log, report=items))
+        finally:
+            items.close()
         metrics.update({f"{name}/{k}": float(v) for k, v in res.metrics.items()})
         if records is not None:
             records.extend({"benchmark": name, **r} for r in res.records)
