@@ -337,6 +337,9 @@ def _print_final(record: dict[str, Any]) -> None:
 from harness import cli_sweep  # noqa: E402 - sweep, leaderboard, report, sweeps attach to the group
 
 cli_sweep.register(cli)
+from harness import cli_tools  # noqa: E402 - schema, export, compare
+
+cli_tools.register(cli)
 
 
 def main() -> None:

@@ -114,12 +114,14 @@ def resolve(config: CellConfig, host: PluginHost, *, where: str = "") -> Resolve
             f"{pre}method '{method.name}' needs {', '.join(sorted(missing))}, which benchmark '{bench.name}' "
             f"does not provide (it provides {', '.join(sorted(bench.provides)) or 'nothing'}); pick another benchmark"
         )
-    mparams = apply_overrides(method.params, config.method_params, where=f"{pre}method {method.name}",
-                              from_string=True)
+    from harness.defaults import method_defaults, train_defaults
+
+    mparams = apply_overrides(method.params, {**method_defaults(method.name, config.model), **config.method_params},
+                              where=f"{pre}method {method.name}", from_string=True)
     bparams = apply_overrides(bench.params, config.benchmark_params, where=f"{pre}benchmark {bench.name}",
                               from_string=True)
-    train = apply_overrides(TrainConfig, {**method.train_defaults, **config.train}, where=f"{pre}train",
-                            from_string=True)
+    train = apply_overrides(TrainConfig, {**train_defaults(method.name, method.train_defaults, config.model),
+                                          **config.train}, where=f"{pre}train", from_string=True)
     evals = [(bench, bparams)]
     for name in config.eval_params:
         if name not in config.eval_benchmarks:
@@ -334,6 +336,12 @@ def run_cell(
     engine_spec = host.registry.engine(cfg.engine)
     if not engine_spec.available():
         raise HarnessError(f"engine '{cfg.engine}' is not available here: {engine_spec.install_hint}")
+    from harness.defaults import update_warning
+
+    if cell.train.rounds * cell.train.steps > 0 and (
+        warning := update_warning(cfg.model, sum(p.numel() for p in loaded.model.parameters()), cell.train.lr,
+                                  lora=cell.train.lora)):
+        log(f"warning: {warning}")
 
     shared: list[Any] = []  # an engine with its own weights (vLLM): ONE per cell, synced to whoever uses it
 
