@@ -57,7 +57,8 @@ def _reset_for_rerun(db: Any, suite: Any) -> None:
 @click.option("--jobs", type=int, default=None, help="Cells at once (local: worker processes). Default: the "
               "suite's `jobs`, else 1 (ray: as many as the cluster fits).")
 @click.option("--threads", type=int, default=None,
-              help="Torch threads per local worker. Default: the suite's `threads`, else cores // jobs.")
+              help="Torch threads per local worker. Default: the suite's `threads`, else 1 for tiny: models and "
+                   "machines with <= 4 cores, else cores // jobs (see harness/threads.py).")
 @click.option("--cell-timeout", type=float, default=None, metavar="SECONDS",
               help="Kill a cell after this long and mark it failed (default: the suite's cell_timeout, else none).")
 @click.option("--retry-failed", is_flag=True, help="Rerun cells that failed before (done cells are always kept).")
@@ -72,11 +73,13 @@ def _reset_for_rerun(db: Any, suite: Any) -> None:
 @click.option("--format", "fmt", default="table", show_default=True,
               type=click.Choice(["table", "markdown", "csv", "latex", "html", "json"]),
               help="Format of the leaderboard printed at the end.")
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json: only JSON on stdout.")
+@click.option("--quiet", is_flag=True, help="No live status lines (log lines and the summary still go to stderr).")
 @click.pass_context
 def sweep(ctx: click.Context, suite_file: Path, sets: tuple[str, ...], dry_run: bool, store: Path | None,
           executor: str, jobs: int | None, threads: int | None, cell_timeout: float | None, retry_failed: bool,
           rerun: bool, cache_dir: str | None, address: str | None, num_cpus: float | None, num_gpus: float | None,
-          fmt: str) -> None:
+          fmt: str, as_json: bool, quiet: bool) -> None:
     """Run a suite file: every cell not done yet, one process per cell; then print the leaderboard.
 
     While cells run, a live line per running cell shows its round, step, total steps and ETA (refreshed
@@ -84,8 +87,17 @@ def sweep(ctx: click.Context, suite_file: Path, sets: tuple[str, ...], dry_run: 
     kept and a cell that was running continues from its last round's checkpoint.
 
     Exit status: 0 when every cell is done, 1 when some cell failed, 2 for bad input (nothing runs).
+    Status (live lines, log, summary) goes to stderr, the leaderboard to stdout.
     """
+    import json
+    import sys
+
+    from harness.progress import set_quiet
     from harness.suite import load_suite
+
+    fmt = "json" if as_json else fmt
+    if quiet:
+        set_quiet(True)
 
     if not dry_run and executor == "local":
         from harness.executors import prestart
@@ -96,12 +108,17 @@ def sweep(ctx: click.Context, suite_file: Path, sets: tuple[str, ...], dry_run: 
     for warning in suite.warnings:
         click.echo(f"warning: {warning}", err=True)
     if dry_run:
+        if fmt == "json":
+            click.echo(json.dumps({"sweep": suite.id, "valid": True, "cells": [
+                {"cell": c.id, "model": c.config.model, "method": c.label, "benchmark": c.config.benchmark,
+                 "seed": c.config.seed} for c in suite.cells]}, indent=1))
+            return
         rows = [[c.id, c.config.model, c.label, c.config.benchmark, c.config.seed] for c in suite.cells]
         click.echo(tabulate(rows, headers=["cell", "model", "method", "benchmark", "seed"]))
         click.echo(f"\n{len(suite.cells)} cells in sweep {suite.id} ({suite_file}); valid")
         return
 
-    from harness.executors import default_threads, make_executor
+    from harness.executors import make_executor
     from harness.leaderboard import build, render
     from harness.store import Store
     from harness.sweep import LiveStatus, run_sweep
@@ -113,12 +130,18 @@ def sweep(ctx: click.Context, suite_file: Path, sets: tuple[str, ...], dry_run: 
     ex = make_executor(executor, jobs=jobs, address=address,
                        num_cpus=num_cpus if num_cpus is not None else res.get("num_cpus", 1),
                        num_gpus=num_gpus if num_gpus is not None else res.get("num_gpus", 0))
-    threads = threads or suite.data.get("threads") or default_threads(jobs or 1)
+    from harness.threads import default_threads
+
+    models = {c.config.model for c in suite.cells}
+    threads = threads or suite.data.get("threads") or default_threads(
+        jobs or 1, model=models.pop() if len(models) == 1 else None)
     from harness.cache import cache_disabled
 
     if cache_dir is not None and not cache_disabled(cache_dir):
         cache_dir = str(Path(cache_dir).resolve())
-    live = LiveStatus()
+    live = LiveStatus(sys.stderr)
+    if quiet:
+        live.show = lambda lines: None  # type: ignore[method-assign]
     with Store(_store_path(store)) as db:
         if rerun:
             _reset_for_rerun(db, suite)
@@ -127,10 +150,10 @@ def sweep(ctx: click.Context, suite_file: Path, sets: tuple[str, ...], dry_run: 
                                 plugins=_adhoc_plugins(ctx), log=live.log, status=live.show, cache=cache_dir)
         finally:
             live.close()
-        click.echo("")
+        click.echo("", err=True)
         for line in summary.lines():
-            click.echo(line)
-        click.echo("")
+            click.echo(line, err=True)
+        click.echo("", err=True)
         click.echo(render(build(db, suite.id), fmt))
     if summary.failed:
         ctx.exit(1)
@@ -141,17 +164,19 @@ def sweep(ctx: click.Context, suite_file: Path, sets: tuple[str, ...], dry_run: 
 @click.option("--store", type=click.Path(path_type=Path), default=None, help=STORE_HELP)
 @click.option("--format", "fmt", default="table", show_default=True,
               type=click.Choice(["table", "markdown", "csv", "latex", "html", "json"]))
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.option("--baseline", default=None, metavar="METHOD",
               help="Add differences to this method label, paired by seed (default: the suite's).")
 @click.option("--metric", "metrics", multiple=True,
               help="Only this metric (name or benchmark/name); repeatable. Default: the suite's, else all.")
 @click.option("--all-metrics", is_flag=True, help="Every metric, whatever the suite lists.")
-def leaderboard(sweep_id: str | None, store: Path | None, fmt: str, baseline: str | None,
+def leaderboard(sweep_id: str | None, store: Path | None, fmt: str, as_json: bool, baseline: str | None,
                 metrics: tuple[str, ...], all_metrics: bool) -> None:
     """Print a sweep's leaderboard: mean ± 95% CI over seeds, ranks, the best marked."""
     from harness.leaderboard import build, render
     from harness.store import Store
 
+    fmt = "json" if as_json else fmt
     with Store(_store_path(store), create=False) as db:
         lb = build(db, sweep_id, metrics=list(metrics) or (["*"] if all_metrics else None), baseline=baseline)
         click.echo(render(lb, fmt))
@@ -165,8 +190,9 @@ def leaderboard(sweep_id: str | None, store: Path | None, fmt: str, baseline: st
                    "results/<sweep>/report.html, next to the store).")
 @click.option("--baseline", default=None, metavar="METHOD", help="Add the paired table for this method label.")
 @click.option("--metric", "metrics", multiple=True, help="Only this metric; repeatable.")
+@click.option("--json", "as_json", is_flag=True, help='Print {"report": path} as JSON.')
 def report(sweep_id: str | None, store: Path | None, out: Path | None, baseline: str | None,
-           metrics: tuple[str, ...]) -> None:
+           metrics: tuple[str, ...], as_json: bool) -> None:
     """Write an HTML report of a sweep (default: the latest): the leaderboard, bar charts with 95% CIs,
     learning curves over steps (loss) and rounds (eval metrics), and action distributions where a
     benchmark records them. Prints the report's path."""
@@ -175,16 +201,27 @@ def report(sweep_id: str | None, store: Path | None, out: Path | None, baseline:
 
     with Store(_store_path(store), create=False) as db:
         index = write_report(db, sweep_id, out, metrics=list(metrics) or None, baseline=baseline)
+    if as_json:
+        import json
+
+        click.echo(json.dumps({"report": str(index)}))
+        return
     click.echo(f"report: {index}")
 
 
 @click.command(name="sweeps")
 @click.option("--store", type=click.Path(path_type=Path), default=None, help=STORE_HELP)
-def sweeps_(store: Path | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def sweeps_(store: Path | None, as_json: bool) -> None:
     """List the sweeps in a results database, newest first, with their cell counts."""
     from harness.store import Store
 
     with Store(_store_path(store), create=False) as db:
+        if as_json:
+            import json
+
+            click.echo(json.dumps([dict(s) for s in db.sweeps()], indent=1, default=str))
+            return
         rows = [[s["id"], s["suite_path"] or "", s["cells"], s["done"], s["failed"], s["pending"] + s["running"],
                  time.strftime("%Y-%m-%d %H:%M", time.localtime(s["updated_at"]))] for s in db.sweeps()]
     click.echo(tabulate(rows, headers=["sweep", "suite", "cells", "done", "failed", "to do", "updated"]))

@@ -257,7 +257,7 @@ def test_kill_9_and_resume_equals_uninterrupted(tiny_run, tmp_path):
     res = run_harness("sweep", str(suite), "--store", str(store), env=sweep_env(root))
     assert res.returncode == 0, res.stdout + res.stderr
     done = list(at_kill.values()).count("done")
-    assert f"4 cells, {4 - done} to run, {done} already done" in res.stdout
+    assert f"4 cells, {4 - done} to run, {done} already done" in res.stderr  # status: stderr
     assert set(statuses(store).values()) == {"done"} and len(statuses(store)) == 4
     con = sqlite3.connect(store)
     assert con.execute("SELECT COUNT(*) FROM metrics").fetchone()[0] == \
@@ -289,7 +289,7 @@ def test_failing_cells_are_isolated(tmp_path):
     assert "worker.log)" in res.stdout  # a failed cell's line points to its full log
     assert rows["hang"] == ("failed", "timeout: killed after the cell timeout of 10 s")
     assert rows["die"][0] == "failed" and rows["die"][1].startswith("worker died (exit code 3)")
-    assert "2 done, 4 failed" in res.stdout and "FAILED" in res.stdout
+    assert "2 done, 4 failed" in res.stderr and "FAILED" in res.stderr
     assert "sft" in res.stdout.split("Leaderboard")[1]
     # failed cells are skipped unless asked; --retry-failed reruns them (a suite holding two of them)
     again = tmp_path / "again.toml"
@@ -308,7 +308,7 @@ def test_failing_cells_are_isolated(tmp_path):
     assert "3 cells, 0 to run, 2 already done, 1 failed earlier (--retry-failed reruns them)" in lines[0]
     res = run_harness("--plugin", str(plugin), "sweep", str(again), "--store", str(store), "--retry-failed",
                       env=sweep_env(tmp_path))
-    assert res.returncode == 1 and "3 cells, 1 to run" in res.stdout
+    assert res.returncode == 1 and "3 cells, 1 to run" in res.stderr
     con = sqlite3.connect(store)
     assert con.execute("SELECT attempts FROM cells WHERE error LIKE 'RuntimeError%'").fetchone()[0] == 2
     con.close()

@@ -437,6 +437,7 @@ def _evaluate(ctx: EvalContext, *, name: str, chat: bool) -> EvalResult:
             completions.append(out[0])
             for key, ok in score(out[0].text, item.answer).items():
                 hits[key] += ok
+        ctx.report(len(completions), total)
         if total > p.chunk_size:
             done = len(completions)
             ctx.progress(

@@ -499,6 +499,7 @@ def evaluate(ctx: EvalContext) -> EvalResult:
             texts = judge.generate([it["messages"] for it, _ in chunk], temperature=p.judge_temperature,
                                    max_new_tokens=p.judge_max_new_tokens, seed=r)
             requests += len(chunk)
+            ctx.report(start + len(chunk), len(todo), what=f"judging {r + 1}/{p.judge_repeats}")
             for (item, key), text in zip(chunk, texts, strict=True):
                 item["judgments"][r] = text
                 if cache is not None:
