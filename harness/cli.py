@@ -89,6 +89,15 @@ def cli(ctx: click.Context, plugins: tuple[str, ...], debug: bool, quiet_: bool)
 
     Methods and benchmarks come from plugins (see `harness plugins`); `harness run` trains and
     evaluates one cell.
+
+    \b
+    Exit status:
+      0    success (`harness sweep`: every cell of the sweep is done)
+      1    `harness sweep`: some cell failed, now or earlier (--retry-failed reruns them)
+      2    bad input: one line naming the file, key or flag; nothing ran, nothing recorded changed
+      3    `harness sweep`: some cell is not done because another live sweep runs it
+      4    the machine failed (disk full, I/O error): one line; what was recorded is kept
+      130  interrupted (Ctrl-C)
     """
     if debug:
         os.environ["HARNESS_DEBUG"] = "1"  # sub-processes (sweep workers) inherit it

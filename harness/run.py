@@ -106,6 +106,8 @@ class ResolvedCell:
 
 def resolve(config: CellConfig, host: PluginHost, *, where: str = "") -> ResolvedCell:
     """Look up the specs and apply every override strictly; raises one-line errors."""
+    from harness.checks import check_seed, check_train
+
     reg = host.registry
     pre = f"{where}: " if where else ""
     method = reg.method(config.method, where=where)
@@ -124,6 +126,8 @@ def resolve(config: CellConfig, host: PluginHost, *, where: str = "") -> Resolve
                               from_string=True)
     train = apply_overrides(TrainConfig, {**train_defaults(method.name, method.train_defaults, config.model),
                                           **config.train}, where=f"{pre}train", from_string=True)
+    check_train(train, f"{pre}train")  # ranges: positive steps and batch, rounds >= 0, lr > 0
+    check_seed(config.seed, f"{pre}seed")
     evals = [(bench, bparams)]
     for name in config.eval_params:
         if name not in config.eval_benchmarks:

@@ -145,8 +145,12 @@ def read_suite(path: str | os.PathLike[str]) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise HarnessError(f"{p}: no such suite file; suites live in suites/*.toml")
+    from harness.checks import decode_utf8
+
     try:
-        return _toml().loads(p.read_text(encoding="utf-8"))
+        return _toml().loads(decode_utf8(p.read_bytes(), p))
+    except OSError as exc:
+        raise HarnessError(f"{p}: can't read the suite file ({exc.strerror or exc})") from None
     except _toml().TOMLDecodeError as exc:
         raise HarnessError(f"{p}: invalid TOML: {exc}; fix the file") from None
 
@@ -161,7 +165,10 @@ def parse_assignment(item: str) -> tuple[str, dict[str, Any]]:
     toml = _toml()
     try:
         nested = toml.loads(f"{key} = {value}")
-    except toml.TOMLDecodeError:
+    except toml.TOMLDecodeError as exc:
+        if value[:1] in ("[", "{", '"', "'"):  # meant as a list, table or string: not a bare string
+            raise HarnessError(f"--set {item!r}: the value is not valid TOML ({exc}); close the brackets or "
+                               f"quotes, e.g. seeds=[0,1] or models=[\"tiny:nano\"]") from None
         try:
             nested = toml.loads(f"{key} = {json.dumps(value)}")
         except toml.TOMLDecodeError:
@@ -273,11 +280,18 @@ class _Entry:
 # -- expansion ---------------------------------------------------------------------------------------------
 
 
-def load_suite(path: str | os.PathLike[str], host: PluginHost, sets: Iterable[str] = ()) -> Suite:
-    """Read, override, validate and expand a suite file."""
+def load_suite(path: str | os.PathLike[str], host: PluginHost, sets: Iterable[str] = (), *,
+               max_cells: int | None = None) -> Suite:
+    """Read, override, validate and expand a suite file. The grid is counted before it is built: over
+    ``max_cells`` (default :data:`harness.checks.MAX_CELLS`) is an error."""
+    from harness import checks
+
     p = Path(path)
     data, touched = apply_sets(read_suite(p), sets)
-    return expand(data, host, path=p, touched=touched)
+    checks.check_suite_data(data, p, touched, max_cells=max_cells or checks.MAX_CELLS)
+    suite = expand(data, host, path=p, touched=touched)
+    checks.check_suite(suite)
+    return suite
 
 
 def expand(data: dict[str, Any], host: PluginHost, *, path: Path | None = None,

@@ -155,7 +155,7 @@ def test_sweep_runs_records_and_prints(tiny_run):
     assert (prov["git_commit"], prov["git_dirty"]) == _code_state()  # the checkout the cells ran from
     assert run["done"] == 4 and run["warm_start"] == {"hit": 2, "miss": 2, "none": 0}
     assert run["cache"]["reflogps"] == {"hits": 0, "misses": 2}
-    runs = store.parent / "runs"
+    runs = store.parent / "h.runs"  # the run folders of this store, next to it
     assert runs.is_dir() and len(list(runs.iterdir())) == 4
     for cell in runs.iterdir():  # the worker's progress, the per-round results; the checkpoint is gone
         progress = json.loads((cell / "progress.json").read_text())

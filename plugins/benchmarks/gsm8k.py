@@ -288,7 +288,7 @@ _HINT = "--set path=/path/to/gsm8k (a directory with train.jsonl and test.jsonl,
 def _read_local(path: str, _mtime_ns: int, _size: int) -> tuple[Problem, ...]:
     return tuple(
         Problem(str(row["question"]), str(row["answer"]))
-        for row in read_jsonl(path, required=("question", "answer"))
+        for row in read_jsonl(path, required=("question", "answer"), types={"question": str, "answer": str})
     )
 
 
