@@ -30,7 +30,8 @@ from harness.errors import HarnessError, did_you_mean
 from harness.registry import Registry
 
 GROUP = "harness"
-REGISTER_HOOKS = {"register_methods": "method", "register_benchmarks": "benchmark", "register_engines": "engine"}
+REGISTER_HOOKS = {"register_methods": "method", "register_benchmarks": "benchmark", "register_engines": "engine",
+                  "register_datasets": "dataset"}
 
 
 @dataclass
