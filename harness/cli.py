@@ -226,7 +226,10 @@ def _split_sets(sets: dict[str, str], host: PluginHost, method: str, benchmark: 
 @click.option("--model", default="tiny:nano", show_default=True,
               help="tiny:<preset>, a hub name, a local directory, a .gguf file, or smollm2-135m.")
 @click.option("--method", required=True, help="A method name (see `harness methods`).")
-@click.option("--benchmark", required=True, help="The benchmark that gives training data and is evaluated.")
+@click.option("--benchmark", default=None, help="The benchmark that gives training data and is evaluated.")
+@click.option("--data", "data", default=None, metavar="NAME|hf:ORG/NAME|FILE",
+              help="Train on this dataset instead (see `harness datasets`; a local JSON/JSONL/Parquet/CSV file or "
+                   "hf:org/name[:config][@split]), evaluating on the --eval benchmarks only.")
 @click.option("--eval", "evals", multiple=True, help="Also evaluate on this benchmark; repeatable.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
@@ -242,10 +245,10 @@ def _split_sets(sets: dict[str, str], host: PluginHost, method: str, benchmark: 
 @click.option("--json", "as_json", is_flag=True, help="Print the record's summary as JSON (stdout) instead of tables.")
 @threads_option
 @click.pass_context
-def run(ctx: click.Context, model: str, method: str, benchmark: str, evals: tuple[str, ...], seed: int,
-        sets: tuple[str, ...], engine: str, dtype: str, device: str, out: Path | None, no_resume: bool,
-        quiet: bool, as_json: bool, threads: int | None) -> None:
-    """Train and evaluate one cell: a model, a method, a benchmark and a seed.
+def run(ctx: click.Context, model: str, method: str, benchmark: str | None, data: str | None,
+        evals: tuple[str, ...], seed: int, sets: tuple[str, ...], engine: str, dtype: str, device: str,
+        out: Path | None, no_resume: bool, quiet: bool, as_json: bool, threads: int | None) -> None:
+    """Train and evaluate one cell: a model, a method, a benchmark (or --data and --eval) and a seed.
 
     Progress and status go to stderr; the final table (or --json) to stdout."""
     from harness.run import CellConfig, resolve, run_cell
@@ -256,11 +259,25 @@ def run(ctx: click.Context, model: str, method: str, benchmark: str, evals: tupl
 
     host = _host(ctx)
     host.raise_import_errors()
-    routed = _split_sets(parse_set(sets), host, method, benchmark)
-    config = CellConfig(model=model, method=method, benchmark=benchmark, seed=seed,
-                        method_params=routed["method"], benchmark_params=routed["benchmark"], train=routed["train"],
-                        eval_benchmarks=tuple(evals), engine=engine, dtype=dtype, device=device)
-    cell = resolve(config, host)
+    if (benchmark is None) == (data is None):
+        raise HarnessError("give --benchmark NAME (trained on and evaluated), or --data NAME_OR_FILE with "
+                           "--eval BENCH (trained on the data, evaluated on the benchmarks)")
+    if data is not None:
+        from harness.cli_datasets import split_data_sets
+
+        routed = split_data_sets(parse_set(sets), host, method, evals)
+        config = CellConfig(model=model, method=method, benchmark=data, seed=seed, method_params=routed["method"],
+                            benchmark_params=routed["data"], train=routed["train"], eval_benchmarks=tuple(evals),
+                            eval_params={evals[0]: routed["benchmark"]} if routed["benchmark"] else {},
+                            engine=engine, dtype=dtype, device=device, train_data=True)
+        benchmark = data
+    else:
+        routed = _split_sets(parse_set(sets), host, method, benchmark)
+        config = CellConfig(model=model, method=method, benchmark=benchmark, seed=seed,
+                            method_params=routed["method"], benchmark_params=routed["benchmark"],
+                            train=routed["train"], eval_benchmarks=tuple(evals), engine=engine, dtype=dtype,
+                            device=device)
+    cell = resolve(config, host, where="--data" if data is not None else "")
     out = out or Path(os.environ.get("HARNESS_RESULTS", "results")) / "runs" / cell.cell_id
     status(f"cell {cell.cell_id}: {model} x {method} x {benchmark} (seed {seed}) -> {out}")
     from harness.contract import guarded
@@ -368,6 +385,10 @@ scaffold.register(cli)
 from harness import cli_tools  # noqa: E402 - schema, export, compare
 
 cli_tools.register(cli)
+
+from harness import cli_datasets  # noqa: E402 - `harness datasets`
+
+cli_datasets.register(cli)
 
 
 def main() -> None:

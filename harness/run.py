@@ -59,6 +59,9 @@ class CellConfig:
     engine: str = "hf"
     dtype: str = "float32"
     device: str = "cpu"
+    # True: `benchmark` names the training data only (a dataset, hf:..., a local file, or a benchmark's
+    # training data) with `benchmark_params` its params, and the cell is evaluated on `eval_benchmarks` only.
+    train_data: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -94,6 +97,7 @@ class ResolvedCell:
             "engine": self.config.engine,
             "dtype": self.config.dtype,
             "device": self.config.device,
+            **({"train_data": True} if self.config.train_data else {}),
         }
 
     @property
@@ -111,30 +115,41 @@ def resolve(config: CellConfig, host: PluginHost, *, where: str = "") -> Resolve
     reg = host.registry
     pre = f"{where}: " if where else ""
     method = reg.method(config.method, where=where)
-    bench = reg.benchmark(config.benchmark, where=where)
+    if config.train_data:
+        from harness.datasets import training_source
+
+        bench, bparams = training_source(config.benchmark, config.benchmark_params, reg, where=where)
+        if not config.eval_benchmarks:
+            raise HarnessError(f"{pre}a cell trained on '{config.benchmark}' needs at least one eval benchmark "
+                               f"(eval = [...] or --eval NAME)")
+    else:
+        bench = reg.benchmark(config.benchmark, where=where)
+    what = "training data" if config.train_data else "benchmark"
     missing = set(method.needs) - set(bench.provides)
     if missing:
         raise HarnessError(
-            f"{pre}method '{method.name}' needs {', '.join(sorted(missing))}, which benchmark '{bench.name}' "
-            f"does not provide (it provides {', '.join(sorted(bench.provides)) or 'nothing'}); pick another benchmark"
+            f"{pre}method '{method.name}' needs {', '.join(sorted(missing))}, which {what} '{bench.name}' "
+            f"does not provide (it provides {', '.join(sorted(bench.provides)) or 'nothing'}); pick another {what}"
+            + ("; a reward comes from reward = \"rm:<model>\" or \"benchmark:<name>\"" if missing == {"reward"} else "")
         )
     from harness.defaults import method_defaults, train_defaults
 
     mparams = apply_overrides(method.params, {**method_defaults(method.name, config.model), **config.method_params},
                               where=f"{pre}method {method.name}", from_string=True)
-    bparams = apply_overrides(bench.params, config.benchmark_params, where=f"{pre}benchmark {bench.name}",
-                              from_string=True)
+    if not config.train_data:
+        bparams = apply_overrides(bench.params, config.benchmark_params, where=f"{pre}benchmark {bench.name}",
+                                  from_string=True)
     train = apply_overrides(TrainConfig, {**train_defaults(method.name, method.train_defaults, config.model),
                                           **config.train}, where=f"{pre}train", from_string=True)
     check_train(train, f"{pre}train")  # ranges: positive steps and batch, rounds >= 0, lr > 0
     check_seed(config.seed, f"{pre}seed")
-    evals = [(bench, bparams)]
+    evals = [] if config.train_data else [(bench, bparams)]
     for name in config.eval_params:
         if name not in config.eval_benchmarks:
             raise HarnessError(f"{pre}eval_params for '{name}', which is not among the eval benchmarks "
                                f"({', '.join(config.eval_benchmarks) or 'none'}); add it to eval or drop its parameters")
     for name in config.eval_benchmarks:
-        if name != bench.name:
+        if name != bench.name or config.train_data:
             spec = reg.benchmark(name, where=where)
             evals.append((spec, apply_overrides(spec.params, config.eval_params.get(name, {}),
                                                 where=f"{pre}eval benchmark {name}", from_string=True)))
