@@ -286,7 +286,7 @@ def test_failing_cells_are_isolated(tmp_path):
     assert rows["nan"][0] == "failed" and "method 'faulty'" in rows["nan"][1] and "the loss is nan" in rows["nan"][1]
     assert rows["raise"][0] == "failed" and "its objective raised RuntimeError: boom from the faulty method" in \
         rows["raise"][1] and str(plugin) in rows["raise"][1]
-    assert "worker.log)" in res.stdout  # a failed cell's line points to its full log
+    assert "worker.log)" in res.stderr  # a failed cell's line points to its full log
     assert rows["hang"] == ("failed", "timeout: killed after the cell timeout of 10 s")
     assert rows["die"][0] == "failed" and rows["die"][1].startswith("worker died (exit code 3)")
     assert "2 done, 4 failed" in res.stderr and "FAILED" in res.stderr
