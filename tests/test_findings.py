@@ -180,10 +180,10 @@ def test_ava_d_versus_sft(tmp_path):
     for metric in ("expected_reward", "forward_kl"):
         d = b.paired("ava-d", "sft", f"didactic-r1/{metric}")
         assert abs(d.mean) < 1e-4, (metric, d)
-    # Nine tokens: the TD term acts, and it does not help here: AVA-d's reward is not above SFT's and its
+    # Nine tokens: the TD term acts, and it does not help here: AVA-d's reward is below SFT's and its
     # forward KL (SFT's own objective) is higher.
     multi = "didactic-multi-r1"
-    assert b.paired("ava-d", "sft", f"{multi}/expected_reward").mean < 0.02
+    assert upper(b.paired("ava-d", "sft", f"{multi}/expected_reward")) < 0  # -0.037 ± 0.023 over seeds 0-2
     assert lower(b.paired("ava-d", "sft", f"{multi}/forward_kl")) > 0
 
 
