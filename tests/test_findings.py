@@ -105,7 +105,7 @@ def test_tajwar_on_policy_and_negative_gradients(tmp_path):
     # R2 (peak next to pi_ref's mode): the on-policy gain over the same loss offline is small, and much
     # smaller than under R1 (per seed).
     gain = {bench: b.paired("online-dpo", "dpo", rew[bench]) for bench in (R1, R2)}
-    assert gain[R2].mean < 0.15 and gain[R2].mean < gain[R1].mean / 3, gain
+    assert upper(gain[R2]) < 0.15 and upper(gain[R2]) < lower(gain[R1]), gain
     assert lower(b["dpo", rew[R2]]) > 0.8
     # Negative gradients move the policy further from pi_ref: DPO vs Pref-FT on the SAME offline pairs.
     for bench in (R1, R2):
@@ -136,18 +136,17 @@ def test_forward_kl_covers_modes_reverse_kl_seeks_one(tmp_path):
     assert lower(b[rl, seq["mode_a_fraction"]]) > 0.8
     assert upper(b.paired(rl, "sft", seq["reverse_kl"])) < 0
     assert lower(b.paired(rl, "sft", seq["forward_kl"])) > 0
-    # One token (50/50 expert over actions): the same direction, in the means (3 seeds vary a lot here):
-    # mass moves to mode a, the smaller mode shrinks, the forward KL is higher ...
-    assert b[rl, one["mode_a_mass"]].mean > b["sft", one["mode_a_mass"]].mean
-    assert b[rl, one["min_mode_mass"]].mean < b["sft", one["min_mode_mass"]].mean
-    assert b[rl, one["forward_kl"]].mean > b["sft", one["forward_kl"]].mean
-    # ... but NOT a lower reverse KL: a 100-way softmax represents p* exactly, SFT fits both modes, and its
-    # reverse KL is lower too. Mass-covering vs mode-seeking needs a family that cannot fit p* (here: the
-    # token-by-token averaging of the 9-token task at this budget).
-    assert b["sft", one["reverse_kl"]].mean < b[rl, one["reverse_kl"]].mean
+    # One token (50/50 expert over actions), from pi_ref's 6:1 start: the smaller mode shrinks against
+    # SFT's (paired over the 3 seeds: -0.25 ± 0.22). Mode a's gain and the forward KL's rise are not
+    # resolved by 3 seeds (their paired intervals cover 0), so they are not asserted. From a symmetric
+    # start no mode shrinks (FINDINGS.md section 2, suites/modes-symmetric.toml).
+    assert upper(b.paired(rl, "sft", one["min_mode_mass"])) < 0
+    # NOT a lower reverse KL: a 100-way softmax represents p* exactly, SFT fits both modes, and its
+    # reverse KL is lower too (paired +0.49 ± 0.16).
+    assert lower(b.paired(rl, "sft", one["reverse_kl"])) > 0
     # Adversarial imitation (AIRL) from demonstrations does not reach the reverse-KL solution at this
-    # budget: its reverse KL on the 9-token task is above SFT's.
-    assert b["adversarial", seq["reverse_kl"]].mean > b["sft", seq["reverse_kl"]].mean
+    # budget: its one-token reverse KL is above SFT's (paired +1.53 ± 1.24).
+    assert lower(b.paired("adversarial", "sft", one["reverse_kl"])) > 0
 
 
 # -- item 3: GSIL vs SFT and SPIN -------------------------------------------------------------------------
@@ -161,15 +160,14 @@ def test_gsil_versus_sft_and_spin(tmp_path):
     rew = "didactic-multi-r1/expected_reward"
     gsil = [f"gsil(loss={loss})" for loss in ("logistic", "hinge", "brier", "kliep", "lsif")]
     assert set(gsil) | {"sft", "spin"} <= set(b.rows)
-    # The paper's claim GSIL > SFT does NOT hold here: at an equal budget SFT has the highest reward,
-    # and no GSIL loss beats it.
+    # The paper's claim GSIL > SFT does NOT hold here: at an equal budget every GSIL loss is below SFT,
+    # each paired interval below 0 (lsif, the closest: -0.06 ± 0.05 over these 3 seeds).
     for m in gsil:
-        assert b[m, rew].mean < b["sft", rew].mean, m
-    assert upper(b.paired("gsil(loss=logistic)", "sft", rew)) < 0
-    # GSIL > SPIN holds: every GSIL loss above SPIN in mean, the best (lsif) by a margin outside the CI.
-    for m in gsil:
-        assert b[m, rew].mean > b["spin", rew].mean, m
-    assert lower(b.paired("gsil(loss=lsif)", "spin", rew)) > 0
+        assert upper(b.paired(m, "sft", rew)) < 0, m
+    # GSIL > SPIN: resolved by 3 seeds for the lsif and kliep losses only (the other three are above SPIN
+    # in the mean, but their paired intervals cover 0, and nothing is asserted about them).
+    for m in ("gsil(loss=lsif)", "gsil(loss=kliep)"):
+        assert lower(b.paired(m, "spin", rew)) > 0, m
 
 
 # -- item 4: AVA-d vs SFT ---------------------------------------------------------------------------------
@@ -182,10 +180,10 @@ def test_ava_d_versus_sft(tmp_path):
     for metric in ("expected_reward", "forward_kl"):
         d = b.paired("ava-d", "sft", f"didactic-r1/{metric}")
         assert abs(d.mean) < 1e-4, (metric, d)
-    # Nine tokens: the TD term acts, and it does not help here: AVA-d's reward is not above SFT's and its
+    # Nine tokens: the TD term acts, and it does not help here: AVA-d's reward is below SFT's and its
     # forward KL (SFT's own objective) is higher.
     multi = "didactic-multi-r1"
-    assert b.paired("ava-d", "sft", f"{multi}/expected_reward").mean < 0.02
+    assert upper(b.paired("ava-d", "sft", f"{multi}/expected_reward")) < 0  # -0.037 ± 0.023 over seeds 0-2
     assert lower(b.paired("ava-d", "sft", f"{multi}/forward_kl")) > 0
 
 
@@ -217,7 +215,7 @@ def test_findings_suites_expand_as_documented():
 
     host = get_host()
     expected = {"tajwar-bandit.toml": 90, "modes-bimodal.toml": 60, "gsil-didactic.toml": 70,
-                "ava-didactic.toml": 30, "smollm2-gsm8k.toml": 7, "gsil-zephyr.toml": 8, "spin-zephyr.toml": 3}
+                "ava-didactic.toml": 30, "modes-symmetric.toml": 15, "smollm2-gsm8k.toml": 7, "gsil-zephyr.toml": 8, "spin-zephyr.toml": 3}
     for name, n in expected.items():
         assert len(load_suite(SUITES / name, host).cells) == n, name
     doc = (ROOT / "FINDINGS.md").read_text(encoding="utf-8") if (ROOT / "FINDINGS.md").exists() else ""

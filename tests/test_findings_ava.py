@@ -130,11 +130,15 @@ def test_ava_reward_models_against_bradley_terry():
     seeds = (0, 1, 2)
     runs = [rm_accuracies(s) for s in seeds]
     stat = {k: Stat.of([r[k] for r in runs]) for k in ("bt", "ava-p", "ava-d")}
-    # BT and AVA-p (trained on the same pairs) both rank held-out pairs well above chance, on par (the
-    # paper has AVA slightly ahead; our seed spread is wider than that gap).
-    assert stat["bt"].mean > 0.6 and stat["ava-p"].mean > 0.6, stat
-    # AVA-d, trained on demonstrations only, does not rank pi_ref pairs: its last-step reward is below both.
-    assert stat["ava-d"].mean < min(stat["bt"].mean, stat["ava-p"].mean), stat
+    # AVA-p ranks held-out pairs above chance (its 95% interval above 0.5), and on par with BT trained on the
+    # same pairs (their paired difference covers 0; the paper has AVA slightly ahead, our seeds cannot
+    # resolve a gap of that size).
+    assert stat["ava-p"].mean - stat["ava-p"].half > 0.5, stat
+    gap = Stat.of([r["ava-p"] - r["bt"] for r in runs])
+    assert gap.mean - gap.half <= 0 <= gap.mean + gap.half, gap
+    # AVA-d, trained on demonstrations only, does not rank pi_ref pairs: below AVA-p, paired by seed.
+    below = Stat.of([r["ava-p"] - r["ava-d"] for r in runs])
+    assert below.mean - below.half > 0, below
 
 
 def main(argv: list[str]) -> None:

@@ -290,9 +290,28 @@ def test_end_to_end_with_the_tiny_model(name: str) -> None:
     ctx = EvalContext(engine=lm.engine, lm=lm, encoder=lm.encoder, params=params, seed=0, limit=2)
     result = SPECS[name].evaluate(ctx)
     assert len(result.records) == 2
-    assert all(0.0 <= result.metrics[f"exact_match,{f}"] <= 1.0 for f in g.FILTERS)  # random weights: ~0
     for record in result.records:
         assert isinstance(record["completion"], str) and set(record["extracted"]) == set(g.FILTERS)
+        # each record is the completion scored afresh (lm-eval's rules: tests/test_gsm8k_lm_eval_rules.py)
+        assert record["extracted"] == g.extract(record["completion"])
+        assert record["correct"] == g.score(record["completion"], _answer(record))
+    for f in g.FILTERS:  # the metrics are the records' means, and the stderr lm-eval's
+        values = [float(r["correct"][f]) for r in result.records]
+        assert result.metrics[f"exact_match,{f}"] == pytest.approx(sum(values) / len(values))
+        answered = sum(r["extracted"][f] != g.FALLBACK for r in result.records) / len(result.records)
+        assert result.metrics[f"answered,{f}"] == pytest.approx(answered)
+        stderr = result.metrics[f"exact_match_stderr,{f}"]
+        assert (math.isnan(stderr) and math.isnan(g.mean_stderr(values))) or stderr == pytest.approx(
+            g.mean_stderr(values))
+
+
+def _answer(record: dict) -> str:
+    """The reference solution of a record's question (from the local copy), for rescoring."""
+    for line in (DATA / "test.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        if row["question"] == record["question"]:
+            return row["answer"]
+    raise AssertionError(f"question not in {DATA}: {record['question'][:60]}")
 
 
 # -- data errors -----------------------------------------------------------------------------------------------
