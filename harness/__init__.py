@@ -2,6 +2,10 @@
 
 import pluggy
 
+from harness.threads import set_passive_wait
+
+set_passive_wait()  # before torch loads OpenMP: waiting threads sleep instead of spinning
+
 __version__ = "0.1.0"
 
 hookimpl = pluggy.HookimplMarker("harness")

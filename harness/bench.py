@@ -13,13 +13,28 @@ epoch: both do the same number of reference forwards, so about 1x is the best po
 and self-play rounds revisit a small set for many steps), where the target applies.
 Targets: SFT >= 0.95x the bare loop; DPO over several epochs >= 1.15x; hf generation >= 1.0x the bare
 loop. Timings alternate harness and bare runs and keep the best of ``--repeats`` of each.
+
+Stages (on any device; the GPU report): ``python -m harness.bench --device cuda --dtype bfloat16 --model
+random:smollm2-360m --json bench.json`` measures each stage of a round on its own, as NeMo-RL and verl count
+it, in (prompt + response) tokens per second of stage time: generation (the ``hf`` engine, and transformers'
+``generate`` on the same prompts), reference scoring, and training (optimizer steps of ``--method``), each
+with its first call in the process apart from the warm figure; plus the one-off process costs (CUDA context,
+:func:`harness.engines.hf.warm_up`, graph capture), step time, model FLOPs utilisation (6 N tokens for a
+training step, 2 N for a forward, over the card's dense bf16 peak) and peak GPU memory per stage. ``random:``
+presets are random-initialised Llamas of a real model's shape and vocabulary (nothing is downloaded).
+``--json`` writes every figure. On the CPU the comparison table above runs first (``--no-compare`` skips
+it); on CUDA it is skipped unless ``--compare`` is given.
 """
 
 from __future__ import annotations
 
 import copy
+import json
+import platform
 import resource
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import click
@@ -27,12 +42,26 @@ import torch
 from tabulate import tabulate
 
 from harness.context import TrainingData
-from harness.data import Pair, Prompt, Sequence
-from harness.engines.hf import HFEngine
+from harness.data import Pair, Prompt, Row, Sequence
+from harness.engines import hf_static
+from harness.engines.hf import HFEngine, warm_up
 from harness.lm import LM
+from harness.logprobs import reference_logprobs
 from harness.models import load_model
 from harness.plugins import load
 from harness.train import TrainConfig, Trainer
+
+# Random-weight Llamas shaped like real models (real vocabulary size): GPU figures without a download.
+PRESETS: dict[str, dict[str, int]] = {
+    "toy": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                intermediate_size=128, vocab_size=1024),
+    "smollm2-360m": dict(hidden_size=960, num_hidden_layers=32, num_attention_heads=15, num_key_value_heads=5,
+                         intermediate_size=2560, vocab_size=49152),
+    "smollm2-1.7b": dict(hidden_size=2048, num_hidden_layers=24, num_attention_heads=32, num_key_value_heads=32,
+                         intermediate_size=8192, vocab_size=49152),
+}
+# Dense bf16 peak FLOP/s by card name (for MFU); unknown cards report no MFU.
+PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12}
 
 
 def make_data(n: int, prompt_len: int, resp_len: int, vocab: int, seed: int = 0) -> tuple[list, list]:
@@ -99,10 +128,12 @@ def bare_generate(model: Any, prompts: torch.Tensor, new_tokens: int) -> int:
 
     model.eval()
     cache = DynamicCache()
-    out = model(input_ids=prompts, past_key_values=cache, use_cache=True)
+    # transformers >= 5.24 calls the argument `cache`; older versions `past_key_values`.
+    kw = "cache" if "cache" in hf_static._params(model) else "past_key_values"
+    out = model(input_ids=prompts, use_cache=True, **{kw: cache})
     tok = out.logits[:, -1].argmax(-1, keepdim=True)
     for _ in range(new_tokens - 1):
-        out = model(input_ids=tok, past_key_values=out.past_key_values, use_cache=True)
+        out = model(input_ids=tok, use_cache=True, **{kw: cache})
         tok = out.logits[:, -1].argmax(-1, keepdim=True)
     return prompts.shape[0] * new_tokens
 
@@ -126,8 +157,214 @@ def gen_speed(name: str, batch: int, new_tokens: int, repeats: int) -> tuple[flo
     return ours, bare
 
 
+def build_bench_model(name: str, device: str, dtype: str, seed: int = 0) -> tuple[Any, Any, int]:
+    """(model, tokenizer, vocab size): a ``random:<preset>`` Llama, or anything :func:`load_model` loads."""
+    from harness import tiny
+    from harness.models import resolve_device, resolve_dtype
+
+    if name.startswith("random:"):
+        key = name.split(":", 1)[1]
+        if key not in PRESETS:
+            raise click.BadParameter(f"unknown preset '{key}'; use one of {', '.join(PRESETS)}", param_hint="--model")
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        torch.manual_seed(seed)
+        cfg = LlamaConfig(**PRESETS[key], max_position_embeddings=4096, pad_token_id=0, bos_token_id=1,
+                          eos_token_id=2, tie_word_embeddings=True)
+        dev = resolve_device(device)
+        model = LlamaForCausalLM(cfg).to(device=dev, dtype=resolve_dtype(dtype, dev))
+        return model, tiny.build_tokenizer(), PRESETS[key]["vocab_size"]
+    loaded = load_model(name, seed=seed, dtype=dtype, device=device)
+    return loaded.model, loaded.tokenizer, int(loaded.model.config.vocab_size)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _peak_reset(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _peak_gib(device: torch.device) -> float | None:
+    return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+
+
+def stage_report(*, model_name: str, device: str, dtype: str, method: str, steps: int, batch: int,
+                 prompt_len: int, resp_len: int, gen_batch: int, new_tokens: int, repeats: int,
+                 gradient_checkpointing: bool, generate_baseline: bool = True) -> dict[str, Any]:
+    """Each stage of a round timed on its own (see the module docstring); returns the JSON record."""
+    from harness.models import resolve_device
+
+    dev = resolve_device(device)
+    rec: dict[str, Any] = {"model": model_name, "device": str(dev), "dtype": dtype, "method": method,
+                           "steps": steps, "batch": batch, "prompt_len": prompt_len, "resp_len": resp_len,
+                           "gen_batch": gen_batch, "new_tokens": new_tokens,
+                           "gradient_checkpointing": gradient_checkpointing}
+    t0 = time.perf_counter()
+    if dev.type == "cuda":
+        torch.cuda.init()
+        torch.empty(1, device=dev)
+        _sync(dev)
+    rec["process_cuda_context_s"] = time.perf_counter() - t0
+    rec["process_warm_up_s"] = warm_up(dev)
+    model, tok, vocab = build_bench_model(model_name, device, dtype)
+    n_params = sum(p.numel() for p in model.parameters())
+    rec["params"] = n_params
+    peak = None
+    if dev.type == "cuda":
+        name = torch.cuda.get_device_name(dev)
+        rec["gpu"] = name
+        peak = next((v for k, v in PEAK_FLOPS.items() if k in name), None)
+    rec["peak_flops"] = peak
+
+    def mfu(flops: float, seconds: float) -> float | None:
+        return flops / seconds / peak if peak and seconds > 0 else None
+
+    # -- generation --------------------------------------------------------------------------------
+    model.generation_config.eos_token_id = None  # random weights: decode the full length, like generate below
+    model.generation_config.pad_token_id = 0
+    g = torch.Generator().manual_seed(1)
+    prompt_ids = torch.randint(4, vocab, (gen_batch, prompt_len), generator=g)
+    prompts = [Prompt(tuple(r)) for r in prompt_ids.tolist()]
+    engine = HFEngine(model, tok, batch_size=gen_batch)
+
+    def run_engine() -> tuple[int, float]:
+        _sync(dev)
+        t = time.perf_counter()
+        outs = engine.generate(prompts, max_new_tokens=new_tokens)
+        _sync(dev)
+        return sum(len(c[0].ids) for c in outs), time.perf_counter() - t
+
+    def run_generate() -> tuple[int, float]:
+        x = prompt_ids.to(dev)
+        _sync(dev)
+        t = time.perf_counter()
+        with torch.inference_mode():
+            out = model.generate(input_ids=x, attention_mask=torch.ones_like(x), max_new_tokens=new_tokens,
+                                 min_new_tokens=new_tokens, do_sample=False)
+        _sync(dev)
+        return (out.shape[1] - prompt_len) * gen_batch, time.perf_counter() - t
+
+    _peak_reset(dev)
+    n_new, secs = run_engine()
+    rec["gen_first_call_s"] = secs
+    rec["gen_first_call_decode_tok_s"] = n_new / secs
+    rec["gen_graph_capture_s"] = getattr(hf_static._RUNNERS.get(model), "capture_s", 0.0)
+    warm, base = [], []
+    for _ in range(repeats):
+        warm.append(run_engine())
+        if generate_baseline:
+            base.append(run_generate())
+    n_new, secs = min(warm, key=lambda x: x[1])
+    rec["gen_new_tokens"] = n_new
+    rec["gen_warm_s"] = secs
+    rec["gen_decode_tok_s"] = n_new / secs
+    rec["gen_tok_s"] = (n_new + gen_batch * prompt_len) / secs  # prompt + response tokens / stage time
+    rec["gen_mfu"] = mfu(2 * n_params * (n_new + gen_batch * prompt_len), secs)
+    rec["gen_first_over_warm"] = rec["gen_first_call_decode_tok_s"] / rec["gen_decode_tok_s"]
+    runner = hf_static._RUNNERS.get(model)
+    rec["gen_decoder"] = "static+graphs" if runner is not None and runner.graphs else (
+        "static" if runner is not None else "dynamic")
+    if runner is not None and runner.graph_error:
+        rec["gen_graph_error"] = runner.graph_error
+    if base:
+        n_b, secs_b = min(base, key=lambda x: x[1])
+        rec["gen_hf_generate_decode_tok_s"] = n_b / secs_b
+        rec["gen_vs_hf_generate"] = rec["gen_decode_tok_s"] / rec["gen_hf_generate_decode_tok_s"]
+    rec["gen_peak_gib"] = _peak_gib(dev)
+    hf_static._RUNNERS.pop(model, None)  # free the static caches before training
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()
+
+    # -- reference scoring -------------------------------------------------------------------------
+    demos, pairs = make_data(steps * batch, prompt_len, resp_len, vocab)
+    rows = [Row({"chosen": Sequence(p.prompt, p.chosen), "rejected": Sequence(p.prompt, p.rejected)}, {})
+            for p in pairs]
+    ref_tokens = sum(2 * (prompt_len + resp_len) for _ in rows)
+    model.eval()
+    times = []
+    for _ in range(1 + repeats):
+        _peak_reset(dev)
+        _sync(dev)
+        t = time.perf_counter()
+        reference_logprobs(model, rows, pad_id=0, batch_size=2 * batch)
+        _sync(dev)
+        times.append(time.perf_counter() - t)
+    rec["ref_first_call_s"] = times[0]
+    rec["ref_warm_s"] = min(times[1:])
+    rec["ref_tok_s"] = ref_tokens / rec["ref_warm_s"]
+    rec["ref_first_call_tok_s"] = ref_tokens / times[0]
+    rec["ref_mfu"] = mfu(2 * n_params * ref_tokens, rec["ref_warm_s"])
+    rec["ref_peak_gib"] = _peak_gib(dev)
+
+    # -- training ----------------------------------------------------------------------------------
+    host = load(env={"HARNESS_LOAD_PLUGINS": "sft,dpo,engines"})
+    spec = host.registry.method(method)
+    data = TrainingData(loader=lambda kind: demos if kind == "demonstrations" else pairs, reward_fn=None,
+                        provides=frozenset({"demonstrations", "preferences"}))
+    cfg = TrainConfig(rounds=1, steps=steps, batch_size=batch, lr=1e-6, warmup_ratio=0.0,
+                      ref_batch_size=2 * batch, gradient_checkpointing=gradient_checkpointing)
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()
+    _peak_reset(dev)
+    trainer = Trainer(method=spec, method_params=spec.params(), cfg=cfg, policy=LM(model, tok), data=data, seed=0,
+                      engine_factory=lambda m: None, progress=False)
+    _sync(dev)
+    t = time.perf_counter()
+    records = trainer.train_round(0)
+    _sync(dev)
+    rec["train_round_s"] = time.perf_counter() - t
+    step_s = [r.metrics["step_s"] for r in records]
+    per_row = (2 if method == "dpo" else 1) * (prompt_len + resp_len)
+    rec["train_first_step_s"] = step_s[0]
+    warm_steps = step_s[1:] or step_s
+    rec["train_step_s"] = sum(warm_steps) / len(warm_steps)
+    rec["train_tok_s"] = batch * per_row / rec["train_step_s"]
+    rec["train_mfu"] = mfu(6 * n_params * batch * per_row, rec["train_step_s"])
+    rec["train_peak_gib"] = _peak_gib(dev)
+    return rec
+
+
+def print_stages(rec: dict[str, Any]) -> None:
+    def f(v: Any, spec: str = ".0f") -> str:
+        return "-" if v is None else format(v, spec)
+
+    rows = [
+        ["generation (hf engine)", f(rec["gen_tok_s"]), f(rec["gen_decode_tok_s"]), f(rec["gen_first_call_decode_tok_s"]),
+         f(rec.get("gen_mfu"), ".3f"), f(rec.get("gen_peak_gib"), ".1f")],
+        ["generation (transformers generate)", "-", f(rec.get("gen_hf_generate_decode_tok_s")), "-", "-", "-"],
+        ["reference scoring", f(rec["ref_tok_s"]), "-", f(rec["ref_first_call_tok_s"]), f(rec.get("ref_mfu"), ".3f"),
+         f(rec.get("ref_peak_gib"), ".1f")],
+        [f"training ({rec['method']})", f(rec["train_tok_s"]), "-", "-", f(rec.get("train_mfu"), ".3f"),
+         f(rec.get("train_peak_gib"), ".1f")],
+    ]
+    click.echo(f"{rec['model']} on {rec.get('gpu', rec['device'])}, {rec['dtype']}, decoder {rec['gen_decoder']}, "
+               f"gradient checkpointing {'on' if rec['gradient_checkpointing'] else 'off'}")
+    click.echo(tabulate(rows, headers=["stage", "tok/s (prompt+resp)", "decode tok/s", "first call", "MFU",
+                                       "peak GiB"]))
+    ratio = rec.get("gen_vs_hf_generate")
+    click.echo(f"decode vs generate {f(ratio, '.2f')}x; first call / warm {rec['gen_first_over_warm']:.2f} "
+               f"(graph capture {rec['gen_graph_capture_s']:.2f} s, CUDA context {rec['process_cuda_context_s']:.2f} s, "
+               f"warm_up {rec['process_warm_up_s']:.2f} s); train step {rec['train_step_s'] * 1000:.0f} ms "
+               f"(first {rec['train_first_step_s'] * 1000:.0f} ms)")
+
+
 @click.command()
-@click.option("--model", default="tiny:small", show_default=True)
+@click.option("--model", default="tiny:small", show_default=True,
+              help="A model name, or random:<preset> (" + ", ".join(PRESETS) + ").")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--dtype", default="float32", show_default=True)
+@click.option("--method", type=click.Choice(["dpo", "sft"]), default="dpo", show_default=True,
+              help="Trained in the stage report.")
+@click.option("--gradient-checkpointing/--no-gradient-checkpointing", default=False, show_default=True)
+@click.option("--compare/--no-compare", default=None,
+              help="The harness-vs-bare-loop table (default: on the CPU only).")
+@click.option("--stages/--no-stages", default=None, help="The per-stage report (default: with --json or on CUDA).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write every figure here.")
 @click.option("--steps", default=20, show_default=True)
 @click.option("--batch", default=8, show_default=True)
 @click.option("--prompt-len", default=48, show_default=True)
@@ -137,12 +374,42 @@ def gen_speed(name: str, batch: int, new_tokens: int, repeats: int) -> tuple[flo
 @click.option("--epochs", default=4, show_default=True,
               help="Passes over the data in the multi-epoch DPO measurement (steps * batch / epochs pairs).")
 @click.option("--repeats", default=3, show_default=True, help="Best of this many timings each.")
-def main(model: str, steps: int, batch: int, prompt_len: int, resp_len: int, gen_batch: int, new_tokens: int,
-         epochs: int, repeats: int) -> None:
-    """Harness vs bare loops: steps/s ratios for SFT and DPO, peak RSS, generation tokens/s."""
+def main(model: str, device: str, dtype: str, method: str, gradient_checkpointing: bool, compare: bool | None,
+         stages: bool | None, json_path: Path | None, steps: int, batch: int, prompt_len: int, resp_len: int,
+         gen_batch: int, new_tokens: int, epochs: int, repeats: int) -> None:
+    """Harness vs bare loops (steps/s ratios, peak RSS, generation tokens/s) and the per-stage report."""
     if epochs < 1 or (steps * batch) % epochs:
         raise click.BadParameter(f"must be at least 1 and divide steps * batch = {steps * batch}", param_hint="--epochs")
+    on_cuda = device.startswith("cuda")
+    record: dict[str, Any] = {"command": " ".join(["python -m harness.bench", *sys.argv[1:]]),
+                              "torch": torch.__version__, "python": platform.python_version()}
+    try:
+        import transformers
+
+        record["transformers"] = transformers.__version__
+    except ImportError:  # pragma: no cover
+        pass
+    if stages if stages is not None else (on_cuda or json_path is not None):
+        record["stages"] = stage_report(model_name=model, device=device, dtype=dtype, method=method, steps=steps,
+                                        batch=batch, prompt_len=prompt_len, resp_len=resp_len, gen_batch=gen_batch,
+                                        new_tokens=new_tokens, repeats=repeats,
+                                        gradient_checkpointing=gradient_checkpointing)
+        print_stages(record["stages"])
+        if json_path is not None:
+            json_path.write_text(json.dumps(record, indent=1))
+    if compare if compare is not None else not on_cuda:
+        record["compare"] = compare_table(model, steps, batch, prompt_len, resp_len, gen_batch, new_tokens, epochs,
+                                          repeats)
+    if json_path is not None:
+        json_path.write_text(json.dumps(record, indent=1))
+        click.echo(f"wrote {json_path}")
+
+
+def compare_table(model: str, steps: int, batch: int, prompt_len: int, resp_len: int, gen_batch: int,
+                  new_tokens: int, epochs: int, repeats: int) -> dict[str, float]:
+    """The CPU comparison: harness vs bare loops (see the module docstring); returns the ratios."""
     torch.manual_seed(0)
+    ratios: dict[str, float] = {}
     host = load(env={"HARNESS_LOAD_PLUGINS": "sft,dpo,engines"})
     demos, pairs = make_data(steps * batch, prompt_len, resp_len, 256)
     rows = []
@@ -155,15 +422,18 @@ def main(model: str, steps: int, batch: int, prompt_len: int, resp_len: int, gen
                                         1e-4))
             ours = max(ours, harness_train(method, host, model, demos[:n], pairs[:n], steps, batch, 1e-4))
         verdict = "" if target is None else ("ok" if ours / bare >= target else "below")
+        ratios[label] = ours / bare
         rows.append([label, f"{ours:.2f}", f"{bare:.2f}", f"{ours / bare:.2f}x",
                      "(no reuse possible)" if target is None else f">= {target}x", verdict])
     ours_g, bare_g = gen_speed(model, gen_batch, new_tokens, repeats)
+    ratios["generate"] = ours_g / bare_g
     rows.append(["generate (tok/s)", f"{ours_g:.0f}", f"{bare_g:.0f}", f"{ours_g / bare_g:.2f}x", ">= 1.0x",
                  "ok" if ours_g / bare_g >= 1.0 else "below"])
     click.echo(f"model {model}, batch {batch}, prompt {prompt_len} + response {resp_len} tokens, {steps} steps "
                f"(steps/s), torch threads {torch.get_num_threads()}")
     click.echo(tabulate(rows, headers=["what", "harness", "bare loop", "ratio", "target", ""]))
     click.echo(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    return ratios
 
 
 if __name__ == "__main__":

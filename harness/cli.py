@@ -15,6 +15,8 @@ import harness
 from harness.errors import HarnessError
 from harness.params import describe, parse_set
 from harness.plugins import PluginHost, get_host, load, set_host
+from harness.progress import log, set_quiet, status
+from harness.threads import apply_threads, threads_option
 
 
 def _host(ctx: click.Context) -> PluginHost:
@@ -80,15 +82,27 @@ def _peek_plugins(args: list[str]) -> list[str]:
 )
 @click.option("--debug", is_flag=True, help="Show full tracebacks (also: HARNESS_DEBUG=1); by default an error is one "
               "line and the path of a log with the traceback.")
+@click.option("--quiet", "-q", "quiet_", is_flag=True, help="No progress bars or status lines (any command).")
 @click.pass_context
-def cli(ctx: click.Context, plugins: tuple[str, ...], debug: bool) -> None:
+def cli(ctx: click.Context, plugins: tuple[str, ...], debug: bool, quiet_: bool) -> None:
     """alignment-harness: train and evaluate alignment methods as plugins.
 
     Methods and benchmarks come from plugins (see `harness plugins`); `harness run` trains and
     evaluates one cell.
+
+    \b
+    Exit status:
+      0    success (`harness sweep`: every cell of the sweep is done)
+      1    `harness sweep`: some cell failed, now or earlier (--retry-failed reruns them)
+      2    bad input: one line naming the file, key or flag; nothing ran, nothing recorded changed
+      3    `harness sweep`: some cell is not done because another live sweep runs it
+      4    the machine failed (disk full, I/O error): one line; what was recorded is kept
+      130  interrupted (Ctrl-C)
     """
     if debug:
         os.environ["HARNESS_DEBUG"] = "1"  # sub-processes (sweep workers) inherit it
+    if quiet_:
+        set_quiet(True)
     obj = ctx.ensure_object(dict)
     if "host" not in obj:  # e.g. invoked programmatically
         obj["host"] = get_host(plugins)
@@ -163,12 +177,17 @@ def benchmarks(ctx: click.Context, name: str | None, as_json: bool) -> None:
 
 
 @cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
-def engines(ctx: click.Context) -> None:
+def engines(ctx: click.Context, as_json: bool) -> None:
     """List generation engines and whether each can run here."""
     host = _host(ctx)
-    rows = [[s.name, "yes" if s.available() else f"no: {s.install_hint}", s.description]
-            for s in host.registry.specs["engine"].values()]
+    specs = list(host.registry.specs["engine"].values())
+    if as_json:
+        click.echo(json.dumps([{"name": s.name, "available": bool(s.available()), "install_hint": s.install_hint,
+                                "description": s.description} for s in specs], indent=2))
+        return
+    rows = [[s.name, "yes" if s.available() else f"no: {s.install_hint}", s.description] for s in specs]
     click.echo(tabulate(rows, headers=["engine", "available", "description"]))
 
 
@@ -207,7 +226,10 @@ def _split_sets(sets: dict[str, str], host: PluginHost, method: str, benchmark: 
 @click.option("--model", default="tiny:nano", show_default=True,
               help="tiny:<preset>, a hub name, a local directory, a .gguf file, or smollm2-135m.")
 @click.option("--method", required=True, help="A method name (see `harness methods`).")
-@click.option("--benchmark", required=True, help="The benchmark that gives training data and is evaluated.")
+@click.option("--benchmark", default=None, help="The benchmark that gives training data and is evaluated.")
+@click.option("--data", "data", default=None, metavar="NAME|hf:ORG/NAME|FILE",
+              help="Train on this dataset instead (see `harness datasets`; a local JSON/JSONL/Parquet/CSV file or "
+                   "hf:org/name[:config][@split]), evaluating on the --eval benchmarks only.")
 @click.option("--eval", "evals", multiple=True, help="Also evaluate on this benchmark; repeatable.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
@@ -219,27 +241,54 @@ def _split_sets(sets: dict[str, str], host: PluginHost, method: str, benchmark: 
               help="Directory for the record (default: results/runs/<cell id>).")
 @click.option("--no-resume", "--rerun", "no_resume", is_flag=True,
               help="Rerun from scratch: ignore an existing checkpoint and results of this cell.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--quiet", is_flag=True, help="No progress bars or status lines.")
+@click.option("--json", "as_json", is_flag=True, help="Print the record's summary as JSON (stdout) instead of tables.")
+@threads_option
 @click.pass_context
-def run(ctx: click.Context, model: str, method: str, benchmark: str, evals: tuple[str, ...], seed: int,
-        sets: tuple[str, ...], engine: str, dtype: str, device: str, out: Path | None, no_resume: bool,
-        quiet: bool) -> None:
-    """Train and evaluate one cell: a model, a method, a benchmark and a seed."""
+def run(ctx: click.Context, model: str, method: str, benchmark: str | None, data: str | None,
+        evals: tuple[str, ...], seed: int, sets: tuple[str, ...], engine: str, dtype: str, device: str,
+        out: Path | None, no_resume: bool, quiet: bool, as_json: bool, threads: int | None) -> None:
+    """Train and evaluate one cell: a model, a method, a benchmark (or --data and --eval) and a seed.
+
+    Progress and status go to stderr; the final table (or --json) to stdout."""
     from harness.run import CellConfig, resolve, run_cell
+
+    if quiet:
+        set_quiet(True)
+    apply_threads(threads, model=model)
 
     host = _host(ctx)
     host.raise_import_errors()
-    routed = _split_sets(parse_set(sets), host, method, benchmark)
-    config = CellConfig(model=model, method=method, benchmark=benchmark, seed=seed,
-                        method_params=routed["method"], benchmark_params=routed["benchmark"], train=routed["train"],
-                        eval_benchmarks=tuple(evals), engine=engine, dtype=dtype, device=device)
-    cell = resolve(config, host)
+    if (benchmark is None) == (data is None):
+        raise HarnessError("give --benchmark NAME (trained on and evaluated), or --data NAME_OR_FILE with "
+                           "--eval BENCH (trained on the data, evaluated on the benchmarks)")
+    if data is not None:
+        from harness.cli_datasets import split_data_sets
+
+        routed = split_data_sets(parse_set(sets), host, method, evals)
+        config = CellConfig(model=model, method=method, benchmark=data, seed=seed, method_params=routed["method"],
+                            benchmark_params=routed["data"], train=routed["train"], eval_benchmarks=tuple(evals),
+                            eval_params={evals[0]: routed["benchmark"]} if routed["benchmark"] else {},
+                            engine=engine, dtype=dtype, device=device, train_data=True)
+        benchmark = data
+    else:
+        routed = _split_sets(parse_set(sets), host, method, benchmark)
+        config = CellConfig(model=model, method=method, benchmark=benchmark, seed=seed,
+                            method_params=routed["method"], benchmark_params=routed["benchmark"],
+                            train=routed["train"], eval_benchmarks=tuple(evals), engine=engine, dtype=dtype,
+                            device=device)
+    cell = resolve(config, host, where="--data" if data is not None else "")
     out = out or Path(os.environ.get("HARNESS_RESULTS", "results")) / "runs" / cell.cell_id
-    click.echo(f"cell {cell.cell_id}: {model} x {method} x {benchmark} (seed {seed}) -> {out}")
+    status(f"cell {cell.cell_id}: {model} x {method} x {benchmark} (seed {seed}) -> {out}")
     from harness.contract import guarded
 
     record = guarded(lambda: run_cell(cell, host, out_dir=out, resume=not no_resume, progress=not quiet,
-                                      log=click.echo), out / "error.log")
+                                      log=log), out / "error.log")
+    if as_json:
+        click.echo(json.dumps({"cell_id": record["cell_id"], "out": str(out), "final": record["final"],
+                               "rounds": record["rounds"], "timings": record["timings"],
+                               "config": record["config"]}, indent=1, default=str))
+        return
     _print_final(record)
 
 
@@ -252,23 +301,34 @@ def run(ctx: click.Context, model: str, method: str, benchmark: str, evals: tupl
 @click.option("--limit", type=int, default=None, help="Evaluate at most this many items of each benchmark.")
 @click.option("--engine", default="hf", show_default=True)
 @click.option("--dtype", default="float32", show_default=True)
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
 @click.option("--out", "out", type=click.Path(path_type=Path), default=None,
               help="Write metrics and per-item records as JSON here.")
+@click.option("--quiet", is_flag=True, help="No progress bars or status lines.")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON (stdout).")
+@threads_option
 @click.pass_context
 def eval_(ctx: click.Context, model: str, benchmarks_: tuple[str, ...], seed: int, sets: tuple[str, ...],
-          limit: int | None, engine: str, dtype: str, device: str, out: Path | None) -> None:
+          limit: int | None, engine: str, dtype: str, device: str, out: Path | None, quiet: bool, as_json: bool,
+          threads: int | None) -> None:
     """Evaluate a model on benchmarks, without training (baseline rows)."""
     from harness.run import evaluate_model
+
+    if quiet:
+        set_quiet(True)
+    apply_threads(threads, model=model)
 
     host = _host(ctx)
     host.raise_import_errors()
     records: list[dict[str, Any]] = []
     metrics = evaluate_model(host, model, list(benchmarks_), parse_set(sets), seed=seed, engine=engine,
-                             dtype=dtype, device=device, log=click.echo, limit=limit, records=records)
+                             dtype=dtype, device=device, log=log, limit=limit, records=records)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({"model": model, "metrics": metrics, "records": records}, indent=1, default=str))
+    if as_json:
+        click.echo(json.dumps({"model": model, "metrics": metrics}, indent=1))
+        return
     click.echo(tabulate(sorted(metrics.items()), headers=["metric", "value"], floatfmt=".4f"))
 
 
@@ -279,17 +339,30 @@ def eval_(ctx: click.Context, model: str, benchmarks_: tuple[str, ...], seed: in
 @click.option("--temperature", default=0.0, show_default=True)
 @click.option("--raw", is_flag=True, help="Do not apply the chat template.")
 @click.option("--seed", default=0, show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
+@click.option("--quiet", is_flag=True, help="No status lines.")
+@click.option("--json", "as_json", is_flag=True, help="Print {prompt, model, text, finish_reason} as JSON.")
+@threads_option
 @click.pass_context
 def generate(ctx: click.Context, prompt: str, model: str, max_new_tokens: int, temperature: float, raw: bool,
-             seed: int) -> None:
+             seed: int, device: str, quiet: bool, as_json: bool, threads: int | None) -> None:
     """Answer one prompt with a model (chat template applied when the tokenizer has one)."""
     from harness.models import load_model
+    from harness.run import _loading
 
+    if quiet:
+        set_quiet(True)
     host = _host(ctx)
-    loaded = load_model(model, seed=seed)
+    apply_threads(threads, model=model)
+    with _loading(model):
+        loaded = load_model(model, seed=seed, device=device)
     engine = host.registry.engine("hf").factory(loaded)
     out = engine.generate([loaded.encoder.prompt(prompt, raw=raw)], max_new_tokens=max_new_tokens,
                           temperature=temperature, seed=seed)
+    if as_json:
+        click.echo(json.dumps({"prompt": prompt, "model": model, "text": out[0][0].text,
+                               "finish_reason": out[0][0].finish_reason}))
+        return
     click.echo(out[0][0].text)
 
 
@@ -309,10 +382,22 @@ from harness import checkplugin, scaffold  # noqa: E402 - check-plugin and new, 
 
 checkplugin.register(cli)
 scaffold.register(cli)
+from harness import cli_tools  # noqa: E402 - schema, export, compare
+
+cli_tools.register(cli)
+
+from harness import cli_datasets  # noqa: E402 - `harness datasets`
+
+cli_datasets.register(cli)
 
 
 def main() -> None:
-    """Console entry point."""
+    """Console entry point. A closed pipe (``harness methods | head -1``) ends the process quietly, the way
+    Unix tools end (SIGPIPE), instead of click's exit 1 with a BrokenPipeError."""
+    import signal
+
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     cli(prog_name="harness")
 
 

@@ -5,7 +5,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,52 @@ from tabulate import tabulate
 from harness.errors import HarnessError
 
 STORE_HELP = "Results database (default: $HARNESS_RESULTS/harness.db, i.e. results/harness.db)."
+
+# The exit statuses of `harness sweep` (and, for 2 and 4, of every command); listed in `harness --help`.
+EXIT_DONE, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_UNFINISHED, EXIT_OS_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+
+
+class SystemFailure(click.ClickException):
+    """The machine, not the input: a full disk, an I/O error. One line, exit 4; what was recorded is kept."""
+
+    exit_code = EXIT_OS_ERROR
+
+
+@contextmanager
+def os_errors(what: str) -> Iterator[None]:
+    """Turn a full disk or another OS/SQLite I/O error into one line (exit 4) instead of a traceback."""
+    try:
+        yield
+    except HarnessError:
+        raise
+    except sqlite3.OperationalError as exc:
+        raise SystemFailure(f"{what}: the results database failed ({exc}); the cells recorded so far are "
+                            f"kept; fix the cause (e.g. free disk space) and rerun to resume") from None
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        raise SystemFailure(f"{what}:{where} {exc.strerror or exc}; the cells recorded so far are kept; fix the "
+                            f"cause (e.g. free disk space) and rerun to resume") from None
+
+
+def _warn(db: Any) -> None:
+    for warning in getattr(db, "warnings", []):
+        click.echo(f"warning: {warning}", err=True)
+
+
+def failed_lines(db: Any, sweep_id: str | None) -> list[str]:
+    """Lines listing a sweep's failed (and not yet done) cells, for under its leaderboard table."""
+    sweep = db.sweep(sweep_id)
+    cells = db.cells(sweep["id"])
+    failed = [c for c in cells if c["status"] == "failed"]
+    todo = [c for c in cells if c["status"] in ("pending", "running")]
+    out = []
+    if failed:
+        out.append(f"{len(failed)} of {len(cells)} cells failed (not in the table; --retry-failed reruns them):")
+        out += [f"  {c['id']}  {c['label']}  {c['benchmark']}  seed={c['seed']}: {(c['error'] or '')[:200]}"
+                for c in failed]
+    if todo:
+        out.append(f"{len(todo)} of {len(cells)} cells not run yet (pending or running)")
+    return out
 
 
 def _store_path(store: Path | None) -> Path:
@@ -57,7 +106,8 @@ def _reset_for_rerun(db: Any, suite: Any) -> None:
 @click.option("--jobs", type=int, default=None, help="Cells at once (local: worker processes). Default: the "
               "suite's `jobs`, else 1 (ray: as many as the cluster fits).")
 @click.option("--threads", type=int, default=None,
-              help="Torch threads per local worker. Default: the suite's `threads`, else cores // jobs.")
+              help="Torch threads per local worker. Default: the suite's `threads`, else 1 for tiny: models and "
+                   "machines with <= 4 cores, else cores // jobs (see harness/threads.py).")
 @click.option("--cell-timeout", type=float, default=None, metavar="SECONDS",
               help="Kill a cell after this long and mark it failed (default: the suite's cell_timeout, else none).")
 @click.option("--retry-failed", is_flag=True, help="Rerun cells that failed before (done cells are always kept).")
@@ -72,68 +122,124 @@ def _reset_for_rerun(db: Any, suite: Any) -> None:
 @click.option("--format", "fmt", default="table", show_default=True,
               type=click.Choice(["table", "markdown", "csv", "latex", "html", "json"]),
               help="Format of the leaderboard printed at the end.")
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json: only JSON on stdout.")
+@click.option("--quiet", is_flag=True, help="No live status lines (log lines and the summary still go to stderr).")
+@click.option("--max-cells", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Allow a grid of up to N cells (default 10,000; larger suites are refused before expansion).")
 @click.pass_context
 def sweep(ctx: click.Context, suite_file: Path, sets: tuple[str, ...], dry_run: bool, store: Path | None,
           executor: str, jobs: int | None, threads: int | None, cell_timeout: float | None, retry_failed: bool,
           rerun: bool, cache_dir: str | None, address: str | None, num_cpus: float | None, num_gpus: float | None,
-          fmt: str) -> None:
+          fmt: str, as_json: bool, quiet: bool, max_cells: int | None) -> None:
     """Run a suite file: every cell not done yet, one process per cell; then print the leaderboard.
 
     While cells run, a live line per running cell shows its round, step, total steps and ETA (refreshed
     in place on a terminal, else printed every 10 s). A killed sweep, run again, resumes: done cells are
     kept and a cell that was running continues from its last round's checkpoint.
 
-    Exit status: 0 when every cell is done, 1 when some cell failed, 2 for bad input (nothing runs).
+    Every value is checked before any cell starts (ranges, paths, the suite's baseline, the grid's size).
+
+    \b
+    Exit status:
+      0    every cell of the sweep is done (also those done before)
+      1    some cell failed, in this run or earlier (--retry-failed reruns them)
+      2    bad input: one line naming the file, key or flag; nothing ran, the store is unchanged
+      3    some cell is not done: another live sweep runs it (rerun once it ends)
+      4    the machine failed (disk full, I/O error): one line; the cells recorded so far are kept
+      130  interrupted (Ctrl-C): running cells were given back; rerun to resume
+
+    Status (live lines, log, summary) goes to stderr, the leaderboard to stdout.
     """
+    import json
+    import sys
+
+    from harness import checks
+    from harness.progress import set_quiet
     from harness.suite import load_suite
 
+    fmt = "json" if as_json else fmt
+    if quiet:
+        set_quiet(True)
+
+    checks.check_count(jobs, "--jobs")
+    checks.check_count(threads, "--threads")
+    if cell_timeout is not None and cell_timeout <= 0:
+        raise HarnessError(f"--cell-timeout {cell_timeout:g}: give a positive number of seconds")
+    if not dry_run:
+        checks.check_options(jobs=jobs, threads=threads, cache=cache_dir, store=_store_path(store))
     if not dry_run and executor == "local":
         from harness.executors import prestart
 
         prestart()
     host = _host(ctx)
-    suite = load_suite(suite_file, host, sets)
+    suite = load_suite(suite_file, host, sets, max_cells=max_cells)
     for warning in suite.warnings:
         click.echo(f"warning: {warning}", err=True)
     if dry_run:
+        if fmt == "json":
+            click.echo(json.dumps({"sweep": suite.id, "valid": True, "cells": [
+                {"cell": c.id, "model": c.config.model, "method": c.label, "benchmark": c.config.benchmark,
+                 "seed": c.config.seed} for c in suite.cells]}, indent=1))
+            return
         rows = [[c.id, c.config.model, c.label, c.config.benchmark, c.config.seed] for c in suite.cells]
         click.echo(tabulate(rows, headers=["cell", "model", "method", "benchmark", "seed"]))
         click.echo(f"\n{len(suite.cells)} cells in sweep {suite.id} ({suite_file}); valid")
         return
 
-    from harness.executors import default_threads, make_executor
+    from harness.executors import make_executor
     from harness.leaderboard import build, render
     from harness.store import Store
     from harness.sweep import LiveStatus, run_sweep
 
     jobs = jobs or suite.data.get("jobs")
-    if cell_timeout is not None and cell_timeout <= 0:
-        raise HarnessError(f"--cell-timeout {cell_timeout:g}: give a positive number of seconds")
     res = suite.resources
     ex = make_executor(executor, jobs=jobs, address=address,
                        num_cpus=num_cpus if num_cpus is not None else res.get("num_cpus", 1),
                        num_gpus=num_gpus if num_gpus is not None else res.get("num_gpus", 0))
-    threads = threads or suite.data.get("threads") or default_threads(jobs or 1)
+    from harness.threads import default_threads
+
+    models = {c.config.model for c in suite.cells}
+    threads = threads or suite.data.get("threads") or default_threads(
+        jobs or 1, model=models.pop() if len(models) == 1 else None)
     from harness.cache import cache_disabled
 
     if cache_dir is not None and not cache_disabled(cache_dir):
         cache_dir = str(Path(cache_dir).resolve())
-    live = LiveStatus()
-    with Store(_store_path(store)) as db:
+    live = LiveStatus(sys.stderr)
+    if quiet:
+        live.show = lambda lines: None  # type: ignore[method-assign]
+    with os_errors(f"sweep {suite.id}"), Store(_store_path(store)) as db:
+        _warn(db)
         if rerun:
             _reset_for_rerun(db, suite)
         try:
             summary = run_sweep(suite, db, ex, retry_failed=retry_failed, cell_timeout=cell_timeout, threads=threads,
                                 plugins=_adhoc_plugins(ctx), log=live.log, status=live.show, cache=cache_dir)
+        except KeyboardInterrupt:
+            live.close()
+            click.echo(f"\ninterrupted: running cells were given back; `harness sweep {suite_file}` resumes",
+                       err=True)
+            ctx.exit(EXIT_INTERRUPTED)
         finally:
             live.close()
-        click.echo("")
+        click.echo("", err=True)
         for line in summary.lines():
-            click.echo(line)
-        click.echo("")
+            click.echo(line, err=True)
+        click.echo("", err=True)
         click.echo(render(build(db, suite.id), fmt))
-    if summary.failed:
-        ctx.exit(1)
+        _print_failed(db, suite.id, fmt)
+    ctx.exit(summary.exit_code())
+
+
+def _print_failed(db: Any, sweep_id: str | None, fmt: str) -> None:
+    """The failed cells under the table (on stderr for machine formats, so the output stays parseable)."""
+    lines = failed_lines(db, sweep_id)
+    if lines:
+        machine = fmt in ("csv", "json", "html", "latex")
+        if not machine:
+            click.echo("")
+        for line in lines:
+            click.echo(line, err=machine)
 
 
 @click.command()
@@ -141,20 +247,24 @@ def sweep(ctx: click.Context, suite_file: Path, sets: tuple[str, ...], dry_run: 
 @click.option("--store", type=click.Path(path_type=Path), default=None, help=STORE_HELP)
 @click.option("--format", "fmt", default="table", show_default=True,
               type=click.Choice(["table", "markdown", "csv", "latex", "html", "json"]))
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.option("--baseline", default=None, metavar="METHOD",
               help="Add differences to this method label, paired by seed (default: the suite's).")
 @click.option("--metric", "metrics", multiple=True,
               help="Only this metric (name or benchmark/name); repeatable. Default: the suite's, else all.")
 @click.option("--all-metrics", is_flag=True, help="Every metric, whatever the suite lists.")
-def leaderboard(sweep_id: str | None, store: Path | None, fmt: str, baseline: str | None,
+def leaderboard(sweep_id: str | None, store: Path | None, fmt: str, as_json: bool, baseline: str | None,
                 metrics: tuple[str, ...], all_metrics: bool) -> None:
     """Print a sweep's leaderboard: mean ± 95% CI over seeds, ranks, the best marked."""
     from harness.leaderboard import build, render
     from harness.store import Store
 
-    with Store(_store_path(store), create=False) as db:
+    fmt = "json" if as_json else fmt
+    with os_errors("leaderboard"), Store(_store_path(store), readonly=True) as db:
+        _warn(db)
         lb = build(db, sweep_id, metrics=list(metrics) or (["*"] if all_metrics else None), baseline=baseline)
         click.echo(render(lb, fmt))
+        _print_failed(db, sweep_id, fmt)
 
 
 @click.command()
@@ -165,26 +275,40 @@ def leaderboard(sweep_id: str | None, store: Path | None, fmt: str, baseline: st
                    "results/<sweep>/report.html, next to the store).")
 @click.option("--baseline", default=None, metavar="METHOD", help="Add the paired table for this method label.")
 @click.option("--metric", "metrics", multiple=True, help="Only this metric; repeatable.")
+@click.option("--json", "as_json", is_flag=True, help='Print {"report": path} as JSON.')
 def report(sweep_id: str | None, store: Path | None, out: Path | None, baseline: str | None,
-           metrics: tuple[str, ...]) -> None:
+           metrics: tuple[str, ...], as_json: bool) -> None:
     """Write an HTML report of a sweep (default: the latest): the leaderboard, bar charts with 95% CIs,
     learning curves over steps (loss) and rounds (eval metrics), and action distributions where a
     benchmark records them. Prints the report's path."""
     from harness.report import write_report
     from harness.store import Store
 
-    with Store(_store_path(store), create=False) as db:
+    with os_errors("report"), Store(_store_path(store), readonly=True) as db:
+        _warn(db)
         index = write_report(db, sweep_id, out, metrics=list(metrics) or None, baseline=baseline)
+    if as_json:
+        import json
+
+        click.echo(json.dumps({"report": str(index)}))
+        return
     click.echo(f"report: {index}")
 
 
 @click.command(name="sweeps")
 @click.option("--store", type=click.Path(path_type=Path), default=None, help=STORE_HELP)
-def sweeps_(store: Path | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def sweeps_(store: Path | None, as_json: bool) -> None:
     """List the sweeps in a results database, newest first, with their cell counts."""
     from harness.store import Store
 
-    with Store(_store_path(store), create=False) as db:
+    with os_errors("sweeps"), Store(_store_path(store), readonly=True) as db:
+        _warn(db)
+        if as_json:
+            import json
+
+            click.echo(json.dumps([dict(s) for s in db.sweeps()], indent=1, default=str))
+            return
         rows = [[s["id"], s["suite_path"] or "", s["cells"], s["done"], s["failed"], s["pending"] + s["running"],
                  time.strftime("%Y-%m-%d %H:%M", time.localtime(s["updated_at"]))] for s in db.sweeps()]
     click.echo(tabulate(rows, headers=["sweep", "suite", "cells", "done", "failed", "to do", "updated"]))

@@ -41,6 +41,8 @@ class EvalContext:
 
     ``engine.generate(...)`` produces completions; ``lm`` scores token log-probs of the policy
     (``lm.logprobs(seqs)``, ``lm.next_token_logprobs(prompts)``); ``limit`` caps the item count.
+    ``report(done, total, what="")`` shows items done of total with an ETA (call it after each batch;
+    ``what`` names a second phase, e.g. ``"judging"`` or ``"sandbox"``); ``progress(msg)`` logs a line.
     """
 
     engine: Any
@@ -51,6 +53,7 @@ class EvalContext:
     limit: int | None = None
     reference: LM | None = None
     progress: Callable[[str], None] = lambda _msg: None
+    report: Callable[..., None] = lambda done, total=None, what="": None
 
 
 @dataclass

@@ -77,13 +77,22 @@ REWARD = "reward"  # a reward(prompt, completion) -> float function
 DATA_KINDS = (DEMONSTRATIONS, PREFERENCES, PROMPTS, REWARD)
 
 
-def read_jsonl(path: str | Path, *, required: tuple[str, ...] = ()) -> Iterator[dict[str, Any]]:
-    """Yield the rows of a JSONL file; a bad line or a missing field is a one-line error naming it."""
+def read_jsonl(path: str | Path, *, required: tuple[str, ...] = (),
+               types: dict[str, type | tuple[type, ...]] | None = None) -> Iterator[dict[str, Any]]:
+    """Yield the rows of a JSONL file; a line that is not UTF-8 (with its byte offset), not JSON, or
+    lacks a field (or has one of the wrong type, per ``types``) is a one-line error naming file:line."""
     path = Path(path)
     if not path.exists():
         raise HarnessError(f"{path}: no such file; pass an existing local JSONL path")
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
+    offset = 0
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise HarnessError(f"{path}:{lineno}: not UTF-8 text (byte offset {offset + exc.start}); save the "
+                                   f"file as UTF-8") from None
+            offset += len(raw)
             if not line.strip():
                 continue
             try:
@@ -97,4 +106,9 @@ def read_jsonl(path: str | Path, *, required: tuple[str, ...] = ()) -> Iterator[
                 raise HarnessError(
                     f"{path}:{lineno}: missing field(s) {', '.join(missing)}; each row needs {', '.join(required)}"
                 )
+            for k, kind in (types or {}).items():
+                if k in row and (not isinstance(row[k], kind) or isinstance(row[k], bool) and kind is not bool):
+                    names = " or ".join(t.__name__ for t in (kind if isinstance(kind, tuple) else (kind,)))
+                    raise HarnessError(f"{path}:{lineno}: field {k} is {json.dumps(row[k])[:40]}, expected {names}; "
+                                       f"fix or remove the line")
             yield row

@@ -8,9 +8,13 @@ Both run one cell per process, so a crash, a hang or a timeout of one cell never
   sets ``torch.set_num_threads(threads)``, writes its log to ``<cell dir>/worker.log``, its progress
   (phase, round, step, total steps, elapsed training time) to ``<cell dir>/progress.json`` at most every
   0.5 s, and its outcome to ``<cell dir>/outcome.json``. With ``Task.resume`` the cell checkpoints each
-  round into ``<cell dir>/checkpoint`` and a rerun resumes from it (``run_cell``). A cell past its timeout is killed (SIGKILL to its process group). A worker
-  dies with the sweep (the fork server exits when the sweep dies; workers ask for SIGKILL when their
-  parent dies), so a kill -9 of the sweep leaves no orphan that keeps writing.
+  round into ``<cell dir>/checkpoint`` and a rerun resumes from it (``run_cell``). A cell past its timeout
+  is killed (SIGKILL to its process group). A worker dies with the sweep: the fork server asks for
+  SIGKILL when the sweep dies (``PR_SET_PDEATHSIG``, :mod:`harness.forkserver_guard`), each worker asks
+  for SIGKILL when the fork server dies, runs in its own process group (reaped by the fork server), and
+  a watchdog thread kills that group once the sweep's ``host:pid:start`` token is no longer alive. So a
+  kill -9 of the sweep leaves no process that keeps writing. While it runs, a worker holds an exclusive
+  lock on ``<cell dir>/.lock`` (:func:`folder_lock`): no second process runs in the same folder.
 - :class:`RayExecutor`: each cell is a Ray task declaring ``num_cpus`` / ``num_gpus``, with no retries.
   A task that uses a GPU gets a fresh worker process (``max_calls=1``, which frees GPU memory); CPU
   tasks reuse Ray's workers (they pay the torch import once; every cell seeds everything anew).
@@ -52,6 +56,7 @@ class Task:
     timeout: float | None = None
     cache: str | None = None  # the cache folder, "off", or None: the worker's $HARNESS_CACHE
     resume: bool = True  # checkpoint into cell_dir each round and resume from there
+    sweep_owner: str | None = None  # host:pid:start of the sweep: the worker kills itself when it is gone
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -156,23 +161,91 @@ class Executor:
 # -- local processes ----------------------------------------------------------------------------------------
 
 
-def _die_with_parent() -> None:
-    """Linux: SIGKILL this process when its parent (the fork server, or the sweep) dies."""
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
+def die_with_parent() -> None:
+    """Linux: SIGKILL this process when its parent dies (``PR_SET_PDEATHSIG``); if the parent is already
+    gone (reparented before the call), die now."""
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    try:
+        import ctypes
 
-            libc = ctypes.CDLL("libc.so.6", use_errno=True)
-            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except OSError:
-            pass
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if parent == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+LOCK_NAME = ".lock"
+
+
+def folder_lock(cell_dir: str | os.PathLike[str], wait_s: float = 0.0) -> Any:
+    """An exclusive ``flock`` on ``<cell dir>/.lock`` (the open file; closing it, or the process ending,
+    releases it), or None when another process holds it for longer than ``wait_s``."""
+    import fcntl
+
+    path = Path(cell_dir) / LOCK_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    f = open(path, "a+")  # noqa: SIM115 - the lock lives as long as the file stays open
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                f.close()
+                return None
+            time.sleep(0.1)
+            continue
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        return f
+
+
+def folder_in_use(cell_dir: str | os.PathLike[str]) -> bool:
+    """Whether some process holds ``<cell dir>/.lock`` now."""
+    if not (Path(cell_dir) / LOCK_NAME).exists():
+        return False
+    lock = folder_lock(cell_dir)
+    if lock is None:
+        return True
+    lock.close()
+    return False
+
+
+def _watchdog(sweep_owner: str, every_s: float = 0.25) -> None:
+    """A daemon thread: SIGKILL this worker's process group once the sweep that started it is gone."""
+    import threading
+
+    from harness.store import owner_alive
+
+    def watch() -> None:
+        while owner_alive(sweep_owner) is not False:
+            time.sleep(every_s)
+        os.killpg(os.getpgid(0), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="harness-sweep-watchdog", daemon=True).start()
 
 
 def _child(task: dict[str, Any], outcome_path: str, log_path: str) -> None:
     """The body of a local worker process."""
-    _die_with_parent()
+    die_with_parent()
     if hasattr(os, "setpgid"):
         os.setpgid(0, 0)  # its own process group, so a timeout kills what the cell started too
+    if task.get("sweep_owner"):
+        _watchdog(task["sweep_owner"])
+    lock = folder_lock(task["cell_dir"], wait_s=30.0)
+    if lock is None:
+        outcome = {"status": "failed", "wall_s": 0.0,
+                   "error": f"{task['cell_dir']} is in use by another process for over 30 s (its {LOCK_NAME})"}
+        with open(outcome_path + ".tmp", "w", encoding="utf-8") as f:
+            json.dump(outcome, f)
+        os.replace(outcome_path + ".tmp", outcome_path)
+        return
     log = open(log_path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - lives as long as the process
     os.dup2(log.fileno(), 1)
     os.dup2(log.fileno(), 2)
@@ -193,7 +266,9 @@ def _context() -> Any:
     methods = multiprocessing.get_all_start_methods()
     if "forkserver" in methods:
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["harness.executors", "harness.run", "harness.plugins"])
+        # harness.forkserver_guard first: the fork server dies with the sweep that started it
+        ctx.set_forkserver_preload(["harness.forkserver_guard", "harness.executors", "harness.run",
+                                    "harness.plugins"])
         return ctx
     return multiprocessing.get_context("spawn")
 
@@ -231,6 +306,13 @@ class LocalExecutor(Executor):
 
     def running(self) -> list[str]:
         return list(self._running)
+
+    def worker(self, cell_id: str) -> str | None:
+        """``host:pid:start`` of the worker running a cell (the leader of its process group)."""
+        from harness.store import owner_token
+
+        r = self._running.get(cell_id)
+        return owner_token(r.process.pid) if r is not None and r.process.pid else None
 
     def submit(self, task: Task) -> None:
         cell_dir = Path(task.cell_dir)

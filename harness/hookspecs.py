@@ -12,7 +12,7 @@ from collections.abc import Callable
 import click
 import pluggy
 
-from harness.registry import BenchmarkSpec, EngineSpec, MethodSpec
+from harness.registry import BenchmarkSpec, DatasetSpec, EngineSpec, MethodSpec
 
 hookspec = pluggy.HookspecMarker("harness")
 
@@ -41,6 +41,15 @@ def register_engines(register: Callable[[EngineSpec], None]) -> None:
 
     Called once per process, when the plugin manager first builds the registry.
     Call ``register(EngineSpec(...))`` once for each engine. Returns nothing.
+    """
+
+
+@hookspec
+def register_datasets(register: Callable[[DatasetSpec], None]) -> None:
+    """Register training datasets (demonstrations, preference pairs and/or prompts; see docs/datasets.md).
+
+    Called once per process, when the plugin manager first builds the registry.
+    Call ``register(DatasetSpec(...))`` once for each dataset. Returns nothing.
     """
 
 

@@ -5,6 +5,11 @@ concatenated forward. Sequences are right-padded; the response token ``j`` of a 
 ``p`` tokens is predicted by the logits at position ``p + j - 1``. Only the positions that can hold a
 response token are projected to the vocabulary (``logits_to_keep``), so long prompts cost no
 ``[L, V]`` logits.
+
+Where the model is a plain decoder + linear head (``get_decoder()`` and ``get_output_embeddings()``, no
+logit scaling or soft-capping), the head is instead applied to the response positions only, in chunks of
+rows (:func:`chunked_token_logps`): the float32 ``[N, T, V]`` logits of the batch never exist at once, and
+under autograd each chunk's logits are recomputed in the backward pass instead of being kept.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from harness.data import Row, Sequence
 
@@ -60,12 +67,74 @@ def _pack(seqs: Seq[Sequence], pad_id: int, device: Any) -> tuple[torch.Tensor, 
     return ids.to(device), attn.to(device), prompt_lens, resp_lens
 
 
+def check_kept_logits(logits: torch.Tensor, keep: int, model: Any) -> None:
+    """Fail loudly when a model returned logits for another number of positions than ``logits_to_keep``
+    asked for: indexing them as the last ``keep`` positions would score the wrong tokens, silently."""
+    if logits.dim() != 3 or logits.shape[1] != keep:
+        raise RuntimeError(
+            f"{type(model).__name__} returned logits of shape {tuple(logits.shape)} for logits_to_keep={keep} "
+            f"(expected [batch, {keep}, vocab]): the model ignores logits_to_keep, so its log-probs would be "
+            f"misaligned; make its forward honour logits_to_keep, or drop that argument from its signature "
+            f"(the engine then projects every position)"
+        )
+
+
+# Elements of float32 logits computed at once by chunked_token_logps (2**26 = 256 MiB).
+_CHUNK_ELEMENTS = 2**26
+# Logits smaller than this (elements) are computed in one piece and kept for the backward pass.
+_SMALL_LOGITS = 2**24
+
+
+def chunked_token_logps(hidden: torch.Tensor, head: torch.nn.Module, targets: torch.Tensor) -> torch.Tensor:
+    """``log softmax(head(hidden))[targets]`` for ``hidden [M, H]`` and ``targets [M]``, ``[M]`` float32.
+
+    Rows are projected in chunks of at most ``_CHUNK_ELEMENTS`` logits; under autograd each chunk is
+    checkpointed, so its logits are recomputed in the backward pass rather than stored."""
+    vocab = head.weight.shape[0]
+    rows = hidden.shape[0]
+    if rows * vocab <= _SMALL_LOGITS:
+        return _head_logps(hidden, targets, head.weight, head.bias)
+    step = max(1, _CHUNK_ELEMENTS // vocab)
+    grad = torch.is_grad_enabled() and (hidden.requires_grad or head.weight.requires_grad)
+    parts = []
+    for start in range(0, rows, step):
+        h, t = hidden[start : start + step], targets[start : start + step]
+        if grad:
+            parts.append(checkpoint(_head_logps, h, t, head.weight, head.bias, use_reentrant=False))
+        else:
+            parts.append(_head_logps(h, t, head.weight, head.bias))
+    return torch.cat(parts)
+
+
+def _head_logps(h: torch.Tensor, t: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    logits = F.linear(h, weight, bias).float()
+    return logits.gather(-1, t[:, None]).squeeze(-1) - logits.logsumexp(-1)
+
+
+def _split_head(model: Any) -> tuple[Any, Any] | None:
+    """(decoder, linear head) when the model's logits are exactly ``head(decoder(...).last_hidden_state)``."""
+    config = getattr(model, "config", None)
+    if config is None or any(getattr(config, k, None) not in (None, 1.0) for k in (
+            "final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")):
+        return None
+    try:
+        decoder, head = model.get_decoder(), model.get_output_embeddings()
+    except (AttributeError, NotImplementedError):
+        return None
+    if not isinstance(head, torch.nn.Linear) or decoder is None or decoder is model:
+        return None
+    return decoder, head
+
+
 def sequence_logprobs(
     model: Any, seqs: Seq[Sequence], *, pad_id: int = 0, with_hidden: bool = False, with_logits: bool = False
 ) -> TokenLogProbs:
     """Per-token log-probs of each sequence's response under ``model`` (gradients flow)."""
     device = next(model.parameters()).device
     ids, attn, prompt_lens, resp_lens = _pack(seqs, pad_id, device)
+    split = None if with_logits else _split_head(model)
+    if split is not None:
+        return _split_logprobs(split, seqs, ids, attn, prompt_lens, resp_lens, with_hidden)
     n, total = ids.shape
     t_max = max(max(resp_lens), 1)
     # Keep the last `keep` positions: they include every position that predicts a response token.
@@ -77,6 +146,7 @@ def sequence_logprobs(
     except TypeError:  # an architecture without logits_to_keep: project every position
         keep = total
         out = model(input_ids=ids, attention_mask=attn, output_hidden_states=with_hidden, use_cache=False)
+    check_kept_logits(out.logits, keep, model)
     logits = out.logits.float()  # [N, keep, V]
     offset = total - keep  # absolute position of logits[:, 0]
     # Index of the logit that predicts response token j of row i: p_i - 1 + j - offset.
@@ -99,6 +169,30 @@ def sequence_logprobs(
         last = out.hidden_states[-1][:, offset:, :]
         hidden = last.gather(1, pos[:, :, None].expand(-1, -1, last.shape[-1]))
     return TokenLogProbs(token_logps, mask, hidden, logits[rows, pos] if with_logits else None)
+
+
+def _split_logprobs(split: tuple[Any, Any], seqs: Seq[Sequence], ids: torch.Tensor, attn: torch.Tensor,
+                    prompt_lens: list[int], resp_lens: list[int], with_hidden: bool) -> TokenLogProbs:
+    """sequence_logprobs through the decoder, then the head on response positions only (chunked)."""
+    decoder, head = split
+    device = ids.device
+    n = ids.shape[0]
+    t_max = max(max(resp_lens), 1)
+    last = decoder(input_ids=ids, attention_mask=attn, use_cache=False).last_hidden_state  # [N, L, H]
+    j = torch.arange(t_max, device=device)
+    pos = (torch.tensor(prompt_lens, device=device)[:, None] - 1 + j[None, :]).clamp(max=ids.shape[1] - 1)
+    mask = (j[None, :] < torch.tensor(resp_lens, device=device)[:, None]).float()
+    targets = torch.zeros((n, t_max), dtype=torch.long, device=device)
+    for i, s in enumerate(seqs):
+        if s.response:
+            targets[i, : len(s.response)] = torch.tensor(s.response, dtype=torch.long, device=device)
+    rows = torch.arange(n, device=device)[:, None]
+    hidden = last[rows, pos]  # [N, T, H]: the state that predicts each response token
+    keep = mask.bool()
+    values = chunked_token_logps(hidden[keep], head, targets[keep])
+    token_logps = torch.zeros((n, t_max), dtype=values.dtype, device=device).index_put((keep.nonzero(as_tuple=True)),
+                                                                                      values)
+    return TokenLogProbs(token_logps, mask, hidden if with_hidden else None, None)
 
 
 @dataclass
@@ -180,7 +274,7 @@ def _pad(rows: Seq[torch.Tensor], width: int) -> torch.Tensor:
     return out
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def reference_logprobs(
     model: Any, rows: Seq[Row], *, pad_id: int, batch_size: int = 16
 ) -> dict[str, list[torch.Tensor]]:
@@ -192,6 +286,7 @@ def reference_logprobs(
         for role in roles:
             seqs = [r.seqs[role] for r in chunk]
             t = sequence_logprobs(model, seqs, pad_id=pad_id)
+            host = t.token_logps.float().cpu()  # one device-to-host copy per batch, not one per row
             for i, s in enumerate(seqs):
-                out[role].append(t.token_logps[i, : len(s.response)].detach().float().cpu())
+                out[role].append(host[i, : len(s.response)].clone())
     return out

@@ -339,7 +339,10 @@ def convert_gguf(gguf: str | os.PathLike[str]) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{entry.name}-", dir=entry.parent))
     try:
         start = time.perf_counter()
-        _write_checkpoint(src, tmp)
+        from harness.progress import phase
+
+        with phase(f"converting {src.name} into a transformers checkpoint (once; cached in {entry.parent})"):
+            _write_checkpoint(src, tmp)
         st = src.stat()
         marker = {
             "gguf": str(src),

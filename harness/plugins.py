@@ -37,7 +37,8 @@ from harness.errors import HarnessError, did_you_mean
 from harness.registry import Registry
 
 GROUP = "harness"
-REGISTER_HOOKS = {"register_methods": "method", "register_benchmarks": "benchmark", "register_engines": "engine"}
+REGISTER_HOOKS = {"register_methods": "method", "register_benchmarks": "benchmark", "register_engines": "engine",
+                  "register_datasets": "dataset"}
 ALWAYS_LOAD = ("engines",)  # the built-in engines: `hf` must work whatever the allow/deny lists say
 
 

@@ -1,4 +1,4 @@
-"""What plugins register (method, benchmark and engine specs) and the registry that checks it.
+"""What plugins register (method, benchmark, engine and dataset specs) and the registry that checks it.
 
 Plugins call ``register(spec)`` from their hooks; the registry checks the type, refuses a name taken
 by another plugin (naming both), and remembers which plugin registered what.
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.data import DATA_KINDS
 from harness.errors import HarnessError, unknown_name
-from harness.params import NoParams
+from harness.params import NoParams, param
 
 if TYPE_CHECKING:
     from harness.context import EvalContext, EvalResult, RoundContext, WarmStartContext
@@ -71,6 +71,51 @@ class MethodSpec:
             raise TypeError(f"method '{self.name}': reference must be 'initial', 'round' or 'none'")
 
 
+METRIC_ROLES = ("goal", "diagnostic")
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """How the leaderboard reads one metric (or a family of them) of a benchmark.
+
+    - ``name``: the metric's name as the benchmark reports it (``expected_reward``), or an ``fnmatch``
+      pattern over the part before an lm-eval style filter (``exact_match`` covers
+      ``exact_match,strict-match``; ``*_stderr`` every standard error).
+    - ``lower_is_better``: the direction of "better" (``kl_ref``, ``loss``: True).
+    - ``role``: ``"goal"`` (ranked; counts in the average rank) or ``"diagnostic"`` (shown, not ranked:
+      ``kl_ref``, ``entropy``, format compliance).
+    - ``item``: where a per-item record holds this metric's value for that item, as a dotted path that may
+      use ``{metric}`` (the full name), ``{name}`` (before the comma) and ``{filter}`` (after it), e.g.
+      ``"correct.{filter}"``; None when the records carry no per-item value. The leaderboard pairs two
+      methods item by item (a paired bootstrap) through it.
+    """
+
+    name: str
+    lower_is_better: bool = False
+    role: str = "goal"
+    item: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise TypeError(f"metric name must be a non-empty string, got {self.name!r}")
+        if self.role not in METRIC_ROLES:
+            raise TypeError(f"metric '{self.name}': role must be one of {METRIC_ROLES}, got {self.role!r}")
+
+    def matches(self, metric: str) -> bool:
+        """Whether this declaration covers ``metric`` (exactly, or by pattern on its name before a comma)."""
+        import fnmatch
+
+        return metric == self.name or fnmatch.fnmatchcase(metric.split(",", 1)[0], self.name)
+
+
+def declared_metric(metrics: tuple[MetricSpec, ...], metric: str) -> MetricSpec | None:
+    """The first declaration of ``metrics`` that covers ``metric`` (an exact name before a pattern)."""
+    for m in metrics:
+        if m.name == metric:
+            return m
+    return next((m for m in metrics if m.matches(metric)), None)
+
+
 @dataclass(frozen=True)
 class BenchmarkSpec:
     """A benchmark: items to evaluate on and, optionally, training data and a reward.
@@ -81,6 +126,8 @@ class BenchmarkSpec:
       preferences -> list[Pair], prompts -> list[Prompt]).
     - ``reward(prompt, completion) -> float``: the benchmark's own reward (if ``"reward"`` in provides).
     - ``warm_start(ctx)``: optional preparation of the policy before training (cached by the host).
+    - ``metrics``: :class:`MetricSpec` declarations (direction, goal or diagnostic, per-item field) that
+      the leaderboard reads; a suite's ``[leaderboard]`` table overrides them.
     """
 
     name: str
@@ -93,9 +140,12 @@ class BenchmarkSpec:
     data: Callable[[str, Any], list[Any]] | None = None
     reward: Callable[..., float] | None = None
     warm_start: Callable[[WarmStartContext], None] | None = None
+    metrics: tuple[MetricSpec, ...] = ()
 
     def __post_init__(self) -> None:
         _check_common(self, "benchmark")
+        if not all(isinstance(m, MetricSpec) for m in self.metrics):
+            raise TypeError(f"benchmark '{self.name}': metrics must be a tuple of harness.registry.MetricSpec")
         bad = set(self.provides) - set(DATA_KINDS)
         if bad:
             raise TypeError(f"benchmark '{self.name}': unknown data kinds {sorted(bad)}; use {DATA_KINDS}")
@@ -124,6 +174,74 @@ class EngineSpec:
         _check_common(self, "engine")
 
 
+# Roles a dataset's column mapping may name (``columns = {"prompt": "question"}``).
+DATASET_ROLES = ("messages", "prompt", "completion", "chosen", "rejected", "system")
+
+
+@dataclass(frozen=True)
+class DatasetParams:
+    """What a suite's ``[data]`` table or ``--set data.k=v`` may change about a dataset, per cell."""
+
+    path: str = param("", "a local file (JSON/JSONL/Parquet/CSV) or directory to load instead of the hub copy")
+    split: str = param("", "the split to read (default: the dataset's own)")
+    limit: int | None = param(None, "use only the first N rows (default: the dataset's own limit, else all)")
+    columns: tuple[str, ...] = param((), "role=column pairs, e.g. prompt=question (roles: " + ", ".join(DATASET_ROLES) + ")")
+    chat: bool | None = param(None, "plain-text prompts as a user turn of the chat template (default: the dataset's)")
+    reward: str = param("", "reward for on-policy methods: rm:<hub id or path> | benchmark:<name> (default: none)")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Training data: demonstrations, preference pairs and/or prompts, from the hub or a local file.
+
+    - ``provides``: subset of ``demonstrations``, ``preferences``, ``prompts`` (``reward`` comes from a
+      suite's ``reward = ...``, see :mod:`harness.datasets`).
+    - Loading: ``hub`` (a Hugging Face dataset id) with ``config`` and ``split``, or ``path`` (a local
+      JSON/JSONL/Parquet/CSV file or a directory of them); ``--set data.path=...`` points any dataset at a
+      local copy.
+    - ``columns``: role -> column name (roles: ``messages``, ``prompt``, ``completion``, ``chosen``,
+      ``rejected``, ``system``); a role not mapped is read from the column of the same name.
+    - ``splits``: a split per kind when they differ (UltraChat: ``{"demonstrations": "train_sft",
+      "prompts": "train_gen"}``); ``split`` is the rest's.
+    - ``transform(row) -> row``: optional, rewrites a raw row into the standard shapes (hh-rlhf's
+      ``Human:``/``Assistant:`` transcripts into message lists).
+    - ``chat``: plain-text prompts go through the chat template as one user turn (True), or raw (False,
+      TRL's "standard" format). Message lists always go through the chat template.
+    - ``version``: bump it when the data or its conversion changes (it is part of a cell's identity).
+    - ``limit``: use only the first N rows by default (SPIN's UltraChat 50k).
+    - ``offline_hint``: what to download for a local copy (shown when the hub cannot be reached).
+    """
+
+    name: str
+    description: str
+    provides: frozenset[str]
+    hub: str = ""
+    config: str | None = None
+    split: str = "train"
+    path: str = ""
+    columns: Mapping[str, str] = field(default_factory=dict)
+    splits: Mapping[str, str] = field(default_factory=dict)
+    transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    chat: bool = False
+    version: str = "1"
+    limit: int | None = None
+    paper: str = ""
+    offline_hint: str = ""
+    params: type = DatasetParams
+
+    def __post_init__(self) -> None:
+        _check_common(self, "dataset")
+        bad = set(self.provides) - {"demonstrations", "preferences", "prompts"}
+        if bad or not self.provides:
+            raise TypeError(f"dataset '{self.name}': provides must be a non-empty subset of demonstrations, "
+                            f"preferences, prompts; got {sorted(self.provides)}")
+        if bool(self.hub) == bool(self.path):
+            raise TypeError(f"dataset '{self.name}': give exactly one of hub (a dataset id) or path (a local file)")
+        bad_roles = set(self.columns) - set(DATASET_ROLES)
+        if bad_roles:
+            raise TypeError(f"dataset '{self.name}': unknown column roles {sorted(bad_roles)}; use {DATASET_ROLES}")
+
+
 def _check_common(spec: Any, kind: str) -> None:
     if not isinstance(spec.name, str) or not spec.name or spec.name != spec.name.strip():
         raise TypeError(f"{kind} name must be a non-empty string, got {spec.name!r}")
@@ -131,7 +249,7 @@ def _check_common(spec: Any, kind: str) -> None:
         raise TypeError(f"{kind} '{spec.name}': params must be a frozen dataclass")
 
 
-KINDS = {"method": MethodSpec, "benchmark": BenchmarkSpec, "engine": EngineSpec}
+KINDS = {"method": MethodSpec, "benchmark": BenchmarkSpec, "engine": EngineSpec, "dataset": DatasetSpec}
 
 
 class Registry:
@@ -187,6 +305,9 @@ class Registry:
 
     def engine(self, name: str, where: str = "") -> EngineSpec:
         return self.get("engine", name, where)
+
+    def dataset(self, name: str, where: str = "") -> DatasetSpec:
+        return self.get("dataset", name, where)
 
     def names_by_plugin(self, plugin: str) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}

@@ -38,6 +38,7 @@ from harness.lm import LM
 from harness.models import LoadedModel, load_model
 from harness.params import apply_overrides, as_dict
 from harness.plugins import PluginHost
+from harness.progress import CountingEngine, Items, phase
 from harness.registry import BenchmarkSpec, MethodSpec
 from harness.train import TrainConfig, Trainer
 
@@ -58,6 +59,9 @@ class CellConfig:
     engine: str = "hf"
     dtype: str = "float32"
     device: str = "cpu"
+    # True: `benchmark` names the training data only (a dataset, hf:..., a local file, or a benchmark's
+    # training data) with `benchmark_params` its params, and the cell is evaluated on `eval_benchmarks` only.
+    train_data: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -93,6 +97,7 @@ class ResolvedCell:
             "engine": self.config.engine,
             "dtype": self.config.dtype,
             "device": self.config.device,
+            **({"train_data": True} if self.config.train_data else {}),
         }
 
     @property
@@ -105,29 +110,46 @@ class ResolvedCell:
 
 def resolve(config: CellConfig, host: PluginHost, *, where: str = "") -> ResolvedCell:
     """Look up the specs and apply every override strictly; raises one-line errors."""
+    from harness.checks import check_seed, check_train
+
     reg = host.registry
     pre = f"{where}: " if where else ""
     method = reg.method(config.method, where=where)
-    bench = reg.benchmark(config.benchmark, where=where)
+    if config.train_data:
+        from harness.datasets import training_source
+
+        bench, bparams = training_source(config.benchmark, config.benchmark_params, reg, where=where)
+        if not config.eval_benchmarks:
+            raise HarnessError(f"{pre}a cell trained on '{config.benchmark}' needs at least one eval benchmark "
+                               f"(eval = [...] or --eval NAME)")
+    else:
+        bench = reg.benchmark(config.benchmark, where=where)
+    what = "training data" if config.train_data else "benchmark"
     missing = set(method.needs) - set(bench.provides)
     if missing:
         raise HarnessError(
-            f"{pre}method '{method.name}' needs {', '.join(sorted(missing))}, which benchmark '{bench.name}' "
-            f"does not provide (it provides {', '.join(sorted(bench.provides)) or 'nothing'}); pick another benchmark"
+            f"{pre}method '{method.name}' needs {', '.join(sorted(missing))}, which {what} '{bench.name}' "
+            f"does not provide (it provides {', '.join(sorted(bench.provides)) or 'nothing'}); pick another {what}"
+            + ("; a reward comes from reward = \"rm:<model>\" or \"benchmark:<name>\"" if missing == {"reward"} else "")
         )
-    mparams = apply_overrides(method.params, config.method_params, where=f"{pre}method {method.name}",
-                              from_string=True)
-    bparams = apply_overrides(bench.params, config.benchmark_params, where=f"{pre}benchmark {bench.name}",
-                              from_string=True)
-    train = apply_overrides(TrainConfig, {**method.train_defaults, **config.train}, where=f"{pre}train",
-                            from_string=True)
-    evals = [(bench, bparams)]
+    from harness.defaults import method_defaults, train_defaults
+
+    mparams = apply_overrides(method.params, {**method_defaults(method.name, config.model), **config.method_params},
+                              where=f"{pre}method {method.name}", from_string=True)
+    if not config.train_data:
+        bparams = apply_overrides(bench.params, config.benchmark_params, where=f"{pre}benchmark {bench.name}",
+                                  from_string=True)
+    train = apply_overrides(TrainConfig, {**train_defaults(method.name, method.train_defaults, config.model),
+                                          **config.train}, where=f"{pre}train", from_string=True)
+    check_train(train, f"{pre}train")  # ranges: positive steps and batch, rounds >= 0, lr > 0
+    check_seed(config.seed, f"{pre}seed")
+    evals = [] if config.train_data else [(bench, bparams)]
     for name in config.eval_params:
         if name not in config.eval_benchmarks:
             raise HarnessError(f"{pre}eval_params for '{name}', which is not among the eval benchmarks "
                                f"({', '.join(config.eval_benchmarks) or 'none'}); add it to eval or drop its parameters")
     for name in config.eval_benchmarks:
-        if name != bench.name:
+        if name != bench.name or config.train_data:
             spec = reg.benchmark(name, where=where)
             evals.append((spec, apply_overrides(spec.params, config.eval_params.get(name, {}),
                                                 where=f"{pre}eval benchmark {name}", from_string=True)))
@@ -137,6 +159,11 @@ def resolve(config: CellConfig, host: PluginHost, *, where: str = "") -> Resolve
 
     code = plugin_code(host, participants(host, method.name, [b.name for b, _ in evals], config.engine))
     return ResolvedCell(config, method, bench, mparams, bparams, train, evals, code)
+
+
+def _loading(model: str) -> contextlib.AbstractContextManager[None]:
+    """A progress phase for loading a real model (tiny: ones load in milliseconds)."""
+    return contextlib.nullcontext() if model.startswith("tiny:") else phase(f"loading {model}")
 
 
 def seed_everything(seed: int) -> None:
@@ -235,10 +262,15 @@ def evaluate(cell: ResolvedCell, lm: LM, engine: Any, reference: LM | None,
     metrics: dict[str, float] = {}
     records: list[dict[str, Any]] = []
     for spec, params in cell.evals:
-        res = spec.evaluate(
-            EvalContext(engine=engine, lm=lm, encoder=lm.encoder, params=params, seed=cell.config.seed,
-                        limit=getattr(params, "limit", None), reference=reference, progress=log)
-        )
+        items = Items(f"eval {spec.name}")
+        try:
+            res = spec.evaluate(
+                EvalContext(engine=CountingEngine(engine, items), lm=lm, encoder=lm.encoder, params=params,
+                            seed=cell.config.seed, limit=getattr(params, "limit", None), reference=reference,
+                            progress=log, report=items)
+            )
+        finally:
+            items.close()
         for k, v in res.metrics.items():
             metrics[f"{spec.name}/{k}"] = float(v)
         records += [{"benchmark": spec.name, **r} for r in res.records]
@@ -275,8 +307,10 @@ def provenance(device: str) -> dict[str, Any]:
             versions[dist] = md.version(dist)
         except md.PackageNotFoundError:
             versions[dist] = None
+    from harness.threads import describe as describe_threads
+
     return {"versions": versions, "git_commit": _CODE_COMMIT, "git_dirty": _CODE_DIRTY, "device": device,
-            "python": platform.python_version(), "host": platform.node()}
+            "python": platform.python_version(), "host": platform.node(), "threads": describe_threads()}
 
 
 def _apply_lora(model: Any, cfg: TrainConfig) -> Any:
@@ -321,10 +355,17 @@ def run_cell(
     device = cfg.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    loaded = load_model(cfg.model, seed=cfg.seed, dtype=cfg.dtype, device=device)
+    with _loading(cfg.model):
+        loaded = load_model(cfg.model, seed=cfg.seed, dtype=cfg.dtype, device=device)
     engine_spec = host.registry.engine(cfg.engine)
     if not engine_spec.available():
         raise HarnessError(f"engine '{cfg.engine}' is not available here: {engine_spec.install_hint}")
+    from harness.defaults import update_warning
+
+    if cell.train.rounds * cell.train.steps > 0 and (
+        warning := update_warning(cfg.model, sum(p.numel() for p in loaded.model.parameters()), cell.train.lr,
+                                  lora=cell.train.lora)):
+        log(f"warning: {warning}")
 
     shared: list[Any] = []  # an engine with its own weights (vLLM): ONE per cell, synced to whoever uses it
 
@@ -456,7 +497,8 @@ def evaluate_model(
     ``limit`` caps every benchmark's items; per-item records are appended to ``records`` if given.
     """
     seed_everything(seed)
-    loaded = load_model(model, seed=seed, dtype=dtype, device=device)
+    with _loading(model):
+        loaded = load_model(model, seed=seed, dtype=dtype, device=device)
     spec = host.registry.engine(engine)
     if not spec.available():
         raise HarnessError(f"engine '{engine}' is not available here: {spec.install_hint}")
@@ -466,9 +508,14 @@ def evaluate_model(
         bench = host.registry.benchmark(name, where="--benchmark")
         params = apply_overrides(bench.params, overrides if i == 0 else {}, where=f"benchmark {name}",
                                  from_string=True)
-        res = bench.evaluate(EvalContext(engine=lm.engine, lm=lm, encoder=lm.encoder, params=params, seed=seed,
-                                         limit=limit if limit is not None else getattr(params, "limit", None),
-                                         progress=log))
+        items = Items(f"eval {name}")
+        try:
+            res = bench.evaluate(EvalContext(engine=CountingEngine(lm.engine, items), lm=lm, encoder=lm.encoder,
+                                             params=params, seed=seed,
+                                             limit=limit if limit is not None else getattr(params, "limit", None),
+                                             progress=log, report=items))
+        finally:
+            items.close()
         metrics.update({f"{name}/{k}": float(v) for k, v in res.metrics.items()})
         if records is not None:
             records.extend({"benchmark": name, **r} for r in res.records)

@@ -1,154 +1,69 @@
 """Run untrusted, model-written Python programs (e.g. HumanEval completions + tests) in a sandbox.
 
-The harness never ``exec``s model code in its own process. Every program runs like this::
+The harness never ``exec``s model code in its own process. Each program runs in a fresh world of
+its own, built by bubblewrap (``bwrap``, what Flatpak uses; see :mod:`harness.sandbox_bwrap`):
 
-    harness (host) --Popen, new session--> launcher (python -I sandbox.py, single-threaded)
-        --fork--> [init, pid 1 of a new pid namespace --fork-->] program (as nobody, exec python -I main.py)
+- its own mount namespace, where only ``/usr`` (and the interpreter's prefix) is visible, read-only,
+  with every ``site-packages`` hidden (standard library only), and fresh size-bounded tmpfs on
+  ``/tmp``, ``/var/tmp``, ``/dev/shm``, ``/run`` and its working folder ``/work``; no project tree,
+  no virtualenv, no data files, no ``/root``, no other program's files;
+- its own pid namespace (and ``/proc``), network namespace (a private loopback), ipc and uts
+  namespaces, and a user namespace in which it is not root and cannot make another;
+- its own uid, different for every program running at the same time (as root: ``UID_BASE + slot``,
+  see :mod:`harness.sandbox_slots`), so no program can read, write or signal another;
+- a memory and process bound for the whole program (every process it starts) from a cgroup per
+  slot (v2, else v1; without cgroups only per process, by ``RLIMIT_AS``), plus rlimits (CPU, file
+  size, open files, core dumps);
+- stdout/stderr in memfds (the first ``max_output`` bytes kept); stdin ``/dev/null``;
+- a wall-clock timeout after which every process of the program is killed.
 
-Design choices, and why:
+The host never touches a path the program could have created: everything it wrote lives on tmpfs
+that vanishes with its mount namespace. Every result carries ``isolation``, a record of what ran:
+``mechanism`` (``"bubblewrap"``, or ``"launcher"`` for the weaker fallback), ``uid``,
+``memory_bound`` (``"cgroup-v2"``, ``"cgroup-v1"`` or ``"rlimit-as-per-process"``), the namespaces,
+``python`` and ``limits``.
 
-- **One fresh process per program.** The host writes the source to ``main.py`` in a fresh temporary
-  directory and starts a *launcher* (this very file run as a script, stdlib only) with
-  ``start_new_session=True``, stdin from ``/dev/null`` and stdout/stderr redirected to files. Files
-  (not pipes) mean no reader threads and no deadlock however much the program prints; the files are
-  bounded by ``RLIMIT_FSIZE`` and only the first ``max_output`` bytes are read back.
-- **No ``preexec_fn``.** ``run_many`` starts programs from a thread pool, and ``preexec_fn`` is not
-  safe with threads. All the work between fork and exec (namespaces, rlimits, privilege drop) is
-  done by the launcher, a single-threaded process of its own.
-- **Namespaces, with fallbacks that are recorded, never fatal.** As root, the launcher unshares
-  net, pid, ipc and uts namespaces; as an ordinary user it tries a user namespace (mapping the user
-  to itself, so the program is *not* root inside) together with the others. ``unshare(CLONE_NEWPID)``
-  only applies to children, which is why the launcher forks a small init (pid 1 of the new pid
-  namespace, still the launcher's code) which forks again to exec the program as pid 2. The program
-  is not made pid 1 because the kernel drops signals that a namespace's init gets from inside it
-  without a handler (its own ``abort()``, RLIMIT_CPU's SIGXCPU). The program cannot see or signal
-  anything outside, and when the init exits (after the program, or when the launcher kills it on a
-  timeout) the kernel kills every process left in the namespace. A new network namespace has only a loopback device that is down, so no
-  connection can be made, not even to 127.0.0.1. Where no network namespace can be made the program
-  is started through a small guard that replaces ``socket.socket`` (and friends) with classes that
-  raise; that is best effort only (ctypes or a subprocess could get round it), and
-  ``isolation["network"]`` says which of ``"netns"`` or ``"guard"`` was used.
-- **Never root.** RLIMIT_NPROC does not bind root, and root can read, write and signal everything;
-  so when the harness runs as root the child drops to the ``nobody`` user (``setgroups([])``,
-  ``setresgid``, ``setresuid``) after setting its rlimits and before exec, then checks that it is no
-  longer uid/gid 0 and cannot become root again. If any of that fails the program is not run and the
-  result is ``status="error"`` with a reason starting ``refusing to run model code as root``. The
-  working directory is ``chown``-ed to the sandbox user with mode 0o700; its parent (root's) is 0o711
-  and holds the root-only capture files. Because ``nobody`` may not be able to reach the harness's
-  own interpreter (e.g. a venv under ``/root``), the program runs under the first Python the sandbox
-  user can actually start (``sys.executable``, then ``python3`` on the system path), found by a
-  cached probe; ``isolation["python"]`` records which.
-- **Resource limits** (set in the child before exec): RLIMIT_CPU, RLIMIT_AS (memory), RLIMIT_FSIZE,
-  RLIMIT_NPROC, RLIMIT_NOFILE and RLIMIT_CORE=0. Python ignores SIGXFSZ, so an oversized write fails
-  with ``OSError: [Errno 27] File too large``; an oversized allocation raises ``MemoryError``.
-- **Timeouts kill everything.** The launcher enforces the wall-clock timeout itself: it SIGKILLs the
-  program (in a pid namespace: its init, which takes the whole namespace down) and the program's
-  process group (while the program is still unreaped, so the group id cannot have been reused), reaps it, then, being a child subreaper, kills and reaps any orphaned
-  descendants. Reaping matters: the container's pid 1 may never reap orphans. The program also has
-  ``PR_SET_PDEATHSIG=SIGKILL``, so if the launcher dies the program dies with it, and the host keeps
-  a backup deadline after which it SIGKILLs the launcher's whole process group.
-
-Known limits: RLIMIT_NPROC counts all processes of the sandbox uid, so programs running at the same
-time share one budget (a fork bomb in one can make another's start fail with an ``error`` result).
-There is no mount namespace: the program sees the host filesystem (read-only where permissions say
-so) and may write to world-writable places such as ``/tmp``; ``/proc`` still lists host processes.
-Run the harness in a container or VM for stronger isolation.
+Without bubblewrap the sandbox refuses to run anything (``status="error"``) unless weaker isolation
+was allowed explicitly (``HARNESS_SANDBOX_ALLOW_WEAK=1`` or :func:`allow_weak_isolation`); then the
+old hand-written launcher (:mod:`harness.sandbox_launcher`: privilege drop, pid/net namespaces,
+rlimits, but the host filesystem in view) runs it, and the record says so.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
 import math
 import os
-import pwd
-import resource
-import select
-import shutil
-import signal
-import stat
-import subprocess
-import sys
-import tempfile
-import threading
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
+
+from harness import sandbox_bwrap as bw
+from harness.sandbox_pool import WorldPool
 
 __all__ = [
     "SANDBOX_USER",
     "SandboxError",
     "SandboxLimits",
     "SandboxResult",
+    "allow_weak_isolation",
     "check_isolation",
+    "mechanism",
     "run_many",
     "run_program",
 ]
 
 SANDBOX_USER = "nobody"
-"""The unprivileged user model code runs as when the harness runs as root."""
-_NOBODY_FALLBACK_ID = 65534
+"""The unprivileged user the weak fallback launcher runs model code as when the harness is root."""
+WEAK_ENV = "HARNESS_SANDBOX_ALLOW_WEAK"
+_USE_NAMESPACES = True  # the weak launcher's namespaces (tests turn them off)
 
 Status = Literal["passed", "failed", "timeout", "error"]
-
-_CLONE_NEWUTS = 0x04000000
-_CLONE_NEWIPC = 0x08000000
-_CLONE_NEWUSER = 0x10000000
-_CLONE_NEWPID = 0x20000000
-_CLONE_NEWNET = 0x40000000
-_PR_SET_PDEATHSIG = 1
-_PR_SET_CHILD_SUBREAPER = 36
-
-_USE_NAMESPACES = True  # tests set False to exercise the fallbacks (no namespaces: guard, no pid ns)
-_SETUP_FAILED = 125  # the child's exit code when it never reached exec
-_HOST_GRACE_S = 10.0  # extra time the host allows the launcher beyond the program's own timeout
-_REAP_GRACE_S = 2.0
-_SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
-
-# Started instead of ``main.py`` directly when no network namespace could be made.
-_NETWORK_GUARD = """\
-import socket as _socket_mod, _socket, sys as _sys, runpy as _runpy
-
-def _deny(*_a, **_k):
-    raise PermissionError(1, "network access is disabled in the sandbox")
-
-class _BlockedSocket(_socket_mod.socket):
-    def __init__(self, *_a, **_k):
-        _deny()
-
-class _BlockedRawSocket(_socket.socket):
-    def __new__(cls, *_a, **_k):
-        _deny()
-
-_socket_mod.socket = _socket_mod.SocketType = _BlockedSocket
-_socket.socket = _socket.SocketType = _BlockedRawSocket
-for _name in ("socketpair", "fromfd", "create_connection", "create_server", "getaddrinfo"):
-    for _mod in (_socket_mod, _socket):
-        if hasattr(_mod, _name):
-            setattr(_mod, _name, _deny)
-_sys.argv = _sys.argv[1:]
-_runpy.run_path(_sys.argv[0], run_name="__main__")
-"""
-
-# Run by check_isolation() in the sandbox: reports who and where the program is.
-_PROBE = """\
-import json, os, socket
-info = {"uid": os.getuid(), "euid": os.geteuid(), "gid": os.getgid(), "egid": os.getegid(),
-        "groups": os.getgroups(), "pid": os.getpid(), "ppid": os.getppid()}
-try:
-    os.setuid(0)
-    info["regained_root"] = True
-except OSError:
-    info["regained_root"] = False
-try:
-    socket.create_connection(("127.0.0.1", 9), timeout=1).close()
-    info["network_reachable"] = True
-except OSError as exc:
-    info["network_reachable"] = "refused" in str(exc).lower()
-print(json.dumps(info))
-"""
+_MIB = 1024 * 1024
+_KILL_GRACE_S = 5.0
+_SETUP_EXIT = {121: "could not enter the program's cgroup", 122: "could not set the program's rlimits"}
 
 
 class SandboxError(RuntimeError):
@@ -178,13 +93,12 @@ class SandboxLimits:
             raise ValueError(f"max_output must be >= 0, got {self.max_output!r}")
 
     def rlimits(self) -> dict[str, tuple[int, int]]:
-        """The (soft, hard) resource limits the child sets before exec."""
+        """The (soft, hard) resource limits every process of the program starts with."""
         cpu = math.ceil(self.cpu_s) if self.cpu_s is not None else math.ceil(self.timeout_s) + 1
-        mib = 1024 * 1024
         return {
             "RLIMIT_CPU": (cpu, cpu + 1),
-            "RLIMIT_AS": (self.memory_mb * mib, self.memory_mb * mib),
-            "RLIMIT_FSIZE": (self.max_file_mb * mib, self.max_file_mb * mib),
+            "RLIMIT_AS": (self.memory_mb * _MIB, self.memory_mb * _MIB),
+            "RLIMIT_FSIZE": (self.max_file_mb * _MIB, self.max_file_mb * _MIB),
             "RLIMIT_NPROC": (self.max_procs, self.max_procs),
             "RLIMIT_NOFILE": (256, 256),
             "RLIMIT_CORE": (0, 0),
@@ -195,15 +109,13 @@ class SandboxLimits:
 class SandboxResult:
     """The outcome of one sandboxed program.
 
-    ``status`` is ``"passed"`` (exit code 0), ``"failed"`` (non-zero exit or killed by a signal),
-    ``"timeout"`` (wall-clock or CPU limit) or ``"error"`` (the sandbox could not run it safely;
-    the program did not run). ``reason`` is empty when passed, otherwise one line (for a Python
-    exception, its last traceback line, e.g. ``AssertionError: ...``). ``returncode`` is negative
-    for a signal, as in :mod:`subprocess`. ``isolation`` records what was in force: ``user``,
-    ``uid``, ``gid``, ``privilege_drop`` (``"setuid"``/``"userns"``/``"none"``), ``netns``,
-    ``pidns``, ``ipcns``, ``utsns``, ``userns``, ``network`` (``"netns"``/``"guard"``), ``python``,
-    ``limits`` and ``notes`` (why a namespace could not be made). ``pgid`` is the program's process
-    group (its host pid); nothing is left in it when the result is returned.
+    ``status`` is ``"passed"`` (exit code 0), ``"failed"`` (non-zero exit, killed by a signal, or
+    over its memory bound), ``"timeout"`` (wall-clock or CPU limit) or ``"error"`` (the sandbox could
+    not run it, or could not confirm that all its processes were gone). ``reason`` is empty when
+    passed, otherwise one line (for a Python exception, its last traceback line). ``returncode`` is
+    negative for a signal, as in :mod:`subprocess`. ``isolation`` records what was in force (see
+    the module docstring). ``pgid``: the process group of the launcher (bubblewrap: the host-side
+    ``sh``/``bwrap`` process); nothing is left in it when the result is returned.
     """
 
     status: Status
@@ -220,6 +132,25 @@ class SandboxResult:
         return self.status == "passed"
 
 
+def allow_weak_isolation(allow: bool = True) -> None:
+    """Let programs run under the weaker launcher when bubblewrap is missing (default: refuse)."""
+    if allow:
+        os.environ[WEAK_ENV] = "1"
+    else:
+        os.environ.pop(WEAK_ENV, None)
+
+
+def _weak_allowed() -> bool:
+    return os.environ.get(WEAK_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def mechanism() -> str:
+    """What would run a program now: ``"bubblewrap"``, ``"launcher"`` (weak, opted in) or ``"refuse"``."""
+    if os.environ.get("HARNESS_SANDBOX_NO_BWRAP") is None and bw.bwrap_path():
+        return "bubblewrap"
+    return "launcher" if _weak_allowed() else "refuse"
+
+
 def run_program(
     source: str,
     *,
@@ -234,14 +165,14 @@ def run_program(
     """Run ``source`` as ``main.py`` in a fresh sandboxed Python process and report the outcome.
 
     ``timeout_s`` is wall-clock (the program and everything it started are killed); ``cpu_s`` is
-    CPU time (default: the timeout rounded up plus one second); ``memory_mb`` is the address-space
-    limit; ``max_output`` caps the bytes kept of stdout and of stderr; ``max_file_mb`` caps any file
-    written (stdout/stderr included); ``max_procs`` is RLIMIT_NPROC. ``python`` overrides the
-    interpreter the program runs under. Never raises for anything the program does; invalid limits
-    raise ``ValueError``.
+    CPU time per process (default: the timeout rounded up plus one second); ``memory_mb`` bounds the
+    whole program (with a cgroup; and each process's address space); ``max_output`` caps the bytes
+    kept of stdout and of stderr; ``max_file_mb`` caps any file written and each tmpfs;
+    ``max_procs`` caps the program's processes. ``python`` overrides the interpreter. Never raises
+    for anything the program does; invalid limits raise ``ValueError``.
     """
     limits = SandboxLimits(timeout_s, memory_mb, cpu_s, max_output, max_file_mb, max_procs)
-    return _run(source, limits, python)
+    return _run_guarded(source, limits, python)
 
 
 def run_many(
@@ -256,30 +187,90 @@ def run_many(
     python: str | None = None,
     jobs: int | None = None,
 ) -> list[SandboxResult]:
-    """Run many programs in parallel (``jobs`` at a time, default ``os.cpu_count()``), results in order."""
-    from concurrent.futures import ThreadPoolExecutor
+    """Run many programs, ``jobs`` at a time (default ``os.cpu_count()``); one result per program, in order.
 
+    Each program gets its own world and uid (see the module docstring); no program's failure, or
+    the sandbox's, costs another program its verdict.
+    """
     limits = SandboxLimits(timeout_s, memory_mb, cpu_s, max_output, max_file_mb, max_procs)
     items = list(sources)
     if not items:
         return []
     workers = max(1, min(jobs or os.cpu_count() or 1, len(items)))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sandbox") as pool:
-        return list(pool.map(lambda src: _run(src, limits, python), items))
+    if mechanism() != "bubblewrap":
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sandbox") as pool:
+            return list(pool.map(lambda src: _run_guarded(src, limits, python), items))
+    with WorldPool(limits, python, len(items), ahead=workers + max(2, workers)) as worlds, \
+            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sandbox") as pool:
+        results = list(pool.map(lambda src: _run_in_pool(worlds, src), items))
+    return results  # read after the pool's exit: a world that could not be cleaned up made its result an error
+
+
+def _run_in_pool(worlds: WorldPool, source: str) -> SandboxResult:
+    start = time.monotonic()
+    try:
+        return worlds.run(source)
+    except Exception as exc:  # noqa: BLE001 - never let one program take the batch down
+        return _error(f"sandbox failure: {type(exc).__name__}: {exc}", start)
+
+
+def _error(reason: str, start: float, isolation: dict[str, Any] | None = None) -> SandboxResult:
+    return SandboxResult("error", None, "", "", reason, time.monotonic() - start, isolation or {})
+
+
+def _run_guarded(source: str, limits: SandboxLimits, python: str | None) -> SandboxResult:
+    """Run one program; whatever goes wrong becomes ``status="error"`` for this program only."""
+    start = time.monotonic()
+    try:
+        how = mechanism()
+        if how == "bubblewrap":
+            with WorldPool(limits, python, 1, ahead=1) as worlds:
+                res = worlds.run(source)
+            return res
+        if how == "launcher":
+            from harness import sandbox_launcher
+
+            return sandbox_launcher.run(source, limits, python, _USE_NAMESPACES)
+        return _error(
+            "refusing to run untrusted code: bubblewrap (bwrap) is not installed "
+            "(apt-get install bubblewrap, or `make install` as root); "
+            f"set {WEAK_ENV}=1 to accept the weaker fallback launcher",
+            start, {"mechanism": "refuse", "limits": asdict(limits)},
+        )
+    except Exception as exc:  # noqa: BLE001 - never let one program take the batch down
+        return _error(f"sandbox failure: {type(exc).__name__}: {exc}", start)
+
+
+_PROBE = """\
+import json, os, socket
+info = {"uid": os.getuid(), "euid": os.geteuid(), "gid": os.getgid(), "egid": os.getegid(),
+        "groups": os.getgroups(), "pid": os.getpid(), "ppid": os.getppid()}
+try:
+    os.setuid(0)
+    info["regained_root"] = True
+except OSError:
+    info["regained_root"] = False
+try:
+    socket.create_connection(("1.1.1.1", 53), timeout=1).close()
+    info["network_reachable"] = True
+except OSError:
+    info["network_reachable"] = False
+print(json.dumps(info))
+"""
 
 
 def check_isolation() -> dict[str, Any]:
     """Run a harmless probe in the sandbox and report what isolation actually holds on this machine.
 
-    Keys: ``root`` (the harness runs as root), ``privilege_drop_works`` (as root: the child really
-    became another, unprivileged user and could not get root back), ``unprivileged`` (the program
-    runs as a non-root user that cannot regain root, dropped or not), ``separate_uid`` (it runs as
-    a different uid from the harness), the namespace flags from :class:`SandboxResult.isolation`,
+    Keys: ``root`` (the harness runs as root), ``mechanism``, ``privilege_drop_works`` (as root: the
+    program really ran as another, unprivileged uid that could not get root back),
+    ``unprivileged``, ``separate_uid``, the fields of :attr:`SandboxResult.isolation`,
     ``network_blocked``, ``probe`` (the probe's own report) and ``reason`` (why something is off).
     """
     root = os.geteuid() == 0 or os.getuid() == 0
     res = run_program(_PROBE, timeout_s=30.0, max_procs=1024)
     info: dict[str, Any] = dict(res.isolation)
+    info.setdefault("mechanism", mechanism())
     info.update(root=root, privilege_drop_works=False, unprivileged=False, separate_uid=False)
     info.update(network_blocked=False, probe=None, reason="")
     if res.status != "passed":
@@ -291,11 +282,13 @@ def check_isolation() -> dict[str, Any]:
         info["reason"] = f"probe printed no report: {res.stdout[:200]!r}"
         return info
     info["probe"] = probe
+    host_uid = res.isolation.get("uid", probe["uid"])
     unprivileged = (
-        probe["uid"] != 0 and probe["euid"] != 0 and not probe["regained_root"] and 0 not in probe["groups"]
+        host_uid != 0 and probe["uid"] != 0 and probe["euid"] != 0 and not probe["regained_root"]
+        and 0 not in probe["groups"]
     )
     info["unprivileged"] = unprivileged
-    info["separate_uid"] = probe["uid"] != os.getuid()
+    info["separate_uid"] = host_uid != os.getuid()
     info["privilege_drop_works"] = root and unprivileged and probe["gid"] != 0 and probe["egid"] != 0
     info["network_blocked"] = not probe["network_reachable"]
     if not unprivileged:
@@ -303,533 +296,3 @@ def check_isolation() -> dict[str, Any]:
     elif root and not info["privilege_drop_works"]:
         info["reason"] = f"the program kept group root: {probe}"
     return info
-
-
-# ----------------------------------------------------------------------------------------------
-# Host side
-
-
-def _sandbox_ids() -> tuple[int, int, bool]:
-    """(uid, gid, drop): who the program runs as, and whether the launcher must drop root for it."""
-    if os.geteuid() != 0 and os.getuid() != 0:
-        return os.getuid(), os.getgid(), False
-    try:
-        entry = pwd.getpwnam(SANDBOX_USER)
-        uid, gid = entry.pw_uid, entry.pw_gid
-    except KeyError:
-        uid = gid = _NOBODY_FALLBACK_ID
-    if uid == 0 or gid == 0:
-        raise SandboxError(f"refusing to run model code as root: user {SANDBOX_USER!r} has uid/gid 0")
-    return uid, gid, True
-
-
-_python_cache: dict[tuple[str | None, int, int, bool], str] = {}
-_python_lock = threading.Lock()
-
-
-def _program_python(python: str | None, uid: int, gid: int, drop: bool) -> str:
-    """The first interpreter the sandbox user can start (probed once per user, then cached)."""
-    key = (python, uid, gid, drop)
-    with _python_lock:
-        if key in _python_cache:
-            return _python_cache[key]
-        if python is not None:
-            candidates = [python]
-        else:
-            candidates = [sys.executable, os.path.realpath(sys.executable)]
-            candidates += [getattr(sys, "_base_executable", "") or ""]
-            candidates += [shutil.which("python3", path=_SAFE_PATH) or "", "/usr/bin/python3"]
-        tried = []
-        for cand in dict.fromkeys(c for c in candidates if c):
-            tried.append(cand)
-            if not drop:
-                if os.access(cand, os.X_OK):
-                    _python_cache[key] = cand
-                    return cand
-                continue
-            try:
-                proc = subprocess.run(
-                    [cand, "-I", "-c", "pass"],
-                    user=uid,
-                    group=gid,
-                    extra_groups=[],
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    cwd="/",
-                    env={"PATH": _SAFE_PATH},
-                    timeout=30,
-                    check=False,
-                )
-            except (OSError, subprocess.SubprocessError):
-                continue
-            if proc.returncode == 0:
-                _python_cache[key] = cand
-                return cand
-        raise SandboxError(f"no Python interpreter that uid {uid} can run (tried {', '.join(tried)})")
-
-
-def _traversable_by_others(path: str) -> bool:
-    path = os.path.realpath(path)
-    while True:
-        try:
-            if not os.stat(path).st_mode & stat.S_IXOTH:
-                return False
-        except OSError:
-            return False
-        parent = os.path.dirname(path)
-        if parent == path:
-            return True
-        path = parent
-
-
-def _make_base(drop: bool) -> str:
-    root = tempfile.gettempdir()
-    if drop and not _traversable_by_others(root):
-        root = "/tmp"
-    return tempfile.mkdtemp(prefix="harness-sandbox-", dir=root)
-
-
-def _rmtree(path: str) -> None:
-    def _retry(func: Any, p: str, _exc: Any) -> None:
-        with contextlib.suppress(OSError):
-            os.chmod(os.path.dirname(p), 0o700)
-            os.chmod(p, 0o700)
-        with contextlib.suppress(OSError):
-            func(p)
-
-    shutil.rmtree(path, onerror=_retry)
-    if os.path.exists(path):
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def _read_capped(path: str, limit: int) -> tuple[str, int]:
-    try:
-        with open(path, "rb") as f:
-            head = f.read(limit)
-            size = os.fstat(f.fileno()).st_size
-    except OSError:
-        return "", 0
-    text = head.decode("utf-8", errors="replace")
-    if size > limit:
-        text += f"\n... [output truncated: {size} bytes, first {limit} kept]\n"
-    return text, size
-
-
-def _last_line(path: str) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(max(0, os.fstat(f.fileno()).st_size - 4096))
-            tail = f.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-    lines = [line.strip() for line in tail.splitlines() if line.strip()]
-    return lines[-1][:300] if lines else ""
-
-
-def _wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> bool:
-    """Wait until ``proc`` exits, without reaping it; False on timeout."""
-    try:
-        fd = os.pidfd_open(proc.pid)
-    except (AttributeError, OSError):
-        try:
-            proc.wait(timeout)
-            return True
-        except subprocess.TimeoutExpired:
-            return False
-    try:
-        ready, _, _ = select.select([fd], [], [], timeout)
-        return bool(ready)
-    finally:
-        os.close(fd)
-
-
-def _error(reason: str, start: float, isolation: dict[str, Any] | None = None) -> SandboxResult:
-    return SandboxResult("error", None, "", "", reason, time.monotonic() - start, isolation or {})
-
-
-def _run(source: str, limits: SandboxLimits, python: str | None) -> SandboxResult:
-    start = time.monotonic()
-    isolation: dict[str, Any] = {"limits": asdict(limits)}
-    try:
-        uid, gid, drop = _sandbox_ids()
-        exe = _program_python(python, uid, gid, drop)
-    except SandboxError as exc:
-        return _error(str(exc), start, isolation)
-    isolation.update(
-        user=SANDBOX_USER if drop else pwd.getpwuid(uid).pw_name if _has_pw(uid) else str(uid),
-        uid=uid,
-        gid=gid,
-        python=exe,
-    )
-    try:
-        base = _make_base(drop)
-    except OSError as exc:
-        return _error(f"could not create the sandbox directory: {exc}", start, isolation)
-    try:
-        os.chmod(base, 0o711)
-        work = os.path.join(base, "work")
-        os.mkdir(work, 0o700)
-        main = os.path.join(work, "main.py")
-        with open(main, "w", encoding="utf-8") as f:
-            f.write(source)
-        if drop:
-            os.chown(main, uid, gid)
-            os.chown(work, uid, gid)
-        out_path, err_path = os.path.join(base, "stdout"), os.path.join(base, "stderr")
-        state_path = os.path.join(base, "state.json")
-        cfg = {
-            "uid": uid,
-            "gid": gid,
-            "drop": drop,
-            "namespaces": _USE_NAMESPACES,
-            "workdir": work,
-            "state": state_path,
-            "timeout_s": limits.timeout_s,
-            "rlimits": limits.rlimits(),
-            "python": exe,
-            "guard": _NETWORK_GUARD,
-            "env": {"PATH": _SAFE_PATH, "HOME": work, "TMPDIR": work, "LANG": "C.UTF-8"},
-        }
-        out_fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        err_fd = os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            proc = subprocess.Popen(
-                [sys.executable, "-I", os.path.abspath(__file__), json.dumps(cfg)],
-                stdin=subprocess.DEVNULL,
-                stdout=out_fd,
-                stderr=err_fd,
-                cwd=base,
-                env={"PATH": _SAFE_PATH, "LANG": "C.UTF-8"},
-                start_new_session=True,
-                close_fds=True,
-            )
-        except OSError as exc:
-            return _error(f"could not start the sandbox launcher: {exc}", start, isolation)
-        finally:
-            os.close(out_fd)
-            os.close(err_fd)
-        launcher_ok = _wait_exit(proc, limits.timeout_s + _HOST_GRACE_S)
-        with contextlib.suppress(OSError):
-            os.killpg(proc.pid, signal.SIGKILL)  # the launcher is unreaped, so its group id is ours
-        proc.wait()
-        duration = time.monotonic() - start
-        state: dict[str, Any] | None = None
-        with contextlib.suppress(OSError, ValueError), open(state_path, encoding="utf-8") as f:
-            state = json.load(f)
-        stdout, _ = _read_capped(out_path, limits.max_output)
-        stderr, _ = _read_capped(err_path, limits.max_output)
-        if state is not None:
-            isolation.update(state.get("isolation") or {})
-        pgid = state.get("pgid") if state else None
-
-        def result(status: Status, returncode: int | None, reason: str) -> SandboxResult:
-            return SandboxResult(status, returncode, stdout, stderr, reason, duration, isolation, pgid)
-
-        if state is None:
-            if not launcher_ok:
-                return result("timeout", None, f"sandbox launcher overran {limits.timeout_s:g}s; killed")
-            why = _last_line(err_path)
-            return result(
-                "error", None, f"sandbox launcher exited with {proc.returncode} and no report: {why}"
-            )
-        if state.get("setup_error"):
-            return result("error", None, f"sandbox setup failed: {state['setup_error']}")
-        rc = state.get("returncode")
-        if state.get("timed_out"):
-            return result("timeout", rc, f"wall-clock timeout after {limits.timeout_s:g}s; killed")
-        if rc == 0:
-            return result("passed", 0, "")
-        if rc is None:
-            return result("error", None, "sandbox launcher reported no exit status")
-        if rc < 0:
-            sig = -rc
-            if sig == signal.SIGXCPU:
-                return result("timeout", rc, "CPU time limit exceeded (SIGXCPU)")
-            return result("failed", rc, f"killed by signal {_signame(sig)}")
-        line = _last_line(err_path)
-        return result("failed", rc, f"exit code {rc}: {line}" if line else f"exit code {rc}")
-    except OSError as exc:
-        return _error(f"sandbox setup failed on the host: {exc}", start, isolation)
-    finally:
-        _rmtree(base)
-
-
-def _has_pw(uid: int) -> bool:
-    try:
-        pwd.getpwuid(uid)
-    except KeyError:
-        return False
-    return True
-
-
-def _signame(sig: int) -> str:
-    try:
-        return signal.Signals(sig).name
-    except ValueError:
-        return str(sig)
-
-
-# ----------------------------------------------------------------------------------------------
-# Launcher side: this file run as ``python -I sandbox.py CONFIG_JSON`` (stdlib only, single thread)
-
-
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
-
-
-def _unshare(flags: int) -> None:
-    if hasattr(os, "unshare"):  # Python >= 3.12
-        os.unshare(flags)
-        return
-    if _libc().unshare(ctypes.c_int(flags)) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-
-
-def _prctl(option: int, arg: int) -> None:
-    libc = _libc()
-    libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-    if libc.prctl(option, arg, 0, 0, 0) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-
-
-def _enter_namespaces(drop: bool, allowed: bool = True) -> dict[str, Any]:
-    """Unshare what the kernel allows; record what was made and why the rest was not."""
-    iso: dict[str, Any] = {"netns": False, "pidns": False, "ipcns": False, "utsns": False, "userns": False}
-    notes: list[str] = []
-    if not allowed:
-        notes.append("namespaces disabled")
-        iso["privilege_drop"] = "setuid" if drop else "none"
-    elif drop:  # root: each namespace on its own, so one refusal does not cost the others
-        for name, flag in (
-            ("netns", _CLONE_NEWNET),
-            ("pidns", _CLONE_NEWPID),
-            ("ipcns", _CLONE_NEWIPC),
-            ("utsns", _CLONE_NEWUTS),
-        ):
-            try:
-                _unshare(flag)
-                iso[name] = True
-            except OSError as exc:
-                notes.append(f"{name}: {exc.strerror}")
-        iso["privilege_drop"] = "setuid"
-    else:  # unprivileged: namespaces only inside a new user namespace, mapping the user to itself
-        uid, gid = os.getuid(), os.getgid()
-        attempts = (
-            ("userns+net+pid+ipc+uts", _CLONE_NEWNET | _CLONE_NEWPID | _CLONE_NEWIPC | _CLONE_NEWUTS),
-            ("userns+net", _CLONE_NEWNET),
-        )
-        for label, extra in attempts:
-            try:
-                _unshare(_CLONE_NEWUSER | extra)
-            except OSError as exc:
-                notes.append(f"{label}: {exc.strerror}")
-                continue
-            iso.update(userns=True, netns=True)
-            if extra & _CLONE_NEWPID:
-                iso.update(pidns=True, ipcns=True, utsns=True)
-            try:
-                for name, text in (
-                    ("uid_map", f"{uid} {uid} 1"),
-                    ("setgroups", "deny"),
-                    ("gid_map", f"{gid} {gid} 1"),
-                ):
-                    with open(f"/proc/self/{name}", "w") as f:
-                        f.write(text)
-            except OSError as exc:
-                notes.append(f"userns id map: {exc.strerror} (the program runs as the overflow uid)")
-            break
-        iso["privilege_drop"] = "userns" if iso["userns"] else "none"
-    iso["network"] = "netns" if iso["netns"] else "guard"
-    iso["notes"] = notes
-    return iso
-
-
-def _exec_program(cfg: dict[str, Any], iso: dict[str, Any], parent_pid: int) -> None:
-    """In the program's process: rlimits, drop root, verify, then exec the program."""
-    if not iso["pidns"]:  # in a pid namespace it stays in the group of its init
-        os.setpgid(0, 0)
-    for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_DFL)
-    for name, (soft, hard) in cfg["rlimits"].items():
-        res = getattr(resource, name)
-        if not cfg["drop"]:  # an unprivileged launcher cannot raise a hard limit
-            _, cur_hard = resource.getrlimit(res)
-            if cur_hard != resource.RLIM_INFINITY:
-                hard = min(hard, cur_hard)
-                soft = min(soft, hard)
-        resource.setrlimit(res, (soft, hard))
-    if cfg["drop"]:
-        uid, gid = cfg["uid"], cfg["gid"]
-        try:
-            os.setgroups([])
-            os.setresgid(gid, gid, gid)
-            os.setresuid(uid, uid, uid)
-        except OSError as exc:
-            raise PermissionError(
-                f"refusing to run model code as root: cannot drop to uid {uid}: {exc}"
-            ) from None
-        if 0 in os.getresgid() or 0 in os.getgroups():
-            raise PermissionError("refusing to run model code as root: still in group 0 after the drop")
-    if 0 in os.getresuid():
-        raise PermissionError("refusing to run model code as root: still uid 0 after the privilege drop")
-    if cfg["drop"]:
-        try:
-            os.setuid(0)
-        except OSError:
-            pass
-        else:
-            raise PermissionError("refusing to run model code as root: could regain uid 0")
-    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)  # after setuid, which clears it
-    if os.getppid() != parent_pid:
-        raise RuntimeError("the sandbox launcher died before the program started")
-    os.chdir(cfg["workdir"])
-    py = cfg["python"]
-    if iso["network"] == "netns":
-        argv = [py, "-I", "main.py"]
-    else:
-        argv = [py, "-I", "-c", cfg["guard"], "main.py"]
-    os.execve(py, argv, cfg["env"])
-
-
-def _program_child(cfg: dict[str, Any], iso: dict[str, Any], parent_pid: int, err_w: int) -> None:
-    """Exec the program, or report on ``err_w`` why not; never returns."""
-    try:
-        _exec_program(cfg, iso, parent_pid)
-    except BaseException as exc:  # noqa: B036 - report anything; the program never runs
-        with contextlib.suppress(BaseException):
-            os.write(err_w, (str(exc) or type(exc).__name__).encode("utf-8", "replace")[:2000])
-    os._exit(_SETUP_FAILED)
-
-
-def _init_main(cfg: dict[str, Any], iso: dict[str, Any], err_w: int, status_w: int) -> None:
-    """Pid 1 of the new pid namespace: start the program as pid 2, reap, report its exit status.
-
-    The program is not pid 1 itself because the kernel protects a namespace's init from signals
-    sent inside the namespace (its own SIGABRT, the RLIMIT_CPU SIGXCPU) unless it has a handler.
-    When this process exits the kernel kills whatever is left in the namespace.
-    """
-    try:
-        signal.signal(signal.SIGINT, signal.SIG_DFL)  # no handler: nothing inside can signal us
-        os.setpgid(0, 0)
-        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        program = os.fork()
-        if program == 0:
-            os.close(status_w)
-            _program_child(cfg, iso, 1, err_w)
-        os.close(err_w)
-        err_w = -1
-        while True:
-            pid, status = os.waitpid(-1, 0)
-            if pid == program:
-                break
-        os.write(status_w, json.dumps({"returncode": os.waitstatus_to_exitcode(status)}).encode())
-    except BaseException as exc:  # noqa: B036
-        if err_w >= 0:
-            with contextlib.suppress(BaseException):
-                os.write(err_w, f"sandbox init: {type(exc).__name__}: {exc}".encode()[:2000])
-        os._exit(_SETUP_FAILED)
-    os._exit(0)
-
-
-def _wait_child(pid: int, timeout: float) -> bool:
-    """Wait for child ``pid`` to exit without reaping it; False on timeout."""
-    deadline = time.monotonic() + timeout
-    try:
-        fd = os.pidfd_open(pid)
-    except (AttributeError, OSError):
-        while time.monotonic() < deadline:
-            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
-                return True
-            time.sleep(0.005)
-        return False
-    try:
-        ready, _, _ = select.select([fd], [], [], max(0.0, timeout))
-        return bool(ready)
-    finally:
-        os.close(fd)
-
-
-def _reap_descendants(deadline: float) -> None:
-    """Kill and reap every process re-parented to this (subreaper) launcher."""
-    while True:
-        kids: list[int] = []
-        with contextlib.suppress(OSError):
-            for tid in os.listdir("/proc/self/task"):
-                with open(f"/proc/self/task/{tid}/children") as f:
-                    kids += [int(p) for p in f.read().split()]
-        for kid in kids:
-            with contextlib.suppress(OSError):
-                os.kill(kid, signal.SIGKILL)
-        try:
-            while os.waitpid(-1, os.WNOHANG)[0]:
-                pass
-        except ChildProcessError:
-            return
-        if time.monotonic() > deadline:
-            return
-        time.sleep(0.005)
-
-
-def _read_all(fd: int) -> bytes:
-    chunks = []
-    while chunk := os.read(fd, 4096):
-        chunks.append(chunk)
-    os.close(fd)
-    return b"".join(chunks)
-
-
-def _launcher_main(cfg: dict[str, Any]) -> int:
-    """Namespaces, then fork: the child is the program (or, in a new pid namespace, its init)."""
-    state: dict[str, Any] = {"isolation": {}, "returncode": None, "timed_out": False, "setup_error": None}
-    try:
-        with contextlib.suppress(OSError):
-            _prctl(_PR_SET_CHILD_SUBREAPER, 1)
-        iso = _enter_namespaces(cfg["drop"], cfg.get("namespaces", True))
-        state["isolation"] = iso
-        launcher_pid = os.getpid()
-        err_r, err_w = os.pipe()  # close-on-exec: EOF once the program was exec'd (or gave up)
-        status_r, status_w = os.pipe()
-        deadline = time.monotonic() + cfg["timeout_s"]
-        pid = os.fork()
-        if pid == 0:
-            os.close(err_r)
-            os.close(status_r)
-            if iso["pidns"]:
-                _init_main(cfg, iso, err_w, status_w)
-            os.close(status_w)
-            _program_child(cfg, iso, launcher_pid, err_w)
-        os.close(err_w)
-        os.close(status_w)
-        with contextlib.suppress(OSError):
-            os.setpgid(pid, pid)
-        state["pgid"] = pid
-        setup_error = _read_all(err_r)
-        if setup_error:
-            state["setup_error"] = setup_error.decode("utf-8", "replace")
-        if not _wait_child(pid, deadline - time.monotonic()):
-            state["timed_out"] = True
-            os.kill(pid, signal.SIGKILL)  # in a pid namespace: its init, so everything in it
-        with contextlib.suppress(OSError):
-            os.killpg(pid, signal.SIGKILL)  # stragglers; pid is unreaped, so the group id is still its
-        _, status = os.waitpid(pid, 0)
-        state["returncode"] = os.waitstatus_to_exitcode(status)
-        if iso["pidns"]:  # the child was the init: the program's own status comes through the pipe
-            report = _read_all(status_r)
-            state["returncode"] = json.loads(report)["returncode"] if report else None
-        else:
-            os.close(status_r)
-        _reap_descendants(time.monotonic() + _REAP_GRACE_S)
-    except Exception as exc:
-        state["setup_error"] = state["setup_error"] or f"launcher: {type(exc).__name__}: {exc}"
-    tmp = cfg["state"] + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(state, f)
-    os.replace(tmp, cfg["state"])
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_launcher_main(json.loads(sys.argv[1])))

@@ -13,9 +13,19 @@ Tables (see ``SCHEMA``):
 - ``metrics`` (cell, round, benchmark, benchmark version, metric, value), ``steps`` (per-step
   training metrics) and ``records`` (per-item benchmark records, JSON).
 
+- ``heartbeats`` (cell, owner, worker, beat time): one row per running cell. The sweep that owns the
+  cell beats about every :data:`HEARTBEAT_S` seconds and names the worker process (``host:pid:start``,
+  the leader of the worker's process group).
+
 A cell's results are written in ONE transaction when it ends (:meth:`Store.finish`), so a killed
-sweep loses at most the cells that were running. A "running" row whose owner process is gone is
-stale: :meth:`Store.claim` takes it over.
+sweep loses at most the cells that were running. :meth:`Store.claim` never takes over a running cell
+whose owner is alive (on this host: its pid and start time; on another host: a heartbeat younger than
+:data:`HEARTBEAT_EXPIRY_S`). A stale one (owner dead, or heartbeat expired) is taken over only once its
+old worker processes are gone; until then it is ``lingering``.
+
+Read-only commands open the store with ``readonly=True`` (a ``mode=ro`` URI): nothing is created or
+changed, and a file without the harness's ``meta`` table is refused instead of being turned into a
+store. Every open runs ``PRAGMA quick_check`` and keeps a one-line warning in ``Store.warnings``.
 """
 
 from __future__ import annotations
@@ -107,11 +117,19 @@ CREATE TABLE IF NOT EXISTS records (
     record_json TEXT NOT NULL,
     PRIMARY KEY (cell_id, idx)
 );
+CREATE TABLE IF NOT EXISTS heartbeats (
+    cell_id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,               -- host:pid:start-time of the sweep running the cell
+    worker TEXT,                       -- host:pid:start-time of its worker (its process group's leader)
+    beat_at REAL NOT NULL
+);
 CREATE INDEX IF NOT EXISTS cells_status ON cells(status);
 CREATE INDEX IF NOT EXISTS sweep_cells_cell ON sweep_cells(cell_id);
 """
 
 STATUSES = ("pending", "running", "done", "failed")
+HEARTBEAT_S = 5.0  # how often a sweep beats for its running cells
+HEARTBEAT_EXPIRY_S = 60.0  # a heartbeat older than this marks a cell of another host stale
 
 
 def default_store_path() -> Path:
@@ -152,6 +170,22 @@ def owner_alive(owner: str | None) -> bool | None:
     return _proc_start(pid) == start
 
 
+def processes_alive(worker: str | None) -> bool | None:
+    """Whether a worker (``host:pid:start``) or anything left in its process group still runs on this host;
+    None when it ran on another host."""
+    if not worker:
+        return False
+    alive = owner_alive(worker)
+    if alive is not False:
+        return alive
+    try:
+        pgid = int(worker.split(":")[1])
+        os.killpg(pgid, 0)  # a process the worker started, still in its group
+    except (ValueError, IndexError, ProcessLookupError, AttributeError, OSError):
+        return False
+    return True
+
+
 def _finite(x: Any) -> float | None:
     try:
         v = float(x)
@@ -167,31 +201,81 @@ def _dumps(obj: Any) -> str:
 class Store:
     """A connection to one results database (created on first use)."""
 
-    def __init__(self, path: str | os.PathLike[str], *, create: bool = True) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, create: bool = True, readonly: bool = False) -> None:
         self.path = Path(path)
+        self.readonly = readonly
+        self.warnings: list[str] = []
+        if self.path.is_dir():
+            raise HarnessError(f"--store {self.path}: is a folder; give the results database file, e.g. "
+                               f"{self.path / 'harness.db'}")
         if not self.path.exists():
-            if not create:
+            if not create or readonly:
                 raise HarnessError(f"--store {self.path}: no such results database; run `harness sweep` first "
                                    f"or give the right --store")
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise HarnessError(f"--store {self.path}: can't create its folder ({exc.strerror or exc}); "
+                                   f"give a writable --store") from None
+        elif not readonly and not os.access(self.path.parent, os.W_OK | os.X_OK):
+            raise HarnessError(f"--store {self.path}: its folder {self.path.parent} is not writable; give a "
+                               f"writable --store (read-only commands such as `harness leaderboard` work as is)")
         try:
-            self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-            self.db.row_factory = sqlite3.Row
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db = self._connect()
+            found = self._schema_version()
+            if found is None and readonly:
+                raise HarnessError(f"--store {self.path}: not a harness results database (a SQLite file without "
+                                   f"the harness's tables); give the --store a sweep wrote")
+            if found is None and self._has_tables():
+                raise HarnessError(f"--store {self.path}: not a harness results database (a SQLite file with "
+                                   f"other tables); it was left unchanged; give a new --store path")
+            if not readonly:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute("PRAGMA foreign_keys=ON")
             self.db.execute("PRAGMA busy_timeout=60000")
-            with self.transaction():
-                for statement in _statements(SCHEMA):
-                    self.db.execute(statement)
-                self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            found = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
+            if not readonly and (found is None or int(found) == SCHEMA_VERSION):
+                with self.transaction():
+                    for statement in _statements(SCHEMA):
+                        self.db.execute(statement)
+                    self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                                    (str(SCHEMA_VERSION),))
+                found = self._schema_version()
+            check = self.db.execute("PRAGMA quick_check(1)").fetchone()[0]
         except sqlite3.DatabaseError as exc:
-            raise HarnessError(f"--store {self.path}: not a harness results database ({exc}); "
+            raise HarnessError(f"--store {self.path}: not a harness results database or unreadable ({exc}); "
                                f"give another path") from None
-        if int(found) != SCHEMA_VERSION:
+        if found is None or int(found) != SCHEMA_VERSION:
             raise HarnessError(f"--store {self.path}: schema version {found}, this harness reads "
                                f"{SCHEMA_VERSION}; use a new --store")
+        if check != "ok":
+            self.warnings.append(f"--store {self.path}: PRAGMA quick_check reports damage ({check}); results may "
+                                 f"be incomplete; copy the file and run `sqlite3 FILE .recover`")
+
+    def _connect(self) -> sqlite3.Connection:
+        if not self.readonly:
+            db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        else:
+            uri = f"{self.path.resolve().as_uri()}?mode=ro"
+            db = sqlite3.connect(uri, uri=True, timeout=60, isolation_level=None)
+            try:
+                db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            except sqlite3.OperationalError:
+                # a WAL database in a read-only folder (no -shm to create): read it as an immutable file
+                db.close()
+                db = sqlite3.connect(f"{self.path.resolve().as_uri()}?immutable=1", uri=True, timeout=60,
+                                     isolation_level=None)
+        db.row_factory = sqlite3.Row
+        return db
+
+    def _has_tables(self) -> bool:
+        return self.db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] > 0
+
+    def _schema_version(self) -> str | None:
+        if not self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone():
+            return None
+        row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        return row[0] if row else None
 
     def close(self) -> None:
         self.db.close()
@@ -250,10 +334,11 @@ class Store:
                        (time.time(), _dumps(summary), run_id))
 
     def claim(self, cell_id: str, owner: str, *, retry_failed: bool = False) -> str:
-        """Mark a cell running for ``owner``. Returns 'claimed', or why not: 'done', 'failed', 'busy'.
+        """Mark a cell running for ``owner``. Returns 'claimed', or why not: 'done', 'failed', 'busy' (its
+        owner is alive), 'lingering' (its owner is gone, its old worker processes are not yet).
 
-        A running cell whose owner is dead (same host) is stale and taken over; one owned by a live
-        process (or on another host) is 'busy'.
+        A running cell whose owner is dead (same host: pid and start time; another host: no heartbeat for
+        HEARTBEAT_EXPIRY_S) is stale, and taken over once its old worker processes are gone.
         """
         with self.transaction() as db:
             row = db.execute("SELECT status, owner FROM cells WHERE id=?", (cell_id,)).fetchone()
@@ -264,23 +349,49 @@ class Store:
                 return "done"
             if status == "failed" and not retry_failed:
                 return "failed"
-            if status == "running" and row["owner"] != owner and owner_alive(row["owner"]) is not False:
-                return "busy"
+            if status == "running" and row["owner"] != owner:
+                beat = db.execute("SELECT owner, worker, beat_at FROM heartbeats WHERE cell_id=?",
+                                  (cell_id,)).fetchone()
+                fresh = beat is not None and time.time() - beat["beat_at"] < HEARTBEAT_EXPIRY_S
+                alive = owner_alive(row["owner"])
+                if alive or (alive is None and fresh):
+                    return "busy"
+                if beat is not None:
+                    procs = processes_alive(beat["worker"])
+                    if procs or (procs is None and fresh):
+                        return "lingering"
+            now = time.time()
             db.execute("UPDATE cells SET status='running', owner=?, started_at=?, attempts=attempts+1, error=NULL "
-                       "WHERE id=?", (owner, time.time(), cell_id))
+                       "WHERE id=?", (owner, now, cell_id))
+            db.execute("INSERT OR REPLACE INTO heartbeats (cell_id, owner, worker, beat_at) VALUES (?, ?, NULL, ?)",
+                       (cell_id, owner, now))
             return "claimed"
+
+    def set_worker(self, cell_id: str, owner: str, worker: str) -> None:
+        """Record the worker process (``host:pid:start``) that runs ``owner``'s cell."""
+        with self.transaction() as db:
+            db.execute("UPDATE heartbeats SET worker=?, beat_at=? WHERE cell_id=? AND owner=?",
+                       (worker, time.time(), cell_id, owner))
+
+    def beat(self, owner: str) -> None:
+        """The heartbeat of every cell ``owner`` runs."""
+        with self.transaction() as db:
+            db.execute("UPDATE heartbeats SET beat_at=? WHERE owner=?", (time.time(), owner))
 
     def release(self, cell_id: str, owner: str) -> None:
         """Give a running cell back (pending), e.g. on Ctrl-C; only its owner can."""
         with self.transaction() as db:
-            db.execute("UPDATE cells SET status='pending', owner=NULL WHERE id=? AND status='running' AND owner=?",
-                       (cell_id, owner))
+            cur = db.execute("UPDATE cells SET status='pending', owner=NULL WHERE id=? AND status='running' "
+                             "AND owner=?", (cell_id, owner))
+            if cur.rowcount:
+                db.execute("DELETE FROM heartbeats WHERE cell_id=?", (cell_id,))
 
     def fail(self, cell_id: str, error: str, *, wall_s: float | None = None,
              timings: dict[str, Any] | None = None) -> None:
         with self.transaction() as db:
             db.execute("UPDATE cells SET status='failed', error=?, finished_at=?, wall_s=?, timings_json=?, owner=NULL "
                        "WHERE id=?", (error, time.time(), wall_s, _dumps(timings or {}), cell_id))
+            db.execute("DELETE FROM heartbeats WHERE cell_id=?", (cell_id,))
 
     def finish(self, cell_id: str, record: dict[str, Any], *, wall_s: float | None = None) -> None:
         """Write a finished cell's metrics, steps, records and status in one transaction."""
@@ -316,6 +427,7 @@ class Store:
                 (time.time(), wall_s, _dumps(record.get("timings", {})), _dumps(record.get("provenance", {})),
                  record.get("warm_start"), cell_id),
             )
+            db.execute("DELETE FROM heartbeats WHERE cell_id=?", (cell_id,))
 
     # -- reading -----------------------------------------------------------------------------------
     def sweeps(self) -> list[dict[str, Any]]:
@@ -403,6 +515,18 @@ class Store:
             (sweep_id,),
         ).fetchall()
         return [dict(r) for r in rows]
+
+    def save_leaderboard_settings(self, sweep_id: str, settings: dict[str, Any]) -> None:
+        """Store a sweep's leaderboard settings (its suite's ``[leaderboard]`` table and the benchmarks'
+        metric declarations) as of this run; a rerun with a changed table replaces them."""
+        with self.transaction() as db:
+            db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                       (f"leaderboard:{sweep_id}", _dumps(settings)))
+
+    def leaderboard_settings(self, sweep_id: str) -> dict[str, Any] | None:
+        """The settings :meth:`save_leaderboard_settings` stored for a sweep (None: none stored)."""
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (f"leaderboard:{sweep_id}",)).fetchone()
+        return json.loads(row["value"]) if row else None
 
     def runs(self, sweep_id: str) -> list[dict[str, Any]]:
         rows = self.db.execute("SELECT * FROM sweep_runs WHERE sweep_id=? ORDER BY id", (sweep_id,)).fetchall()

@@ -7,6 +7,12 @@ The schema (every key optional unless marked; ``suites/quickstart.toml`` is a wo
     models = ["tiny:nano"]                 # required
     benchmarks = ["didactic-r1"]           # required; each cell trains on and evaluates its benchmark
     eval = []                              # extra benchmarks evaluated in every cell (benchmark_params apply)
+    train_data = ["ultrafeedback"]         # instead of `benchmarks`: what cells train on (datasets, hf:org/name,
+                                           # local files, or benchmarks' training data); then `eval` (required)
+                                           # is what every cell is evaluated on, and [data] holds the datasets'
+                                           # params (path, split, limit, columns, chat); see docs/datasets.md
+    reward = "rm:OpenAssistant/reward-model-deberta-v3-large-v2"  # with train_data: the reward of on-policy
+                                           # methods on prompt-only data (rm:<id or path> | benchmark:<name>)
     seeds = [0, 1, 2]                      # default [0]
     engine = "hf"   dtype = "float32"   device = "cpu"
     cell_timeout = 600                     # seconds per cell; the worker is killed after it
@@ -37,7 +43,10 @@ The schema (every key optional unless marked; ``suites/quickstart.toml`` is a wo
     [leaderboard]
     metrics = ["expected_reward"]          # default columns (metric or benchmark/metric names)
     baseline = "sft"                       # default --baseline
-    lower_is_better = ["entropy"]          # besides names containing kl, loss, error, ppl, perplexity
+    lower_is_better = ["entropy"]          # overrides the benchmark's declaration (and the name rule)
+    higher_is_better = []                  # likewise
+    goals = []                             # metrics ranked in the average rank (default: as declared)
+    diagnostics = ["kl_ref"]               # metrics shown but not ranked
 
 Labels: an entry's label is its table name, plus its grid values when it has a grid, e.g.
 ``dpo(beta=0.05)``; an include's overrides are added the same way. A ``--set`` override (``train.steps=5``,
@@ -72,12 +81,12 @@ except ModuleNotFoundError:  # Python 3.10
 TOP_KEYS = (
     "name", "description", "models", "benchmarks", "eval", "seeds", "engine", "dtype", "device", "cell_timeout",
     "jobs", "threads", "train", "data", "benchmark_params", "methods", "exclude", "include", "resources",
-    "leaderboard",
+    "leaderboard", "train_data", "reward",
 )
 ENTRY_KEYS = ("method", "train", "grid")
 RULE_KEYS = ("method", "benchmark", "model", "seed")
 RESOURCE_KEYS = ("num_cpus", "num_gpus")
-LEADERBOARD_KEYS = ("metrics", "baseline", "lower_is_better")
+LEADERBOARD_KEYS = ("metrics", "baseline", "lower_is_better", "higher_is_better", "goals", "diagnostics")
 
 
 @dataclass(frozen=True)
@@ -142,8 +151,12 @@ def read_suite(path: str | os.PathLike[str]) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise HarnessError(f"{p}: no such suite file; suites live in suites/*.toml")
+    from harness.checks import decode_utf8
+
     try:
-        return _toml().loads(p.read_text(encoding="utf-8"))
+        return _toml().loads(decode_utf8(p.read_bytes(), p))
+    except OSError as exc:
+        raise HarnessError(f"{p}: can't read the suite file ({exc.strerror or exc})") from None
     except _toml().TOMLDecodeError as exc:
         raise HarnessError(f"{p}: invalid TOML: {exc}; fix the file") from None
 
@@ -158,7 +171,10 @@ def parse_assignment(item: str) -> tuple[str, dict[str, Any]]:
     toml = _toml()
     try:
         nested = toml.loads(f"{key} = {value}")
-    except toml.TOMLDecodeError:
+    except toml.TOMLDecodeError as exc:
+        if value[:1] in ("[", "{", '"', "'"):  # meant as a list, table or string: not a bare string
+            raise HarnessError(f"--set {item!r}: the value is not valid TOML ({exc}); close the brackets or "
+                               f"quotes, e.g. seeds=[0,1] or models=[\"tiny:nano\"]") from None
         try:
             nested = toml.loads(f"{key} = {json.dumps(value)}")
         except toml.TOMLDecodeError:
@@ -270,11 +286,18 @@ class _Entry:
 # -- expansion ---------------------------------------------------------------------------------------------
 
 
-def load_suite(path: str | os.PathLike[str], host: PluginHost, sets: Iterable[str] = ()) -> Suite:
-    """Read, override, validate and expand a suite file."""
+def load_suite(path: str | os.PathLike[str], host: PluginHost, sets: Iterable[str] = (), *,
+               max_cells: int | None = None) -> Suite:
+    """Read, override, validate and expand a suite file. The grid is counted before it is built: over
+    ``max_cells`` (default :data:`harness.checks.MAX_CELLS`) is an error."""
+    from harness import checks
+
     p = Path(path)
     data, touched = apply_sets(read_suite(p), sets)
-    return expand(data, host, path=p, touched=touched)
+    checks.check_suite_data(data, p, touched, max_cells=max_cells or checks.MAX_CELLS)
+    suite = expand(data, host, path=p, touched=touched)
+    checks.check_suite(suite)
+    return suite
 
 
 def expand(data: dict[str, Any], host: PluginHost, *, path: Path | None = None,
@@ -304,15 +327,42 @@ def expand(data: dict[str, Any], host: PluginHost, *, path: Path | None = None,
                 from harness.errors import unknown_name
 
                 raise unknown_name("tiny preset", m[5:], tiny.PRESETS, where=w("models", i))
-    if "benchmarks" not in data:
+    by_data = "train_data" in data
+    if by_data and "benchmarks" in data:
+        raise HarnessError(f"{w('train_data')}: give either benchmarks (each trained on and evaluated) or "
+                           f"train_data with eval, not both; a benchmark's training data can be listed in train_data")
+    if not by_data and "benchmarks" not in data:
         raise HarnessError(f"{w.file}: missing 'benchmarks'; add e.g. benchmarks = [\"didactic-r1\"] "
-                           f"(see `harness benchmarks`)")
-    benches = _str_list(data["benchmarks"], w("benchmarks"), required=True)
-    for b in benches:
-        reg.benchmark(b, where=w("benchmarks"))
-    evals = _str_list(data.get("eval", []), w("eval"), required=False)
+                           f"(see `harness benchmarks`), or train_data = [...] and eval = [...]")
+    if "reward" in data and not by_data:
+        raise HarnessError(f"{w('reward')}: a reward applies to train_data datasets; benchmarks bring their own")
+    if by_data:
+        benches = _str_list(data["train_data"], w("train_data"), required=True)
+    else:
+        benches = _str_list(data["benchmarks"], w("benchmarks"), required=True)
+        for b in benches:
+            reg.benchmark(b, where=w("benchmarks"))
+    evals = _str_list(data.get("eval", []), w("eval"), required=by_data)
     for b in evals:
         reg.benchmark(b, where=w("eval"))
+    reward = data.get("reward")
+    if reward is not None and (not isinstance(reward, str) or not reward):
+        raise HarnessError(f"{w('reward')}: expected a string (rm:<id or path> | benchmark:<name>), got {reward!r}")
+    sources: dict[str, Any] = {}  # train_data name -> the BenchmarkSpec-shaped training source
+
+    def source(b: str, overrides: Mapping[str, Any] | None = None, where: str = "") -> Any:
+        """The spec a cell trains on: a benchmark, or (train_data) a dataset or a benchmark's data."""
+        if not by_data:
+            return reg.benchmark(b)
+        from harness.datasets import is_dataset_ref, training_source
+
+        over = dict(overrides if overrides is not None else {**shared_data, **bparams.get(b, {})})
+        if reward is not None and is_dataset_ref(b, reg):
+            over.setdefault("reward", reward)
+        key = json.dumps([b, over], sort_keys=True, default=str)
+        if key not in sources:
+            sources[key] = training_source(b, over, reg, where=where or w("train_data"))[0]
+        return sources[key]
     seeds = data.get("seeds", [0])
     if isinstance(seeds, int) and not isinstance(seeds, bool):
         seeds = [seeds]
@@ -341,7 +391,7 @@ def expand(data: dict[str, Any], host: PluginHost, *, path: Path | None = None,
             raise HarnessError(f"{w('resources', k)}: expected a number >= 0, got {v!r}")
     board = _table(data.get("leaderboard", {}), w("leaderboard"))
     _check_keys(board, LEADERBOARD_KEYS, w, "leaderboard")
-    for k in ("metrics", "lower_is_better"):
+    for k in ("metrics", "lower_is_better", "higher_is_better", "goals", "diagnostics"):
         if k in board:
             _str_list(board[k], w("leaderboard", k), required=False)
     if "baseline" in board and not isinstance(board["baseline"], str):
@@ -356,16 +406,21 @@ def expand(data: dict[str, Any], host: PluginHost, *, path: Path | None = None,
     train = check_train(data.get("train", {}), "train")
 
     shared_data = _table(data.get("data", {}), w("data"))
+    bparams = _table(data.get("benchmark_params", {}), w("benchmark_params"))
     for b in benches:
+        if by_data:
+            source(b, where=w("data"))  # loads nothing from the hub; checks params, columns, local files
+            continue
         spec = reg.benchmark(b)
         for k, v in shared_data.items():
             apply_overrides(spec.params, {k: v}, where=f"{w('data', k)} (benchmark {b})", from_string=True)
-    bparams = _table(data.get("benchmark_params", {}), w("benchmark_params"))
     for b, table in bparams.items():
         if b not in benches and b not in evals:
             known = [*benches, *(e for e in evals if e not in benches)]
-            raise HarnessError(f"{w('benchmark_params', b)}: it is neither in benchmarks nor in eval"
-                               f"{did_you_mean(b, known)}; benchmark_params apply to: {', '.join(known)}")
+            raise HarnessError(f"{w('benchmark_params', b)}: it is neither in {'train_data' if by_data else 'benchmarks'}"
+                               f" nor in eval{did_you_mean(b, known)}; benchmark_params apply to: {', '.join(known)}")
+        if by_data and b in benches and b not in evals:
+            continue  # checked with the training source above
         spec = reg.benchmark(b)
         for k, v in _table(table, w("benchmark_params", b)).items():
             apply_overrides(spec.params, {k: v}, where=w("benchmark_params", b, k), from_string=True)
@@ -409,11 +464,20 @@ def expand(data: dict[str, Any], host: PluginHost, *, path: Path | None = None,
     unfit: set[tuple[str, str]] = set()
     for e in entries.values():
         for b in benches:
-            missing = set(e.method.needs) - set(reg.benchmark(b).provides)
+            provided = source(b).provides
+            missing = set(e.method.needs) - set(provided)
             rule = _pair_excluded(rules, e, b) if missing else None
             if rule is not None:
                 hits[rule] += 1
                 unfit.add((e.name, b))
+            elif missing and by_data:
+                raise HarnessError(
+                    f"{w('methods', e.name)}: suite '{name}': method '{e.method.name}' needs "
+                    f"{', '.join(sorted(missing))}, which dataset '{b}' does not provide (it provides "
+                    f"{', '.join(sorted(provided)) or 'nothing'}); add [[exclude]] method = \"{e.name}\" "
+                    f"benchmark = \"{b}\", train on other data"
+                    + (", or set reward = \"rm:<model>\" or \"benchmark:<name>\"" if missing == {"reward"} else "")
+                )
             elif missing:
                 raise HarnessError(
                     f"{w('methods', e.name)}: method '{e.method.name}' needs {', '.join(sorted(missing))}, which "
@@ -422,18 +486,32 @@ def expand(data: dict[str, Any], host: PluginHost, *, path: Path | None = None,
                 )
 
     base = dict(models=models, benches=benches, seeds=seeds, evals=evals, engine=engine, dtype=dtype,
-                device=device, train=train, shared_data=shared_data, bparams=bparams)
+                device=device, train=train, shared_data=shared_data, bparams=bparams,
+                source=source if by_data else None, data_label=lambda label, b: data_label(label, b))
 
     def config(e: _Entry, model: str, bench: str, seed: int, mover: dict[str, Any],
                tover: dict[str, Any], bover: dict[str, Any]) -> Any:
+        bp = {**shared_data, **bparams.get(bench, {}), **bover}
+        if by_data and reward is not None and "reward" not in bp and _is_dataset(bench):
+            bp["reward"] = reward
         return CellConfig(
             model=model, method=e.method.name, benchmark=bench, seed=seed,
             method_params={**e.params, **mover},
-            benchmark_params={**shared_data, **bparams.get(bench, {}), **bover},
+            benchmark_params=bp,
             train={**train, **e.train, **tover},
             eval_benchmarks=tuple(evals), engine=engine, dtype=dtype, device=device,
             eval_params={b: bparams[b] for b in evals if b in bparams},
+            train_data=by_data,
         )
+
+    def _is_dataset(b: str) -> bool:
+        from harness.datasets import is_dataset_ref
+
+        return is_dataset_ref(b, reg)
+
+    def data_label(label: str, bench: str) -> str:
+        """With several train_data entries a row is (method, train data): ``dpo(beta=0.1) @ ultrafeedback``."""
+        return f"{label} @ {bench}" if by_data and len(benches) > 1 else label
 
     candidates: list[tuple[Any, str, str, str]] = []  # (config, label, entry, origin)
     for model in models:
@@ -445,7 +523,8 @@ def expand(data: dict[str, Any], host: PluginHost, *, path: Path | None = None,
                     for combo in itertools.product(*[vals for _, _, vals in e.axes]):
                         mover = {k: v for (scope, k, _), v in zip(e.axes, combo, strict=True) if scope == "method"}
                         tover = {k: v for (scope, k, _), v in zip(e.axes, combo, strict=True) if scope == "train"}
-                        label = make_label(e.name, {k: v for (_, k, _), v in zip(e.axes, combo, strict=True)})
+                        label = data_label(make_label(e.name, {k: v for (_, k, _), v in zip(e.axes, combo,
+                                                                                        strict=True)}), bench)
                         candidates.append((config(e, model, bench, seed, mover, tover, {}), label, e.name, "grid"))
 
     # resolve everything (strict types, needs/provides) and apply exclude rules
@@ -560,10 +639,15 @@ def _include(rule: dict[str, Any], where: str, entries: Mapping[str, _Entry], ba
     models = listed("model", base["models"])
     benches = listed("benchmark", base["benches"])
     seeds = listed("seed", base["seeds"])
+    src = base.get("source")
     for b in benches:
         if not isinstance(b, str):
             raise HarnessError(f"{where}.benchmark: expected a benchmark name, got {b!r}")
-        reg.benchmark(b, where=f"{where}.benchmark")
+        if src is not None:
+            if b not in base["benches"]:
+                raise HarnessError(f"{where}.benchmark: '{b}' is not in train_data ({', '.join(base['benches'])})")
+        else:
+            reg.benchmark(b, where=f"{where}.benchmark")
     for s in seeds:
         if isinstance(s, bool) or not isinstance(s, int) or s < 0:
             raise HarnessError(f"{where}.seed: expected integers >= 0, got {s!r}")
@@ -575,7 +659,7 @@ def _include(rule: dict[str, Any], where: str, entries: Mapping[str, _Entry], ba
     tfields = {f.name for f in dataclasses.fields(TrainConfig)}
     out = []
     for b in benches:
-        bfields = {f.name for f in dataclasses.fields(reg.benchmark(b).params)}
+        bfields = {f.name for f in dataclasses.fields((src(b) if src is not None else reg.benchmark(b)).params)}
         mover, tover, bover = {}, {}, {}
         for k, v in overrides.items():
             owners = [n for n, fs in (("method", mfields), ("train", tfields), ("benchmark", bfields)) if k in fs]
@@ -586,7 +670,7 @@ def _include(rule: dict[str, Any], where: str, entries: Mapping[str, _Entry], ba
             if len(owners) > 1:
                 raise HarnessError(f"{where}.{k}: ambiguous, a parameter of {' and '.join(owners)}")
             {"method": mover, "train": tover, "benchmark": bover}[owners[0]][k] = v
-        label = make_label(e.name, overrides)
+        label = base["data_label"](make_label(e.name, overrides), b)
         for model in models:
             for seed in seeds:
                 cfg = config(e, model, b, seed, mover, tover, bover)
@@ -601,6 +685,9 @@ def plugin_versions(cell: Any, host: PluginHost) -> dict[str, str | None]:
     reg = host.registry
     names = [reg.origin[("method", cell.method.name)], reg.origin[("engine", cell.config.engine)]]
     names += [reg.origin[("benchmark", spec.name)] for spec, _ in cell.evals]
+    if cell.config.train_data:
+        names += [o for o in (reg.origin.get(("dataset", cell.benchmark.name)),
+                              reg.origin.get(("benchmark", cell.benchmark.name))) if o]
     return {n: f"{host.infos[n].version or '-'} code {host.code_hash(n)}" if n in host.infos else None
             for n in sorted(set(names))}
 

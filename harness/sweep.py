@@ -17,10 +17,16 @@
 5. a summary (done / failed / skipped, cache hits and misses per kind: warm start, reference log-probs,
    samples; wall time) is printed and recorded.
 
-A ``running`` row left by a killed sweep is taken over by the next one (its owner is dead), so a
+A ``running`` row left by a killed sweep is taken over by the next one (its owner is dead) once its old
+worker processes are gone (they die with the sweep; until then the cell waits, ``lingering``), so a
 kill -9 loses at most the cells that were running, and the cells table (keyed by id) never holds a
-duplicate. Cells checkpoint each round into ``<store folder>/runs/<cell id>/`` and the next sweep
-resumes a killed cell from its last round rather than from the start.
+duplicate. A cell running in another live sweep is never taken over: it is skipped (``busy``). While
+cells run the sweep beats their heartbeats in the store (:meth:`Store.beat`). Cells checkpoint each
+round into ``<store folder>/<store stem>.runs/<cell id>/`` (one folder per store: two stores in one
+folder never share a run folder) and the next sweep resumes a killed cell from its last round rather
+than from the start. A worker holds its folder's lock while it runs.
+
+The sweep's outcome is :meth:`SweepSummary.exit_code`: 0 only when every cell of the sweep is done.
 """
 
 from __future__ import annotations
@@ -34,8 +40,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from harness.cache import KINDS, add_stats, cache_disabled, cache_root, describe_stats
-from harness.executors import Executor, Task, read_status
-from harness.store import Store, owner_token
+from harness.executors import Executor, Task, folder_in_use, read_status
+from harness.store import HEARTBEAT_S, Store, owner_token
 from harness.suite import Suite, SweepCell
 
 
@@ -49,7 +55,7 @@ class SweepSummary:
     failed: int = 0
     skipped_done: int = 0  # already done (this sweep or another) before this invocation
     skipped_failed: int = 0  # failed earlier, not retried
-    busy: int = 0  # running in another live sweep
+    busy: int = 0  # running in another live sweep (or its old processes outlived it)
     warm_start: dict[str, int] = field(default_factory=lambda: {"hit": 0, "miss": 0, "none": 0})
     cache: dict[str, dict[str, int]] = field(default_factory=dict)
     wall_s: float = 0.0
@@ -70,12 +76,31 @@ class SweepSummary:
         out += [f"  failed {cid} {label}: {err}" for cid, label, err in self.failures]
         if self.skipped_failed:
             out.append("  (cells that failed earlier are skipped; --retry-failed reruns them)")
+        if self.busy:
+            out.append("  (cells running in another sweep are skipped; run the sweep again once it ends)")
         return out
+
+    def exit_code(self) -> int:
+        """0: every cell of the sweep is done; 1: some cell failed (now or earlier); 3: some cell is not
+        done because another sweep runs it."""
+        if self.failed or self.skipped_failed:
+            return 1
+        if self.busy or self.done + self.skipped_done < self.cells:
+            return 3
+        return 0
+
+
+def runs_dir(store_path: str | Path) -> Path:
+    """The run folders of one store: ``<store folder>/<store stem>.runs`` (``results/harness.runs``)."""
+    p = Path(store_path)
+    return p.parent / f"{p.stem}.runs"
 
 
 def cell_dir(store: Store, cell_id: str) -> Path:
-    """Where a cell's worker log, progress, checkpoint and outcome go: ``<store folder>/runs/<cell id>``."""
-    return store.path.parent / "runs" / cell_id
+    """Where a cell's worker log, progress, checkpoint and outcome go: ``<store stem>.runs/<cell id>``
+    next to the store (stores before this layout used ``runs/<cell id>``, shared by every store of the
+    folder; their checkpoints are not resumed from)."""
+    return runs_dir(store.path) / cell_id
 
 
 def _duration(seconds: float) -> str:
@@ -175,13 +200,15 @@ def run_sweep(
     poll_s: float = 1.0,
     cache: str | None = None,
     resume_cells: bool = True,
+    linger_s: float = 30.0,
 ) -> SweepSummary:
     """Run every cell of ``suite`` that is not done yet; see the module docstring.
 
     ``log`` gets the sweep's lines (start, done, failed); ``status`` the live lines of the running cells
     after every poll (about every ``poll_s``; see :class:`LiveStatus`). ``cache``: the cache folder for
     the workers, ``"off"``, or None (their ``$HARNESS_CACHE``). ``resume_cells``: cells checkpoint each
-    round in their folder and resume from it."""
+    round in their folder and resume from it. ``linger_s``: how long a cell whose previous owner is gone
+    but whose old processes still run (or hold its folder's lock) is waited for before it counts as busy."""
     t0 = time.perf_counter()
     timeout = cell_timeout if cell_timeout is not None else suite.cell_timeout
     if cache is None and not getattr(executor, "remote_cluster", False):
@@ -189,6 +216,7 @@ def run_sweep(
         cache = "off" if cache_disabled() else str(cache_root().resolve())
     store.add_sweep(suite.id, suite.name, str(suite.path) if suite.path else None, suite.data,
                     [c.row() for c in suite.cells])
+    store.save_leaderboard_settings(suite.id, _leaderboard_settings(suite))
     run_id = store.start_run(suite.id, executor.name)
     owner = owner_token()
     summary = SweepSummary(suite.id, len(suite.cells))
@@ -225,14 +253,33 @@ def run_sweep(
                 return c
         return pending[0] if pending and not running else None
 
+    lingering: dict[str, float] = {}  # cell id -> when it was first found lingering
+    waiting: list[SweepCell] = []  # lingering cells, tried again after the next poll
+    last_beat = time.monotonic()
+
     try:
-        while pending or running:
+        while pending or running or waiting:
+            if waiting:
+                pending += waiting
+                waiting.clear()
             while pending and executor.capacity() > 0:
                 c = pick()
                 if c is None:
                     break
                 pending.remove(c)
                 claim = store.claim(c.id, owner, retry_failed=retry_failed)
+                if claim == "claimed" and folder_in_use(cell_dir(store, c.id)):
+                    store.release(c.id, owner)
+                    claim = "lingering"  # a process of an older sweep still runs in the folder
+                if claim == "lingering":
+                    if c.id not in lingering:
+                        lingering[c.id] = time.monotonic()
+                        log(f"{tag(c)} wait   {describe(c)}  (the processes of the sweep that ran it are not "
+                            f"gone yet)")
+                    if time.monotonic() - lingering[c.id] < linger_s:
+                        waiting.append(c)
+                        continue
+                    claim = "busy"
                 if claim != "claimed":
                     if claim == "busy":
                         summary.busy += 1
@@ -246,9 +293,19 @@ def run_sweep(
                     warming.add(c.prefix)
                 executor.submit(Task(id=c.id, base_id=c.base_id, config=c.config.to_dict(),
                                      cell_dir=str(cell_dir(store, c.id)), plugins=list(plugins or []),
-                                     threads=threads, timeout=timeout, cache=cache, resume=resume_cells))
+                                     threads=threads, timeout=timeout, cache=cache, resume=resume_cells,
+                                     sweep_owner=owner))
                 running[c.id] = (c, time.perf_counter())
+                worker = getattr(executor, "worker", None)
+                token = worker(c.id) if worker is not None else None
+                if token:
+                    store.set_worker(c.id, owner, token)
                 log(f"{tag(c)} start  {describe(c)}")
+            if waiting and not running and not pending:
+                time.sleep(poll_s)  # only lingering cells left: wait for the old processes to go
+            if running and time.monotonic() - last_beat >= HEARTBEAT_S:
+                store.beat(owner)
+                last_beat = time.monotonic()
             for cid, outcome in executor.poll(poll_s):
                 c, started = running.pop(cid)
                 if c.prefix is not None:
@@ -283,9 +340,20 @@ def run_sweep(
     except BaseException:
         executor.close()
         for cid in list(running):
-            store.release(cid, owner)
+            try:
+                store.release(cid, owner)
+            except Exception:  # noqa: BLE001, S110 - e.g. a full disk: the next sweep takes the cell over
+                pass
         raise
     executor.close()
     summary.wall_s = time.perf_counter() - t0
     store.end_run(run_id, summary.as_dict())
     return summary
+
+
+def _leaderboard_settings(suite: Suite) -> dict[str, Any]:
+    """The suite's [leaderboard] table and its benchmarks' metric declarations, stored with the sweep."""
+    from harness.leaderboard import suite_settings
+    from harness.plugins import get_host
+
+    return suite_settings(suite, get_host().registry)

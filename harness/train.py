@@ -10,6 +10,7 @@ the same code on several GPUs.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import random
@@ -20,8 +21,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from tqdm.auto import tqdm
 
+from harness import progress
 from harness.cache import Cache, CellCache, weight_versions
 from harness.context import RoundContext, TrainingData
 from harness.contract import ObjectiveContract, call_sampler
@@ -51,6 +52,10 @@ class TrainConfig:
     lora_r: int = param(8, "LoRA rank")
     lora_alpha: int = param(16, "LoRA alpha")
     ref_batch_size: int = param(16, "batch size for reference log-probs")
+    gradient_checkpointing: bool = param(
+        False, "recompute activations in the backward pass instead of storing them (less GPU memory, more "
+        "compute; off by default, which is what a CPU wants)"
+    )
     eval_every_round: bool = param(True, "evaluate after every round (else only at the end)")
     eval_initial: bool = param(
         True, "evaluate the initial policy before training (round 0); false skips it when a no-training row "
@@ -66,6 +71,13 @@ def make_optimizer(cfg: TrainConfig, params: list[torch.nn.Parameter]) -> torch.
     if cfg.optimizer == "rmsprop":
         return torch.optim.RMSprop(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def enable_gradient_checkpointing(model: Any) -> None:
+    """Turn on transformers' activation checkpointing (non-reentrant: no input grads needed under LoRA)."""
+    if not hasattr(model, "gradient_checkpointing_enable"):
+        raise HarnessError("train.gradient_checkpointing: this model does not support it; set it to false")
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 def lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
@@ -158,6 +170,8 @@ class Trainer:
             else None
         )
         self.modules = modules
+        if cfg.gradient_checkpointing:
+            enable_gradient_checkpointing(policy.model)
         trainable = [p for p in policy.model.parameters() if p.requires_grad]
         if modules is not None:
             trainable += list(modules.parameters())
@@ -273,7 +287,8 @@ class Trainer:
 
         if self.on_phase is not None:
             self.on_phase("sampling", rnd)
-        rows = call_sampler(method, ctx)
+        with self._phase(f"round {rnd + 1}/{self.cfg.rounds}: sampling"):
+            rows = call_sampler(method, ctx)
         if not rows:
             raise HarnessError(f"method '{method.name}': its sampler produced no training rows in round {rnd}")
         # Reference log-probs: once per round for the round's data, reused by every step and epoch.
@@ -286,8 +301,9 @@ class Trainer:
             def score() -> dict[str, list[torch.Tensor]]:
                 return reference.logprobs(rows, self.policy.pad_id, cfg.ref_batch_size)
 
-            ref = (self.cache.reference_logprobs(rows, batch_size=cfg.ref_batch_size, compute=score)
-                   if self.cache is not None else score())
+            with self._phase(f"round {rnd + 1}/{cfg.rounds}: reference log-probs of {len(rows)} rows"):
+                ref = (self.cache.reference_logprobs(rows, batch_size=cfg.ref_batch_size, compute=score)
+                       if self.cache is not None else score())
 
         # A seeded order over the rows; each step takes the next batch_size * grad_accum of them.
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + rnd)
@@ -298,8 +314,9 @@ class Trainer:
 
         self.model.train()
         records = []
-        bar = tqdm(range(cfg.steps), desc=f"round {rnd + 1}/{cfg.rounds}", disable=not self.progress, leave=False)
-        for step in bar:
+        bar = progress.bar(cfg.steps, desc=f"train round {rnd + 1}/{cfg.rounds}", unit="step",
+                           disable=not self.progress)
+        for step in range(cfg.steps):
             t0 = time.perf_counter()
             self.optimizer.zero_grad(set_to_none=True)
             sums: dict[str, float] = {}
@@ -338,11 +355,15 @@ class Trainer:
                 hooks.on_step_end(ctx, step, sums)
             if self.on_step is not None:
                 self.on_step(rnd, step + 1)
+            bar.update(1)
         bar.close()
         if hooks.on_round_end:
             hooks.on_round_end(ctx)
         self.save_checkpoint(rnd)
         return records
+
+    def _phase(self, what: str) -> contextlib.AbstractContextManager[None]:
+        return progress.phase(what, min_report_s=2.0) if self.progress else contextlib.nullcontext()
 
     def _trainable(self) -> list[torch.nn.Parameter]:
         params = [p for p in self.model.parameters() if p.requires_grad]

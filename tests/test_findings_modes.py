@@ -123,12 +123,29 @@ def test_multi_token_mixture_expert(host, nano_lm):
     assert reward_values(70.0)[70] == 1.0
 
 
-def test_multi_token_evaluation_runs(host, nano_lm):
+def test_multi_token_evaluation_matches_monte_carlo_under_pi_ref(host, nano_lm):
+    # after the warm start the policy is pi_ref at every position (kl_ref ~ 0); its Monte Carlo metrics must
+    # then agree, within 4 standard errors of 256 samples, with the same quantities computed here with numpy
+    # from pi_ref and the two per-mode experts: a swapped KL, a wrong sign or a wrong mode count would not
     spec = host.registry.benchmark("didactic-bimodal-multi")
-    p = spec.params(n_states=2, eval_samples=16, warm_steps=5)
+    p = spec.params(n_states=2, eval_samples=256)
     spec.warm_start(WarmStartContext(lm=nano_lm, params=p, seed=0))
     res = spec.evaluate(EvalContext(engine=nano_lm.engine, lm=nano_lm, encoder=nano_lm.encoder, params=p, seed=0))
-    keys = {"expected_reward", "topic_reward", "forward_kl", "reverse_kl", "kl_ref", "entropy", "mode_a_fraction",
-            "mode_b_fraction", "min_mode_fraction", "mixed_fraction", "off_mode_fraction", "action_mass"}
-    assert keys <= set(res.metrics)
-    assert all(math.isfinite(v) for v in res.metrics.values())
+    m = res.metrics
+    assert abs(m["kl_ref"]) < 0.02 and m["action_mass"] == 1.0
+    ref = pi_ref_probs()
+    peaks, p_a, p_b = dm.mode_experts(p)
+    rng = np.random.default_rng(123)
+    y = rng.choice(len(ref), size=(20000, MULTI_LENGTH), p=ref)
+    draws = dm._expert_draws(rng, (20000,), p_a, p_b)
+    expected = {
+        "reverse_kl": sequence_logprob(y, ref) - dm.mixture_logprob(y, p_a, p_b),
+        "forward_kl": dm.mixture_logprob(draws, p_a, p_b) - sequence_logprob(draws, ref),
+        "entropy": -sequence_logprob(y, ref),
+        "expected_reward": dm.expert_log_ratio(y, p),
+    }
+    for name, x in expected.items():
+        se = x.std() / math.sqrt(256)
+        assert abs(m[name] - x.mean()) < 4 * se, f"{name}: {m[name]:.3f} vs {x.mean():.3f} ± {se:.3f}"
+    for name, v in dm.sequence_modes(y, peaks, p.width).items():
+        assert abs(m[name] - v) < 4 * math.sqrt(v * (1 - v) / 256) + 1e-9, f"{name}: {m[name]:.3f} vs {v:.3f}"

@@ -15,7 +15,7 @@ from harness.divergence import Discriminator, ranking_auc
 from harness.engines.hf import HFEngine
 from harness.lm import LM
 from harness.train import TrainConfig
-from tests.test_gsil import host, make_trainer  # noqa: F401 - fixtures
+from tests.test_gsil import host, make_trainer, record_rows  # noqa: F401 - fixtures
 
 CFG = TrainConfig(rounds=1, steps=2, batch_size=10, lr=1e-3)
 
@@ -92,6 +92,16 @@ def test_each_variant_fits_the_named_sides(host, monkeypatch, rm, positives, neg
 @pytest.mark.parametrize("use", ["bon", "rloo", "ppo"])
 def test_policy_rounds_use_the_reward_model(host, use):  # noqa: F811
     t = make_trainer(host, "irl-rm", CFG, use=use, sft_steps=5, rm_samples=2, rm_steps=5, n=4)
+    kept = record_rows(t)
     records = t.train_round(0)
     assert "rm_heldout_auc" in records[-1].metrics and "reward" in records[-1].metrics
     assert t.state["reward"] is not None and irl_rm.IRLRMParams().rm == "init-sft"
+    # every row's reward is the fitted reward model's score of its sequence, not the benchmark's reward
+    rm, rows = t.state["reward"], kept[0]
+    role = "best" if use == "bon" else "sample"
+    seqs = [r.seqs[role] for r in rows]
+    comps = [Completion(s.prompt, s.response, "") for s in seqs]
+    scores = rm.batch([s.prompt for s in seqs], comps)
+    assert [r.values["reward"] for r in rows] == pytest.approx(scores, abs=1e-5)
+    truth = [t.data.reward(s.prompt, c) for s, c in zip(seqs, comps, strict=True)]
+    assert max(abs(a - b) for a, b in zip(scores, truth, strict=True)) > 1e-3

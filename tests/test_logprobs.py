@@ -47,7 +47,7 @@ def test_roles_in_one_forward_match_separate_calls(tiny):
     rows = [Row({"chosen": seqs[0], "rejected": seqs[1]}, {"reward": 1.0}),
             Row({"chosen": seqs[2], "rejected": seqs[0]}, {"reward": 0.0})]
     calls = []
-    handle = model.register_forward_hook(lambda *a: calls.append(1))
+    handle = model.get_decoder().register_forward_hook(lambda *a: calls.append(1))  # the transformer body
     with torch.no_grad():
         batch = batch_logprobs(model, rows, pad_id=256)
     handle.remove()

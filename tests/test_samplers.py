@@ -73,9 +73,18 @@ def test_on_policy_preferences_rank_by_reward(policy, reference):
     rows = samplers.on_policy_preferences(ctx, n=4, generation={"max_new_tokens": 8})
     assert rows and all(r.values["reward_chosen"] > r.values["reward_rejected"] for r in rows)
     assert all(len(r.seqs["chosen"].response) > len(r.seqs["rejected"].response) for r in rows)
-    assert len(rows) <= 8 * 6
+    # the same (seed, round) draws the same samples: count the untied pairs by hand
+    samples = samplers.on_policy_samples(ctx, n=4, generation={"max_new_tokens": 8})
+    groups = [[r.values["reward"] for r in samples if r.values["group"] == g] for g in range(8)]
+    untied = sum(a != b for rs in groups for i, a in enumerate(rs) for b in rs[i + 1:])
+    assert len(rows) == untied > 0
     bw = samplers.on_policy_preferences(ctx, n=4, pairs="best-worst", generation={"max_new_tokens": 8})
-    assert len(bw) <= 8
+    assert len(bw) == sum(max(rs) > min(rs) for rs in groups) > 0
+    assert len({r.seqs["chosen"].prompt.ids for r in bw}) == len(bw)  # one pair per prompt
+    by_prompt = {samples[4 * g].seqs["sample"].prompt.ids: rs for g, rs in enumerate(groups)}
+    for r in bw:  # the best against the worst of its prompt
+        rs = by_prompt[r.seqs["chosen"].prompt.ids]
+        assert (r.values["reward_chosen"], r.values["reward_rejected"]) == (max(rs), min(rs))
 
 
 def test_best_of_n_and_samples(policy, reference):

@@ -155,7 +155,7 @@ def test_sweep_runs_records_and_prints(tiny_run):
     assert (prov["git_commit"], prov["git_dirty"]) == _code_state()  # the checkout the cells ran from
     assert run["done"] == 4 and run["warm_start"] == {"hit": 2, "miss": 2, "none": 0}
     assert run["cache"]["reflogps"] == {"hits": 0, "misses": 2}
-    runs = store.parent / "runs"
+    runs = store.parent / "h.runs"  # the run folders of this store, next to it
     assert runs.is_dir() and len(list(runs.iterdir())) == 4
     for cell in runs.iterdir():  # the worker's progress, the per-round results; the checkpoint is gone
         progress = json.loads((cell / "progress.json").read_text())
@@ -257,7 +257,7 @@ def test_kill_9_and_resume_equals_uninterrupted(tiny_run, tmp_path):
     res = run_harness("sweep", str(suite), "--store", str(store), env=sweep_env(root))
     assert res.returncode == 0, res.stdout + res.stderr
     done = list(at_kill.values()).count("done")
-    assert f"4 cells, {4 - done} to run, {done} already done" in res.stdout
+    assert f"4 cells, {4 - done} to run, {done} already done" in res.stderr  # status: stderr
     assert set(statuses(store).values()) == {"done"} and len(statuses(store)) == 4
     con = sqlite3.connect(store)
     assert con.execute("SELECT COUNT(*) FROM metrics").fetchone()[0] == \
@@ -286,10 +286,10 @@ def test_failing_cells_are_isolated(tmp_path):
     assert rows["nan"][0] == "failed" and "method 'faulty'" in rows["nan"][1] and "the loss is nan" in rows["nan"][1]
     assert rows["raise"][0] == "failed" and "its objective raised RuntimeError: boom from the faulty method" in \
         rows["raise"][1] and str(plugin) in rows["raise"][1]
-    assert "worker.log)" in res.stdout  # a failed cell's line points to its full log
+    assert "worker.log)" in res.stderr  # a failed cell's line points to its full log
     assert rows["hang"] == ("failed", "timeout: killed after the cell timeout of 10 s")
     assert rows["die"][0] == "failed" and rows["die"][1].startswith("worker died (exit code 3)")
-    assert "2 done, 4 failed" in res.stdout and "FAILED" in res.stdout
+    assert "2 done, 4 failed" in res.stderr and "FAILED" in res.stderr
     assert "sft" in res.stdout.split("Leaderboard")[1]
     # failed cells are skipped unless asked; --retry-failed reruns them (a suite holding two of them)
     again = tmp_path / "again.toml"
@@ -308,7 +308,7 @@ def test_failing_cells_are_isolated(tmp_path):
     assert "3 cells, 0 to run, 2 already done, 1 failed earlier (--retry-failed reruns them)" in lines[0]
     res = run_harness("--plugin", str(plugin), "sweep", str(again), "--store", str(store), "--retry-failed",
                       env=sweep_env(tmp_path))
-    assert res.returncode == 1 and "3 cells, 1 to run" in res.stdout
+    assert res.returncode == 1 and "3 cells, 1 to run" in res.stderr
     con = sqlite3.connect(store)
     assert con.execute("SELECT attempts FROM cells WHERE error LIKE 'RuntimeError%'").fetchone()[0] == 2
     con.close()

@@ -27,6 +27,12 @@ computed once); otherwise it samples from ``softmax(logits / temperature)`` rest
 when ``seed is None``); the global torch RNG state is never read or changed. The same seed, prompts,
 settings and ``batch_size`` give the same completions (on the same device and build); a prompt's samples
 depend on the other prompts of the call, since rows share the generator.
+
+Two decoders, chosen by ``decoder`` (``"auto"`` picks): ``"dynamic"`` (the loop above, a ``DynamicCache``
+that grows; fastest on a CPU and for tiny models) and ``"static"`` (:mod:`harness.engines.hf_static`: a
+fixed-shape cache with bucketed shapes and, on CUDA, the decode step replayed as a CUDA graph; greedy output
+equals the dynamic path's and ``generate``'s). ``"auto"`` uses the static decoder on CUDA for models that
+support transformers' ``StaticCache`` and falls back to the dynamic one if it fails.
 """
 
 from __future__ import annotations
@@ -39,7 +45,10 @@ from typing import Any
 import torch
 
 from harness.data import Completion, Prompt
+from harness.engines import hf_static
 from harness.errors import HarnessError
+
+warm_up = hf_static.warm_up  # the once-per-process CUDA warm-up hook (see hf_static.warm_up)
 
 # Finished rows are dropped from the batch (and the KV cache) once at least this fraction of it is done.
 _PRUNE_FRACTION = 0.25
@@ -48,14 +57,21 @@ _PRUNE_FRACTION = 0.25
 class HFEngine:
     """The :class:`~harness.engines.base.Engine` protocol over a transformers causal LM (see module doc)."""
 
-    def __init__(self, model: Any, tokenizer: Any, *, batch_size: int = 32, name: str = "hf") -> None:
+    def __init__(
+        self, model: Any, tokenizer: Any, *, batch_size: int = 32, name: str = "hf", decoder: str = "auto"
+    ) -> None:
         if batch_size < 1:
             raise HarnessError(f"engine '{name}': batch_size must be at least 1, got {batch_size}")
+        if decoder not in ("auto", "static", "dynamic"):
+            raise HarnessError(f"engine '{name}': decoder must be auto, static or dynamic, got '{decoder}'")
+        self.decoder = decoder
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = int(batch_size)
         self.name = name
         params = _forward_params(model)
+        # transformers >= 5.24 names the cache argument `cache` (and warns on `past_key_values`).
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"
         self._logits_kw: dict[str, int] = {}
         if "logits_to_keep" in params:
             self._logits_kw = {"logits_to_keep": 1}
@@ -138,6 +154,19 @@ class HFEngine:
 
     # -- internals -------------------------------------------------------------------------------------
 
+    def _static_runner(self, device: torch.device) -> Any:
+        """The static decoder's runner for this model, or None where the dynamic path is used."""
+        if self.decoder == "dynamic" or (self.decoder == "auto" and device.type != "cuda"):
+            return None
+        if self.decoder == "auto" and not getattr(self.model, "_supports_static_cache", True):
+            return None
+        try:
+            return hf_static.runner_for(self.model, graphs=hf_static.can_use_graphs(self.model, device))
+        except Exception:  # noqa: BLE001 -- an architecture without a static cache: the dynamic path
+            if self.decoder == "static":
+                raise
+            return None
+
     def _eos_ids(self) -> frozenset[int]:
         ids: set[int] = set()
         tok_eos = getattr(self.tokenizer, "eos_token_id", None)
@@ -187,6 +216,45 @@ class HFEngine:
     ) -> list[tuple[list[int], str]]:
         """Decode one batch; returns (generated ids, finish reason) per row, in batch order."""
         size = len(batch)
+        stop_window = max((len(s.encode("utf-8")) for s in stops), default=0) + 2
+        generated: list[list[int]] = [[] for _ in range(size)]
+        reasons = ["length"] * size
+
+        def absorb(i: int, new: list[int]) -> bool:
+            """Append row i's next ids up to its end; True once the row is finished."""
+            for tok in new:
+                generated[i].append(tok)
+                if tok in eos_ids or (stops and _tail_has_stop(self._decode(generated[i][-stop_window:]), stops)):
+                    reasons[i] = "stop"
+                    return True
+            return False
+
+        def pick(logits: torch.Tensor) -> torch.Tensor:
+            return _pick(logits, greedy, temperature, top_p, generator)
+
+        runner = self._static_runner(device)
+        if runner is not None:
+            try:
+                runner.decode(batch, max_new_tokens=max_new_tokens, pad_id=pad_id, pick=pick, absorb=absorb)
+                return [(generated[i], reasons[i]) for i in range(size)]
+            except Exception:
+                if self.decoder == "static" or any(generated):
+                    raise
+                self.decoder = "dynamic"  # this model has no usable static cache: never try again
+        self._decode_dynamic(batch, max_new_tokens, pad_id, device, pick, absorb)
+        return [(generated[i], reasons[i]) for i in range(size)]
+
+    def _decode_dynamic(
+        self,
+        batch: list[tuple[int, ...]],
+        max_new_tokens: int,
+        pad_id: int,
+        device: torch.device,
+        pick: Any,
+        absorb: Any,
+    ) -> None:
+        """The dynamic-cache loop: one host look per token, finished rows pruned from the cache."""
+        size = len(batch)
         width = max(len(ids) for ids in batch)
         input_ids = torch.full((size, width), pad_id, dtype=torch.long)
         attention = torch.zeros((size, width), dtype=torch.long)
@@ -201,9 +269,6 @@ class HFEngine:
         # and no positions: it takes its causal fast path, as a bare loop does.
         unpadded = bool(attention.all())
 
-        stop_window = max((len(s.encode("utf-8")) for s in stops), default=0) + 2
-        generated: list[list[int]] = [[] for _ in range(size)]
-        reasons = ["length"] * size
         active = list(range(size))  # row of the current (possibly pruned) batch -> index into `batch`
         alive = [True] * size  # per row of the current batch
         cache = _new_cache(self.model)
@@ -211,21 +276,15 @@ class HFEngine:
 
         for step in range(max_new_tokens):
             masks = {} if unpadded else {"attention_mask": attention, "position_ids": step_pos}
-            out = self.model(input_ids=step_ids, past_key_values=cache, use_cache=True, **masks, **self._logits_kw)
-            cache = out.past_key_values
+            out = self.model(input_ids=step_ids, use_cache=True, **{self._cache_kw: cache}, **masks,
+                             **self._logits_kw)
             logits = out.logits[:, -1, :]
-            next_tokens = _pick(logits, greedy, temperature, top_p, generator)
+            next_tokens = pick(logits)
             tokens = next_tokens.tolist()
 
             for r, tok in enumerate(tokens):
-                if not alive[r]:
-                    continue
-                i = active[r]
-                generated[i].append(tok)
-                if tok in eos_ids:
-                    reasons[i], alive[r] = "stop", False
-                elif stops and _tail_has_stop(self._decode(generated[i][-stop_window:]), stops):
-                    reasons[i], alive[r] = "stop", False
+                if alive[r] and absorb(active[r], [tok]):
+                    alive[r] = False
 
             n_alive = sum(alive)
             if n_alive == 0 or step == max_new_tokens - 1:
@@ -245,8 +304,6 @@ class HFEngine:
             if not unpadded:
                 attention = torch.cat([attention, attention.new_ones((attention.shape[0], 1))], dim=1)
                 step_pos, next_pos = next_pos, next_pos + 1
-
-        return [(generated[i], reasons[i]) for i in range(size)]
 
 
 def _pick(

@@ -85,7 +85,7 @@ from harness.context import DataContext, EvalContext, EvalResult, WarmStartConte
 from harness.data import Completion, Pair, Prompt, Sequence
 from harness.errors import HarnessError
 from harness.params import param
-from harness.registry import BenchmarkSpec
+from harness.registry import BenchmarkSpec, MetricSpec
 
 PAPER = "Tajwar et al. 2024, arXiv 2404.14367"
 N_ACTIONS = 100
@@ -357,7 +357,7 @@ def warm_start_loss(logprobs: torch.Tensor, log_ref: torch.Tensor, action_offset
     return (reverse_kl - log_mass.squeeze(-1)).mean()
 
 
-def _warm_start(ctx: WarmStartContext, *, name: str, peak: float, length: int) -> None:
+def _warm_start(ctx: WarmStartContext, *, name: str, peak: float, length: int, ref: np.ndarray | None = None) -> None:
     p = ctx.params
     model = ctx.lm.model
     _check(name, ctx.lm.tokenizer, p)
@@ -366,7 +366,7 @@ def _warm_start(ctx: WarmStartContext, *, name: str, peak: float, length: int) -
     device = next(model.parameters()).device
     prompts = state_prompts(ctx.lm.tokenizer, p, peak=peak, length=length)
     base = torch.tensor([pr.ids for pr in prompts], dtype=torch.long)  # every prompt has the same length
-    ref = pi_ref_probs()
+    ref = pi_ref_probs() if ref is None else ref  # another starting policy: didactic_modes' symmetric control
     log_ref = torch.tensor(np.log(ref), dtype=torch.float32, device=device)
     rng = _rng(ctx.seed, "warm_start")
     width = getattr(p, "warm_prefixes", 1) if length > 1 else 1
@@ -496,6 +496,29 @@ def _evaluate_multi(ctx: EvalContext, *, name: str, peak: float) -> EvalResult:
     return EvalResult(metrics=metrics, records=records)
 
 
+SINGLE_METRICS = (
+    MetricSpec("expected_reward", item="expected_reward"),
+    MetricSpec("forward_kl", lower_is_better=True, item="forward_kl"),
+    MetricSpec("reverse_kl", lower_is_better=True, item="reverse_kl"),
+    MetricSpec("kl_ref", lower_is_better=True, role="diagnostic", item="kl_ref"),
+    MetricSpec("entropy", role="diagnostic", item="entropy"),
+    MetricSpec("action_mass", role="diagnostic", item="action_mass"),
+)
+"""The one-token bandit's metrics: the reward and the KLs to the expert are goals; ``kl_ref`` (distance
+from pi_ref), ``entropy`` and ``action_mass`` describe the policy and are diagnostics. Each record (one
+state) holds every metric of its state."""
+
+MULTI_METRICS = (
+    MetricSpec("expected_reward", item="expected_reward"),
+    MetricSpec("forward_kl", lower_is_better=True),
+    MetricSpec("reverse_kl", lower_is_better=True),
+    MetricSpec("kl_ref", lower_is_better=True, role="diagnostic"),
+    MetricSpec("entropy", role="diagnostic"),
+    MetricSpec("action_mass", role="diagnostic", item="action_mass"),
+)
+"""The 9-token bandit's metrics; its records (one per state) hold only the reward and the action mass."""
+
+
 def make_spec(name: str, peak: float, multi: bool = False) -> BenchmarkSpec:
     """The spec of a didactic bandit whose reward peaks at action ``peak`` (1 or 9 generated tokens)."""
     length = MULTI_LENGTH if multi else 1
@@ -515,6 +538,7 @@ def make_spec(name: str, peak: float, multi: bool = False) -> BenchmarkSpec:
         data=functools.partial(_data, name=name, peak=peak, length=length),
         reward=functools.partial(_reward, peak=peak, length=length),
         warm_start=functools.partial(_warm_start, name=name, peak=peak, length=length),
+        metrics=MULTI_METRICS if multi else SINGLE_METRICS,
     )
 
 
@@ -535,6 +559,8 @@ __all__ = [
     "expected_reward",
     "expected_reward_expert",
     "expected_reward_ref",
+    "MULTI_METRICS",
+    "SINGLE_METRICS",
     "expert_probs",
     "kl_divergence",
     "make_spec",

@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from alignment_harness_plugins.benchmarks.didactic import (
+    CAUCHY_LOC,
     MULTI_LENGTH,
     N_ACTIONS,
     DidacticMultiParams,
@@ -60,12 +61,13 @@ from alignment_harness_plugins.benchmarks.didactic import (
     state_prompts,
     token_actions,
 )
+from alignment_harness_plugins.benchmarks.didactic import _warm_start as _didactic_warm_start
 from harness import hookimpl
 from harness.context import DataContext, EvalContext, EvalResult, WarmStartContext
 from harness.data import Completion, Pair, Prompt, Sequence
 from harness.errors import HarnessError
 from harness.params import param
-from harness.registry import BenchmarkSpec
+from harness.registry import BenchmarkSpec, MetricSpec
 
 PAPER = "Sun 2024, arXiv 2403.12017 (forward vs reverse KL in alignment from demonstrations); bandit: Tajwar et al. 2024"
 NAME = "didactic-bimodal"
@@ -81,6 +83,8 @@ class BimodalParams(DidacticParams):
     peak_a: float = param(30.0, "action of the first reward peak (pi_ref has more mass here)")
     peak_b: float = param(70.0, "action of the second reward peak")
     balanced: bool = param(True, "heights chosen so that the expert puts equal mass on both modes (else both 1)")
+    ref_loc: float = param(CAUCHY_LOC, "location of pi_ref's tanh-Cauchy, the starting policy (0: symmetric "
+                           "about action 49.5, so that peaks 30 and 69 start with equal mass: the control)")
 
 
 # -- pure helpers -------------------------------------------------------------------------------------
@@ -97,10 +101,11 @@ def mode_masks(peaks: tuple[float, float], width: float = 10.0) -> tuple[np.ndar
     return np.abs(a - peaks[0]) <= width, np.abs(a - peaks[1]) <= width
 
 
-def balanced_heights(peaks: tuple[float, float], width: float, tau: float, iters: int = 20) -> tuple[float, float]:
+def balanced_heights(peaks: tuple[float, float], width: float, tau: float, iters: int = 20,
+                     ref: np.ndarray | None = None) -> tuple[float, float]:
     """Heights ``(h_a, h_b)``, the larger 1, such that ``p* ∝ π_ref exp(R / τ)`` has equal mass within
     ``width`` of each peak (fixed-point iteration on ``h = 1 - τ log(m_heavy / m_light)``)."""
-    ref = pi_ref_probs()
+    ref = pi_ref_probs() if ref is None else ref
     in_a, in_b = mode_masks(peaks, width)
     h = [1.0, 1.0]
     for _ in range(iters):
@@ -120,9 +125,9 @@ def balanced_heights(peaks: tuple[float, float], width: float, tau: float, iters
 def task(p: BimodalParams) -> tuple[tuple[float, float], tuple[float, float], np.ndarray, np.ndarray, np.ndarray]:
     """``(peaks, heights, reward, pi_ref, expert)`` of a parameter set."""
     peaks = (float(p.peak_a), float(p.peak_b))
-    heights = balanced_heights(peaks, p.width, p.tau) if p.balanced else (1.0, 1.0)
+    ref = pi_ref_probs(loc=p.ref_loc)
+    heights = balanced_heights(peaks, p.width, p.tau, ref=ref) if p.balanced else (1.0, 1.0)
     reward = bimodal_reward(peaks, heights, p.width)
-    ref = pi_ref_probs()
     return peaks, heights, reward, ref, expert_probs(reward, p.tau, ref)
 
 
@@ -186,7 +191,11 @@ def _reward(prompt: Prompt, completion: Completion) -> float:
 
 
 def _warm_start(ctx: WarmStartContext) -> None:
-    _BASE.warm_start(ctx)  # fits π_ref; the reward plays no part
+    p: BimodalParams = ctx.params
+    if p.ref_loc == CAUCHY_LOC:
+        _BASE.warm_start(ctx)  # fits π_ref; the reward plays no part
+    else:  # the control's other starting policy
+        _didactic_warm_start(ctx, name=NAME, peak=70.0, length=1, ref=pi_ref_probs(loc=p.ref_loc))
 
 
 def _evaluate(ctx: EvalContext) -> EvalResult:
@@ -208,6 +217,20 @@ def _evaluate(ctx: EvalContext) -> EvalResult:
     return EvalResult(metrics=means, records=records)
 
 
+BIMODAL_METRICS = (
+    MetricSpec("forward_kl", lower_is_better=True, item="forward_kl"),
+    MetricSpec("reverse_kl", lower_is_better=True, item="reverse_kl"),
+    MetricSpec("expected_reward", item="expected_reward"),
+    MetricSpec("*_mass", role="diagnostic", item="{metric}"),
+    MetricSpec("off_mode_mass", lower_is_better=True, role="diagnostic", item="off_mode_mass"),
+    MetricSpec("kl_ref", lower_is_better=True, role="diagnostic", item="kl_ref"),
+    MetricSpec("entropy", role="diagnostic", item="entropy"),
+)
+"""Goals: the KLs to the bimodal expert (and the reward). Where the mass sits (per mode, off the modes) is
+what the suite studies, not a score: mass-covering and mode-seeking are both answers, so they are
+diagnostics."""
+
+
 def make_bimodal_spec() -> BenchmarkSpec:
     return BenchmarkSpec(
         name=NAME,
@@ -221,6 +244,7 @@ def make_bimodal_spec() -> BenchmarkSpec:
         data=_data,
         reward=_reward,
         warm_start=_warm_start,
+        metrics=BIMODAL_METRICS,
     )
 
 
@@ -373,6 +397,20 @@ def _multi_warm_start(ctx: WarmStartContext) -> None:
     _BASE_MULTI.warm_start(ctx)  # π_ref at every position, teacher-forced on π_ref prefixes
 
 
+BIMODAL_MULTI_METRICS = (
+    MetricSpec("forward_kl", lower_is_better=True),
+    MetricSpec("reverse_kl", lower_is_better=True),
+    MetricSpec("expected_reward"),
+    MetricSpec("*_fraction", role="diagnostic"),
+    MetricSpec("mixed_fraction", lower_is_better=True, role="diagnostic"),
+    MetricSpec("off_mode_fraction", lower_is_better=True, role="diagnostic"),
+    MetricSpec("topic_reward", role="diagnostic"),
+    MetricSpec("action_mass", role="diagnostic"),
+    MetricSpec("kl_ref", lower_is_better=True, role="diagnostic"),
+    MetricSpec("entropy", role="diagnostic"),
+)
+
+
 def make_bimodal_multi_spec() -> BenchmarkSpec:
     return BenchmarkSpec(
         name=MULTI_NAME,
@@ -386,6 +424,7 @@ def make_bimodal_multi_spec() -> BenchmarkSpec:
         data=_multi_data,
         reward=_multi_reward,
         warm_start=_multi_warm_start,
+        metrics=BIMODAL_MULTI_METRICS,
     )
 
 

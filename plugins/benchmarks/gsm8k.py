@@ -115,7 +115,7 @@ from harness.context import DataContext, EvalContext, EvalResult
 from harness.data import Completion, Prompt, Sequence, read_jsonl
 from harness.errors import HarnessError
 from harness.params import param
-from harness.registry import BenchmarkSpec
+from harness.registry import BenchmarkSpec, MetricSpec
 
 PAPER = "Cobbe et al. 2021, arXiv 2110.14168; protocol: lm-evaluation-harness gsm8k v3.0"
 
@@ -288,7 +288,7 @@ _HINT = "--set path=/path/to/gsm8k (a directory with train.jsonl and test.jsonl,
 def _read_local(path: str, _mtime_ns: int, _size: int) -> tuple[Problem, ...]:
     return tuple(
         Problem(str(row["question"]), str(row["answer"]))
-        for row in read_jsonl(path, required=("question", "answer"))
+        for row in read_jsonl(path, required=("question", "answer"), types={"question": str, "answer": str})
     )
 
 
@@ -437,6 +437,7 @@ def _evaluate(ctx: EvalContext, *, name: str, chat: bool) -> EvalResult:
             completions.append(out[0])
             for key, ok in score(out[0].text, item.answer).items():
                 hits[key] += ok
+        ctx.report(len(completions), total)
         if total > p.chunk_size:
             done = len(completions)
             ctx.progress(
@@ -471,6 +472,15 @@ def _evaluate(ctx: EvalContext, *, name: str, chat: bool) -> EvalResult:
 # -- registration --------------------------------------------------------------------------------------------
 
 
+METRICS = (
+    MetricSpec("exact_match", item="correct.{filter}"),
+    MetricSpec("exact_match_stderr", lower_is_better=True, role="diagnostic"),
+    MetricSpec("answered", role="diagnostic"),
+)
+"""exact_match (per filter) is the goal, per item in ``record["correct"][filter]``; ``answered`` (format
+compliance) and the standard error are diagnostics."""
+
+
 def make_spec(chat: bool = False) -> BenchmarkSpec:
     """The spec of ``gsm8k`` (lm-eval's 5-shot protocol) or ``gsm8k-chat`` (zero-shot, chat template)."""
     name = "gsm8k-chat" if chat else "gsm8k"
@@ -491,6 +501,7 @@ def make_spec(chat: bool = False) -> BenchmarkSpec:
         provides=frozenset({"demonstrations", "prompts", "reward"}),
         data=functools.partial(_data, chat=chat),
         reward=reward,
+        metrics=METRICS,
     )
 
 

@@ -78,7 +78,7 @@ from harness.data import Completion, Prompt
 from harness.data import Sequence as Demo
 from harness.errors import HarnessError
 from harness.params import param
-from harness.registry import BenchmarkSpec
+from harness.registry import BenchmarkSpec, MetricSpec
 from harness.sandbox import SandboxResult, check_isolation, run_many, run_program
 
 NAME = "humaneval"
@@ -351,6 +351,16 @@ def _generator(ctx: EvalContext) -> Callable[..., list[list[Completion]]]:
     raise HarnessError(f"benchmark '{NAME}' generates completions: it needs a generation engine")
 
 
+def _execute_with_progress(ctx: EvalContext, programs: list[str], p: Any) -> list[dict[str, Any]]:
+    """The sandbox's verdicts, run a few batches of ``jobs`` programs at a time so the bar moves."""
+    chunk = max(8, 4 * (p.jobs or os.cpu_count() or 1))
+    verdicts: list[dict[str, Any]] = []
+    for start in range(0, len(programs), chunk):
+        verdicts += execute(programs[start : start + chunk], timeout=p.timeout, memory_mb=p.memory_mb, jobs=p.jobs)
+        ctx.report(len(verdicts), len(programs), what="sandbox")
+    return verdicts
+
+
 def evaluate(ctx: EvalContext) -> EvalResult:
     """Generate ``n`` completions per problem, run them with their tests in the sandbox, report pass@k."""
     p: HumanEvalParams = ctx.params
@@ -370,7 +380,7 @@ def evaluate(ctx: EvalContext) -> EvalResult:
     texts = [[truncate_at_stop(c.text) for c in cs] for cs in outs]
     programs = [build_program(pr, t) for pr, ts in zip(problems, texts, strict=True) for t in ts]
     ctx.progress(f"{NAME}: running {len(programs)} programs in the sandbox (timeout {p.timeout:g} s each)")
-    verdicts = execute(programs, timeout=p.timeout, memory_mb=p.memory_mb, jobs=p.jobs)
+    verdicts = _execute_with_progress(ctx, programs, p)
     ks = range(1, p.n + 1)
     records = []
     for i, (problem, comps) in enumerate(zip(problems, outs, strict=True)):
@@ -443,6 +453,8 @@ SPEC = BenchmarkSpec(
     provides=frozenset({"prompts", "reward", "demonstrations"}),
     data=data,
     reward=reward,
+    metrics=(MetricSpec("pass@*", item="{metric}"),
+             MetricSpec("sandbox_errors", lower_is_better=True, role="diagnostic")),
 )
 
 

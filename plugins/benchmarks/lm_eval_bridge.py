@@ -89,7 +89,7 @@ from harness.data import Prompt, Sequence
 from harness.errors import HarnessError
 from harness.logprobs import sequence_logprobs
 from harness.params import param
-from harness.registry import BenchmarkSpec
+from harness.registry import BenchmarkSpec, MetricSpec
 
 NAME = "lm-eval"
 PAPER = "EleutherAI lm-evaluation-harness (Gao et al., doi:10.5281/zenodo.5371628)"
@@ -484,6 +484,11 @@ def evaluate(ctx: EvalContext, *, task: str | None = None) -> EvalResult:
     return EvalResult(metrics=metrics, records=map_samples(results) if p.log_samples else [])
 
 
+METRICS = (MetricSpec("*_stderr", lower_is_better=True, role="diagnostic"),)
+"""lm-eval's metrics differ per task (acc, acc_norm, exact_match, ...): the leaderboard reads their
+direction from the name; the standard errors are diagnostics."""
+
+
 def make_spec(task: str | None = None) -> BenchmarkSpec:
     """``lm-eval`` (task=None: the generic benchmark) or ``lm-eval:<task>``."""
     if task is None:
@@ -495,6 +500,7 @@ def make_spec(task: str | None = None) -> BenchmarkSpec:
             evaluate=evaluate,
             params=LMEvalParams,
             version="1",
+            metrics=METRICS,
         )
     return BenchmarkSpec(
         name=f"{NAME}:{task}",
@@ -503,6 +509,7 @@ def make_spec(task: str | None = None) -> BenchmarkSpec:
         evaluate=functools.partial(evaluate, task=task),
         params=LMEvalTaskParams,
         version="1",
+        metrics=METRICS,
     )
 
 

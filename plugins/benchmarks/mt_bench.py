@@ -80,7 +80,7 @@ from harness.data import Prompt, read_jsonl
 from harness.errors import HarnessError
 from harness.judge import JudgmentCache, cache_key, chat_prompt, make_judge, parse_rating
 from harness.params import param
-from harness.registry import BenchmarkSpec
+from harness.registry import BenchmarkSpec, MetricSpec
 
 NAME = "mt-bench"
 PAPER = "Zheng et al. 2023, arXiv 2306.05685 (FastChat llm_judge, single-answer grading)"
@@ -499,6 +499,7 @@ def evaluate(ctx: EvalContext) -> EvalResult:
             texts = judge.generate([it["messages"] for it, _ in chunk], temperature=p.judge_temperature,
                                    max_new_tokens=p.judge_max_new_tokens, seed=r)
             requests += len(chunk)
+            ctx.report(start + len(chunk), len(todo), what=f"judging {r + 1}/{p.judge_repeats}")
             for (item, key), text in zip(chunk, texts, strict=True):
                 item["judgments"][r] = text
                 if cache is not None:
@@ -591,6 +592,10 @@ SPEC = BenchmarkSpec(
     version="1",
     provides=frozenset({"prompts"}),
     data=_data,
+    metrics=(MetricSpec("score", item="rating"), MetricSpec("score_*", role="diagnostic"),
+             MetricSpec("unparsable", lower_is_better=True, role="diagnostic"),
+             MetricSpec("judge_std", lower_is_better=True, role="diagnostic"),
+             MetricSpec("*", role="diagnostic")),
 )
 
 

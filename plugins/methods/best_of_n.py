@@ -13,6 +13,14 @@ bound; keep beta small (the paper's "constrained" variant, minus log pi_ref, is 
 :func:`harness.samplers.best_of_n` sampler, scored by the method's reward (summed if dense). Sample
 reuse is ``train.steps``. Defaults: n = 10 (bandit); lr 1e-3 is the bandit code's on-policy BoN lr;
 rounds/steps are ours (same budget as ``reinforce``).
+
+**Ties.** A prompt whose ``n`` samples all get the same reward has no best sample (on GSM8K or HumanEval
+that is usually "all wrong": keeping the first would imitate a failed answer). ``on_tie = "skip"``
+(default) leaves such prompts out of the round; ``"demonstration"`` imitates the prompt's demonstration
+instead where the benchmark has one (and skips it where not); ``"keep"`` keeps the first sample (the
+old behaviour). Every step reports the round's ``tied_prompts`` (skipped) and ``demo_fallbacks``. A
+round where every prompt tied trains on one zero-weight placeholder row (zero gradient), as on-policy
+DPO does when it finds no pair.
 """
 
 from __future__ import annotations
@@ -23,7 +31,8 @@ import torch
 
 from harness import hookimpl
 from harness.context import RoundContext
-from harness.data import PROMPTS, REWARD, Row
+from harness.data import PROMPTS, REWARD, Row, Sequence
+from harness.errors import HarnessError
 from harness.logprobs import LogProbBatch
 from harness.params import param
 from harness.pg import ON_POLICY_TRAIN_DEFAULTS, response_length
@@ -41,6 +50,8 @@ class BestOfNParams(RewardParams):
     limit: int | None = param(None, "prompts per round, a fresh random subset each round (None = all)")
     temperature: float = param(1.0, "sampling temperature")
     max_new_tokens: int | None = param(None, "generated length (None: the longest benchmark response)")
+    on_tie: str = param("skip", "a prompt whose samples all tie: skip | demonstration (its demonstration, "
+                        "where the benchmark has one; else skipped) | keep (the first sample)")
 
 
 def best_of_n_loss(best: torch.Tensor, worst: torch.Tensor | None = None, *, beta: float = 0.0
@@ -56,14 +67,63 @@ def best_of_n_loss(best: torch.Tensor, worst: torch.Tensor | None = None, *, bet
 
 def objective(batch: LogProbBatch, params: BestOfNParams) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     loss, metrics = best_of_n_loss(batch.logps["best"], batch.logps.get("worst"), beta=params.beta)
-    return loss, {**metrics, "reward": batch.values["reward"].mean()}
+    v = batch.values
+    if "weight" in v:
+        loss = loss * v["weight"]
+        metrics = {**metrics, "tied_prompts": v["tied"].mean(), "demo_fallbacks": v["demo_fallbacks"].mean()}
+    return loss, {**metrics, "reward": v["reward"].mean()}
+
+
+TIES = ("skip", "demonstration", "keep")
+
+
+def _demonstrations(ctx: RoundContext) -> dict[tuple[int, ...], Sequence]:
+    """Prompt ids -> the first demonstration of that prompt (empty if the benchmark has none)."""
+    if "demonstrations" not in ctx.data.provides:
+        return {}
+    out: dict[tuple[int, ...], Sequence] = {}
+    for d in ctx.data.demonstrations():
+        out.setdefault(tuple(d.prompt.ids), d)
+    return out
+
+
+def resolve_ties(rows: list[Row], on_tie: str, demos: dict[tuple[int, ...], Sequence],
+                 with_worst: bool) -> list[Row]:
+    """Drop (or replace by a demonstration) the rows whose samples all tied (best reward == worst reward);
+    every row gets ``weight``, ``tied`` (prompts skipped this round) and ``demo_fallbacks``."""
+    if on_tie not in TIES:
+        raise HarnessError(f"best-of-n: on_tie must be one of {', '.join(TIES)}, got {on_tie!r}")
+    kept: list[tuple[dict[str, Sequence], float, float]] = []
+    skipped = fallbacks = 0
+    for r in rows:
+        seqs = {"best": r.seqs["best"], **({"worst": r.seqs["worst"]} if with_worst else {})}
+        tie = r.values["reward"] <= r.values["reward_worst"]
+        if not tie or on_tie == "keep":
+            kept.append((seqs, r.values["reward"], r.values["reward_worst"]))
+            continue
+        demo = demos.get(tuple(r.seqs["best"].prompt.ids)) if on_tie == "demonstration" else None
+        if demo is None:
+            skipped += 1
+            continue
+        fallbacks += 1
+        kept.append(({**seqs, "best": demo}, r.values["reward"], r.values["reward_worst"]))
+    extra = {"tied": float(skipped), "demo_fallbacks": float(fallbacks)}
+    if not kept and rows:  # every prompt tied: a zero-weight placeholder keeps the round going
+        empty = Sequence(rows[0].seqs["best"].prompt, ())
+        return [Row({"best": empty, **({"worst": empty} if with_worst else {})},
+                    {"reward": rows[0].values["reward"], "reward_worst": rows[0].values["reward_worst"],
+                     "weight": 0.0, **extra})]
+    return [Row(seqs, {"reward": best, "reward_worst": worst, "weight": 1.0, **extra})
+            for seqs, best, worst in kept]
 
 
 def sampler(ctx: RoundContext) -> list[Row]:
     p: BestOfNParams = ctx.params
     generation = {"temperature": p.temperature, "max_new_tokens": response_length(ctx, p.max_new_tokens)}
-    return best_of_n(ctx, n=p.n, limit=p.limit, with_worst=p.beta > 0, generation=generation,
+    rows = best_of_n(ctx, n=p.n, limit=p.limit, with_worst=True, generation=generation,
                      score=ScalarReward(current_reward(ctx)))
+    demos = _demonstrations(ctx) if p.on_tie == "demonstration" else {}
+    return resolve_ties(rows, p.on_tie, demos, with_worst=p.beta > 0)
 
 
 @hookimpl

@@ -1,0 +1,258 @@
+"""The bubblewrap backend: each program in a world of its own, built by ``bwrap`` in one exec.
+
+Per program the harness starts, with no shell of the program's making and no ``preexec_fn``::
+
+    /bin/sh -c 'enter cgroup; ulimit ...; exec setpriv --reuid=U ... bwrap ARGS python -I -S main.py'
+
+- ``sh`` (as root) writes its own pid into the slot's cgroups (memory and process bound for all
+  the program's processes), sets the rlimits, and execs ``setpriv``, which drops to the slot's uid
+  (distinct per concurrent program; as a non-root harness there is no ``setpriv`` and the uid is the
+  harness's own) and execs ``bwrap``.
+- ``bwrap`` runs unprivileged: it makes a user namespace mapping the uid to itself (so inside it
+  is not root, and outside it is a uid nothing else runs as), plus new pid, mount, network, ipc,
+  uts (and cgroup) namespaces, and a nested user namespace that forbids making more. The world:
+  a read-only ``/usr`` (and the interpreter's prefix when that lies elsewhere) with every
+  ``site-packages``/``dist-packages`` hidden under an empty read-only tmpfs; ``/bin``, ``/lib*``
+  as on the host; its own ``/proc`` and a minimal ``/dev``; fresh size-bounded tmpfs on ``/tmp``,
+  ``/var/tmp``, ``/dev/shm``, ``/run`` (with ``/run/lock``) and ``/work`` (its working folder, where
+  ``main.py`` is copied from a memfd); everything else -- ``/root``, ``/home``, ``/etc``, ``/work``
+  of the host, the project, the virtualenv, data files, other programs -- simply does not exist;
+  ``/`` is remounted read-only. Network: a private loopback only.
+- stdout and stderr are memfds: no file of the program's is ever on the host's disk, and the host
+  never touches anything by a path the program could have influenced. When the program's pid 1
+  exits the kernel kills everything left in its pid namespace and the tmpfs mounts vanish with
+  the mount namespace: that *is* the cleanup.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import os
+import resource
+import shlex
+import shutil
+import stat
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+BWRAP = os.environ.get("HARNESS_BWRAP", "bwrap")
+SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
+WORKDIR = "/work"
+_SYSTEM_LINKS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
+
+
+def bwrap_path() -> str | None:
+    return shutil.which(BWRAP, path=SAFE_PATH) if not os.path.isabs(BWRAP) else (BWRAP if os.access(BWRAP, os.X_OK) else None)
+
+
+def setpriv_path() -> str | None:
+    return shutil.which("setpriv", path=SAFE_PATH)
+
+
+@dataclass(frozen=True)
+class PythonView:
+    """The interpreter programs run under and the host paths the world shows of it."""
+
+    executable: str
+    binds: tuple[str, ...]  # read-only bind mounts (besides /usr)
+    masks: tuple[str, ...]  # directories hidden under an empty read-only tmpfs
+
+
+def _traversable_by_others(path: str) -> bool:
+    """Every directory above ``path`` is o+x and ``path`` itself o+r or o+x (a uid of no group sees it)."""
+    path = os.path.realpath(path)
+    try:
+        if not os.stat(path).st_mode & (stat.S_IROTH | stat.S_IXOTH):
+            return False
+    except OSError:
+        return False
+    while True:
+        parent = os.path.dirname(path)
+        if parent == path:
+            return True
+        try:
+            if not os.stat(parent).st_mode & stat.S_IXOTH:
+                return False
+        except OSError:
+            return False
+        path = parent
+
+
+_LAYOUT_PROBE = (
+    "import json, sys, sysconfig; p = sysconfig.get_paths(); "
+    "print(json.dumps({'exe': sys.executable, 'prefix': sys.base_prefix, 'stdlib': p['stdlib'], "
+    "'purelib': p['purelib'], 'platlib': p['platlib']}))"
+)
+
+_view_cache: dict[tuple[str | None, bool], PythonView] = {}
+_view_lock = threading.Lock()
+
+
+def python_view(python: str | None, other_uid: bool) -> PythonView:
+    """Find (once) an interpreter the sandbox user can start and what of it to show.
+
+    ``other_uid``: the program runs as a uid other than the harness's, so the interpreter must be
+    reachable by "others" (root's ``/root/.pyenv`` is not; ``/usr/bin/python3`` is).
+    """
+    key = (python, other_uid)
+    with _view_lock:
+        if key in _view_cache:
+            return _view_cache[key]
+        if python is not None:
+            candidates = [python]
+        else:
+            candidates = [os.path.realpath(sys.executable), getattr(sys, "_base_executable", "") or ""]
+            candidates += [shutil.which("python3", path=SAFE_PATH) or "", "/usr/bin/python3"]
+        tried = []
+        for cand in dict.fromkeys(os.path.realpath(c) for c in candidates if c):
+            tried.append(cand)
+            if not os.access(cand, os.X_OK) or (other_uid and not _traversable_by_others(cand)):
+                continue
+            try:
+                out = subprocess.run(
+                    [cand, "-I", "-S", "-c", _LAYOUT_PROBE], capture_output=True, text=True,
+                    timeout=30, check=True, env={"PATH": SAFE_PATH},
+                ).stdout
+                info = json.loads(out)
+            except (OSError, ValueError, subprocess.SubprocessError):
+                continue
+            view = _view_from(cand, info)
+            _view_cache[key] = view
+            return view
+        raise FileNotFoundError(f"no Python interpreter the sandbox user can run (tried {', '.join(tried)})")
+
+
+def _view_from(exe: str, info: dict[str, str]) -> PythonView:
+    binds: list[str] = []
+    prefix = os.path.realpath(info["prefix"])
+    if not (prefix == "/usr" or prefix.startswith("/usr/")):
+        binds.append(prefix)
+    if not exe.startswith("/usr/") and not any(exe.startswith(b + "/") for b in binds):
+        binds.append(exe)
+    masks = {os.path.realpath(info[k]) for k in ("purelib", "platlib")}
+    for roots in (["/usr", "/usr/local"], binds):
+        for root in roots:
+            for pattern in ("lib*/python3*/site-packages", "lib*/python3*/dist-packages", "lib*/python3/dist-packages"):
+                masks.update(os.path.realpath(p) for p in glob.glob(f"{root}/{pattern}"))
+    visible = ["/usr", *binds]
+    masks = {m for m in masks if os.path.isdir(m) and any(m == v or m.startswith(v + "/") for v in visible)}
+    return PythonView(exe, tuple(binds), tuple(sorted(masks)))
+
+
+# The interpreter starts (in its fresh world) before the program is known and waits on ``go``; the
+# host then writes the source into the ``src`` memfd and says go. The stub copies it to
+# /work/main.py and forks: the child closes every descriptor but 0-2 and runs the program as
+# ``__main__``; the stub waits for it and writes its exit status on ``status`` (which the program
+# never holds). Starting ahead hides the namespace set-up and the interpreter start; each world
+# still runs exactly one program.
+STUB = """\
+import os, sys, ctypes
+_prctl = ctypes.CDLL(None).prctl
+_prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: the program cannot ptrace or write /proc/<pid>/mem of its supervisor
+go, src, status = map(int, sys.argv[1:4])
+if os.read(go, 1) != b"1":
+    os._exit(0)
+with open("/proc/self/fd/%d" % src, "rb") as f:
+    data = f.read()
+with open("/work/main.py", "wb") as f:
+    f.write(data)
+
+
+def _run(code):
+    import __main__
+    g = __main__.__dict__
+    for k in [k for k in g if k not in ("__name__", "__builtins__", "__doc__", "__spec__", "__loader__")]:
+        del g[k]
+    g["__file__"] = "/work/main.py"
+    exec(compile(code, "/work/main.py", "exec"), g)
+
+
+pid = os.fork()
+if pid == 0:
+    os.closerange(3, 1 << 16)
+    _prctl(4, 1, 0, 0, 0)  # the program itself is an ordinary (dumpable) process
+    del _prctl
+    sys.argv[:] = ["main.py"]
+    _run(data)
+else:
+    os.close(go)
+    os.close(src)
+    _, st = os.waitpid(pid, 0)
+    os.write(status, str(os.waitstatus_to_exitcode(st)).encode())
+    os._exit(0)
+"""
+
+
+def world_args(view: PythonView, *, go_fd: int, src_fd: int, status_fd: int, bwrap_status_fd: int,
+               tmpfs_bytes: int) -> list[str]:
+    """bwrap's arguments for a fresh world: namespaces, mounts, environment; then the waiting stub."""
+    size = str(tmpfs_bytes)
+    args = [
+        "--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
+        "--unshare-cgroup-try", "--disable-userns", "--die-with-parent", "--new-session", "--as-pid-1",
+        "--hostname", "sandbox", "--json-status-fd", str(bwrap_status_fd),
+        "--clearenv", "--setenv", "PATH", SAFE_PATH, "--setenv", "HOME", WORKDIR,
+        "--setenv", "TMPDIR", "/tmp", "--setenv", "LANG", "C.UTF-8",
+        "--ro-bind", "/usr", "/usr",
+    ]
+    for name in _SYSTEM_LINKS:
+        path = f"/{name}"
+        if os.path.islink(path):
+            args += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            args += ["--ro-bind", path, path]
+    for path in view.binds:
+        args += ["--ro-bind", path, path]
+    for path in view.masks:
+        args += ["--perms", "0555", "--size", "4096", "--tmpfs", path, "--remount-ro", path]
+    args += ["--proc", "/proc", "--dev", "/dev"]
+    for path in ("/tmp", "/var/tmp", "/dev/shm", "/run", WORKDIR):
+        args += ["--perms", "1777" if path != WORKDIR else "0755", "--size", size, "--tmpfs", path]
+    args += ["--dir", "/run/lock", "--chdir", WORKDIR, "--remount-ro", "/"]
+    args += [view.executable, "-I", "-S", "-c", STUB, str(go_fd), str(src_fd), str(status_fd)]
+    return args
+
+
+def launch_command(
+    bwrap: str, setpriv: str | None, uid: int, gid: int, procs_files: list[str],
+    rlimits: dict[str, tuple[int, int]], args: list[str],
+) -> list[str]:
+    """``/bin/sh -c``: enter the cgroups, set rlimits, drop to ``uid`` (if given ``setpriv``), exec bwrap."""
+    steps = [f"echo $$ > {shlex.quote(p)} || exit 121" for p in procs_files]
+    flags = {"RLIMIT_CPU": "-t", "RLIMIT_AS": "-v", "RLIMIT_FSIZE": "-f", "RLIMIT_NPROC": "-p",
+             "RLIMIT_NOFILE": "-n", "RLIMIT_CORE": "-c"}
+    units = {"-v": 1024, "-f": 512}  # ulimit counts these in KiB and 512-byte blocks
+    for name, (soft, hard) in rlimits.items():
+        flag = flags[name]
+        unit = units.get(flag, 1)
+        _, cur_hard = resource.getrlimit(getattr(resource, name))  # raising one needs CAP_SYS_RESOURCE
+        if cur_hard != resource.RLIM_INFINITY:
+            hard, soft = min(hard, cur_hard), min(soft, cur_hard)
+        # lower the soft limit first: a hard limit below the current soft one is refused
+        steps.append(f"ulimit -S {flag} {soft // unit} && ulimit -H {flag} {hard // unit} || exit 122")
+    cmd = [bwrap, *args]
+    if setpriv is not None:
+        cmd = [setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--inh-caps=-all",
+               "--bounding-set=-all", "--no-new-privs", *cmd]
+    steps.append("exec " + " ".join(shlex.quote(c) for c in cmd))
+    return ["/bin/sh", "-c", "; ".join(steps)]
+
+
+def read_status(fd: int) -> dict[str, Any]:
+    """The last of bwrap's ``--json-status-fd`` reports (``child-pid``, then ``exit-code``)."""
+    chunks = []
+    with contextlib.suppress(OSError):
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    merged: dict[str, Any] = {}
+    for line in b"".join(chunks).decode("utf-8", "replace").splitlines():
+        with contextlib.suppress(ValueError):
+            obj = json.loads(line)
+            if isinstance(obj, dict):
+                merged.update(obj)
+    return merged

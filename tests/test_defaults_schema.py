@@ -1,0 +1,68 @@
+"""Defaults that fit the model, the learning-rate warning, and the suite JSON Schema."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pytest
+import tomllib
+
+from harness.defaults import GENERIC_REAL_LR, train_defaults, update_warning
+from harness.plugins import load
+from harness.run import CellConfig, resolve
+from harness.suite_schema import suite_schema
+from tests.conftest import ROOT
+
+SHIPPED = ROOT / "docs" / "suite.schema.json"
+
+
+@pytest.fixture(scope="module")
+def host():
+    return load()
+
+
+def test_real_models_get_the_papers_settings_and_tiny_the_toys(host):
+    toy = resolve(CellConfig(model="tiny:nano", method="dpo", benchmark="didactic-r1"), host)
+    real = resolve(CellConfig(model="smollm2-135m", method="dpo", benchmark="didactic-r1"), host)
+    assert toy.train.lr == 1e-3 and toy.train.optimizer == "adamw"
+    assert real.train.lr == 5e-7 and real.train.optimizer == "rmsprop"  # DPO / SPIN / GSIL papers
+    assert resolve(CellConfig(model="smollm2-135m", method="sft", benchmark="gsm8k-chat"), host).train.lr == 2e-5
+    # what the user sets still wins
+    mine = resolve(CellConfig(model="smollm2-135m", method="dpo", benchmark="didactic-r1", train={"lr": "1e-4"}), host)
+    assert mine.train.lr == 1e-4
+    online = resolve(CellConfig(model="org/some-llm", method="online-dpo", benchmark="didactic-r1"), host)
+    assert online.method_params.beta == 0.1
+    assert resolve(CellConfig(model="tiny:nano", method="online-dpo", benchmark="didactic-r1"), host).method_params.beta == 0.05
+    assert train_defaults("a-plugin-method", {"lr": 1e-3, "steps": 7}, "org/llm") == {"lr": GENERIC_REAL_LR, "steps": 7}
+
+
+def test_warning_when_the_update_is_far_outside_the_usual_range():
+    assert update_warning("tiny:nano", 10_000, 1e-2) is None
+    msg = update_warning("smollm2-135m", 135_000_000, 1e-3)
+    assert msg and "train.lr=0.001" in msg and "135M" in msg
+    assert update_warning("smollm2-135m", 135_000_000, 2e-5) is None
+    assert update_warning("llama-7b", 7_000_000_000, 1e-4) is not None  # bigger models: lower range
+    assert update_warning("llama-7b", 7_000_000_000, 1e-4, lora=True) is None
+
+
+def test_shipped_schema_is_current_and_every_suite_validates(host):
+    generated = suite_schema(host)
+    assert json.loads(SHIPPED.read_text()) == generated, \
+        "docs/suite.schema.json is stale: run `harness schema --out docs/suite.schema.json`"
+    validator = jsonschema.Draft202012Validator(generated)
+    suites = sorted((ROOT / "suites").glob("*.toml"))
+    assert len(suites) >= 5
+    for path in suites:
+        errors = [e.message for e in validator.iter_errors(tomllib.loads(path.read_text()))]
+        assert not errors, (path.name, errors)
+
+
+def test_schema_catches_typos_and_wrong_types(host):
+    validator = jsonschema.Draft202012Validator(suite_schema(host))
+    good = {"models": ["tiny:nano"], "benchmarks": ["didactic-r1"], "train": {"lr": 1e-3},
+            "methods": {"dpo": {"beta": 0.1, "grid": {"train": {"lr": [1e-3, 1e-4]}}}}}
+    assert not list(validator.iter_errors(good))
+    for bad in ({**good, "modles": ["x"]}, {**good, "train": {"lrr": 1}}, {**good, "train": {"steps": "many"}},
+                {**good, "benchmark_params": {"didactic-r1": {"n_statez": 3}}}):
+        assert list(validator.iter_errors(bad)), bad
