@@ -142,14 +142,13 @@ def check_output(method: Any, out: Any, batch_size: int | None) -> tuple[torch.T
 class ObjectiveContract:
     """Calls a method's objective in the trainer: the whole contract once, finiteness at every step."""
 
-    def __init__(self, method: Any) -> None:
-        self.method = method
+    def __init__(self) -> None:
         self.checked = False
         self.first_bad: tuple[str, int, int] | None = None  # (metric, round, step) first seen non-finite
 
-    def __call__(self, batch: Any, params: Any, rnd: int, step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        """Returns the batch-mean loss (finite) and the metrics as floats."""
-        method = self.method
+    def __call__(self, method: Any, batch: Any, params: Any, rnd: int, step: int
+                 ) -> tuple[torch.Tensor, dict[str, float]]:
+        """``method.objective(batch, params)``; returns the batch-mean loss (finite) and the metrics as floats."""
         try:
             out = method.objective(batch, params)
         except HarnessError:

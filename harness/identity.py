@@ -85,11 +85,15 @@ def plugin_code(host: PluginHost, names: Iterable[str]) -> dict[str, str]:
     return {n: code_hash(host.infos[n]) for n in sorted(set(names)) if n in host.infos}
 
 
-def participants(host: PluginHost, method: str, benchmarks: Iterable[str], engine: str) -> list[str]:
-    """The plugins that registered a cell's method, benchmarks and engine."""
+def participants(host: PluginHost, method: str, benchmarks: Iterable[str], engine: str,
+                 train_data: str | None = None) -> list[str]:
+    """The plugins that registered a cell's method, benchmarks, engine and training data (a dataset or a
+    benchmark named by a suite's ``train_data``)."""
     origin = host.registry.origin
     names = [origin.get(("method", method)), origin.get(("engine", engine))]
     names += [origin.get(("benchmark", b)) for b in benchmarks]
+    if train_data is not None:
+        names += [origin.get(("dataset", train_data)), origin.get(("benchmark", train_data))]
     return sorted({n for n in names if n})
 
 

@@ -46,9 +46,11 @@ class TokenLogProbs:
     logits: torch.Tensor | None = None  # [N, T, V]
 
     def sum(self) -> torch.Tensor:
+        """``[N]``: each response's log-prob, summed over its tokens (what ``LogProbBatch.logps`` holds)."""
         return masked_sum(self.token_logps, self.mask)
 
     def mean(self) -> torch.Tensor:
+        """``[N]``: each response's mean per-token log-prob (0 for an empty response)."""
         return masked_mean(self.token_logps, self.mask)
 
 
@@ -199,11 +201,20 @@ def _split_logprobs(split: tuple[Any, Any], seqs: Seq[Sequence], ids: torch.Tens
 class LogProbBatch:
     """What an objective sees: log-probs per role, reference log-probs and row values.
 
+    ``B`` is the number of rows; a role is a key of the rows' ``seqs`` (``demo``, ``chosen`` and
+    ``rejected``, ``sample``, ...: whatever the sampler named them).
+
     - ``logps[role]``: ``[B]`` summed response log-probs under the policy (with gradients);
-    - ``tokens[role]``: the :class:`TokenLogProbs` (per-token values, mask, optional hidden states);
-    - ``ref_logps[role]`` / ``ref_tokens[role]``: the same under the reference (no gradients);
-    - ``values[name]``: ``[B]`` tensors of the rows' scalars (rewards, weights, group ids);
+    - ``tokens[role]``: the :class:`TokenLogProbs`: ``token_logps`` ``[B, T]`` (0 past a response's
+      end), ``mask`` ``[B, T]`` (1.0 on response tokens), and with ``needs_hidden`` ``hidden``
+      ``[B, T, H]`` and ``logits`` ``[B, T, V]``;
+    - ``ref_logps[role]``: ``[B]`` the same under the reference, and ``ref_tokens[role]`` its ``[B, T]``
+      per-token log-probs (no gradients; empty when the method's ``reference`` is ``"none"``);
+    - ``values[name]``: ``[B]`` float tensors of the rows' scalars (rewards, weights, group ids: the
+      sampler's ``Row.values``);
     - ``modules``: the method's own trainable modules (value or reward heads), if any.
+
+    The objective returns one loss per row (``[B]``) and scalar metrics: see :mod:`harness.contract`.
     """
 
     logps: dict[str, torch.Tensor]
@@ -218,6 +229,7 @@ class LogProbBatch:
         return self.logps[role] - self.ref_logps[role]
 
     def lengths(self, role: str) -> torch.Tensor:
+        """``[B]`` float: the number of response tokens of each row's ``role`` (for length normalisation)."""
         return self.tokens[role].mask.sum(-1)
 
 

@@ -36,7 +36,8 @@ class MethodSpec:
 
     - ``sampler(ctx) -> list[Row]`` builds one round's training set (see :mod:`harness.samplers`).
     - ``objective(batch, params) -> (loss, metrics)`` is a pure function of log-prob tensors; ``loss``
-      is per-row (shape ``[B]``) or a scalar mean; metrics are floats or 0-d tensors.
+      has one value per row (shape ``[B]``; a 0-d batch mean is accepted) and carries a gradient;
+      metrics are floats or one-element tensors. Checked at the first step (:mod:`harness.contract`).
     - ``needs``: data kinds the benchmark must provide (``harness.data.DATA_KINDS``).
     - ``reference``: ``"initial"`` (frozen copy of the starting policy), ``"round"`` (reset to the
       latest policy at each round's start: SPIN, GSIL) or ``"none"``.

@@ -157,7 +157,8 @@ def resolve(config: CellConfig, host: PluginHost, *, where: str = "") -> Resolve
         reg.engine(config.engine, where=where)
     from harness.identity import participants, plugin_code
 
-    code = plugin_code(host, participants(host, method.name, [b.name for b, _ in evals], config.engine))
+    code = plugin_code(host, participants(host, method.name, [b.name for b, _ in evals], config.engine,
+                                          config.benchmark if config.train_data else None))
     return ResolvedCell(config, method, bench, mparams, bparams, train, evals, code)
 
 

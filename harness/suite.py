@@ -1,57 +1,7 @@
 """Suite files: TOML that expands into sweep cells, validated as a whole before any training.
 
-The schema (every key optional unless marked; ``suites/quickstart.toml`` is a worked example)::
-
-    name = "quickstart"                    # the sweep's name (default: the file's stem)
-    description = "..."
-    models = ["tiny:nano"]                 # required
-    benchmarks = ["didactic-r1"]           # required; each cell trains on and evaluates its benchmark
-    eval = []                              # extra benchmarks evaluated in every cell (benchmark_params apply)
-    train_data = ["ultrafeedback"]         # instead of `benchmarks`: what cells train on (datasets, hf:org/name,
-                                           # local files, or benchmarks' training data); then `eval` (required)
-                                           # is what every cell is evaluated on, and [data] holds the datasets'
-                                           # params (path, split, limit, columns, chat); see docs/datasets.md
-    reward = "rm:OpenAssistant/reward-model-deberta-v3-large-v2"  # with train_data: the reward of on-policy
-                                           # methods on prompt-only data (rm:<id or path> | benchmark:<name>)
-    seeds = [0, 1, 2]                      # default [0]
-    engine = "hf"   dtype = "float32"   device = "cpu"
-    cell_timeout = 600                     # seconds per cell; the worker is killed after it
-    jobs = 2                               # local worker processes (--jobs wins)
-    threads = 1                            # torch threads per worker (default: cores // jobs)
-    [train]                                # TrainConfig overrides shared by every cell
-    [data]                                 # benchmark params for EVERY benchmark of `benchmarks`
-    [benchmark_params.didactic-r1]         # params of one benchmark (trained on, or in eval)
-    [methods.sft]                          # a method entry: its params (the table name is the method)
-    [methods.dpo]
-    beta = 0.1
-    [methods.dpo.grid]                     # grid axes: a list of values each; the product is taken
-    beta = [0.05, 0.1]
-    train = { lr = [1e-3, 3e-4] }          # grid axes over TrainConfig fields
-    [methods.dpo.train]                    # TrainConfig overrides for this entry
-    [methods."dpo-strong"]                 # a named variant: label = table name
-    method = "dpo"
-    [[exclude]]                            # drop cells matching ALL keys given: method (entry, label
-    method = "sft"                         # or method name), benchmark, model, seed, or a parameter
-    benchmark = "didactic-r2"              # value; a list means any of
-    [[include]]                            # extra cells: method (required: an entry or a method name),
-    method = "dpo"                         # benchmark/model/seed (default: all of the suite's) and
-    benchmark = "didactic-r2"              # parameter overrides (method, train or benchmark params)
-    beta = 0.5
-    [resources]                            # per cell, for the ray executor
-    num_cpus = 1
-    num_gpus = 0
-    [leaderboard]
-    metrics = ["expected_reward"]          # default columns (metric or benchmark/metric names)
-    baseline = "sft"                       # default --baseline
-    lower_is_better = ["entropy"]          # overrides the benchmark's declaration (and the name rule)
-    higher_is_better = []                  # likewise
-    goals = []                             # metrics ranked in the average rank (default: as declared)
-    diagnostics = ["kl_ref"]               # metrics shown but not ranked
-
-Labels: an entry's label is its table name, plus its grid values when it has a grid, e.g.
-``dpo(beta=0.05)``; an include's overrides are added the same way. A ``--set`` override (``train.steps=5``,
-``methods.dpo.beta=0.2``, ``seeds=[0]``) is a TOML assignment applied to the file before expansion.
-Requires Python 3.11's ``tomllib``, or the ``tomli`` package on 3.10.
+The format (every key, labels, ``--set``) is documented in ``docs/plugins.md``, section "Suite files";
+``suites/quickstart.toml`` is a worked example. Requires Python 3.11's ``tomllib``, or the ``tomli`` package on 3.10.
 """
 
 from __future__ import annotations

@@ -190,7 +190,7 @@ class Trainer:
         self.cache = CellCache(cache, self.identity) if cache is not None and model_key is not None else None
         self._versions = {"policy": self._weights("policy"), "reference": self._weights("reference")}
         self._round = 0
-        self.objective = ObjectiveContract(method)  # the objective contract (harness.contract)
+        self.objective = ObjectiveContract()  # calls method.objective under its contract (harness.contract)
 
     # -- identities for the cache ------------------------------------------------------------------
     def _weights(self, which: str) -> tuple[int, ...] | None:
@@ -333,7 +333,7 @@ class Trainer:
                     with_hidden=method.needs_hidden,
                     modules=self.modules,
                 )
-                loss, metrics = self.objective(batch, self.params, rnd, step)  # batch mean, checked
+                loss, metrics = self.objective(method, batch, self.params, rnd, step)  # batch mean, checked
                 # Scale so that accumulated gradients equal those of one batch of batch_size * grad_accum.
                 self.accelerator.backward(loss / cfg.grad_accum)
                 sums["loss"] = sums.get("loss", 0.0) + loss.item() / cfg.grad_accum

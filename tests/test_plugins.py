@@ -63,7 +63,8 @@ def make_distribution(tmp_path: Path, dist: str, entry_points: dict[str, str], m
 
 def test_every_hook_is_documented_with_its_signature():
     hooks = [n for n, f in vars(hookspecs).items() if callable(f) and hasattr(f, "harness_spec")]
-    assert set(hooks) == {"register_methods", "register_benchmarks", "register_engines", "register_commands"}
+    assert set(hooks) == {"register_methods", "register_benchmarks", "register_engines", "register_datasets",
+                          "register_commands"}
     for name in hooks:
         fn = getattr(hookspecs, name)
         doc = inspect.getdoc(fn)
@@ -275,3 +276,33 @@ def test_wheel_in_fresh_venv_lists_every_builtin(tmp_path):
     probe = subprocess.run([str(fresh_py), "-c", "import harness, alignment_harness_plugins as p; print(p.__file__)"],
                            capture_output=True, text=True, cwd=tmp_path)
     assert str(venv) in probe.stdout, probe.stdout + probe.stderr
+
+
+@pytest.mark.slow
+def test_broken_installed_plugin_is_quarantined_and_builtin_runs_still_work(tmp_path):
+    """One plugin fails to import, another fails in its register hook: `harness run` of a built-in method
+    still trains (one warning line each, naming it and HARNESS_DISABLE_PLUGINS), even with an allowlist
+    that leaves out the built-in engines."""
+    site = make_distribution(tmp_path, "harness_broken", {"broken": "broken_plugin", "badreg": "badreg_plugin"}, {
+        "broken_plugin": "raise ImportError('no gpu')\n",
+        "badreg_plugin": '''
+            from harness import hookimpl
+
+            @hookimpl
+            def register_methods(register):
+                raise RuntimeError("config file missing")
+        ''',
+    })
+    env = {"PYTHONPATH": f"{site}:{ROOT}", "OMP_NUM_THREADS": "1"}
+    out = run_harness("run", "--method", "sft", "--benchmark", "didactic-r1", "--set", "train.steps=2",
+                      "--set", "benchmark.n_states=4", "--set", "benchmark.warm_steps=2", "--quiet",
+                      "--out", str(tmp_path / "cell"), env={**env, "HARNESS_LOAD_PLUGINS": "sft,didactic,broken,badreg"})
+    assert out.returncode == 0, out.stderr
+    assert "expected_reward" in out.stdout
+    warnings = [line for line in out.stderr.splitlines() if line.startswith("Warning: ")]
+    assert len(warnings) == 2, out.stderr
+    assert "plugin 'broken'" in warnings[1] + warnings[0] and "ImportError: no gpu" in out.stderr
+    assert "plugin 'badreg' failed in register_methods: RuntimeError: config file missing" in out.stderr
+    assert "HARNESS_DISABLE_PLUGINS=broken" in out.stderr and "HARNESS_DISABLE_PLUGINS=badreg" in out.stderr
+    out = run_harness("methods", env={**env, "HARNESS_DISABLE_PLUGINS": "broken"})
+    assert out.returncode == 0 and "sft" in out.stdout and "broken" not in out.stderr and "badreg" in out.stderr

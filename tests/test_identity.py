@@ -1,0 +1,109 @@
+"""Identity from code: editing a plugin gives its cells new ids, so they rerun with the new code; the old
+records stay under the old ids; `--rerun` forces cells; the leaderboard notes mixed code."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from harness.identity import code_hash, mixed_code
+from harness.plugins import load
+from harness.run import CellConfig, resolve
+from tests.conftest import run_harness
+from tests.test_sweep import sweep_env
+
+PLUGIN = '''\
+"""SFT with a scaled loss: editing SCALE is editing the loss."""
+from harness import hookimpl
+from harness.registry import MethodSpec
+from harness.samplers import offline_demonstrations
+
+SCALE = {scale}
+
+
+def objective(batch, params):
+    return -SCALE * batch.logps["demo"], {{}}
+
+
+@hookimpl
+def register_methods(register):
+    register(MethodSpec(name="scaled", description="scaled sft", paper="-", sampler=offline_demonstrations,
+                        objective=objective, needs=frozenset({{"demonstrations"}}), reference="none"))
+'''
+
+SUITE = """\
+name = "edited"
+models = ["tiny:nano"]
+benchmarks = ["didactic-r1"]
+seeds = [0]
+threads = 1
+[train]
+steps = 6
+batch_size = 4
+lr = 0.01
+[benchmark_params.didactic-r1]
+n_states = 4
+warm_steps = 5
+[methods.scaled]
+"""
+
+
+def test_cell_id_follows_the_plugin_source(tmp_path):
+    path = tmp_path / "scaled.py"
+    path.write_text(PLUGIN.format(scale=1.0))
+    cfg = CellConfig(model="tiny:nano", method="scaled", benchmark="didactic-r1")
+    env = {"HARNESS_LOAD_PLUGINS": "didactic"}
+    first = resolve(cfg, load([str(path)], env=env))
+    again = resolve(cfg, load([str(path)], env=env))
+    assert first.cell_id == again.cell_id  # the same code: the same cell (and `harness run` folder)
+    path.write_text(PLUGIN.format(scale=0.5))
+    edited = resolve(cfg, load([str(path)], env=env))
+    assert edited.cell_id != first.cell_id and edited.code["scaled"] != first.code["scaled"]
+    assert edited.code["didactic"] == first.code["didactic"]  # other plugins' hashes are unchanged
+    host = load(env={"HARNESS_LOAD_PLUGINS": "sft"})
+    assert code_hash(host.infos["sft"]) == code_hash(load(env={"HARNESS_LOAD_PLUGINS": "sft"}).infos["sft"])
+
+
+def test_mixed_code_note():
+    def cell(commit, plugin="1 code a"):
+        return {"status": "done", "plugins": {"p": plugin}, "provenance": {"git_commit": commit, "git_dirty": False}}
+
+    assert mixed_code([cell("abc"), cell("abc")]) is None
+    note = mixed_code([cell("abc"), cell("def")])
+    assert note and "harness commit (2: abc, def)" in note
+    assert "plugin p" in mixed_code([cell("abc"), cell("abc", "1 code b")])
+
+
+def final_rewards(store) -> dict[str, float]:
+    con = sqlite3.connect(store)
+    rows = con.execute("SELECT cell_id, value FROM metrics WHERE metric='expected_reward' AND round=1").fetchall()
+    con.close()
+    return dict(rows)
+
+
+@pytest.mark.slow
+def test_editing_a_plugin_reruns_its_cells_with_new_numbers(tmp_path):
+    path = tmp_path / "scaled.py"
+    path.write_text(PLUGIN.format(scale=1.0))
+    suite = tmp_path / "edited.toml"
+    suite.write_text(SUITE)
+    store = tmp_path / "h.db"
+    env = {**sweep_env(tmp_path), "HARNESS_LOAD_PLUGINS": "didactic"}
+
+    def sweep(*extra):
+        res = run_harness("--plugin", str(path), "sweep", str(suite), "--store", str(store), *extra, env=env)
+        assert res.returncode == 0, res.stdout + res.stderr
+        return res.stdout
+
+    assert "1 to run, 0 already done" in sweep()
+    old = final_rewards(store)
+    assert "1 to run, 0 already done" in sweep("--rerun")  # forced: the same code gives the same numbers
+    assert final_rewards(store) == old
+    path.write_text(PLUGIN.format(scale=0.02))  # a much weaker loss: the policy moves less
+    assert "1 to run, 0 already done" in sweep()  # without --rerun: the edit alone reruns the cell
+    new = final_rewards(store)
+    assert set(old) < set(new) and len(new) == 2  # the old record stays, under its old id
+    (old_id, old_reward), = old.items()
+    new_reward = next(v for k, v in new.items() if k != old_id)
+    assert new[old_id] == old_reward and abs(new_reward - old_reward) > 1e-4
