@@ -214,20 +214,21 @@ def check_count(value: int | None, flag: str) -> None:
         raise HarnessError(f"{flag} {value}: give 1 or more")
 
 
-def writable_dir(path: Path, what: str) -> None:
+def writable_dir(path: Path, what: str, shown: Path | None = None) -> None:
     """New files could be made in ``path`` (created later if missing): its nearest existing ancestor is a
     folder this process can write in (tried with a temporary file, so read-only mounts count); nothing is
-    left behind."""
+    left behind. ``shown``: the path the message names (default ``path``)."""
+    shown = shown or path
     probe = Path(path)
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     if not probe.is_dir():
-        raise HarnessError(f"{what} {path}: {probe} is a file, not a folder; give another path")
+        raise HarnessError(f"{what} {shown}: {probe} is a file, not a folder; give another path")
     try:
         with tempfile.NamedTemporaryFile(dir=probe, prefix=".harness-write-check-"):
             pass
     except OSError as exc:
-        raise HarnessError(f"{what} {path}: can't write in {probe} ({exc.strerror or exc}); give a writable "
+        raise HarnessError(f"{what} {shown}: can't write in {probe} ({exc.strerror or exc}); give a writable "
                            f"path") from None
 
 
@@ -244,7 +245,7 @@ def check_options(*, jobs: int | None, threads: int | None, cache: str | None, s
     if store.is_dir():
         raise HarnessError(f"--store {store}: is a folder; give the results database file, e.g. "
                            f"{store / 'harness.db'}")
-    writable_dir(store.parent, "--store")
+    writable_dir(store.parent, "--store", shown=store)
     if store.exists() and not os.access(store, os.W_OK):
         raise HarnessError(f"--store {store}: the file is read-only; give a writable --store")
 

@@ -36,7 +36,10 @@ def os_errors(what: str) -> Iterator[None]:
         yield
     except HarnessError:
         raise
-    except sqlite3.OperationalError as exc:
+    except sqlite3.DatabaseError as exc:
+        if not isinstance(exc, sqlite3.OperationalError):
+            raise SystemFailure(f"{what}: the results database is damaged ({exc}); copy the file and run "
+                                f"`sqlite3 FILE .recover`") from None
         raise SystemFailure(f"{what}: the results database failed ({exc}); the cells recorded so far are "
                             f"kept; fix the cause (e.g. free disk space) and rerun to resume") from None
     except OSError as exc:

@@ -137,13 +137,24 @@ def default_store_path() -> Path:
     return Path(os.environ.get("HARNESS_RESULTS", "results")) / "harness.db"
 
 
+def _proc_stat(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command (state, ppid, pgrp, ...), or [] where unknown."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
 def _proc_start(pid: int) -> str:
     """The start time of a process (Linux: field 22 of /proc/PID/stat), or '' where unknown."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return ""
-    return stat.rsplit(")", 1)[1].split()[19]
+    fields = _proc_stat(pid)
+    return fields[19] if len(fields) > 19 else ""
+
+
+def _zombie(pid: int) -> bool:
+    """A process that has exited but was not reaped (no init reaps orphans in some containers)."""
+    fields = _proc_stat(pid)
+    return bool(fields) and fields[0] in ("Z", "X")
 
 
 def owner_token(pid: int | None = None) -> str:
@@ -167,7 +178,7 @@ def owner_alive(owner: str | None) -> bool | None:
         return False
     except PermissionError:
         pass
-    return _proc_start(pid) == start
+    return _proc_start(pid) == start and not _zombie(pid)
 
 
 def processes_alive(worker: str | None) -> bool | None:
@@ -180,8 +191,19 @@ def processes_alive(worker: str | None) -> bool | None:
         return alive
     try:
         pgid = int(worker.split(":")[1])
-        os.killpg(pgid, 0)  # a process the worker started, still in its group
-    except (ValueError, IndexError, ProcessLookupError, AttributeError, OSError):
+    except (ValueError, IndexError):
+        return False
+    proc = Path("/proc")
+    if proc.is_dir():  # Linux: a live (not zombie) process the worker started, still in its group
+        for d in proc.iterdir():
+            if d.name.isdigit():
+                fields = _proc_stat(int(d.name))
+                if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
+                    return True
+        return False
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, AttributeError, OSError):
         return False
     return True
 
@@ -249,7 +271,8 @@ class Store:
             raise HarnessError(f"--store {self.path}: schema version {found}, this harness reads "
                                f"{SCHEMA_VERSION}; use a new --store")
         if check != "ok":
-            self.warnings.append(f"--store {self.path}: PRAGMA quick_check reports damage ({check}); results may "
+            detail = " ".join(str(check).replace("***", "").split())[:200]
+            self.warnings.append(f"--store {self.path}: PRAGMA quick_check reports damage ({detail}); results may "
                                  f"be incomplete; copy the file and run `sqlite3 FILE .recover`")
 
     def _connect(self) -> sqlite3.Connection:

@@ -307,7 +307,7 @@ def run_sweep(
                 store.beat(owner)
                 last_beat = time.monotonic()
             for cid, outcome in executor.poll(poll_s):
-                c, started = running.pop(cid)
+                c, started = running[cid]
                 if c.prefix is not None:
                     warming.discard(c.prefix)
                     warmed.add(c.prefix)
@@ -332,6 +332,7 @@ def run_sweep(
                     summary.failures.append((cid, c.label, error))
                     log(f"{tag(c)} FAILED {c.id}  {c.label}  {c.config.benchmark}  seed={c.config.seed}  "
                         f"{wall:.1f} s: {error}")
+                del running[cid]  # recorded (until then an error, e.g. a full disk, gives it back below)
             if status is not None:
                 now = time.perf_counter()
                 status([f"{tag(c)} {c.label}  {c.config.benchmark}  seed={c.config.seed}  "
