@@ -10,6 +10,7 @@ set -u
 OUT=${1:?usage: gpu_run.sh OUTDIR [cpu]}
 MODE=${2:-cuda}
 PY=${PY:-python3}
+LOGS=$(mktemp -d)  # logs go to one archive at the end: the device tool brings back at most 8 files
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 HARNESS_RESULTS=/tmp/harness-results
 if [ "$MODE" = cuda ]; then
@@ -17,7 +18,7 @@ if [ "$MODE" = cuda ]; then
     $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
       && export PYTHONPATH=/tmp/site
   fi
-  $PY -m pip install -q --no-deps --no-build-isolation --no-index . >"$OUT/install.log" 2>&1 || tail -5 "$OUT/install.log"
+  $PY -m pip install -q --no-deps --no-build-isolation --no-index . >"$LOGS/install.log" 2>&1 || tail -5 "$LOGS/install.log"
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
   $PY -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)" \
     | tee -a "$OUT/gpu.txt"
@@ -32,9 +33,9 @@ step() {  # step NAME LIMIT_S CMD...  (the CPU dry run gets a generous limit: th
   [ "$MODE" = cpu ] && limit=600
   echo "=== $name (limit ${limit}s): $*"
   local t0=$SECONDS
-  timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
+  timeout "$limit" "$@" >"$LOGS/$name.log" 2>&1
   echo "=== $name: exit $? after $((SECONDS - t0)) s"
-  grep -v -i "warn\|^ *$" "$OUT/$name.log" | tail -12
+  grep -v -i "warn\|^ *$" "$LOGS/$name.log" | tail -12
 }
 # 0. same outputs on the device: static decoder (graphs) vs dynamic vs generate, tiny float32 model
 step check 40 $PY scripts/gpu_check.py --device $DEV --out "$OUT/check.json"
@@ -55,4 +56,5 @@ step anchors_train_360m 110 $PY scripts/gpu_anchors.py --size $A360 --device $DE
 step bench_1.7b 55 $PY -m harness.bench --device $DEV --dtype $DT --model random:$S17 --method dpo --steps $STEPS17 \
   --batch $B --prompt-len $P --resp-len $R --gen-batch $GB --new-tokens 64 --repeats 1 --epochs 1 \
   --gradient-checkpointing --no-compare --json "$OUT/bench_1.7b.json"
+tar czf "$OUT/logs.tgz" -C "$LOGS" .
 ls -la "$OUT"
