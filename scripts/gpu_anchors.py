@@ -162,7 +162,7 @@ def trl_round(method, model, rows, steps, B, dev, vocab, gc):
     return time.perf_counter() - t0, out.metrics.get("train_runtime")
 
 
-def gen_bench(model, dev, batch, P, new, vocab):
+def gen_bench(model, dev, batch, P, new, vocab, engine_warm=False):
     from harness import tiny
     from harness.data import Prompt
     from harness.engines.hf import HFEngine, warm_up
@@ -195,6 +195,8 @@ def gen_bench(model, dev, batch, P, new, vocab):
     # The first full-size call in a process pays CUDA/cuBLAS/cuDNN set-up (about 2x slower on an H100): report it
     # apart, then alternate warm runs so neither side inherits the other's warm-up.
     res["warm_up_s"] = warm_up(dev)  # the once-per-process hook a worker calls before its first cell
+    if engine_warm:  # the engine's own once-per-worker warm-up (graph of this shape bucket, prefill kernels)
+        res["engine_warm_s"] = eng.warm(prompt_len=P, max_new_tokens=new)
     with torch.inference_mode():
         res["harness_hf_engine_first_call_tok_s"] = timed(ours)
         from harness.engines import hf_static
@@ -227,6 +229,7 @@ def main():
     ap.add_argument("--new", type=int, default=256)
     ap.add_argument("--skip-trl", action="store_true")
     ap.add_argument("--skip-gen", action="store_true")
+    ap.add_argument("--engine-warm", action="store_true", help="call HFEngine.warm before the first timed call")
     ap.add_argument("--harness-gc", action="store_true", help="also run the harness with gradient checkpointing on")
     ap.add_argument("--cases", default="sft:1,dpo:1,dpo:E", help="method:epochs list; E = --epochs")
     ap.add_argument("--out", default="gpu_bench.json")
@@ -285,7 +288,7 @@ def main():
     try:
         if not a.skip_gen:
             model = build(a.size, dev)
-            res["gen"] = gen_bench(model, dev, a.gen_batch, 32, a.new, vocab)
+            res["gen"] = gen_bench(model, dev, a.gen_batch, 32, a.new, vocab, engine_warm=a.engine_warm)
     except Exception as e:  # noqa: BLE001
         res["gen_error"] = repr(e)[-600:]
         traceback.print_exc()

@@ -6,6 +6,8 @@
 #
 #   scripts/gpu_run.sh OUTDIR              # on a GPU (wheels of trl/datasets/dill/multiprocess in .whl/, if any)
 #   PY=.venv/bin/python scripts/gpu_run.sh /tmp/out cpu   # a CPU dry run with toy sizes (tests the script)
+#   ENGINE_WARM_RUN=1 scripts/gpu_run.sh OUTDIR  # also the first call after HFEngine.warm, instead of the check
+#                                                 # (the device tool brings back at most 8 files)
 set -u
 OUT=${1:?usage: gpu_run.sh OUTDIR [cpu]}
 MODE=${2:-cuda}
@@ -38,10 +40,13 @@ step() {  # step NAME LIMIT_S CMD...  (the CPU dry run gets a generous limit: th
   grep -v -i "warn\|^ *$" "$LOGS/$name.log" | tail -12
 }
 # 0. same outputs on the device: static decoder (graphs) vs dynamic vs generate, tiny float32 model
-step check 40 $PY scripts/gpu_check.py --device $DEV --out "$OUT/check.json"
-# 1. decoding: the hf engine (first call after warm_up, warm) vs transformers generate, batch 64 x 128 new tokens
+[ -z "${ENGINE_WARM_RUN:-}" ] && step check 40 $PY scripts/gpu_check.py --device $DEV --out "$OUT/check.json"
+# 1. decoding: the hf engine (first call after warm_up, warm) vs transformers generate, batch 64 x 128 new tokens;
+#    then the same in a fresh process whose engine warmed once (HFEngine.warm) before its first call
 step anchors_gen_360m 60 $PY scripts/gpu_anchors.py --size $A360 --device $DEV --cases "" --gen-batch $GB --new $NEW \
   --out "$OUT/anchors_gen_360m.json"
+[ -n "${ENGINE_WARM_RUN:-}" ] && step anchors_gen_360m_engine_warm 60 $PY scripts/gpu_anchors.py --size $A360 --device $DEV \
+  --cases "" --gen-batch $GB --new $NEW --engine-warm --out "$OUT/anchors_gen_360m_engine_warm.json"
 # 2. memory and step time at 1.7B: bare, harness (checkpointing off/on), TRL (off/on), DPO one epoch
 step anchors_dpo_1.7b 110 $PY scripts/gpu_anchors.py --size $A17 --device $DEV --cases dpo:1 --steps $STEPS17 \
   --batch $B --prompt $P --resp $R --harness-gc --skip-gen --out "$OUT/anchors_dpo_1.7b.json"
