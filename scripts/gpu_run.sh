@@ -55,7 +55,7 @@ step bench_360m 70 $PY -m harness.bench --device $DEV --dtype $DT --model random
   --batch $B --prompt-len $P --resp-len $R --gen-batch $GB --new-tokens $NEW --repeats 2 --epochs 1 \
   --no-compare --json "$OUT/bench_360m.json"
 # 4. SFT / DPO / DPO 4 epochs at 360M against bare and TRL (the table)
-step anchors_train_360m 110 $PY scripts/gpu_anchors.py --size $A360 --device $DEV --cases sft:1,dpo:1,dpo:E \
+step anchors_train_360m 110 $PY scripts/gpu_anchors.py --size $A360 --device $DEV --cases sft:1,dpo:1,dpo:E --harness-gc \
   --steps $STEPS --batch $B --prompt $P --resp $R --skip-gen --out "$OUT/anchors_train_360m.json"
 # 5. the stage bench at 1.7B with checkpointing on
 step bench_1.7b 55 $PY -m harness.bench --device $DEV --dtype $DT --model random:$S17 --method dpo --steps $STEPS17 \

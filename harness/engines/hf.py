@@ -70,7 +70,8 @@ class HFEngine:
         self.tokenizer = tokenizer
         self.batch_size = int(batch_size)
         self.name = name
-        params = _forward_params(model)
+        # A peft wrapper's forward hides the model's arguments; it passes them on, so ask the base model.
+        params = _forward_params(model.get_base_model() if hasattr(model, "get_base_model") else model)
         # transformers >= 5.24 names the cache argument `cache` (and warns on `past_key_values`).
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
         self._logits_kw: dict[str, int] = {}
