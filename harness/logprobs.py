@@ -67,8 +67,9 @@ def _pack(seqs: Seq[Sequence], pad_id: int, device: Any) -> tuple[torch.Tensor, 
     return ids.to(device), attn.to(device), prompt_lens, resp_lens
 
 
-# Elements of float32 logits computed at once by chunked_token_logps (2**26 = 256 MiB).
-_CHUNK_ELEMENTS = 2**26
+# Elements of float32 logits computed at once by chunked_token_logps (2**24 = 64 MiB; the backward of a chunk
+# holds a few copies of it: bf16 and float32 logits and their gradients).
+_CHUNK_ELEMENTS = 2**24
 # Logits smaller than this (elements) are computed in one piece and kept for the backward pass.
 _SMALL_LOGITS = 2**24
 
