@@ -81,8 +81,9 @@ def check_kept_logits(logits: torch.Tensor, keep: int, model: Any) -> None:
         )
 
 
-# Elements of float32 logits computed at once by chunked_token_logps (2**26 = 256 MiB).
-_CHUNK_ELEMENTS = 2**26
+# Elements of float32 logits computed at once by chunked_token_logps (2**24 = 64 MiB; the backward of a chunk
+# holds a few copies of it: bf16 and float32 logits and their gradients).
+_CHUNK_ELEMENTS = 2**24
 # Logits smaller than this (elements) are computed in one piece and kept for the backward pass.
 _SMALL_LOGITS = 2**24
 

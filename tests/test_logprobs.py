@@ -72,3 +72,35 @@ def test_gradients_flow_and_hidden_states_align(tiny):
     head = model.get_output_embeddings()
     proj = head(out.hidden)
     assert torch.allclose(proj.float(), out.logits, atol=1e-4)
+
+
+def test_chunked_head_logps_match_full_log_softmax_values_and_grads(monkeypatch):
+    import harness.logprobs as lp
+
+    monkeypatch.setattr(lp, "_SMALL_LOGITS", 0)  # force chunks ...
+    monkeypatch.setattr(lp, "_CHUNK_ELEMENTS", 3 * 50)  # ... of 3 rows
+    torch.manual_seed(0)
+    head = torch.nn.Linear(8, 50, bias=False)
+    h = torch.randn(10, 8, requires_grad=True)
+    t = torch.randint(0, 50, (10,))
+    got = lp.chunked_token_logps(h, head, t)
+    want = torch.log_softmax(head(h), -1).gather(-1, t[:, None]).squeeze(-1)
+    assert torch.allclose(got, want, atol=1e-6)
+    g_got = torch.autograd.grad(got.sum(), [h, head.weight])
+    g_want = torch.autograd.grad(want.sum(), [h, head.weight])
+    for a, b in zip(g_got, g_want, strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_split_head_path_equals_full_logits_path_with_grads(tiny):
+    """The decoder + chunked head path (default) against the logits_to_keep path (with_logits forces it)."""
+    model = tiny.model.train()
+    seqs = seqs_of(tiny.tokenizer)
+    fast = sequence_logprobs(model, seqs, pad_id=256)
+    g_fast = torch.autograd.grad(fast.sum().sum(), list(model.parameters()), allow_unused=True)
+    full = sequence_logprobs(model, seqs, pad_id=256, with_logits=True)
+    g_full = torch.autograd.grad(full.sum().sum(), list(model.parameters()), allow_unused=True)
+    assert torch.allclose(fast.token_logps, full.token_logps, atol=1e-5)
+    assert torch.equal(fast.mask, full.mask)
+    for a, b in zip(g_fast, g_full, strict=True):
+        assert (a is None and b is None) or torch.allclose(a, b, atol=1e-5)

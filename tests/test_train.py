@@ -67,7 +67,7 @@ def test_reference_logprobs_are_computed_once_per_round(host):
     cfg = TrainConfig(rounds=2, steps=5, batch_size=4)
     t = make_trainer(host, "dpo", cfg)
     calls = []
-    t.reference.model.register_forward_hook(lambda *a: calls.append(1))
+    t.reference.model.get_decoder().register_forward_hook(lambda *a: calls.append(1))  # the transformer body
     losses(t, 2)
     # 8 pairs, 2 roles, ref batch 16: one forward per role per round; never one per step.
     assert len(calls) == 2 * 2
@@ -111,3 +111,15 @@ def test_nan_loss_is_an_error(host):
     t.method = bad
     with pytest.raises(PluginError, match="method 'sft'.*the loss is nan at step 1 of round 1"):
         t.train_round(0)
+
+
+def test_gradient_checkpointing_changes_memory_not_results(host):
+    cfg = TrainConfig(steps=3, batch_size=4, lr=1e-3, warmup_ratio=0)
+    plain = make_trainer(host, "dpo", cfg)
+    ckpt = make_trainer(host, "dpo", dataclasses.replace(cfg, gradient_checkpointing=True))
+    on = lambda m: m.is_activation_checkpointing if hasattr(m, "activation_checkpointing_enable") else m.is_gradient_checkpointing  # noqa: E731, E501
+    assert on(ckpt.model) and not on(plain.model)
+    assert not on(ckpt.reference.model)  # the frozen reference keeps no activations anyway
+    assert losses(ckpt, 1) == pytest.approx(losses(plain, 1), abs=1e-6)
+    for p, q in zip(plain.model.parameters(), ckpt.model.parameters(), strict=True):
+        assert torch.allclose(p, q, atol=1e-6)

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -69,7 +70,8 @@ class HFEngine:
         self.tokenizer = tokenizer
         self.batch_size = int(batch_size)
         self.name = name
-        params = _forward_params(model)
+        # A peft wrapper's forward hides the model's arguments; it passes them on, so ask the base model.
+        params = _forward_params(model.get_base_model() if hasattr(model, "get_base_model") else model)
         # transformers >= 5.24 names the cache argument `cache` (and warns on `past_key_values`).
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
         self._logits_kw: dict[str, int] = {}
@@ -151,6 +153,26 @@ class HFEngine:
         if copies != n:
             completions = [[cs[0]] * n for cs in completions]
         return completions
+
+    def warm(self, *, prompt_len: int = 64, max_new_tokens: int = 256, batch: int | None = None) -> float:
+        """Pay this engine's one-off costs now, once per worker process, so that a cell's first call runs at
+        warm speed: CUDA set-up (:func:`warm_up`) and, for the static decoder, the graph of the shape bucket
+        of ``batch`` (default ``batch_size``) rows of ``prompt_len`` + ``max_new_tokens`` tokens and the
+        kernels of its prefill. Returns the seconds spent; a no-op off CUDA."""
+        device = _device_of(self.model)
+        if device.type != "cuda":
+            return 0.0
+        t0 = time.perf_counter()
+        warm_up(device)
+        runner = self._static_runner(device)
+        if runner is not None:
+            rows = [(0,) * max(1, int(prompt_len))] * int(batch or self.batch_size)
+            with torch.inference_mode(), _eval_mode(self.model):
+                # Every row "finishes" at the first look (after a few tokens): the graph is captured, little decoded.
+                runner.decode(rows, max_new_tokens=max(1, int(max_new_tokens)), pad_id=0,
+                              pick=lambda logits: logits.argmax(-1), absorb=lambda i, new: True)
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - t0
 
     # -- internals -------------------------------------------------------------------------------------
 

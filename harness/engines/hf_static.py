@@ -98,7 +98,7 @@ class _Runner:
         if not self.dtype.is_floating_point:
             self.dtype = torch.float32
         self.min_value = torch.finfo(self.dtype).min
-        params = _params(model)
+        params = _params(model.get_base_model() if hasattr(model, "get_base_model") else model)
         self.cache_kw = "cache" if "cache" in params else "past_key_values"
         self.pass_cpos = "cache_position" in params
         self.logits_kw = {"logits_to_keep": 1} if "logits_to_keep" in params else (
