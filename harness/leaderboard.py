@@ -209,11 +209,12 @@ def build(store: Store, sweep_id: str | None = None, *, metrics: Sequence[str] |
 
     values: dict[tuple[str, str], dict[str, dict[int, float]]] = {}
     cols: dict[str, Column] = {}
+    by_data = "train_data" in sweep["suite"]  # rows are (method, train data); columns the eval metrics
     for m in store.final_metrics(sweep["id"]):
         if m["value"] is None:
             continue
-        col = Column(m["train_benchmark"], m["benchmark"], m["benchmark_version"], m["metric"],
-                     lower_is_better(m["metric"], lower))
+        col = Column(m["benchmark"] if by_data else m["train_benchmark"], m["benchmark"], m["benchmark_version"],
+                     m["metric"], lower_is_better(m["metric"], lower))
         cols.setdefault(col.key, col)
         values.setdefault((m["label"], m["model"]), {}).setdefault(col.key, {})[m["seed"]] = m["value"]
     columns = _match_metrics(sorted(cols.values(), key=lambda c: (c.train, c.benchmark, c.metric)), metrics)
