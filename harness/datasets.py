@@ -151,7 +151,8 @@ def _source(spec: DatasetSpec, params: DatasetParams, split: str) -> str:
     path = params.path or spec.path
     if path:
         return path
-    return f"{spec.hub}" + (f":{spec.config}" if spec.config else "") + f"@{split}"
+    return (f"{spec.hub}" + (f":{spec.config}" if spec.config else "") + (f"/{spec.data_dir}" if spec.data_dir else "")
+            + f"@{split}")
 
 
 def _split(spec: DatasetSpec, params: DatasetParams, kind: str | None) -> str:
@@ -188,7 +189,8 @@ def _load(spec: DatasetSpec, params: DatasetParams, kind: str | None, *, peek: b
         ds = _json_rows(files) if builder == "json" else _load_files(files, builder)
     else:
         try:
-            ds = datasets.load_dataset(spec.hub, spec.config, split=split)
+            ds = datasets.load_dataset(spec.hub, spec.config, split=split,
+                                       **({"data_dir": spec.data_dir} if spec.data_dir else {}))
         except Exception as exc:  # noqa: BLE001
             hint = f" ({spec.offline_hint})" if spec.offline_hint else ""
             raise HarnessError(
@@ -561,7 +563,7 @@ def describe(spec: DatasetSpec, plugin: str) -> dict[str, Any]:
     """What ``harness datasets --json`` shows of one dataset."""
     return {
         "name": spec.name, "description": spec.description, "paper": spec.paper, "plugin": plugin,
-        "provides": sorted(spec.provides), "hub": spec.hub or None, "config": spec.config,
+        "provides": sorted(spec.provides), "hub": spec.hub or None, "config": spec.config, "data_dir": spec.data_dir,
         "split": spec.split, "splits": dict(spec.splits), "path": spec.path or None,
         "columns": dict(spec.columns), "chat": spec.chat, "version": spec.version, "limit": spec.limit,
         "offline_hint": spec.offline_hint,

@@ -63,7 +63,8 @@ def make_distribution(tmp_path: Path, dist: str, entry_points: dict[str, str], m
 
 def test_every_hook_is_documented_with_its_signature():
     hooks = [n for n, f in vars(hookspecs).items() if callable(f) and hasattr(f, "harness_spec")]
-    assert set(hooks) == {"register_methods", "register_benchmarks", "register_engines", "register_commands"}
+    assert set(hooks) == {"register_methods", "register_benchmarks", "register_engines", "register_datasets",
+                          "register_commands"}
     for name in hooks:
         fn = getattr(hookspecs, name)
         doc = inspect.getdoc(fn)
