@@ -287,3 +287,28 @@ def test_hh_rlhf_and_alpaca_rows(host, nano, tmp_path):
     pair = load_kind(host.registry.dataset("hh-rlhf"), params, "preferences", nano.encoder)[0]
     assert pair.chosen == nano.encoder.response("fine") and pair.rejected == nano.encoder.response("bad")
     assert pair.prompt.meta["messages"][-1] == {"role": "user", "content": "how are you?"}
+
+
+def test_heldout_nll_scores_the_reference_responses(files, host, nano):
+    """heldout-nll: per item, minus the mean response-token log-prob under the policy (teacher forcing)."""
+    import torch
+
+    from harness.context import EvalContext
+    from harness.engines.hf import HFEngine
+    from harness.lm import LM
+
+    spec = host.registry.benchmark("heldout-nll")
+    lm = LM(nano.model, nano.tokenizer, HFEngine(nano.model, nano.tokenizer))
+    params = spec.params(data=str(files["messages"]), limit=3)
+    res = spec.evaluate(EvalContext(engine=lm.engine, lm=lm, encoder=lm.encoder, params=params, seed=0))
+    assert len(res.records) == 3
+    demo = load_kind(lookup(str(files["messages"]), host.registry), dataset_params({}, where="t"),
+                     "demonstrations", nano.encoder)[1]
+    ids = torch.tensor([list(demo.prompt.ids) + list(demo.response)])
+    with torch.no_grad():
+        logp = torch.log_softmax(nano.model(ids).logits[0, :-1].float(), -1)
+    n = len(demo.response)
+    want = -logp[-n:].gather(-1, ids[0, -n:, None]).sum().item()
+    assert res.records[1]["nll_sum"] == pytest.approx(want, rel=1e-4)
+    assert res.records[1]["nll"] == pytest.approx(want / n, rel=1e-4)
+    assert res.metrics["nll"] == pytest.approx(sum(r["nll"] for r in res.records) / 3)
