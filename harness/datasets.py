@@ -1,8 +1,8 @@
 """Training data from datasets: named ones (plugins), ``hf:<org/name>[:config][@split]`` and local files.
 
 A dataset gives a cell its training data instead of a benchmark; the cell is then evaluated on its
-``eval`` benchmarks only. Rows are read with the ``datasets`` library (hub, or local JSON / JSONL /
-Parquet / CSV) in the shapes TRL users already have:
+``eval`` benchmarks only. Rows are read with the ``datasets`` library (hub, local Parquet / CSV; local JSON / JSONL
+as written, see :func:`_json_rows`) in the shapes TRL users already have:
 
 - conversational ``messages``: a demonstration (the last assistant turn is the response, the earlier
   turns the prompt); its prompt alone for prompt-only use;
@@ -221,7 +221,19 @@ class _RowList:  # noqa: N801 - a list of rows with the slice of datasets.Datase
 
 def _json_rows(files: list[Path]) -> _RowList:
     """JSON / JSONL rows as written: no type inference across rows (which would turn " 42" into 42 or fail
-    on one mistyped row), so a bad row is reported as the row it is. A .json file holds a list of objects."""
+    on one mistyped row), so a bad row is reported as the row it is. A .json file holds a list of objects.
+    Read once per process while the files are unchanged."""
+    key = tuple((str(f.resolve()), f.stat().st_mtime_ns, f.stat().st_size) for f in files)
+    if key not in _JSON_CACHE:
+        _JSON_CACHE.clear()  # one dataset at a time: a cell reads one training set
+        _JSON_CACHE[key] = _read_json_rows(files)
+    return _JSON_CACHE[key]
+
+
+_JSON_CACHE: dict[tuple[tuple[str, int, int], ...], _RowList] = {}
+
+
+def _read_json_rows(files: list[Path]) -> _RowList:
     import json
 
     from harness.data import read_jsonl
