@@ -1,8 +1,8 @@
 """Training data from datasets: named ones (plugins), ``hf:<org/name>[:config][@split]`` and local files.
 
 A dataset gives a cell its training data instead of a benchmark; the cell is then evaluated on its
-``eval`` benchmarks only. Rows are read with the ``datasets`` library (hub, or local JSON / JSONL /
-Parquet / CSV) in the shapes TRL users already have:
+``eval`` benchmarks only. Rows are read with the ``datasets`` library (hub, local Parquet / CSV; local JSON / JSONL
+as written, see :func:`_json_rows`) in the shapes TRL users already have:
 
 - conversational ``messages``: a demonstration (the last assistant turn is the response, the earlier
   turns the prompt); its prompt alone for prompt-only use;
@@ -151,7 +151,8 @@ def _source(spec: DatasetSpec, params: DatasetParams, split: str) -> str:
     path = params.path or spec.path
     if path:
         return path
-    return f"{spec.hub}" + (f":{spec.config}" if spec.config else "") + f"@{split}"
+    return (f"{spec.hub}" + (f":{spec.config}" if spec.config else "") + (f"/{spec.data_dir}" if spec.data_dir else "")
+            + f"@{split}")
 
 
 def _split(spec: DatasetSpec, params: DatasetParams, kind: str | None) -> str:
@@ -185,13 +186,11 @@ def _load(spec: DatasetSpec, params: DatasetParams, kind: str | None, *, peek: b
         if len(kinds) > 1:
             raise HarnessError(f"dataset '{spec.name}': {p}: mixes {', '.join(sorted(kinds))} files; keep one format")
         builder = kinds.pop()
-        try:
-            ds = datasets.load_dataset(builder, data_files=[str(f) for f in files], split="train")
-        except Exception as exc:  # noqa: BLE001 - the datasets library raises many kinds
-            raise _read_error(files, builder, exc) from None
+        ds = _json_rows(files) if builder == "json" else _load_files(files, builder)
     else:
         try:
-            ds = datasets.load_dataset(spec.hub, spec.config, split=split)
+            ds = datasets.load_dataset(spec.hub, spec.config, split=split,
+                                       **({"data_dir": spec.data_dir} if spec.data_dir else {}))
         except Exception as exc:  # noqa: BLE001
             hint = f" ({spec.offline_hint})" if spec.offline_hint else ""
             raise HarnessError(
@@ -205,17 +204,78 @@ def _load(spec: DatasetSpec, params: DatasetParams, kind: str | None, *, peek: b
     return ds
 
 
-def _read_error(files: list[Path], builder: str, exc: Exception) -> HarnessError:
-    """A one-line error for an unreadable file: the bad JSONL line when that is the cause."""
-    if builder == "json":
-        from harness.data import read_jsonl
+class _RowList:  # noqa: N801 - a list of rows with the slice of datasets.Dataset's interface we use
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self.rows = rows
+        self.column_names = sorted({k for r in rows for k in r})
 
-        for f in files:
-            if f.suffix.lower() == ".jsonl":
-                for _ in read_jsonl(f):  # raises naming the line
-                    pass
-    first = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-    return HarnessError(f"{', '.join(map(str, files))}: cannot read as {builder} ({first}); fix the file")
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self) -> Any:
+        return iter(self.rows)
+
+    def select(self, idx: range) -> _RowList:
+        return _RowList([self.rows[i] for i in idx])
+
+
+def _json_rows(files: list[Path]) -> _RowList:
+    """JSON / JSONL rows as written: no type inference across rows (which would turn " 42" into 42 or fail
+    on one mistyped row), so a bad row is reported as the row it is. A .json file holds a list of objects.
+    Read once per process while the files are unchanged."""
+    key = tuple((str(f.resolve()), f.stat().st_mtime_ns, f.stat().st_size) for f in files)
+    if key not in _JSON_CACHE:
+        _JSON_CACHE.clear()  # one dataset at a time: a cell reads one training set
+        _JSON_CACHE[key] = _read_json_rows(files)
+    return _JSON_CACHE[key]
+
+
+_JSON_CACHE: dict[tuple[tuple[str, int, int], ...], _RowList] = {}
+
+
+def _read_json_rows(files: list[Path]) -> _RowList:
+    import json
+
+    from harness.data import read_jsonl
+
+    rows: list[dict[str, Any]] = []
+    for f in files:
+        if f.suffix.lower() == ".jsonl":
+            rows += list(read_jsonl(f))
+            continue
+        try:
+            data = json.loads(f.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise HarnessError(f"{f}:{exc.lineno}: not valid JSON ({exc.msg}); fix the file") from None
+        if isinstance(data, dict) and all(isinstance(v, list) for v in data.values()):  # {"col": [...], ...}
+            n = len(next(iter(data.values()), []))
+            data = [{k: v[i] for k, v in data.items()} for i in range(n)]
+        if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+            raise HarnessError(f"{f}: expected a JSON list of objects (one per row), or JSONL; fix the file")
+        rows += data
+    return _RowList(rows)
+
+
+def _load_files(files: list[Path], builder: str) -> Any:
+    import datasets
+
+    try:
+        extra = {"features": _csv_text_features(files[0])} if builder == "csv" else {}
+        return datasets.load_dataset(builder, data_files=[str(f) for f in files], split="train", **extra)
+    except Exception as exc:  # noqa: BLE001 - the datasets library raises many kinds
+        first = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise HarnessError(f"{', '.join(map(str, files))}: cannot read as {builder} ({first}); fix the file") from None
+
+
+def _csv_text_features(path: Path) -> Any:
+    """Every CSV column as text (" 42" stays the string it is, not a number)."""
+    import csv
+
+    import datasets
+
+    with path.open(encoding="utf-8", newline="") as fh:
+        header = next(csv.reader(fh), [])
+    return datasets.Features({c: datasets.Value("string") for c in header})
 
 
 # -- rows -> Sequence / Pair / Prompt ---------------------------------------------------------------------------
@@ -360,6 +420,8 @@ def encode_messages(encoder: PromptEncoder, msgs: list[dict[str, str]], meta: Ma
     ``text`` is the last user turn (what rewards and judges read); ``meta["messages"]`` keeps the whole."""
     tok = encoder.tokenizer
     last_user = next((m["content"] for m in reversed(msgs) if m["role"] == "user"), msgs[-1]["content"])
+    if tok is None:  # validation only (_NullEncoder)
+        return Prompt(ids=(), text=last_user, meta=meta)
     meta = {**meta, "messages": msgs}
     if encoder.chat:
         ids = tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True, return_dict=False)
@@ -368,6 +430,35 @@ def encode_messages(encoder: PromptEncoder, msgs: list[dict[str, str]], meta: Ma
         return Prompt(ids=tuple(int(i) for i in ids), text=last_user, meta=meta)
     text = "".join(f"{m['role'].capitalize()}: {m['content']}\n\n" for m in msgs) + "Assistant:"
     return Prompt(ids=encoder.prompt(text, raw=True).ids, text=last_user, meta=meta)
+
+
+class _NullEncoder:
+    """Checks rows without tokenizing them: what :func:`validate` converts with."""
+
+    tokenizer = None
+    chat = True
+
+    def prompt(self, text: str, meta: Mapping[str, Any] | None = None, *, system: str | None = None,
+               raw: bool = False) -> Prompt:
+        return Prompt(ids=(), text=text, meta=dict(meta or {}))
+
+    def response(self, text: str, *, eos: bool = True) -> tuple[int, ...]:
+        return ()
+
+
+_VALIDATED: set[str] = set()
+
+
+def validate(spec: DatasetSpec, params: DatasetParams, kinds: frozenset[str], version: str) -> None:
+    """Convert every row of a LOCAL dataset once, without a tokenizer, so that a bad row is an error before
+    any cell starts (hub datasets are checked when a cell loads them)."""
+    key = repr((spec.name, params, sorted(kinds), version))
+    if key in _VALIDATED:
+        return
+    for kind in sorted(set(kinds) & ALL_KINDS):
+        ds = _load(spec, params, kind)
+        _Rows(spec, params, ds, _NullEncoder(), _split(spec, params, kind)).convert(kind)  # type: ignore[arg-type]
+    _VALIDATED.add(key)
 
 
 def load_kind(spec: DatasetSpec, params: DatasetParams, kind: str, encoder: PromptEncoder) -> list[Any]:
@@ -468,6 +559,8 @@ def training_source(name: str, overrides: Mapping[str, Any], reg: Registry, *, w
             raise HarnessError(f"{pre}dataset '{name}': {path}: no such file or folder; --set data.path=FILE")
         version = f"{version}+{_file_hash(Path(path))}"
     kinds = provides(spec, params) if check_files else frozenset(spec.provides | ({"reward"} if params.reward else set()))
+    if path and check_files:
+        validate(spec, params, kinds, version)
 
     def data(kind: str, ctx: DataContext) -> list[Any]:
         return load_kind(spec, ctx.params, kind, ctx.encoder)
@@ -482,7 +575,7 @@ def describe(spec: DatasetSpec, plugin: str) -> dict[str, Any]:
     """What ``harness datasets --json`` shows of one dataset."""
     return {
         "name": spec.name, "description": spec.description, "paper": spec.paper, "plugin": plugin,
-        "provides": sorted(spec.provides), "hub": spec.hub or None, "config": spec.config,
+        "provides": sorted(spec.provides), "hub": spec.hub or None, "config": spec.config, "data_dir": spec.data_dir,
         "split": spec.split, "splits": dict(spec.splits), "path": spec.path or None,
         "columns": dict(spec.columns), "chat": spec.chat, "version": spec.version, "limit": spec.limit,
         "offline_hint": spec.offline_hint,

@@ -363,8 +363,9 @@ def build(store: Store, sweep_id: str | None = None, *, metrics: Sequence[str] |
     declared = _declarations(board, {m["benchmark"] for m in finals})
     values: dict[tuple[str, str], dict[str, dict[int, float]]] = {}
     cols: dict[str, Column] = {}
+    by_data = "train_data" in sweep["suite"]  # rows are (method, train data); columns the eval metrics
     for m in finals:
-        key = (m["train_benchmark"], m["benchmark"], m["benchmark_version"], m["metric"])
+        key = (m["benchmark"] if by_data else m["train_benchmark"], m["benchmark"], m["benchmark_version"], m["metric"])
         col = cols.get(Column(*key, lower=False).key)
         if col is None:
             col = Column(*key, *resolve_metric(m["benchmark"], m["metric"], board, declared))

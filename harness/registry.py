@@ -197,7 +197,7 @@ class DatasetSpec:
 
     - ``provides``: subset of ``demonstrations``, ``preferences``, ``prompts`` (``reward`` comes from a
       suite's ``reward = ...``, see :mod:`harness.datasets`).
-    - Loading: ``hub`` (a Hugging Face dataset id) with ``config`` and ``split``, or ``path`` (a local
+    - Loading: ``hub`` (a Hugging Face dataset id) with ``config``, ``data_dir`` and ``split``, or ``path`` (a local
       JSON/JSONL/Parquet/CSV file or a directory of them); ``--set data.path=...`` points any dataset at a
       local copy.
     - ``columns``: role -> column name (roles: ``messages``, ``prompt``, ``completion``, ``chosen``,
@@ -218,6 +218,7 @@ class DatasetSpec:
     provides: frozenset[str]
     hub: str = ""
     config: str | None = None
+    data_dir: str | None = None
     split: str = "train"
     path: str = ""
     columns: Mapping[str, str] = field(default_factory=dict)

@@ -63,3 +63,14 @@ def test_spin_run_separates_demonstrations_from_self_generated_samples(host):  #
     assert sum(r.metrics["reward_accuracy"] for r in last) / len(last) > 0.5
     first = records[9]  # end of round 1
     assert first.metrics["reward_accuracy"] > 0.9 and first.metrics["margin"] > 0
+
+
+def test_spin_history_trains_iteration_t_on_t_minus_1_and_t(host):  # noqa: F811
+    """The released configs' rule: round t's training set is round t's pairs plus round t-1's (not t-2's)."""
+    t = make_trainer(host, "spin", TrainConfig(rounds=3, steps=1, batch_size=4, lr=3e-3), history=1, limit=4)
+    seen = record_rows(t)
+    for r in range(3):
+        t.train_round(r)
+    own = [rows[:4] for rows in seen]
+    assert [len(rows) for rows in seen] == [4, 8, 8]
+    assert seen[1][4:] == own[0] and seen[2][4:] == own[1]

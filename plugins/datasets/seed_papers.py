@@ -76,6 +76,15 @@ DATASETS = [
         columns={"messages": "chosen"},
         offline_hint="the hub's train.jsonl.gz unpacked to JSONL (chosen/rejected transcripts)",
     ),
+    *[DatasetSpec(
+        name=f"hh-rlhf-{part}",
+        description=f"Anthropic HH-RLHF, the {part} subset only ({part}-base), as AVA's Anthropic-{part.capitalize()}",
+        paper="Bai et al. 2022, arXiv 2204.05862; AVA: Cai et al., arXiv 2411.09341",
+        provides=frozenset({"demonstrations", "preferences", "prompts"}),
+        hub="Anthropic/hh-rlhf", data_dir=f"{part}-base", split="train", transform=hh_row,
+        columns={"messages": "chosen"},
+        offline_hint=f"the hub's {part}-base/train.jsonl.gz unpacked to JSONL",
+    ) for part in ("harmless", "helpful")],
     DatasetSpec(
         name="alpaca",
         description="Stanford Alpaca 52k instructions and text-davinci-003 outputs",
@@ -99,6 +108,6 @@ DATASETS = [
 
 @hookimpl
 def register_datasets(register) -> None:  # noqa: ANN001
-    """Register ultrachat, ultrafeedback, hh-rlhf, alpaca and alpacafarm."""
+    """Register ultrachat, ultrafeedback, hh-rlhf (and its harmless/helpful subsets), alpaca and alpacafarm."""
     for spec in DATASETS:
         register(spec)

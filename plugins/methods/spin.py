@@ -14,8 +14,9 @@ calls :func:`~alignment_harness_plugins.methods.dpo.dpo_loss` itself (tested equ
 
 - One sample per prompt, greedy by default (the paper's generation script samples; GSIL, which copies
   SPIN's pipeline, decodes greedily). ``temperature`` and ``n`` are parameters.
-- Each round trains on that round's generations only; the released configs train iteration t on the
-  union of iterations t-1 and t. The reference is the previous iterate either way.
+- By default each round trains on that round's generations only; ``history=1`` follows the released
+  configs, training iteration t on the union of iterations t-1's and t's pairs (``history=k``: the k
+  previous rounds). The reference is the previous iterate either way.
 - ``max_new_tokens=None`` generates as many tokens as the longest demonstration response.
 - Train defaults (3 rounds x 20 steps, lr 1e-3, AdamW) are ours for the tiny didactic runs; the paper
   runs iterations 0..3 with lr 5e-7, RMSprop, 2-3 epochs per iteration on a 7B model.
@@ -32,7 +33,8 @@ from alignment_harness_plugins.methods.dpo import dpo_loss
 # SPIN samples exactly as GSIL does: n answers of the previous iterate (the round's reference) per demo.
 from alignment_harness_plugins.methods.gsil import sampler
 from harness import hookimpl
-from harness.data import DEMONSTRATIONS
+from harness.context import RoundContext
+from harness.data import DEMONSTRATIONS, Row
 from harness.logprobs import LogProbBatch
 from harness.params import param
 from harness.registry import MethodSpec
@@ -47,6 +49,19 @@ class SPINParams:
     temperature: float = param(0.0, "sampling temperature of the opponent's samples (0 = greedy)")
     max_new_tokens: int | None = param(None, "generated length (None: the longest demonstration response)")
     limit: int | None = param(None, "use at most this many demonstrations per round (None = all)")
+    history: int = param(0, "also train on the pairs of this many previous rounds (released configs: 1)")
+
+
+def spin_sampler(ctx: RoundContext) -> list[Row]:
+    """This round's (demonstration, self-generated) pairs, plus those of the ``history`` previous rounds."""
+    rows = sampler(ctx)
+    if ctx.params.history <= 0:
+        return rows
+    past = ctx.state.setdefault("spin/past", [])  # kept across rounds and checkpoints
+    out = rows + [r for earlier in past[-ctx.params.history:] for r in earlier]
+    past.append(rows)
+    del past[: -ctx.params.history]
+    return out
 
 
 def spin_loss(
@@ -74,7 +89,7 @@ def register_methods(register) -> None:  # noqa: ANN001
             name="spin",
             description="Self-play fine-tuning: DPO loss on (demonstration, previous iterate's sample) pairs",
             paper=PAPER,
-            sampler=sampler,
+            sampler=spin_sampler,
             objective=objective,
             params=SPINParams,
             needs=frozenset({DEMONSTRATIONS}),
