@@ -26,7 +26,6 @@ Per program the harness starts, with no shell of the program's making and no ``p
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import json
 import os
@@ -38,7 +37,6 @@ import subprocess
 import sys
 import threading
 from dataclasses import dataclass
-from typing import Any
 
 BWRAP = os.environ.get("HARNESS_BWRAP", "bwrap")
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -241,18 +239,3 @@ def launch_command(
                "--bounding-set=-all", "--no-new-privs", *cmd]
     steps.append("exec " + " ".join(shlex.quote(c) for c in cmd))
     return ["/bin/sh", "-c", "; ".join(steps)]
-
-
-def read_status(fd: int) -> dict[str, Any]:
-    """The last of bwrap's ``--json-status-fd`` reports (``child-pid``, then ``exit-code``)."""
-    chunks = []
-    with contextlib.suppress(OSError):
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
-    merged: dict[str, Any] = {}
-    for line in b"".join(chunks).decode("utf-8", "replace").splitlines():
-        with contextlib.suppress(ValueError):
-            obj = json.loads(line)
-            if isinstance(obj, dict):
-                merged.update(obj)
-    return merged
