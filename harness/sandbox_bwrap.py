@@ -152,7 +152,10 @@ STUB = """\
 import os, sys, ctypes
 _prctl = ctypes.CDLL(None).prctl
 _prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: the program cannot ptrace or write /proc/<pid>/mem of its supervisor
-go, src, status = map(int, sys.argv[1:4])
+go, src, status, nproc = map(int, sys.argv[1:5])
+# RLIMIT_NPROC set here, inside the world's own user namespace, counts the world's processes only
+import resource
+resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
 if os.read(go, 1) != b"1":
     os._exit(0)
 with open("/proc/self/fd/%d" % src, "rb") as f:
@@ -187,7 +190,7 @@ else:
 
 
 def world_args(view: PythonView, *, go_fd: int, src_fd: int, status_fd: int, bwrap_status_fd: int,
-               tmpfs_bytes: int) -> list[str]:
+               tmpfs_bytes: int, max_procs: int) -> list[str]:
     """bwrap's arguments for a fresh world: namespaces, mounts, environment; then the waiting stub."""
     size = str(tmpfs_bytes)
     args = [
@@ -212,7 +215,7 @@ def world_args(view: PythonView, *, go_fd: int, src_fd: int, status_fd: int, bwr
     for path in ("/tmp", "/var/tmp", "/dev/shm", "/run", WORKDIR):
         args += ["--perms", "1777" if path != WORKDIR else "0755", "--size", size, "--tmpfs", path]
     args += ["--dir", "/run/lock", "--chdir", WORKDIR, "--remount-ro", "/"]
-    args += [view.executable, "-I", "-S", "-c", STUB, str(go_fd), str(src_fd), str(status_fd)]
+    args += [view.executable, "-I", "-S", "-c", STUB, str(go_fd), str(src_fd), str(status_fd), str(max_procs + 1)]
     return args
 
 

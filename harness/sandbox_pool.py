@@ -124,7 +124,8 @@ class World:
             else:  # all programs share the harness's uid, whose process count includes the harness
                 rlimits.pop("RLIMIT_NPROC")
             args = bw.world_args(view, go_fd=go_r, src_fd=self.src, status_fd=status_w,
-                                 bwrap_status_fd=bw_status_w, tmpfs_bytes=limits.max_file_mb * _MIB)
+                                 bwrap_status_fd=bw_status_w, tmpfs_bytes=limits.max_file_mb * _MIB,
+                                 max_procs=limits.max_procs)
             cmd = bw.launch_command(bwrap, setpriv, slot.uid, slot.gid, slot.procs_files(), rlimits, args)
             self.proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=self.out, stderr=self.err,
@@ -257,7 +258,7 @@ class World:
         problem = ""
         try:
             self.kill()
-            if not self._reap(_KILL_GRACE_S):
+            if not self._reap(_START_GRACE_S):
                 self.kill(everything=True)
                 self._kill_monitor()
                 if not self._reap(_START_GRACE_S):
