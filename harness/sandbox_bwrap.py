@@ -1,8 +1,8 @@
 """The bubblewrap backend: each program in a world of its own, built by ``bwrap`` in one exec.
 
-Per program the harness starts, with no shell of the program's making and no ``preexec_fn``::
+Per world the harness starts, with no shell of the program's making and no ``preexec_fn``::
 
-    /bin/sh -c 'enter cgroup; ulimit ...; exec setpriv --reuid=U ... bwrap ARGS python -I -S main.py'
+    /bin/sh -c 'enter cgroup; ulimit ...; exec setpriv --reuid=U ... bwrap ARGS python -I -S -c STUB'
 
 - ``sh`` (as root) writes its own pid into the slot's cgroups (memory and process bound for all
   the program's processes), sets the rlimits, and execs ``setpriv``, which drops to the slot's uid
@@ -14,14 +14,16 @@ Per program the harness starts, with no shell of the program's making and no ``p
   a read-only ``/usr`` (and the interpreter's prefix when that lies elsewhere) with every
   ``site-packages``/``dist-packages`` hidden under an empty read-only tmpfs; ``/bin``, ``/lib*``
   as on the host; its own ``/proc`` and a minimal ``/dev``; fresh size-bounded tmpfs on ``/tmp``,
-  ``/var/tmp``, ``/dev/shm``, ``/run`` (with ``/run/lock``) and ``/work`` (its working folder, where
-  ``main.py`` is copied from a memfd); everything else -- ``/root``, ``/home``, ``/etc``, ``/work``
-  of the host, the project, the virtualenv, data files, other programs -- simply does not exist;
-  ``/`` is remounted read-only. Network: a private loopback only.
-- stdout and stderr are memfds: no file of the program's is ever on the host's disk, and the host
-  never touches anything by a path the program could have influenced. When the program's pid 1
-  exits the kernel kills everything left in its pid namespace and the tmpfs mounts vanish with
-  the mount namespace: that *is* the cleanup.
+  ``/var/tmp``, ``/dev/shm``, ``/run`` (with ``/run/lock``) and ``/work`` (its working folder);
+  everything else -- ``/root``, ``/home``, ``/etc``, the project, the virtualenv, data files, other
+  programs -- simply does not exist; ``/`` is remounted read-only. Network: a private loopback only.
+- pid 1 of the world is :data:`STUB`, a non-dumpable supervisor that waits for the program (so the
+  world can be started ahead), writes it to ``/work/main.py``, forks it with only fds 0-2 open, and
+  reports its exit status on a pipe the program never holds.
+- stdin is ``/dev/null``, stdout and stderr are memfds: no file of the program's is ever on the
+  host's disk, and the host never touches anything by a path the program could have influenced.
+  When pid 1 exits the kernel kills everything left in the pid namespace and the tmpfs mounts vanish
+  with the mount namespace: that *is* the cleanup.
 """
 
 from __future__ import annotations
