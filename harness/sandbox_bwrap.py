@@ -1,8 +1,8 @@
 """The bubblewrap backend: each program in a world of its own, built by ``bwrap`` in one exec.
 
-Per program the harness starts, with no shell of the program's making and no ``preexec_fn``::
+Per world the harness starts, with no shell of the program's making and no ``preexec_fn``::
 
-    /bin/sh -c 'enter cgroup; ulimit ...; exec setpriv --reuid=U ... bwrap ARGS python -I -S main.py'
+    /bin/sh -c 'enter cgroup; ulimit ...; exec setpriv --reuid=U ... bwrap ARGS python -I -S -c STUB'
 
 - ``sh`` (as root) writes its own pid into the slot's cgroups (memory and process bound for all
   the program's processes), sets the rlimits, and execs ``setpriv``, which drops to the slot's uid
@@ -14,19 +14,20 @@ Per program the harness starts, with no shell of the program's making and no ``p
   a read-only ``/usr`` (and the interpreter's prefix when that lies elsewhere) with every
   ``site-packages``/``dist-packages`` hidden under an empty read-only tmpfs; ``/bin``, ``/lib*``
   as on the host; its own ``/proc`` and a minimal ``/dev``; fresh size-bounded tmpfs on ``/tmp``,
-  ``/var/tmp``, ``/dev/shm``, ``/run`` (with ``/run/lock``) and ``/work`` (its working folder, where
-  ``main.py`` is copied from a memfd); everything else -- ``/root``, ``/home``, ``/etc``, ``/work``
-  of the host, the project, the virtualenv, data files, other programs -- simply does not exist;
-  ``/`` is remounted read-only. Network: a private loopback only.
-- stdout and stderr are memfds: no file of the program's is ever on the host's disk, and the host
-  never touches anything by a path the program could have influenced. When the program's pid 1
-  exits the kernel kills everything left in its pid namespace and the tmpfs mounts vanish with
-  the mount namespace: that *is* the cleanup.
+  ``/var/tmp``, ``/dev/shm``, ``/run`` (with ``/run/lock``) and ``/work`` (its working folder);
+  everything else -- ``/root``, ``/home``, ``/etc``, the project, the virtualenv, data files, other
+  programs -- simply does not exist; ``/`` is remounted read-only. Network: a private loopback only.
+- pid 1 of the world is :data:`STUB`, a non-dumpable supervisor that waits for the program (so the
+  world can be started ahead), writes it to ``/work/main.py``, forks it with only fds 0-2 open, and
+  reports its exit status on a pipe the program never holds.
+- stdin is ``/dev/null``, stdout and stderr are memfds: no file of the program's is ever on the
+  host's disk, and the host never touches anything by a path the program could have influenced.
+  When pid 1 exits the kernel kills everything left in the pid namespace and the tmpfs mounts vanish
+  with the mount namespace: that *is* the cleanup.
 """
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import json
 import os
@@ -38,7 +39,6 @@ import subprocess
 import sys
 import threading
 from dataclasses import dataclass
-from typing import Any
 
 BWRAP = os.environ.get("HARNESS_BWRAP", "bwrap")
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -154,7 +154,10 @@ STUB = """\
 import os, sys, ctypes
 _prctl = ctypes.CDLL(None).prctl
 _prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: the program cannot ptrace or write /proc/<pid>/mem of its supervisor
-go, src, status = map(int, sys.argv[1:4])
+go, src, status, nproc = map(int, sys.argv[1:5])
+# RLIMIT_NPROC set here, inside the world's own user namespace, counts the world's processes only
+import resource
+resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
 if os.read(go, 1) != b"1":
     os._exit(0)
 with open("/proc/self/fd/%d" % src, "rb") as f:
@@ -189,7 +192,7 @@ else:
 
 
 def world_args(view: PythonView, *, go_fd: int, src_fd: int, status_fd: int, bwrap_status_fd: int,
-               tmpfs_bytes: int) -> list[str]:
+               tmpfs_bytes: int, max_procs: int) -> list[str]:
     """bwrap's arguments for a fresh world: namespaces, mounts, environment; then the waiting stub."""
     size = str(tmpfs_bytes)
     args = [
@@ -214,7 +217,7 @@ def world_args(view: PythonView, *, go_fd: int, src_fd: int, status_fd: int, bwr
     for path in ("/tmp", "/var/tmp", "/dev/shm", "/run", WORKDIR):
         args += ["--perms", "1777" if path != WORKDIR else "0755", "--size", size, "--tmpfs", path]
     args += ["--dir", "/run/lock", "--chdir", WORKDIR, "--remount-ro", "/"]
-    args += [view.executable, "-I", "-S", "-c", STUB, str(go_fd), str(src_fd), str(status_fd)]
+    args += [view.executable, "-I", "-S", "-c", STUB, str(go_fd), str(src_fd), str(status_fd), str(max_procs + 1)]
     return args
 
 
@@ -241,18 +244,3 @@ def launch_command(
                "--bounding-set=-all", "--no-new-privs", *cmd]
     steps.append("exec " + " ".join(shlex.quote(c) for c in cmd))
     return ["/bin/sh", "-c", "; ".join(steps)]
-
-
-def read_status(fd: int) -> dict[str, Any]:
-    """The last of bwrap's ``--json-status-fd`` reports (``child-pid``, then ``exit-code``)."""
-    chunks = []
-    with contextlib.suppress(OSError):
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
-    merged: dict[str, Any] = {}
-    for line in b"".join(chunks).decode("utf-8", "replace").splitlines():
-        with contextlib.suppress(ValueError):
-            obj = json.loads(line)
-            if isinstance(obj, dict):
-                merged.update(obj)
-    return merged

@@ -12,6 +12,7 @@ program; nothing of one program is ever seen by another.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import queue
 import select
@@ -75,6 +76,8 @@ class World:
         self.limits = limits
         self.problem = ""
         self.fds: list[int] = []
+        self._child: int | None = None
+        self._bw_text = b""
         self.slot: slots.Slot | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self.isolation: dict[str, Any] = {"mechanism": "bubblewrap", "limits": asdict(limits)}
@@ -121,7 +124,8 @@ class World:
             else:  # all programs share the harness's uid, whose process count includes the harness
                 rlimits.pop("RLIMIT_NPROC")
             args = bw.world_args(view, go_fd=go_r, src_fd=self.src, status_fd=status_w,
-                                 bwrap_status_fd=bw_status_w, tmpfs_bytes=limits.max_file_mb * _MIB)
+                                 bwrap_status_fd=bw_status_w, tmpfs_bytes=limits.max_file_mb * _MIB,
+                                 max_procs=limits.max_procs)
             cmd = bw.launch_command(bwrap, setpriv, slot.uid, slot.gid, slot.procs_files(), rlimits, args)
             self.proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=self.out, stderr=self.err,
@@ -172,7 +176,7 @@ class World:
         if code is None:  # the stub never reported: setup failed, or the program killed it
             self._reap(_START_GRACE_S)
             rc = self.proc.returncode
-            status = bw.read_status(self.bw_status)
+            status = self._bw_report()
             if "child-pid" not in status or stderr.startswith("bwrap: "):
                 why = _SETUP_EXIT.get(rc or 0) or _last_line(stderr) or f"exit code {rc}"
                 return result("error", None, f"sandbox setup failed: {why}")
@@ -193,12 +197,49 @@ class World:
     def _oom_reason(self) -> str:
         return f"memory limit exceeded: the program used over {self.limits.memory_mb} MiB (killed by the kernel)"
 
-    def kill(self) -> None:
-        """SIGKILL every process of the world (its cgroup, and bwrap: its pid 1 dies with it)."""
-        if self.slot is not None and self.slot.memory_cg:
-            for pid in self.slot.members():
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
+    def _child_pid(self) -> int | None:
+        """The host pid of the world's pid 1 (the stub), from bwrap's status report (non-blocking)."""
+        if self._child is None:
+            with contextlib.suppress(OSError):
+                os.set_blocking(self.bw_status, False)
+                self._bw_text += os.read(self.bw_status, 65536)
+            for line in self._bw_text.decode("utf-8", "replace").splitlines():
+                with contextlib.suppress(ValueError, TypeError, AttributeError):
+                    self._child = int(json.loads(line).get("child-pid"))
+        return self._child
+
+    def _bw_report(self) -> dict[str, Any]:
+        """All of bwrap's status report (``child-pid``, ``exit-code``), once it has exited."""
+        with contextlib.suppress(OSError):
+            os.set_blocking(self.bw_status, True)
+        text = self._bw_text + _read_all(self.bw_status)
+        merged: dict[str, Any] = {}
+        for line in text.decode("utf-8", "replace").splitlines():
+            with contextlib.suppress(ValueError):
+                obj = json.loads(line)
+                if isinstance(obj, dict):
+                    merged.update(obj)
+        return merged
+
+    def kill(self, everything: bool = False) -> None:
+        """SIGKILL the world's pid 1 (the kernel then kills everything else in its pid namespace) and
+        let bwrap reap it and exit. Killing bwrap's own processes first would orphan pid 1 to an init
+        that may never reap it. ``everything``: every process of the slot but bwrap's monitor (when
+        the world has no pid 1 yet, or it would not go)."""
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        child = self._child_pid()
+        pids = {child} if child is not None else set()
+        if everything or child is None:
+            if self.slot is not None and self.slot.memory_cg:
+                pids.update(self.slot.members())
+            elif self.slot is not None and os.geteuid() == 0:
+                pids.update(slots._pids_of_uid(self.slot.uid))
+        for pid in sorted(pids - {self.proc.pid}):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+    def _kill_monitor(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
             with contextlib.suppress(OSError):
                 os.killpg(self.proc.pid, signal.SIGKILL)  # unreaped: the group id is still its own
@@ -218,7 +259,10 @@ class World:
         try:
             self.kill()
             if not self._reap(_START_GRACE_S):
-                problem = "the sandbox did not exit after SIGKILL"
+                self.kill(everything=True)
+                self._kill_monitor()
+                if not self._reap(_START_GRACE_S):
+                    problem = "the sandbox did not exit after SIGKILL"
             if self.slot is not None and not self.slot.kill_all(_KILL_GRACE_S):
                 problem = "processes of the program survived SIGKILL; its slot is retired"
         except Exception as exc:  # noqa: BLE001
@@ -249,6 +293,7 @@ class WorldPool:
         self._starter = ThreadPoolExecutor(max_workers=max(1, min(ahead, 4)), thread_name_prefix="sandbox-start")
         self._reaper = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sandbox-reap")
         self._finishing: list[tuple[Future[str], SandboxResult]] = []
+        self._started: list[Future[World]] = []
         for _ in range(min(ahead, count)):
             self._start_one()
 
@@ -258,6 +303,7 @@ class WorldPool:
                 return
             self._to_start -= 1
         fut = self._starter.submit(World, self.limits, self.python)
+        self._started.append(fut)
         fut.add_done_callback(self._ready.put)
 
     def run(self, source: str) -> SandboxResult:
@@ -282,14 +328,12 @@ class WorldPool:
     def __exit__(self, *exc: object) -> None:
         with self._lock:
             self._to_start = 0
-        # worlds started but never used: tell their stubs to leave, then reap them
-        while True:
-            try:
-                fut = self._ready.get_nowait()
-            except queue.Empty:
-                break
-            self._reaper.submit(fut.result().finish)
-        self._starter.shutdown(wait=True)
+        # Worlds started but never used: finish them too. The starter threads must outlive every
+        # world they started (bwrap's --die-with-parent fires when the *thread* that started it
+        # exits, which would orphan the world's pid 1), so they are shut down last.
+        for fut in list(self._started):
+            if not fut.done():
+                fut.result()
         while True:
             try:
                 fut = self._ready.get_nowait()
@@ -297,6 +341,7 @@ class WorldPool:
                 break
             self._reaper.submit(fut.result().finish)
         self._reaper.shutdown(wait=True)
+        self._starter.shutdown(wait=True)
         for done, res in self._finishing:
             problem = done.result()
             if problem:

@@ -21,6 +21,7 @@ import fcntl
 import os
 import pwd
 import signal
+import stat
 import tempfile
 import threading
 import time
@@ -257,16 +258,24 @@ def _pids_of_uid(uid: int) -> list[int]:
     return found
 
 
-def _lock_dir() -> str:
-    path = "/run/harness-sandbox" if _is_root() else os.path.join(tempfile.gettempdir(), f"harness-sandbox-{os.getuid()}")
-    try:
+def _private_dir(path: str) -> str:
+    with contextlib.suppress(FileExistsError):
         os.mkdir(path, 0o700)
-    except FileExistsError:
-        pass
     st = os.lstat(path)
-    if not os.path.isdir(path) or os.path.islink(path) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
         raise OSError(f"slot lock directory {path} is not a private directory of uid {os.geteuid()}")
     return path
+
+
+def _lock_dir() -> str:
+    """Where the slot locks live: shared by every harness of this user on the machine."""
+    tmp = os.path.join(tempfile.gettempdir(), f"harness-sandbox-{os.geteuid()}")
+    if _is_root():
+        try:
+            return _private_dir("/run/harness-sandbox")
+        except OSError:
+            pass
+    return _private_dir(tmp)
 
 
 def acquire(timeout_s: float = 60.0) -> Slot:

