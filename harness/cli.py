@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -72,8 +71,11 @@ def _peek_plugins(args: list[str]) -> list[str]:
     help="Load an extra plugin (module name or path to a .py file); repeatable. Also: HARNESS_PLUGINS.",
 )
 @click.option("--quiet", "-q", "quiet_", is_flag=True, help="No progress bars or status lines (any command).")
+@click.option("--results", "results_root", type=click.Path(path_type=Path), default=None, metavar="DIR",
+              help="One folder for the store, run folders, cache and converted models (also: HARNESS_HOME; "
+                   "default ./results).")
 @click.pass_context
-def cli(ctx: click.Context, plugins: tuple[str, ...], quiet_: bool) -> None:
+def cli(ctx: click.Context, plugins: tuple[str, ...], quiet_: bool, results_root: Path | None) -> None:
     """alignment-harness: train and evaluate alignment methods as plugins.
 
     Methods and benchmarks come from plugins (see `harness plugins`); `harness run` trains and
@@ -81,6 +83,11 @@ def cli(ctx: click.Context, plugins: tuple[str, ...], quiet_: bool) -> None:
     """
     if quiet_:
         set_quiet(True)
+    from harness.paths import sync_env, use_results_root
+
+    if results_root is not None:
+        use_results_root(results_root)
+    sync_env()
     obj = ctx.ensure_object(dict)
     if "host" not in obj:  # e.g. invoked programmatically
         obj["host"] = get_host(plugins)
@@ -240,7 +247,9 @@ def run(ctx: click.Context, model: str, method: str, benchmark: str, evals: tupl
                         method_params=routed["method"], benchmark_params=routed["benchmark"], train=routed["train"],
                         eval_benchmarks=tuple(evals), engine=engine, dtype=dtype, device=device)
     cell = resolve(config, host)
-    out = out or Path(os.environ.get("HARNESS_RESULTS", "results")) / "runs" / cell.cell_id
+    from harness.paths import results_root
+
+    out = out or results_root() / "runs" / cell.cell_id
     status(f"cell {cell.cell_id}: {model} x {method} x {benchmark} (seed {seed}) -> {out}")
     record = run_cell(cell, host, out_dir=out, resume=not no_resume, progress=not quiet, log=log)
     if as_json:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -84,6 +85,10 @@ def sweep(ctx: click.Context, suite_file: Path, sets: tuple[str, ...], dry_run: 
     fmt = "json" if as_json else fmt
     if quiet:
         set_quiet(True)
+    if store is not None and not (os.environ.get("HARNESS_HOME") or os.environ.get("HARNESS_RESULTS")):
+        from harness.paths import use_results_root
+
+        use_results_root(Path(store).expanduser().resolve().parent)  # cache and models beside the store
 
     if not dry_run and executor == "local":
         from harness.executors import prestart
