@@ -52,8 +52,11 @@ OFF = ("off", "none", "0", "false", "no")
 
 
 def cache_root() -> Path:
-    """``$HARNESS_CACHE``, default ``results/cache``."""
-    return Path(os.environ.get("HARNESS_CACHE", "results/cache"))
+    """``$HARNESS_CACHE``, default ``<results root>/cache`` (see :mod:`harness.paths`)."""
+    from harness.paths import cache_root as root
+    from harness.paths import results_root
+
+    return root() or results_root() / "cache"
 
 
 def cache_disabled(spec: str | None = None) -> bool:

@@ -41,8 +41,9 @@ class HarnessGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         """Any unexpected exception is one line plus the path of its traceback (``--debug``: the traceback)."""
         from harness.contract import guarded
+        from harness.paths import results_root
 
-        log = Path(os.environ.get("HARNESS_RESULTS", "results")) / "logs" / "error.log"
+        log = results_root() / "logs" / "error.log"
         return guarded(lambda: super(HarnessGroup, self).invoke(ctx), log)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
@@ -83,8 +84,11 @@ def _peek_plugins(args: list[str]) -> list[str]:
 @click.option("--debug", is_flag=True, help="Show full tracebacks (also: HARNESS_DEBUG=1); by default an error is one "
               "line and the path of a log with the traceback.")
 @click.option("--quiet", "-q", "quiet_", is_flag=True, help="No progress bars or status lines (any command).")
+@click.option("--results", "results_root", type=click.Path(path_type=Path), default=None, metavar="DIR",
+              help="One folder for the store, run folders, cache and converted models (also: HARNESS_HOME; "
+                   "default ./results).")
 @click.pass_context
-def cli(ctx: click.Context, plugins: tuple[str, ...], debug: bool, quiet_: bool) -> None:
+def cli(ctx: click.Context, plugins: tuple[str, ...], debug: bool, quiet_: bool, results_root: Path | None) -> None:
     """alignment-harness: train and evaluate alignment methods as plugins.
 
     Methods and benchmarks come from plugins (see `harness plugins`); `harness run` trains and
@@ -103,6 +107,11 @@ def cli(ctx: click.Context, plugins: tuple[str, ...], debug: bool, quiet_: bool)
         os.environ["HARNESS_DEBUG"] = "1"  # sub-processes (sweep workers) inherit it
     if quiet_:
         set_quiet(True)
+    from harness.paths import sync_env, use_results_root
+
+    if results_root is not None:
+        use_results_root(results_root)
+    sync_env()
     obj = ctx.ensure_object(dict)
     if "host" not in obj:  # e.g. invoked programmatically
         obj["host"] = get_host(plugins)
@@ -278,7 +287,9 @@ def run(ctx: click.Context, model: str, method: str, benchmark: str | None, data
                             train=routed["train"], eval_benchmarks=tuple(evals), engine=engine, dtype=dtype,
                             device=device)
     cell = resolve(config, host, where="--data" if data is not None else "")
-    out = out or Path(os.environ.get("HARNESS_RESULTS", "results")) / "runs" / cell.cell_id
+    from harness.paths import results_root
+
+    out = out or results_root() / "runs" / cell.cell_id
     status(f"cell {cell.cell_id}: {model} x {method} x {benchmark} (seed {seed}) -> {out}")
     from harness.contract import guarded
 

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -163,6 +164,10 @@ def sweep(ctx: click.Context, suite_file: Path, sets: tuple[str, ...], dry_run: 
     fmt = "json" if as_json else fmt
     if quiet:
         set_quiet(True)
+    if store is not None and not (os.environ.get("HARNESS_HOME") or os.environ.get("HARNESS_RESULTS")):
+        from harness.paths import use_results_root
+
+        use_results_root(Path(store).expanduser().resolve().parent)  # cache and models beside the store
 
     checks.check_count(jobs, "--jobs")
     checks.check_count(threads, "--threads")

@@ -205,8 +205,11 @@ def make_judge(
 
 
 def judge_cache_root() -> Path:
-    """``$HARNESS_CACHE/judgments`` (default ``results/cache/judgments``)."""
-    return Path(os.environ.get("HARNESS_CACHE", "results/cache")) / "judgments"
+    """``<cache>/judgments`` (see :mod:`harness.paths`; with the cache off, a temporary folder removed at exit)."""
+    from harness.paths import cache_root, models_dir
+
+    root = cache_root()
+    return root / "judgments" if root is not None else models_dir() / "judgments"
 
 
 def cache_key(**parts: Any) -> str:

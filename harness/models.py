@@ -305,9 +305,11 @@ def packaged_gguf(name: str) -> Path:
 
 
 def cache_dir() -> Path:
-    """Where converted GGUF checkpoints live: ``$HARNESS_CACHE`` or ``results/cache/models`` under the CWD."""
-    env = os.environ.get("HARNESS_CACHE")
-    return Path(env).expanduser() if env else Path("results") / "cache" / "models"
+    """Where converted GGUF checkpoints live: ``<cache>/models`` (a temporary folder when the cache is off);
+    see :mod:`harness.paths`."""
+    from harness.paths import models_dir
+
+    return models_dir()
 
 
 def gguf_cache_path(gguf: str | os.PathLike[str]) -> Path:

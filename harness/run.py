@@ -102,9 +102,13 @@ class ResolvedCell:
 
     @property
     def cell_id(self) -> str:
-        """Hash of the resolved config, the harness version and the source of the plugins that run it."""
-        blob = json.dumps({"cell": self.resolved_dict(), "harness": harness.__version__, "code": self.code},
-                          sort_keys=True)
+        """Hash of the resolved config, the harness version and the source of the plugins that run it (without
+        the train settings that only change what is written: ``train.OUTPUT_ONLY``)."""
+        from harness.train import OUTPUT_ONLY
+
+        d = self.resolved_dict()
+        d["train"] = {k: v for k, v in d["train"].items() if k not in OUTPUT_ONLY}
+        blob = json.dumps({"cell": d, "harness": harness.__version__, "code": self.code}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -155,6 +159,9 @@ def resolve(config: CellConfig, host: PluginHost, *, where: str = "") -> Resolve
                                                 where=f"{pre}eval benchmark {name}", from_string=True)))
     if config.engine not in reg.specs["engine"]:
         reg.engine(config.engine, where=where)
+    if train.save_model == "adapters" and not train.lora:
+        raise HarnessError(f"{pre}train.save_model='adapters' needs train.lora=true; use save_model='merged' to save "
+                           "the whole model")
     from harness.identity import participants, plugin_code
 
     code = plugin_code(host, participants(host, method.name, [b.name for b, _ in evals], config.engine,
@@ -351,6 +358,14 @@ def run_cell(
             status({"phase": phase, "rounds": cell.train.rounds, "steps": cell.train.steps,
                     "total": cell.train.rounds * cell.train.steps, **more})
 
+    if resume and out_dir is not None:
+        from harness.results import finished_record
+
+        if (done_record := finished_record(out_dir, cell.cell_id)) is not None:
+            log(f"cell {cell.cell_id} already finished in {out_dir} (--no-resume runs it again)")
+            t = time.perf_counter() - t_start  # this call's timings: nothing trained or evaluated
+            return {**done_record, "timings": {"load_s": t, "train_s": 0.0, "eval_s": 0.0, "total_s": t},
+                    "reused": True}
     tell("load")
     seed_everything(cfg.seed)
     device = cfg.device
@@ -437,7 +452,8 @@ def run_cell(
     if resume and trainer.try_resume():
         done = trainer.start_round  # the label of the checkpointed round
         rounds[:] = [r for r in saved if r["round"] <= done] or rounds
-        log(f"resumed after round {done} from {out_dir / 'checkpoint' if out_dir else '?'}")
+        mid = f" at step {trainer.resume_mid['step']} of round {done + 1}" if trainer.resume_mid else ""
+        log(f"resumed after round {done}{mid} from {out_dir / 'checkpoint' if out_dir else '?'}")
         due = cell.train.eval_every_round or done == cell.train.rounds
         if due and (not rounds or rounds[-1]["round"] < done):  # died between the checkpoint and its evaluation
             log(f"round {done} was checkpointed but not evaluated: evaluating the checkpoint")
@@ -474,8 +490,15 @@ def run_cell(
         "provenance": provenance(device),
     }
     if out_dir is not None:
+        from harness.results import finish_outputs
+
+        finish_outputs(cell, trainer, loaded.tokenizer, out_dir, record, log)
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "record.json").write_text(json.dumps(record, indent=1, default=str))
+        if not cell.train.keep_checkpoint:
+            import shutil
+
+            shutil.rmtree(out_dir / "checkpoint", ignore_errors=True)  # the record holds the results
     return record
 
 

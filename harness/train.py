@@ -61,6 +61,19 @@ class TrainConfig:
         True, "evaluate the initial policy before training (round 0); false skips it when a no-training row "
         "of the sweep already gives that baseline (a cell with rounds = 0 always evaluates)"
     )
+    save_model: Literal["none", "merged", "adapters"] = param(
+        "none", "at the end, save_pretrained into <out>/model: 'merged' (the full model, LoRA merged in) or "
+        "'adapters' (LoRA adapters only)"
+    )
+    checkpoint_every: int = param(
+        0, "also checkpoint every N optimizer steps inside a round (0: at round ends only); a killed run resumes "
+        "from the last one with the same final numbers"
+    )
+    keep_checkpoint: bool = param(False, "keep the (last) checkpoint after the run finished (else it is removed)")
+
+
+OUTPUT_ONLY = ("save_model", "checkpoint_every", "keep_checkpoint")
+"""TrainConfig fields that change what is written, never the numbers: not part of a cell's identity."""
 
 
 def make_optimizer(cfg: TrainConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
@@ -190,6 +203,7 @@ class Trainer:
         self.history: list[StepRecord] = []
         self.start_round = 0
         self.global_step = 0
+        self.resume_mid: dict[str, Any] | None = None  # set by try_resume from a step checkpoint
         self.on_step = on_step
         self.on_phase = on_phase
         self.model_key = model_key
@@ -222,12 +236,15 @@ class Trainer:
         return self.model_key
 
     # -- checkpoints -------------------------------------------------------------------------------
-    def save_checkpoint(self, finished_round: int) -> None:
+    def save_checkpoint(self, finished_round: int, mid_round: dict[str, Any] | None = None) -> None:
+        """Write the checkpoint (replacing the last one). ``mid_round``: ``{"round", "step", "rows", "ref"}``
+        of a round in progress (a step checkpoint: the round's data is saved with it)."""
         if self.checkpoint_dir is None:
             return
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         blob = {
             "round": finished_round,
+            "mid_round": mid_round,
             "global_step": self.global_step,
             "model": self.accelerator.unwrap_model(self.model).state_dict(),
             "modules": self.modules.state_dict() if self.modules is not None else None,
@@ -264,6 +281,9 @@ class Trainer:
         torch.random.set_rng_state(blob["torch_rng"])
         self.start_round = blob["round"] + 1
         self.global_step = blob["global_step"]
+        self.resume_mid = blob.get("mid_round")
+        if self.resume_mid is not None:  # a step checkpoint: continue inside this round
+            self.start_round = self.resume_mid["round"]
         return True
 
     # -- the loop ----------------------------------------------------------------------------------
@@ -286,6 +306,9 @@ class Trainer:
         cfg, method, hooks = self.cfg, self.method, self.method.hooks
         self._round = rnd
         ctx = self.round_context(rnd)
+        mid, self.resume_mid = (self.resume_mid if self.resume_mid and self.resume_mid["round"] == rnd else None), None
+        if mid is not None:
+            return self._steps(rnd, ctx, mid["rows"], mid["ref"], first=mid["step"])
         if self.reference is not None and method.reference == "round" and rnd > 0:
             self.reference.reset_to(self.accelerator.unwrap_model(self.model))
         if hooks.on_round_start:
@@ -311,6 +334,12 @@ class Trainer:
                 ref = (self.cache.reference_logprobs(rows, batch_size=cfg.ref_batch_size, compute=score)
                        if self.cache is not None else score())
 
+        return self._steps(rnd, ctx, rows, ref)
+
+    def _steps(self, rnd: int, ctx: RoundContext, rows: list[Row], ref: dict[str, list[torch.Tensor]] | None,
+               first: int = 0) -> list[StepRecord]:
+        """The round's optimizer steps from ``first`` (a step checkpoint's) on, then the round's end."""
+        cfg, method, hooks = self.cfg, self.method, self.method.hooks
         # A seeded order over the rows; each step takes the next batch_size * grad_accum of them.
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + rnd)
         order: list[int] = []
@@ -321,8 +350,8 @@ class Trainer:
         self.model.train()
         records = []
         bar = progress.bar(cfg.steps, desc=f"train round {rnd + 1}/{cfg.rounds}", unit="step",
-                           disable=not self.progress)
-        for step in range(cfg.steps):
+                           disable=not self.progress, initial=first)
+        for step in range(first, cfg.steps):
             t0 = time.perf_counter()
             self.optimizer.zero_grad(set_to_none=True)
             sums: dict[str, float] = {}
@@ -362,6 +391,8 @@ class Trainer:
             if self.on_step is not None:
                 self.on_step(rnd, step + 1)
             bar.update(1)
+            if cfg.checkpoint_every > 0 and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
+                self.save_checkpoint(rnd - 1, {"round": rnd, "step": step + 1, "rows": rows, "ref": ref})
         bar.close()
         if hooks.on_round_end:
             hooks.on_round_end(ctx)

@@ -197,9 +197,14 @@ def test_near_miss_names_get_a_suggestion() -> None:
 
 def test_cache_dir_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "elsewhere"))
-    assert cache_dir() == tmp_path / "elsewhere"
+    assert cache_dir() == tmp_path / "elsewhere" / "models"
     monkeypatch.delenv("HARNESS_CACHE")
+    monkeypatch.delenv("HARNESS_RESULTS")
     assert cache_dir() == Path("results/cache/models")
+    monkeypatch.setenv("HARNESS_HOME", str(tmp_path / "home"))  # one results root holds everything
+    assert cache_dir() == tmp_path / "home" / "cache" / "models"
+    monkeypatch.setenv("HARNESS_CACHE", "off")  # off means off: no folder named ./off
+    assert cache_dir().name.startswith("harness-models-") and "off" not in cache_dir().parts
 
 
 def test_failed_conversion_leaves_no_cache_entry(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

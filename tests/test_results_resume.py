@@ -1,0 +1,113 @@
+"""The trained model as a result, checkpoints removed when done, one results root, resume inside a round."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from harness.errors import HarnessError
+from harness.models import load_model
+from harness.plugins import load
+from harness.run import CellConfig, resolve, run_cell
+
+QUIET = {"progress": False, "log": lambda m: None}
+BENCH = {"n_states": 4, "warm_steps": 5}
+
+
+@pytest.fixture(scope="module")
+def host():
+    return load(env={"HARNESS_LOAD_PLUGINS": "sft,dpo,didactic,engines"})
+
+
+def cell_of(host, method="dpo", **train):
+    return resolve(CellConfig(model="tiny:nano", method=method, benchmark="didactic-r1", benchmark_params=BENCH,
+                              train={"steps": 3, "batch_size": 4, **train}), host)
+
+
+def test_save_model_merged_loads_back_with_the_trained_weights(host, tmp_path):
+    out = tmp_path / "cell"
+    record = run_cell(cell_of(host, "sft", save_model="merged"), host, out_dir=out, **QUIET)
+    assert record["model_dir"] == str(out / "model") and (out / "model" / "config.json").exists()
+    assert not (out / "checkpoint").exists()  # removed once the run finished
+    reloaded = load_model(str(out / "model")).model
+    fresh = load_model("tiny:nano", seed=0).model
+    trained = dict(reloaded.named_parameters())
+    assert any(not torch.equal(p, trained[n]) for n, p in fresh.named_parameters())  # not the initial weights
+    # a rerun of the finished cell returns its record without training again
+    again = run_cell(cell_of(host, "sft", save_model="merged"), host, out_dir=out, **QUIET)
+    assert again["final"] == record["final"]
+
+
+def test_lora_adapters_or_merged_and_adapters_need_lora(host, tmp_path):
+    run_cell(cell_of(host, "sft", lora=True, save_model="adapters", keep_checkpoint=True), host,
+             out_dir=tmp_path / "a", **QUIET)
+    assert (tmp_path / "a" / "model" / "adapter_config.json").exists()
+    assert (tmp_path / "a" / "checkpoint" / "checkpoint.pt").exists()  # kept on request
+    run_cell(cell_of(host, "sft", lora=True, save_model="merged"), host, out_dir=tmp_path / "m", **QUIET)
+    assert (tmp_path / "m" / "model" / "config.json").exists()
+    assert not (tmp_path / "m" / "model" / "adapter_config.json").exists()
+    with pytest.raises(HarnessError, match="save_model='adapters' needs train.lora=true"):
+        cell_of(host, "sft", save_model="adapters")
+
+
+def test_output_settings_do_not_change_the_cell_identity(host):
+    base = cell_of(host).cell_id
+    assert cell_of(host, save_model="merged", checkpoint_every=2, keep_checkpoint=True).cell_id == base
+    assert cell_of(host, steps=4).cell_id != base
+
+
+def test_resume_inside_a_round_ends_like_an_uninterrupted_run(host, tmp_path, monkeypatch):
+    cell = cell_of(host, "dpo", steps=6, checkpoint_every=2)
+    straight = run_cell(cell, host, out_dir=tmp_path / "a", **QUIET)
+
+    import harness.train as train_mod
+
+    original = train_mod.Trainer.save_checkpoint
+    saved = []
+
+    def die_after_step_4(self, finished_round, mid_round=None):
+        original(self, finished_round, mid_round)
+        saved.append(mid_round["step"] if mid_round else "end")
+        if mid_round and mid_round["step"] == 4:
+            raise KeyboardInterrupt  # killed right after the step-4 checkpoint
+
+    monkeypatch.setattr(train_mod.Trainer, "save_checkpoint", die_after_step_4)
+    with pytest.raises(KeyboardInterrupt):
+        run_cell(cell, host, out_dir=tmp_path / "b", **QUIET)
+    assert saved == [2, 4]
+    monkeypatch.setattr(train_mod.Trainer, "save_checkpoint", original)
+    steps_run = []
+    original_steps = train_mod.Trainer._steps
+
+    def count(self, rnd, ctx, rows, ref, first=0):
+        steps_run.append(first)
+        return original_steps(self, rnd, ctx, rows, ref, first)
+
+    monkeypatch.setattr(train_mod.Trainer, "_steps", count)
+    lines: list[str] = []
+    resumed = run_cell(cell, host, out_dir=tmp_path / "b", progress=False, log=lines.append)
+    assert steps_run == [4]  # continued at step 4, not from step 0
+    assert any("at step 4 of round 1" in line for line in lines)
+    assert [s["loss"] for s in resumed["steps"]] == pytest.approx([s["loss"] for s in straight["steps"]], abs=1e-6)
+    for k, v in straight["final"].items():
+        assert resumed["final"][k] == pytest.approx(v, abs=1e-6), k
+
+
+def test_one_results_root_and_cache_off_means_off(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("HARNESS_CACHE", "HARNESS_RESULTS", "HARNESS_HOME")}
+    args = [sys.executable, "-m", "harness.cli", "--results", str(tmp_path / "home"), "run", "--method", "dpo",
+            "--benchmark", "didactic-r1", "--set", "train.steps=1", "--set", "n_states=2", "--set", "warm_steps=2",
+            "--quiet", "--threads", "1"]
+    res = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert sorted(p.name for p in (tmp_path / "home").iterdir()) == ["cache", "runs"]
+    assert (tmp_path / "home" / "cache" / "warmstart").is_dir()
+    assert not (tmp_path / "results").exists()  # nothing in the current directory
+    res = subprocess.run([*args, "--no-resume"], capture_output=True, text=True, env={**env, "HARNESS_CACHE": "off"},
+                         cwd=tmp_path, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert not (tmp_path / "off").exists() and "cache: off" in res.stderr
