@@ -158,6 +158,7 @@ go, src, status, nproc = map(int, sys.argv[1:5])
 # RLIMIT_NPROC set here, inside the world's own user namespace, counts the world's processes only
 import resource
 resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+os.write(status, b"R")  # the world is ready (a world that never says so failed to start)
 if os.read(go, 1) != b"1":
     os._exit(0)
 with open("/proc/self/fd/%d" % src, "rb") as f:

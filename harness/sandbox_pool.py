@@ -142,23 +142,27 @@ class World:
 
         limits, iso = self.limits, self.isolation
         start = time.monotonic()
+        timed_out = started = False
+        code: int | None = None
         if self.problem or self.proc is None or self.slot is None:
             return SandboxResult("error", None, "", "", f"sandbox setup failed: {self.problem}", 0.0, iso)
-        data = source.encode("utf-8", "surrogateescape")
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.src, view):]
-        with contextlib.suppress(OSError):
-            os.write(self.go, b"1")
-        timed_out = False
-        code: int | None = None
         try:
-            ready, _, _ = select.select([self.status], [], [], limits.timeout_s)
-            if ready:
-                text = _read_all(self.status)
-                code = int(text) if text else None
-            else:
-                timed_out = True
+            # the stub says "R" once its world is up (normally long before: it was started ahead)
+            ready, _, _ = select.select([self.status], [], [], _START_GRACE_S)
+            started = bool(ready) and os.read(self.status, 1) == b"R"
+            start = time.monotonic()
+            if started:
+                data = source.encode("utf-8", "surrogateescape")
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(self.src, view):]
+                os.write(self.go, b"1")
+                ready, _, _ = select.select([self.status], [], [], limits.timeout_s)
+                if ready:  # the program has ended: the stub writes its status and exits
+                    text = _read_all(self.status)
+                    code = int(text) if text else None
+                else:
+                    timed_out = True
         except (OSError, ValueError):
             code = None
         duration = time.monotonic() - start
@@ -173,11 +177,11 @@ class World:
 
         if timed_out:
             return result("timeout", None, f"wall-clock timeout after {limits.timeout_s:g}s; killed")
-        if code is None:  # the stub never reported: setup failed, or the program killed it
+        if code is None:  # the stub never reported: the world did not start, or the stub was killed
             self._reap(_START_GRACE_S)
             rc = self.proc.returncode
             status = self._bw_report()
-            if "child-pid" not in status or stderr.startswith("bwrap: "):
+            if not started or "child-pid" not in status:
                 why = _SETUP_EXIT.get(rc or 0) or _last_line(stderr) or f"exit code {rc}"
                 return result("error", None, f"sandbox setup failed: {why}")
             if oom:

@@ -162,3 +162,24 @@ def test_without_bubblewrap_the_sandbox_refuses_unless_weak_isolation_is_allowed
     assert res.status == "passed" and res.stdout == "weak\n", res
     assert res.isolation["mechanism"] == "launcher"
     assert res.isolation["memory_bound"] == "rlimit-as-per-process"
+
+
+@needs_bwrap
+def test_a_sandbox_failure_costs_only_that_program_its_verdict(monkeypatch) -> None:
+    real_acquire = sandbox_slots.acquire
+    calls = []
+
+    def flaky_acquire(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError("no slot for you")
+        return real_acquire(*args, **kwargs)
+
+    monkeypatch.setattr(sandbox_slots, "acquire", flaky_acquire)
+    results = run_many(["print('a')", "print('b')", "print('c')", "print('d')"], jobs=2)
+    assert sorted(r.status for r in results) == ["error", "passed", "passed", "passed"]
+    bad = next(r for r in results if r.status == "error")
+    assert bad.reason == "sandbox setup failed: OSError: no slot for you"
+    monkeypatch.setattr(sandbox_bwrap, "BWRAP", "/bin/false")
+    res = run_program("print('x')")
+    assert res.status == "error" and res.reason.startswith("sandbox setup failed"), res
