@@ -66,7 +66,6 @@ _USE_NAMESPACES = True  # the weak launcher's namespaces (tests turn them off)
 Status = Literal["passed", "failed", "timeout", "error"]
 _MIB = 1024 * 1024
 _KILL_GRACE_S = 5.0
-_SETUP_EXIT = {121: "could not enter the program's cgroup", 122: "could not set the program's rlimits"}
 
 
 class SandboxError(RuntimeError):

@@ -77,7 +77,7 @@ def test_isolation_record_says_which_mechanism_ran() -> None:
     assert iso["userns"] and iso["pidns"] and iso["mountns"] and iso["netns"] and iso["network"] == "netns"
     assert iso["memory_bound"] in ("cgroup-v2", "cgroup-v1", "rlimit-as-per-process")
     if os.geteuid() == 0:
-        assert iso["uid"] >= sandbox_slots.UID_BASE and iso["privilege_drop"] == "setpriv+userns"
+        assert iso["uid"] >= sandbox_slots.UID_BASE and iso["privilege_drop"] == "setuid+userns"
     assert iso["limits"]["memory_mb"] == 1024
 
 
