@@ -65,7 +65,6 @@ _USE_NAMESPACES = True  # the weak launcher's namespaces (tests turn them off)
 
 Status = Literal["passed", "failed", "timeout", "error"]
 _MIB = 1024 * 1024
-_KILL_GRACE_S = 5.0
 
 
 class SandboxError(RuntimeError):
