@@ -147,7 +147,7 @@ def _weak_allowed() -> bool:
 
 def mechanism() -> str:
     """What would run a program now: ``"bubblewrap"``, ``"launcher"`` (weak, opted in) or ``"refuse"``."""
-    if os.environ.get("HARNESS_SANDBOX_NO_BWRAP") is None and bw.bwrap_path():
+    if os.environ.get("HARNESS_SANDBOX_NO_BWRAP") is None and not bw.unusable_reason():
         return "bubblewrap"
     return "launcher" if _weak_allowed() else "refuse"
 
@@ -232,8 +232,9 @@ def _run_guarded(source: str, limits: SandboxLimits, python: str | None) -> Sand
             from harness import sandbox_launcher
 
             return sandbox_launcher.run(source, limits, python, _USE_NAMESPACES)
+        why = "HARNESS_SANDBOX_NO_BWRAP is set" if os.environ.get("HARNESS_SANDBOX_NO_BWRAP") else bw.unusable_reason()
         return _error(
-            "refusing to run untrusted code: bubblewrap (bwrap) is not installed "
+            f"refusing to run untrusted code: {why} "
             "(apt-get install bubblewrap, or `make install` as root); "
             f"set {WEAK_ENV}=1 to accept the weaker fallback launcher",
             start, {"mechanism": "refuse", "limits": asdict(limits)},

@@ -37,6 +37,7 @@ import subprocess
 import sys
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 BWRAP = os.environ.get("HARNESS_BWRAP", "bwrap")
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -46,6 +47,35 @@ _SYSTEM_LINKS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 
 def bwrap_path() -> str | None:
     return shutil.which(BWRAP, path=SAFE_PATH) if not os.path.isabs(BWRAP) else (BWRAP if os.access(BWRAP, os.X_OK) else None)
+
+
+_usable: dict[str, str] = {}
+
+
+def unusable_reason() -> str:
+    """Why bubblewrap cannot build a world on this machine (``""``: it can); checked once per process.
+
+    Runs ``bwrap`` with the namespaces the sandbox needs around ``true``, as the uid worlds run as
+    would (an unprivileged one when root), so a missing binary, a kernel without unprivileged user
+    namespaces or a container profile that forbids them shows up as one clear line.
+    """
+    if "reason" not in _usable:
+        path = bwrap_path()
+        if path is None:
+            _usable["reason"] = "bubblewrap (bwrap) is not installed"
+        else:
+            ids: dict[str, Any] = {"user": 65534, "group": 65534, "extra_groups": []} if os.geteuid() == 0 else {}
+            cmd = [path, "--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
+                   "--disable-userns", "--ro-bind", "/", "/", "--proc", "/proc", "--", "true"]
+            try:
+                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False, cwd="/",
+                                      env={"PATH": SAFE_PATH}, **ids)
+                why = proc.stderr.strip().splitlines()[-1:] if proc.returncode else []
+                _usable["reason"] = f"bubblewrap cannot make its namespaces here: {why[0] if why else proc.returncode}" \
+                    if proc.returncode else ""
+            except (OSError, subprocess.SubprocessError) as exc:
+                _usable["reason"] = f"bubblewrap cannot run: {exc}"
+    return _usable["reason"]
 
 
 @dataclass(frozen=True)
