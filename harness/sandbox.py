@@ -65,8 +65,6 @@ _USE_NAMESPACES = True  # the weak launcher's namespaces (tests turn them off)
 
 Status = Literal["passed", "failed", "timeout", "error"]
 _MIB = 1024 * 1024
-_KILL_GRACE_S = 5.0
-_SETUP_EXIT = {121: "could not enter the program's cgroup", 122: "could not set the program's rlimits"}
 
 
 class SandboxError(RuntimeError):
@@ -149,7 +147,7 @@ def _weak_allowed() -> bool:
 
 def mechanism() -> str:
     """What would run a program now: ``"bubblewrap"``, ``"launcher"`` (weak, opted in) or ``"refuse"``."""
-    if os.environ.get("HARNESS_SANDBOX_NO_BWRAP") is None and bw.bwrap_path():
+    if os.environ.get("HARNESS_SANDBOX_NO_BWRAP") is None and not bw.unusable_reason():
         return "bubblewrap"
     return "launcher" if _weak_allowed() else "refuse"
 
@@ -234,8 +232,9 @@ def _run_guarded(source: str, limits: SandboxLimits, python: str | None) -> Sand
             from harness import sandbox_launcher
 
             return sandbox_launcher.run(source, limits, python, _USE_NAMESPACES)
+        why = "HARNESS_SANDBOX_NO_BWRAP is set" if os.environ.get("HARNESS_SANDBOX_NO_BWRAP") else bw.unusable_reason()
         return _error(
-            "refusing to run untrusted code: bubblewrap (bwrap) is not installed "
+            f"refusing to run untrusted code: {why} "
             "(apt-get install bubblewrap, or `make install` as root); "
             f"set {WEAK_ENV}=1 to accept the weaker fallback launcher",
             start, {"mechanism": "refuse", "limits": asdict(limits)},

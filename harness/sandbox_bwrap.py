@@ -1,13 +1,13 @@
 """The bubblewrap backend: each program in a world of its own, built by ``bwrap`` in one exec.
 
-Per world the harness starts, with no shell of the program's making and no ``preexec_fn``::
+Per world the harness starts (no shell, no ``preexec_fn``; ``subprocess`` drops to the uid)::
 
-    /bin/sh -c 'enter cgroup; ulimit ...; exec setpriv --reuid=U ... bwrap ARGS python -I -S -c STUB'
+    [as the slot's uid] bwrap ARGS python -I -S -c STUB ...
 
-- ``sh`` (as root) writes its own pid into the slot's cgroups (memory and process bound for all
-  the program's processes), sets the rlimits, and execs ``setpriv``, which drops to the slot's uid
-  (distinct per concurrent program; as a non-root harness there is no ``setpriv`` and the uid is the
-  harness's own) and execs ``bwrap``.
+- As root the process drops to the slot's uid (distinct per concurrent program) before exec; as a
+  non-root harness the uid is the harness's own. Once the world's supervisor says it is ready (and
+  before the program exists) the harness moves bwrap and the supervisor into the slot's cgroups
+  (memory and process bound for all the program's processes); the supervisor sets the rlimits.
 - ``bwrap`` runs unprivileged: it makes a user namespace mapping the uid to itself (so inside it
   is not root, and outside it is a uid nothing else runs as), plus new pid, mount, network, ipc,
   uts (and cgroup) namespaces, and a nested user namespace that forbids making more. The world:
@@ -31,14 +31,13 @@ from __future__ import annotations
 import glob
 import json
 import os
-import resource
-import shlex
 import shutil
 import stat
 import subprocess
 import sys
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 BWRAP = os.environ.get("HARNESS_BWRAP", "bwrap")
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -50,8 +49,33 @@ def bwrap_path() -> str | None:
     return shutil.which(BWRAP, path=SAFE_PATH) if not os.path.isabs(BWRAP) else (BWRAP if os.access(BWRAP, os.X_OK) else None)
 
 
-def setpriv_path() -> str | None:
-    return shutil.which("setpriv", path=SAFE_PATH)
+_usable: dict[str, str] = {}
+
+
+def unusable_reason() -> str:
+    """Why bubblewrap cannot build a world on this machine (``""``: it can); checked once per process.
+
+    Runs ``bwrap`` with the namespaces the sandbox needs around ``true``, as the uid worlds run as
+    would (an unprivileged one when root), so a missing binary, a kernel without unprivileged user
+    namespaces or a container profile that forbids them shows up as one clear line.
+    """
+    if "reason" not in _usable:
+        path = bwrap_path()
+        if path is None:
+            _usable["reason"] = "bubblewrap (bwrap) is not installed"
+        else:
+            ids: dict[str, Any] = {"user": 65534, "group": 65534, "extra_groups": []} if os.geteuid() == 0 else {}
+            cmd = [path, "--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
+                   "--disable-userns", "--ro-bind", "/", "/", "--proc", "/proc", "--", "true"]
+            try:
+                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False, cwd="/",
+                                      env={"PATH": SAFE_PATH}, **ids)
+                why = proc.stderr.strip().splitlines()[-1:] if proc.returncode else []
+                _usable["reason"] = f"bubblewrap cannot make its namespaces here: {why[0] if why else proc.returncode}" \
+                    if proc.returncode else ""
+            except (OSError, subprocess.SubprocessError) as exc:
+                _usable["reason"] = f"bubblewrap cannot run: {exc}"
+    return _usable["reason"]
 
 
 @dataclass(frozen=True)
@@ -151,13 +175,44 @@ def _view_from(exe: str, info: dict[str, str]) -> PythonView:
 # never holds). Starting ahead hides the namespace set-up and the interpreter start; each world
 # still runs exactly one program.
 STUB = """\
-import os, sys, ctypes
-_prctl = ctypes.CDLL(None).prctl
-_prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: the program cannot ptrace or write /proc/<pid>/mem of its supervisor
-go, src, status, nproc = map(int, sys.argv[1:5])
-# RLIMIT_NPROC set here, inside the world's own user namespace, counts the world's processes only
+import os, sys
+
+
+def _libc_prctl():
+    try:  # _ctypes alone: a few ms cheaper than importing the ctypes package
+        import _ctypes
+
+        class _Int(_ctypes._SimpleCData):
+            _type_ = "i"
+
+        class _Func(_ctypes.CFuncPtr):
+            _flags_ = _ctypes.FUNCFLAG_CDECL
+            _restype_ = _Int
+
+        class _Libc:
+            _handle = _ctypes.dlopen(None)
+
+        return _Func(("prctl", _Libc()))
+    except Exception:
+        import ctypes
+
+        return ctypes.CDLL(None).prctl
+
+
+_prctl = _libc_prctl()
+if _prctl(4, 0, 0, 0, 0) != 0:  # PR_SET_DUMPABLE 0: the program cannot ptrace its supervisor or write its memory
+    os._exit(3)
+go, src, status = map(int, sys.argv[1:4])
+# rlimits, set here for the supervisor and so the program. RLIMIT_NPROC, set inside the world's own
+# user namespace, counts the world's processes only.
 import resource
-resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+for _item in sys.argv[4].split(","):
+    _name, _soft, _hard = _item.split(":")
+    _res = getattr(resource, "RLIMIT_" + _name)
+    _cur = resource.getrlimit(_res)[1]
+    _hard = int(_hard) if _cur == resource.RLIM_INFINITY else min(int(_hard), _cur)
+    resource.setrlimit(_res, (min(int(_soft), _hard), _hard))
+os.write(status, b"R")  # the world is ready (a world that never says so failed to start)
 if os.read(go, 1) != b"1":
     os._exit(0)
 with open("/proc/self/fd/%d" % src, "rb") as f:
@@ -179,7 +234,7 @@ pid = os.fork()
 if pid == 0:
     os.closerange(3, 1 << 16)
     _prctl(4, 1, 0, 0, 0)  # the program itself is an ordinary (dumpable) process
-    del _prctl
+    del _prctl, _libc_prctl
     sys.argv[:] = ["main.py"]
     _run(data)
 else:
@@ -192,7 +247,7 @@ else:
 
 
 def world_args(view: PythonView, *, go_fd: int, src_fd: int, status_fd: int, bwrap_status_fd: int,
-               tmpfs_bytes: int, max_procs: int) -> list[str]:
+               tmpfs_bytes: int, rlimits: dict[str, tuple[int, int]]) -> list[str]:
     """bwrap's arguments for a fresh world: namespaces, mounts, environment; then the waiting stub."""
     size = str(tmpfs_bytes)
     args = [
@@ -217,30 +272,6 @@ def world_args(view: PythonView, *, go_fd: int, src_fd: int, status_fd: int, bwr
     for path in ("/tmp", "/var/tmp", "/dev/shm", "/run", WORKDIR):
         args += ["--perms", "1777" if path != WORKDIR else "0755", "--size", size, "--tmpfs", path]
     args += ["--dir", "/run/lock", "--chdir", WORKDIR, "--remount-ro", "/"]
-    args += [view.executable, "-I", "-S", "-c", STUB, str(go_fd), str(src_fd), str(status_fd), str(max_procs + 1)]
+    limits = ",".join(f"{name.removeprefix('RLIMIT_')}:{soft}:{hard}" for name, (soft, hard) in rlimits.items())
+    args += [view.executable, "-I", "-S", "-c", STUB, str(go_fd), str(src_fd), str(status_fd), limits]
     return args
-
-
-def launch_command(
-    bwrap: str, setpriv: str | None, uid: int, gid: int, procs_files: list[str],
-    rlimits: dict[str, tuple[int, int]], args: list[str],
-) -> list[str]:
-    """``/bin/sh -c``: enter the cgroups, set rlimits, drop to ``uid`` (if given ``setpriv``), exec bwrap."""
-    steps = [f"echo $$ > {shlex.quote(p)} || exit 121" for p in procs_files]
-    flags = {"RLIMIT_CPU": "-t", "RLIMIT_AS": "-v", "RLIMIT_FSIZE": "-f", "RLIMIT_NPROC": "-p",
-             "RLIMIT_NOFILE": "-n", "RLIMIT_CORE": "-c"}
-    units = {"-v": 1024, "-f": 512}  # ulimit counts these in KiB and 512-byte blocks
-    for name, (soft, hard) in rlimits.items():
-        flag = flags[name]
-        unit = units.get(flag, 1)
-        _, cur_hard = resource.getrlimit(getattr(resource, name))  # raising one needs CAP_SYS_RESOURCE
-        if cur_hard != resource.RLIM_INFINITY:
-            hard, soft = min(hard, cur_hard), min(soft, cur_hard)
-        # lower the soft limit first: a hard limit below the current soft one is refused
-        steps.append(f"ulimit -S {flag} {soft // unit} && ulimit -H {flag} {hard // unit} || exit 122")
-    cmd = [bwrap, *args]
-    if setpriv is not None:
-        cmd = [setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--inh-caps=-all",
-               "--bounding-set=-all", "--no-new-privs", *cmd]
-    steps.append("exec " + " ".join(shlex.quote(c) for c in cmd))
-    return ["/bin/sh", "-c", "; ".join(steps)]

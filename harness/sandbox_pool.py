@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 _MIB = 1024 * 1024
 _KILL_GRACE_S = 5.0
 _START_GRACE_S = 30.0  # how long a world may take to exit once killed (bwrap's teardown)
-_SETUP_EXIT = {121: "could not enter the program's cgroup", 122: "could not set the program's rlimits"}
 
 
 def _memfd(name: str) -> int:
@@ -78,6 +77,7 @@ class World:
         self.fds: list[int] = []
         self._child: int | None = None
         self._bw_text = b""
+        self.started = False
         self.slot: slots.Slot | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self.isolation: dict[str, Any] = {"mechanism": "bubblewrap", "limits": asdict(limits)}
@@ -94,17 +94,14 @@ class World:
         limits = self.limits
         root = os.geteuid() == 0
         bwrap = bw.bwrap_path()
-        setpriv = bw.setpriv_path() if root else None
         if bwrap is None:
             raise FileNotFoundError("bwrap not found")
-        if root and setpriv is None:
-            raise PermissionError("refusing to run model code as root: setpriv (util-linux) not found")
         view = bw.python_view(python, other_uid=root)
         self.slot = slot = slots.acquire()
-        slot.prepare(limits.memory_mb * _MIB, limits.max_procs + 4)  # + bwrap, its pid 1 and the stub
+        slot.prepare(limits.memory_mb * _MIB, limits.max_procs + 2)  # + bwrap and the supervisor
         self.isolation.update(
             uid=slot.uid, gid=slot.gid, user=f"uid {slot.uid}", slot=slot.index,
-            privilege_drop="setpriv+userns" if root else "userns",
+            privilege_drop="setuid+userns" if root else "userns",
             userns=True, pidns=True, mountns=True, netns=True, ipcns=True, utsns=True, network="netns",
             memory_bound=slot.memory_bound, python=view.executable, prestarted=True,
             notes=[slot.layout.note] if slot.layout.note else [],
@@ -118,23 +115,30 @@ class World:
         self.fds += [self.go, self.status, self.bw_status]
         try:
             rlimits = limits.rlimits()
-            if root:
-                soft, hard = rlimits["RLIMIT_NPROC"]
-                rlimits["RLIMIT_NPROC"] = (soft + 4, hard + 4)
-            else:  # all programs share the harness's uid, whose process count includes the harness
-                rlimits.pop("RLIMIT_NPROC")
+            rlimits["RLIMIT_NPROC"] = (limits.max_procs + 1, limits.max_procs + 1)  # + the supervisor
             args = bw.world_args(view, go_fd=go_r, src_fd=self.src, status_fd=status_w,
                                  bwrap_status_fd=bw_status_w, tmpfs_bytes=limits.max_file_mb * _MIB,
-                                 max_procs=limits.max_procs)
-            cmd = bw.launch_command(bwrap, setpriv, slot.uid, slot.gid, slot.procs_files(), rlimits, args)
+                                 rlimits=rlimits)
+            ids: dict[str, Any] = {"user": slot.uid, "group": slot.gid, "extra_groups": []} if root else {}
             self.proc = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=self.out, stderr=self.err,
+                [bwrap, *args], stdin=subprocess.DEVNULL, stdout=self.out, stderr=self.err,
                 pass_fds=(self.src, *child_ends), cwd="/", env={"PATH": bw.SAFE_PATH},
-                start_new_session=True, close_fds=True,
+                start_new_session=True, close_fds=True, **ids,
             )
         finally:
             for fd in child_ends:
                 os.close(fd)
+        # The supervisor says "R" once the world is up; then, before any program process exists,
+        # bwrap and the supervisor join the slot's cgroups (the program and its children inherit them).
+        ready, _, _ = select.select([self.status], [], [], _START_GRACE_S)
+        self.started = bool(ready) and os.read(self.status, 1) == b"R"
+        if self.started and slot.memory_cg:
+            child = self._child_pid()
+            if child is None:
+                raise OSError("bwrap did not report the world's pid 1")
+            for path in slot.procs_files():
+                for pid in (self.proc.pid, child):
+                    slots._write(path, str(pid))
 
     def run(self, source: str) -> SandboxResult:
         """Hand the world its program, wait for the verdict (not for the world's teardown)."""
@@ -142,23 +146,24 @@ class World:
 
         limits, iso = self.limits, self.isolation
         start = time.monotonic()
+        timed_out = started = False
+        code: int | None = None
         if self.problem or self.proc is None or self.slot is None:
             return SandboxResult("error", None, "", "", f"sandbox setup failed: {self.problem}", 0.0, iso)
-        data = source.encode("utf-8", "surrogateescape")
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.src, view):]
-        with contextlib.suppress(OSError):
-            os.write(self.go, b"1")
-        timed_out = False
-        code: int | None = None
+        started = self.started
         try:
-            ready, _, _ = select.select([self.status], [], [], limits.timeout_s)
-            if ready:
-                text = _read_all(self.status)
-                code = int(text) if text else None
-            else:
-                timed_out = True
+            if started:
+                data = source.encode("utf-8", "surrogateescape")
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(self.src, view):]
+                os.write(self.go, b"1")
+                ready, _, _ = select.select([self.status], [], [], limits.timeout_s)
+                if ready:  # the program has ended: the stub writes its status and exits
+                    text = _read_all(self.status)
+                    code = int(text) if text else None
+                else:
+                    timed_out = True
         except (OSError, ValueError):
             code = None
         duration = time.monotonic() - start
@@ -173,12 +178,12 @@ class World:
 
         if timed_out:
             return result("timeout", None, f"wall-clock timeout after {limits.timeout_s:g}s; killed")
-        if code is None:  # the stub never reported: setup failed, or the program killed it
+        if code is None:  # the stub never reported: the world did not start, or the stub was killed
             self._reap(_START_GRACE_S)
             rc = self.proc.returncode
             status = self._bw_report()
-            if "child-pid" not in status or stderr.startswith("bwrap: "):
-                why = _SETUP_EXIT.get(rc or 0) or _last_line(stderr) or f"exit code {rc}"
+            if not started or "child-pid" not in status:
+                why = _last_line(stderr) or f"bwrap exited with {rc}"
                 return result("error", None, f"sandbox setup failed: {why}")
             if oom:
                 return result("failed", None, self._oom_reason())

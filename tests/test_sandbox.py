@@ -15,7 +15,7 @@ import pytest
 from harness import sandbox, sandbox_bwrap, sandbox_slots
 from harness.sandbox import run_many, run_program
 
-needs_bwrap = pytest.mark.skipif(sandbox_bwrap.bwrap_path() is None, reason="bubblewrap (bwrap) is not installed")
+needs_bwrap = pytest.mark.skipif(bool(sandbox_bwrap.unusable_reason()), reason=sandbox_bwrap.unusable_reason())
 
 
 def prog(text: str) -> str:
@@ -77,7 +77,7 @@ def test_isolation_record_says_which_mechanism_ran() -> None:
     assert iso["userns"] and iso["pidns"] and iso["mountns"] and iso["netns"] and iso["network"] == "netns"
     assert iso["memory_bound"] in ("cgroup-v2", "cgroup-v1", "rlimit-as-per-process")
     if os.geteuid() == 0:
-        assert iso["uid"] >= sandbox_slots.UID_BASE and iso["privilege_drop"] == "setpriv+userns"
+        assert iso["uid"] >= sandbox_slots.UID_BASE and iso["privilege_drop"] == "setuid+userns"
     assert iso["limits"]["memory_mb"] == 1024
 
 
@@ -152,7 +152,7 @@ def test_without_bubblewrap_the_sandbox_refuses_unless_weak_isolation_is_allowed
     assert sandbox.mechanism() == "refuse"
     res = run_program("print('should not run')")
     assert res.status == "error" and res.stdout == ""
-    assert res.reason.startswith("refusing to run untrusted code: bubblewrap (bwrap) is not installed")
+    assert res.reason.startswith("refusing to run untrusted code: HARNESS_SANDBOX_NO_BWRAP is set")
     assert [r.status for r in run_many(["pass", "pass"])] == ["error", "error"]
     info = sandbox.check_isolation()
     assert not info["unprivileged"] and "refusing" in info["reason"]
@@ -162,3 +162,24 @@ def test_without_bubblewrap_the_sandbox_refuses_unless_weak_isolation_is_allowed
     assert res.status == "passed" and res.stdout == "weak\n", res
     assert res.isolation["mechanism"] == "launcher"
     assert res.isolation["memory_bound"] == "rlimit-as-per-process"
+
+
+@needs_bwrap
+def test_a_sandbox_failure_costs_only_that_program_its_verdict(monkeypatch) -> None:
+    real_acquire = sandbox_slots.acquire
+    calls = []
+
+    def flaky_acquire(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError("no slot for you")
+        return real_acquire(*args, **kwargs)
+
+    monkeypatch.setattr(sandbox_slots, "acquire", flaky_acquire)
+    results = run_many(["print('a')", "print('b')", "print('c')", "print('d')"], jobs=2)
+    assert sorted(r.status for r in results) == ["error", "passed", "passed", "passed"]
+    bad = next(r for r in results if r.status == "error")
+    assert bad.reason == "sandbox setup failed: OSError: no slot for you"
+    monkeypatch.setattr(sandbox_bwrap, "BWRAP", "/bin/false")
+    res = run_program("print('x')")
+    assert res.status == "error" and res.reason.startswith("sandbox setup failed"), res

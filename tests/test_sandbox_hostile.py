@@ -28,7 +28,7 @@ import pytest
 from harness import sandbox, sandbox_bwrap, sandbox_slots
 from harness.sandbox import SandboxResult, run_many, run_program
 
-pytestmark = pytest.mark.skipif(sandbox_bwrap.bwrap_path() is None, reason="bubblewrap (bwrap) is not installed")
+pytestmark = pytest.mark.skipif(bool(sandbox_bwrap.unusable_reason()), reason=sandbox_bwrap.unusable_reason())
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = secrets.token_hex(8)
