@@ -125,3 +125,18 @@ def test_harness_run_prints_one_line_and_the_log_and_debug_the_traceback(tmp_pat
     assert "Traceback" in (out / "error.log").read_text()
     res = run_harness("--debug", *args, env={"OMP_NUM_THREADS": "1", "HARNESS_LOAD_PLUGINS": "didactic"})
     assert res.returncode != 0 and "Traceback" in res.stderr and "has shape [8, 3]" in res.stderr
+
+
+def test_check_plugin_passes_a_builtin_and_fails_a_wrong_objective(tmp_path):
+    from harness.checkplugin import check
+
+    lines: list[str] = []
+    rep = check("sft", base=load(env={"HARNESS_LOAD_PLUGINS": "sft"}), echo=lines.append)
+    assert rep.failed == 0 and rep.passed == 6, lines
+    assert any("loss shape [4] for B=4 rows" in ln for ln in lines)
+    assert any("the gradient reaches" in ln for ln in lines) and any("same seed gives the same loss" in ln for ln in lines)
+    path = write_plugin(tmp_path, "broadcast", CASES["broadcast"][0])
+    lines.clear()
+    rep = check(str(path), echo=lines.append)
+    assert rep.failed == 1 and lines[0].startswith("ok    plugin 'wrong_broadcast'")
+    assert lines[1].startswith("FAIL  method 'wrong'") and "[B, B] broadcast" in lines[1]

@@ -94,7 +94,7 @@ def test_editing_a_plugin_reruns_its_cells_with_new_numbers(tmp_path):
     def sweep(*extra):
         res = run_harness("--plugin", str(path), "sweep", str(suite), "--store", str(store), *extra, env=env)
         assert res.returncode == 0, res.stdout + res.stderr
-        return res.stdout
+        return res.stderr  # the sweep's status lines (the leaderboard goes to stdout)
 
     assert "1 to run, 0 already done" in sweep()
     old = final_rewards(store)

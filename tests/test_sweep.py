@@ -310,7 +310,7 @@ def test_failing_cells_are_isolated(tmp_path):
                       env=sweep_env(tmp_path))
     assert res.returncode == 1 and "3 cells, 1 to run" in res.stderr
     con = sqlite3.connect(store)
-    assert con.execute("SELECT attempts FROM cells WHERE error LIKE 'RuntimeError%'").fetchone()[0] == 2
+    assert con.execute("SELECT attempts FROM cells WHERE error LIKE '%RuntimeError: boom%'").fetchone()[0] == 2
     con.close()
 
 
