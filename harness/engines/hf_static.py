@@ -318,6 +318,11 @@ def warm_up(device: str | torch.device | None = None) -> float:
     return time.perf_counter() - t0
 
 
+def release(model: Any) -> None:
+    """Drop ``model``'s static caches and graphs (their GPU memory); the next static decode rebuilds them."""
+    _RUNNERS.pop(model, None)
+
+
 def cache_states(model: Any) -> Sequence[tuple[int, int]]:
     """The (batch, length) buckets for which ``model`` has a static state (and, on CUDA, a graph)."""
     runner = _RUNNERS.get(model)
