@@ -280,7 +280,7 @@ def stage_report(*, model_name: str, device: str, dtype: str, method: str, steps
         rec["gen_hf_generate_decode_tok_s"] = n_b / secs_b
         rec["gen_vs_hf_generate"] = rec["gen_decode_tok_s"] / rec["gen_hf_generate_decode_tok_s"]
     rec["gen_peak_gib"] = _peak_gib(dev)
-    hf_static._RUNNERS.pop(model, None)  # free the static caches before training
+    hf_static.release(model)  # free the static caches before training
     if dev.type == "cuda":
         torch.cuda.empty_cache()
 

@@ -83,3 +83,19 @@ def test_buckets():
     assert [hf_static.batch_bucket(n) for n in (1, 2, 3, 5, 64, 65)] == [1, 2, 4, 8, 64, 128]
     assert [hf_static.length_bucket(n) for n in (1, 128, 129)] == [128, 128, 256]
     assert hf_static.warm_up("cpu") == 0.0
+
+
+def test_static_state_does_not_keep_the_model_alive():
+    import gc
+    import weakref
+
+    from harness.models import load_model
+
+    loaded = load_model("tiny:nano", seed=0)
+    model = loaded.model
+    HFEngine(model, loaded.tokenizer, decoder="static").generate(random_prompts(2), max_new_tokens=3)
+    assert hf_static.cache_states(model)
+    ref = weakref.ref(model)
+    del model, loaded
+    gc.collect()
+    assert ref() is None  # a sweep worker running many cells does not pile up models and their caches

@@ -90,7 +90,9 @@ class _Runner:
     """Static states and graphs for one model (see the module docstring)."""
 
     def __init__(self, model: Any, *, graphs: bool) -> None:
-        self.model = model
+        # A weak reference: the runner is the value of a weak-keyed entry for this model, and a strong one
+        # would keep the model (and the caches) alive for the life of the process.
+        self._model = weakref.ref(model)
         self.graphs = graphs
         self.fingerprint = _fingerprint(model)
         self.device = next(model.parameters()).device
@@ -107,6 +109,13 @@ class _Runner:
         self.pool = torch.cuda.graph_pool_handle() if graphs else None
         self.capture_s = 0.0  # total time spent capturing graphs (reported by the bench)
         self.graph_error: str | None = None
+
+    @property
+    def model(self) -> Any:
+        model = self._model()
+        if model is None:  # pragma: no cover -- the entry goes with its model
+            raise RuntimeError("the model of this static decoder was freed")
+        return model
 
     # -- states and graphs ---------------------------------------------------------------------------
     def state(self, batch: int, length: int) -> _State:
@@ -316,6 +325,11 @@ def warm_up(device: str | torch.device | None = None) -> float:
                                                                                             dtype=dtype))
     torch.cuda.synchronize(dev)
     return time.perf_counter() - t0
+
+
+def release(model: Any) -> None:
+    """Drop ``model``'s static caches and graphs (their GPU memory); the next static decode rebuilds them."""
+    _RUNNERS.pop(model, None)
 
 
 def cache_states(model: Any) -> Sequence[tuple[int, int]]:
