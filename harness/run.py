@@ -329,6 +329,19 @@ def _apply_lora(model: Any, cfg: TrainConfig) -> Any:
     )
 
 
+def warm_engine(engine: Any, log: Callable[[str], None] | None = None) -> float:
+    """Pay an engine's one-off costs before the cell's first generation (engines with a ``warm()`` method:
+    the ``hf`` engine on CUDA sets up CUDA and records its decode graph, so the first call runs at warm
+    speed; a no-op on a CPU). Returns the seconds spent."""
+    warm = getattr(engine, "warm", None)
+    if not callable(warm):
+        return 0.0
+    spent = float(warm() or 0.0)
+    if spent and log is not None:
+        log(f"engine warm-up: {spent:.2f} s")
+    return spent
+
+
 def run_cell(
     cell: ResolvedCell,
     host: PluginHost,
@@ -391,6 +404,7 @@ def run_cell(
         engine = engine_spec.factory(LoadedModel(model, loaded.tokenizer, loaded.name, loaded.source))
         if getattr(engine, "own_weights", False):
             shared.append(engine)
+        warm_engine(engine, log)
         return engine
 
     policy = LM(loaded.model, loaded.tokenizer, engine_for(loaded.model), name="policy")
