@@ -12,7 +12,8 @@
   both (``BenchmarkSpec.metrics``, :class:`harness.registry.MetricSpec`); a suite's ``[leaderboard]``
   table overrides them (``lower_is_better``, ``higher_is_better``, ``goals``, ``diagnostics``: lists of
   metric names, ``<metric>`` or ``<benchmark>/<metric>``). An undeclared metric is a goal, lower is better
-  when its name has a token ``kl``, ``loss``, ``error``/``err``, ``ppl``/``perplexity`` or ``regret``.
+  when its name has a token ``kl``, ``loss``, ``error``/``err``, ``ppl``/``perplexity``, ``nll`` or
+  ``regret``.
   The settings are stored with the sweep at every run, so a changed ``[leaderboard]`` table is honoured
   on a rerun against an existing store.
 - Ranks: each goal column ranks its rows with n >= 2 (1 = best); means equal within a numerical
@@ -46,7 +47,7 @@ from harness.errors import HarnessError, did_you_mean
 from harness.store import Store
 
 FORMATS = ("table", "markdown", "csv", "latex", "html", "json")
-LOWER_TOKENS = {"kl", "loss", "error", "err", "ppl", "perplexity", "regret"}
+LOWER_TOKENS = {"kl", "loss", "error", "err", "ppl", "perplexity", "regret", "nll"}
 
 
 # -- statistics ---------------------------------------------------------------------------------------------
