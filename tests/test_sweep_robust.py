@@ -20,7 +20,7 @@ from click.testing import CliRunner
 
 from harness.errors import HarnessError
 from harness.store import Store, owner_token, processes_alive
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_harness
 from tests.test_sweep import FAULTY, TINY, _marked_pids, invoke, leaderboard_json, statuses, sweep_env
 
 # One method, two seeds, few steps: the smallest sweep that still trains.
@@ -224,20 +224,22 @@ def test_a_folder_lock_keeps_a_second_process_out(tmp_path):
 # -- 3. exit status ------------------------------------------------------------------------------------------
 
 
-def test_a_rerun_that_skips_failed_cells_is_not_success(tmp_path, monkeypatch):
+def test_a_rerun_that_skips_failed_cells_is_not_success(tmp_path):
     plugin = tmp_path / "faulty.py"
     plugin.write_text(FAULTY)
     suite = tmp_path / "mixed.toml"
     suite.write_text(HANG.replace('mode = "hang"', 'mode = "raise"') + "[methods.sft]\n")
-    args = ["--plugin", str(plugin), "sweep", str(suite), "--store", str(tmp_path / "h.db")]
-    first = invoke(*args, env=sweep_env(tmp_path), monkeypatch=monkeypatch)
-    assert first.exit_code == 1, first.output
-    again = invoke(*args, env=sweep_env(tmp_path), monkeypatch=monkeypatch)
-    assert "0 to run, 1 already done, 1 failed earlier" in again.output
-    assert again.exit_code == 1, again.output
+    store = tmp_path / "h.db"
+    args = ["--plugin", str(plugin), "sweep", str(suite), "--store", str(store)]
+    first = run_harness(*args, env=sweep_env(tmp_path))  # a subprocess: --plugin loads once per process
+    assert first.returncode == 1, first.stdout + first.stderr
+    again = run_harness(*args, env=sweep_env(tmp_path))
+    assert "0 to run, 1 already done, 1 failed earlier" in again.stdout
+    assert again.returncode == 1, again.stdout + again.stderr
     # the leaderboard lists the failed cell under its table
-    board = CliRunner().invoke(__import__("harness.cli", fromlist=["cli"]).cli,
-                               ["leaderboard", "--store", str(tmp_path / "h.db")])
+    from harness.cli import cli
+
+    board = CliRunner().invoke(cli, ["leaderboard", "--store", str(store)])
     assert board.exit_code == 0, board.output
     assert "1 of 2 cells failed" in board.output and "RuntimeError: boom from the faulty method" in board.output
 
@@ -459,3 +461,36 @@ def test_leaderboard_reads_a_store_in_a_read_only_folder(tmp_path):
         folder.chmod(0o755)
     assert checksum(path) == before
     assert json.loads(json.dumps(sorted(os.listdir(folder))))[0] == "h.db"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to find leftover workers")
+def test_ctrl_c_gives_the_cell_back_and_exits_130(tmp_path):
+    plugin = tmp_path / "faulty.py"
+    plugin.write_text(FAULTY)
+    suite = tmp_path / "hang.toml"
+    suite.write_text(HANG)
+    store = tmp_path / "h.db"
+    marker = uuid.uuid4().hex
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "--plugin", str(plugin), "sweep", str(suite),
+                             "--store", str(store)], env={**os.environ, **sweep_env(tmp_path, marker)}, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not (store.exists() and any(heartbeat(store).values())):
+            if proc.poll() is not None or time.time() > deadline:
+                pytest.fail("the sweep ended (or hung) before its worker started")
+            time.sleep(0.1)
+        worker = next(iter(heartbeat(store).values()))
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out + err
+    assert "interrupted: running cells were given back" in err and "Traceback" not in err
+    assert list(statuses(store).values()) == ["pending"] and heartbeat(store) == {}
+    for _ in range(50):
+        if not processes_alive(worker):
+            break
+        time.sleep(0.1)
+    assert not processes_alive(worker)
