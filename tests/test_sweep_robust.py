@@ -494,3 +494,85 @@ def test_ctrl_c_gives_the_cell_back_and_exits_130(tmp_path):
             break
         time.sleep(0.1)
     assert not processes_alive(worker)
+
+
+class _RecordingExecutor:
+    """Stands in for the worker pool in scheduling tests (no cell is trained): records submissions and
+    reports each submitted cell as failed at the next poll."""
+
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.submitted: list[str] = []
+        self._running: list[str] = []
+
+    def capacity(self) -> int:
+        return 1 - len(self._running)
+
+    def submit(self, task) -> None:
+        self.submitted.append(task.id)
+        self._running.append(task.id)
+
+    def poll(self, timeout: float):
+        time.sleep(min(timeout, 0.05))
+        out = [(cid, {"status": "failed", "error": "not run (test)", "wall_s": 0.0}) for cid in self._running]
+        self._running = []
+        return out
+
+    def running(self):
+        return list(self._running)
+
+    def close(self) -> None:
+        self._running = []
+
+
+def test_a_cell_of_a_live_sweep_is_skipped_and_the_exit_is_3(tmp_path):
+    from harness.plugins import get_host
+    from harness.suite import load_suite
+    from harness.sweep import run_sweep
+
+    suite_file = tmp_path / "small.toml"
+    suite_file.write_text(SMALL)
+    suite = load_suite(suite_file, get_host())
+    other = _sleeper()
+    try:
+        with Store(tmp_path / "h.db") as db:
+            db.add_sweep(suite.id, suite.name, None, suite.data, [c.row() for c in suite.cells])
+            busy = suite.cells[0].id
+            assert db.claim(busy, owner_token(other.pid)) == "claimed"
+            ex = _RecordingExecutor()
+            summary = run_sweep(suite, db, ex, log=lambda _: None, poll_s=0.05)
+            assert busy not in ex.submitted and summary.busy == 1
+            assert summary.exit_code() == 1  # the other cell "failed" in the recording executor
+            db.db.execute("UPDATE cells SET status='done' WHERE id<>?", (busy,))
+            summary = run_sweep(suite, db, _RecordingExecutor(), log=lambda _: None, poll_s=0.05)
+            assert (summary.busy, summary.skipped_done, summary.exit_code()) == (1, 1, 3)
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_a_lingering_cell_is_waited_for_then_taken_over(tmp_path):
+    import threading
+
+    from harness.plugins import get_host
+    from harness.suite import load_suite
+    from harness.sweep import run_sweep
+
+    suite_file = tmp_path / "small.toml"
+    suite_file.write_text(SMALL.replace("seeds = [0, 1]", "seeds = [0]"))
+    suite = load_suite(suite_file, get_host())
+    cid, dead = suite.cells[0].id, _dead_token()
+    worker = _sleeper()
+    with Store(tmp_path / "h.db") as db:
+        db.add_sweep(suite.id, suite.name, None, suite.data, [c.row() for c in suite.cells])
+        assert db.claim(cid, dead) == "claimed"
+        db.set_worker(cid, dead, owner_token(worker.pid))
+        threading.Timer(1.0, worker.kill).start()
+        lines: list[str] = []
+        ex = _RecordingExecutor()
+        t0 = time.monotonic()
+        run_sweep(suite, db, ex, log=lines.append, poll_s=0.1, linger_s=30)
+        worker.wait()
+        assert ex.submitted == [cid] and 0.9 < time.monotonic() - t0 < 30
+        assert any("wait" in line and "not gone yet" in line for line in lines)
