@@ -20,7 +20,7 @@ from click.testing import CliRunner
 
 from harness.errors import HarnessError
 from harness.store import Store, owner_token, processes_alive
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_harness
 from tests.test_sweep import FAULTY, TINY, _marked_pids, invoke, leaderboard_json, statuses, sweep_env
 
 # One method, two seeds, few steps: the smallest sweep that still trains.
@@ -224,20 +224,22 @@ def test_a_folder_lock_keeps_a_second_process_out(tmp_path):
 # -- 3. exit status ------------------------------------------------------------------------------------------
 
 
-def test_a_rerun_that_skips_failed_cells_is_not_success(tmp_path, monkeypatch):
+def test_a_rerun_that_skips_failed_cells_is_not_success(tmp_path):
     plugin = tmp_path / "faulty.py"
     plugin.write_text(FAULTY)
     suite = tmp_path / "mixed.toml"
     suite.write_text(HANG.replace('mode = "hang"', 'mode = "raise"') + "[methods.sft]\n")
-    args = ["--plugin", str(plugin), "sweep", str(suite), "--store", str(tmp_path / "h.db")]
-    first = invoke(*args, env=sweep_env(tmp_path), monkeypatch=monkeypatch)
-    assert first.exit_code == 1, first.output
-    again = invoke(*args, env=sweep_env(tmp_path), monkeypatch=monkeypatch)
-    assert "0 to run, 1 already done, 1 failed earlier" in again.output
-    assert again.exit_code == 1, again.output
+    store = tmp_path / "h.db"
+    args = ["--plugin", str(plugin), "sweep", str(suite), "--store", str(store)]
+    first = run_harness(*args, env=sweep_env(tmp_path))  # a subprocess: --plugin loads once per process
+    assert first.returncode == 1, first.stdout + first.stderr
+    again = run_harness(*args, env=sweep_env(tmp_path))
+    assert "0 to run, 1 already done, 1 failed earlier" in again.stdout
+    assert again.returncode == 1, again.stdout + again.stderr
     # the leaderboard lists the failed cell under its table
-    board = CliRunner().invoke(__import__("harness.cli", fromlist=["cli"]).cli,
-                               ["leaderboard", "--store", str(tmp_path / "h.db")])
+    from harness.cli import cli
+
+    board = CliRunner().invoke(cli, ["leaderboard", "--store", str(store)])
     assert board.exit_code == 0, board.output
     assert "1 of 2 cells failed" in board.output and "RuntimeError: boom from the faulty method" in board.output
 
@@ -459,3 +461,118 @@ def test_leaderboard_reads_a_store_in_a_read_only_folder(tmp_path):
         folder.chmod(0o755)
     assert checksum(path) == before
     assert json.loads(json.dumps(sorted(os.listdir(folder))))[0] == "h.db"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to find leftover workers")
+def test_ctrl_c_gives_the_cell_back_and_exits_130(tmp_path):
+    plugin = tmp_path / "faulty.py"
+    plugin.write_text(FAULTY)
+    suite = tmp_path / "hang.toml"
+    suite.write_text(HANG)
+    store = tmp_path / "h.db"
+    marker = uuid.uuid4().hex
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "--plugin", str(plugin), "sweep", str(suite),
+                             "--store", str(store)], env={**os.environ, **sweep_env(tmp_path, marker)}, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not (store.exists() and any(heartbeat(store).values())):
+            if proc.poll() is not None or time.time() > deadline:
+                pytest.fail("the sweep ended (or hung) before its worker started")
+            time.sleep(0.1)
+        worker = next(iter(heartbeat(store).values()))
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out + err
+    assert "interrupted: running cells were given back" in err and "Traceback" not in err
+    assert list(statuses(store).values()) == ["pending"] and heartbeat(store) == {}
+    for _ in range(50):
+        if not processes_alive(worker):
+            break
+        time.sleep(0.1)
+    assert not processes_alive(worker)
+
+
+class _RecordingExecutor:
+    """Stands in for the worker pool in scheduling tests (no cell is trained): records submissions and
+    reports each submitted cell as failed at the next poll."""
+
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.submitted: list[str] = []
+        self._running: list[str] = []
+
+    def capacity(self) -> int:
+        return 1 - len(self._running)
+
+    def submit(self, task) -> None:
+        self.submitted.append(task.id)
+        self._running.append(task.id)
+
+    def poll(self, timeout: float):
+        time.sleep(min(timeout, 0.05))
+        out = [(cid, {"status": "failed", "error": "not run (test)", "wall_s": 0.0}) for cid in self._running]
+        self._running = []
+        return out
+
+    def running(self):
+        return list(self._running)
+
+    def close(self) -> None:
+        self._running = []
+
+
+def test_a_cell_of_a_live_sweep_is_skipped_and_the_exit_is_3(tmp_path):
+    from harness.plugins import get_host
+    from harness.suite import load_suite
+    from harness.sweep import run_sweep
+
+    suite_file = tmp_path / "small.toml"
+    suite_file.write_text(SMALL)
+    suite = load_suite(suite_file, get_host())
+    other = _sleeper()
+    try:
+        with Store(tmp_path / "h.db") as db:
+            db.add_sweep(suite.id, suite.name, None, suite.data, [c.row() for c in suite.cells])
+            busy = suite.cells[0].id
+            assert db.claim(busy, owner_token(other.pid)) == "claimed"
+            ex = _RecordingExecutor()
+            summary = run_sweep(suite, db, ex, log=lambda _: None, poll_s=0.05)
+            assert busy not in ex.submitted and summary.busy == 1
+            assert summary.exit_code() == 1  # the other cell "failed" in the recording executor
+            db.db.execute("UPDATE cells SET status='done' WHERE id<>?", (busy,))
+            summary = run_sweep(suite, db, _RecordingExecutor(), log=lambda _: None, poll_s=0.05)
+            assert (summary.busy, summary.skipped_done, summary.exit_code()) == (1, 1, 3)
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_a_lingering_cell_is_waited_for_then_taken_over(tmp_path):
+    import threading
+
+    from harness.plugins import get_host
+    from harness.suite import load_suite
+    from harness.sweep import run_sweep
+
+    suite_file = tmp_path / "small.toml"
+    suite_file.write_text(SMALL.replace("seeds = [0, 1]", "seeds = [0]"))
+    suite = load_suite(suite_file, get_host())
+    cid, dead = suite.cells[0].id, _dead_token()
+    worker = _sleeper()
+    with Store(tmp_path / "h.db") as db:
+        db.add_sweep(suite.id, suite.name, None, suite.data, [c.row() for c in suite.cells])
+        assert db.claim(cid, dead) == "claimed"
+        db.set_worker(cid, dead, owner_token(worker.pid))
+        threading.Timer(1.0, worker.kill).start()
+        lines: list[str] = []
+        ex = _RecordingExecutor()
+        t0 = time.monotonic()
+        run_sweep(suite, db, ex, log=lines.append, poll_s=0.1, linger_s=30)
+        worker.wait()
+        assert ex.submitted == [cid] and 0.9 < time.monotonic() - t0 < 30
+        assert any("wait" in line and "not gone yet" in line for line in lines)

@@ -313,7 +313,12 @@ def _read_hub(name: str, config: str | None, split: str) -> tuple[Problem, ...]:
             f"gsm8k: the hub dataset '{name}' ({config}) has no field(s) {', '.join(missing)}; "
             f"use local files: {_HINT}"
         )
-    return tuple(Problem(str(q), str(a)) for q, a in zip(ds["question"], ds["answer"], strict=True))
+    for i, (q, a) in enumerate(zip(ds["question"], ds["answer"], strict=True)):
+        if not isinstance(q, str) or not isinstance(a, str):
+            raise HarnessError(f"gsm8k: the hub dataset '{name}' ({config}) split '{split}' row {i}: question and "
+                               f"answer must be strings, got {type(q).__name__} and {type(a).__name__}; use local "
+                               f"files: {_HINT}")
+    return tuple(Problem(q, a) for q, a in zip(ds["question"], ds["answer"], strict=True))
 
 
 def split_file(params: GSM8KChatParams, split: str) -> Path | None:
