@@ -252,11 +252,14 @@ def _split_sets(sets: dict[str, str], host: PluginHost, method: str, benchmark: 
               help="Rerun from scratch: ignore an existing checkpoint and results of this cell.")
 @click.option("--quiet", is_flag=True, help="No progress bars or status lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print the record's summary as JSON (stdout) instead of tables.")
+@click.option("--log-to", "log_to", multiple=True, metavar="wandb|mlflow|tensorboard",
+              help="Also log config and per-step metrics there (optional extras); repeatable.")
 @threads_option
 @click.pass_context
 def run(ctx: click.Context, model: str, method: str, benchmark: str | None, data: str | None,
         evals: tuple[str, ...], seed: int, sets: tuple[str, ...], engine: str, dtype: str, device: str,
-        out: Path | None, no_resume: bool, quiet: bool, as_json: bool, threads: int | None) -> None:
+        out: Path | None, no_resume: bool, quiet: bool, as_json: bool, log_to: tuple[str, ...],
+        threads: int | None) -> None:
     """Train and evaluate one cell: a model, a method, a benchmark (or --data and --eval) and a seed.
 
     Progress and status go to stderr; the final table (or --json) to stdout."""
@@ -264,6 +267,9 @@ def run(ctx: click.Context, model: str, method: str, benchmark: str | None, data
 
     if quiet:
         set_quiet(True)
+    from harness.tracking import configure
+
+    configure(log_to, "harness-run")
     apply_threads(threads, model=model)
 
     host = _host(ctx)

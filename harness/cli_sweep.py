@@ -130,11 +130,13 @@ def _reset_for_rerun(db: Any, suite: Any) -> None:
 @click.option("--quiet", is_flag=True, help="No live status lines (log lines and the summary still go to stderr).")
 @click.option("--max-cells", type=click.IntRange(min=1), default=None, metavar="N",
               help="Allow a grid of up to N cells (default 10,000; larger suites are refused before expansion).")
+@click.option("--log-to", "log_to", multiple=True, metavar="wandb|mlflow|tensorboard",
+              help="Log each cell as a run there, grouped by the suite's name (optional extras); repeatable.")
 @click.pass_context
 def sweep(ctx: click.Context, suite_file: Path, sets: tuple[str, ...], dry_run: bool, store: Path | None,
           executor: str, jobs: int | None, threads: int | None, cell_timeout: float | None, retry_failed: bool,
           rerun: bool, cache_dir: str | None, address: str | None, num_cpus: float | None, num_gpus: float | None,
-          fmt: str, as_json: bool, quiet: bool, max_cells: int | None) -> None:
+          fmt: str, as_json: bool, quiet: bool, max_cells: int | None, log_to: tuple[str, ...]) -> None:
     """Run a suite file: every cell not done yet, one process per cell; then print the leaderboard.
 
     While cells run, a live line per running cell shows its round, step, total steps and ETA (refreshed
@@ -168,6 +170,15 @@ def sweep(ctx: click.Context, suite_file: Path, sets: tuple[str, ...], dry_run: 
         from harness.paths import use_results_root
 
         use_results_root(Path(store).expanduser().resolve().parent)  # cache and models beside the store
+    if log_to:  # before the fork server starts: workers inherit the choice
+        from harness.suite import tomllib
+        from harness.tracking import configure
+
+        try:
+            group = str(tomllib.loads(Path(suite_file).read_text()).get("name") or Path(suite_file).stem)
+        except (OSError, ValueError):
+            group = Path(suite_file).stem
+        configure(log_to, group)
 
     checks.check_count(jobs, "--jobs")
     checks.check_count(threads, "--threads")

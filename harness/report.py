@@ -326,7 +326,7 @@ def write_report(store: Store, sweep_id: str | None = None, out: Path | None = N
         f"<h1>Sweep {html.escape(sid)}</h1>",
         _summary(lb, store.runs(sid)),
         "<h2>Leaderboard</h2>",
-        render(lb, "html"),
+        '<div style="overflow-x:auto">', render(lb, "html"), "</div>",  # any number of metric columns
         "<h2>Final metrics</h2>",
         *_images(bars, "no finished cells yet"),
         "<h2>Learning curves: loss per step</h2>",
@@ -338,6 +338,9 @@ def write_report(store: Store, sweep_id: str | None = None, out: Path | None = N
         page += ["<h2>Final action distributions</h2>",
                  "<p>Mean over states and seeds, against pi_ref (dashed) and the expert p* (dotted).</p>",
                  *_images(actions, "")]
+    from harness.report_cells import cells_section
+
+    page += cells_section(store, sid)
     page.append("</body></html>")
     page_path.write_text("\n".join(page) + "\n", encoding="utf-8")
     return page_path

@@ -379,6 +379,9 @@ def run_cell(
             t = time.perf_counter() - t_start  # this call's timings: nothing trained or evaluated
             return {**done_record, "timings": {"load_s": t, "train_s": 0.0, "eval_s": 0.0, "total_s": t},
                     "reused": True}
+    from harness.tracking import from_env as tracker_from_env
+
+    tracker = tracker_from_env(cell)  # --log-to wandb|mlflow|tensorboard
     tell("load")
     seed_everything(cfg.seed)
     device = cfg.device
@@ -424,6 +427,8 @@ def run_cell(
     train_t0 = [0.0, 0]  # when this process's training started, steps done by it since
 
     def on_step(rnd: int, step: int) -> None:
+        if tracker is not None:
+            tracker.log(trainer.history[-1].metrics, trainer.global_step)
         train_t0[1] += 1
         tell("train", round=rnd + 1, step=step, done=rnd * cell.train.steps + step, done_here=train_t0[1],
              train_s=time.perf_counter() - train_t0[0])
@@ -432,7 +437,7 @@ def run_cell(
         method=cell.method, method_params=cell.method_params, cfg=cell.train, policy=policy, data=data,
         seed=cfg.seed, engine_factory=engine_for, checkpoint_dir=out_dir / "checkpoint" if out_dir else None,
         progress=progress, modules=modules, cache=cache, model_key=initial_model_key(cell),
-        on_step=on_step if status is not None else None,
+        on_step=on_step if status is not None or tracker is not None else None,
         on_phase=(lambda what, rnd: tell(what, round=rnd + 1)) if status is not None else None,
     )
     timings = {"load_s": time.perf_counter() - t_start, "train_s": 0.0, "eval_s": 0.0}
@@ -450,6 +455,8 @@ def run_cell(
         if rounds and rounds[-1]["round"] == label:
             rounds.pop()
         rounds.append({"round": label, "metrics": metrics})
+        if tracker is not None:
+            tracker.log({f"eval/{k}": v for k, v in metrics.items()}, trainer.global_step)
         records[:] = recs
         evaluated_here.append(label)
         log(f"round {label}: " + "  ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
@@ -513,6 +520,8 @@ def run_cell(
             import shutil
 
             shutil.rmtree(out_dir / "checkpoint", ignore_errors=True)  # the record holds the results
+    if tracker is not None:
+        tracker.finish()
     return record
 
 

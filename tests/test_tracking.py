@@ -1,0 +1,77 @@
+"""--log-to wandb|mlflow|tensorboard, each in its local/offline mode: one run per cell with config and steps."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+import pytest
+
+STEPS = 3
+
+
+def run_logged(tmp_path, *backends: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("HARNESS_CACHE", "HARNESS_RESULTS", "HARNESS_HOME",
+                                                            "MLFLOW_TRACKING_URI")}
+    env.update({"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DISABLE_GIT": "true"})
+    args = [sys.executable, "-m", "harness.cli", "--results", str(tmp_path / "home"), "run", "--method", "sft",
+            "--benchmark", "didactic-r1", "--set", f"train.steps={STEPS}", "--set", "n_states=2", "--set",
+            "warm_steps=2", "--quiet", "--threads", "1"]
+    for b in backends:
+        args += ["--log-to", b]
+    return subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+
+
+def needs(module: str):
+    return pytest.mark.skipif(importlib.util.find_spec(module) is None, reason=f"{module} not installed (optional extra)")
+
+
+@needs("tensorboard")
+def test_tensorboard_gets_config_steps_and_eval(tmp_path):
+    res = run_logged(tmp_path, "tensorboard")
+    assert res.returncode == 0, res.stderr
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    runs = list((tmp_path / "home" / "tensorboard" / "harness-run").iterdir())
+    assert len(runs) == 1 and runs[0].name.startswith("sft-didactic-r1-seed0-")
+    acc = EventAccumulator(str(runs[0]))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("loss")] == [1, 2, 3]
+    assert [e.step for e in acc.Scalars("eval/didactic-r1/expected_reward")] == [0, STEPS]  # rounds 0 and 1
+    assert "config/text_summary" in acc.Tags()["tensors"]
+
+
+@needs("mlflow")
+def test_mlflow_local_store_gets_a_run_with_params_and_metric_history(tmp_path):
+    res = run_logged(tmp_path, "mlflow")
+    assert res.returncode == 0, res.stderr
+    from mlflow import MlflowClient
+
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+
+    client = MlflowClient(tracking_uri=(tmp_path / "home" / "mlruns").resolve().as_uri())
+    exp = client.get_experiment_by_name("harness-run")
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    run = runs[0]
+    assert run.data.params["train.steps"] == str(STEPS) and run.data.params["method"] == "sft"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [1, 2, 3]
+    assert run.data.tags["sweep"] == "harness-run"
+
+
+@needs("wandb")
+def test_wandb_offline_run_with_config(tmp_path):
+    res = run_logged(tmp_path, "wandb")
+    assert res.returncode == 0, res.stderr
+    offline = list((tmp_path / "home" / "wandb").glob("offline-run-*"))
+    assert len(offline) == 1, list((tmp_path / "home").rglob("*"))[:20]
+    (log,) = offline[0].glob("run-*.wandb")  # the offline transaction log (`wandb sync` uploads it)
+    data = log.read_bytes()
+    assert b"didactic-r1" in data and b"expected_reward" in data and data.count(b"loss") >= STEPS
+
+
+def test_unknown_or_missing_backend_is_one_line(tmp_path):
+    res = run_logged(tmp_path, "neptune")
+    assert res.returncode == 2 and "--log-to" in res.stderr and "Traceback" not in res.stderr
