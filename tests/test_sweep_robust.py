@@ -234,7 +234,7 @@ def test_a_rerun_that_skips_failed_cells_is_not_success(tmp_path):
     first = run_harness(*args, env=sweep_env(tmp_path))  # a subprocess: --plugin loads once per process
     assert first.returncode == 1, first.stdout + first.stderr
     again = run_harness(*args, env=sweep_env(tmp_path))
-    assert "0 to run, 1 already done, 1 failed earlier" in again.stdout
+    assert "0 to run, 1 already done, 1 failed earlier" in again.stderr  # a status line
     assert again.returncode == 1, again.stdout + again.stderr
     # the leaderboard lists the failed cell under its table
     from harness.cli import cli
@@ -273,7 +273,9 @@ def test_a_full_disk_is_one_line_and_keeps_the_cells_recorded(tmp_path, monkeypa
     res = invoke("sweep", str(suite), "--store", str(tmp_path / "h.db"), env=sweep_env(tmp_path),
                  monkeypatch=monkeypatch)
     assert res.exit_code == 4, res.output
-    assert len(res.stderr.strip().splitlines()) == 1 and "database or disk is full" in res.stderr
+    # Status lines go to stderr too; the error is its one last line, with no traceback before it.
+    last = res.stderr.strip().splitlines()[-1]
+    assert "database or disk is full" in last and "Traceback" not in res.stderr
     assert sorted(statuses(tmp_path / "h.db").values()) == ["done", "pending"]
 
 
