@@ -274,7 +274,7 @@ def test_smollm2_gguf_loads_generates_and_trains(
     assert tok.chat_template and tok.pad_token is not None and tok.padding_side == "left"
 
     # converted once into the cache, with the marker written last
-    entries = sorted(smol_cache.iterdir())
+    entries = sorted((smol_cache / "models").iterdir())  # converted models live in <cache>/models
     assert len(entries) == 1 and models.is_converted(entries[0]) and loaded.path == str(entries[0])
     marker = entries[0] / models.CACHE_MARKER
     stamp = (marker.stat().st_mtime_ns, marker.read_text())
@@ -309,7 +309,7 @@ def test_smollm2_gguf_loads_generates_and_trains(
     second_s = time.perf_counter() - start
     by_path = load_model(str(models.packaged_gguf("smollm2-135m")))
     assert again.path == by_path.path == loaded.path and by_path.source == "gguf"
-    assert sorted(smol_cache.iterdir()) == entries
+    assert sorted((smol_cache / "models").iterdir()) == entries
     assert (marker.stat().st_mtime_ns, marker.read_text()) == stamp
     assert second_s < first_s
     print(f"\nsmollm2: first load {first_s:.1f}s, cached load {second_s:.1f}s; 'What is 2+3?' -> {text!r}")
