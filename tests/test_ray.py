@@ -42,7 +42,9 @@ def test_ray_executor_runs_cells_and_isolates_failures(local_ray, tmp_path):
         summary = run_sweep(suite, store, executor, plugins=[str(plugin)], log=print, poll_s=0.2)
         assert summary.done == 2 and summary.failed == 2
         errors = {label: err for _, label, err in summary.failures}
-        assert errors["raise"] == "RuntimeError: boom from the faulty method"
+        # one line naming the method, its file and the rule (harness.contract)
+        assert errors["raise"].startswith("PluginError: method 'faulty' (") and \
+            "its objective raised RuntimeError: boom from the faulty method" in errors["raise"]
         assert errors["hang"] == "timeout: cancelled after the cell timeout of 90 s"
         cells = {c["label"]: c for c in store.cells(suite.id)}
         assert cells["sft"]["status"] == "done" and cells["dpo"]["status"] == "done"
