@@ -13,7 +13,7 @@ from tabulate import tabulate
 
 import harness
 from harness.errors import HarnessError
-from harness.params import describe, parse_set
+from harness.params import describe, parse_set, route_sets
 from harness.plugins import PluginHost, get_host, load, set_host
 from harness.progress import log, set_quiet, status
 from harness.threads import apply_threads, threads_option
@@ -211,24 +211,7 @@ def _split_sets(sets: dict[str, str], host: PluginHost, method: str, benchmark: 
         "benchmark": {f.name for f in fields(host.registry.benchmark(benchmark, where="--benchmark").params)},
         "train": {f.name for f in fields(TrainConfig)},
     }
-    out: dict[str, dict[str, str]] = {k: {} for k in owners}
-    for key, value in sets.items():
-        scope, dot, rest = key.partition(".")
-        if dot and scope in owners:
-            out[scope][rest] = value
-            continue
-        found = [s for s, names in owners.items() if key in names]
-        if len(found) > 1:
-            raise HarnessError(f"--set {key}: ambiguous, it is a {' and a '.join(found)} parameter; write "
-                               f"{found[0]}.{key}=... or {found[1]}.{key}=...")
-        if not found:
-            valid = sorted(f"{s}.{n}" for s, names in owners.items() for n in names)
-            from harness.errors import did_you_mean
-
-            raise HarnessError(f"--set {key}: unknown parameter{did_you_mean(key, [v.split('.')[1] for v in valid])};"
-                               f" valid keys: {', '.join(valid)}")
-        out[found[0]][key] = value
-    return out
+    return route_sets(sets, owners)
 
 
 @cli.command()

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from harness.errors import HarnessError, did_you_mean
+from harness.params import route_sets
 
 
 def _host(ctx: click.Context):  # noqa: ANN202 - harness.plugins.PluginHost
@@ -67,22 +67,7 @@ def split_data_sets(sets: dict[str, str], host: Any, method: str, evals: tuple[s
         "train": {f.name for f in fields(TrainConfig)},
         "benchmark": {f.name for f in fields(reg.benchmark(evals[0], where="--eval").params)} if evals else set(),
     }
-    out: dict[str, dict[str, str]] = {k: {} for k in owners}
-    for key, value in sets.items():
-        scope, dot, rest = key.partition(".")
-        if dot and scope in owners:
-            out[scope][rest] = value
-            continue
-        found = [s for s, names in owners.items() if key in names]
-        if len(found) > 1:
-            raise HarnessError(f"--set {key}: ambiguous, it is a {' and a '.join(found)} parameter; write "
-                               f"{found[0]}.{key}=... or {found[1]}.{key}=...")
-        if not found:
-            valid = sorted(f"{s}.{n}" for s, names in owners.items() for n in names)
-            raise HarnessError(f"--set {key}: unknown parameter{did_you_mean(key, [v.split('.')[1] for v in valid])};"
-                               f" valid keys: {', '.join(valid)}, data.columns.<role>")
-        out[found[0]][key] = value
-    return out
+    return route_sets(sets, owners, ", data.columns.<role>")
 
 
 def register(cli: click.Group) -> None:

@@ -158,3 +158,24 @@ def as_dict(params: Any) -> dict[str, Any]:
 @dataclasses.dataclass(frozen=True)
 class NoParams:
     """For plugins without parameters."""
+
+
+def route_sets(sets: Mapping[str, str], owners: Mapping[str, set[str]], hint: str = "") -> dict[str, dict[str, str]]:
+    """Route ``--set`` keys to their owners (e.g. method, benchmark, train): ``owner.key`` explicitly, or a bare
+    key that exactly one owner has; ambiguous or unknown keys are one-line errors (``hint`` ends the latter)."""
+    out: dict[str, dict[str, str]] = {k: {} for k in owners}
+    for key, value in sets.items():
+        scope, dot, rest = key.partition(".")
+        if dot and scope in owners:
+            out[scope][rest] = value
+            continue
+        found = [s for s, names in owners.items() if key in names]
+        if len(found) > 1:
+            raise HarnessError(f"--set {key}: ambiguous, it is a {' and a '.join(found)} parameter; write "
+                               f"{found[0]}.{key}=... or {found[1]}.{key}=...")
+        if not found:
+            valid = sorted(f"{s}.{n}" for s, names in owners.items() for n in names)
+            raise HarnessError(f"--set {key}: unknown parameter{did_you_mean(key, [v.split('.')[1] for v in valid])};"
+                               f" valid keys: {', '.join(valid)}{hint}")
+        out[found[0]][key] = value
+    return out
