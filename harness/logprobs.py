@@ -157,11 +157,7 @@ def sequence_logprobs(
     starts = torch.tensor(prompt_lens, device=device) - 1 - offset
     pos = (starts[:, None] + j[None, :]).clamp(max=keep - 1)
     mask = (j[None, :] < torch.tensor(resp_lens, device=device)[:, None]).float()
-    # Targets: the response tokens, padded with 0 (masked out).
-    targets = torch.zeros((n, t_max), dtype=torch.long, device=device)
-    for i, s in enumerate(seqs):
-        if s.response:
-            targets[i, : len(s.response)] = torch.tensor(s.response, dtype=torch.long, device=device)
+    targets = _response_targets(seqs, t_max, device)
     rows = torch.arange(n, device=device)[:, None]
     # Advanced indexing, not a gather over an expanded [N, T, V] index: its backward is a cheap
     # index_put instead of a scatter over the whole vocabulary.
@@ -172,6 +168,15 @@ def sequence_logprobs(
         last = out.hidden_states[-1][:, offset:, :]
         hidden = last.gather(1, pos[:, :, None].expand(-1, -1, last.shape[-1]))
     return TokenLogProbs(token_logps, mask, hidden, logits[rows, pos] if with_logits else None)
+
+
+def _response_targets(seqs: Seq[Sequence], t_max: int, device: torch.device) -> torch.Tensor:
+    """``[N, t_max]`` response token ids, padded with 0 (masked out by the caller)."""
+    targets = torch.zeros((len(seqs), t_max), dtype=torch.long, device=device)
+    for i, s in enumerate(seqs):
+        if s.response:
+            targets[i, : len(s.response)] = torch.tensor(s.response, dtype=torch.long, device=device)
+    return targets
 
 
 def _split_logprobs(split: tuple[Any, Any], seqs: Seq[Sequence], ids: torch.Tensor, attn: torch.Tensor,
@@ -185,10 +190,7 @@ def _split_logprobs(split: tuple[Any, Any], seqs: Seq[Sequence], ids: torch.Tens
     j = torch.arange(t_max, device=device)
     pos = (torch.tensor(prompt_lens, device=device)[:, None] - 1 + j[None, :]).clamp(max=ids.shape[1] - 1)
     mask = (j[None, :] < torch.tensor(resp_lens, device=device)[:, None]).float()
-    targets = torch.zeros((n, t_max), dtype=torch.long, device=device)
-    for i, s in enumerate(seqs):
-        if s.response:
-            targets[i, : len(s.response)] = torch.tensor(s.response, dtype=torch.long, device=device)
+    targets = _response_targets(seqs, t_max, device)
     rows = torch.arange(n, device=device)[:, None]
     hidden = last[rows, pos]  # [N, T, H]: the state that predicts each response token
     keep = mask.bool()
