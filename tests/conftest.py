@@ -24,6 +24,17 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
 @pytest.fixture(autouse=True)
+def _not_quiet() -> Iterator[None]:
+    """Every test starts with progress on: a command run in-process with --quiet (CliRunner) sets the
+    process-wide quiet flag and HARNESS_QUIET, which would otherwise silence the tests after it."""
+    from harness.progress import set_quiet
+
+    set_quiet(False)
+    yield
+    set_quiet(False)
+
+
+@pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Keep caches and results of a test out of the repo's results/ folder."""
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
