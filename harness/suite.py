@@ -629,17 +629,15 @@ def _include(rule: dict[str, Any], where: str, entries: Mapping[str, _Entry], ba
 
 
 def plugin_versions(cell: Any, host: PluginHost) -> dict[str, str | None]:
-    """Name -> ``"<version> code <hash>"`` of the plugins that registered the cell's method, benchmarks and
-    engine; the hash is of the plugin's source files (:mod:`harness.identity`), so editing a plugin
-    changes the ids of its cells (docs/plugins.md, "Identity and caching")."""
-    reg = host.registry
-    names = [reg.origin[("method", cell.method.name)], reg.origin[("engine", cell.config.engine)]]
-    names += [reg.origin[("benchmark", spec.name)] for spec, _ in cell.evals]
-    if cell.config.train_data:
-        names += [o for o in (reg.origin.get(("dataset", cell.benchmark.name)),
-                              reg.origin.get(("benchmark", cell.benchmark.name))) if o]
+    """Name -> ``"<version> code <hash>"`` of the plugins that registered the cell's method, benchmarks,
+    engine and training data (:func:`harness.identity.participants`); the hash is of the plugin's source
+    files, so editing a plugin changes the ids of its cells (docs/plugins.md, "Identity and caching")."""
+    from harness.identity import participants
+
+    names = participants(host, cell.method.name, [spec.name for spec, _ in cell.evals], cell.config.engine,
+                         cell.benchmark.name if cell.config.train_data else None)
     return {n: f"{host.infos[n].version or '-'} code {host.code_hash(n)}" if n in host.infos else None
-            for n in sorted(set(names))}
+            for n in names}
 
 
 def sweep_cell_id(base_id: str, plugins: Mapping[str, str | None]) -> str:
