@@ -19,7 +19,7 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 
 install: $(BIN)/.installed sandbox-tools
 
-# The code sandbox (harness/sandbox.py) runs model-written programs under bubblewrap. Installed when we
+# The code sandbox (harness/evaluation/sandbox.py) runs model-written programs under bubblewrap. Installed when we
 # can (root + apt-get, as in CI); otherwise one note, and `make` goes on (the sandbox then refuses to run
 # model code unless HARNESS_SANDBOX_ALLOW_WEAK=1).
 sandbox-tools:

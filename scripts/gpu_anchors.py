@@ -16,7 +16,7 @@ On the lent GPU machine ../shared does not travel: copy this file into an ignore
 it, with wheels of trl, datasets, dill and multiprocess for Python 3.12 (see the device tool's README on carrying
 wheels); the project itself installs there with `pip install --no-deps --no-build-isolation .` (its other
 dependencies are already in that machine's image, except gguf, which only GGUF loading needs). --skip-trl runs
-without TRL. Its harness parts use harness.train.Trainer, harness.lm.LM and harness.engines.hf.HFEngine as they
+without TRL. Its harness parts use harness.training.trainer.Trainer, harness.models.lm.LM and harness.engines.hf.HFEngine as they
 were when it was written: adapt them if those change.
 """
 from __future__ import annotations
@@ -114,12 +114,12 @@ def bare(method, model, rows, steps, B, dev):
 
 
 def harness_round(method, model, rows, steps, B, dev, gc=False):
-    from harness import tiny
-    from harness.context import TrainingData
-    from harness.data import Pair, Prompt, Sequence
-    from harness.lm import LM
-    from harness.plugins import load
-    from harness.train import TrainConfig, Trainer
+    from harness.core.context import TrainingData
+    from harness.core.data import Pair, Prompt, Sequence
+    from harness.core.plugins import load
+    from harness.models import tiny
+    from harness.models.lm import LM
+    from harness.training.trainer import TrainConfig, Trainer
     host = load(env={"HARNESS_LOAD_PLUGINS": "sft,dpo,engines"})
     spec = host.registry.method(method)
     prompts = [Prompt(p) for p, _, _ in rows]
@@ -163,9 +163,9 @@ def trl_round(method, model, rows, steps, B, dev, vocab, gc):
 
 
 def gen_bench(model, dev, batch, P, new, vocab, engine_warm=False):
-    from harness import tiny
-    from harness.data import Prompt
+    from harness.core.data import Prompt
     from harness.engines.hf import HFEngine, warm_up
+    from harness.models import tiny
     model.eval()
     g = torch.Generator().manual_seed(1)
     ids = torch.randint(4, vocab, (batch, P), generator=g)

@@ -12,10 +12,10 @@ from collections import Counter
 
 import torch
 
-from harness.data import Prompt
+from harness.core.data import Prompt
 from harness.engines import hf_static
 from harness.engines.hf import HFEngine
-from harness.models import load_model
+from harness.models.loading import load_model
 
 
 def main() -> None:

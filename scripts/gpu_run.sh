@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check of issue 17 in one call: the harness's stage bench (harness.bench --device cuda) and the anchors
+# The GPU check of issue 17 in one call: the harness's stage bench (harness.bench.stages --device cuda) and the anchors
 # (scripts/gpu_anchors.py: bare loop, TRL, transformers generate) on random-weight SmolLM2-shaped Llamas.
 # Each step has its own time limit and writes JSON (and a log) under OUTDIR, so a failure or a limit hit in one
 # step still leaves the others' figures.

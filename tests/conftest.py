@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from harness import sandbox
-from harness.context import EvalResult, TrainingData
-from harness.data import Pair, Sequence
-from harness.lm import LM
-from harness.models import load_model
-from harness.registry import BenchmarkSpec
-from harness.sandbox import check_isolation
-from harness.text import PromptEncoder
+from harness.core.context import EvalResult, TrainingData
+from harness.core.data import Pair, Sequence
+from harness.core.registry import BenchmarkSpec
+from harness.evaluation import sandbox
+from harness.evaluation.sandbox import check_isolation
+from harness.models.lm import LM
+from harness.models.loading import load_model
+from harness.models.text import PromptEncoder
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -27,7 +27,7 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 def _not_quiet() -> Iterator[None]:
     """Every test starts with progress on: a command run in-process with --quiet (CliRunner) sets the
     process-wide quiet flag and HARNESS_QUIET, which would otherwise silence the tests after it."""
-    from harness.progress import set_quiet
+    from harness.core.progress import set_quiet
 
     set_quiet(False)
     yield
@@ -97,7 +97,7 @@ def run_harness(*args: str, env: dict | None = None, cwd: Path | None = None, ti
     """Run the real `harness` CLI in a subprocess (the way a user does)."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "harness.cli", *args],
+        [sys.executable, "-m", "harness.cli.app", *args],
         capture_output=True, text=True, env=full_env, cwd=cwd or ROOT, timeout=timeout,
     )
 

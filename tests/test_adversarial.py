@@ -1,4 +1,4 @@
-"""Adversarial imitation and the shared discriminator (harness.divergence): pieces, pickling, a seeded run."""
+"""Adversarial imitation and the shared discriminator (harness.training.divergence): pieces, pickling, a seeded run."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from alignment_harness_plugins.methods.adversarial import HISTORY, policy_gradient
-from harness.data import Completion, Prompt, Sequence
-from harness.divergence import Discriminator, bce_loss, gail_reward, ranking_auc
-from harness.lm import LM
-from harness.models import load_model
-from harness.train import TrainConfig
+from harness.core.data import Completion, Prompt, Sequence
+from harness.models.lm import LM
+from harness.models.loading import load_model
+from harness.training.divergence import Discriminator, bce_loss, gail_reward, ranking_auc
+from harness.training.trainer import TrainConfig
 from tests.test_gsil import host, make_trainer  # noqa: F401 - fixtures
 
 

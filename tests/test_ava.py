@@ -23,10 +23,10 @@ from alignment_harness_plugins.methods.ava import (
     td_errors,
 )
 from alignment_harness_plugins.methods.sft import sft_loss
-from harness.data import Completion, Prompt, Row, Sequence
-from harness.logprobs import batch_logprobs
-from harness.models import load_model
-from harness.train import TrainConfig
+from harness.core.data import Completion, Prompt, Row, Sequence
+from harness.models.loading import load_model
+from harness.models.logprobs import batch_logprobs
+from harness.training.trainer import TrainConfig
 from tests.test_gsil import host, make_trainer, record_rows  # noqa: F401 - fixtures
 
 

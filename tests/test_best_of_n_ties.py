@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from alignment_harness_plugins.methods import best_of_n
-from harness.context import RoundContext
-from harness.errors import HarnessError
-from harness.logprobs import LogProbBatch
+from harness.core.context import RoundContext
+from harness.core.errors import HarnessError
+from harness.models.logprobs import LogProbBatch
 from tests.conftest import ANSWERS, toy_training_data
 
 

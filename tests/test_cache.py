@@ -10,18 +10,26 @@ from functools import partial
 import pytest
 import torch
 
-import harness.train as train_mod
-from harness.cache import STATS, Cache, CellCache, open_cache, prompts_digest, rows_digest, stats_snapshot
-from harness.context import RoundContext
-from harness.data import Row, Sequence
+import harness.training.trainer as train_mod
+from harness.core.cache import (
+    STATS,
+    Cache,
+    CellCache,
+    open_cache,
+    prompts_digest,
+    rows_digest,
+    stats_snapshot,
+)
+from harness.core.context import RoundContext
+from harness.core.data import Row, Sequence
+from harness.core.plugins import load
+from harness.core.registry import MethodSpec
 from harness.engines.hf import HFEngine
-from harness.lm import LM
-from harness.models import load_model
-from harness.plugins import load
-from harness.registry import MethodSpec
-from harness.run import CellConfig, resolve, run_cell
-from harness.samplers import on_policy_samples, self_generated
-from harness.train import TrainConfig, Trainer
+from harness.models.lm import LM
+from harness.models.loading import load_model
+from harness.sweeps.run import CellConfig, resolve, run_cell
+from harness.training.samplers import on_policy_samples, self_generated
+from harness.training.trainer import TrainConfig, Trainer
 from tests.conftest import toy_training_data
 
 SMALL = {"n_states": 4, "warm_steps": 5}
@@ -72,7 +80,7 @@ def test_dpo_cells_differing_in_beta_share_reference_logprobs(host, tmp_path, mo
 def test_harness_run_prints_cache_counts(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
-    from harness.cli import cli
+    from harness.cli.app import cli
 
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "c"))
     monkeypatch.setenv("HARNESS_RESULTS", str(tmp_path / "r"))

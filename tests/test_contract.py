@@ -7,9 +7,9 @@ import textwrap
 
 import pytest
 
-from harness.contract import PluginError
-from harness.plugins import load
-from harness.train import TrainConfig
+from harness.core.contract import PluginError
+from harness.core.plugins import load
+from harness.training.trainer import TrainConfig
 from tests.conftest import run_harness
 from tests.test_train import make_trainer
 
@@ -34,8 +34,8 @@ CASES = {
 PLUGIN = '''\
 """A method whose objective breaks the contract: {case}."""
 from harness import hookimpl
-from harness.registry import MethodSpec
-from harness.samplers import offline_demonstrations
+from harness.core.registry import MethodSpec
+from harness.training.samplers import offline_demonstrations
 
 
 def objective(b, p):
@@ -128,7 +128,7 @@ def test_harness_run_prints_one_line_and_the_log_and_debug_the_traceback(tmp_pat
 
 
 def test_check_plugin_passes_a_builtin_and_fails_a_wrong_objective(tmp_path):
-    from harness.checkplugin import check
+    from harness.authoring.checkplugin import check
 
     lines: list[str] = []
     rep = check("sft", base=load(env={"HARNESS_LOAD_PLUGINS": "sft"}), echo=lines.append)

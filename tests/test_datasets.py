@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from harness.datasets import dataset_params, load_kind, lookup, make_reward, training_source
-from harness.errors import HarnessError
-from harness.models import load_model
-from harness.plugins import load
-from harness.text import raw_ids
+from harness.core.errors import HarnessError
+from harness.core.plugins import load
+from harness.models.loading import load_model
+from harness.models.text import raw_ids
+from harness.training.datasets import dataset_params, load_kind, lookup, make_reward, training_source
 
 MSGS = [
     {"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "say hi"},
@@ -135,7 +135,7 @@ def test_reward_model_scores_with_its_own_template(host, nano, reward_model):
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from harness.data import Completion
+    from harness.core.data import Completion
 
     rm = make_reward(f"rm:{reward_model}", host.registry)
     prompt = nano.encoder.prompt("add 2 2")
@@ -156,7 +156,7 @@ def test_reward_model_scores_with_its_own_template(host, nano, reward_model):
     ("rloo", "prompts", {"reward": "rm"}),
 ])
 def test_train_tiny_on_each_kind_and_evaluate(files, host, reward_model, method, data, extra):
-    from harness.run import CellConfig, resolve, run_cell
+    from harness.sweeps.run import CellConfig, resolve, run_cell
 
     bparams = {"reward": f"rm:{reward_model}"} if extra.get("reward") else {}
     cfg = CellConfig(model="tiny:nano", method=method, benchmark=str(files[data]), benchmark_params=bparams,
@@ -201,7 +201,7 @@ baseline = "sft @ {prefs}"
 
 
 def test_suite_with_train_data_and_eval_end_to_end(files, tmp_path, monkeypatch):
-    from harness.cli import cli
+    from harness.cli.app import cli
     from tests.test_sweep import dump, leaderboard_json
 
     msgs, prefs = files["messages"], files["conv_prefs"]
@@ -231,7 +231,7 @@ def test_suite_with_train_data_and_eval_end_to_end(files, tmp_path, monkeypatch)
 
 
 def test_mistyped_column_and_needs_check(files, tmp_path, host):
-    from harness.suite import expand, read_suite
+    from harness.sweeps.suite import expand, read_suite
 
     bad = write(tmp_path / "typed.jsonl", [*PLAIN_PC[:3], {"prompt": "x", "completion": 7}])
     with pytest.raises(HarnessError, match=r"typed\.jsonl: row 4: column 'completion' should be a string"):
@@ -247,7 +247,7 @@ def test_mistyped_column_and_needs_check(files, tmp_path, host):
 
 
 def test_cli_run_data_and_datasets_json(files, tmp_path):
-    from harness.cli import cli
+    from harness.cli.app import cli
 
     res = CliRunner().invoke(cli, ["datasets", "--json"])
     assert res.exit_code == 0, res.output
@@ -293,9 +293,9 @@ def test_heldout_nll_scores_the_reference_responses(files, host, nano):
     """heldout-nll: per item, minus the mean response-token log-prob under the policy (teacher forcing)."""
     import torch
 
-    from harness.context import EvalContext
+    from harness.core.context import EvalContext
     from harness.engines.hf import HFEngine
-    from harness.lm import LM
+    from harness.models.lm import LM
 
     spec = host.registry.benchmark("heldout-nll")
     lm = LM(nano.model, nano.tokenizer, HFEngine(nano.model, nano.tokenizer))

@@ -8,10 +8,10 @@ import jsonschema
 import pytest
 import tomllib
 
-from harness.defaults import GENERIC_REAL_LR, train_defaults, update_warning
-from harness.plugins import load
-from harness.run import CellConfig, resolve
-from harness.suite_schema import suite_schema
+from harness.core.plugins import load
+from harness.sweeps.run import CellConfig, resolve
+from harness.sweeps.suite_schema import suite_schema
+from harness.training.defaults import GENERIC_REAL_LR, train_defaults, update_warning
 from tests.conftest import ROOT
 
 SHIPPED = ROOT / "docs" / "suite.schema.json"

@@ -10,14 +10,14 @@ import pytest
 import torch
 
 import alignment_harness_plugins.benchmarks.didactic as did
-from harness.context import DataContext, EvalContext, WarmStartContext
-from harness.data import Completion, Prompt
-from harness.errors import HarnessError
-from harness.lm import LM
-from harness.models import load_model
-from harness.registry import Registry
-from harness.text import PromptEncoder
-from harness.tiny import build_tokenizer
+from harness.core.context import DataContext, EvalContext, WarmStartContext
+from harness.core.data import Completion, Prompt
+from harness.core.errors import HarnessError
+from harness.core.registry import Registry
+from harness.models.lm import LM
+from harness.models.loading import load_model
+from harness.models.text import PromptEncoder
+from harness.models.tiny import build_tokenizer
 
 HAS_HF_ENGINE = importlib.util.find_spec("harness.engines.hf") is not None
 R1 = did.reward_values(70)

@@ -13,15 +13,15 @@ from typing import Any
 import pytest
 import torch
 
-from harness.data import Completion, Prompt
+from harness.core.data import Completion, Prompt
+from harness.core.errors import HarnessError
+from harness.core.registry import Registry
 from harness.engines.base import Engine
 from harness.engines.factory import make_engine
 from harness.engines.hf import HFEngine
 from harness.engines.openai import OpenAIEngine
 from harness.engines.vllm import vllm_available
-from harness.errors import HarnessError
-from harness.models import LoadedModel, load_model
-from harness.registry import Registry
+from harness.models.loading import LoadedModel, load_model
 
 TEXTS = ["hello", "The cat sat on the mat and", "abc", "1 2 3 4 5 6 7 8", "x"]
 
@@ -403,7 +403,7 @@ def test_openai_unreachable_server_is_one_line() -> None:
 
 @pytest.fixture(scope="module")
 def registry() -> Registry:
-    from harness.plugins import load
+    from harness.core.plugins import load
 
     return load(env={"HARNESS_LOAD_PLUGINS": "engines"}).registry
 

@@ -1,6 +1,6 @@
 """Findings: fast subsets of the findings suites, run through the real CLI, with the claims asserted.
 
-Each test runs ``python -m harness.cli sweep SUITE --store DB --jobs 2`` with ``--set`` overrides that
+Each test runs ``python -m harness.cli.app sweep SUITE --store DB --jobs 2`` with ``--set`` overrides that
 shrink it (3 seeds, fewer methods or steps), reads ``harness leaderboard --format json`` and asserts what
 the full runs in FINDINGS.md show, with the seed CIs where a claim is a difference. The full suites are
 the same files without the overrides (see FINDINGS.md for their commands and wall times).
@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from harness.leaderboard import Stat
+from harness.results.leaderboard import Stat
 from tests.conftest import ROOT, run_harness
 
 SUITES = ROOT / "suites"
@@ -197,7 +197,7 @@ def test_paper_scale_suites_dry_run_with_vllm_on_cuda(suite, tmp_path):
     """Names are validated (engine, device, dtype, methods, params), nothing is loaded: no vllm, no GPU."""
     from click.testing import CliRunner
 
-    from harness.cli import cli
+    from harness.cli.app import cli
 
     store = tmp_path / "db"
     args = ["sweep", "--dry-run", str(SUITES / suite), "--store", str(store),
@@ -210,8 +210,8 @@ def test_paper_scale_suites_dry_run_with_vllm_on_cuda(suite, tmp_path):
 
 def test_findings_suites_expand_as_documented():
     """The cell counts FINDINGS.md quotes (a suite edit that changes them must update the document)."""
-    from harness.plugins import get_host
-    from harness.suite import load_suite
+    from harness.core.plugins import get_host
+    from harness.sweeps.suite import load_suite
 
     host = get_host()
     expected = {"tajwar-bandit.toml": 90, "modes-bimodal.toml": 60, "gsil-didactic.toml": 70,
@@ -225,8 +225,8 @@ def test_findings_suites_expand_as_documented():
 
 
 def test_paper_scale_suites_evaluate_at_the_papers_shot_counts():
-    from harness.plugins import get_host
-    from harness.suite import load_suite
+    from harness.core.plugins import get_host
+    from harness.sweeps.suite import load_suite
 
     want = {"lm-eval:arc_challenge": 25, "lm-eval:hellaswag": 10, "lm-eval:mmlu": 5, "lm-eval:winogrande": 5,
             "lm-eval:truthfulqa_mc2": 0}

@@ -3,7 +3,7 @@
 The paper's Table (RM pairwise accuracy) compares a Bradley-Terry RM with AVA's reward heads on held-out
 preference pairs. Our didactic version, at an equal budget (same backbone, same Adam steps, batch, lr):
 
-- **BT**: :class:`harness.rewards.BradleyTerryRewardModel` on a copy of the warm-started policy (= pi_ref),
+- **BT**: :class:`harness.training.rewards.BradleyTerryRewardModel` on a copy of the warm-started policy (= pi_ref),
   fitted on the training pairs with -log sigmoid(r_w - r_l);
 - **AVA-p**: the ``ava-p`` method trained on the same pairs; its reward is the head's last-step mean
   E_q[R_T] (:func:`alignment_harness_plugins.methods.ava.sequence_reward`), which the CER term ranks;
@@ -28,15 +28,15 @@ import pytest
 import torch
 
 from alignment_harness_plugins.methods import ava
-from harness.context import DataContext, TrainingData, WarmStartContext
-from harness.data import Completion, Pair
+from harness.core.context import DataContext, TrainingData, WarmStartContext
+from harness.core.data import Completion, Pair
+from harness.core.plugins import get_host
 from harness.engines.hf import HFEngine
-from harness.leaderboard import Stat
-from harness.lm import LM
-from harness.models import load_model
-from harness.plugins import get_host
-from harness.rewards import BradleyTerryRewardModel
-from harness.train import TrainConfig, Trainer
+from harness.models.lm import LM
+from harness.models.loading import load_model
+from harness.results.leaderboard import Stat
+from harness.training.rewards import BradleyTerryRewardModel
+from harness.training.trainer import TrainConfig, Trainer
 
 BENCHMARK = "didactic-multi-r1"
 HELD_OUT_SEED_OFFSET = 1000

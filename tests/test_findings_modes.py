@@ -16,12 +16,12 @@ from alignment_harness_plugins.benchmarks.didactic import (
     reward_values,
     sequence_logprob,
 )
-from harness.context import DataContext, EvalContext, WarmStartContext
-from harness.data import Completion
+from harness.core.context import DataContext, EvalContext, WarmStartContext
+from harness.core.data import Completion
+from harness.core.plugins import get_host
 from harness.engines.hf import HFEngine
-from harness.lm import LM
-from harness.models import load_model
-from harness.plugins import get_host
+from harness.models.lm import LM
+from harness.models.loading import load_model
 
 
 @pytest.fixture(scope="module")

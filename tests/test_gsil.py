@@ -10,13 +10,13 @@ import torch
 
 from alignment_harness_plugins.methods.dpo import dpo_loss
 from alignment_harness_plugins.methods.gsil import LOSSES, GSILParams, gsil_loss
-from harness.context import DataContext, TrainingData, WarmStartContext
-from harness.data import Sequence
+from harness.core.context import DataContext, TrainingData, WarmStartContext
+from harness.core.data import Sequence
+from harness.core.plugins import load
 from harness.engines.hf import HFEngine
-from harness.lm import LM
-from harness.models import load_model
-from harness.plugins import load
-from harness.train import TrainConfig, Trainer
+from harness.models.lm import LM
+from harness.models.loading import load_model
+from harness.training.trainer import TrainConfig, Trainer
 
 PLUGINS = "sft,dpo,gsil,spin,ava,adversarial,irl_rm,rloo,reinforce,ppo,best_of_n,didactic,engines"
 

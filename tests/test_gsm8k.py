@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 
 import alignment_harness_plugins.benchmarks.gsm8k as g
-from harness.context import DataContext, EvalContext
-from harness.data import Completion, Prompt
-from harness.errors import HarnessError
-from harness.registry import Registry
-from harness.text import PromptEncoder
-from harness.tiny import build_tokenizer
+from harness.core.context import DataContext, EvalContext
+from harness.core.data import Completion, Prompt
+from harness.core.errors import HarnessError
+from harness.core.registry import Registry
+from harness.models.text import PromptEncoder
+from harness.models.tiny import build_tokenizer
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gsm8k"
 needs_data = pytest.mark.skipif(
@@ -281,8 +281,8 @@ def test_single_file_is_every_split_and_shots_skip_the_item(tmp_path: Path) -> N
 @pytest.mark.parametrize("name", ["gsm8k", "gsm8k-chat"])
 def test_end_to_end_with_the_tiny_model(name: str) -> None:
     from harness.engines.hf import HFEngine
-    from harness.lm import LM
-    from harness.models import load_model
+    from harness.models.lm import LM
+    from harness.models.loading import load_model
 
     loaded = load_model("tiny:nano", seed=0)
     lm = LM(loaded.model, loaded.tokenizer, HFEngine(loaded.model, loaded.tokenizer))

@@ -9,10 +9,10 @@ from collections import Counter
 import pytest
 import torch
 
-from harness.data import Prompt
+from harness.core.data import Prompt
+from harness.core.errors import HarnessError
 from harness.engines import hf_static
 from harness.engines.hf import HFEngine
-from harness.errors import HarnessError
 
 
 def random_prompts(n: int, seed: int = 1, longest: int = 20) -> list[Prompt]:
@@ -89,7 +89,7 @@ def test_static_state_does_not_keep_the_model_alive():
     import gc
     import weakref
 
-    from harness.models import load_model
+    from harness.models.loading import load_model
 
     loaded = load_model("tiny:nano", seed=0)
     model = loaded.model

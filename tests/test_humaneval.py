@@ -25,13 +25,13 @@ from typing import Any
 import pytest
 
 import alignment_harness_plugins.benchmarks.humaneval as he
-from harness.context import DataContext, EvalContext
-from harness.data import Completion, Prompt
-from harness.errors import HarnessError
-from harness.registry import Registry
-from harness.sandbox import check_isolation
-from harness.text import PromptEncoder
-from harness.tiny import build_tokenizer
+from harness.core.context import DataContext, EvalContext
+from harness.core.data import Completion, Prompt
+from harness.core.errors import HarnessError
+from harness.core.registry import Registry
+from harness.evaluation.sandbox import check_isolation
+from harness.models.text import PromptEncoder
+from harness.models.tiny import build_tokenizer
 from tests.conftest import run_harness
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "humaneval" / "HumanEval.jsonl"
@@ -348,8 +348,8 @@ def test_demonstrations_are_the_canonical_solutions(problems: list[dict], encode
 
 def test_tiny_model_in_process(encoder: PromptEncoder, sandbox_ok: dict) -> None:
     from harness.engines.hf import HFEngine
-    from harness.lm import LM
-    from harness.models import load_model
+    from harness.models.lm import LM
+    from harness.models.loading import load_model
 
     loaded = load_model("tiny:nano", seed=0)
     lm = LM(loaded.model, loaded.tokenizer, HFEngine(loaded.model, loaded.tokenizer))

@@ -7,17 +7,17 @@ import sqlite3
 
 import pytest
 
-from harness.identity import code_hash, mixed_code
-from harness.plugins import load
-from harness.run import CellConfig, resolve
+from harness.core.identity import code_hash, mixed_code
+from harness.core.plugins import load
+from harness.sweeps.run import CellConfig, resolve
 from tests.conftest import run_harness
 from tests.test_sweep import sweep_env
 
 PLUGIN = '''\
 """SFT with a scaled loss: editing SCALE is editing the loss."""
 from harness import hookimpl
-from harness.registry import MethodSpec
-from harness.samplers import offline_demonstrations
+from harness.core.registry import MethodSpec
+from harness.training.samplers import offline_demonstrations
 
 SCALE = {scale}
 

@@ -10,11 +10,11 @@ import torch
 
 from alignment_harness_plugins.methods import irl_rm
 from alignment_harness_plugins.methods.irl_rm import ClosedFormReward, fit_reward_model
-from harness.data import Completion
-from harness.divergence import Discriminator, ranking_auc
+from harness.core.data import Completion
 from harness.engines.hf import HFEngine
-from harness.lm import LM
-from harness.train import TrainConfig
+from harness.models.lm import LM
+from harness.training.divergence import Discriminator, ranking_auc
+from harness.training.trainer import TrainConfig
 from tests.test_gsil import host, make_trainer, record_rows  # noqa: F401 - fixtures
 
 CFG = TrainConfig(rounds=1, steps=2, batch_size=10, lr=1e-3)

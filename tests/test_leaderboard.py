@@ -9,10 +9,10 @@ import math
 
 import pytest
 
-from harness.errors import HarnessError
-from harness.leaderboard import Stat, build, lower_is_better, render, t_cdf, t_quantile
-from harness.report import write_report
-from harness.store import Store, owner_token
+from harness.core.errors import HarnessError
+from harness.results.leaderboard import Stat, build, lower_is_better, render, t_cdf, t_quantile
+from harness.results.report import write_report
+from harness.sweeps.store import Store, owner_token
 
 # label -> seed -> (reward, kl)
 VALUES = {

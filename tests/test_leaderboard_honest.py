@@ -9,9 +9,9 @@ import json
 import numpy as np
 import pytest
 
-from harness.leaderboard import build, paired_bootstrap, render, resolve_metric, suite_settings
-from harness.registry import BenchmarkSpec, MetricSpec, declared_metric
-from harness.store import Store, owner_token
+from harness.core.registry import BenchmarkSpec, MetricSpec, declared_metric
+from harness.results.leaderboard import build, paired_bootstrap, render, resolve_metric, suite_settings
+from harness.sweeps.store import Store, owner_token
 
 
 def fill(path, values, *, records=None, board=None, benchmark="bench") -> Store:
@@ -170,12 +170,12 @@ def test_metric_declarations_and_suite_overrides():
     assert resolve_metric("heldout-nll", "nll", {}, {})[0] is True  # an undeclared negative log-likelihood
     with pytest.raises(TypeError, match="role must be one of"):
         MetricSpec("x", role="secondary")
-    with pytest.raises(TypeError, match="metrics must be a tuple of harness.registry.MetricSpec"):
+    with pytest.raises(TypeError, match="metrics must be a tuple of harness.core.registry.MetricSpec"):
         BenchmarkSpec(name="b", description="", paper="", evaluate=lambda ctx: None, metrics=("reward",))
 
 
 def test_every_builtin_benchmark_declares_its_metrics():
-    from harness.plugins import get_host
+    from harness.core.plugins import get_host
 
     reg = get_host().registry
     builtin = ["didactic-r1", "didactic-r2", "didactic-multi-r1", "didactic-multi-r2", "didactic-bimodal",
@@ -190,13 +190,13 @@ def test_every_builtin_benchmark_declares_its_metrics():
 
 
 def test_rerun_with_a_changed_leaderboard_table_is_honoured(tmp_path):
-    from harness.suite import load_suite
+    from harness.sweeps.suite import load_suite
 
     path = tmp_path / "s.toml"
     base = ('name = "lb"\nmodels = ["tiny:nano"]\nbenchmarks = ["didactic-r1"]\nseeds = [0]\n'
             '[methods.sft]\n')
     path.write_text(base)
-    from harness.plugins import get_host
+    from harness.core.plugins import get_host
 
     suite = load_suite(path, get_host())
 

@@ -19,14 +19,14 @@ import pytest
 import torch
 
 from alignment_harness_plugins.benchmarks import lm_eval_bridge as bridge
-from harness.context import EvalContext
-from harness.data import Completion, Prompt
-from harness.data import Sequence as Seq
+from harness.core.context import EvalContext
+from harness.core.data import Completion, Prompt
+from harness.core.data import Sequence as Seq
+from harness.core.errors import HarnessError
+from harness.core.params import apply_overrides
 from harness.engines.hf import HFEngine
-from harness.errors import HarnessError
-from harness.lm import LM
-from harness.models import load_model
-from harness.params import apply_overrides
+from harness.models.lm import LM
+from harness.models.loading import load_model
 from tests.conftest import SHARED_DATA, run_harness
 
 pytest.importorskip("lm_eval")

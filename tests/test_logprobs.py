@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from harness.data import Prompt, Row, Sequence
-from harness.logprobs import batch_logprobs, reference_logprobs, sequence_logprobs
+from harness.core.data import Prompt, Row, Sequence
+from harness.models.logprobs import batch_logprobs, reference_logprobs, sequence_logprobs
 
 
 def reference_one(model, seq: Sequence) -> list[float]:
@@ -75,7 +75,7 @@ def test_gradients_flow_and_hidden_states_align(tiny):
 
 
 def test_chunked_head_logps_match_full_log_softmax_values_and_grads(monkeypatch):
-    import harness.logprobs as lp
+    import harness.models.logprobs as lp
 
     monkeypatch.setattr(lp, "_SMALL_LOGITS", 0)  # force chunks ...
     monkeypatch.setattr(lp, "_CHUNK_ELEMENTS", 3 * 50)  # ... of 3 rows

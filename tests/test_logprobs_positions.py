@@ -8,8 +8,8 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from harness.data import Prompt, Sequence
-from harness.logprobs import sequence_logprobs
+from harness.core.data import Prompt, Sequence
+from harness.models.logprobs import sequence_logprobs
 
 
 @pytest.fixture(scope="module")

@@ -9,15 +9,15 @@ import pytest
 import torch
 
 from alignment_harness_plugins.methods import best_of_n, ppo, reinforce, rloo, rwr
-from harness.context import RoundContext
+from harness.core.context import RoundContext
+from harness.core.errors import HarnessError
+from harness.core.plugins import load
 from harness.engines.hf import HFEngine
-from harness.errors import HarnessError
-from harness.lm import LM
-from harness.logprobs import LogProbBatch, TokenLogProbs
-from harness.models import load_model
-from harness.plugins import load
-from harness.run import CellConfig, resolve, run_cell
-from harness.train import TrainConfig, Trainer
+from harness.models.lm import LM
+from harness.models.loading import load_model
+from harness.models.logprobs import LogProbBatch, TokenLogProbs
+from harness.sweeps.run import CellConfig, resolve, run_cell
+from harness.training.trainer import TrainConfig, Trainer
 from tests.conftest import run_harness, toy_training_data
 
 PLUGINS = "reinforce,rloo,rwr,best_of_n,ppo,didactic,engines"
@@ -101,7 +101,7 @@ def test_ppo_loss_hand_values():
 
 
 def test_objectives_unpack_per_token_row_values():
-    from harness.pg import token_values
+    from harness.training.pg import token_values
 
     logp = torch.log(torch.tensor([[0.6, 0.5]]))
     mask = torch.tensor([[1.0, 1.0]])

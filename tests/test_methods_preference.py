@@ -9,10 +9,10 @@ import torch
 
 from alignment_harness_plugins.methods import ipo, online_dpo, pref_ft
 from alignment_harness_plugins.methods.dpo import dpo_loss
-from harness.context import RoundContext
-from harness.logprobs import LogProbBatch, TokenLogProbs
-from harness.plugins import load
-from harness.run import CellConfig, resolve, run_cell
+from harness.core.context import RoundContext
+from harness.core.plugins import load
+from harness.models.logprobs import LogProbBatch, TokenLogProbs
+from harness.sweeps.run import CellConfig, resolve, run_cell
 from tests.conftest import toy_training_data
 
 PLUGINS = "sft,dpo,ipo,online_dpo,pref_ft,didactic,engines"
@@ -124,7 +124,7 @@ def test_online_sampler_ranks_fresh_pairs_and_mixes_offline(tiny_lm):
     best_worst = online_dpo.sampler(_ctx(tiny_lm, online_dpo.OnlineDPOParams(n=3, max_new_tokens=2,
                                                                             pairs="best-worst")))
     # the same (seed, round) draws the same samples: one pair per prompt whose samples do not all tie
-    from harness.samplers import on_policy_samples
+    from harness.training.samplers import on_policy_samples
 
     samples = on_policy_samples(_ctx(tiny_lm, params), n=3, generation={"max_new_tokens": 2})
     groups = [[r.values["reward"] for r in samples if r.values["group"] == g] for g in range(8)]
@@ -160,7 +160,7 @@ def test_online_dpo_raises_expected_reward_under_r1(host):
 def test_preference_methods_run_on_the_bandit(host, method):
     # every method trained on preferences ranked by R2 must end above pi_ref's E[R2] (0.377): the gain,
     # paired by seed over 3 seeds, has a 95% t-interval above 0
-    from harness.leaderboard import Stat
+    from harness.results.leaderboard import Stat
 
     gains = []
     for seed in (0, 1, 2):

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness import models
-from harness.errors import HarnessError
-from harness.models import LoadedModel, cache_dir, load_model
-from harness.text import PromptEncoder
+from harness.core.errors import HarnessError
+from harness.models import loading as models
+from harness.models.loading import LoadedModel, cache_dir, load_model
+from harness.models.text import PromptEncoder
 
 SAMPLE = "Hello, wörld! 2+3=5 🙂"
 

@@ -22,13 +22,13 @@ from typing import Any
 import pytest
 
 from alignment_harness_plugins.benchmarks import mt_bench
-from harness.context import EvalContext
-from harness.data import Completion, Prompt
-from harness.errors import HarnessError
-from harness.judge import JudgmentCache, chat_prompt, parse_rating, plain_chat
-from harness.params import apply_overrides
-from harness.text import PromptEncoder
-from harness.tiny import build_tokenizer
+from harness.core.context import EvalContext
+from harness.core.data import Completion, Prompt
+from harness.core.errors import HarnessError
+from harness.core.params import apply_overrides
+from harness.evaluation.judge import JudgmentCache, chat_prompt, parse_rating, plain_chat
+from harness.models.text import PromptEncoder
+from harness.models.tiny import build_tokenizer
 from tests.conftest import SHARED_DATA, run_harness
 
 MT_DATA = SHARED_DATA / "mt_bench"

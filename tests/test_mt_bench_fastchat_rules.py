@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness.judge import ONE_SCORE_PATTERN, ONE_SCORE_PATTERN_BACKUP, parse_rating
+from harness.evaluation.judge import ONE_SCORE_PATTERN, ONE_SCORE_PATTERN_BACKUP, parse_rating
 
 
 def _fastchat_patterns() -> SimpleNamespace:

@@ -7,8 +7,8 @@ from typing import Literal
 
 import pytest
 
-from harness.errors import HarnessError
-from harness.params import apply_overrides, describe, param, parse_set
+from harness.core.errors import HarnessError
+from harness.core.params import apply_overrides, describe, param, parse_set
 
 
 @dataclass(frozen=True)

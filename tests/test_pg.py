@@ -1,4 +1,4 @@
-"""Policy-gradient primitives (harness.pg) on hand-computed values."""
+"""Policy-gradient primitives (harness.training.pg) on hand-computed values."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from harness import pg
+from harness.training import pg
 
 
 def test_whiten_masked_mean_zero_std_one():

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from harness import hookspecs
-from harness.registry import BenchmarkSpec, EngineSpec, MethodSpec
-from harness.suite import TOP_KEYS
+from harness.core import hookspecs
+from harness.core.registry import BenchmarkSpec, EngineSpec, MethodSpec
+from harness.sweeps.suite import TOP_KEYS
 from tests.conftest import ROOT
 
 DOC = (ROOT / "docs" / "plugins.md").read_text()

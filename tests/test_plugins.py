@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import hookspecs
-from harness.errors import HarnessError
-from harness.plugins import load
+from harness.core import hookspecs
+from harness.core.errors import HarnessError
+from harness.core.plugins import load
 from tests.conftest import ROOT, run_harness
 
 BUILTINS = {"sft", "dpo", "didactic", "engines"}
@@ -23,9 +23,9 @@ FILE_PLUGIN = '''\
 from dataclasses import dataclass
 
 from harness import hookimpl
-from harness.params import param
-from harness.registry import MethodSpec
-from harness.samplers import offline_demonstrations
+from harness.core.params import param
+from harness.core.registry import MethodSpec
+from harness.training.samplers import offline_demonstrations
 
 
 @dataclass(frozen=True)
@@ -78,8 +78,8 @@ def test_every_hook_is_exercised_by_a_plugin(tmp_path):
     plugin = write(tmp_path, "allhooks.py", '''
         import click
         from harness import hookimpl
-        from harness.context import EvalResult
-        from harness.registry import BenchmarkSpec, EngineSpec, MethodSpec
+        from harness.core.context import EvalResult
+        from harness.core.registry import BenchmarkSpec, EngineSpec, MethodSpec
 
         @hookimpl
         def register_methods(register):
@@ -244,7 +244,7 @@ def test_missing_plugin_file():
 def test_version_and_help_on_every_command():
     out = run_harness("--version")
     assert out.returncode == 0 and "alignment-harness" in out.stdout
-    from harness.cli import cli
+    from harness.cli.app import cli
 
     for name, cmd in cli.commands.items():
         assert cmd.help, f"command {name} has no help text"

@@ -6,10 +6,10 @@ import textwrap
 
 import pytest
 
-from harness.plugins import load
-from harness.store import Store
-from harness.suite import load_suite
-from harness.sweep import run_sweep
+from harness.core.plugins import load
+from harness.sweeps.store import Store
+from harness.sweeps.suite import load_suite
+from harness.sweeps.sweep import run_sweep
 from tests.test_sweep import FAULTY, TINY
 
 ray = pytest.importorskip("ray", reason="the ray executor's test needs `pip install 'alignment-harness[ray]'`")
@@ -26,7 +26,7 @@ def local_ray():
 def test_ray_executor_runs_cells_and_isolates_failures(local_ray, tmp_path):
     # The timeout counts from submission and includes a Ray worker's start-up (importing torch), which
     # on a loaded 2-core machine took over 25 s; the hanging cell therefore costs the whole 90 s.
-    from harness.executors import RayExecutor
+    from harness.sweeps.executors import RayExecutor
 
     plugin = tmp_path / "faulty.py"
     plugin.write_text(textwrap.dedent(FAULTY))
@@ -42,7 +42,7 @@ def test_ray_executor_runs_cells_and_isolates_failures(local_ray, tmp_path):
         summary = run_sweep(suite, store, executor, plugins=[str(plugin)], log=print, poll_s=0.2)
         assert summary.done == 2 and summary.failed == 2
         errors = {label: err for _, label, err in summary.failures}
-        # one line naming the method, its file and the rule (harness.contract)
+        # one line naming the method, its file and the rule (harness.core.contract)
         assert errors["raise"].startswith("PluginError: method 'faulty' (") and \
             "its objective raised RuntimeError: boom from the faulty method" in errors["raise"]
         assert errors["hang"] == "timeout: cancelled after the cell timeout of 90 s"
@@ -53,8 +53,8 @@ def test_ray_executor_runs_cells_and_isolates_failures(local_ray, tmp_path):
 
 
 def test_ray_needs_gpus_it_asks_for(local_ray):
-    from harness.errors import HarnessError
-    from harness.executors import RayExecutor
+    from harness.core.errors import HarnessError
+    from harness.sweeps.executors import RayExecutor
 
     with pytest.raises(HarnessError, match="the Ray cluster has no GPUs"):
         RayExecutor(num_cpus=1, num_gpus=1)

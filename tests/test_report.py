@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from harness.report import write_report
-from harness.store import Store
+from harness.results.report import write_report
+from harness.sweeps.store import Store
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 
@@ -127,7 +127,7 @@ def test_report_without_distributions_and_with_a_failed_cell(tmp_path):
 
 
 def test_harness_report_with_no_arguments_reports_the_latest_sweep(tmp_path, monkeypatch):
-    from harness.cli import cli
+    from harness.cli.app import cli
 
     monkeypatch.setenv("HARNESS_RESULTS", str(tmp_path))
     with Store(tmp_path / "harness.db") as store:
@@ -140,7 +140,7 @@ def test_harness_report_with_no_arguments_reports_the_latest_sweep(tmp_path, mon
 
 
 def test_harness_report_without_a_store_says_so(tmp_path, monkeypatch):
-    from harness.cli import cli
+    from harness.cli.app import cli
 
     monkeypatch.setenv("HARNESS_RESULTS", str(tmp_path / "none"))
     res = CliRunner().invoke(cli, ["report"])
@@ -152,7 +152,7 @@ def test_harness_report_without_a_store_says_so(tmp_path, monkeypatch):
 def test_didactic_records_carry_the_whole_action_distribution(kind, tiny_lm):
     import numpy as np
 
-    from harness.context import EvalContext
+    from harness.core.context import EvalContext
     from plugins.benchmarks import didactic
 
     spec = didactic.make_spec("didactic-r1", 70.0, multi=kind == "multi")

@@ -9,10 +9,10 @@ import sys
 import pytest
 import torch
 
-from harness.errors import HarnessError
-from harness.models import load_model
-from harness.plugins import load
-from harness.run import CellConfig, resolve, run_cell
+from harness.core.errors import HarnessError
+from harness.core.plugins import load
+from harness.models.loading import load_model
+from harness.sweeps.run import CellConfig, resolve, run_cell
 
 QUIET = {"progress": False, "log": lambda m: None}
 BENCH = {"n_states": 4, "warm_steps": 5}
@@ -64,7 +64,7 @@ def test_resume_inside_a_round_ends_like_an_uninterrupted_run(host, tmp_path, mo
     cell = cell_of(host, "dpo", steps=6, checkpoint_every=2)
     straight = run_cell(cell, host, out_dir=tmp_path / "a", **QUIET)
 
-    import harness.train as train_mod
+    import harness.training.trainer as train_mod
 
     original = train_mod.Trainer.save_checkpoint
     saved = []
@@ -99,7 +99,7 @@ def test_resume_inside_a_round_ends_like_an_uninterrupted_run(host, tmp_path, mo
 
 def test_one_results_root_and_cache_off_means_off(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("HARNESS_CACHE", "HARNESS_RESULTS", "HARNESS_HOME")}
-    args = [sys.executable, "-m", "harness.cli", "--results", str(tmp_path / "home"), "run", "--method", "dpo",
+    args = [sys.executable, "-m", "harness.cli.app", "--results", str(tmp_path / "home"), "run", "--method", "dpo",
             "--benchmark", "didactic-r1", "--set", "train.steps=1", "--set", "n_states=2", "--set", "warm_steps=2",
             "--quiet", "--threads", "1"]
     res = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)

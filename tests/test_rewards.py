@@ -1,4 +1,4 @@
-"""The reward interface (harness.rewards): helpers, the Bradley-Terry RM, the judge over a local HTTP server."""
+"""The reward interface (harness.training.rewards): helpers, the Bradley-Terry RM, the judge over a local HTTP server."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import torch
 
-from harness import rewards
-from harness.context import RoundContext
-from harness.data import Completion, Prompt, Sequence
+from harness.core.context import RoundContext
+from harness.core.data import Completion, Prompt, Sequence
 from harness.engines.openai import OpenAIEngine
+from harness.training import rewards
 from tests.conftest import toy_data, toy_training_data
 
 

@@ -7,12 +7,12 @@ import json
 import pytest
 import torch
 
+from harness.core.plugins import load
 from harness.engines.hf import HFEngine
-from harness.lm import LM
-from harness.models import load_model
-from harness.plugins import load
-from harness.run import CellConfig, resolve, run_cell
-from harness.train import TrainConfig, Trainer
+from harness.models.lm import LM
+from harness.models.loading import load_model
+from harness.sweeps.run import CellConfig, resolve, run_cell
+from harness.training.trainer import TrainConfig, Trainer
 from tests.conftest import run_harness, toy_training_data
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # a tiny model: one torch thread is fastest (and far faster on a loaded box)
@@ -37,7 +37,7 @@ def test_run_raises_expected_reward_on_didactic_r1(method, tmp_path):
 def test_run_rejects_bad_set_and_missing_data(tmp_path):
     from click.testing import CliRunner
 
-    from harness.cli import cli
+    from harness.cli.app import cli
 
     res = CliRunner().invoke(cli, ["run", "--method", "dpo", "--benchmark", "didactic-r1", "--set", "betta=1"])
     assert res.exit_code == 2 and "unknown parameter" in res.stderr and "beta" in res.stderr
@@ -46,9 +46,9 @@ def test_run_rejects_bad_set_and_missing_data(tmp_path):
 
 
 def test_method_needing_data_the_benchmark_lacks():
-    from harness.context import EvalResult
-    from harness.errors import HarnessError
-    from harness.registry import BenchmarkSpec
+    from harness.core.context import EvalResult
+    from harness.core.errors import HarnessError
+    from harness.core.registry import BenchmarkSpec
 
     host = load(env={"HARNESS_LOAD_PLUGINS": "sft,dpo,engines"})
     host.registry.register_callback("benchmark", "test")(
@@ -64,7 +64,7 @@ def test_resume_after_an_interrupted_run(tmp_path):
     cell = resolve(cfg, host)
     straight = run_cell(cell, host, out_dir=tmp_path / "a", progress=False, log=lambda m: None)
 
-    import harness.train as train_mod
+    import harness.training.trainer as train_mod
 
     original = train_mod.Trainer.train_round
     calls = []
@@ -93,7 +93,7 @@ def test_resume_after_a_kill_between_checkpoint_and_eval(tmp_path, monkeypatch, 
     """The process dies after round k's checkpoint but before round k's evaluation is written: the rerun
     evaluates the checkpoint first, so every round's evaluation is there and the final metrics are the
     last round's, equal to an uninterrupted run's."""
-    import harness.run as run_mod
+    import harness.sweeps.run as run_mod
 
     host = load(env={"HARNESS_LOAD_PLUGINS": "sft,dpo,didactic,engines"})
     cfg = CellConfig(model="tiny:nano", method="dpo", benchmark="didactic-r1",
@@ -136,7 +136,7 @@ def test_lora_reference_is_the_base_model_with_adapters_off():
     host = load(env={"HARNESS_LOAD_PLUGINS": "sft,dpo,engines"})
     loaded = load_model("tiny:nano", seed=0)
     base = LM(loaded.model, loaded.tokenizer)
-    from harness.run import _apply_lora
+    from harness.sweeps.run import _apply_lora
 
     cfg = TrainConfig(steps=5, batch_size=4, lr=1e-2, lora=True)
     data = toy_training_data(base.encoder)
@@ -158,7 +158,7 @@ def test_eval_initial_false_skips_round_zero_and_resumes(tmp_path, monkeypatch):
     """train.eval_initial=false: no evaluation before training (one evaluation saved per cell), the same
     final metrics; a run killed after round 1's checkpoint resumes without ever evaluating round 0; a cell
     with rounds = 0 (the baseline row) still evaluates."""
-    import harness.run as run_mod
+    import harness.sweeps.run as run_mod
 
     host = load(env={"HARNESS_LOAD_PLUGINS": "sft,dpo,didactic,engines"})
     params = {"n_states": 4, "warm_steps": 5}
@@ -180,7 +180,7 @@ def test_eval_initial_false_skips_round_zero_and_resumes(tmp_path, monkeypatch):
     assert [r["round"] for r in skipped["rounds"]] == [2] and len(evals) == 1
     assert skipped["final"] == full["final"] and skipped["records"] == full["records"]
 
-    import harness.train as train_mod
+    import harness.training.trainer as train_mod
 
     train_round = train_mod.Trainer.train_round
 

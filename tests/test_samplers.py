@@ -7,11 +7,11 @@ import random
 import pytest
 import torch
 
-from harness import samplers
-from harness.context import RoundContext
+from harness.core.context import RoundContext
 from harness.engines.hf import HFEngine
-from harness.lm import LM
-from harness.models import load_model
+from harness.models.lm import LM
+from harness.models.loading import load_model
+from harness.training import samplers
 from tests.conftest import toy_training_data
 
 

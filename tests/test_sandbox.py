@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from harness import sandbox, sandbox_bwrap, sandbox_slots
-from harness.sandbox import run_many, run_program
+from harness.evaluation import sandbox, sandbox_bwrap, sandbox_slots
+from harness.evaluation.sandbox import run_many, run_program
 
 needs_bwrap = pytest.mark.skipif(bool(sandbox_bwrap.unusable_reason()), reason=sandbox_bwrap.unusable_reason())
 

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import sandbox, sandbox_bwrap, sandbox_slots
-from harness.sandbox import SandboxResult, run_many, run_program
+from harness.evaluation import sandbox, sandbox_bwrap, sandbox_slots
+from harness.evaluation.sandbox import SandboxResult, run_many, run_program
 
 pytestmark = pytest.mark.skipif(bool(sandbox_bwrap.unusable_reason()), reason=sandbox_bwrap.unusable_reason())
 
@@ -248,7 +248,7 @@ ATTACKS: dict[str, tuple[str, set[str]]] = {
     """, {"failed"}),
     "read-project-sources-and-site-packages": ("""
         import glob, os, sys
-        hits = [p for p in ("ROOTDIR/harness/sandbox.py", "ROOTDIR/pyproject.toml", "/proc/1/cwd/harness",
+        hits = [p for p in ("ROOTDIR/harness/evaluation/sandbox.py", "ROOTDIR/pyproject.toml", "/proc/1/cwd/harness",
                             "/proc/1/root/ROOTDIR") if os.path.exists(p)]
         hits += glob.glob("/usr/lib/python3*/*-packages/*") + glob.glob("/usr/local/lib/python3*/*-packages/*")
         hits += [p for p in sys.path if "packages" in p]

@@ -13,8 +13,8 @@ import sysconfig
 
 import pytest
 
-from harness.errors import HarnessError
-from harness.scaffold import scaffold
+from harness.authoring.scaffold import scaffold
+from harness.core.errors import HarnessError
 from tests.conftest import run_harness
 
 

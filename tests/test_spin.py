@@ -10,8 +10,8 @@ import torch
 from alignment_harness_plugins.methods import dpo, spin
 from alignment_harness_plugins.methods.dpo import dpo_loss
 from alignment_harness_plugins.methods.spin import SPINParams, spin_loss
-from harness.logprobs import LogProbBatch, TokenLogProbs
-from harness.train import TrainConfig
+from harness.models.logprobs import LogProbBatch, TokenLogProbs
+from harness.training.trainer import TrainConfig
 from tests.test_gsil import host, make_trainer, record_rows  # noqa: F401 - fixtures
 
 

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from harness.errors import HarnessError
-from harness.store import Store, owner_alive, owner_token
+from harness.core.errors import HarnessError
+from harness.sweeps.store import Store, owner_alive, owner_token
 
 
 def cell_row(cid: str, seed: int = 0, label: str = "dpo", method: str = "dpo") -> dict:

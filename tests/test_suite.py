@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from harness.errors import HarnessError
-from harness.plugins import load
-from harness.suite import load_suite, make_label, parse_assignment
+from harness.core.errors import HarnessError
+from harness.core.plugins import load
+from harness.sweeps.suite import load_suite, make_label, parse_assignment
 from tests.conftest import ROOT
 
 SUITE = """\
@@ -49,8 +49,8 @@ steps = 7
 NO_DEMOS = '''\
 """A benchmark that provides preferences only."""
 from harness import hookimpl
-from harness.context import EvalResult
-from harness.registry import BenchmarkSpec
+from harness.core.context import EvalResult
+from harness.core.registry import BenchmarkSpec
 
 
 @hookimpl
@@ -96,7 +96,7 @@ def test_expansion_grid_variants_exclude_include(tmp_path, host):
     assert [c.id for c in again.cells] == [c.id for c in suite.cells] and again.id == suite.id
     assert suite.id.startswith("t-")
     # the id covers plugin versions: same resolved config, other plugin version -> other id
-    from harness.suite import sweep_cell_id
+    from harness.sweeps.suite import sweep_cell_id
 
     c = suite.cells[0]
     assert sweep_cell_id(c.base_id, c.plugins) == c.id
@@ -165,7 +165,7 @@ def test_benchmark_params_reach_eval_only_benchmarks(tmp_path, host):
     nowhere = write(tmp_path, text + '[benchmark_params.didactic-multi-r2]\neval_samples = 64\n', "n.toml")
     with pytest.raises(HarnessError, match="neither in benchmarks nor in eval"):
         load_suite(nowhere, host)
-    from harness.run import CellConfig, resolve
+    from harness.sweeps.run import CellConfig, resolve
 
     with pytest.raises(HarnessError, match="eval_params for 'didactic-r2', which is not among the eval benchmarks"):
         resolve(CellConfig(model="tiny:nano", method="sft", benchmark="didactic-r1",
@@ -223,7 +223,7 @@ def test_labels():
 @pytest.mark.parametrize("suite_file", sorted((ROOT / "suites").glob("*.toml")), ids=lambda p: p.name)
 def test_dry_run_every_suite(suite_file, tmp_path):
     """CI's check: every suite in suites/ expands and validates (`harness sweep --dry-run`)."""
-    from harness.cli import cli
+    from harness.cli.app import cli
 
     store = tmp_path / "db.sqlite"
     result = CliRunner().invoke(cli, ["sweep", "--dry-run", str(suite_file), "--store", str(store)])

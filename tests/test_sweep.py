@@ -45,9 +45,9 @@ import time
 from dataclasses import dataclass
 
 from harness import hookimpl
-from harness.params import param
-from harness.registry import MethodSpec
-from harness.samplers import offline_demonstrations
+from harness.core.params import param
+from harness.core.registry import MethodSpec
+from harness.training.samplers import offline_demonstrations
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ def dump(db: Path) -> list[str]:
 def invoke(*args: str, env: dict[str, str] | None = None, monkeypatch=None):
     """The real CLI in this process (no interpreter start-up: imports are paid once per test session).
     Sweeps still run their cells in worker processes. Returns click's Result (output, stderr, exit_code)."""
-    from harness.cli import cli
+    from harness.cli.app import cli
 
     for k, v in (env or {}).items():
         monkeypatch.setenv(k, v)
@@ -112,7 +112,7 @@ def invoke(*args: str, env: dict[str, str] | None = None, monkeypatch=None):
 
 
 def leaderboard_json(store: Path, sweep: str | None = None) -> dict:
-    from harness.cli import cli
+    from harness.cli.app import cli
 
     args = ["leaderboard", "--store", str(store), "--format", "json", "--all-metrics"]
     result = CliRunner().invoke(cli, args + (["--sweep", sweep] if sweep else []))
@@ -150,7 +150,7 @@ def test_sweep_runs_records_and_prints(tiny_run):
     con.close()
     assert n_steps == 4 * 8 and n_records > 0
     assert prov["device"] == "cpu" and "torch" in prov["versions"]
-    from harness.run import _code_state
+    from harness.sweeps.run import _code_state
 
     assert (prov["git_commit"], prov["git_dirty"]) == _code_state()  # the checkout the cells ran from
     assert run["done"] == 4 and run["warm_start"] == {"hit": 2, "miss": 2, "none": 0}
@@ -176,7 +176,7 @@ def test_rerun_skips_done_cells(tiny_run, monkeypatch):
     assert res.exit_code == 0, res.output
     assert "4 cells, 2 to run, 2 already done" in res.output
     assert len(statuses(store)) == 6
-    from harness.cli import cli
+    from harness.cli.app import cli
 
     listed = CliRunner().invoke(cli, ["sweeps", "--store", str(store)])
     assert "tiny2-" in listed.output and "tiny-" in listed.output
@@ -234,7 +234,7 @@ def test_kill_9_and_resume_equals_uninterrupted(tiny_run, tmp_path):
     store = tmp_path / "h.db"
     marker = uuid.uuid4().hex
     env = {**os.environ, **sweep_env(root, marker)}
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "sweep", str(suite), "--store", str(store)],
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli.app", "sweep", str(suite), "--store", str(store)],
                             env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 180
     try:
@@ -295,11 +295,11 @@ def test_failing_cells_are_isolated(tmp_path):
     again = tmp_path / "again.toml"
     again.write_text(TINY.replace("seeds = [0, 1]", "seeds = [0]") + '[methods.raise]\nmethod = "faulty"\n'
                      'mode = "raise"\n')
-    from harness.executors import Executor
-    from harness.plugins import load
-    from harness.store import Store
-    from harness.suite import load_suite
-    from harness.sweep import run_sweep
+    from harness.core.plugins import load
+    from harness.sweeps.executors import Executor
+    from harness.sweeps.store import Store
+    from harness.sweeps.suite import load_suite
+    from harness.sweeps.sweep import run_sweep
 
     lines: list[str] = []
     with Store(store) as db:  # in-process, with an executor that must not be used
@@ -318,7 +318,7 @@ def test_failing_cells_are_isolated(tmp_path):
 
 
 def test_progress_text_shows_round_step_and_eta():
-    from harness.sweep import progress_text
+    from harness.sweeps.sweep import progress_text
 
     status = {"phase": "train", "round": 2, "rounds": 3, "step": 10, "steps": 40, "done": 50, "total": 120,
               "done_here": 50, "train_s": 25.0, "t": 1000.0}
@@ -332,7 +332,7 @@ def test_progress_text_shows_round_step_and_eta():
 def test_live_status_redraws_on_a_tty_and_throttles_elsewhere():
     import io
 
-    from harness.sweep import LiveStatus
+    from harness.sweeps.sweep import LiveStatus
 
     out = io.StringIO()
     live = LiveStatus(out, tty=True)
@@ -367,10 +367,10 @@ def _one_thread():
 def test_a_killed_cell_resumes_from_its_last_round(tmp_path, monkeypatch):
     """Workers checkpoint into the cell's folder: a rerun of a cell killed after round 1 of 2 continues
     from there, and ends like an uninterrupted run."""
-    import harness.train as train_mod
-    from harness.executors import run_task
-    from harness.plugins import load
-    from harness.run import CellConfig, resolve
+    import harness.training.trainer as train_mod
+    from harness.core.plugins import load
+    from harness.sweeps.executors import run_task
+    from harness.sweeps.run import CellConfig, resolve
 
     cfg = CellConfig(model="tiny:nano", method="dpo", benchmark="didactic-r1", seed=0,
                      benchmark_params={"n_states": 4, "warm_steps": 5}, train={"rounds": 2, "steps": 3, "batch_size": 4})

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from harness.errors import HarnessError
-from harness.store import Store, owner_token, processes_alive
+from harness.core.errors import HarnessError
+from harness.sweeps.store import Store, owner_token, processes_alive
 from tests.conftest import ROOT, run_harness
 from tests.test_sweep import FAULTY, TINY, _marked_pids, invoke, leaderboard_json, statuses, sweep_env
 
@@ -93,7 +93,7 @@ def test_kill_9_leaves_no_process_of_the_sweep_within_5_s(tmp_path):
     store = tmp_path / "h.db"
     marker, pidfile = uuid.uuid4().hex, tmp_path / "holder.pid"
     env = {**os.environ, **sweep_env(tmp_path, marker), "HOLDER_PIDFILE": str(pidfile)}
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "--plugin", str(plugin), "sweep", str(suite),
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli.app", "--plugin", str(plugin), "sweep", str(suite),
                              "--store", str(store)], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     holder = None
@@ -191,7 +191,7 @@ def test_two_stores_in_one_folder_run_one_suite_concurrently(tmp_path):
     suite = tmp_path / "small.toml"
     suite.write_text(SMALL)
     env = {**os.environ, **sweep_env(tmp_path)}
-    procs = [subprocess.Popen([sys.executable, "-m", "harness.cli", "sweep", str(suite), "--store",
+    procs = [subprocess.Popen([sys.executable, "-m", "harness.cli.app", "sweep", str(suite), "--store",
                                str(tmp_path / f"{name}.db")], env=env, cwd=ROOT, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True) for name in ("a", "b")]
     outs = [p.communicate(timeout=600)[0] for p in procs]
@@ -208,11 +208,11 @@ def test_two_stores_in_one_folder_run_one_suite_concurrently(tmp_path):
 
 
 def test_a_folder_lock_keeps_a_second_process_out(tmp_path):
-    from harness.executors import folder_in_use, folder_lock
+    from harness.sweeps.executors import folder_in_use, folder_lock
 
     lock = folder_lock(tmp_path / "cell")
     assert lock is not None
-    code = ("import sys; from harness.executors import folder_lock, folder_in_use; "
+    code = ("import sys; from harness.sweeps.executors import folder_lock, folder_in_use; "
             "print(folder_in_use(sys.argv[1]), folder_lock(sys.argv[1], wait_s=0.3) is None)")
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "cell")], capture_output=True, text=True,
                          cwd=ROOT).stdout.split()
@@ -237,7 +237,7 @@ def test_a_rerun_that_skips_failed_cells_is_not_success(tmp_path):
     assert "0 to run, 1 already done, 1 failed earlier" in again.stderr  # a status line
     assert again.returncode == 1, again.stdout + again.stderr
     # the leaderboard lists the failed cell under its table
-    from harness.cli import cli
+    from harness.cli.app import cli
 
     board = CliRunner().invoke(cli, ["leaderboard", "--store", str(store)])
     assert board.exit_code == 0, board.output
@@ -245,7 +245,7 @@ def test_a_rerun_that_skips_failed_cells_is_not_success(tmp_path):
 
 
 def test_help_lists_the_exit_codes():
-    from harness.cli import cli
+    from harness.cli.app import cli
 
     out = CliRunner().invoke(cli, ["--help"]).output
     for code in ("0 ", "1 ", "2 ", "3 ", "4 ", "130"):
@@ -256,9 +256,9 @@ def test_help_lists_the_exit_codes():
 def test_a_full_disk_is_one_line_and_keeps_the_cells_recorded(tmp_path, monkeypatch):
     """The disk is faked (Store.finish raises SQLite's disk-full error on the second cell): a real full disk
     is outside what a test can arrange safely on a shared machine."""
-    import harness.store
+    import harness.sweeps.store
 
-    real = harness.store.Store.finish
+    real = harness.sweeps.store.Store.finish
     calls = []
 
     def finish(self, cell_id, record, **kw):
@@ -267,7 +267,7 @@ def test_a_full_disk_is_one_line_and_keeps_the_cells_recorded(tmp_path, monkeypa
             raise sqlite3.OperationalError("database or disk is full")
         return real(self, cell_id, record, **kw)
 
-    monkeypatch.setattr(harness.store.Store, "finish", finish)
+    monkeypatch.setattr(harness.sweeps.store.Store, "finish", finish)
     suite = tmp_path / "small.toml"
     suite.write_text(SMALL)
     res = invoke("sweep", str(suite), "--store", str(tmp_path / "h.db"), env=sweep_env(tmp_path),
@@ -368,9 +368,9 @@ def test_unusable_store_and_non_utf8_suite(recorded, monkeypatch):
 
 
 def test_count_cells_matches_the_expansion():
-    from harness.checks import count_cells
-    from harness.plugins import get_host
-    from harness.suite import expand
+    from harness.core.plugins import get_host
+    from harness.sweeps.checks import count_cells
+    from harness.sweeps.suite import expand
 
     data = {"models": ["tiny:nano"], "benchmarks": ["didactic-r1"], "seeds": [0, 1, 2],
             "methods": {"sft": {}, "dpo": {"grid": {"beta": [0.1, 0.2], "train": {"lr": [1e-3, 1e-4]}}}},
@@ -379,7 +379,7 @@ def test_count_cells_matches_the_expansion():
 
 
 def test_data_files_are_utf8_and_gsm8k_rows_typed(tmp_path):
-    from harness.data import read_jsonl
+    from harness.core.data import read_jsonl
 
     bad = tmp_path / "train.jsonl"
     bad.write_bytes(b'{"question": "q", "answer": "a"}\n{"question": "caf\xe9", "answer": "a"}\n')
@@ -401,7 +401,7 @@ def test_data_files_are_utf8_and_gsm8k_rows_typed(tmp_path):
 
 
 def test_read_only_commands_never_write(tmp_path):
-    from harness.cli import cli
+    from harness.cli.app import cli
 
     other = tmp_path / "other.db"
     con = sqlite3.connect(other)
@@ -437,7 +437,7 @@ def test_a_damaged_store_warns_in_one_line(tmp_path):
     with Store(path, readonly=True) as db:
         assert len(db.warnings) == 1 and "quick_check reports damage" in db.warnings[0]
         assert "\n" not in db.warnings[0]
-    from harness.cli import cli
+    from harness.cli.app import cli
 
     res = CliRunner().invoke(cli, ["sweeps", "--store", str(path)])
     assert res.exit_code in (0, 4), res.output
@@ -445,7 +445,7 @@ def test_a_damaged_store_warns_in_one_line(tmp_path):
 
 
 def test_leaderboard_reads_a_store_in_a_read_only_folder(tmp_path):
-    from harness.cli import cli
+    from harness.cli.app import cli
     from tests.test_store import cell_row
 
     folder = tmp_path / "ro"
@@ -473,7 +473,7 @@ def test_ctrl_c_gives_the_cell_back_and_exits_130(tmp_path):
     suite.write_text(HANG)
     store = tmp_path / "h.db"
     marker = uuid.uuid4().hex
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "--plugin", str(plugin), "sweep", str(suite),
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli.app", "--plugin", str(plugin), "sweep", str(suite),
                              "--store", str(store)], env={**os.environ, **sweep_env(tmp_path, marker)}, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -529,9 +529,9 @@ class _RecordingExecutor:
 
 
 def test_a_cell_of_a_live_sweep_is_skipped_and_the_exit_is_3(tmp_path):
-    from harness.plugins import get_host
-    from harness.suite import load_suite
-    from harness.sweep import run_sweep
+    from harness.core.plugins import get_host
+    from harness.sweeps.suite import load_suite
+    from harness.sweeps.sweep import run_sweep
 
     suite_file = tmp_path / "small.toml"
     suite_file.write_text(SMALL)
@@ -557,9 +557,9 @@ def test_a_cell_of_a_live_sweep_is_skipped_and_the_exit_is_3(tmp_path):
 def test_a_lingering_cell_is_waited_for_then_taken_over(tmp_path):
     import threading
 
-    from harness.plugins import get_host
-    from harness.suite import load_suite
-    from harness.sweep import run_sweep
+    from harness.core.plugins import get_host
+    from harness.sweeps.suite import load_suite
+    from harness.sweeps.sweep import run_sweep
 
     suite_file = tmp_path / "small.toml"
     suite_file.write_text(SMALL.replace("seeds = [0, 1]", "seeds = [0]"))

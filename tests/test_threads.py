@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from harness.threads import apply_threads, default_threads, resolve_device
+from harness.core.threads import apply_threads, default_threads, resolve_device
 from tests.conftest import ROOT, run_harness
 
 
@@ -25,7 +25,7 @@ def test_default_threads_is_one_for_tiny_models_small_boxes_and_shared_cores():
 def test_apply_threads_sets_torch_and_rejects_negative():
     import torch
 
-    from harness.errors import HarnessError
+    from harness.core.errors import HarnessError
 
     assert apply_threads(2) == 2 and torch.get_num_threads() == 2
     assert apply_threads(None, model="tiny:nano") == 1 and torch.get_num_threads() == 1

@@ -7,12 +7,12 @@ import dataclasses
 import pytest
 import torch
 
-from harness.contract import PluginError
+from harness.core.contract import PluginError
+from harness.core.plugins import load
 from harness.engines.hf import HFEngine
-from harness.lm import LM
-from harness.models import load_model
-from harness.plugins import load
-from harness.train import TrainConfig, Trainer, lr_lambda
+from harness.models.lm import LM
+from harness.models.loading import load_model
+from harness.training.trainer import TrainConfig, Trainer, lr_lambda
 from tests.conftest import toy_training_data
 
 

@@ -6,7 +6,7 @@ import copy
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from harness.data import Completion, Prompt
+from harness.core.data import Completion, Prompt
 
 
 @runtime_checkable
@@ -21,7 +21,7 @@ class Engine(Protocol):
 
     An engine that generates from the live ``torch`` model (``hf``) always sees the current weights. One
     that keeps its own copy of the weights (``vllm``) sets ``own_weights = True`` and implements
-    ``sync(model, tokenizer, adapters_off=False)``; :class:`harness.lm.LM` calls it before generating
+    ``sync(model, tokenizer, adapters_off=False)``; :class:`harness.models.lm.LM` calls it before generating
     whenever the model's weights changed since the engine last saw them (after optimizer steps, a
     reference reset) or another handle used it (policy and reference share one such engine per cell),
     and records ``engine.holder``; so no sample and no evaluation ever comes from stale weights.

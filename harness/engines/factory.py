@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.errors import HarnessError
-from harness.registry import Registry
+from harness.core.errors import HarnessError
+from harness.core.registry import Registry
 
 
 def make_engine(registry: Registry, name: str, model: Any = None, **options: Any) -> Any:

@@ -45,9 +45,9 @@ from typing import Any
 
 import torch
 
-from harness.data import Completion, Prompt
+from harness.core.data import Completion, Prompt
+from harness.core.errors import HarnessError
 from harness.engines import hf_static
-from harness.errors import HarnessError
 
 warm_up = hf_static.warm_up  # the once-per-process CUDA warm-up hook (see hf_static.warm_up)
 

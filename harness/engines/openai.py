@@ -26,8 +26,8 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from harness.data import Completion, Prompt
-from harness.errors import HarnessError
+from harness.core.data import Completion, Prompt
+from harness.core.errors import HarnessError
 
 _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 _MAX_RETRY_AFTER_S = 10.0

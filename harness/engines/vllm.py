@@ -2,7 +2,7 @@
 
 vLLM is optional (``pip install 'alignment-harness[vllm]'``) and imported only when an engine is built.
 Prompts go in as token ids (``{"prompt_token_ids": [...]}``) so the chat template applied by
-:class:`~harness.text.PromptEncoder` is used unchanged. Settings map onto ``SamplingParams(n,
+:class:`~harness.models.text.PromptEncoder` is used unchanged. Settings map onto ``SamplingParams(n,
 temperature, top_p, max_tokens, stop, seed)``. vLLM's own rules match :class:`~harness.engines.hf.HFEngine`:
 the token ids are the sampled ones (an EOS that ended the completion is among them), a stop string is
 cut from the text but the tokens that produced it stay in ``ids``, and ``finish_reason`` is ``"length"``
@@ -11,7 +11,7 @@ refuses ``n > 1`` when greedy) and repeats it ``n`` times.
 
 The engine loads its weights from ``model_name_or_path``; vLLM keeps its own copy on the GPU, so it
 declares ``own_weights``. When the policy (or a reset reference) has been trained since, the
-:class:`~harness.lm.LM` holding the engine calls :meth:`VLLMEngine.sync`, which saves the model's
+:class:`~harness.models.lm.LM` holding the engine calls :meth:`VLLMEngine.sync`, which saves the model's
 current weights (LoRA merged, see :func:`~harness.engines.base.export_model`) with the tokenizer to a
 temporary directory and rebuilds ``vllm.LLM`` from it: seconds to minutes per sync, version-proof
 (only the public ``LLM(model=path)``). TRL instead pushes tensors into the running engine through vLLM
@@ -28,9 +28,9 @@ import tempfile
 from collections.abc import Sequence
 from typing import Any
 
-from harness.data import Completion, Prompt
+from harness.core.data import Completion, Prompt
+from harness.core.errors import HarnessError
 from harness.engines.base import export_model
-from harness.errors import HarnessError
 
 INSTALL_HINT = "pip install 'alignment-harness[vllm]' (needs a CUDA GPU)"
 
@@ -67,7 +67,7 @@ class VLLMEngine:
         self.llm = LLM(model=self.model_name_or_path, **self._llm_options)
 
     own_weights = True
-    holder: tuple[int, tuple[int, ...]] | None = None  # set by harness.lm.LM: whose weights are loaded
+    holder: tuple[int, tuple[int, ...]] | None = None  # set by harness.models.lm.LM: whose weights are loaded
 
     def sync(self, model: Any, tokenizer: Any, *, adapters_off: bool = False) -> None:
         """Rebuild the vLLM engine from ``model``'s current weights (saved to a temporary directory)."""

@@ -80,12 +80,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness import hookimpl
-from harness.context import DataContext, EvalContext, EvalResult, WarmStartContext
-from harness.data import Completion, Pair, Prompt, Sequence
-from harness.errors import HarnessError
-from harness.params import param
-from harness.registry import BenchmarkSpec, MetricSpec
+from harness import (
+    BenchmarkSpec,
+    Completion,
+    DataContext,
+    EvalContext,
+    EvalResult,
+    HarnessError,
+    MetricSpec,
+    Pair,
+    Prompt,
+    Sequence,
+    WarmStartContext,
+    hookimpl,
+    param,
+)
 
 PAPER = "Tajwar et al. 2024, arXiv 2404.14367"
 N_ACTIONS = 100

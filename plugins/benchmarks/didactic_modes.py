@@ -62,12 +62,21 @@ from alignment_harness_plugins.benchmarks.didactic import (
     token_actions,
 )
 from alignment_harness_plugins.benchmarks.didactic import _warm_start as _didactic_warm_start
-from harness import hookimpl
-from harness.context import DataContext, EvalContext, EvalResult, WarmStartContext
-from harness.data import Completion, Pair, Prompt, Sequence
-from harness.errors import HarnessError
-from harness.params import param
-from harness.registry import BenchmarkSpec, MetricSpec
+from harness import (
+    BenchmarkSpec,
+    Completion,
+    DataContext,
+    EvalContext,
+    EvalResult,
+    HarnessError,
+    MetricSpec,
+    Pair,
+    Prompt,
+    Sequence,
+    WarmStartContext,
+    hookimpl,
+    param,
+)
 
 PAPER = "Sun 2024, arXiv 2403.12017 (forward vs reverse KL in alignment from demonstrations); bandit: Tajwar et al. 2024"
 NAME = "didactic-bimodal"

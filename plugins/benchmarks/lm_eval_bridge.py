@@ -22,7 +22,7 @@ and then a missing install is the one-line error ``pip install 'alignment-harnes
   parts are split on the context's token count, not encoded on their own). An empty context is
   replaced by the prefix token (BOS, else EOS), as in ``LM.loglikelihood``. Inputs longer than
   ``max_length + 1`` tokens lose tokens on the left.
-- ``loglikelihood``: the continuation's summed log-prob is ``harness.logprobs.sequence_logprobs`` of
+- ``loglikelihood``: the continuation's summed log-prob is ``harness.models.logprobs.sequence_logprobs`` of
   ``Sequence(Prompt(context ids), continuation ids)``, i.e. what ``ctx.lm.logprobs`` returns, computed
   in batches of ``batch_size`` (longest first) under ``torch.no_grad`` with the model in eval mode;
   ``is_greedy`` is true when every continuation token is the argmax of its position's logits.
@@ -83,13 +83,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness import hookimpl
-from harness.context import EvalContext, EvalResult
-from harness.data import Prompt, Sequence
-from harness.errors import HarnessError
-from harness.logprobs import sequence_logprobs
-from harness.params import param
-from harness.registry import BenchmarkSpec, MetricSpec
+from harness import (
+    BenchmarkSpec,
+    EvalContext,
+    EvalResult,
+    HarnessError,
+    MetricSpec,
+    Prompt,
+    Sequence,
+    hookimpl,
+    param,
+    sequence_logprobs,
+)
 
 NAME = "lm-eval"
 PAPER = "EleutherAI lm-evaluation-harness (Gao et al., doi:10.5281/zenodo.5371628)"
@@ -448,7 +453,7 @@ def evaluate(ctx: EvalContext, *, task: str | None = None) -> EvalResult:
         raise HarnessError(f"{where}: include_defaults=false needs an include_path with your task YAMLs")
     manager = _task_manager(include, p.include_defaults)
     if task not in manager.all_tasks:
-        from harness.errors import did_you_mean
+        from harness import did_you_mean
 
         raise HarnessError(
             f"{where}: lm-eval knows no task '{task}'{did_you_mean(task, manager.all_tasks)}"

@@ -23,7 +23,7 @@ choice, generation seed = the evaluation's seed. Turn 1 is ``[user q1]``; turn 2
 conversation so far, ``[user q1, assistant a1, user q2]``, rendered by the model's chat template
 (``apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)``). A
 tokenizer without a template gets a plain ``"User: ...\\nAssistant: ..."`` transcript after BOS (see
-:func:`harness.judge.chat_prompt`) and generation stops at ``"\\nUser:"``. Every prompt carries
+:func:`harness.evaluation.judge.chat_prompt`) and generation stops at ``"\\nUser:"``. Every prompt carries
 ``meta["messages"]``, so API engines send the real conversation. Answers are stripped (FastChat strips
 too); the engine already cuts stop strings and drops special tokens. No system prompt is added (FastChat
 uses the model's conversation template, whose default system prompt an HF chat template also inserts).
@@ -34,9 +34,9 @@ of math/reasoning/coding (FastChat's ``NEED_REF_CATS``, plus arena-hard-200) -> 
 ``ref_answer_1`` and ``ref_answer_2``), which show the whole conversation and grade the second answer.
 Templates are filled with ``str.format`` exactly as FastChat does; the judge gets ``[system prompt,
 filled template]`` as chat messages, temperature ``judge_temperature`` (0) and ``judge_max_new_tokens``
-(2048, FastChat's OpenAI setting). Ratings are parsed by :func:`harness.judge.parse_rating` (``[[x]]``,
+(2048, FastChat's OpenAI setting). Ratings are parsed by :func:`harness.evaluation.judge.parse_rating` (``[[x]]``,
 then ``[x]``); an unparsable judgment (-1) is dropped and counted. The judge
-(:func:`harness.judge.make_judge`): ``judge_engine="openai"`` (default) with ``judge_model``,
+(:func:`harness.evaluation.judge.make_judge`): ``judge_engine="openai"`` (default) with ``judge_model``,
 ``judge_base_url``, ``judge_api_key_env``; ``judge_engine="hf"`` + ``judge_model=<load_model name>``
 (e.g. ``smollm2-135m``) for a local model; ``judge_engine="self"`` for the evaluated model itself
 (never cached); any other registered engine by name. Scores from any judge but GPT-4 are not comparable
@@ -45,7 +45,7 @@ with published MT-Bench numbers: records name the judge.
 ``judge_repeats`` (1) asks the judge that many times per item (seed = repeat index 0, 1, ...); an
 item's rating is the mean of its parsable ratings, and ``judge_std`` is the mean over items of the
 population std of their ratings. With one repeat everything reduces to FastChat's protocol. Judgments
-are cached on disk (:class:`harness.judge.JudgmentCache`, ``$HARNESS_CACHE/judgments/``), keyed by the
+are cached on disk (:class:`harness.evaluation.judge.JudgmentCache`, ``$HARNESS_CACHE/judgments/``), keyed by the
 judge, the full judge messages (question, answer, references, prompt text), decoding settings and the
 repeat index; a second evaluation with the same answers makes no judge requests (``cache=False``
 turns this off).
@@ -74,13 +74,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import hookimpl
-from harness.context import DataContext, EvalContext, EvalResult
-from harness.data import Prompt, read_jsonl
-from harness.errors import HarnessError
-from harness.judge import JudgmentCache, cache_key, chat_prompt, make_judge, parse_rating
-from harness.params import param
-from harness.registry import BenchmarkSpec, MetricSpec
+from harness import (
+    BenchmarkSpec,
+    DataContext,
+    EvalContext,
+    EvalResult,
+    HarnessError,
+    JudgmentCache,
+    MetricSpec,
+    Prompt,
+    chat_prompt,
+    hookimpl,
+    judge_cache_key,
+    make_judge,
+    param,
+    parse_rating,
+    read_jsonl,
+)
 
 NAME = "mt-bench"
 PAPER = "Zheng et al. 2023, arXiv 2306.05685 (FastChat llm_judge, single-answer grading)"
@@ -329,9 +339,9 @@ def load_data(path: str | None, reference_model: str = "gpt-4") -> MTBenchData:
 
 
 def _load_hub() -> MTBenchData:
-    from harness.models import _hub_offline, hub_unreachable
+    from harness import hub_offline, hub_unreachable
 
-    reason = "HF_HUB_OFFLINE is set" if _hub_offline() else hub_unreachable()
+    reason = "HF_HUB_OFFLINE is set" if hub_offline() else hub_unreachable()
     if reason is None:
         try:
             import datasets
@@ -482,7 +492,7 @@ def evaluate(ctx: EvalContext) -> EvalResult:
         settings = {"temperature": p.judge_temperature, "max_new_tokens": p.judge_max_new_tokens, "seed": r}
         todo = []
         for item in items:
-            key = cache_key(judge=judge.key, messages=item["messages"], settings=settings, repeat=r)
+            key = judge_cache_key(judge=judge.key, messages=item["messages"], settings=settings, repeat=r)
             hit = cache.get(key) if cache is not None else None
             if hit is not None and isinstance(hit.get("judgment"), str):
                 item.setdefault("judgments", []).append(hit["judgment"])

@@ -11,8 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from harness import hookimpl
-from harness.registry import DatasetSpec
+from harness import DatasetSpec, hookimpl
 
 _HH_TURN = re.compile(r"\n\n(Human|Assistant): ")
 

@@ -1,7 +1,7 @@
 """The built-in engines plugin: ``hf`` (a live transformers model), ``openai`` (an OpenAI-compatible
 HTTP endpoint) and ``vllm`` (vLLM's offline engine, when installed).
 
-Each factory takes the run's model (a :class:`~harness.models.LoadedModel`, or None) and the engine's
+Each factory takes the run's model (a :class:`~harness.models.loading.LoadedModel`, or None) and the engine's
 options; build engines with :func:`harness.engines.factory.make_engine`.
 """
 
@@ -10,19 +10,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from harness import hookimpl
-from harness.engines.hf import HFEngine
-from harness.engines.openai import OpenAIEngine
-from harness.engines.vllm import INSTALL_HINT, VLLMEngine, vllm_available
-from harness.errors import HarnessError
-from harness.registry import EngineSpec
+from harness import (
+    VLLM_INSTALL_HINT,
+    EngineSpec,
+    HarnessError,
+    HFEngine,
+    OpenAIEngine,
+    VLLMEngine,
+    hookimpl,
+    vllm_available,
+)
 
 
 def hf_factory(model: Any = None, **options: Any) -> HFEngine:
     """An :class:`HFEngine` over the run's model; options: ``batch_size``, ``name``."""
     if model is None or not hasattr(model, "model") or not hasattr(model, "tokenizer"):
         raise HarnessError(
-            "engine 'hf' needs a loaded model (harness.models.load_model(...)); none was given"
+            "engine 'hf' needs a loaded model (harness.models.loading.load_model(...)); none was given"
         )
     return HFEngine(model.model, model.tokenizer, **options)
 
@@ -76,7 +80,7 @@ def register_engines(register: Callable[[EngineSpec], None]) -> None:
             description="vLLM's offline engine loaded from a checkpoint (CUDA GPU).",
             factory=vllm_factory,
             available=vllm_available,
-            install_hint=INSTALL_HINT,
+            install_hint=VLLM_INSTALL_HINT,
             paper="https://arxiv.org/abs/2309.06180",
         )
     )

@@ -12,7 +12,7 @@ log d*(y|x) - log d_pi(y|x); (b) a policy-gradient phase on the reward
 - ``form=gail``: r = -log(1 - D) (the Jensen-Shannon form),
 
 at ``level=sequence`` (one logit per response, at its last token) or ``level=token`` (a logit per
-(s_t, a_t), dense rewards; :class:`harness.divergence.Discriminator`). The policy step REUSES the
+(s_t, a_t), dense rewards; :class:`harness.training.divergence.Discriminator`). The policy step REUSES the
 on-policy methods: ``pg=rloo`` (leave-one-out baseline; a dense reward is summed) or ``pg=reinforce``
 (reward-to-go per token, running-mean baseline), with their sequence-level KL penalty to the
 reference in the reward (``kl_coef``). The discriminator is the reward of the round
@@ -42,14 +42,19 @@ from typing import Any, Literal
 import torch
 
 from alignment_harness_plugins.methods import ppo, reinforce, rloo
-from harness import hookimpl
-from harness.context import RoundContext
-from harness.data import DEMONSTRATIONS, Row
-from harness.divergence import Discriminator
-from harness.logprobs import LogProbBatch
-from harness.params import param
-from harness.pg import ON_POLICY_TRAIN_DEFAULTS, response_length
-from harness.registry import MethodHooks, MethodSpec
+from harness import (
+    DEMONSTRATIONS,
+    ON_POLICY_TRAIN_DEFAULTS,
+    Discriminator,
+    LogProbBatch,
+    MethodHooks,
+    MethodSpec,
+    RoundContext,
+    Row,
+    hookimpl,
+    param,
+    response_length,
+)
 
 PAPER = "Sun 2024, arXiv 2403.12017 (reverse-KL view of AfD); AIRL (Fu et al. 2018), GAIL (Ho & Ermon 2016)"
 HISTORY = "adversarial/history"

@@ -55,14 +55,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness import hookimpl
-from harness.context import RoundContext
-from harness.data import DEMONSTRATIONS, PREFERENCES, Completion, Prompt, Row, Sequence
-from harness.divergence import portable, rebuild
-from harness.logprobs import LogProbBatch, TokenLogProbs, sequence_logprobs
-from harness.params import param
-from harness.registry import MethodSpec
-from harness.samplers import offline_demonstrations, offline_preferences
+from harness import (
+    DEMONSTRATIONS,
+    PREFERENCES,
+    Completion,
+    LogProbBatch,
+    MethodSpec,
+    Prompt,
+    RoundContext,
+    Row,
+    Sequence,
+    TokenLogProbs,
+    hookimpl,
+    offline_demonstrations,
+    offline_preferences,
+    param,
+    portable_model,
+    rebuild_model,
+    sequence_logprobs,
+)
 
 PAPER = "Cai et al. 2024, arXiv 2411.09341 (AVA, AAAI 2025); AVRIL: Chan & van der Schaar, ICLR 2021"
 Metrics = dict[str, torch.Tensor]
@@ -280,7 +291,7 @@ def reward_means(model: Any, head: RewardHead, seqs: list[Sequence], pad_id: int
 
 
 class HeadReward:
-    """A trained head as a reward through the harness's reward interface (``harness.rewards``).
+    """A trained head as a reward through the harness's reward interface (``harness.training.rewards``).
 
     ``dense=False``: ``(prompt, completion) -> float``, the last step's E_q[R] = mu_T (best-of-n, CER
     ranking, or ``ctx.state["reward"]``). ``dense=True``: ``-> list[float]``, E_q[R_t] = mu_t after each
@@ -293,10 +304,10 @@ class HeadReward:
         self.pad_id, self.dense = int(pad_id), dense
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "model": portable(self.model)}
+        return {**self.__dict__, "model": portable_model(self.model)}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update({**state, "model": rebuild(state["model"])})
+        self.__dict__.update({**state, "model": rebuild_model(state["model"])})
 
     def batch(self, prompts: list[Prompt], completions: list[Completion]) -> list[float | list[float]]:
         seqs = [Sequence(p, c.ids) for p, c in zip(prompts, completions, strict=True)]

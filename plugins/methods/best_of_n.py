@@ -10,7 +10,7 @@ response tokens. With ``beta = 0`` (default) this is pure maximum likelihood on 
 bound; keep beta small (the paper's "constrained" variant, minus log pi_ref, is not implemented).
 
 **Data.** Each round samples ``n`` completions per prompt from the current policy with the shared
-:func:`harness.samplers.best_of_n` sampler, scored by the method's reward (summed if dense). Sample
+:func:`harness.training.samplers.best_of_n` sampler, scored by the method's reward (summed if dense). Sample
 reuse is ``train.steps``. Defaults: n = 10 (bandit); lr 1e-3 is the bandit code's on-policy BoN lr;
 rounds/steps are ours (same budget as ``reinforce``).
 
@@ -29,16 +29,26 @@ from dataclasses import dataclass
 
 import torch
 
-from harness import hookimpl
-from harness.context import RoundContext
-from harness.data import PROMPTS, REWARD, Row, Sequence
-from harness.errors import HarnessError
-from harness.logprobs import LogProbBatch
-from harness.params import param
-from harness.pg import ON_POLICY_TRAIN_DEFAULTS, response_length
-from harness.registry import MethodHooks, MethodSpec
-from harness.rewards import RewardParams, ScalarReward, current_reward, prepare_reward
-from harness.samplers import best_of_n
+from harness import (
+    ON_POLICY_TRAIN_DEFAULTS,
+    PROMPTS,
+    REWARD,
+    HarnessError,
+    LogProbBatch,
+    MethodHooks,
+    MethodSpec,
+    RewardParams,
+    RoundContext,
+    Row,
+    ScalarReward,
+    Sequence,
+    best_of_n,
+    current_reward,
+    hookimpl,
+    param,
+    prepare_reward,
+    response_length,
+)
 
 PAPER = "Tajwar et al. 2024, arXiv 2404.14367 (iterated best-of-N / filtered BC)"
 

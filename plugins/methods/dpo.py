@@ -15,12 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from harness import hookimpl
-from harness.data import PREFERENCES
-from harness.logprobs import LogProbBatch
-from harness.params import param
-from harness.registry import MethodSpec
-from harness.samplers import offline_preferences
+from harness import PREFERENCES, LogProbBatch, MethodSpec, hookimpl, offline_preferences, param
 
 
 @dataclass(frozen=True)
@@ -54,7 +49,7 @@ def objective(batch: LogProbBatch, params: DPOParams) -> tuple[torch.Tensor, dic
     )
 
 
-def sampler(ctx):  # noqa: ANN001, ANN201 - a sampler, see harness.samplers
+def sampler(ctx):  # noqa: ANN001, ANN201 - a sampler, see harness.training.samplers
     return offline_preferences(ctx, limit=ctx.params.limit)
 
 

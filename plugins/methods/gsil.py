@@ -55,14 +55,17 @@ import torch
 import torch.nn.functional as F
 
 from alignment_harness_plugins.methods.dpo import dpo_loss
-from harness import hookimpl
-from harness.context import RoundContext
-from harness.data import DEMONSTRATIONS, Row
-from harness.logprobs import LogProbBatch
-from harness.params import param
-from harness.pg import response_length
-from harness.registry import MethodSpec
-from harness.samplers import self_generated
+from harness import (
+    DEMONSTRATIONS,
+    LogProbBatch,
+    MethodSpec,
+    RoundContext,
+    Row,
+    hookimpl,
+    param,
+    response_length,
+    self_generated,
+)
 
 PAPER = "Xiao et al. 2024, arXiv 2410.10093 (GSIL, EMNLP 2024); code github.com/tengxiao1/GSIL"
 Loss = Literal["logistic", "hinge", "brier", "kliep", "lsif", "spin"]

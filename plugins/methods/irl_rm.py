@@ -19,7 +19,7 @@ LLM Alignment" (arXiv 2405.15624), after Sun 2024 (arXiv 2403.12017). No officia
 method (``sft_steps`` steps, otherwise the trainer's defaults, so pi_SFT equals what ``harness run
 --method sft`` trains at the same seed); (b) sample ``rm_samples`` responses per prompt from pi_SFT and
 pi_init (temperature 1); (c) fit the discriminator (a copy of pi_init plus a linear head on the last
-token's state, :class:`harness.divergence.Discriminator`) and record its training accuracy and the
+token's state, :class:`harness.training.divergence.Discriminator`) and record its training accuracy and the
 ranking AUC of FRESH pi_SFT vs pi_init samples (``ctx.state["irl/fit"]``); (d) set
 ``ctx.state["reward"]`` to it, so every reward-reading sampler uses it; (e) with ``init_from_sft``
 (default) load pi_SFT into the policy and the reference: best-of-n then selects among pi_SFT samples
@@ -50,17 +50,29 @@ import torch
 
 from alignment_harness_plugins.methods import best_of_n, ppo, sft
 from alignment_harness_plugins.methods.adversarial import policy_gradient
-from harness import hookimpl
-from harness.context import RoundContext
-from harness.data import DEMONSTRATIONS, Completion, Prompt, Row, Sequence
-from harness.divergence import Discriminator, portable, ranking_auc, rebuild
-from harness.engines.hf import HFEngine
-from harness.errors import HarnessError
-from harness.lm import LM
-from harness.logprobs import LogProbBatch, sequence_logprobs
-from harness.params import param
-from harness.pg import ON_POLICY_TRAIN_DEFAULTS, response_length
-from harness.registry import MethodHooks, MethodSpec
+from harness import (
+    DEMONSTRATIONS,
+    LM,
+    ON_POLICY_TRAIN_DEFAULTS,
+    Completion,
+    Discriminator,
+    HarnessError,
+    HFEngine,
+    LogProbBatch,
+    MethodHooks,
+    MethodSpec,
+    Prompt,
+    RoundContext,
+    Row,
+    Sequence,
+    hookimpl,
+    param,
+    portable_model,
+    ranking_auc,
+    rebuild_model,
+    response_length,
+    sequence_logprobs,
+)
 
 PAPER = "Sun & van der Schaar 2024, arXiv 2405.15624 (Inverse-RLignment); Sun 2024, arXiv 2403.12017"
 SFT_SPEC = MethodSpec(name="sft", description="SFT of the IRL-RM's pi_SFT", paper=sft.__doc__ or "",
@@ -106,15 +118,15 @@ class ClosedFormReward:
         return self.batch([prompt], [completion])[0]
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"sft": portable(self.sft), "init": portable(self.init), "pad_id": self.pad_id}
+        return {"sft": portable_model(self.sft), "init": portable_model(self.init), "pad_id": self.pad_id}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(rebuild(state["sft"]), rebuild(state["init"]), state["pad_id"])
+        self.__init__(rebuild_model(state["sft"]), rebuild_model(state["init"]), state["pad_id"])
 
 
 def train_sft_copy(ctx: RoundContext, steps: int) -> LM:
     """pi_SFT: a copy of the policy trained with the ``sft`` method by the harness's trainer."""
-    from harness.train import TrainConfig, Trainer
+    from harness import TrainConfig, Trainer
 
     model = copy.deepcopy(ctx.policy.model)
     tokenizer = ctx.policy.tokenizer

@@ -6,7 +6,7 @@ Their bandit code uses N = 10 samples per state and ALL C(N, 2) pairs ranked by 
 beta 0.05 and IPO target margin 10; their LLM code (``online_dpo.py``) mixes offline preference pairs
 into the online ones with a ``mixing_ratio``.
 
-**Data.** Each round, :func:`harness.samplers.on_policy_preferences` draws ``n`` samples per prompt
+**Data.** Each round, :func:`harness.training.samplers.on_policy_preferences` draws ``n`` samples per prompt
 (``limit`` prompts) from the current policy, scores them with the method's reward (``reward_source``:
 the benchmark's true reward, a Bradley-Terry RM fitted on the offline pairs, or an LLM judge), and
 keeps every pair (``pairs="all"``) or the best/worst pair per prompt whose reward gap exceeds
@@ -33,16 +33,25 @@ import torch
 
 from alignment_harness_plugins.methods.dpo import dpo_loss
 from alignment_harness_plugins.methods.ipo import preference_objective
-from harness import hookimpl
-from harness.context import RoundContext
-from harness.data import PROMPTS, REWARD, Row, Sequence
-from harness.errors import HarnessError
-from harness.logprobs import LogProbBatch
-from harness.params import param
-from harness.pg import ON_POLICY_TRAIN_DEFAULTS, response_length
-from harness.registry import MethodHooks, MethodSpec
-from harness.rewards import RewardParams, prepare_reward
-from harness.samplers import offline_preferences, on_policy_preferences
+from harness import (
+    ON_POLICY_TRAIN_DEFAULTS,
+    PROMPTS,
+    REWARD,
+    HarnessError,
+    LogProbBatch,
+    MethodHooks,
+    MethodSpec,
+    RewardParams,
+    RoundContext,
+    Row,
+    Sequence,
+    hookimpl,
+    offline_preferences,
+    on_policy_preferences,
+    param,
+    prepare_reward,
+    response_length,
+)
 
 PAPER = "Tajwar et al. 2024, arXiv 2404.14367 (on-policy DPO/IPO); DPO: Rafailov et al. 2023; IPO: Azar et al. 2023"
 Metrics = dict[str, torch.Tensor]

@@ -11,7 +11,7 @@ Pythia-1.4B; ours is sized for the tiny didactic runs).
 batch-independent):
 
 1. ``n`` samples per prompt from the current policy, scored by the method's reward (dense rewards are
-   kept per token, :func:`harness.rewards.token_rewards`);
+   kept per token, :func:`harness.training.rewards.token_rewards`);
 2. one no-grad forward of the policy gives pi_old's per-token log-probs and the hidden states the
    value head reads (old values V_old); one of the reference gives pi_ref's per-token log-probs;
 3. KL-penalised per-token rewards, GAE (gamma, lambda) -> advantages and returns; advantages are
@@ -20,7 +20,7 @@ batch-independent):
    sequence KL, Ziegler et al.'s rule with ``n_steps`` = the round's sample count.
 
 Per-token quantities travel in row values ``old_logp@t, old_value@t, adv@t, ret@t``
-(:func:`harness.pg.token_values`). **The value head** is a linear layer on the policy's final hidden
+(:func:`harness.training.pg.token_values`). **The value head** is a linear layer on the policy's final hidden
 state (``MethodSpec.modules``; its parameters join the optimizer, and the value loss also trains the
 shared trunk, as in TRL's value-head model). The sampler reaches it through a weak map from the
 policy model to its head (:func:`value_head_of`), because round contexts don't carry the modules.
@@ -39,29 +39,36 @@ from typing import Any
 
 import torch
 
-from harness import hookimpl
-from harness.context import RoundContext
-from harness.data import PROMPTS, REWARD, Row
-from harness.errors import HarnessError
-from harness.logprobs import LogProbBatch, masked_mean
-from harness.params import param
-from harness.pg import (
+from harness import (
     ON_POLICY_TRAIN_DEFAULTS,
+    PROMPTS,
+    REWARD,
     AdaptiveKLController,
+    HarnessError,
+    LogProbBatch,
+    MethodHooks,
+    MethodSpec,
+    RewardParams,
+    RoundContext,
+    Row,
     clipped_surrogate,
     clipped_value_loss,
     entropy_from_logits,
     gae,
+    hookimpl,
     kl_k1,
     kl_k3,
+    masked_mean,
+    param,
+    prepare_reward,
     rollouts,
+    sequence_reward,
     stack_token_values,
     token_logprobs,
+    token_rewards,
     token_values,
     whiten,
 )
-from harness.registry import MethodHooks, MethodSpec
-from harness.rewards import RewardParams, prepare_reward, sequence_reward, token_rewards
 
 PAPER = "Schulman et al. 2017, arXiv 1707.06347; Ziegler et al. 2019, arXiv 1909.08593; Tajwar et al. 2024"
 Metrics = dict[str, torch.Tensor]

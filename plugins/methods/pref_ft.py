@@ -17,13 +17,16 @@ from typing import Literal
 import torch
 
 from alignment_harness_plugins.methods.sft import sft_loss
-from harness import hookimpl
-from harness.context import RoundContext
-from harness.data import PREFERENCES, Row
-from harness.logprobs import LogProbBatch
-from harness.params import param
-from harness.registry import MethodSpec
-from harness.samplers import offline_preferences
+from harness import (
+    PREFERENCES,
+    LogProbBatch,
+    MethodSpec,
+    RoundContext,
+    Row,
+    hookimpl,
+    offline_preferences,
+    param,
+)
 
 PAPER = "Tajwar et al. 2024, arXiv 2404.14367 (Pref-FT baseline)"
 

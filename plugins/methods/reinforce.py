@@ -6,7 +6,7 @@ minimises ``-log pi(a) (r - mean) / std`` with the mean and std of ALL rewards s
 
 **Data.** Every round samples ``n`` completions per prompt (``limit`` prompts, all by default) from the
 current policy and scores them with the method's reward (``reward_source``: the benchmark's, a
-Bradley-Terry RM, or an LLM judge; see :mod:`harness.rewards`). **Sample reuse** (Tajwar et al.'s axis
+Bradley-Terry RM, or an LLM judge; see :mod:`harness.training.rewards`). **Sample reuse** (Tajwar et al.'s axis
 ii) is ``train.steps``: the optimizer steps taken on each round's fresh samples; with the default
 ``train.batch_size`` = one round's samples every step sees the whole batch, so reuse = epochs.
 
@@ -30,23 +30,30 @@ from dataclasses import dataclass
 
 import torch
 
-from harness import hookimpl
-from harness.context import RoundContext
-from harness.data import PROMPTS, REWARD, Row
-from harness.logprobs import LogProbBatch, masked_mean
-from harness.params import param
-from harness.pg import (
+from harness import (
     ON_POLICY_TRAIN_DEFAULTS,
+    PROMPTS,
+    REWARD,
+    LogProbBatch,
+    MethodHooks,
+    MethodSpec,
+    RewardParams,
+    RoundContext,
+    Row,
     RunningMoments,
     discounted_returns,
     entropy_from_logits,
+    hookimpl,
+    masked_mean,
+    param,
+    prepare_reward,
     reinforce_loss,
     rollouts,
+    sequence_reward,
     stack_token_values,
+    token_rewards,
     token_values,
 )
-from harness.registry import MethodHooks, MethodSpec
-from harness.rewards import RewardParams, prepare_reward, sequence_reward, token_rewards
 
 PAPER = "Williams 1992; as in Tajwar et al. 2024, arXiv 2404.14367 (bandit: running mean/std baseline)"
 

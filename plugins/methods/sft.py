@@ -16,12 +16,7 @@ from typing import Literal
 
 import torch
 
-from harness import hookimpl
-from harness.data import DEMONSTRATIONS
-from harness.logprobs import LogProbBatch
-from harness.params import param
-from harness.registry import MethodSpec
-from harness.samplers import offline_demonstrations
+from harness import DEMONSTRATIONS, LogProbBatch, MethodSpec, hookimpl, offline_demonstrations, param
 
 
 @dataclass(frozen=True)
@@ -42,7 +37,7 @@ def objective(batch: LogProbBatch, params: SFTParams) -> tuple[torch.Tensor, dic
     return loss, {"logp_demo": batch.logps["demo"].mean().detach()}
 
 
-def sampler(ctx):  # noqa: ANN001, ANN201 - a sampler, see harness.samplers
+def sampler(ctx):  # noqa: ANN001, ANN201 - a sampler, see harness.training.samplers
     return offline_demonstrations(ctx, limit=ctx.params.limit)
 
 

@@ -32,12 +32,7 @@ from alignment_harness_plugins.methods.dpo import dpo_loss
 
 # SPIN samples exactly as GSIL does: n answers of the previous iterate (the round's reference) per demo.
 from alignment_harness_plugins.methods.gsil import sampler
-from harness import hookimpl
-from harness.context import RoundContext
-from harness.data import DEMONSTRATIONS, Row
-from harness.logprobs import LogProbBatch
-from harness.params import param
-from harness.registry import MethodSpec
+from harness import DEMONSTRATIONS, LogProbBatch, MethodSpec, RoundContext, Row, hookimpl, param
 
 PAPER = "Chen et al. 2024, arXiv 2401.01335 (SPIN, ICML 2024); code github.com/uclaml/SPIN"
 

@@ -1,0 +1,12 @@
+"""Speed benchmarks (targets live here, never in timed tests).
+
+``python -m harness.bench`` times generation, reference scoring and training against bare loops
+(``stages``); ``python -m harness.bench.sweep`` a sweep's overhead, ``python -m harness.bench.humaneval``
+the sandbox's per-program cost, ``python -m harness.bench.threads`` thread counts.
+May import: every lower layer (``core`` ... ``authoring``).
+"""
+
+from harness._moved import forward_old_names
+
+# ``harness.bench`` was a module before 0.2; its names still resolve here, with a DeprecationWarning.
+__getattr__ = forward_old_names(__name__, "harness.bench.stages")

@@ -1,0 +1,19 @@
+"""The ``harness`` command (click): one module per group of commands.
+
+``app`` holds the group, ``run``, ``eval`` and the entry point ``main``; ``sweep`` the sweep,
+leaderboard, report and sweeps commands; ``tools`` schema, export and compare; ``datasets`` the
+dataset listing. Commands parse and print; the work is done by the subsystems below.
+May import: every other subsystem.
+"""
+
+from harness._moved import forward_old_names
+
+
+def main() -> None:
+    """The ``harness`` console script (``harness.cli:main``)."""
+    from harness.cli.app import main as app_main
+
+    app_main()
+
+
+__getattr__ = forward_old_names(__name__, "harness.cli.app")

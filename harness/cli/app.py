@@ -1,0 +1,405 @@
+"""The ``harness`` command line: a thin click group over the host."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from tabulate import tabulate
+
+import harness
+from harness.core.errors import HarnessError
+from harness.core.params import describe, parse_set, route_sets
+from harness.core.plugins import PluginHost, get_host, load, set_host
+from harness.core.progress import log, set_quiet, status
+from harness.core.threads import apply_threads, threads_option
+
+
+def _host(ctx: click.Context) -> PluginHost:
+    return ctx.find_root().obj["host"]
+
+
+class HarnessGroup(click.Group):
+    """Loads plugins (and their extra commands) before resolving a sub-command."""
+
+    def _ensure_loaded(self, ctx: click.Context, args: list[str]) -> None:
+        if getattr(self, "_plugins_loaded", False):
+            return
+        adhoc = _peek_plugins(args)
+        host = load(adhoc)
+        for line in host.import_errors:  # quarantined plugins: one warning line each
+            click.echo(f"Warning: {line}", err=True)
+        set_host(host)
+        ctx.ensure_object(dict)["host"] = host
+        host.add_commands(self)
+        self._plugins_loaded = True
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Any unexpected exception is one line plus the path of its traceback (``--debug``: the traceback)."""
+        from harness.core.contract import guarded
+        from harness.core.paths import results_root
+
+        log = results_root() / "logs" / "error.log"
+        return guarded(lambda: super(HarnessGroup, self).invoke(ctx), log)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args[:1] != ["--version"]:
+            try:
+                self._ensure_loaded(ctx, list(args))
+            except HarnessError as exc:
+                exc.show()
+                sys.exit(exc.exit_code)
+        return super().parse_args(ctx, args)
+
+
+def _peek_plugins(args: list[str]) -> list[str]:
+    """The values of the global ``--plugin`` option, read before click parses (commands come from plugins)."""
+    out = []
+    it = iter(args)
+    for a in it:
+        if a == "--plugin":
+            value = next(it, None)
+            if value is not None:
+                out.append(value)
+        elif a.startswith("--plugin="):
+            out.append(a.split("=", 1)[1])
+        elif not a.startswith("-"):
+            break  # the sub-command: its own options follow
+    return out
+
+
+@click.group(cls=HarnessGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(harness.__version__, prog_name="alignment-harness")
+@click.option(
+    "--plugin",
+    "plugins",
+    multiple=True,
+    metavar="MODULE|FILE.py",
+    help="Load an extra plugin (module name or path to a .py file); repeatable. Also: HARNESS_PLUGINS.",
+)
+@click.option("--debug", is_flag=True, help="Show full tracebacks (also: HARNESS_DEBUG=1); by default an error is one "
+              "line and the path of a log with the traceback.")
+@click.option("--quiet", "-q", "quiet_", is_flag=True, help="No progress bars or status lines (any command).")
+@click.option("--results", "results_root", type=click.Path(path_type=Path), default=None, metavar="DIR",
+              help="One folder for the store, run folders, cache and converted models (also: HARNESS_HOME; "
+                   "default ./results).")
+@click.pass_context
+def cli(ctx: click.Context, plugins: tuple[str, ...], debug: bool, quiet_: bool, results_root: Path | None) -> None:
+    """alignment-harness: train and evaluate alignment methods as plugins.
+
+    Methods and benchmarks come from plugins (see `harness plugins`); `harness run` trains and
+    evaluates one cell.
+
+    \b
+    Exit status:
+      0    success (`harness sweep`: every cell of the sweep is done)
+      1    `harness sweep`: some cell failed, now or earlier (--retry-failed reruns them)
+      2    bad input: one line naming the file, key or flag; nothing ran, nothing recorded changed
+      3    `harness sweep`: some cell is not done because another live sweep runs it
+      4    the machine failed (disk full, I/O error): one line; what was recorded is kept
+      130  interrupted (Ctrl-C)
+    """
+    if debug:
+        os.environ["HARNESS_DEBUG"] = "1"  # sub-processes (sweep workers) inherit it
+    if quiet_:
+        set_quiet(True)
+    from harness.core.paths import sync_env, use_results_root
+
+    if results_root is not None:
+        use_results_root(results_root)
+    sync_env()
+    obj = ctx.ensure_object(dict)
+    if "host" not in obj:  # e.g. invoked programmatically
+        obj["host"] = get_host(plugins)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def plugins(ctx: click.Context, as_json: bool) -> None:
+    """List loaded plugins: name, version, hooks and what each registered."""
+    host = _host(ctx)
+    rows = host.describe()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        table = [
+            [r["name"], r["version"] or "", ", ".join(r["hooks"]),
+             "; ".join(f"{k}: {', '.join(v)}" for k, v in r["registered"].items())]
+            for r in rows
+        ]
+        click.echo(tabulate(table, headers=["plugin", "version", "hooks", "registered"]))
+    if host.import_errors:  # already printed, as warnings, when the plugins were loaded
+        ctx.exit(2)
+
+
+def _describe_specs(host: PluginHost, kind: str, as_json: bool, name: str | None) -> None:
+    host.raise_import_errors()
+    specs = host.registry.specs[kind]
+    if name is not None:
+        specs = {name: host.registry.get(kind, name)}
+    out = [
+        {
+            "name": s.name,
+            "description": s.description,
+            "paper": s.paper,
+            "plugin": host.registry.origin[(kind, s.name)],
+            "params": describe(s.params),
+            **({"needs": sorted(s.needs)} if kind == "method" else {}),
+            **({"provides": sorted(s.provides), "version": s.version} if kind == "benchmark" else {}),
+        }
+        for s in sorted(specs.values(), key=lambda s: s.name)
+    ]
+    if as_json:
+        click.echo(json.dumps(out, indent=2, default=str))
+        return
+    for item in out:
+        click.echo(f"{item['name']}  ({item['plugin']})  {item['description']}")
+        click.echo(f"    paper: {item['paper']}")
+        for key in ("needs", "provides"):
+            if key in item:
+                click.echo(f"    {key}: {', '.join(item[key]) or '-'}")
+        for p in item["params"]:
+            click.echo(f"    --set {p['name']}={p['default']!r:<10} {p['type']:<18} {p['help']}")
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def methods(ctx: click.Context, name: str | None, as_json: bool) -> None:
+    """List methods: name, description, paper, parameters with types and defaults."""
+    _describe_specs(_host(ctx), "method", as_json, name)
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def benchmarks(ctx: click.Context, name: str | None, as_json: bool) -> None:
+    """List benchmarks: name, description, source, data they provide, parameters."""
+    _describe_specs(_host(ctx), "benchmark", as_json, name)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def engines(ctx: click.Context, as_json: bool) -> None:
+    """List generation engines and whether each can run here."""
+    host = _host(ctx)
+    specs = list(host.registry.specs["engine"].values())
+    if as_json:
+        click.echo(json.dumps([{"name": s.name, "available": bool(s.available()), "install_hint": s.install_hint,
+                                "description": s.description} for s in specs], indent=2))
+        return
+    rows = [[s.name, "yes" if s.available() else f"no: {s.install_hint}", s.description] for s in specs]
+    click.echo(tabulate(rows, headers=["engine", "available", "description"]))
+
+
+def _split_sets(sets: dict[str, str], host: PluginHost, method: str, benchmark: str) -> dict[str, dict[str, str]]:
+    """Route ``--set`` keys: ``method.k``, ``benchmark.k``, ``train.k`` or a bare key found in exactly one."""
+    from dataclasses import fields
+
+    from harness.training.trainer import TrainConfig
+
+    owners = {
+        "method": {f.name for f in fields(host.registry.method(method, where="--method").params)},
+        "benchmark": {f.name for f in fields(host.registry.benchmark(benchmark, where="--benchmark").params)},
+        "train": {f.name for f in fields(TrainConfig)},
+    }
+    return route_sets(sets, owners)
+
+
+@cli.command()
+@click.option("--model", default="tiny:nano", show_default=True,
+              help="tiny:<preset>, a hub name, a local directory, a .gguf file, or smollm2-135m.")
+@click.option("--method", required=True, help="A method name (see `harness methods`).")
+@click.option("--benchmark", default=None, help="The benchmark that gives training data and is evaluated.")
+@click.option("--data", "data", default=None, metavar="NAME|hf:ORG/NAME|FILE",
+              help="Train on this dataset instead (see `harness datasets`; a local JSON/JSONL/Parquet/CSV file or "
+                   "hf:org/name[:config][@split]), evaluating on the --eval benchmarks only.")
+@click.option("--eval", "evals", multiple=True, help="Also evaluate on this benchmark; repeatable.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override a parameter: method.k, benchmark.k, train.k, or a bare key; repeatable.")
+@click.option("--engine", default="hf", show_default=True, help="Generation engine.")
+@click.option("--dtype", default="float32", show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
+@click.option("--out", "out", type=click.Path(path_type=Path), default=None,
+              help="Directory for the record (default: results/runs/<cell id>).")
+@click.option("--no-resume", "--rerun", "no_resume", is_flag=True,
+              help="Rerun from scratch: ignore an existing checkpoint and results of this cell.")
+@click.option("--quiet", is_flag=True, help="No progress bars or status lines.")
+@click.option("--json", "as_json", is_flag=True, help="Print the record's summary as JSON (stdout) instead of tables.")
+@click.option("--log-to", "log_to", multiple=True, metavar="wandb|mlflow|tensorboard",
+              help="Also log config and per-step metrics there (optional extras); repeatable.")
+@threads_option
+@click.pass_context
+def run(ctx: click.Context, model: str, method: str, benchmark: str | None, data: str | None,
+        evals: tuple[str, ...], seed: int, sets: tuple[str, ...], engine: str, dtype: str, device: str,
+        out: Path | None, no_resume: bool, quiet: bool, as_json: bool, log_to: tuple[str, ...],
+        threads: int | None) -> None:
+    """Train and evaluate one cell: a model, a method, a benchmark (or --data and --eval) and a seed.
+
+    Progress and status go to stderr; the final table (or --json) to stdout."""
+    from harness.sweeps.run import CellConfig, resolve, run_cell
+
+    if quiet:
+        set_quiet(True)
+    from harness.sweeps.tracking import configure
+
+    configure(log_to, "harness-run")
+    apply_threads(threads, model=model)
+
+    host = _host(ctx)
+    host.raise_import_errors()
+    if (benchmark is None) == (data is None):
+        raise HarnessError("give --benchmark NAME (trained on and evaluated), or --data NAME_OR_FILE with "
+                           "--eval BENCH (trained on the data, evaluated on the benchmarks)")
+    if data is not None:
+        from harness.cli.datasets import split_data_sets
+
+        routed = split_data_sets(parse_set(sets), host, method, evals)
+        config = CellConfig(model=model, method=method, benchmark=data, seed=seed, method_params=routed["method"],
+                            benchmark_params=routed["data"], train=routed["train"], eval_benchmarks=tuple(evals),
+                            eval_params={evals[0]: routed["benchmark"]} if routed["benchmark"] else {},
+                            engine=engine, dtype=dtype, device=device, train_data=True)
+        benchmark = data
+    else:
+        routed = _split_sets(parse_set(sets), host, method, benchmark)
+        config = CellConfig(model=model, method=method, benchmark=benchmark, seed=seed,
+                            method_params=routed["method"], benchmark_params=routed["benchmark"],
+                            train=routed["train"], eval_benchmarks=tuple(evals), engine=engine, dtype=dtype,
+                            device=device)
+    cell = resolve(config, host, where="--data" if data is not None else "")
+    from harness.core.paths import results_root
+
+    out = out or results_root() / "runs" / cell.cell_id
+    status(f"cell {cell.cell_id}: {model} x {method} x {benchmark} (seed {seed}) -> {out}")
+    from harness.core.contract import guarded
+
+    record = guarded(lambda: run_cell(cell, host, out_dir=out, resume=not no_resume, progress=not quiet,
+                                      log=log), out / "error.log")
+    if as_json:
+        click.echo(json.dumps({"cell_id": record["cell_id"], "out": str(out), "final": record["final"],
+                               "rounds": record["rounds"], "timings": record["timings"],
+                               "config": record["config"]}, indent=1, default=str))
+        return
+    _print_final(record)
+
+
+@cli.command(name="eval")
+@click.option("--model", default="tiny:nano", show_default=True,
+              help="tiny:<preset>, a hub name, a local directory, a .gguf file, or smollm2-135m.")
+@click.option("--benchmark", "benchmarks_", multiple=True, required=True, help="A benchmark; repeatable.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Benchmark parameter; repeatable.")
+@click.option("--limit", type=int, default=None, help="Evaluate at most this many items of each benchmark.")
+@click.option("--engine", default="hf", show_default=True)
+@click.option("--dtype", default="float32", show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
+@click.option("--out", "out", type=click.Path(path_type=Path), default=None,
+              help="Write metrics and per-item records as JSON here.")
+@click.option("--quiet", is_flag=True, help="No progress bars or status lines.")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON (stdout).")
+@threads_option
+@click.pass_context
+def eval_(ctx: click.Context, model: str, benchmarks_: tuple[str, ...], seed: int, sets: tuple[str, ...],
+          limit: int | None, engine: str, dtype: str, device: str, out: Path | None, quiet: bool, as_json: bool,
+          threads: int | None) -> None:
+    """Evaluate a model on benchmarks, without training (baseline rows)."""
+    from harness.sweeps.run import evaluate_model
+
+    if quiet:
+        set_quiet(True)
+    apply_threads(threads, model=model)
+
+    host = _host(ctx)
+    host.raise_import_errors()
+    records: list[dict[str, Any]] = []
+    metrics = evaluate_model(host, model, list(benchmarks_), parse_set(sets), seed=seed, engine=engine,
+                             dtype=dtype, device=device, log=log, limit=limit, records=records)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"model": model, "metrics": metrics, "records": records}, indent=1, default=str))
+    if as_json:
+        click.echo(json.dumps({"model": model, "metrics": metrics}, indent=1))
+        return
+    click.echo(tabulate(sorted(metrics.items()), headers=["metric", "value"], floatfmt=".4f"))
+
+
+@cli.command()
+@click.argument("prompt")
+@click.option("--model", default="tiny:nano", show_default=True)
+@click.option("--max-new-tokens", default=128, show_default=True)
+@click.option("--temperature", default=0.0, show_default=True)
+@click.option("--raw", is_flag=True, help="Do not apply the chat template.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
+@click.option("--quiet", is_flag=True, help="No status lines.")
+@click.option("--json", "as_json", is_flag=True, help="Print {prompt, model, text, finish_reason} as JSON.")
+@threads_option
+@click.pass_context
+def generate(ctx: click.Context, prompt: str, model: str, max_new_tokens: int, temperature: float, raw: bool,
+             seed: int, device: str, quiet: bool, as_json: bool, threads: int | None) -> None:
+    """Answer one prompt with a model (chat template applied when the tokenizer has one)."""
+    from harness.models.loading import load_model
+    from harness.sweeps.run import _loading
+
+    if quiet:
+        set_quiet(True)
+    host = _host(ctx)
+    apply_threads(threads, model=model)
+    with _loading(model):
+        loaded = load_model(model, seed=seed, device=device)
+    engine = host.registry.engine("hf").factory(loaded)
+    out = engine.generate([loaded.encoder.prompt(prompt, raw=raw)], max_new_tokens=max_new_tokens,
+                          temperature=temperature, seed=seed)
+    if as_json:
+        click.echo(json.dumps({"prompt": prompt, "model": model, "text": out[0][0].text,
+                               "finish_reason": out[0][0].finish_reason}))
+        return
+    click.echo(out[0][0].text)
+
+
+def _print_final(record: dict[str, Any]) -> None:
+    names = sorted({k for r in record["rounds"] for k in r["metrics"]})
+    table = [[r["round"], *[r["metrics"].get(n) for n in names]] for r in record["rounds"]]
+    click.echo("")
+    click.echo(tabulate(table, headers=["round", *names], floatfmt=".4f"))
+    t = record["timings"]
+    click.echo(f"\ntrain {t['train_s']:.1f} s, eval {t['eval_s']:.1f} s, total {t['total_s']:.1f} s")
+
+
+from harness.cli import sweep as cli_sweep  # noqa: E402 - sweep, leaderboard, report, sweeps attach to the group
+
+cli_sweep.register(cli)
+from harness.authoring import checkplugin, scaffold  # noqa: E402, I001 - check-plugin and new, in their own modules
+
+checkplugin.register(cli)
+scaffold.register(cli)
+from harness.cli import tools as cli_tools  # noqa: E402 - schema, export, compare
+
+cli_tools.register(cli)
+
+from harness.cli import datasets as cli_datasets  # noqa: E402 - `harness datasets`
+
+cli_datasets.register(cli)
+
+
+def main() -> None:
+    """Console entry point. A closed pipe (``harness methods | head -1``) ends the process quietly, the way
+    Unix tools end (SIGPIPE), instead of click's exit 1 with a BrokenPipeError."""
+    import signal
+
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    cli(prog_name="harness")
+
+
+if __name__ == "__main__":
+    main()

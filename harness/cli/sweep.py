@@ -1,0 +1,339 @@
+"""The sweep commands: ``harness sweep``, ``harness leaderboard``, ``harness report``, ``harness sweeps``.
+
+``harness.cli.app`` calls :func:`register` at import, which attaches them to its group.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+from tabulate import tabulate
+
+from harness.core.errors import HarnessError
+
+STORE_HELP = "Results database (default: $HARNESS_RESULTS/harness.db, i.e. results/harness.db)."
+
+# The exit statuses of `harness sweep` (and, for 2 and 4, of every command); listed in `harness --help`.
+EXIT_DONE, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_UNFINISHED, EXIT_OS_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+
+
+class SystemFailure(click.ClickException):
+    """The machine, not the input: a full disk, an I/O error. One line, exit 4; what was recorded is kept."""
+
+    exit_code = EXIT_OS_ERROR
+
+
+@contextmanager
+def os_errors(what: str) -> Iterator[None]:
+    """Turn a full disk or another OS/SQLite I/O error into one line (exit 4) instead of a traceback."""
+    try:
+        yield
+    except HarnessError:
+        raise
+    except sqlite3.DatabaseError as exc:
+        if not isinstance(exc, sqlite3.OperationalError):
+            raise SystemFailure(f"{what}: the results database is damaged ({exc}); copy the file and run "
+                                f"`sqlite3 FILE .recover`") from None
+        raise SystemFailure(f"{what}: the results database failed ({exc}); the cells recorded so far are "
+                            f"kept; fix the cause (e.g. free disk space) and rerun to resume") from None
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        raise SystemFailure(f"{what}:{where} {exc.strerror or exc}; the cells recorded so far are kept; fix the "
+                            f"cause (e.g. free disk space) and rerun to resume") from None
+
+
+def _warn(db: Any) -> None:
+    for warning in getattr(db, "warnings", []):
+        click.echo(f"warning: {warning}", err=True)
+
+
+def failed_lines(db: Any, sweep_id: str | None) -> list[str]:
+    """Lines listing a sweep's failed (and not yet done) cells, for under its leaderboard table."""
+    sweep = db.sweep(sweep_id)
+    cells = db.cells(sweep["id"])
+    failed = [c for c in cells if c["status"] == "failed"]
+    todo = [c for c in cells if c["status"] in ("pending", "running")]
+    out = []
+    if failed:
+        out.append(f"{len(failed)} of {len(cells)} cells failed (not in the table; --retry-failed reruns them):")
+        out += [f"  {c['id']}  {c['label']}  {c['benchmark']}  seed={c['seed']}: {(c['error'] or '')[:200]}"
+                for c in failed]
+    if todo:
+        out.append(f"{len(todo)} of {len(cells)} cells not run yet (pending or running)")
+    return out
+
+
+def _store_path(store: Path | None) -> Path:
+    from harness.sweeps.store import default_store_path
+
+    return store or default_store_path()
+
+
+def _host(ctx: click.Context):  # noqa: ANN202 - harness.core.plugins.PluginHost
+    from harness.core.plugins import get_host
+
+    obj = ctx.find_root().obj or {}
+    return obj.get("host") or get_host()
+
+
+def _adhoc_plugins(ctx: click.Context) -> list[str]:
+    """The group's ``--plugin`` values (workers load the same plugins; HARNESS_PLUGINS they inherit)."""
+    return list(ctx.find_root().params.get("plugins") or ())
+
+
+def _reset_for_rerun(db: Any, suite: Any) -> None:
+    """``--rerun``: the suite's done and failed cells become pending, their folders are cleared."""
+    import shutil
+
+    from harness.core.identity import reset_cells
+    from harness.sweeps.sweep import cell_dir
+
+    for cid in reset_cells(db, [c.id for c in suite.cells]):
+        shutil.rmtree(cell_dir(db, cid), ignore_errors=True)
+
+
+@click.command()
+@click.argument("suite_file", metavar="SUITE", type=click.Path(path_type=Path))
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override the suite before expansion (TOML value): train.steps=5, methods.dpo.beta=0.2, "
+                   "seeds=[0]; repeatable.")
+@click.option("--dry-run", is_flag=True, help="Expand and validate only: print the cells, load no model.")
+@click.option("--store", type=click.Path(path_type=Path), default=None, help=STORE_HELP)
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True)
+@click.option("--jobs", type=int, default=None, help="Cells at once (local: worker processes). Default: the "
+              "suite's `jobs`, else 1 (ray: as many as the cluster fits).")
+@click.option("--threads", type=int, default=None,
+              help="Torch threads per local worker. Default: the suite's `threads`, else 1 for tiny: models and "
+                   "machines with <= 4 cores, else cores // jobs (see harness/core/threads.py).")
+@click.option("--cell-timeout", type=float, default=None, metavar="SECONDS",
+              help="Kill a cell after this long and mark it failed (default: the suite's cell_timeout, else none).")
+@click.option("--retry-failed", is_flag=True, help="Rerun cells that failed before (done cells are always kept).")
+@click.option("--rerun", is_flag=True, help="Rerun every cell of the suite from scratch, done ones included (their "
+              "stored results are replaced). A cell whose plugin code changed reruns without it.")
+@click.option("--cache", "cache_dir", default=None, metavar="DIR|off",
+              help="Cache of warm starts, reference log-probs and samples shared by cells (default: $HARNESS_CACHE, "
+                   "i.e. results/cache); 'off' computes everything in every cell.")
+@click.option("--address", default=None, help="ray: join the cluster at this address (default: start a local one).")
+@click.option("--num-cpus", type=float, default=None, help="ray: CPUs per cell (default: suite [resources], else 1).")
+@click.option("--num-gpus", type=float, default=None, help="ray: GPUs per cell (default: suite [resources], else 0).")
+@click.option("--format", "fmt", default="table", show_default=True,
+              type=click.Choice(["table", "markdown", "csv", "latex", "html", "json"]),
+              help="Format of the leaderboard printed at the end.")
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json: only JSON on stdout.")
+@click.option("--quiet", is_flag=True, help="No live status lines (log lines and the summary still go to stderr).")
+@click.option("--max-cells", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Allow a grid of up to N cells (default 10,000; larger suites are refused before expansion).")
+@click.option("--log-to", "log_to", multiple=True, metavar="wandb|mlflow|tensorboard",
+              help="Log each cell as a run there, grouped by the suite's name (optional extras); repeatable.")
+@click.pass_context
+def sweep(ctx: click.Context, suite_file: Path, sets: tuple[str, ...], dry_run: bool, store: Path | None,
+          executor: str, jobs: int | None, threads: int | None, cell_timeout: float | None, retry_failed: bool,
+          rerun: bool, cache_dir: str | None, address: str | None, num_cpus: float | None, num_gpus: float | None,
+          fmt: str, as_json: bool, quiet: bool, max_cells: int | None, log_to: tuple[str, ...]) -> None:
+    """Run a suite file: every cell not done yet, one process per cell; then print the leaderboard.
+
+    While cells run, a live line per running cell shows its round, step, total steps and ETA (refreshed
+    in place on a terminal, else printed every 10 s). A killed sweep, run again, resumes: done cells are
+    kept and a cell that was running continues from its last round's checkpoint.
+
+    Every value is checked before any cell starts (ranges, paths, the suite's baseline, the grid's size).
+
+    \b
+    Exit status:
+      0    every cell of the sweep is done (also those done before)
+      1    some cell failed, in this run or earlier (--retry-failed reruns them)
+      2    bad input: one line naming the file, key or flag; nothing ran, the store is unchanged
+      3    some cell is not done: another live sweep runs it (rerun once it ends)
+      4    the machine failed (disk full, I/O error): one line; the cells recorded so far are kept
+      130  interrupted (Ctrl-C): running cells were given back; rerun to resume
+
+    Status (live lines, log, summary) goes to stderr, the leaderboard to stdout.
+    """
+    import json
+    import sys
+
+    from harness.core.progress import set_quiet
+    from harness.sweeps import checks
+    from harness.sweeps.suite import load_suite
+
+    fmt = "json" if as_json else fmt
+    if quiet:
+        set_quiet(True)
+    if store is not None and not (os.environ.get("HARNESS_HOME") or os.environ.get("HARNESS_RESULTS")):
+        from harness.core.paths import use_results_root
+
+        use_results_root(Path(store).expanduser().resolve().parent)  # cache and models beside the store
+    if log_to:  # before the fork server starts: workers inherit the choice
+        from harness.sweeps.suite import tomllib
+        from harness.sweeps.tracking import configure
+
+        try:
+            group = str(tomllib.loads(Path(suite_file).read_text()).get("name") or Path(suite_file).stem)
+        except (OSError, ValueError):
+            group = Path(suite_file).stem
+        configure(log_to, group)
+
+    checks.check_count(jobs, "--jobs")
+    checks.check_count(threads, "--threads")
+    if cell_timeout is not None and cell_timeout <= 0:
+        raise HarnessError(f"--cell-timeout {cell_timeout:g}: give a positive number of seconds")
+    if not dry_run:
+        checks.check_options(jobs=jobs, threads=threads, cache=cache_dir, store=_store_path(store))
+    if not dry_run and executor == "local":
+        from harness.sweeps.executors import prestart
+
+        prestart()
+    host = _host(ctx)
+    suite = load_suite(suite_file, host, sets, max_cells=max_cells)
+    for warning in suite.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if dry_run:
+        if fmt == "json":
+            click.echo(json.dumps({"sweep": suite.id, "valid": True, "cells": [
+                {"cell": c.id, "model": c.config.model, "method": c.label, "benchmark": c.config.benchmark,
+                 "seed": c.config.seed} for c in suite.cells]}, indent=1))
+            return
+        rows = [[c.id, c.config.model, c.label, c.config.benchmark, c.config.seed] for c in suite.cells]
+        click.echo(tabulate(rows, headers=["cell", "model", "method", "benchmark", "seed"]))
+        click.echo(f"\n{len(suite.cells)} cells in sweep {suite.id} ({suite_file}); valid")
+        return
+
+    from harness.results.leaderboard import build, render
+    from harness.sweeps.executors import make_executor
+    from harness.sweeps.store import Store
+    from harness.sweeps.sweep import LiveStatus, run_sweep
+
+    jobs = jobs or suite.data.get("jobs")
+    res = suite.resources
+    ex = make_executor(executor, jobs=jobs, address=address,
+                       num_cpus=num_cpus if num_cpus is not None else res.get("num_cpus", 1),
+                       num_gpus=num_gpus if num_gpus is not None else res.get("num_gpus", 0))
+    from harness.core.threads import default_threads
+
+    models = {c.config.model for c in suite.cells}
+    threads = threads or suite.data.get("threads") or default_threads(
+        jobs or 1, model=models.pop() if len(models) == 1 else None)
+    from harness.core.cache import cache_disabled
+
+    if cache_dir is not None and not cache_disabled(cache_dir):
+        cache_dir = str(Path(cache_dir).resolve())
+    live = LiveStatus(sys.stderr)
+    if quiet:
+        live.show = lambda lines: None  # type: ignore[method-assign]
+    with os_errors(f"sweep {suite.id}"), Store(_store_path(store)) as db:
+        _warn(db)
+        if rerun:
+            _reset_for_rerun(db, suite)
+        try:
+            summary = run_sweep(suite, db, ex, retry_failed=retry_failed, cell_timeout=cell_timeout, threads=threads,
+                                plugins=_adhoc_plugins(ctx), log=live.log, status=live.show, cache=cache_dir)
+        except KeyboardInterrupt:
+            live.close()
+            click.echo(f"\ninterrupted: running cells were given back; `harness sweep {suite_file}` resumes",
+                       err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+        finally:
+            live.close()
+        click.echo("", err=True)
+        for line in summary.lines():
+            click.echo(line, err=True)
+        click.echo("", err=True)
+        click.echo(render(build(db, suite.id), fmt))
+        _print_failed(db, suite.id, fmt)
+    ctx.exit(summary.exit_code())
+
+
+def _print_failed(db: Any, sweep_id: str | None, fmt: str) -> None:
+    """The failed cells under the table (on stderr for machine formats, so the output stays parseable)."""
+    lines = failed_lines(db, sweep_id)
+    if lines:
+        machine = fmt in ("csv", "json", "html", "latex")
+        if not machine:
+            click.echo("")
+        for line in lines:
+            click.echo(line, err=machine)
+
+
+@click.command()
+@click.option("--sweep", "sweep_id", default=None, help="Sweep id or unique prefix (default: the latest).")
+@click.option("--store", type=click.Path(path_type=Path), default=None, help=STORE_HELP)
+@click.option("--format", "fmt", default="table", show_default=True,
+              type=click.Choice(["table", "markdown", "csv", "latex", "html", "json"]))
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@click.option("--baseline", default=None, metavar="METHOD",
+              help="Add differences to this method label, paired by seed (default: the suite's).")
+@click.option("--metric", "metrics", multiple=True,
+              help="Only this metric (name or benchmark/name); repeatable. Default: the suite's, else all.")
+@click.option("--all-metrics", is_flag=True, help="Every metric, whatever the suite lists.")
+def leaderboard(sweep_id: str | None, store: Path | None, fmt: str, as_json: bool, baseline: str | None,
+                metrics: tuple[str, ...], all_metrics: bool) -> None:
+    """Print a sweep's leaderboard: mean ± 95% CI over seeds, ranks, the best marked."""
+    from harness.results.leaderboard import build, render
+    from harness.sweeps.store import Store
+
+    fmt = "json" if as_json else fmt
+    with os_errors("leaderboard"), Store(_store_path(store), readonly=True) as db:
+        _warn(db)
+        lb = build(db, sweep_id, metrics=list(metrics) or (["*"] if all_metrics else None), baseline=baseline)
+        click.echo(render(lb, fmt))
+        _print_failed(db, sweep_id, fmt)
+
+
+@click.command()
+@click.option("--sweep", "sweep_id", default=None, help="Sweep id or unique prefix (default: the latest).")
+@click.option("--store", type=click.Path(path_type=Path), default=None, help=STORE_HELP)
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Folder for report.html and its PNGs, or the .html file to write (default: "
+                   "results/<sweep>/report.html, next to the store).")
+@click.option("--baseline", default=None, metavar="METHOD", help="Add the paired table for this method label.")
+@click.option("--metric", "metrics", multiple=True, help="Only this metric; repeatable.")
+@click.option("--json", "as_json", is_flag=True, help='Print {"report": path} as JSON.')
+def report(sweep_id: str | None, store: Path | None, out: Path | None, baseline: str | None,
+           metrics: tuple[str, ...], as_json: bool) -> None:
+    """Write an HTML report of a sweep (default: the latest): the leaderboard, bar charts with 95% CIs,
+    learning curves over steps (loss) and rounds (eval metrics), and action distributions where a
+    benchmark records them. Prints the report's path."""
+    from harness.results.report import write_report
+    from harness.sweeps.store import Store
+
+    with os_errors("report"), Store(_store_path(store), readonly=True) as db:
+        _warn(db)
+        index = write_report(db, sweep_id, out, metrics=list(metrics) or None, baseline=baseline)
+    if as_json:
+        import json
+
+        click.echo(json.dumps({"report": str(index)}))
+        return
+    click.echo(f"report: {index}")
+
+
+@click.command(name="sweeps")
+@click.option("--store", type=click.Path(path_type=Path), default=None, help=STORE_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def sweeps_(store: Path | None, as_json: bool) -> None:
+    """List the sweeps in a results database, newest first, with their cell counts."""
+    from harness.sweeps.store import Store
+
+    with os_errors("sweeps"), Store(_store_path(store), readonly=True) as db:
+        _warn(db)
+        if as_json:
+            import json
+
+            click.echo(json.dumps([dict(s) for s in db.sweeps()], indent=1, default=str))
+            return
+        rows = [[s["id"], s["suite_path"] or "", s["cells"], s["done"], s["failed"], s["pending"] + s["running"],
+                 time.strftime("%Y-%m-%d %H:%M", time.localtime(s["updated_at"]))] for s in db.sweeps()]
+    click.echo(tabulate(rows, headers=["sweep", "suite", "cells", "done", "failed", "to do", "updated"]))
+
+
+def register(cli: click.Group) -> None:
+    """Attach the sweep commands to the ``harness`` group."""
+    for cmd in (sweep, leaderboard, report, sweeps_):
+        cli.add_command(cmd)

@@ -1,0 +1,108 @@
+"""Extra commands: ``harness schema`` (and the browse/compare commands of :mod:`harness.results.export` and
+:mod:`harness.results.compare`). ``harness.cli.app`` calls :func:`register` at import."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+
+def _host(ctx: click.Context):  # noqa: ANN202 - harness.core.plugins.PluginHost
+    from harness.core.plugins import get_host
+
+    obj = ctx.find_root().obj or {}
+    return obj.get("host") or get_host()
+
+
+@click.command()
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Write it here (default: stdout).")
+@click.pass_context
+def schema(ctx: click.Context, out: Path | None) -> None:
+    """Print the JSON Schema of the suite format (for editors), for the plugins loaded here."""
+    from harness.sweeps.suite_schema import suite_schema
+
+    text = json.dumps(suite_schema(_host(ctx)), indent=1) + "\n"
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+        click.echo(f"schema: {out}", err=True)
+
+
+STORE_HELP = "Results database (default: <results root>/harness.db)."
+
+
+def _store(store: Path | None) -> Path:
+    from harness.sweeps.store import default_store_path
+
+    return store or default_store_path()
+
+
+@click.command()
+@click.option("--sweep", "sweep_id", default=None, help="Sweep id or unique prefix (default: the latest).")
+@click.option("--store", type=click.Path(path_type=Path), default=None, help=STORE_HELP)
+@click.option("--format", "fmt", type=click.Choice(["inspect", "html"]), default="inspect", show_default=True,
+              help="inspect: one inspect_ai log per cell and benchmark (`inspect view --log-dir OUT`); html: one "
+                   "searchable page of every item.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Folder (inspect) or .html file (default: <store folder>/<sweep>/inspect or items.html).")
+@click.option("--json", "as_json", is_flag=True, help="Print the written paths as JSON.")
+def export(sweep_id: str | None, store: Path | None, fmt: str, out: Path | None, as_json: bool) -> None:
+    """Export a sweep's per-item records (prompt, completion, target, score, judge output) for browsing."""
+    from harness.results.export import export_html, export_inspect
+    from harness.sweeps.store import Store
+
+    with Store(_store(store), create=False) as db:
+        sid = db.sweep(sweep_id)["id"]
+        base = Path(db.path).parent / sid
+        if fmt == "inspect":
+            paths = export_inspect(db, sid, out or base / "inspect")
+        else:
+            paths = [export_html(db, sid, out or base / "items.html")]
+    if as_json:
+        click.echo(json.dumps([str(p) for p in paths]))
+        return
+    for p in paths:
+        click.echo(str(p))
+    if fmt == "inspect":
+        click.echo(f"{len(paths)} logs; browse with: inspect view --log-dir {paths[0].parent if paths else out}",
+                   err=True)
+
+
+@click.command()
+@click.argument("sweep_a")
+@click.argument("sweep_b")
+@click.option("--store", type=click.Path(path_type=Path), default=None, help=STORE_HELP)
+@click.option("--store-b", type=click.Path(path_type=Path), default=None, help="SWEEP_B's store (default: --store).")
+@click.option("--metric", "metrics", multiple=True, help="Only this metric (name or benchmark/name); repeatable.")
+@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "html", "json"]), default="table",
+              show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+def compare(sweep_a: str, sweep_b: str, store: Path | None, store_b: Path | None, metrics: tuple[str, ...],
+            fmt: str, as_json: bool) -> None:
+    """Compare two sweeps row by row: B - A per metric with a 95% CI, paired by seed where the rows match."""
+    from harness.results.compare import compare as run_compare
+    from harness.results.compare import render
+    from harness.sweeps.store import Store
+
+    with Store(_store(store), create=False) as db:
+        if store_b is not None and store_b != store:
+            from harness.results.compare import compare_stores
+
+            with Store(store_b, create=False) as db_b:
+                result = compare_stores(db, sweep_a, db_b, sweep_b, list(metrics))
+        else:
+            result = run_compare(db, sweep_a, sweep_b, list(metrics))
+    if as_json or fmt == "json":
+        click.echo(json.dumps(result, indent=1))
+    else:
+        click.echo(render(result, fmt))
+
+
+def register(cli: click.Group) -> None:
+    """Attach the extra commands to the ``harness`` group."""
+    for cmd in (schema, export, compare):
+        cli.add_command(cmd)

@@ -1,0 +1,9 @@
+"""The plugin contract and the host's ground floor: what every other subsystem stands on.
+
+Owns the hook specifications (``hookspecs``), the registry of specs (``registry``: ``MethodSpec``,
+``BenchmarkSpec``, ``DatasetSpec``, ``EngineSpec``), the plugin manager (``plugins``: discovery,
+quarantine), typed parameters (``params``), the data types rows are made of (``data``), the contexts
+hooks receive (``context``), the objective contract (``contract``), errors, paths, threads, progress,
+the content-addressed cache (``cache``) and cell identity from plugin code (``identity``).
+May import: nothing else of the harness (only ``TYPE_CHECKING`` imports for annotations).
+"""

@@ -1,0 +1,114 @@
+"""Data types that flow between benchmarks, samplers, engines and the trainer.
+
+Everything the trainer sees is token ids: a benchmark turns its text into a :class:`Prompt` (ids plus
+the text and whatever it needs later to score, in ``meta``), samplers pair prompts with responses
+into :class:`Row` objects, and the log-prob engine turns a batch of rows into a
+:class:`~harness.models.logprobs.LogProbBatch` for the method's objective.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.core.errors import HarnessError
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A tokenised prompt. ``meta`` carries what scoring needs (a reference answer, tests, an id)."""
+
+    ids: tuple[int, ...]
+    text: str = ""
+    meta: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class Sequence:
+    """A prompt and one response to it, as token ids (the response excludes the prompt)."""
+
+    prompt: Prompt
+    response: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A preference pair: ``chosen`` is preferred over ``rejected`` for ``prompt``."""
+
+    prompt: Prompt
+    chosen: tuple[int, ...]
+    rejected: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One generated response: its token ids, decoded text and why generation stopped."""
+
+    prompt: Prompt
+    ids: tuple[int, ...]
+    text: str
+    finish_reason: str = "length"  # "stop" (stop string or EOS) | "length"
+
+    def as_sequence(self) -> Sequence:
+        return Sequence(self.prompt, self.ids)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One training example of a method: named sequences (roles) and named scalars.
+
+    SFT uses ``{"demo": ...}``; DPO ``{"chosen": ..., "rejected": ...}``; GSIL ``{"real": ...,
+    "generated": ...}``; a policy-gradient method ``{"sample": ...}`` with ``values={"reward": r}``.
+    Every row of one training set has the same roles and value names.
+    """
+
+    seqs: Mapping[str, Sequence]
+    values: Mapping[str, float] = field(default_factory=dict)
+
+
+# Data kinds a benchmark can provide and a method can need.
+DEMONSTRATIONS = "demonstrations"  # list[Sequence]
+PREFERENCES = "preferences"  # list[Pair]
+PROMPTS = "prompts"  # list[Prompt]
+REWARD = "reward"  # a reward(prompt, completion) -> float function
+DATA_KINDS = (DEMONSTRATIONS, PREFERENCES, PROMPTS, REWARD)
+
+
+def read_jsonl(path: str | Path, *, required: tuple[str, ...] = (),
+               types: dict[str, type | tuple[type, ...]] | None = None) -> Iterator[dict[str, Any]]:
+    """Yield the rows of a JSONL file; a line that is not UTF-8 (with its byte offset), not JSON, or
+    lacks a field (or has one of the wrong type, per ``types``) is a one-line error naming file:line."""
+    path = Path(path)
+    if not path.exists():
+        raise HarnessError(f"{path}: no such file; pass an existing local JSONL path")
+    offset = 0
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise HarnessError(f"{path}:{lineno}: not UTF-8 text (byte offset {offset + exc.start}); save the "
+                                   f"file as UTF-8") from None
+            offset += len(raw)
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise HarnessError(f"{path}:{lineno}: not valid JSON ({exc.msg}); fix or remove the line") from None
+            if not isinstance(row, dict):
+                raise HarnessError(f"{path}:{lineno}: expected a JSON object per line")
+            missing = [k for k in required if k not in row]
+            if missing:
+                raise HarnessError(
+                    f"{path}:{lineno}: missing field(s) {', '.join(missing)}; each row needs {', '.join(required)}"
+                )
+            for k, kind in (types or {}).items():
+                if k in row and (not isinstance(row[k], kind) or isinstance(row[k], bool) and kind is not bool):
+                    names = " or ".join(t.__name__ for t in (kind if isinstance(kind, tuple) else (kind,)))
+                    raise HarnessError(f"{path}:{lineno}: field {k} is {json.dumps(row[k])[:40]}, expected {names}; "
+                                       f"fix or remove the line")
+            yield row

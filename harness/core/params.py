@@ -1,0 +1,181 @@
+"""Frozen parameter dataclasses and strict overrides (defaults -> suite file -> ``--set k=v``).
+
+A method's or benchmark's parameters are a frozen dataclass with defaults; a field's
+``metadata["help"]`` is its one-line description. Overrides are strict: an unknown key lists the valid
+keys, a wrong type names the expected one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from typing import Any, Union
+
+from harness.core.errors import HarnessError, did_you_mean
+
+
+def param(default: Any, help: str = "", **kwargs: Any) -> Any:
+    """A dataclass field with a default and a one-line help text."""
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("use a tuple or a frozen value as a parameter default")
+    return dataclasses.field(default=default, metadata={"help": help, **kwargs})
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(cls)}
+
+
+def type_name(tp: Any) -> str:
+    """A readable name for a type annotation (``float``, ``int | None``, ``'a' | 'b'``)."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " | ".join(type_name(a) for a in typing.get_args(tp))
+    if origin is tuple:
+        args = typing.get_args(tp)
+        return f"tuple[{', '.join(type_name(a) for a in args)}]"
+    if tp is type(None):
+        return "None"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, from_string: bool) -> Any:
+    """Convert ``value`` to ``tp`` or raise ValueError. Strings come from ``--set``."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin is typing.Literal:
+        for choice in typing.get_args(tp):
+            if value == choice or (from_string and str(choice) == value):
+                return choice
+        raise ValueError
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if type(None) in args and (value is None or (from_string and value.lower() in ("none", "null"))):
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, from_string)
+            except ValueError:
+                continue
+        raise ValueError
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if from_string:
+            value = [v.strip() for v in value.split(",") if v.strip()] if value.strip() else []
+        if not isinstance(value, (list, tuple)):
+            raise ValueError
+        inner = args[0] if args else Any
+        return tuple(_coerce(v, inner, from_string) for v in value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if from_string and value.lower() in ("true", "1", "yes", "on"):
+            return True
+        if from_string and value.lower() in ("false", "0", "no", "off"):
+            return False
+        raise ValueError
+    if tp is int:
+        if isinstance(value, bool):
+            raise ValueError
+        if isinstance(value, int):
+            return value
+        if from_string:
+            return int(value)
+        raise ValueError
+    if tp is float:
+        if isinstance(value, bool):
+            raise ValueError
+        if isinstance(value, (int, float)):
+            return float(value)
+        if from_string:
+            return float(value)
+        raise ValueError
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ValueError
+    if isinstance(tp, type) and isinstance(value, tp):
+        return value
+    raise ValueError
+
+
+def apply_overrides(params: Any, overrides: Mapping[str, Any], *, where: str, from_string: bool = False) -> Any:
+    """Return a copy of the frozen dataclass ``params`` (or class) with ``overrides`` applied, strictly."""
+    if isinstance(params, type):
+        params = params()
+    fields = _field_types(type(params))
+    changes = {}
+    for key, value in overrides.items():
+        if key not in fields:
+            valid = ", ".join(fields) or "(none)"
+            raise HarnessError(f"{where}: unknown parameter '{key}'{did_you_mean(key, fields)}; valid keys: {valid}")
+        try:
+            changes[key] = _coerce(value, fields[key], from_string and isinstance(value, str))
+        except (ValueError, TypeError):
+            raise HarnessError(
+                f"{where}: parameter '{key}' expects {type_name(fields[key])}, got {value!r}"
+            ) from None
+    return dataclasses.replace(params, **changes)
+
+
+def parse_set(items: Iterable[str], where: str = "--set") -> dict[str, str]:
+    """Parse ``key=value`` strings (values stay strings; :func:`apply_overrides` converts them)."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise HarnessError(f"{where}: expected key=value, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def describe(cls: type) -> list[dict[str, Any]]:
+    """Name, type, default and help of each parameter, for ``harness methods`` and docs."""
+    types_ = _field_types(cls)
+    return [
+        {
+            "name": f.name,
+            "type": type_name(types_[f.name]),
+            "default": f.default if f.default is not dataclasses.MISSING else None,
+            "help": f.metadata.get("help", ""),
+        }
+        for f in dataclasses.fields(cls)
+    ]
+
+
+def as_dict(params: Any) -> dict[str, Any]:
+    """A frozen params dataclass as a plain dict (tuples become lists, for JSON)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(params).items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class NoParams:
+    """For plugins without parameters."""
+
+
+def route_sets(sets: Mapping[str, str], owners: Mapping[str, set[str]], hint: str = "") -> dict[str, dict[str, str]]:
+    """Route ``--set`` keys to their owners (e.g. method, benchmark, train): ``owner.key`` explicitly, or a bare
+    key that exactly one owner has; ambiguous or unknown keys are one-line errors (``hint`` ends the latter)."""
+    out: dict[str, dict[str, str]] = {k: {} for k in owners}
+    for key, value in sets.items():
+        scope, dot, rest = key.partition(".")
+        if dot and scope in owners:
+            out[scope][rest] = value
+            continue
+        found = [s for s, names in owners.items() if key in names]
+        if len(found) > 1:
+            raise HarnessError(f"--set {key}: ambiguous, it is a {' and a '.join(found)} parameter; write "
+                               f"{found[0]}.{key}=... or {found[1]}.{key}=...")
+        if not found:
+            valid = sorted(f"{s}.{n}" for s, names in owners.items() for n in names)
+            raise HarnessError(f"--set {key}: unknown parameter{did_you_mean(key, [v.split('.')[1] for v in valid])};"
+                               f" valid keys: {', '.join(valid)}{hint}")
+        out[found[0]][key] = value
+    return out

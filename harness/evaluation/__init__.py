@@ -1,0 +1,8 @@
+"""Services benchmarks use to score a model: the LLM judge and the code sandbox.
+
+Owns the judge (``judge``: MT-Bench-style prompts, rating parsing, a judgment cache) and the sandbox
+that runs model-written programs (``sandbox`` and its parts: ``sandbox_bwrap`` worlds under bubblewrap,
+``sandbox_pool`` of warm worlds, ``sandbox_slots`` for uids and cgroups, ``sandbox_launcher`` the weak
+fallback). Benchmarks themselves are plugins (``plugins/benchmarks``).
+May import: ``harness.core``, ``harness.models``, ``harness.engines``.
+"""

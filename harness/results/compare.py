@@ -1,0 +1,95 @@
+"""``harness compare SWEEP_A SWEEP_B``: the same rows and metrics of two sweeps side by side.
+
+Rows are matched by (model, method label, training benchmark) and metrics by ``benchmark/metric``. Where
+both sweeps have the same seeds of a row, the difference B - A is **paired** by seed (mean of per-seed
+differences, 95% t-interval over them); otherwise it is the difference of the means with a Welch
+interval (``paired`` says which). ``significant`` is false when the interval covers 0 (or there is no
+interval: fewer than two seeds).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from harness.results.leaderboard import Stat, t_quantile
+from harness.sweeps.store import Store
+
+
+def _values(db: Store, sweep_id: str) -> tuple[str, dict[tuple[str, str, str, str], dict[int, float]]]:
+    sid = db.sweep(sweep_id)["id"]
+    out: dict[tuple[str, str, str, str], dict[int, float]] = defaultdict(dict)
+    for r in db.final_metrics(sid):
+        if r["value"] is not None:
+            out[(r["model"], r["label"], r["train_benchmark"], f"{r['benchmark']}/{r['metric']}")][r["seed"]] = r["value"]
+    return sid, out
+
+
+def _welch(a: list[float], b: list[float]) -> float | None:
+    if len(a) < 2 or len(b) < 2:
+        return None
+    va = sum((x - sum(a) / len(a)) ** 2 for x in a) / (len(a) - 1) / len(a)
+    vb = sum((x - sum(b) / len(b)) ** 2 for x in b) / (len(b) - 1) / len(b)
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return 0.0
+    df = (va + vb) ** 2 / ((va**2 / (len(a) - 1)) + (vb**2 / (len(b) - 1)))
+    return t_quantile(0.975, df) * se
+
+
+def compare(db: Store, sweep_a: str, sweep_b: str, metrics: Sequence[str] = ()) -> dict[str, Any]:
+    """Rows ``{model, label, benchmark, metric, a, b, diff, half, n, paired, significant}`` for every row
+    and metric the two sweeps share (``metrics``: only these names or benchmark/name)."""
+    return compare_stores(db, sweep_a, db, sweep_b, metrics)
+
+
+def compare_stores(db_a: Store, sweep_a: str, db_b: Store, sweep_b: str, metrics: Sequence[str] = ()) -> dict[str, Any]:
+    """:func:`compare` of sweeps in two stores."""
+    ida, va = _values(db_a, sweep_a)
+    idb, vb = _values(db_b, sweep_b)
+    rows = []
+    for key in sorted(set(va) & set(vb)):
+        model, label, bench, metric = key
+        if metrics and metric not in metrics and metric.split("/", 1)[-1] not in metrics:
+            continue
+        a, b = va[key], vb[key]
+        seeds = sorted(set(a) & set(b))
+        paired = len(seeds) >= 1 and set(a) == set(b)
+        if paired:
+            d = Stat.of([b[s] - a[s] for s in seeds])
+            diff, half, n = d.mean, d.half, d.n
+        else:
+            la, lb = list(a.values()), list(b.values())
+            diff, half, n = sum(lb) / len(lb) - sum(la) / len(la), _welch(la, lb), min(len(la), len(lb))
+        rows.append({"model": model, "label": label, "benchmark": bench, "metric": metric,
+                     "a": sum(a.values()) / len(a), "b": sum(b.values()) / len(b), "diff": diff, "half": half,
+                     "n": n, "paired": paired,
+                     "significant": half is not None and abs(diff) > half})
+    only_a = sorted({k[:3] for k in va} - {k[:3] for k in vb})
+    only_b = sorted({k[:3] for k in vb} - {k[:3] for k in va})
+    return {"a": ida, "b": idb, "rows": rows, "only_in_a": [list(k) for k in only_a],
+            "only_in_b": [list(k) for k in only_b]}
+
+
+def render(result: dict[str, Any], fmt: str = "table") -> str:
+    """The comparison as a table (tabulate format names: table -> simple, markdown, html, ...)."""
+    from tabulate import tabulate
+
+    def num(x: float | None) -> str:
+        return "" if x is None else f"{x:.4g}"
+
+    table = [[r["label"], r["metric"], num(r["a"]), num(r["b"]),
+              num(r["diff"]) + (f" ± {num(r['half'])}" if r["half"] is not None else ""),
+              r["n"], "paired" if r["paired"] else "unpaired", "yes" if r["significant"] else "no"]
+             for r in result["rows"]]
+    head = [f"A: {result['a']}", f"B: {result['b']}"]
+    text = tabulate(table, headers=["row", "metric", "A", "B", "B - A (95% CI)", "seeds", "", "CI excludes 0"],
+                    tablefmt={"table": "simple", "markdown": "github"}.get(fmt, fmt))
+    extra = []
+    for side in ("a", "b"):
+        if result[f"only_in_{side}"]:
+            extra.append(f"only in {side.upper()}: " + "; ".join(" / ".join(map(str, k))
+                                                                  for k in result[f"only_in_{side}"]))
+    return "\n".join([*head, "", text, *extra])

@@ -1,0 +1,705 @@
+"""The leaderboard: mean ± 95% CI over seeds per method and benchmark metric, ranks, a paired baseline.
+
+- Rows are method labels (``dpo(beta=0.05)``) x model; columns are benchmark metrics labelled
+  ``<benchmark> v<version> / <metric>`` (an lm-eval style ``metric,filter`` shows as ``metric [filter]``;
+  a metric of an extra ``eval`` benchmark adds ``(trained on <benchmark>)``). Values are each cell's
+  last evaluated round (the final evaluation).
+- A value is ``mean ± h (n=…)`` with ``h`` the half-width of the Student-t 95% interval over seeds
+  (``t_{0.975, n-1} · s / √n``). :func:`t_quantile` is exact (incomplete beta). A value with one seed
+  has no interval: it is shown as ``mean (n=1, unranked)`` and takes no rank.
+- Each metric is a **goal** (ranked, counted in the average rank) or a **diagnostic** (shown, not
+  ranked: ``kl_ref``, entropy, format compliance), and higher or lower is better. The benchmark declares
+  both (``BenchmarkSpec.metrics``, :class:`harness.core.registry.MetricSpec`); a suite's ``[leaderboard]``
+  table overrides them (``lower_is_better``, ``higher_is_better``, ``goals``, ``diagnostics``: lists of
+  metric names, ``<metric>`` or ``<benchmark>/<metric>``). An undeclared metric is a goal, lower is better
+  when its name has a token ``kl``, ``loss``, ``error``/``err``, ``ppl``/``perplexity``, ``nll`` or
+  ``regret``.
+  The settings are stored with the sweep at every run, so a changed ``[leaderboard]`` table is honoured
+  on a rerun against an existing store.
+- Ranks: each goal column ranks its rows with n >= 2 (1 = best); means equal within a numerical
+  tolerance (:data:`REL_TOL`, :data:`ABS_TOL`) tie and share the mean rank. ``avg rank`` averages a row's
+  goal ranks; rows are sorted by it. The top row is marked best (``*`` in text, bold in markdown, LaTeX
+  and HTML) only when it is alone at rank 1 and its interval separates it from the runner-up: the
+  paired-by-seed difference's 95% interval excludes 0 (when they share >= 2 seeds), else the two
+  intervals do not overlap.
+- ``--baseline METHOD``: per row and column, the difference to the baseline row of the same model,
+  paired by seed (seeds both have), with its mean and t-interval; and, for metrics whose benchmark
+  declares a per-item field, the difference paired ITEM BY ITEM: a percentile bootstrap
+  (:func:`paired_bootstrap`, 2000 resamples, fixed seed) that resamples items and, with several seeds,
+  seeds too (two-way: the same item draw for every seed, since every seed evaluates the same items).
+  It tells two methods apart on a benchmark of many items with few seeds.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import html
+import io
+import json
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.core.errors import HarnessError, did_you_mean
+from harness.sweeps.store import Store
+
+FORMATS = ("table", "markdown", "csv", "latex", "html", "json")
+LOWER_TOKENS = {"kl", "loss", "error", "err", "ppl", "perplexity", "regret", "nll"}
+
+
+# -- statistics ---------------------------------------------------------------------------------------------
+
+
+def _betacf(a: float, b: float, x: float) -> float:
+    """Continued fraction of the incomplete beta function (modified Lentz)."""
+    tiny = 1e-300
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 300):
+        m2 = 2 * m
+        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c
+        c = c if abs(c) > tiny else tiny
+        h *= d * c
+        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c
+        c = c if abs(c) > tiny else tiny
+        delta = d * c
+        h *= delta
+        if abs(delta - 1.0) < 1e-15:
+            break
+    return h
+
+
+def betainc(a: float, b: float, x: float) -> float:
+    """The regularized incomplete beta function I_x(a, b)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    ln = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    front = math.exp(ln)
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _betacf(a, b, x) / a
+    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
+
+
+def t_cdf(t: float, df: float) -> float:
+    """P(T <= t) for Student's t with ``df`` degrees of freedom."""
+    tail = 0.5 * betainc(df / 2.0, 0.5, df / (df + t * t))
+    return 1.0 - tail if t >= 0 else tail
+
+
+def t_quantile(p: float, df: float) -> float:
+    """The ``p`` quantile of Student's t (``t_quantile(0.975, 4) = 2.776``), by bisection on the CDF."""
+    if not 0.0 < p < 1.0 or df <= 0:
+        raise ValueError("need 0 < p < 1 and df > 0")
+    if p < 0.5:
+        return -t_quantile(1.0 - p, df)
+    lo, hi = 0.0, 1.0
+    while t_cdf(hi, df) < p:
+        hi *= 2.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if t_cdf(mid, df) < p:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-12 * max(1.0, hi):
+            break
+    return 0.5 * (lo + hi)
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Mean, 95% CI half-width (None for n < 2) and n of some values."""
+
+    mean: float
+    half: float | None
+    n: int
+
+    @classmethod
+    def of(cls, values: Sequence[float], level: float = 0.95) -> Stat:
+        n = len(values)
+        mean = sum(values) / n
+        if n < 2:
+            return cls(mean, None, n)
+        sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+        return cls(mean, t_quantile(0.5 + level / 2, n - 1) * sd / math.sqrt(n), n)
+
+
+REL_TOL = 1e-6
+ABS_TOL = 1e-9
+"""Two means tie when ``math.isclose(a, b, rel_tol=REL_TOL, abs_tol=ABS_TOL)``."""
+
+BOOTSTRAP_REPS = 2000
+BOOTSTRAP_SEED = 0
+SETTINGS_KEYS = ("metrics", "baseline", "lower_is_better", "higher_is_better", "goals", "diagnostics")
+
+
+def lower_is_better(metric: str, extra: Iterable[str] = ()) -> bool:
+    """The name heuristic for an undeclared metric: kl/loss/error/ppl/regret tokens, or a name in ``extra``."""
+    name = metric.split(",", 1)[0]
+    if metric in extra or name in extra:
+        return True
+    return bool(set(re.split(r"[^a-z0-9]+", name.lower())) & LOWER_TOKENS)
+
+
+@dataclass(frozen=True)
+class ItemStat:
+    """A paired item-level difference: its mean and percentile-bootstrap 95% interval."""
+
+    mean: float
+    lo: float
+    hi: float
+    items: int
+    seeds: int
+
+
+def paired_bootstrap(diffs: Any, *, reps: int = BOOTSTRAP_REPS, seed: int = BOOTSTRAP_SEED,
+                     level: float = 0.95) -> ItemStat:
+    """Mean and percentile interval of item-level paired differences ``diffs[seed, item]`` (NaN: missing).
+
+    Each resample draws ``S`` seeds with replacement (only when ``S > 1``) and then ``I`` items with
+    replacement, the same items for every drawn seed, and takes the mean of that sub-matrix; the interval
+    is the ``(1 ± level) / 2`` quantiles of ``reps`` such means (numpy's default linear quantile). The
+    draws come from ``numpy.random.default_rng(seed)``: seeds first, then items, per resample."""
+    import numpy as np
+
+    d = np.asarray(diffs, dtype=float)
+    if d.ndim != 2 or d.size == 0:
+        raise ValueError("paired_bootstrap needs a non-empty [seeds, items] matrix")
+    n_seeds, n_items = d.shape
+    rng = np.random.default_rng(seed)
+    means = np.empty(reps)
+    for b in range(reps):
+        s = rng.integers(0, n_seeds, size=n_seeds) if n_seeds > 1 else np.zeros(1, dtype=int)
+        i = rng.integers(0, n_items, size=n_items)
+        means[b] = np.nanmean(d[np.ix_(s, i)])
+    lo, hi = np.nanquantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return ItemStat(float(np.nanmean(d)), float(lo), float(hi), n_items, n_seeds)
+
+
+# -- metric settings ---------------------------------------------------------------------------------------
+
+
+def suite_settings(suite: Any, registry: Any | None = None) -> dict[str, Any]:
+    """What a sweep stores for its leaderboard: the suite's ``[leaderboard]`` table plus the metric
+    declarations of every benchmark its cells train or evaluate on (``declared``)."""
+    settings: dict[str, Any] = dict(suite.leaderboard)
+    names: set[str] = set()
+    for c in suite.cells:
+        cfg = c.row()["config"]
+        names.add(cfg["benchmark"])
+        names.update(e[0] for e in cfg.get("evals", []) or [])
+    declared: dict[str, list[dict[str, Any]]] = {}
+    if registry is not None:
+        for name in sorted(names):
+            spec = registry.specs["benchmark"].get(name)
+            if spec is not None and getattr(spec, "metrics", ()):
+                declared[name] = [dataclasses.asdict(m) for m in spec.metrics]
+    settings["declared"] = declared
+    return settings
+
+
+def _declarations(settings: dict[str, Any], benchmarks: Iterable[str]) -> dict[str, tuple[Any, ...]]:
+    """Benchmark -> MetricSpecs: stored with the sweep, else from the installed plugins (if they load)."""
+    from harness.core.registry import MetricSpec
+
+    stored = settings.get("declared")
+    if isinstance(stored, dict):
+        return {b: tuple(MetricSpec(**m) for m in ms) for b, ms in stored.items()}
+    try:
+        from harness.core.plugins import get_host
+
+        reg = get_host().registry
+    except Exception:  # noqa: BLE001 - a leaderboard must show even when plugins no longer load
+        return {}
+    out = {}
+    for b in benchmarks:
+        spec = reg.specs["benchmark"].get(b)
+        if spec is not None:
+            out[b] = tuple(getattr(spec, "metrics", ()))
+    return out
+
+
+def _listed(names: Iterable[str], benchmark: str, metric: str) -> bool:
+    base = metric.split(",", 1)[0]
+    wanted = set(names)
+    return bool(wanted & {metric, base, f"{benchmark}/{metric}", f"{benchmark}/{base}"})
+
+
+def resolve_metric(benchmark: str, metric: str, settings: dict[str, Any],
+                   declared: dict[str, tuple[Any, ...]]) -> tuple[bool, bool, str | None]:
+    """``(lower_is_better, goal, item path)`` of a column: the suite's ``[leaderboard]`` lists, then the
+    benchmark's declaration, then the name heuristic (a goal)."""
+    from harness.core.registry import declared_metric
+
+    decl = declared_metric(declared.get(benchmark, ()), metric)
+    if _listed(settings.get("lower_is_better", []), benchmark, metric):
+        lower = True
+    elif _listed(settings.get("higher_is_better", []), benchmark, metric):
+        lower = False
+    elif decl is not None:
+        lower = decl.lower_is_better
+    else:
+        lower = lower_is_better(metric)
+    if _listed(settings.get("diagnostics", []), benchmark, metric):
+        goal = False
+    elif _listed(settings.get("goals", []), benchmark, metric):
+        goal = True
+    else:
+        goal = decl is None or decl.role == "goal"
+    item = None
+    if decl is not None and decl.item:
+        name, _, filt = metric.partition(",")
+        item = decl.item.format(metric=metric, name=name, filter=filt)
+    return lower, goal, item
+
+
+# -- the table ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Column:
+    train: str
+    benchmark: str
+    version: str
+    metric: str
+    lower: bool
+    goal: bool = True
+    item: str | None = None  # dotted path of the per-item value in a record (None: no item-level values)
+
+    @property
+    def label(self) -> str:
+        name, _, filt = self.metric.partition(",")
+        text = f"{self.benchmark} v{self.version} / {name}" + (f" [{filt}]" if filt else "")
+        text += f" (trained on {self.train})" if self.train != self.benchmark else ""
+        return text + ("" if self.goal else " (diagnostic)")
+
+    @property
+    def key(self) -> str:
+        return f"{self.benchmark}/{self.metric}" + (f"@{self.train}" if self.train != self.benchmark else "")
+
+
+@dataclass
+class Cell:
+    stat: Stat
+    values: dict[int, float]  # seed -> value
+    rank: float | None = None
+    best: bool = False
+
+    @property
+    def unranked(self) -> bool:
+        """One seed: no interval, so no rank."""
+        return self.stat.n < 2
+
+
+@dataclass
+class Row:
+    label: str
+    model: str
+    cells: dict[str, Cell] = field(default_factory=dict)  # column key -> cell
+    avg_rank: float | None = None
+    delta: dict[str, Stat] = field(default_factory=dict)  # column key -> paired difference to the baseline
+    item_delta: dict[str, ItemStat] = field(default_factory=dict)  # column key -> item-level paired difference
+
+
+@dataclass
+class Leaderboard:
+    sweep: dict[str, Any]
+    columns: list[Column]
+    rows: list[Row]
+    baseline: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    code_note: str | None = None  # set when the sweep's cells ran under different code (harness.core.identity)
+
+    @property
+    def multi_model(self) -> bool:
+        return len({r.model for r in self.rows}) > 1
+
+
+def _match_metrics(columns: list[Column], wanted: Sequence[str]) -> list[Column]:
+    if not wanted or "*" in wanted:
+        return columns
+    out = []
+    names = sorted({c.metric for c in columns} | {f"{c.benchmark}/{c.metric}" for c in columns})
+    for w in wanted:
+        hit = [c for c in columns if w in (c.metric, f"{c.benchmark}/{c.metric}", c.key, c.label)]
+        if not hit:
+            raise HarnessError(f"--metric {w}: no such metric in this sweep{did_you_mean(w, names)}; "
+                               f"known: {', '.join(names)}")
+        out += [c for c in hit if c not in out]
+    return out
+
+
+def build(store: Store, sweep_id: str | None = None, *, metrics: Sequence[str] | None = None,
+          baseline: str | None = None, lower: Iterable[str] | None = None,
+          settings: dict[str, Any] | None = None) -> Leaderboard:
+    """The leaderboard of a sweep (default: the latest); ``metrics``/``baseline``/``lower`` default to
+    the leaderboard settings stored with the sweep (its suite's ``[leaderboard]`` table as of its latest
+    run, with the benchmarks' metric declarations); ``settings`` replaces those."""
+    sweep = store.sweep(sweep_id)
+    if settings is None:
+        stored = store.leaderboard_settings(sweep["id"]) if hasattr(store, "leaderboard_settings") else None
+        settings = stored if stored is not None else dict(sweep["suite"].get("leaderboard", {}))
+    board = dict(settings)
+    metrics = list(metrics) if metrics else list(board.get("metrics", []))
+    baseline = baseline if baseline is not None else board.get("baseline")
+    if lower is not None:
+        board["lower_is_better"] = list(lower)
+    cells = store.cells(sweep["id"])
+    counts = {st: sum(c["status"] == st for c in cells) for st in ("done", "failed", "pending", "running")}
+
+    finals = [m for m in store.final_metrics(sweep["id"]) if m["value"] is not None]
+    declared = _declarations(board, {m["benchmark"] for m in finals})
+    values: dict[tuple[str, str], dict[str, dict[int, float]]] = {}
+    cols: dict[str, Column] = {}
+    by_data = "train_data" in sweep["suite"]  # rows are (method, train data); columns the eval metrics
+    for m in finals:
+        key = (m["benchmark"] if by_data else m["train_benchmark"], m["benchmark"], m["benchmark_version"], m["metric"])
+        col = cols.get(Column(*key, lower=False).key)
+        if col is None:
+            col = Column(*key, *resolve_metric(m["benchmark"], m["metric"], board, declared))
+            cols[col.key] = col
+        values.setdefault((m["label"], m["model"]), {}).setdefault(col.key, {})[m["seed"]] = m["value"]
+    columns = _match_metrics(sorted(cols.values(), key=lambda c: (not c.goal, c.train, c.benchmark, c.metric)),
+                             metrics)
+
+    order = {}
+    for c in cells:
+        order.setdefault((c["label"], c["model"]), len(order))
+    rows = []
+    for key in sorted(values, key=lambda k: order.get(k, 0)):
+        row = Row(*key)
+        for col in columns:
+            seeds = values[key].get(col.key)
+            if seeds:
+                row.cells[col.key] = Cell(Stat.of([seeds[s] for s in sorted(seeds)]), dict(sorted(seeds.items())))
+        rows.append(row)
+    rank(rows, columns)
+    rows.sort(key=lambda r: (r.avg_rank if r.avg_rank is not None else math.inf, order.get((r.label, r.model), 0)))
+    lb = Leaderboard(sweep, columns, rows, baseline, counts)
+    lb.code_note = code_note(cells)
+    if baseline:
+        _paired(lb, baseline)
+        _paired_items(lb, store)
+    return lb
+
+
+def code_note(cells: list[dict[str, Any]]) -> str | None:
+    """A line saying the sweep mixes cells run under different code, or None (:func:`harness.core.identity.mixed_code`)."""
+    from harness.core.identity import mixed_code
+
+    return mixed_code(cells)
+
+
+def tied(a: float, b: float) -> bool:
+    """Whether two means are equal within the numerical tolerance."""
+    return math.isclose(a, b, rel_tol=REL_TOL, abs_tol=ABS_TOL)
+
+
+def separated(best: Cell, other: Cell, lower: bool) -> bool:
+    """Whether ``best`` is better than ``other`` beyond its 95% interval: the paired-by-seed difference's
+    interval excludes 0 when they share >= 2 seeds, else the two intervals do not overlap."""
+    common = sorted(set(best.values) & set(other.values))
+    sign = -1.0 if lower else 1.0
+    if len(common) >= 2:
+        d = Stat.of([sign * (best.values[s] - other.values[s]) for s in common])
+        return d.half is not None and d.mean - d.half > 0
+    if best.stat.half is None or other.stat.half is None:
+        return False
+    return sign * (best.stat.mean - other.stat.mean) > best.stat.half + other.stat.half
+
+
+def rank(rows: list[Row], columns: list[Column]) -> None:
+    """Rank every goal column (ties within tolerance share the mean rank; n = 1 cells take none), mark a
+    separated best, and average each row's goal ranks."""
+    for col in columns:
+        if not col.goal:
+            continue
+        present = [r for r in rows if col.key in r.cells and not r.cells[col.key].unranked]
+        sign = 1.0 if col.lower else -1.0
+        ordered = sorted(present, key=lambda r: sign * r.cells[col.key].stat.mean)
+        i = 0
+        while i < len(ordered):
+            j = i
+            while j + 1 < len(ordered) and tied(ordered[j + 1].cells[col.key].stat.mean,
+                                                ordered[j].cells[col.key].stat.mean):
+                j += 1
+            for r in ordered[i : j + 1]:
+                r.cells[col.key].rank = (i + j) / 2 + 1
+            i = j + 1
+        if len(ordered) >= 2 and ordered[0].cells[col.key].rank == 1:
+            top, runner = ordered[0].cells[col.key], ordered[1].cells[col.key]
+            top.best = separated(top, runner, col.lower)
+    goals = [c.key for c in columns if c.goal]
+    for r in rows:
+        ranks = [r.cells[k].rank for k in goals if k in r.cells and r.cells[k].rank is not None]
+        r.avg_rank = sum(ranks) / len(ranks) if ranks else None
+
+
+def _paired(lb: Leaderboard, baseline: str) -> None:
+    labels = sorted({r.label for r in lb.rows})
+    base_rows = {r.model: r for r in lb.rows if r.label == baseline}
+    if not base_rows:  # a method name that stands for exactly one label, e.g. "sft" for "sft(lr=0.001)"
+        matching = sorted({r.label for r in lb.rows if r.label.split("(")[0] == baseline})
+        if len(matching) > 1:
+            raise HarnessError(f"--baseline {baseline}: ambiguous, it could be {', '.join(matching)}; "
+                               f"give the full label")
+        base_rows = {r.model: r for r in lb.rows if r.label in matching}
+        if not base_rows:
+            raise HarnessError(f"--baseline {baseline}: no such method label in this sweep"
+                               f"{did_you_mean(baseline, labels)}; labels: {', '.join(labels)}")
+    lb.baseline = next(iter(base_rows.values())).label
+    for r in lb.rows:
+        base = base_rows.get(r.model)
+        if base is None or base is r:
+            continue
+        for col in lb.columns:
+            mine, theirs = r.cells.get(col.key), base.cells.get(col.key)
+            if mine is None or theirs is None:
+                continue
+            common = sorted(set(mine.values) & set(theirs.values))
+            if common:
+                r.delta[col.key] = Stat.of([mine.values[s] - theirs.values[s] for s in common])
+
+
+def _lookup(record: dict[str, Any], path: str) -> float | None:
+    value: Any = record
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def item_records(store: Store, sweep_id: str) -> dict[tuple[str, str, str, str, int], list[dict[str, Any]]]:
+    """(label, model, train benchmark, benchmark, seed) -> the final evaluation's records, in item order."""
+    rows = store.db.execute(
+        """
+        SELECT sc.label, c.model, c.benchmark AS train_benchmark, c.seed, r.benchmark, r.record_json
+        FROM sweep_cells sc JOIN cells c ON c.id=sc.cell_id JOIN records r ON r.cell_id=c.id
+        WHERE sc.sweep_id=? AND c.status='done' ORDER BY sc.position, r.idx
+        """,
+        (sweep_id,),
+    ).fetchall()
+    out: dict[tuple[str, str, str, str, int], list[dict[str, Any]]] = {}
+    for r in rows:
+        key = (r["label"], r["model"], r["train_benchmark"], r["benchmark"], int(r["seed"]))
+        out.setdefault(key, []).append(json.loads(r["record_json"]))
+    return out
+
+
+def _paired_items(lb: Leaderboard, store: Store) -> None:
+    """Item-level paired differences to the baseline, for columns whose benchmark declares an item field.
+    Items pair by their position in the records (every cell of a benchmark evaluates the same items in
+    the same order); a seed whose two cells have different numbers of records is left out."""
+    import numpy as np
+
+    item_cols = [c for c in lb.columns if c.item]
+    if not item_cols or not lb.baseline:
+        return
+    recs = item_records(store, lb.sweep["id"])
+    base_rows = {r.model: r for r in lb.rows if r.label == lb.baseline}
+    for r in lb.rows:
+        base = base_rows.get(r.model)
+        if base is None or base is r:
+            continue
+        for col in item_cols:
+            if col.key not in r.delta:
+                continue
+            matrix = []
+            for seed in sorted(set(r.cells[col.key].values) & set(base.cells[col.key].values)):
+                mine = recs.get((r.label, r.model, col.train, col.benchmark, seed), [])
+                theirs = recs.get((base.label, base.model, col.train, col.benchmark, seed), [])
+                if not mine or len(mine) != len(theirs):
+                    continue
+                row = []
+                for a, b in zip(mine, theirs, strict=True):
+                    x, y = _lookup(a, col.item), _lookup(b, col.item)
+                    row.append(math.nan if x is None or y is None else x - y)
+                matrix.append(row)
+            if matrix and len({len(m) for m in matrix}) == 1 and not np.isnan(np.asarray(matrix)).all():
+                r.item_delta[col.key] = paired_bootstrap(matrix)
+
+
+# -- rendering ---------------------------------------------------------------------------------------------
+
+
+def _num(x: float) -> str:
+    return f"{x:.4f}" if 1e-3 <= abs(x) < 1e4 or x == 0 else f"{x:.3g}"
+
+
+def _signed(x: float) -> str:
+    return ("+" if x >= 0 else "") + _num(x)
+
+
+def _stat_text(s: Stat, signed: bool = False) -> str:
+    mean = _signed(s.mean) if signed else _num(s.mean)
+    if s.n < 2:
+        return f"{mean} (n=1, unranked)" if not signed else f"{mean} (n=1, no interval)"
+    return f"{mean} ± {_num(s.half or 0.0)} (n={s.n})"
+
+
+def _item_text(s: ItemStat) -> str:
+    return f"items: {_signed(s.mean)} [{_signed(s.lo)}, {_signed(s.hi)}] ({s.items} items x {s.seeds} seeds)"
+
+
+def _latex_escape(s: str) -> str:
+    s = re.sub(r"([_&%#$])", r"\\\1", s)
+    return s.replace("±", r"$\pm$").replace("↑", r"$\uparrow$").replace("↓", r"$\downarrow$")
+
+
+def _mark(text: str, fmt: str) -> str:
+    if fmt == "markdown":
+        return f"**{text}**"
+    if fmt == "html":
+        return f"<b>{text}</b>"
+    if fmt == "latex":
+        return rf"\textbf{{{text}}}"
+    return f"{text} *"
+
+
+def _esc(text: str, fmt: str) -> str:
+    if fmt == "html":
+        return html.escape(text)
+    if fmt == "latex":
+        return _latex_escape(text)
+    return text
+
+
+def _tables(lb: Leaderboard, fmt: str) -> tuple[list[str], list[list[str]], list[str], list[list[str]]]:
+    arrow = {True: "↓", False: "↑"}
+    heads = ["method", *(["model"] if lb.multi_model else []),
+             *[_esc(f"{c.label} {arrow[c.lower]}", fmt) for c in lb.columns], "avg rank (goals)"]
+    rows = []
+    for r in lb.rows:
+        line = [_esc(r.label, fmt), *([_esc(r.model, fmt)] if lb.multi_model else [])]
+        for c in lb.columns:
+            cell = r.cells.get(c.key)
+            if cell is None:
+                line.append("–")
+                continue
+            text = _esc(_stat_text(cell.stat) + (f" #{cell.rank:g}" if cell.rank is not None else ""), fmt)
+            line.append(_mark(text, fmt) if cell.best else text)
+        line.append(f"{r.avg_rank:.2f}" if r.avg_rank is not None else "–")
+        rows.append(line)
+    dheads, drows = [], []
+    if lb.baseline:
+        dheads = ["method", *(["model"] if lb.multi_model else []), *[_esc(c.label, fmt) for c in lb.columns]]
+        for r in lb.rows:
+            if not r.delta:
+                continue
+            cells = []
+            for c in lb.columns:
+                if c.key not in r.delta:
+                    cells.append("–")
+                    continue
+                text = "seeds: " + _stat_text(r.delta[c.key], signed=True) if c.key in r.item_delta \
+                    else _stat_text(r.delta[c.key], signed=True)
+                if c.key in r.item_delta:
+                    text += "; " + _item_text(r.item_delta[c.key])
+                cells.append(_esc(text, fmt))
+            drows.append([_esc(r.label, fmt), *([_esc(r.model, fmt)] if lb.multi_model else []), *cells])
+    return heads, rows, dheads, drows
+
+
+def to_json(lb: Leaderboard) -> dict[str, Any]:
+    """A plain-data leaderboard (no timestamps: equal results give equal JSON)."""
+
+    def stat(s: Stat) -> dict[str, Any]:
+        return {"mean": s.mean, "ci95": s.half, "n": s.n}
+
+    def item(s: ItemStat) -> dict[str, Any]:
+        return {"mean": s.mean, "ci95_low": s.lo, "ci95_high": s.hi, "items": s.items, "seeds": s.seeds,
+                "method": "paired bootstrap over items (and seeds)", "resamples": BOOTSTRAP_REPS,
+                "bootstrap_seed": BOOTSTRAP_SEED}
+
+    return {
+        "sweep": lb.sweep["id"],
+        "name": lb.sweep["name"],
+        "counts": lb.counts,
+        "columns": [{"key": c.key, "label": c.label, "lower_is_better": c.lower,
+                     "role": "goal" if c.goal else "diagnostic", "item_field": c.item} for c in lb.columns],
+        "rows": [
+            {
+                "method": r.label,
+                "model": r.model,
+                "avg_rank": r.avg_rank,
+                "cells": {c.key: {**stat(r.cells[c.key].stat), "rank": r.cells[c.key].rank,
+                                  "best": r.cells[c.key].best, "unranked": r.cells[c.key].unranked,
+                                  "values": {str(s): v for s, v in r.cells[c.key].values.items()}}
+                          for c in lb.columns if c.key in r.cells},
+                **({"vs_baseline": {k: stat(v) for k, v in r.delta.items()},
+                    "vs_baseline_items": {k: item(v) for k, v in r.item_delta.items()}} if lb.baseline else {}),
+            }
+            for r in lb.rows
+        ],
+        "baseline": lb.baseline,
+    }
+
+
+def render(lb: Leaderboard, fmt: str = "table") -> str:
+    """The leaderboard as text: table, markdown, csv, latex, html or json."""
+    from tabulate import tabulate
+
+    if fmt not in FORMATS:
+        from harness.core.errors import unknown_name
+
+        raise unknown_name("format", fmt, FORMATS, where="--format")
+    if fmt == "json":
+        return json.dumps(to_json(lb), indent=2)
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(["method", "model", *[f"{c.label} {k}" for c in lb.columns for k in ("mean", "ci95", "n", "rank")],
+                    "avg_rank"])
+        for r in lb.rows:
+            line: list[Any] = [r.label, r.model]
+            for c in lb.columns:
+                cell = r.cells.get(c.key)
+                line += [cell.stat.mean, cell.stat.half if cell.stat.half is not None else "", cell.stat.n, cell.rank] \
+                    if cell else ["", "", "", ""]
+            w.writerow([*line, r.avg_rank])
+        return buf.getvalue()
+    tablefmt = {"table": "simple", "markdown": "pipe", "latex": "latex_raw", "html": "unsafehtml"}[fmt]
+    heads, rows, dheads, drows = _tables(lb, fmt)
+    title = f"Leaderboard of sweep {lb.sweep['id']}: mean ± 95% CI over seeds (n), #rank among goal metrics " \
+            f"(ties within {REL_TOL:g} share a rank; n=1 unranked; diagnostics not ranked); best " \
+            f"{'marked *' if fmt == 'table' else 'in bold'} only where its interval separates it from the next; " \
+            f"↑ higher / ↓ lower is better"
+    if not rows:
+        return f"sweep {lb.sweep['id']}: no finished cells yet ({lb.counts})"
+    out = []
+    if fmt == "table":
+        out.append(title)
+    elif fmt == "markdown":
+        out.append(f"**{title}**\n")
+    elif fmt == "html":
+        out.append(f"<p>{html.escape(title)}</p>")
+    out.append(tabulate(rows, headers=heads, tablefmt=tablefmt, disable_numparse=True))
+    if drows:
+        sub = f"Difference to {lb.baseline}, paired by seed: mean ± 95% t-CI (n)"
+        if any(r.item_delta for r in lb.rows):
+            sub += f"; items: paired item by item, mean [95% bootstrap CI] ({BOOTSTRAP_REPS} resamples of items" \
+                   " and seeds)"
+        out.append({"table": f"\n{sub}", "markdown": f"\n**{sub}**\n", "html": f"<p>{html.escape(sub)}</p>",
+                    "latex": f"\n% {sub}"}[fmt])
+        out.append(tabulate(drows, headers=dheads, tablefmt=tablefmt, disable_numparse=True))
+    if lb.code_note:
+        out.append(f"\n{lb.code_note}")
+    return "\n".join(out)

@@ -1,0 +1,260 @@
+"""Range and sanity checks run once, before any cell starts (one-line errors, exit 2).
+
+- :func:`check_train` / :func:`check_seed`: positive ``steps`` / ``batch_size`` / ``grad_accum``,
+  ``rounds >= 0`` (0 = evaluate only), ``lr > 0``, seeds in ``0 .. 2**32 - 1``; called from
+  :func:`harness.sweeps.run.resolve`, so ``harness run`` and every suite cell get them.
+- :func:`check_suite_data`: the same ranges on a parsed suite, naming the key that set the value, and
+  the grid's size counted before anything is built (:func:`count_cells`, over ``max_cells`` is an
+  error asking for ``--max-cells``).
+- :func:`check_suite`: the suite's ``leaderboard.baseline`` is a method label of the suite.
+- :func:`check_options`: ``--jobs`` / ``--threads`` >= 1, ``--cache`` and the store's folder writable.
+- :func:`decode_utf8`: a file's text, or an error naming the file and the byte offset.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from harness.core.errors import HarnessError
+
+SEED_MAX = 2**32 - 1  # numpy's seeds are 32-bit; larger ones overflow there
+MAX_CELLS = 10_000
+
+# integer field -> (lowest allowed value, what to say)
+INT_MINIMA = {
+    "rounds": (0, "an integer >= 0 (0 = evaluate only, no training)"),
+    "steps": (1, "a positive integer"),
+    "batch_size": (1, "a positive integer"),
+    "grad_accum": (1, "a positive integer"),
+    "ref_batch_size": (1, "a positive integer"),
+    "lora_r": (1, "a positive integer"),
+}
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _number(v: Any) -> float | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, float)):
+        return float(v)
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            return None
+    return None
+
+
+def check_train_value(key: str, value: Any, where: str) -> None:
+    """One TrainConfig field's range; ``where`` names the field (``suite.toml: train.steps``). Values of the
+    wrong type are left to the strict type checks."""
+    v = _number(value)
+    if v is None:
+        return
+    if key in INT_MINIMA:
+        low, what = INT_MINIMA[key]
+        if v < low:
+            raise HarnessError(f"{where} = {value!r}: expected {what}")
+    elif key == "lr":
+        if not (math.isfinite(v) and v > 0):
+            raise HarnessError(f"{where} = {value!r}: expected a learning rate > 0, e.g. 1e-4")
+    elif key in ("weight_decay", "max_grad_norm"):
+        if not (math.isfinite(v) and v >= 0):
+            raise HarnessError(f"{where} = {value!r}: expected a number >= 0")
+    elif key == "warmup_ratio" and not (0 <= v <= 1):
+        raise HarnessError(f"{where} = {value!r}: expected a fraction between 0 and 1")
+
+
+def check_train(train: Any, where: str) -> None:
+    """Every field of a TrainConfig (or a dict of overrides); ``where`` names the table (``train``)."""
+    items = train.items() if isinstance(train, Mapping) else vars(train).items()
+    for key, value in items:
+        check_train_value(key, value, f"{where}.{key}")
+
+
+def check_seed(seed: Any, where: str) -> None:
+    if _is_int(seed) and not 0 <= seed <= SEED_MAX:
+        raise HarnessError(f"{where} = {seed}: expected a seed from 0 to {SEED_MAX}")
+
+
+# -- suites --------------------------------------------------------------------------------------------------
+
+
+def _where(file: str, keys: Iterable[Any], touched: set[str]) -> str:
+    dotted = ".".join(str(k) for k in keys)
+    for t in touched:
+        if dotted == t or dotted.startswith(t + "."):
+            return f"{file} (--set {t}): {dotted}"
+    return f"{file}: {dotted}"
+
+
+def check_suite_data(data: Mapping[str, Any], path: Path | None, touched: set[str] | None = None, *,
+                     max_cells: int | None = MAX_CELLS) -> int:
+    """Ranges of a parsed suite's train values and seeds, and its size; returns the number of cells (an
+    upper bound: before exclude rules). Values of the wrong type are left to :func:`harness.sweeps.suite.expand`."""
+    file = str(path) if path is not None else "<suite>"
+    touched = touched or set()
+
+    def w(*keys: Any) -> str:
+        return _where(file, keys, touched)
+
+    def train_table(table: Any, *keys: Any) -> None:
+        if isinstance(table, Mapping):
+            for k, v in table.items():
+                check_train_value(k, v, w(*keys, k))
+
+    def seeds_of(value: Any, *keys: Any) -> None:
+        for s in value if isinstance(value, list) else [value]:
+            check_seed(s, w(*keys))
+
+    train_table(data.get("train"), "train")
+    seeds_of(data.get("seeds", [0]), "seeds")
+    methods = data.get("methods")
+    if isinstance(methods, Mapping):
+        for name, entry in methods.items():
+            if not isinstance(entry, Mapping):
+                continue
+            train_table(entry.get("train"), "methods", name, "train")
+            grid = entry.get("grid")
+            if isinstance(grid, Mapping) and isinstance(grid.get("train"), Mapping):
+                for k, values in grid["train"].items():
+                    for v in values if isinstance(values, list) else [values]:
+                        check_train_value(k, v, w("methods", name, "grid", "train", k))
+    includes = data.get("include")
+    if isinstance(includes, list):
+        for i, rule in enumerate(includes):
+            if isinstance(rule, Mapping):
+                for k, v in rule.items():
+                    if k in INT_MINIMA or k in ("lr", "weight_decay", "max_grad_norm", "warmup_ratio"):
+                        check_train_value(k, v, w(f"include[{i}]", k))
+                if "seed" in rule:
+                    seeds_of(rule["seed"], f"include[{i}]", "seed")
+    n = count_cells(data)
+    if max_cells is not None and n > max_cells:
+        raise HarnessError(f"{file}: the suite expands to {n:,} cells, over the limit of {max_cells:,}; shrink "
+                           f"the grid, or pass --max-cells {n} if you mean it")
+    return n
+
+
+def _length(value: Any, default: int = 1) -> int:
+    if value is None:
+        return default
+    return len(value) if isinstance(value, list) else 1
+
+
+def count_cells(data: Mapping[str, Any]) -> int:
+    """How many cells a parsed suite expands to before exclude rules, without building any: models x
+    seeds x benchmarks x (train data sources) x the sum over method entries of their grid's product, plus
+    the includes."""
+    models = _length(data.get("models"))
+    seeds = _length(data.get("seeds", [0]))
+    benches = _length(data.get("benchmarks"))
+    sources = _length(data.get("train_data"))
+    per_entry = 0
+    methods = data.get("methods")
+    for entry in (methods.values() if isinstance(methods, Mapping) else []):
+        n = 1
+        grid = entry.get("grid") if isinstance(entry, Mapping) else None
+        if isinstance(grid, Mapping):
+            for k, values in grid.items():
+                if k == "train" and isinstance(values, Mapping):
+                    for tv in values.values():
+                        n *= max(1, _length(tv))
+                else:
+                    n *= max(1, _length(values))
+        per_entry += n
+    total = models * seeds * benches * sources * per_entry
+    includes = data.get("include")
+    for rule in includes if isinstance(includes, list) else []:
+        if isinstance(rule, Mapping):
+            total += (_length(rule.get("model"), models) * _length(rule.get("seed"), seeds)
+                      * _length(rule.get("benchmark"), benches))
+    return total
+
+
+def baseline_error(baseline: str, labels: Iterable[str], methods: Iterable[str] = ()) -> str | None:
+    """Why ``baseline`` names no single method label (as the leaderboard matches it), or None."""
+    labels = sorted(set(labels))
+    if baseline in labels:
+        return None
+    matching = [label for label in labels if label.split("(")[0] == baseline]
+    if len(matching) == 1:
+        return None
+    if len(matching) > 1:
+        return f"ambiguous, it could be {', '.join(matching)}; give the full label"
+    from harness.core.errors import did_you_mean
+
+    return f"no method label of the suite is '{baseline}'{did_you_mean(baseline, labels)}; labels: {', '.join(labels)}"
+
+
+def check_suite(suite: Any) -> None:
+    """Checks that need the expanded suite: the leaderboard's baseline is one of its method labels."""
+    board = suite.data.get("leaderboard", {})
+    baseline = board.get("baseline") if isinstance(board, Mapping) else None
+    if isinstance(baseline, str):
+        why = baseline_error(baseline, [c.label for c in suite.cells])
+        if why:
+            file = str(suite.path) if suite.path is not None else "<suite>"
+            raise HarnessError(f"{file}: leaderboard.baseline = {baseline!r}: {why}")
+
+
+# -- options and paths ---------------------------------------------------------------------------------------
+
+
+def check_count(value: int | None, flag: str) -> None:
+    if value is not None and value < 1:
+        raise HarnessError(f"{flag} {value}: give 1 or more")
+
+
+def writable_dir(path: Path, what: str, shown: Path | None = None) -> None:
+    """New files could be made in ``path`` (created later if missing): its nearest existing ancestor is a
+    folder this process can write in (tried with a temporary file, so read-only mounts count); nothing is
+    left behind. ``shown``: the path the message names (default ``path``)."""
+    shown = shown or path
+    probe = Path(path)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise HarnessError(f"{what} {shown}: {probe} is a file, not a folder; give another path")
+    try:
+        with tempfile.NamedTemporaryFile(dir=probe, prefix=".harness-write-check-"):
+            pass
+    except OSError as exc:
+        raise HarnessError(f"{what} {shown}: can't write in {probe} ({exc.strerror or exc}); give a writable "
+                           f"path") from None
+
+
+def check_options(*, jobs: int | None, threads: int | None, cache: str | None, store: Path) -> None:
+    """The sweep's options, before anything runs: counts >= 1, the cache and the store's folder writable."""
+    check_count(jobs, "--jobs")
+    check_count(threads, "--threads")
+    from harness.core.cache import cache_disabled, cache_root
+
+    if cache is not None and not cache_disabled(cache):
+        writable_dir(Path(cache), "--cache")
+    elif cache is None and not cache_disabled():
+        writable_dir(cache_root(), "$HARNESS_CACHE (the default --cache)")
+    if store.is_dir():
+        raise HarnessError(f"--store {store}: is a folder; give the results database file, e.g. "
+                           f"{store / 'harness.db'}")
+    writable_dir(store.parent, "--store", shown=store)
+    if store.exists() and not os.access(store, os.W_OK):
+        raise HarnessError(f"--store {store}: the file is read-only; give a writable --store")
+
+
+def decode_utf8(data: bytes, path: str | os.PathLike[str]) -> str:
+    """``data`` as UTF-8 text; else one line naming the file, the line and the byte offset."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise HarnessError(f"{path}:{line}: not UTF-8 text (byte offset {exc.start}: "
+                           f"{data[exc.start:exc.start + 1]!r}); save the file as UTF-8") from None

@@ -1,0 +1,360 @@
+"""Run a suite: register its cells in the store, run what is not done yet, record every outcome.
+
+``run_sweep`` is what ``harness sweep SUITE`` calls. The suite has been validated as a whole before
+(:func:`harness.sweeps.suite.load_suite`), so bad input fails before the store is touched. Then:
+
+1. the sweep and its cells are recorded (new cells ``pending``; a cell already ``done``, in this sweep or
+   another, is reused; ``failed`` cells are rerun only with ``retry_failed``);
+2. cells are claimed (``running``, with the owner's host:pid:start-time) and handed to the executor;
+   a cell whose warm start is not cached yet runs before the other cells sharing it (its prefix), so
+   they hit the cache instead of computing it again in parallel;
+3. while cells run, the sweep reads each one's ``<cell dir>/progress.json`` about every second and
+   shows a live line per running cell (cell k of N, label, benchmark, seed, round, step / steps, ETA):
+   refreshed in place on a terminal, else printed at most every 10 s (:class:`LiveStatus`);
+4. each outcome is written in one transaction (``done`` with metrics, steps and records, or ``failed``
+   with the reason: an exception, a non-finite loss, a timeout, a dead worker), and the sweep goes on;
+   a done cell's checkpoint folder is then deleted;
+5. a summary (done / failed / skipped, cache hits and misses per kind: warm start, reference log-probs,
+   samples; wall time) is printed and recorded.
+
+A ``running`` row left by a killed sweep is taken over by the next one (its owner is dead) once its old
+worker processes are gone (they die with the sweep; until then the cell waits, ``lingering``), so a
+kill -9 loses at most the cells that were running, and the cells table (keyed by id) never holds a
+duplicate. A cell running in another live sweep is never taken over: it is skipped (``busy``). While
+cells run the sweep beats their heartbeats in the store (:meth:`Store.beat`). Cells checkpoint each
+round into ``<store folder>/<store stem>.runs/<cell id>/`` (one folder per store: two stores in one
+folder never share a run folder) and the next sweep resumes a killed cell from its last round rather
+than from the start. A worker holds its folder's lock while it runs.
+
+The sweep's outcome is :meth:`SweepSummary.exit_code`: 0 only when every cell of the sweep is done.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from harness.core.cache import KINDS, add_stats, cache_disabled, cache_root, describe_stats
+from harness.sweeps.executors import Executor, Task, folder_in_use, read_status
+from harness.sweeps.store import HEARTBEAT_S, Store, owner_token
+from harness.sweeps.suite import Suite, SweepCell
+
+
+@dataclass
+class SweepSummary:
+    """What one invocation of a sweep did."""
+
+    sweep_id: str
+    cells: int
+    done: int = 0
+    failed: int = 0
+    skipped_done: int = 0  # already done (this sweep or another) before this invocation
+    skipped_failed: int = 0  # failed earlier, not retried
+    busy: int = 0  # running in another live sweep (or its old processes outlived it)
+    warm_start: dict[str, int] = field(default_factory=lambda: {"hit": 0, "miss": 0, "none": 0})
+    cache: dict[str, dict[str, int]] = field(default_factory=dict)
+    wall_s: float = 0.0
+    failures: list[tuple[str, str, str]] = field(default_factory=list)  # (cell id, label, error)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    def lines(self) -> list[str]:
+        ws = self.warm_start
+        out = [
+            f"sweep {self.sweep_id}: {self.cells} cells: {self.done} done, {self.failed} failed, "
+            f"{self.skipped_done + self.skipped_failed + self.busy} skipped ({self.skipped_done} already done, "
+            f"{self.skipped_failed} failed earlier, {self.busy} running elsewhere); wall time {self.wall_s:.1f} s",
+            f"cache: warm start {ws['hit']} hits, {ws['miss']} misses ({ws['none']} cells without warm start or "
+            f"cache); " + describe_stats(self.cache, [k for k in KINDS if k != "warmstart"]),
+        ]
+        out += [f"  failed {cid} {label}: {err}" for cid, label, err in self.failures]
+        if self.skipped_failed:
+            out.append("  (cells that failed earlier are skipped; --retry-failed reruns them)")
+        if self.busy:
+            out.append("  (cells running in another sweep are skipped; run the sweep again once it ends)")
+        return out
+
+    def exit_code(self) -> int:
+        """0: every cell of the sweep is done; 1: some cell failed (now or earlier); 3: some cell is not
+        done because another sweep runs it."""
+        if self.failed or self.skipped_failed:
+            return 1
+        if self.busy or self.done + self.skipped_done < self.cells:
+            return 3
+        return 0
+
+
+def runs_dir(store_path: str | Path) -> Path:
+    """The run folders of one store: ``<store folder>/<store stem>.runs`` (``results/harness.runs``)."""
+    p = Path(store_path)
+    return p.parent / f"{p.stem}.runs"
+
+
+def cell_dir(store: Store, cell_id: str) -> Path:
+    """Where a cell's worker log, progress, checkpoint and outcome go: ``<store stem>.runs/<cell id>``
+    next to the store (stores before this layout used ``runs/<cell id>``, shared by every store of the
+    folder; their checkpoints are not resumed from)."""
+    return runs_dir(store.path) / cell_id
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+
+
+def progress_text(status: dict[str, Any] | None, elapsed: float, now: float | None = None) -> str:
+    """What a cell is doing, from its ``progress.json``: ``round 1/2  step 40/150 (13%)  ETA 1 min 05 s``."""
+    if not status:
+        return f"starting ({_duration(elapsed)})"
+    phase = status.get("phase", "?")
+    age = max(0.0, (now if now is not None else time.time()) - float(status.get("t", 0) or 0))
+    if phase == "train":
+        done, total = int(status.get("done", 0)), max(1, int(status.get("total", 1)))
+        text = (f"round {status.get('round')}/{status.get('rounds')}  step {status.get('step')}/{status.get('steps')}"
+                f"  ({100 * done / total:.0f}%)")
+        if status.get("done_here"):
+            eta = float(status["train_s"]) / int(status["done_here"]) * (total - done) - age
+            text += f"  ETA {_duration(eta)}"
+        return text
+    if phase == "eval":
+        return f"evaluating round {status.get('round')} ({_duration(elapsed)})"
+    if phase in ("sampling", "reference log-probs"):
+        return f"round {status.get('round')}/{status.get('rounds')}  {phase} ({_duration(elapsed)})"
+    return f"{phase} ({_duration(elapsed)})"
+
+
+class LiveStatus:
+    """Live lines for the running cells, and the sweep's log lines.
+
+    On a terminal (``tty``) the status lines are redrawn in place (``\r`` and ANSI erase, one line per
+    running cell, each cut to the terminal's width); a log line first erases them. Elsewhere (a log
+    file, a pipe) the status lines are printed as plain lines at most every ``every_s`` seconds.
+    """
+
+    def __init__(self, stream: TextIO | None = None, *, tty: bool | None = None, every_s: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.stream = stream or sys.stdout
+        self.tty = self.stream.isatty() if tty is None else tty
+        self.every_s = every_s
+        self.clock = clock
+        self._drawn = 0
+        self._last: float | None = None
+
+    def _clear(self) -> None:
+        if self._drawn:
+            self.stream.write("\r\x1b[K" + "\x1b[1A\x1b[K" * (self._drawn - 1))
+            self._drawn = 0
+
+    def log(self, message: str) -> None:
+        if self.tty:
+            self._clear()
+        self.stream.write(message + "\n")
+        self.stream.flush()
+
+    def show(self, lines: list[str]) -> None:
+        if self.tty:
+            width = max(20, shutil.get_terminal_size((120, 24)).columns - 1)
+            self._clear()
+            if lines:
+                self.stream.write("\n".join(line[:width] for line in lines))
+                self._drawn = len(lines)
+            self.stream.flush()
+            return
+        now = self.clock()
+        if self._last is None:
+            self._last = now  # the start lines were just printed: the first status comes every_s later
+            return
+        if lines and now - self._last >= self.every_s:
+            self._last = now
+            for line in lines:
+                self.stream.write(line + "\n")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self._clear()
+            self.stream.flush()
+
+
+def run_sweep(
+    suite: Suite,
+    store: Store,
+    executor: Executor,
+    *,
+    retry_failed: bool = False,
+    cell_timeout: float | None = None,
+    threads: int = 1,
+    plugins: list[str] | None = None,
+    log: Callable[[str], None] = print,
+    status: Callable[[list[str]], None] | None = None,
+    poll_s: float = 1.0,
+    cache: str | None = None,
+    resume_cells: bool = True,
+    linger_s: float = 30.0,
+) -> SweepSummary:
+    """Run every cell of ``suite`` that is not done yet; see the module docstring.
+
+    ``log`` gets the sweep's lines (start, done, failed); ``status`` the live lines of the running cells
+    after every poll (about every ``poll_s``; see :class:`LiveStatus`). ``cache``: the cache folder for
+    the workers, ``"off"``, or None (their ``$HARNESS_CACHE``). ``resume_cells``: cells checkpoint each
+    round in their folder and resume from it. ``linger_s``: how long a cell whose previous owner is gone
+    but whose old processes still run (or hold its folder's lock) is waited for before it counts as busy."""
+    t0 = time.perf_counter()
+    timeout = cell_timeout if cell_timeout is not None else suite.cell_timeout
+    if cache is None and not getattr(executor, "remote_cluster", False):
+        # this process's $HARNESS_CACHE, not the one a long-lived fork server was started with
+        cache = "off" if cache_disabled() else str(cache_root().resolve())
+    store.add_sweep(suite.id, suite.name, str(suite.path) if suite.path else None, suite.data,
+                    [c.row() for c in suite.cells])
+    store.save_leaderboard_settings(suite.id, _leaderboard_settings(suite))
+    run_id = store.start_run(suite.id, executor.name)
+    owner = owner_token()
+    summary = SweepSummary(suite.id, len(suite.cells))
+    known = store.cell_status(c.id for c in suite.cells)
+    todo: list[SweepCell] = []
+    for c in suite.cells:
+        st = known.get(c.id, "pending")
+        if st == "done":
+            summary.skipped_done += 1
+        elif st == "failed" and not retry_failed:
+            summary.skipped_failed += 1
+        else:
+            todo.append(c)
+    log(f"sweep {suite.id}: {len(suite.cells)} cells, {len(todo)} to run, {summary.skipped_done} already done"
+        + (f", {summary.skipped_failed} failed earlier (--retry-failed reruns them)" if summary.skipped_failed else "")
+        + f"; executor {executor.name}" + (f", cell timeout {timeout:g} s" if timeout else ""))
+
+    number = {c.id: i + 1 for i, c in enumerate(todo)}
+    width = len(str(len(todo)))
+    pending = list(todo)
+    running: dict[str, tuple[SweepCell, float]] = {}
+    warming: set[str] = set()  # prefixes whose first cell is running (its warm start is not cached yet)
+    warmed: set[str] = set()
+
+    def tag(c: SweepCell) -> str:
+        return f"[{number[c.id]:>{width}}/{len(todo)}]"
+
+    def describe(c: SweepCell) -> str:
+        return f"{c.id}  {c.config.model}  {c.label}  {c.config.benchmark}  seed={c.config.seed}"
+
+    def pick() -> SweepCell | None:
+        for c in pending:
+            if c.prefix is None or c.prefix in warmed or c.prefix not in warming:
+                return c
+        return pending[0] if pending and not running else None
+
+    lingering: dict[str, float] = {}  # cell id -> when it was first found lingering
+    waiting: list[SweepCell] = []  # lingering cells, tried again after the next poll
+    last_beat = time.monotonic()
+
+    try:
+        while pending or running or waiting:
+            if waiting:
+                pending += waiting
+                waiting.clear()
+            while pending and executor.capacity() > 0:
+                c = pick()
+                if c is None:
+                    break
+                pending.remove(c)
+                claim = store.claim(c.id, owner, retry_failed=retry_failed)
+                if claim == "claimed" and folder_in_use(cell_dir(store, c.id)):
+                    store.release(c.id, owner)
+                    claim = "lingering"  # a process of an older sweep still runs in the folder
+                if claim == "lingering":
+                    if c.id not in lingering:
+                        lingering[c.id] = time.monotonic()
+                        log(f"{tag(c)} wait   {describe(c)}  (the processes of the sweep that ran it are not "
+                            f"gone yet)")
+                    if time.monotonic() - lingering[c.id] < linger_s:
+                        waiting.append(c)
+                        continue
+                    claim = "busy"
+                if claim != "claimed":
+                    if claim == "busy":
+                        summary.busy += 1
+                    elif claim == "done":
+                        summary.skipped_done += 1
+                    else:
+                        summary.skipped_failed += 1
+                    log(f"{tag(c)} skip   {describe(c)}  ({'running in another sweep' if claim == 'busy' else claim})")
+                    continue
+                if c.prefix is not None and c.prefix not in warmed:
+                    warming.add(c.prefix)
+                executor.submit(Task(id=c.id, base_id=c.base_id, config=c.config.to_dict(),
+                                     cell_dir=str(cell_dir(store, c.id)), plugins=list(plugins or []),
+                                     threads=threads, timeout=timeout, cache=cache, resume=resume_cells,
+                                     sweep_owner=owner))
+                running[c.id] = (c, time.perf_counter())
+                worker = getattr(executor, "worker", None)
+                token = worker(c.id) if worker is not None else None
+                if token:
+                    store.set_worker(c.id, owner, token)
+                log(f"{tag(c)} start  {describe(c)}")
+            if waiting and not running and not pending:
+                time.sleep(poll_s)  # only lingering cells left: wait for the old processes to go
+            if running and time.monotonic() - last_beat >= HEARTBEAT_S:
+                store.beat(owner)
+                last_beat = time.monotonic()
+            for cid, outcome in executor.poll(poll_s):
+                c, started = running[cid]
+                if c.prefix is not None:
+                    warming.discard(c.prefix)
+                    warmed.add(c.prefix)
+                wall = float(outcome.get("wall_s") or time.perf_counter() - started)
+                add_stats(summary.cache, outcome.get("cache"))
+                if outcome.get("status") == "done":
+                    record = outcome["record"]
+                    store.finish(cid, record, wall_s=wall)
+                    shutil.rmtree(cell_dir(store, cid) / "checkpoint", ignore_errors=True)  # results are stored
+                    summary.done += 1
+                    warm = record.get("warm_start", "none")
+                    summary.warm_start[warm if warm in summary.warm_start else "none"] += 1
+                    log(f"{tag(c)} done   {c.id}  {c.label}  {c.config.benchmark}  seed={c.config.seed}  "
+                        f"{wall:.1f} s  (warm start: {warm})")
+                else:
+                    error = str(outcome.get("error") or "unknown error")
+                    store.fail(cid, error, wall_s=wall)
+                    worker_log = cell_dir(store, cid) / "worker.log"
+                    if worker_log.is_file() and str(worker_log) not in error:  # the full traceback is there
+                        error += f" (full log: {worker_log})"
+                    summary.failed += 1
+                    summary.failures.append((cid, c.label, error))
+                    log(f"{tag(c)} FAILED {c.id}  {c.label}  {c.config.benchmark}  seed={c.config.seed}  "
+                        f"{wall:.1f} s: {error}")
+                del running[cid]  # recorded (until then an error, e.g. a full disk, gives it back below)
+            if status is not None:
+                now = time.perf_counter()
+                status([f"{tag(c)} {c.label}  {c.config.benchmark}  seed={c.config.seed}  "
+                        + progress_text(read_status(cell_dir(store, cid)), now - started)
+                        for cid, (c, started) in running.items()])
+    except BaseException:
+        executor.close()
+        for cid in list(running):
+            try:
+                store.release(cid, owner)
+            except Exception:  # noqa: BLE001, S110 - e.g. a full disk: the next sweep takes the cell over
+                pass
+        raise
+    executor.close()
+    summary.wall_s = time.perf_counter() - t0
+    store.end_run(run_id, summary.as_dict())
+    return summary
+
+
+def _leaderboard_settings(suite: Suite) -> dict[str, Any]:
+    """The suite's [leaderboard] table and its benchmarks' metric declarations, stored with the sweep."""
+    from harness.core.plugins import get_host
+    from harness.results.leaderboard import suite_settings
+
+    return suite_settings(suite, get_host().registry)
