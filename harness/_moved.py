@@ -101,8 +101,8 @@ class _Alias(importlib.abc.Loader):
     def exec_module(self, module: ModuleType) -> None:
         pass
 
-    def get_code(self, fullname: str) -> Any:  # ``python -m <old name>``
-        _warn(self.old, self.new)
+    def get_code(self, fullname: str) -> Any:  # ``python -m <old name>``: Python hides the warning there
+        sys.stderr.write(f"note: {self.old} moved to {self.new}: use python -m {self.new}\n")
         spec = importlib.util.find_spec(self.new)
         assert spec is not None and spec.loader is not None
         return spec.loader.get_code(self.new)  # type: ignore[attr-defined]
@@ -113,7 +113,9 @@ class _MovedFinder(importlib.abc.MetaPathFinder):
         old = fullname.removeprefix("harness.")
         if old == fullname or old not in MOVED or old in _SHARED_NAMES:
             return None
-        return importlib.util.spec_from_loader(fullname, _Alias(fullname, "harness." + MOVED[old]))
+        new = "harness." + MOVED[old]
+        target = importlib.util.find_spec(new)
+        return importlib.util.spec_from_loader(fullname, _Alias(fullname, new), origin=target and target.origin)
 
 
 def install() -> None:

@@ -97,7 +97,7 @@ def run_harness(*args: str, env: dict | None = None, cwd: Path | None = None, ti
     """Run the real `harness` CLI in a subprocess (the way a user does)."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "harness.cli.app", *args],
+        [sys.executable, "-m", "harness.cli", *args],
         capture_output=True, text=True, env=full_env, cwd=cwd or ROOT, timeout=timeout,
     )
 

@@ -31,7 +31,7 @@ def test_bench_runs_tiny_and_writes_json(tmp_path):
     # The CPU comparison table still runs and reports its ratios.
     assert set(rec["compare"]) == {"sft", "dpo, 1 epoch", "dpo, 2 epochs", "generate"}
     assert all(v > 0 for v in rec["compare"].values())
-    assert "harness.bench.stages" in rec["command"] and rec["torch"]
+    assert "harness.bench" in rec["command"] and rec["torch"]
 
 
 def test_bench_unknown_preset_is_one_clear_error():

@@ -1,6 +1,6 @@
 """Findings: fast subsets of the findings suites, run through the real CLI, with the claims asserted.
 
-Each test runs ``python -m harness.cli.app sweep SUITE --store DB --jobs 2`` with ``--set`` overrides that
+Each test runs ``python -m harness.cli sweep SUITE --store DB --jobs 2`` with ``--set`` overrides that
 shrink it (3 seeds, fewer methods or steps), reads ``harness leaderboard --format json`` and asserts what
 the full runs in FINDINGS.md show, with the seed CIs where a claim is a difference. The full suites are
 the same files without the overrides (see FINDINGS.md for their commands and wall times).

@@ -80,7 +80,7 @@ def test_sweep_json_prints_only_json_and_listings_have_json(tmp_path):
 def test_a_closed_pipe_does_not_exit_1_or_print_a_traceback():
     r, w = os.pipe()
     fcntl.fcntl(w, 1031, 4096)  # F_SETPIPE_SZ: a one-page pipe, so the writer hits the closed end
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli.app", "methods"], stdout=w, stderr=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "methods"], stdout=w, stderr=subprocess.PIPE,
                             cwd=ROOT)
     os.close(w)
     with os.fdopen(r, "rb") as reader:

@@ -86,12 +86,12 @@ def _adapt(cmd: str, tmp, sweep_id: str | None) -> list[str] | None:
     argv = shlex.split(cmd)
     argv[0] = os.path.basename(argv[0])
     if "--data" in argv:
-        return [sys.executable, "-m", "harness.cli.app", *_adapt_data(argv[1:], tmp)]
+        return [sys.executable, "-m", "harness.cli", *_adapt_data(argv[1:], tmp)]
     if argv[0] == "python":
-        if argv[2] == "harness.bench.stages":
+        if argv[2] == "harness.bench":
             return [sys.executable, *argv[1:], "--steps", "2", "--repeats", "1", "--new-tokens", "4"]
         return [sys.executable, *argv[1:]]
-    argv = [sys.executable, "-m", "harness.cli.app", *argv[1:]]
+    argv = [sys.executable, "-m", "harness.cli", *argv[1:]]
     if "run" in argv:
         argv += QUICK
     if "sweep" in argv and "--dry-run" not in argv:
@@ -122,7 +122,7 @@ def test_every_readme_command_on_the_tiny_model_runs(tmp_path):
         res = _run(argv, tmp_path)
         assert res.returncode == 0, (cmd, res.stderr[-2000:])
         if " sweep " in f" {cmd} " and "--dry-run" not in cmd:
-            sweep_id = json.loads(_run([sys.executable, "-m", "harness.cli.app", "sweeps", "--json"], tmp_path).stdout)[0]["id"]
+            sweep_id = json.loads(_run([sys.executable, "-m", "harness.cli", "sweeps", "--json"], tmp_path).stdout)[0]["id"]
     assert (tmp_path / "suite.schema.json").exists() and (tmp_path / "items.html").exists()
 
 

@@ -99,7 +99,7 @@ def test_resume_inside_a_round_ends_like_an_uninterrupted_run(host, tmp_path, mo
 
 def test_one_results_root_and_cache_off_means_off(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("HARNESS_CACHE", "HARNESS_RESULTS", "HARNESS_HOME")}
-    args = [sys.executable, "-m", "harness.cli.app", "--results", str(tmp_path / "home"), "run", "--method", "dpo",
+    args = [sys.executable, "-m", "harness.cli", "--results", str(tmp_path / "home"), "run", "--method", "dpo",
             "--benchmark", "didactic-r1", "--set", "train.steps=1", "--set", "n_states=2", "--set", "warm_steps=2",
             "--quiet", "--threads", "1"]
     res = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)

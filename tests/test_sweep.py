@@ -234,7 +234,7 @@ def test_kill_9_and_resume_equals_uninterrupted(tiny_run, tmp_path):
     store = tmp_path / "h.db"
     marker = uuid.uuid4().hex
     env = {**os.environ, **sweep_env(root, marker)}
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli.app", "sweep", str(suite), "--store", str(store)],
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "sweep", str(suite), "--store", str(store)],
                             env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 180
     try:

@@ -93,7 +93,7 @@ def test_kill_9_leaves_no_process_of_the_sweep_within_5_s(tmp_path):
     store = tmp_path / "h.db"
     marker, pidfile = uuid.uuid4().hex, tmp_path / "holder.pid"
     env = {**os.environ, **sweep_env(tmp_path, marker), "HOLDER_PIDFILE": str(pidfile)}
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli.app", "--plugin", str(plugin), "sweep", str(suite),
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "--plugin", str(plugin), "sweep", str(suite),
                              "--store", str(store)], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     holder = None
@@ -191,7 +191,7 @@ def test_two_stores_in_one_folder_run_one_suite_concurrently(tmp_path):
     suite = tmp_path / "small.toml"
     suite.write_text(SMALL)
     env = {**os.environ, **sweep_env(tmp_path)}
-    procs = [subprocess.Popen([sys.executable, "-m", "harness.cli.app", "sweep", str(suite), "--store",
+    procs = [subprocess.Popen([sys.executable, "-m", "harness.cli", "sweep", str(suite), "--store",
                                str(tmp_path / f"{name}.db")], env=env, cwd=ROOT, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True) for name in ("a", "b")]
     outs = [p.communicate(timeout=600)[0] for p in procs]
@@ -473,7 +473,7 @@ def test_ctrl_c_gives_the_cell_back_and_exits_130(tmp_path):
     suite.write_text(HANG)
     store = tmp_path / "h.db"
     marker = uuid.uuid4().hex
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli.app", "--plugin", str(plugin), "sweep", str(suite),
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "--plugin", str(plugin), "sweep", str(suite),
                              "--store", str(store)], env={**os.environ, **sweep_env(tmp_path, marker)}, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -16,7 +16,7 @@ def run_logged(tmp_path, *backends: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("HARNESS_CACHE", "HARNESS_RESULTS", "HARNESS_HOME",
                                                             "MLFLOW_TRACKING_URI")}
     env.update({"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DISABLE_GIT": "true"})
-    args = [sys.executable, "-m", "harness.cli.app", "--results", str(tmp_path / "home"), "run", "--method", "sft",
+    args = [sys.executable, "-m", "harness.cli", "--results", str(tmp_path / "home"), "run", "--method", "sft",
             "--benchmark", "didactic-r1", "--set", f"train.steps={STEPS}", "--set", "n_states=2", "--set",
             "warm_steps=2", "--quiet", "--threads", "1"]
     for b in backends:

@@ -78,12 +78,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from harness import hookimpl
-from harness.core.data import PREFERENCES
-from harness.models.logprobs import LogProbBatch
-from harness.core.params import param
-from harness.core.registry import MethodSpec
-from harness.training.samplers import offline_preferences
+from harness import PREFERENCES, LogProbBatch, MethodSpec, hookimpl, offline_preferences, param
 
 
 @dataclass(frozen=True)
@@ -158,13 +153,13 @@ import sys
 
 import torch
 
-from harness.models.logprobs import LogProbBatch, TokenLogProbs
+from harness import LogProbBatch, TokenLogProbs
 from $pkg.$kind import Params, objective
 
 
 def test_check_plugin_passes():
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    res = subprocess.run([sys.executable, "-m", "harness.cli.app", "check-plugin", "$name"], capture_output=True,
+    res = subprocess.run([sys.executable, "-m", "harness.cli", "check-plugin", "$name"], capture_output=True,
                          text=True, env=env, timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "FAIL" not in res.stdout and " 0 failed" in res.stdout
@@ -208,11 +203,20 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from harness import hookimpl
-from harness.core.context import DataContext, EvalContext, EvalResult
-from harness.core.data import DEMONSTRATIONS, PROMPTS, REWARD, Completion, Prompt, Sequence
-from harness.core.params import param
-from harness.core.registry import BenchmarkSpec
+from harness import (
+    DEMONSTRATIONS,
+    PROMPTS,
+    REWARD,
+    BenchmarkSpec,
+    Completion,
+    DataContext,
+    EvalContext,
+    EvalResult,
+    Prompt,
+    Sequence,
+    hookimpl,
+    param,
+)
 
 
 @dataclass(frozen=True)
@@ -289,13 +293,13 @@ import subprocess
 import sys
 
 from harness.authoring.checkplugin import FixedEngine, _policy
-from harness.core.context import EvalContext
+from harness import EvalContext
 from $pkg.$kind import Params, evaluate, items, score
 
 
 def test_check_plugin_passes():
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    res = subprocess.run([sys.executable, "-m", "harness.cli.app", "check-plugin", "$name", "--answer", "4"],
+    res = subprocess.run([sys.executable, "-m", "harness.cli", "check-plugin", "$name", "--answer", "4"],
                          capture_output=True, text=True, env=env, timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "FAIL" not in res.stdout and " 0 failed" in res.stdout

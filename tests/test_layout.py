@@ -1,0 +1,198 @@
+"""The package layout: subsystems import only downwards, no import cycles, built-in plugins use only the
+public API (``from harness import ...``), every name the plugin guide lists imports from ``harness``,
+and old module paths still work with a DeprecationWarning."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import re
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+import harness
+from harness import _moved
+
+ROOT = Path(__file__).resolve().parents[1]
+PKG = ROOT / "harness"
+# Lowest first: a subsystem may import its own layer and the layers before it, never one after it.
+LAYERS = ["core", "models", "engines", "evaluation", "training", "sweeps", "results", "authoring", "bench", "cli"]
+
+
+def _modules() -> dict[str, Path]:
+    """Dotted name -> file, for every module of the host."""
+    out = {}
+    for path in sorted(PKG.rglob("*.py")):
+        parts = list(path.relative_to(ROOT).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = path
+    return out
+
+
+def _runtime_imports(path: Path, *, top_level_only: bool = False) -> list[tuple[int, str]]:
+    """(line, imported module) for the harness imports of ``path`` that run (``TYPE_CHECKING`` blocks,
+    which exist only for annotations, are left out)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: list[tuple[int, str]] = []
+
+    def visit(node: ast.AST, depth: int) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                for sub in child.orelse:
+                    visit(sub, depth)
+                continue
+            if isinstance(child, ast.Import):
+                found.extend((child.lineno, a.name) for a in child.names if a.name.startswith("harness"))
+            elif isinstance(child, ast.ImportFrom) and child.level == 0 and (child.module or "").startswith("harness"):
+                if child.module == "harness":  # from harness import X: X may be a subpackage
+                    found.extend((child.lineno, f"harness.{a.name}") for a in child.names)
+                else:  # the module, and its submodules when the names are submodules
+                    found.append((child.lineno, child.module))
+                    found.extend((child.lineno, f"{child.module}.{a.name}") for a in child.names
+                                 if (PKG.parent / f"{child.module}.{a.name}".replace(".", "/")).with_suffix(".py").exists())
+            nested = isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+            if not (top_level_only and nested):
+                visit(child, depth + nested)
+
+    visit(tree, 0)
+    return found
+
+
+def _layer(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in LAYERS else None
+
+
+def test_every_module_lives_in_a_subsystem_with_a_docstring_saying_what_it_may_import():
+    loose = [m for m in _modules() if m.count(".") == 1 and _layer(m) is None and m not in {"harness._moved"}]
+    assert loose == [], f"modules outside a subsystem: {loose}"
+    for layer in LAYERS:
+        init = PKG / layer / "__init__.py"
+        doc = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))) or ""
+        assert "May import" in doc, f"{init}: the docstring must say what the subsystem may import"
+
+
+def test_no_subsystem_imports_a_higher_one():
+    upward = []
+    for name, path in _modules().items():
+        src = _layer(name)
+        if src is None:
+            continue
+        for line, target in _runtime_imports(path):
+            dst = _layer(target)
+            if dst is None:
+                assert target in {"harness", "harness.hookimpl", "harness._moved", "harness.__version__"}, (
+                    f"{path}:{line} imports {target} (the public API) from inside the host: import its module")
+            elif LAYERS.index(dst) > LAYERS.index(src):
+                upward.append(f"{path.relative_to(ROOT)}:{line}: {src} -> {target}")
+    assert upward == [], "upward imports:\n" + "\n".join(upward)
+
+
+def test_the_layer_check_catches_an_upward_import(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from harness.cli import app\n"
+                   "def f():\n    from harness.sweeps import store\n")
+    assert _runtime_imports(bad) == [(5, "harness.sweeps"), (5, "harness.sweeps.store")]
+
+
+def test_no_import_cycles_between_modules():
+    mods = _modules()
+    graph = {}
+    for name, path in mods.items():
+        deps = set()
+        for _, target in _runtime_imports(path, top_level_only=True):
+            if target in mods and target != name and not name.startswith(target + "."):
+                deps.add(target)
+        graph[name] = deps
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def dfs(n: str) -> None:
+        state[n] = 1
+        stack.append(n)
+        for d in graph[n]:
+            if state.get(d) == 1:
+                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(d):] + [d]))
+            if d not in state:
+                dfs(d)
+        stack.pop()
+        state[n] = 2
+
+    for n in graph:
+        if n not in state:
+            dfs(n)
+
+
+def test_builtin_plugins_import_only_the_public_api():
+    offenders = []
+    for path in sorted((ROOT / "plugins").rglob("*.py")):
+        for line, target in _runtime_imports(path):
+            names = target.split(".")
+            if target == "harness" or (len(names) == 2 and names[1] in harness.__all__):
+                continue
+            offenders.append(f"{path.relative_to(ROOT)}:{line}: {target}")
+    assert offenders == [], "plugins must import only from `harness`:\n" + "\n".join(offenders)
+
+
+def _guide_names() -> set[str]:
+    text = (ROOT / "docs" / "plugins.md").read_text(encoding="utf-8")
+    section = text.split("## Public API", 1)[1]
+    return set(re.findall(r"`([A-Za-z_][A-Za-z0-9_]*)`", section.split("\n|", 1)[1]))
+
+
+def test_every_name_in_the_plugin_guide_imports_from_harness_and_the_guide_lists_them_all():
+    listed = _guide_names()
+    for name in sorted(listed):
+        value = getattr(harness, name)
+        assert value is not None, name
+    public = set(harness.__all__) - {"__version__"}
+    assert public - listed == set(), f"public names missing from docs/plugins.md: {sorted(public - listed)}"
+    assert listed - public == set(), f"the guide lists names harness does not export: {sorted(listed - public)}"
+
+
+def test_importing_harness_loads_no_torch():
+    code = "import sys, harness; from harness import hookimpl, param; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_examples_and_scaffolds_import_only_the_public_api():
+    for f in ["README.md", "docs/plugins.md", "docs/datasets.md", "harness/authoring/scaffold.py"]:
+        text = (ROOT / f).read_text(encoding="utf-8")
+        if f.endswith(".py"):  # the templates, not the module's own imports
+            text = "\n".join(s for s in re.findall(r"'''(.*?)'''", text, re.S))
+        deep = re.findall(r"^from harness\.(?!authoring\.checkplugin)[\w.]+ import .*$", text, re.M)
+        assert deep == [], f"{f}: examples import from internal modules: {deep}"
+
+
+@pytest.mark.parametrize("old", sorted(set(_moved.MOVED) - {"models", "results", "bench", "cli"}))
+def test_old_module_paths_still_import_with_a_deprecation_warning(old):
+    sys.modules.pop(f"harness.{old}", None)
+    with pytest.warns(DeprecationWarning, match=f"harness.{old} moved to harness.{_moved.MOVED[old]}"):
+        mod = importlib.import_module(f"harness.{old}")
+    assert mod is importlib.import_module(f"harness.{_moved.MOVED[old]}")
+    sys.modules.pop(f"harness.{old}", None)
+
+
+def test_names_of_old_modules_that_became_packages_are_forwarded():
+    from harness.models import loading
+    with pytest.warns(DeprecationWarning, match="harness.models.load_model moved"):
+        from harness.models import load_model
+    assert load_model is loading.load_model
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        from harness.models import tiny  # a submodule: no warning
+    assert tiny.__name__ == "harness.models.tiny"
+    with pytest.raises(ImportError):
+        from harness.models import no_such_name  # noqa: F401
+
+
+def test_old_module_runs_with_python_dash_m():
+    proc = subprocess.run([sys.executable, "-m", "harness.docs_tables", "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "moved to harness.results.docs_tables" in proc.stderr
