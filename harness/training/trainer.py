@@ -11,7 +11,6 @@ the same code on several GPUs.
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import random
 import time
@@ -31,7 +30,9 @@ from harness.core.errors import HarnessError
 from harness.core.params import param
 from harness.core.registry import MethodSpec
 from harness.models.lm import LM
-from harness.models.logprobs import batch_logprobs, reference_logprobs
+from harness.models.logprobs import batch_logprobs
+from harness.training import checkpoints
+from harness.training.reference import Reference
 
 
 @dataclass(frozen=True)
@@ -115,31 +116,6 @@ def lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
         return max(0.0, 1.0 - progress)
 
     return f
-
-
-class Reference:
-    """The reference policy: a frozen copy, or (under LoRA) the same model with adapters switched off."""
-
-    def __init__(self, policy: Any, tokenizer: Any, engine_factory: Callable[[Any], Any], use_adapters: bool):
-        if use_adapters:
-            self.model = policy
-            self.lm = LM(policy, tokenizer, engine_factory(policy), name="reference", adapters_off=True)
-        else:
-            self.model = copy.deepcopy(policy)
-            self.model.requires_grad_(False)
-            self.model.eval()
-            self.lm = LM(self.model, tokenizer, engine_factory(self.model), name="reference")
-        self.use_adapters = use_adapters
-
-    def reset_to(self, policy: Any) -> None:
-        """Make the reference the latest policy (SPIN, GSIL: the previous iterate)."""
-        if self.use_adapters:
-            raise HarnessError("reference='round' needs a frozen copy; set lora=false for this method")
-        self.model.load_state_dict(policy.state_dict())
-
-    def logprobs(self, rows: list[Row], pad_id: int, batch_size: int) -> dict[str, list[torch.Tensor]]:
-        with self.lm.scoring():
-            return reference_logprobs(self.model, rows, pad_id=pad_id, batch_size=batch_size)
 
 
 @dataclass
@@ -235,56 +211,15 @@ class Trainer:
             return None
         return self.model_key
 
-    # -- checkpoints -------------------------------------------------------------------------------
+    # -- checkpoints (harness.training.checkpoints) ----------------------------------------------
     def save_checkpoint(self, finished_round: int, mid_round: dict[str, Any] | None = None) -> None:
         """Write the checkpoint (replacing the last one). ``mid_round``: ``{"round", "step", "rows", "ref"}``
         of a round in progress (a step checkpoint: the round's data is saved with it)."""
-        if self.checkpoint_dir is None:
-            return
-        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        blob = {
-            "round": finished_round,
-            "mid_round": mid_round,
-            "global_step": self.global_step,
-            "model": self.accelerator.unwrap_model(self.model).state_dict(),
-            "modules": self.modules.state_dict() if self.modules is not None else None,
-            "reference": self.reference.model.state_dict()
-            if self.reference is not None and not self.reference.use_adapters
-            else None,
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "state": self.state,
-            "history": [(h.round, h.step, h.metrics) for h in self.history],
-            "torch_rng": torch.random.get_rng_state(),
-        }
-        tmp = self.checkpoint_dir / "checkpoint.pt.tmp"
-        torch.save(blob, tmp)
-        tmp.replace(self.checkpoint_dir / "checkpoint.pt")  # atomic: a crash never leaves half a checkpoint
+        checkpoints.save(self, finished_round, mid_round)
 
     def try_resume(self) -> bool:
         """Load the last round's checkpoint if there is one; training then continues after it."""
-        path = self.checkpoint_dir / "checkpoint.pt" if self.checkpoint_dir else None
-        if path is None or not path.exists():
-            return False
-        blob = torch.load(path, weights_only=False)
-        self.accelerator.unwrap_model(self.model).load_state_dict(blob["model"])
-        if self.modules is not None and blob["modules"] is not None:
-            self.modules.load_state_dict(blob["modules"])
-        if self.reference is not None and blob["reference"] is not None:
-            self.reference.model.load_state_dict(blob["reference"])
-            if self.method.reference == "initial":  # the same initial weights, written again
-                self._versions["reference"] = self._weights("reference")
-        self.optimizer.load_state_dict(blob["optimizer"])
-        self.scheduler.load_state_dict(blob["scheduler"])
-        self.state = blob["state"]
-        self.history = [StepRecord(r, s, m) for r, s, m in blob["history"]]
-        torch.random.set_rng_state(blob["torch_rng"])
-        self.start_round = blob["round"] + 1
-        self.global_step = blob["global_step"]
-        self.resume_mid = blob.get("mid_round")
-        if self.resume_mid is not None:  # a step checkpoint: continue inside this round
-            self.start_round = self.resume_mid["round"]
-        return True
+        return checkpoints.resume(self)
 
     # -- the loop ----------------------------------------------------------------------------------
     def round_context(self, rnd: int) -> RoundContext:
@@ -339,48 +274,14 @@ class Trainer:
     def _steps(self, rnd: int, ctx: RoundContext, rows: list[Row], ref: dict[str, list[torch.Tensor]] | None,
                first: int = 0) -> list[StepRecord]:
         """The round's optimizer steps from ``first`` (a step checkpoint's) on, then the round's end."""
-        cfg, method, hooks = self.cfg, self.method, self.method.hooks
-        # A seeded order over the rows; each step takes the next batch_size * grad_accum of them.
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + rnd)
-        order: list[int] = []
-        per_step = cfg.batch_size * cfg.grad_accum
-        while len(order) < cfg.steps * per_step:
-            order += torch.randperm(len(rows), generator=gen).tolist()
-
+        cfg, hooks = self.cfg, self.method.hooks
+        order = self._row_order(rnd, len(rows))
         self.model.train()
         records = []
         bar = progress.bar(cfg.steps, desc=f"train round {rnd + 1}/{cfg.rounds}", unit="step",
                            disable=not self.progress, initial=first)
         for step in range(first, cfg.steps):
-            t0 = time.perf_counter()
-            self.optimizer.zero_grad(set_to_none=True)
-            sums: dict[str, float] = {}
-            for micro in range(cfg.grad_accum):
-                start = step * per_step + micro * cfg.batch_size
-                idx = order[start : start + cfg.batch_size]
-                batch_rows = [rows[i] for i in idx]
-                batch_ref = {role: [ref[role][i] for i in idx] for role in ref} if ref is not None else None
-                batch = batch_logprobs(
-                    self.model,
-                    batch_rows,
-                    pad_id=self.policy.pad_id,
-                    ref=batch_ref,
-                    with_hidden=method.needs_hidden,
-                    modules=self.modules,
-                )
-                loss, metrics = self.objective(method, batch, self.params, rnd, step)  # batch mean, checked
-                # Scale so that accumulated gradients equal those of one batch of batch_size * grad_accum.
-                self.accelerator.backward(loss / cfg.grad_accum)
-                sums["loss"] = sums.get("loss", 0.0) + loss.item() / cfg.grad_accum
-                for k, v in metrics.items():
-                    sums[k] = sums.get(k, 0.0) + float(v) / cfg.grad_accum
-            if cfg.max_grad_norm > 0:
-                norm = self.accelerator.clip_grad_norm_(self._trainable(), cfg.max_grad_norm)
-                sums["grad_norm"] = float(norm)
-            self.optimizer.step()
-            self.scheduler.step()
-            sums["lr"] = self.scheduler.get_last_lr()[0]
-            sums["step_s"] = time.perf_counter() - t0
+            sums = self._optimizer_step(rnd, step, rows, ref, order)
             self.global_step += 1
             rec = StepRecord(rnd, step, sums)
             records.append(rec)
@@ -398,6 +299,52 @@ class Trainer:
             hooks.on_round_end(ctx)
         self.save_checkpoint(rnd)
         return records
+
+    def _row_order(self, rnd: int, n_rows: int) -> list[int]:
+        """A seeded order over the round's rows; each step takes the next batch_size * grad_accum of them."""
+        cfg = self.cfg
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + rnd)
+        order: list[int] = []
+        per_step = cfg.batch_size * cfg.grad_accum
+        while len(order) < cfg.steps * per_step:
+            order += torch.randperm(n_rows, generator=gen).tolist()
+        return order
+
+    def _optimizer_step(self, rnd: int, step: int, rows: list[Row], ref: dict[str, list[torch.Tensor]] | None,
+                        order: list[int]) -> dict[str, float]:
+        """One optimizer step over ``grad_accum`` micro-batches; its metrics (loss, grad_norm, lr, step_s)."""
+        cfg, method = self.cfg, self.method
+        per_step = cfg.batch_size * cfg.grad_accum
+        t0 = time.perf_counter()
+        self.optimizer.zero_grad(set_to_none=True)
+        sums: dict[str, float] = {}
+        for micro in range(cfg.grad_accum):
+            start = step * per_step + micro * cfg.batch_size
+            idx = order[start : start + cfg.batch_size]
+            batch_rows = [rows[i] for i in idx]
+            batch_ref = {role: [ref[role][i] for i in idx] for role in ref} if ref is not None else None
+            batch = batch_logprobs(
+                self.model,
+                batch_rows,
+                pad_id=self.policy.pad_id,
+                ref=batch_ref,
+                with_hidden=method.needs_hidden,
+                modules=self.modules,
+            )
+            loss, metrics = self.objective(method, batch, self.params, rnd, step)  # batch mean, checked
+            # Scale so that accumulated gradients equal those of one batch of batch_size * grad_accum.
+            self.accelerator.backward(loss / cfg.grad_accum)
+            sums["loss"] = sums.get("loss", 0.0) + loss.item() / cfg.grad_accum
+            for k, v in metrics.items():
+                sums[k] = sums.get(k, 0.0) + float(v) / cfg.grad_accum
+        if cfg.max_grad_norm > 0:
+            norm = self.accelerator.clip_grad_norm_(self._trainable(), cfg.max_grad_norm)
+            sums["grad_norm"] = float(norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        sums["lr"] = self.scheduler.get_last_lr()[0]
+        sums["step_s"] = time.perf_counter() - t0
+        return sums
 
     def _phase(self, what: str) -> contextlib.AbstractContextManager[None]:
         return progress.phase(what, min_report_s=2.0) if self.progress else contextlib.nullcontext()
