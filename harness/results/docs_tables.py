@@ -53,7 +53,7 @@ def update(text: str, host: PluginHost) -> str:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--write", action="store_true", help="rewrite the tables in README.md")
-    ap.add_argument("--readme", type=Path, default=Path(__file__).resolve().parents[1] / "README.md")
+    ap.add_argument("--readme", type=Path, default=Path(__file__).resolve().parents[2] / "README.md")
     a = ap.parse_args(argv)
     host = load()
     if a.write:
