@@ -42,90 +42,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.core.errors import HarnessError
-
-SCHEMA_VERSION = 1
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS sweeps (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    suite_path TEXT,
-    suite_json TEXT NOT NULL,          -- the suite after --set overrides
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS sweep_runs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    sweep_id TEXT NOT NULL REFERENCES sweeps(id),
-    started_at REAL NOT NULL,
-    finished_at REAL,
-    host TEXT, pid INTEGER,
-    executor TEXT,
-    summary_json TEXT                  -- counts, cache hits/misses, wall time
-);
-CREATE TABLE IF NOT EXISTS cells (
-    id TEXT PRIMARY KEY,
-    base_id TEXT NOT NULL,             -- ResolvedCell.cell_id (without plugin versions)
-    model TEXT NOT NULL,
-    method TEXT NOT NULL,
-    benchmark TEXT NOT NULL,
-    benchmark_version TEXT,
-    seed INTEGER NOT NULL,
-    config_json TEXT NOT NULL,         -- ResolvedCell.resolved_dict()
-    plugins_json TEXT,                 -- plugin name -> version for the plugins that run this cell
-    status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'running', 'done', 'failed')),
-    error TEXT,
-    owner TEXT,                        -- host:pid:start-time of the sweep running it
-    attempts INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL,
-    started_at REAL,
-    finished_at REAL,
-    wall_s REAL,
-    timings_json TEXT,
-    provenance_json TEXT,
-    warm_start TEXT                    -- hit | miss | none
-);
-CREATE TABLE IF NOT EXISTS sweep_cells (
-    sweep_id TEXT NOT NULL REFERENCES sweeps(id),
-    cell_id TEXT NOT NULL REFERENCES cells(id),
-    label TEXT NOT NULL,               -- the method's label in this sweep, e.g. dpo(beta=0.05)
-    position INTEGER NOT NULL,
-    PRIMARY KEY (sweep_id, cell_id)
-);
-CREATE TABLE IF NOT EXISTS metrics (
-    cell_id TEXT NOT NULL REFERENCES cells(id),
-    round INTEGER NOT NULL,
-    benchmark TEXT NOT NULL,
-    benchmark_version TEXT,
-    metric TEXT NOT NULL,
-    value REAL,
-    PRIMARY KEY (cell_id, round, benchmark, metric)
-);
-CREATE TABLE IF NOT EXISTS steps (
-    cell_id TEXT NOT NULL REFERENCES cells(id),
-    round INTEGER NOT NULL,
-    step INTEGER NOT NULL,
-    loss REAL,
-    metrics_json TEXT NOT NULL,
-    PRIMARY KEY (cell_id, round, step)
-);
-CREATE TABLE IF NOT EXISTS records (
-    cell_id TEXT NOT NULL REFERENCES cells(id),
-    idx INTEGER NOT NULL,
-    benchmark TEXT NOT NULL,
-    record_json TEXT NOT NULL,
-    PRIMARY KEY (cell_id, idx)
-);
-CREATE TABLE IF NOT EXISTS heartbeats (
-    cell_id TEXT PRIMARY KEY,
-    owner TEXT NOT NULL,               -- host:pid:start-time of the sweep running the cell
-    worker TEXT,                       -- host:pid:start-time of its worker (its process group's leader)
-    beat_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS cells_status ON cells(status);
-CREATE INDEX IF NOT EXISTS sweep_cells_cell ON sweep_cells(cell_id);
-"""
+from harness.sweeps.owners import owner_alive, owner_token, processes_alive  # noqa: F401 - owner_token: the store's API too
+from harness.sweeps.store_schema import open_database
 
 STATUSES = ("pending", "running", "done", "failed")
 HEARTBEAT_S = 5.0  # how often a sweep beats for its running cells
@@ -135,77 +53,6 @@ HEARTBEAT_EXPIRY_S = 60.0  # a heartbeat older than this marks a cell of another
 def default_store_path() -> Path:
     """``$HARNESS_RESULTS/harness.db`` (default ``results/harness.db``)."""
     return Path(os.environ.get("HARNESS_RESULTS", "results")) / "harness.db"
-
-
-def _proc_stat(pid: int) -> list[str]:
-    """The fields of /proc/PID/stat after the command (state, ppid, pgrp, ...), or [] where unknown."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return []
-
-
-def _proc_start(pid: int) -> str:
-    """The start time of a process (Linux: field 22 of /proc/PID/stat), or '' where unknown."""
-    fields = _proc_stat(pid)
-    return fields[19] if len(fields) > 19 else ""
-
-
-def _zombie(pid: int) -> bool:
-    """A process that has exited but was not reaped (no init reaps orphans in some containers)."""
-    fields = _proc_stat(pid)
-    return bool(fields) and fields[0] in ("Z", "X")
-
-
-def owner_token(pid: int | None = None) -> str:
-    """``host:pid:start`` naming a live process; the start time guards against pid reuse."""
-    pid = os.getpid() if pid is None else pid
-    return f"{socket.gethostname()}:{pid}:{_proc_start(pid)}"
-
-
-def owner_alive(owner: str | None) -> bool | None:
-    """True/False when ``owner`` ran on this host; None when it ran elsewhere (can't tell)."""
-    if not owner:
-        return False
-    host, _, rest = owner.partition(":")
-    pid_s, _, start = rest.partition(":")
-    if host != socket.gethostname():
-        return None
-    try:
-        pid = int(pid_s)
-        os.kill(pid, 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        pass
-    return _proc_start(pid) == start and not _zombie(pid)
-
-
-def processes_alive(worker: str | None) -> bool | None:
-    """Whether a worker (``host:pid:start``) or anything left in its process group still runs on this host;
-    None when it ran on another host."""
-    if not worker:
-        return False
-    alive = owner_alive(worker)
-    if alive is not False:
-        return alive
-    try:
-        pgid = int(worker.split(":")[1])
-    except (ValueError, IndexError):
-        return False
-    proc = Path("/proc")
-    if proc.is_dir():  # Linux: a live (not zombie) process the worker started, still in its group
-        for d in proc.iterdir():
-            if d.name.isdigit():
-                fields = _proc_stat(int(d.name))
-                if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
-                    return True
-        return False
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, AttributeError, OSError):
-        return False
-    return True
 
 
 def _finite(x: Any) -> float | None:
@@ -224,81 +71,11 @@ class Store:
     """A connection to one results database (created on first use)."""
 
     def __init__(self, path: str | os.PathLike[str], *, create: bool = True, readonly: bool = False) -> None:
+        """Open (``create``: or make) the store at ``path``; ``readonly`` opens it ``mode=ro`` and changes
+        nothing (see :func:`harness.sweeps.store_schema.open_database`)."""
         self.path = Path(path)
         self.readonly = readonly
-        self.warnings: list[str] = []
-        if self.path.is_dir():
-            raise HarnessError(f"--store {self.path}: is a folder; give the results database file, e.g. "
-                               f"{self.path / 'harness.db'}")
-        if not self.path.exists():
-            if not create or readonly:
-                raise HarnessError(f"--store {self.path}: no such results database; run `harness sweep` first "
-                                   f"or give the right --store")
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise HarnessError(f"--store {self.path}: can't create its folder ({exc.strerror or exc}); "
-                                   f"give a writable --store") from None
-        elif not readonly and not os.access(self.path.parent, os.W_OK | os.X_OK):
-            raise HarnessError(f"--store {self.path}: its folder {self.path.parent} is not writable; give a "
-                               f"writable --store (read-only commands such as `harness leaderboard` work as is)")
-        try:
-            self.db = self._connect()
-            found = self._schema_version()
-            if found is None and readonly:
-                raise HarnessError(f"--store {self.path}: not a harness results database (a SQLite file without "
-                                   f"the harness's tables); give the --store a sweep wrote")
-            if found is None and self._has_tables():
-                raise HarnessError(f"--store {self.path}: not a harness results database (a SQLite file with "
-                                   f"other tables); it was left unchanged; give a new --store path")
-            if not readonly:
-                self.db.execute("PRAGMA journal_mode=WAL")
-                self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.execute("PRAGMA foreign_keys=ON")
-            self.db.execute("PRAGMA busy_timeout=60000")
-            if not readonly and (found is None or int(found) == SCHEMA_VERSION):
-                with self.transaction():
-                    for statement in _statements(SCHEMA):
-                        self.db.execute(statement)
-                    self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
-                                    (str(SCHEMA_VERSION),))
-                found = self._schema_version()
-            check = self.db.execute("PRAGMA quick_check(1)").fetchone()[0]
-        except sqlite3.DatabaseError as exc:
-            raise HarnessError(f"--store {self.path}: not a harness results database or unreadable ({exc}); "
-                               f"give another path") from None
-        if found is None or int(found) != SCHEMA_VERSION:
-            raise HarnessError(f"--store {self.path}: schema version {found}, this harness reads "
-                               f"{SCHEMA_VERSION}; use a new --store")
-        if check != "ok":
-            detail = " ".join(str(check).replace("***", "").split())[:200]
-            self.warnings.append(f"--store {self.path}: PRAGMA quick_check reports damage ({detail}); results may "
-                                 f"be incomplete; copy the file and run `sqlite3 FILE .recover`")
-
-    def _connect(self) -> sqlite3.Connection:
-        if not self.readonly:
-            db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        else:
-            uri = f"{self.path.resolve().as_uri()}?mode=ro"
-            db = sqlite3.connect(uri, uri=True, timeout=60, isolation_level=None)
-            try:
-                db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
-            except sqlite3.OperationalError:
-                # a WAL database in a read-only folder (no -shm to create): read it as an immutable file
-                db.close()
-                db = sqlite3.connect(f"{self.path.resolve().as_uri()}?immutable=1", uri=True, timeout=60,
-                                     isolation_level=None)
-        db.row_factory = sqlite3.Row
-        return db
-
-    def _has_tables(self) -> bool:
-        return self.db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] > 0
-
-    def _schema_version(self) -> str | None:
-        if not self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone():
-            return None
-        row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        return row[0] if row else None
+        self.db, self.warnings = open_database(self.path, create=create, readonly=readonly)
 
     def close(self) -> None:
         self.db.close()
@@ -554,9 +331,3 @@ class Store:
     def runs(self, sweep_id: str) -> list[dict[str, Any]]:
         rows = self.db.execute("SELECT * FROM sweep_runs WHERE sweep_id=? ORDER BY id", (sweep_id,)).fetchall()
         return [{**dict(r), "summary": json.loads(r["summary_json"] or "null")} for r in rows]
-
-
-def _statements(script: str) -> list[str]:
-    """Split the schema into statements (executescript would COMMIT our transaction)."""
-    lines = [line.split("--", 1)[0] for line in script.splitlines()]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
