@@ -299,6 +299,10 @@ def expand(data: dict[str, Any], host: PluginHost, *, path: Path | None = None,
     if reward is not None and (not isinstance(reward, str) or not reward):
         raise HarnessError(f"{w('reward')}: expected a string (rm:<id or path> | irl:<folder> | benchmark:<name>), "
                            f"got {reward!r}")
+    if reward is not None and reward.startswith("irl:"):  # a saved IRL reward model: named by the suite's own key
+        from harness.irl_reward import read_manifest
+
+        read_manifest(reward[4:], where=w("reward"))
     sources: dict[str, Any] = {}  # train_data name -> the BenchmarkSpec-shaped training source
 
     def source(b: str, overrides: Mapping[str, Any] | None = None, where: str = "") -> Any:
