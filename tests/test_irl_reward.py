@@ -156,23 +156,48 @@ max_new_tokens = 4
 """
 
 
-def test_suite_with_irl_reward_end_to_end_and_a_bad_folder(trained, tmp_path):
+IRL_SUITE = """
+name = "irl-demos"
+models = ["tiny:nano"]
+train_data = ["{demos}"]
+eval = ["didactic-r1"]
+threads = 1
+[train]
+steps = 1
+rounds = 1
+batch_size = 4
+eval_initial = false
+[methods.irl-rm]
+""" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in IRL_SETS.items())
+
+
+def test_suite_with_irl_reward_end_to_end_and_a_bad_folder(tmp_path):
+    """A sweep of irl-rm leaves its RM in <store>.runs/<cell>/reward_model; a second suite trains rloo and
+    best-of-n on prompts with it."""
     from harness.cli import cli
     from tests.test_sweep import dump
 
-    folder = trained[1]["reward_model_dir"]
+    store = tmp_path / "h.db"
+    demos = tmp_path / "irl-demos.toml"
+    demos.write_text(IRL_SUITE.format(demos=jsonl(tmp_path / "demos.jsonl", DEMOS)))
+    res = CliRunner().invoke(cli, ["sweep", str(demos), "--store", str(store)])
+    assert res.exit_code == 0, res.output
+    cid, base = sqlite3.connect(store).execute("SELECT id, base_id FROM cells WHERE method='irl-rm'").fetchone()
+    folder = tmp_path / "h.runs" / cid / "reward_model"
+    assert json.loads((folder / "irl_reward_model.json").read_text())["cell_id"] == base
+
     prompts = jsonl(tmp_path / "prompts.jsonl", PROMPTS)
     suite = tmp_path / "irl.toml"
     suite.write_text(SUITE.format(prompts=prompts, folder=folder))
-    store = tmp_path / "h.db"
     res = CliRunner().invoke(cli, ["sweep", str(suite), "--store", str(store)])
     assert res.exit_code == 0, res.output
     con = sqlite3.connect(store)
-    cells = con.execute("SELECT id, method, config_json FROM cells").fetchall()
+    cells = con.execute("SELECT id, method, config_json FROM cells WHERE method != 'irl-rm'").fetchall()
     assert {m for _, m, _ in cells} == {"rloo", "best-of-n"}
-    assert con.execute("SELECT COUNT(*) FROM cells WHERE status='done'").fetchone()[0] == 2
+    assert con.execute("SELECT COUNT(*) FROM cells WHERE status='done'").fetchone()[0] == 3
     assert all(json.loads(c)["benchmark_params"]["reward"] == f"irl:{folder}" for _, _, c in cells)
-    rewards = [json.loads(m)["reward"] for (m,) in con.execute("SELECT metrics_json FROM steps")]
+    rewards = [json.loads(m)["reward"] for (m,) in con.execute(
+        "SELECT metrics_json FROM steps JOIN cells ON cells.id = steps.cell_id WHERE method != 'irl-rm'")]
     assert len(rewards) == 4 and any(abs(r - round(r)) > 1e-4 for r in rewards)  # RM logits, not 0/1
     con.close()
 
