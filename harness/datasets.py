@@ -563,6 +563,8 @@ def training_source(name: str, overrides: Mapping[str, Any], reg: Registry, *, w
         if not Path(path).exists():
             raise HarnessError(f"{pre}dataset '{name}': {path}: no such file or folder; --set data.path=FILE")
         version = f"{version}+{_file_hash(Path(path))}"
+    if params.reward and (fingerprint := getattr(reward, "fingerprint", None)) is not None:
+        version = f"{version}+rm{fingerprint()}"  # a saved reward model trained again: new cells
     kinds = provides(spec, params) if check_files else frozenset(spec.provides | ({"reward"} if params.reward else set()))
     if path and check_files:
         validate(spec, params, kinds, version)

@@ -132,6 +132,14 @@ class IRLReward:
                 f"and this cell's model tokenizes differently; train a policy with that tokenizer, or train irl-rm "
                 f"on this model")
 
+    def fingerprint(self) -> str:
+        """A short hash of the manifest and the head: part of the training data's version, so a reward model
+        trained again into the same folder makes new cells."""
+        h = hashlib.sha256()
+        for name in (MANIFEST, "head.safetensors"):
+            h.update((Path(self.path) / name).read_bytes())
+        return h.hexdigest()[:10]
+
     def model(self) -> Discriminator:
         """The loaded discriminator."""
         if self._rm is None:

@@ -97,6 +97,22 @@ def test_irl_rm_saves_its_reward_model_and_it_reloads_with_the_same_scores(train
     again = pickle.loads(pickle.dumps(reward))  # travels as its path (cells pickle their specs)
     assert again._rm is None and again.batch(p, c) == pytest.approx(want, abs=1e-6)
 
+    # the reward model's content is part of the training data's version (a retrained RM makes new cells)
+    from harness.datasets import training_source
+
+    prompts = jsonl(cell.parent / "p.jsonl", PROMPTS)
+    v1 = training_source(str(prompts), {"reward": f"irl:{folder}"}, host.registry)[0].version
+    head = folder / "head.safetensors"
+    saved = head.read_bytes()
+    try:
+        from safetensors.torch import load_file, save_file
+
+        save_file({k: v + 1 for k, v in load_file(str(head)).items()}, str(head))
+        v2 = training_source(str(prompts), {"reward": f"irl:{folder}"}, host.registry)[0].version
+    finally:
+        head.write_bytes(saved)
+    assert "+rm" in v1 and v1 != v2
+
     # a policy that tokenizes differently is refused (its ids would be other words)
     reward.check_tokenizer(nano.tokenizer)
     other = copy.deepcopy(nano.tokenizer)
