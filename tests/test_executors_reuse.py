@@ -174,3 +174,12 @@ def test_sweep_help_lists_reuse_workers():
 
     out = CliRunner().invoke(cli, ["sweep", "--help"]).output
     assert "--reuse-workers / --no-reuse-workers" in out and "on when the" in out
+
+
+def test_the_worker_bench_runs_and_reports_the_same_losses(tmp_path, capsys):
+    from harness.bench_workers import main
+
+    out = main(["--seeds", "2", "--steps", "1", "--repeats", "1", "--json", str(tmp_path / "w.json")])
+    assert out["same_losses"] and out["reused_in_one_process"] and out["cells"] == 2
+    saved = json.loads((tmp_path / "w.json").read_text())
+    assert saved["reused"]["per_repeat"][0][0] > 0 and "first cell" in capsys.readouterr().out
