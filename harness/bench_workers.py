@@ -82,7 +82,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     prestart()
     with tempfile.TemporaryDirectory(prefix="bench-workers-") as tmp:
         root = Path(tmp)
-        os.environ.setdefault("HARNESS_RESULTS", str(root / "results"))
         path = root / "suite.toml"
         path.write_text(SUITE.format(seeds=list(range(args.seeds)), steps=args.steps, method=args.method))
         suite = load_suite(path, load())
