@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from harness.executors import reuse_by_default
-from harness.store import processes_alive
+from harness.store import Store, owner_token, processes_alive
 from harness.sweep import runs_dir
 from tests.conftest import ROOT, run_harness
 from tests.test_sweep import FAULTY, TINY, _marked_pids, invoke, leaderboard_json, statuses, sweep_env
@@ -151,6 +151,10 @@ def test_kill_9_of_a_sweep_with_reused_workers_leaves_no_process_within_5_s(tmp_
         while time.time() - killed < 5 and left():
             time.sleep(0.1)
         assert not left(), f"still running 5 s after kill -9 of the sweep: {left()}"
+        # the next sweep may take the cell over (resume), and keeps the one done before the kill
+        with Store(store) as db:
+            assert db.claim(next(iter(heartbeat(store))), owner_token()) == "claimed"
+        assert "done" in statuses(store).values()
     finally:
         if proc.poll() is None:
             proc.kill()
