@@ -1,8 +1,10 @@
 """What a cell pays to start in a fresh worker process against a reused one (issue 17, item 2).
 
-``python -m harness.bench_workers`` runs the same cells (``tiny:nano``, one method (sft; ``--method``) on
-didactic-r1, ``--seeds`` seeds, the cache off: the cells differ only in their seed) through the local executor one at a time, alternating ``--no-reuse-workers`` (one
-fresh process per cell, forked from the fork server) and ``--reuse-workers`` (one process, cell after
+``python -m harness.bench_workers`` runs the same cells (``tiny:nano`` on the CPU unless ``--model``,
+``--device`` or ``--dtype`` say otherwise; one method, sft unless ``--method``, on didactic-r1; ``--seeds``
+seeds; the cache off: the cells differ only in their seed) through the local executor one at a time,
+alternating ``--no-reuse-workers`` (one fresh process per cell, forked from the fork server) and
+``--reuse-workers`` (one process, cell after
 cell), ``--repeats`` times each, the order swapped every repeat. For every cell it takes the time from
 its submission to the end of its first training step (``first_step_at`` in its outcome) and prints, per
 mode, the median over repeats of: the first cell, the later cells (mean), and the ratios. Also checks that
@@ -24,9 +26,11 @@ from typing import Any
 
 SUITE = """\
 name = "bench-workers"
-models = ["tiny:nano"]
+models = ["{model}"]
 benchmarks = ["didactic-r1"]
 seeds = {seeds}
+device = "{device}"
+dtype = "{dtype}"
 [train]
 steps = {steps}
 batch_size = 8
@@ -68,6 +72,9 @@ def run_once(suite: Any, folder: Path, *, reuse: bool, threads: int) -> list[dic
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(prog="python -m harness.bench_workers", description=__doc__.split("\n\n")[0])
     ap.add_argument("--method", default="sft", help="the method of every cell (sft, dpo, ...)")
+    ap.add_argument("--model", default="tiny:nano", help="any model a suite takes (a tiny: preset, a local path)")
+    ap.add_argument("--device", default="cpu", help="the cells' device: cpu, cuda, auto")
+    ap.add_argument("--dtype", default="float32")
     ap.add_argument("--seeds", type=int, default=4, help="cells (one per seed)")
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=3)
@@ -83,7 +90,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-workers-") as tmp:
         root = Path(tmp)
         path = root / "suite.toml"
-        path.write_text(SUITE.format(seeds=list(range(args.seeds)), steps=args.steps, method=args.method))
+        path.write_text(SUITE.format(seeds=list(range(args.seeds)), steps=args.steps, method=args.method,
+                                   model=args.model, device=args.device, dtype=args.dtype))
         suite = load_suite(path, load())
         runs: dict[str, list[list[dict[str, Any]]]] = {"fresh": [], "reused": []}
         for r in range(args.repeats):
