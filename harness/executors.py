@@ -164,6 +164,20 @@ def free_memory() -> None:
         torch.cuda.reset_peak_memory_stats()
 
 
+def leftovers() -> dict[str, Any]:
+    """What outlives a cell in this process after :func:`free_memory`: models that ``load_model`` returned and
+    that are still alive (``models_alive``: 0 unless something holds a cell's model) and, on CUDA, the memory
+    still allocated (``cuda_allocated_mib``)."""
+    out: dict[str, Any] = {}
+    models = sys.modules.get("harness.models")
+    if models is not None:
+        out["models_alive"] = len(models.LOADED)
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["cuda_allocated_mib"] = round(torch.cuda.memory_allocated() / 2**20, 1)
+    return out
+
+
 class Executor:
     """The interface the sweep drives: submit while there is room, poll for outcomes, close."""
 
@@ -303,7 +317,8 @@ def _worker_loop(conn: Any, sweep_owner: str | None) -> None:
     For each ``(task, outcome path, log path)`` it takes the cell folder's lock, points its stdout and
     stderr (file descriptors 1 and 2) at the cell's log, runs the cell, writes ``outcome.json``, frees the
     cell's memory (:func:`free_memory`) and answers ``{"id": cell id}``. ``None`` or the sweep's end of
-    the pipe closing ends it."""
+    the pipe closing ends it. The outcome's ``worker`` says which process ran the cell, its how-manieth cell
+    it was, and what outlived it (:func:`leftovers`)."""
     die_with_parent()
     if hasattr(os, "setpgid"):
         os.setpgid(0, 0)
@@ -337,13 +352,13 @@ def _worker_loop(conn: Any, sweep_owner: str | None) -> None:
             out.write(f"worker {os.getpid()}: cell {cells} in this process\n")
             outcome = run_task(task, log=lambda m: out.write(f"{m}\n"))
             out.flush()
-        outcome["worker"] = {"pid": os.getpid(), "cell": cells}
+        free_memory()  # before the outcome: what the cell left behind is part of it
+        outcome["worker"] = {"pid": os.getpid(), "cell": cells, **leftovers()}
         _write_outcome(outcome_path, outcome)
         if lock is not None:
             lock.close()
         os.dup2(devnull, 1)
         os.dup2(devnull, 2)
-        free_memory()
         try:
             conn.send({"id": task["id"]})
         except OSError:

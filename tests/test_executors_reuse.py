@@ -70,6 +70,7 @@ def test_reused_workers_give_the_same_results_to_the_last_digit_in_one_process(t
     assert len({o["worker"]["pid"] for o in a.values()}) == 4 and {o["worker"]["cell"] for o in a.values()} == {1}
     assert len({o["worker"]["pid"] for o in b.values()}) == 1
     assert sorted(o["worker"]["cell"] for o in b.values()) == [1, 2, 3, 4]
+    assert all(o["worker"]["models_alive"] == 0 for o in b.values()), [o["worker"] for o in b.values()]
     for cid in a:  # nothing of one cell (weights, optimiser, RNG) leaks into the next
         assert comparable(b[cid]["record"]) == comparable(a[cid]["record"]), cid
     assert leaderboard_json(reused) == leaderboard_json(fresh)
