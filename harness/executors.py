@@ -25,7 +25,8 @@ Both run one cell per process, so a crash, a hang or a timeout of one cell never
   cells that process ran).
 - :class:`RayExecutor`: each cell is a Ray task declaring ``num_cpus`` / ``num_gpus``, with no retries.
   A task that uses a GPU gets a fresh worker process (``max_calls=1``, which frees GPU memory) unless
-  ``reuse=True`` (then the task frees its memory itself); CPU tasks reuse Ray's workers (they pay the torch import once; every cell seeds everything anew).
+  ``reuse=True`` (then each task frees its memory itself); CPU tasks reuse Ray's workers (they pay the
+  torch import once; every cell seeds everything anew).
   ``address=None`` starts a local Ray instance; ``--address`` joins a cluster whose nodes have this
   package installed. A timed-out task is cancelled with ``force=True`` (its worker is killed); the
   timeout counts from submission (it includes a new worker's start-up), and the executor submits no
