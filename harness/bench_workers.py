@@ -3,12 +3,12 @@
 ``python -m harness.bench_workers`` runs the same cells (``tiny:nano`` on the CPU unless ``--model``,
 ``--device`` or ``--dtype`` say otherwise; one method, sft unless ``--method``, on didactic-r1; ``--seeds``
 seeds; the cache off: the cells differ only in their seed) through the local executor one at a time,
-alternating ``--no-reuse-workers`` (one fresh process per cell, forked from the fork server) and ``--reuse-
-workers`` (one process, cell after cell), ``--repeats`` times each, the order swapped every repeat. For every
-cell it takes the time from its submission to the end of its first training step (``first_step_at`` in its
-outcome) and prints, per mode, the median over repeats of: the first cell, the later cells (mean), and the
-ratios. Also checks that both modes computed the same losses. On a GPU the first cell would also pay CUDA's
-set-up (context, cuBLAS, kernels, graphs); here only what a CPU process pays (plugin imports, the first
+alternating ``--no-reuse-workers`` (one fresh process per cell, forked from the fork server) and
+``--reuse-workers`` (one process, cell after cell), ``--repeats`` times each, the order swapped every repeat.
+For every cell it takes the time from its submission to the end of its first training step (``first_step_at``
+in its outcome) and prints, per mode, the median over repeats of: the first cell, the later cells (mean), and
+the ratios. Also checks that both modes computed the same losses. On a GPU the first cell would also pay
+CUDA's set-up (context, cuBLAS, kernels, graphs); here only what a CPU process pays (plugin imports, the first
 forward and backward's kernels and allocations). Not a test.
 """
 
