@@ -287,7 +287,9 @@ def run(ctx: click.Context, model: str, method: str, benchmark: str | None, data
     if as_json:
         click.echo(json.dumps({"cell_id": record["cell_id"], "out": str(out), "final": record["final"],
                                "rounds": record["rounds"], "timings": record["timings"],
-                               "config": record["config"]}, indent=1, default=str))
+                               "config": record["config"],
+                               **{k: record[k] for k in ("model_dir", "reward_model_dir") if k in record}},
+                               indent=1, default=str))
         return
     _print_final(record)
 

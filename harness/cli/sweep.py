@@ -112,6 +112,11 @@ def _reset_for_rerun(db: Any, suite: Any) -> None:
 @click.option("--threads", type=int, default=None,
               help="Torch threads per local worker. Default: the suite's `threads`, else 1 for tiny: models and "
                    "machines with <= 4 cores, else cores // jobs (see harness/core/threads.py).")
+@click.option("--reuse-workers/--no-reuse-workers", "reuse_workers", default=None,
+              help="Run cells one after another in the same worker process, which keeps what a process pays once "
+                   "(CUDA context, cuBLAS, loaded kernels, compiled code); every cell still loads its model, "
+                   "reseeds and frees its memory, and a worker whose cell fails is replaced. Default: on when the "
+                   "cells run on CUDA, else off.")
 @click.option("--cell-timeout", type=float, default=None, metavar="SECONDS",
               help="Kill a cell after this long and mark it failed (default: the suite's cell_timeout, else none).")
 @click.option("--retry-failed", is_flag=True, help="Rerun cells that failed before (done cells are always kept).")
@@ -136,8 +141,10 @@ def _reset_for_rerun(db: Any, suite: Any) -> None:
 def sweep(ctx: click.Context, suite_file: Path, sets: tuple[str, ...], dry_run: bool, store: Path | None,
           executor: str, jobs: int | None, threads: int | None, cell_timeout: float | None, retry_failed: bool,
           rerun: bool, cache_dir: str | None, address: str | None, num_cpus: float | None, num_gpus: float | None,
-          fmt: str, as_json: bool, quiet: bool, max_cells: int | None, log_to: tuple[str, ...]) -> None:
-    """Run a suite file: every cell not done yet, one process per cell; then print the leaderboard.
+          fmt: str, as_json: bool, quiet: bool, max_cells: int | None, log_to: tuple[str, ...],
+          reuse_workers: bool | None) -> None:
+    """Run a suite file: every cell not done yet, one process per cell (or, with --reuse-workers, cell after
+    cell in each worker); then print the leaderboard.
 
     While cells run, a live line per running cell shows its round, step, total steps and ETA (refreshed
     in place on a terminal, else printed every 10 s). A killed sweep, run again, resumes: done cells are
@@ -206,15 +213,17 @@ def sweep(ctx: click.Context, suite_file: Path, sets: tuple[str, ...], dry_run: 
         return
 
     from harness.results.leaderboard import build, render
-    from harness.sweeps.executors import make_executor
+    from harness.sweeps.executors import make_executor, reuse_by_default
     from harness.sweeps.store import Store
     from harness.sweeps.sweep import LiveStatus, run_sweep
 
     jobs = jobs or suite.data.get("jobs")
     res = suite.resources
+    if reuse_workers is None:
+        reuse_workers = reuse_by_default({c.config.device for c in suite.cells})
     ex = make_executor(executor, jobs=jobs, address=address,
                        num_cpus=num_cpus if num_cpus is not None else res.get("num_cpus", 1),
-                       num_gpus=num_gpus if num_gpus is not None else res.get("num_gpus", 0))
+                       num_gpus=num_gpus if num_gpus is not None else res.get("num_gpus", 0), reuse=reuse_workers)
     from harness.core.threads import default_threads
 
     models = {c.config.model for c in suite.cells}

@@ -188,7 +188,8 @@ class DatasetParams:
     limit: int | None = param(None, "use only the first N rows (default: the dataset's own limit, else all)")
     columns: tuple[str, ...] = param((), "role=column pairs, e.g. prompt=question (roles: " + ", ".join(DATASET_ROLES) + ")")
     chat: bool | None = param(None, "plain-text prompts as a user turn of the chat template (default: the dataset's)")
-    reward: str = param("", "reward for on-policy methods: rm:<hub id or path> | benchmark:<name> (default: none)")
+    reward: str = param("", "reward for on-policy methods: rm:<hub id or path> | irl:<saved irl-rm folder> | "
+                        "benchmark:<name> (default: none)")
 
 
 @dataclass(frozen=True)

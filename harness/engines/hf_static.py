@@ -40,6 +40,8 @@ _MAX_STATES = 6  # per model; the least recently used state (and its cache memor
 
 # One runner per model object: graphs and caches survive across engines, calls and rounds.
 _RUNNERS: weakref.WeakKeyDictionary[Any, _Runner] = weakref.WeakKeyDictionary()
+# The CUDA devices this process has warmed up (:func:`warm_up`): paid once per process, kept across cells.
+_WARMED: set[str] = set()
 
 
 def batch_bucket(n: int) -> int:
@@ -310,10 +312,14 @@ def _counters(cache: Any) -> list[torch.Tensor]:
 def warm_up(device: str | torch.device | None = None) -> float:
     """Pay a process's one-off CUDA costs once (context, cuBLAS handle and workspace, SDPA kernels); seconds.
 
-    Call it once per worker process before its first cell; a no-op off CUDA."""
+    Call it once per worker process before its first cell; a no-op off CUDA, and on a device this process
+    warmed already (a reused worker's later cells: 0.0)."""
     dev = torch.device(device) if device is not None else (
         torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
     if dev.type != "cuda":
+        return 0.0
+    key = str(dev if dev.index is not None else torch.device("cuda", torch.cuda.current_device()))
+    if key in _WARMED:  # a reused worker: this process paid it in an earlier cell
         return 0.0
     t0 = time.perf_counter()
     for dtype in (torch.bfloat16, torch.float32):
@@ -324,6 +330,7 @@ def warm_up(device: str | torch.device | None = None) -> float:
         torch.nn.functional.scaled_dot_product_attention(q, q, q, attn_mask=torch.zeros((2, 1, 16, 16), device=dev,
                                                                                             dtype=dtype))
     torch.cuda.synchronize(dev)
+    _WARMED.add(key)
     return time.perf_counter() - t0
 
 

@@ -26,6 +26,7 @@ import shutil
 import socket
 import tempfile
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,7 +152,12 @@ def resolve_dtype(dtype: str, device: torch.device | str = "cpu") -> torch.dtype
     )
 
 
+# Every model load_model returned that is still alive: a reused sweep worker checks that none outlives its cell.
+LOADED: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
 def _finish(loaded: LoadedModel, torch_dtype: torch.dtype, torch_device: torch.device) -> LoadedModel:
+    LOADED.add(loaded.model)
     loaded.model.to(device=torch_device, dtype=torch_dtype)
     loaded.model.eval()
     tok = loaded.tokenizer

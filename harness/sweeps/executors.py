@@ -15,9 +15,18 @@ Both run one cell per process, so a crash, a hang or a timeout of one cell never
   a watchdog thread kills that group once the sweep's ``host:pid:start`` token is no longer alive. So a
   kill -9 of the sweep leaves no process that keeps writing. While it runs, a worker holds an exclusive
   lock on ``<cell dir>/.lock`` (:func:`folder_lock`): no second process runs in the same folder.
+  With ``reuse=True`` (``harness sweep --reuse-workers``, the default when the cells run on CUDA) a
+  worker runs cell after cell: it keeps what a process pays once (CUDA context, cuBLAS handles, loaded
+  kernels, compiled code, :func:`harness.engines.hf_static.warm_up`) and nothing of a cell (every cell
+  loads its model anew and reseeds every RNG; between cells the worker collects garbage and, on CUDA,
+  empties the allocator's cache). A worker whose cell failed, crashed or timed out is not reused: the
+  next cell gets a fresh one. The same guarantees hold (own process group, dies with the sweep, one
+  lock per cell folder); each outcome names its worker (``outcome.json``'s ``worker``: pid and how many
+  cells that process ran).
 - :class:`RayExecutor`: each cell is a Ray task declaring ``num_cpus`` / ``num_gpus``, with no retries.
-  A task that uses a GPU gets a fresh worker process (``max_calls=1``, which frees GPU memory); CPU
-  tasks reuse Ray's workers (they pay the torch import once; every cell seeds everything anew).
+  A task that uses a GPU gets a fresh worker process (``max_calls=1``, which frees GPU memory) unless
+  ``reuse=True`` (then each task frees its memory itself); CPU tasks reuse Ray's workers (they pay the
+  torch import once; every cell seeds everything anew).
   ``address=None`` starts a local Ray instance; ``--address`` joins a cluster whose nodes have this
   package installed. A timed-out task is cancelled with ``force=True`` (its worker is killed); the
   timeout counts from submission (it includes a new worker's start-up), and the executor submits no
@@ -29,6 +38,7 @@ executors only place whole cells.
 
 from __future__ import annotations
 
+import gc
 import json
 import multiprocessing
 import os
@@ -103,8 +113,10 @@ def read_status(cell_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
 
 def run_task(task: dict[str, Any], log: Any = print) -> dict[str, Any]:
     """Run one cell in this process; never raises. Returns ``{"status": "done", "record": ...}`` or
-    ``{"status": "failed", "error": "one line"}``, with ``wall_s`` and the cell's cache hits and misses."""
+    ``{"status": "failed", "error": "one line"}``, with ``wall_s``, the cell's cache hits and misses and
+    ``first_step_at`` (``time.time()`` when its first training step ended; absent if it trained none)."""
     t0 = time.perf_counter()
+    first_step: dict[str, float] = {}
     try:
         import torch
 
@@ -123,16 +135,48 @@ def run_task(task: dict[str, Any], log: Any = print) -> dict[str, Any]:
         resume = bool(task.get("resume", True))
         cell_dir = Path(task["cell_dir"])
         cache = open_cache(task["cache"]) if task.get("cache") else "auto"
+        status_file = StatusFile(cell_dir / "progress.json")
+
+        def status(s: dict[str, Any]) -> None:
+            if s.get("phase") == "train" and not first_step:
+                first_step["first_step_at"] = time.time()
+            status_file(s)
+
         record = run_cell(cell, host, out_dir=cell_dir if resume else None, resume=resume, progress=False, log=log,
-                          cache=cache, status=StatusFile(cell_dir / "progress.json"))
+                          cache=cache, status=status)
         bad = [k for k, v in record["final"].items() if v != v or v in (float("inf"), float("-inf"))]
         if bad:
             raise FloatingPointError(f"non-finite final metrics: {', '.join(bad)}")
         return {"status": "done", "record": record, "wall_s": time.perf_counter() - t0,
-                "cache": record.get("cache", {})}
+                "cache": record.get("cache", {}), **first_step}
     except BaseException as exc:  # noqa: BLE001 - a cell's failure is data, not a crash of the sweep
         log(traceback.format_exc())
         return {"status": "failed", "error": _one_line(exc), "wall_s": time.perf_counter() - t0}
+
+
+def free_memory() -> None:
+    """Between two cells in one process: collect garbage and, where CUDA is up, give the allocator's cached
+    blocks back and restart its peak-memory count (the CUDA context, cuBLAS handles and kernels stay)."""
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def leftovers() -> dict[str, Any]:
+    """What outlives a cell in this process after :func:`free_memory`: models that ``load_model`` returned and
+    that are still alive (``models_alive``: 0 unless something holds a cell's model) and, on CUDA, the memory
+    still allocated (``cuda_allocated_mib``)."""
+    out: dict[str, Any] = {}
+    models = sys.modules.get("harness.models.loading")
+    if models is not None:
+        out["models_alive"] = len(models.LOADED)
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["cuda_allocated_mib"] = round(torch.cuda.memory_allocated() / 2**20, 1)
+    return out
 
 
 class Executor:
@@ -231,8 +275,20 @@ def _watchdog(sweep_owner: str, every_s: float = 0.25) -> None:
     threading.Thread(target=watch, name="harness-sweep-watchdog", daemon=True).start()
 
 
+def _write_outcome(outcome_path: str, outcome: dict[str, Any]) -> None:
+    tmp = outcome_path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(outcome, f, default=str)
+    os.replace(tmp, outcome_path)
+
+
+def _busy_folder(task: dict[str, Any]) -> dict[str, Any]:
+    return {"status": "failed", "wall_s": 0.0,
+            "error": f"{task['cell_dir']} is in use by another process for over 30 s (its {LOCK_NAME})"}
+
+
 def _child(task: dict[str, Any], outcome_path: str, log_path: str) -> None:
-    """The body of a local worker process."""
+    """The body of a local worker process that runs one cell."""
     die_with_parent()
     if hasattr(os, "setpgid"):
         os.setpgid(0, 0)  # its own process group, so a timeout kills what the cell started too
@@ -240,11 +296,7 @@ def _child(task: dict[str, Any], outcome_path: str, log_path: str) -> None:
         _watchdog(task["sweep_owner"])
     lock = folder_lock(task["cell_dir"], wait_s=30.0)
     if lock is None:
-        outcome = {"status": "failed", "wall_s": 0.0,
-                   "error": f"{task['cell_dir']} is in use by another process for over 30 s (its {LOCK_NAME})"}
-        with open(outcome_path + ".tmp", "w", encoding="utf-8") as f:
-            json.dump(outcome, f)
-        os.replace(outcome_path + ".tmp", outcome_path)
+        _write_outcome(outcome_path, _busy_folder(task))
         return
     log = open(log_path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - lives as long as the process
     os.dup2(log.fileno(), 1)
@@ -255,11 +307,63 @@ def _child(task: dict[str, Any], outcome_path: str, log_path: str) -> None:
         log.write(f"{msg}\n")
 
     outcome = run_task(task, log=say)
-    tmp = outcome_path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(outcome, f, default=str)
-    os.replace(tmp, outcome_path)
+    outcome["worker"] = {"pid": os.getpid(), "cell": 1}
+    _write_outcome(outcome_path, outcome)
     log.flush()
+
+
+def _worker_loop(conn: Any, sweep_owner: str | None) -> None:
+    """The body of a reused local worker: runs the cells sent over ``conn`` one after another.
+
+    For each ``(task, outcome path, log path)`` it takes the cell folder's lock, points its stdout and
+    stderr (file descriptors 1 and 2) at the cell's log, runs the cell, writes ``outcome.json``, frees the
+    cell's memory (:func:`free_memory`) and answers ``{"id": cell id}``. ``None`` or the sweep's end of
+    the pipe closing ends it. The outcome's ``worker`` says which process ran the cell, its how-manieth cell
+    it was, and what outlived it (:func:`leftovers`)."""
+    die_with_parent()
+    if hasattr(os, "setpgid"):
+        os.setpgid(0, 0)
+    if sweep_owner:
+        _watchdog(sweep_owner)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    # One stream over fds 1 and 2 for the process's life: handlers that captured sys.stderr in one cell
+    # write to the running cell's log in the next.
+    out = open(1, "w", buffering=1, encoding="utf-8", closefd=False)  # noqa: SIM115
+    sys.stdout = sys.stderr = out
+    cells = 0
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            break
+        if msg is None:
+            break
+        task, outcome_path, log_path = msg
+        cells += 1
+        lock = folder_lock(task["cell_dir"], wait_s=30.0)
+        if lock is None:
+            outcome = _busy_folder(task)
+        else:
+            fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            os.dup2(fd, 1)
+            os.dup2(fd, 2)
+            os.close(fd)
+            out.write(f"worker {os.getpid()}: cell {cells} in this process\n")
+            outcome = run_task(task, log=lambda m: out.write(f"{m}\n"))
+            out.flush()
+        free_memory()  # before the outcome: what the cell left behind is part of it
+        outcome["worker"] = {"pid": os.getpid(), "cell": cells, **leftovers()}
+        _write_outcome(outcome_path, outcome)
+        if lock is not None:
+            lock.close()
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        try:
+            conn.send({"id": task["id"]})
+        except OSError:
+            break
 
 
 def _context() -> Any:
@@ -283,23 +387,37 @@ def prestart() -> None:
 
 
 @dataclass
+class _Worker:
+    """A reused worker process and the sweep's end of its pipe."""
+
+    process: Any
+    conn: Any
+    cells: int = 0
+
+
+@dataclass
 class _Running:
     task: Task
     process: Any
     started: float
+    worker: _Worker | None = None  # set when the process is a reused worker
 
 
 class LocalExecutor(Executor):
-    """``jobs`` worker processes on this machine, one fresh process per cell."""
+    """``jobs`` worker processes on this machine: one fresh process per cell, or (``reuse``) processes that
+    run cell after cell until one fails."""
 
     name = "local"
 
-    def __init__(self, jobs: int = 1) -> None:
+    def __init__(self, jobs: int = 1, *, reuse: bool = False) -> None:
         if jobs < 1:
             raise HarnessError(f"--jobs {jobs}: give 1 or more")
         self.jobs = jobs
+        self.reuse = reuse
         self.ctx = _context()
         self._running: dict[str, _Running] = {}
+        self._idle: list[_Worker] = []
+        self.worker_starts = 0  # processes started so far
 
     def capacity(self) -> int:
         return self.jobs - len(self._running)
@@ -319,13 +437,50 @@ class LocalExecutor(Executor):
         cell_dir.mkdir(parents=True, exist_ok=True)
         (cell_dir / "outcome.json").unlink(missing_ok=True)
         (cell_dir / "progress.json").unlink(missing_ok=True)
-        p = self.ctx.Process(
-            target=_child,
-            args=(task.to_dict(), str(cell_dir / "outcome.json"), str(cell_dir / "worker.log")),
-            name=f"harness-cell-{task.id}",
-        )
+        args = (task.to_dict(), str(cell_dir / "outcome.json"), str(cell_dir / "worker.log"))
+        if self.reuse:
+            self._submit_reused(task, args)
+            return
+        p = self.ctx.Process(target=_child, args=args, name=f"harness-cell-{task.id}")
         p.start()
+        self.worker_starts += 1
         self._running[task.id] = _Running(task, p, time.monotonic())
+
+    def _submit_reused(self, task: Task, message: tuple[Any, ...]) -> None:
+        while self._idle:
+            w = self._idle.pop(0)
+            if w.process.exitcode is None:
+                try:
+                    w.conn.send(message)
+                except OSError:
+                    self._retire(w)
+                    continue
+                w.cells += 1
+                self._running[task.id] = _Running(task, w.process, time.monotonic(), w)
+                return
+            self._retire(w)
+        ours, theirs = self.ctx.Pipe()
+        p = self.ctx.Process(target=_worker_loop, args=(theirs, task.sweep_owner), name="harness-worker")
+        p.start()
+        theirs.close()
+        self.worker_starts += 1
+        w = _Worker(p, ours, cells=1)
+        w.conn.send(message)
+        self._running[task.id] = _Running(task, p, time.monotonic(), w)
+
+    def _retire(self, w: _Worker) -> None:
+        """End a reused worker: ask it to stop, then kill its process group."""
+        try:
+            w.conn.send(None)
+        except OSError:
+            pass
+        w.process.join(2)
+        try:
+            os.killpg(w.process.pid, signal.SIGKILL)
+        except (AttributeError, ProcessLookupError, PermissionError):
+            w.process.kill()
+        w.process.join(5)
+        w.conn.close()
 
     def poll(self, timeout: float) -> list[tuple[str, dict[str, Any]]]:
         from multiprocessing.connection import wait
@@ -333,10 +488,21 @@ class LocalExecutor(Executor):
         if self._running:
             deadlines = [r.started + r.task.timeout for r in self._running.values() if r.task.timeout]
             until = min([time.monotonic() + timeout, *deadlines])
-            wait([r.process.sentinel for r in self._running.values()], max(0.0, until - time.monotonic()))
+            ready = [r.process.sentinel for r in self._running.values()]
+            ready += [r.worker.conn for r in self._running.values() if r.worker is not None]
+            wait(ready, max(0.0, until - time.monotonic()))
         out = []
         now = time.monotonic()
         for cid, r in list(self._running.items()):
+            if r.worker is not None and self._answered(r.worker):
+                del self._running[cid]
+                outcome = self._outcome(r, now)
+                if outcome.get("status") == "done" and r.process.exitcode is None:
+                    self._idle.append(r.worker)  # the next cell runs in this process
+                else:
+                    self._retire(r.worker)  # a failed cell may have left the process unusable
+                out.append((cid, outcome))
+                continue
             if r.process.exitcode is None:
                 if r.task.timeout and now - r.started > r.task.timeout:
                     self._kill(r)
@@ -346,8 +512,21 @@ class LocalExecutor(Executor):
                 continue
             r.process.join()
             del self._running[cid]
+            if r.worker is not None:
+                r.worker.conn.close()
             out.append((cid, self._outcome(r, now)))
         return out
+
+    @staticmethod
+    def _answered(w: _Worker) -> bool:
+        """Whether a reused worker reported its cell's end (outcome.json is written by then)."""
+        try:
+            if not w.conn.poll():
+                return False
+            w.conn.recv()
+        except (EOFError, OSError):
+            return False  # it died: its sentinel says so
+        return True
 
     def _outcome(self, r: _Running, now: float) -> dict[str, Any]:
         path = Path(r.task.cell_dir) / "outcome.json"
@@ -369,11 +548,15 @@ class LocalExecutor(Executor):
         except (AttributeError, ProcessLookupError, PermissionError):
             r.process.kill()
         r.process.join(5)
+        if r.worker is not None:
+            r.worker.conn.close()
 
     def close(self) -> None:
         for r in list(self._running.values()):
             self._kill(r)
         self._running.clear()
+        while self._idle:
+            self._retire(self._idle.pop())
 
 
 def _last_line(path: Path) -> str:
@@ -388,10 +571,11 @@ def _last_line(path: Path) -> str:
 
 
 def _ray_task(task: dict[str, Any]) -> dict[str, Any]:
-    """A Ray task: run one cell in the Ray worker process."""
+    """A Ray task: run one cell in the Ray worker process, then free its memory (the process may run more)."""
     logs: list[str] = []
     out = run_task(task, log=logs.append)
     out["log_tail"] = logs[-20:]
+    free_memory()
     return out
 
 
@@ -401,7 +585,7 @@ class RayExecutor(Executor):
     name = "ray"
 
     def __init__(self, *, address: str | None = None, num_cpus: float = 1, num_gpus: float = 0,
-                 jobs: int | None = None, init_kwargs: dict[str, Any] | None = None) -> None:
+                 jobs: int | None = None, init_kwargs: dict[str, Any] | None = None, reuse: bool = False) -> None:
         try:
             import ray
         except ImportError:
@@ -428,7 +612,8 @@ class RayExecutor(Executor):
                 raise HarnessError(f"--num-gpus {num_gpus}: the Ray cluster has no GPUs")
             fits.append(resources["GPU"] / num_gpus)
         self.slots = max(1, int(min(fits)) if jobs is None else jobs)
-        self.remote = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_calls=1 if num_gpus else 0,
+        self.reuse = reuse
+        self.remote = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_calls=1 if num_gpus and not reuse else 0,
                                  max_retries=0)(_ray_task)
         self._running: dict[str, tuple[Any, Task, float]] = {}
 
@@ -488,12 +673,12 @@ class RayExecutor(Executor):
 
 
 def make_executor(name: str, *, jobs: int | None, address: str | None = None, num_cpus: float = 1,
-                  num_gpus: float = 0) -> Executor:
-    """``local`` or ``ray``, by name."""
+                  num_gpus: float = 0, reuse: bool = False) -> Executor:
+    """``local`` or ``ray``, by name; ``reuse``: workers run cell after cell (see the module docstring)."""
     if name == "local":
-        return LocalExecutor(jobs or 1)
+        return LocalExecutor(jobs or 1, reuse=reuse)
     if name == "ray":
-        return RayExecutor(address=address, num_cpus=num_cpus, num_gpus=num_gpus, jobs=jobs)
+        return RayExecutor(address=address, num_cpus=num_cpus, num_gpus=num_gpus, jobs=jobs, reuse=reuse)
     from harness.core.errors import unknown_name
 
     raise unknown_name("executor", name, ["local", "ray"], where="--executor")
@@ -503,3 +688,16 @@ def default_threads(jobs: int, cores: int | None = None) -> int:
     """Torch threads per local worker: the cores shared out over the jobs."""
     cores = cores or os.cpu_count() or 1
     return max(1, cores // max(1, jobs))
+
+
+def reuse_by_default(devices: Any) -> bool:
+    """Whether workers are reused when the sweep does not say: yes when some cell runs on CUDA (``cuda``,
+    ``cuda:N``, or ``auto`` on a machine with a GPU), where a fresh process pays CUDA's set-up again."""
+    devices = {str(d) for d in devices}
+    if any(d.startswith("cuda") for d in devices):
+        return True
+    if "auto" in devices:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    return False

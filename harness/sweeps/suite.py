@@ -297,7 +297,12 @@ def expand(data: dict[str, Any], host: PluginHost, *, path: Path | None = None,
         reg.benchmark(b, where=w("eval"))
     reward = data.get("reward")
     if reward is not None and (not isinstance(reward, str) or not reward):
-        raise HarnessError(f"{w('reward')}: expected a string (rm:<id or path> | benchmark:<name>), got {reward!r}")
+        raise HarnessError(f"{w('reward')}: expected a string (rm:<id or path> | irl:<folder> | benchmark:<name>), "
+                           f"got {reward!r}")
+    if reward is not None and reward.startswith("irl:"):  # a saved IRL reward model: named by the suite's own key
+        from harness.training.irl_reward import read_manifest
+
+        read_manifest(reward[4:], where=w("reward"))
     sources: dict[str, Any] = {}  # train_data name -> the BenchmarkSpec-shaped training source
 
     def source(b: str, overrides: Mapping[str, Any] | None = None, where: str = "") -> Any:
@@ -426,7 +431,8 @@ def expand(data: dict[str, Any], host: PluginHost, *, path: Path | None = None,
                     f"{', '.join(sorted(missing))}, which dataset '{b}' does not provide (it provides "
                     f"{', '.join(sorted(provided)) or 'nothing'}); add [[exclude]] method = \"{e.name}\" "
                     f"benchmark = \"{b}\", train on other data"
-                    + (", or set reward = \"rm:<model>\" or \"benchmark:<name>\"" if missing == {"reward"} else "")
+                    + (", or set reward = \"rm:<model>\", \"irl:<folder>\" or \"benchmark:<name>\""
+                       if missing == {"reward"} else "")
                 )
             elif missing:
                 raise HarnessError(

@@ -113,8 +113,8 @@ def suite_schema(host: PluginHost) -> dict[str, Any]:
         "train_data": {"type": "array", "items": {"type": "string"}, "minItems": 1,
                        "description": "datasets (or benchmarks) to train on, instead of `benchmarks`; each cell is "
                                       "evaluated on every `eval` benchmark (see `harness datasets`)"},
-        "reward": {"type": "string", "description": "reward for prompt-only data: rm:<hub id or path> or "
-                                                    "benchmark:<name>"},
+        "reward": {"type": "string", "description": "reward for prompt-only data: rm:<hub id or path>, "
+                                                    "irl:<folder an irl-rm cell saved> or benchmark:<name>"},
         "seeds": {"type": "array", "items": {"type": "integer"}},
         "engine": {"type": "string", "description": "generation engine (see `harness engines`)"},
         "dtype": {"enum": ["float32", "bfloat16", "float16", "auto"]},

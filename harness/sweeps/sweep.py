@@ -232,7 +232,8 @@ def run_sweep(
             todo.append(c)
     log(f"sweep {suite.id}: {len(suite.cells)} cells, {len(todo)} to run, {summary.skipped_done} already done"
         + (f", {summary.skipped_failed} failed earlier (--retry-failed reruns them)" if summary.skipped_failed else "")
-        + f"; executor {executor.name}" + (f", cell timeout {timeout:g} s" if timeout else ""))
+        + f"; executor {executor.name}" + (", workers reused across cells" if getattr(executor, "reuse", False) else "")
+        + (f", cell timeout {timeout:g} s" if timeout else ""))
 
     number = {c.id: i + 1 for i, c in enumerate(todo)}
     width = len(str(len(todo)))

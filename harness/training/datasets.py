@@ -516,19 +516,24 @@ class SequenceClassifierReward:
 
 
 def make_reward(choice: str, reg: Registry, where: str = "") -> Callable[..., float]:
-    """The reward a suite's ``reward = ...`` names: ``rm:<hub id or path>`` or ``benchmark:<name>``."""
+    """The reward a suite's ``reward = ...`` names: ``rm:<hub id or path>``, ``irl:<folder>`` (an IRL reward
+    model an ``irl-rm`` cell saved, see :mod:`harness.training.irl_reward`) or ``benchmark:<name>``."""
     pre = f"{where}: " if where else ""
     kind, sep, name = choice.partition(":")
     if sep and kind == "rm" and name:
         return SequenceClassifierReward(name)
+    if sep and kind == "irl" and name:
+        from harness.training.irl_reward import IRLReward, read_manifest
+
+        return IRLReward(name, read_manifest(name, where=f"{pre}reward"))
     if sep and kind == "benchmark" and name:
         bench = reg.benchmark(name, where=f"{pre}reward")
         if bench.reward is None:
             raise HarnessError(f"{pre}reward: benchmark '{name}' has no reward; pick one that provides 'reward'")
         return bench.reward
     raise HarnessError(f"{pre}reward = {choice!r}: expected rm:<hub id or local path> (a sequence-classification "
-                       f"reward model) or benchmark:<name> (its verifiable reward); for a reward learned from "
-                       f"demonstrations use the method irl-rm")
+                       f"reward model), irl:<folder> (the reward model an irl-rm cell saved in <cell folder>/"
+                       f"reward_model) or benchmark:<name> (its verifiable reward)")
 
 
 # -- a dataset as a training source of a cell ----------------------------------------------------------------------
@@ -558,11 +563,16 @@ def training_source(name: str, overrides: Mapping[str, Any], reg: Registry, *, w
         if not Path(path).exists():
             raise HarnessError(f"{pre}dataset '{name}': {path}: no such file or folder; --set data.path=FILE")
         version = f"{version}+{_file_hash(Path(path))}"
+    if params.reward and (fingerprint := getattr(reward, "fingerprint", None)) is not None:
+        version = f"{version}+rm{fingerprint()}"  # a saved reward model trained again: new cells
     kinds = provides(spec, params) if check_files else frozenset(spec.provides | ({"reward"} if params.reward else set()))
     if path and check_files:
         validate(spec, params, kinds, version)
 
     def data(kind: str, ctx: DataContext) -> list[Any]:
+        check = getattr(reward, "check_tokenizer", None) if params.reward else None
+        if check is not None:  # an IRL reward model scores token ids: the policy must share its tokenizer
+            check(getattr(ctx.encoder, "tokenizer", None))
         return load_kind(spec, ctx.params, kind, ctx.encoder)
 
     bench = BenchmarkSpec(name=name, description=spec.description, paper=spec.paper, evaluate=_no_eval,

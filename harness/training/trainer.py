@@ -66,6 +66,10 @@ class TrainConfig:
         "none", "at the end, save_pretrained into <out>/model: 'merged' (the full model, LoRA merged in) or "
         "'adapters' (LoRA adapters only)"
     )
+    save_reward_model: bool = param(
+        True, "at the end, save a learned IRL reward model (irl-rm's discriminator) into <out>/reward_model, usable "
+        "by other cells as reward = \"irl:<that folder>\""
+    )
     checkpoint_every: int = param(
         0, "also checkpoint every N optimizer steps inside a round (0: at round ends only); a killed run resumes "
         "from the last one with the same final numbers"
@@ -73,7 +77,7 @@ class TrainConfig:
     keep_checkpoint: bool = param(False, "keep the (last) checkpoint after the run finished (else it is removed)")
 
 
-OUTPUT_ONLY = ("save_model", "checkpoint_every", "keep_checkpoint")
+OUTPUT_ONLY = ("save_model", "save_reward_model", "checkpoint_every", "keep_checkpoint")
 """TrainConfig fields that change what is written, never the numbers: not part of a cell's identity."""
 
 

@@ -29,6 +29,10 @@ ranking AUC of FRESH pi_SFT vs pi_init samples (``ctx.state["irl/fit"]``); (d) s
 the RM's top pick of ``n`` samples (``best-of-n``'s sampler and loss), ``rloo`` = RLOO on the RM's
 reward (``rloo``'s; the paper proposes PPO but ran none).
 
+**Keeping the RM.** A cell with a run folder saves the fitted discriminator into ``<cell folder>/reward_model``
+(``train.save_reward_model``, on by default; not for ``rm=closed-form``): a suite trains any on-policy method on
+it with ``reward = "irl:<that folder>"`` (:mod:`harness.training.irl_reward`), scoring exactly as it did here.
+
 **Choices (the paper gives no sizes).** Defaults ours for the tiny didactic runs: sft_steps 50 (the
 ``sft`` method's default), rm_samples 50 per prompt, rm_steps 200 at lr 1e-3 (Adam, balanced batches of
 32; with 10 samples x 100 steps the held-out AUC was 0.78 instead of 0.90), n = 10; policy rounds with
