@@ -10,12 +10,14 @@ forked RNG, so whether one is redone or reused never changes the training that f
 
 **Cache.** The warm start, the reference log-probs and the generated samples go through the shared cache
 (:mod:`harness.core.cache`); the cell's record says how many lookups hit (``record["cache"]``).
+
+A cell's definition and resolution (``CellConfig``, ``ResolvedCell``, ``resolve``) live in
+:mod:`harness.sweeps.cell` and are importable from here too.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import json
 import os
@@ -23,7 +25,6 @@ import platform
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,136 +38,10 @@ from harness.core.errors import HarnessError
 from harness.core.params import apply_overrides, as_dict
 from harness.core.plugins import PluginHost
 from harness.core.progress import CountingEngine, Items, phase
-from harness.core.registry import BenchmarkSpec, MethodSpec
 from harness.models.lm import LM
 from harness.models.loading import LoadedModel, load_model
+from harness.sweeps.cell import CellConfig, ResolvedCell, resolve
 from harness.training.trainer import TrainConfig, Trainer
-
-
-@dataclass(frozen=True)
-class CellConfig:
-    """Everything that defines one cell; its hash is the cell's identity."""
-
-    model: str
-    method: str
-    benchmark: str
-    seed: int = 0
-    method_params: Mapping[str, Any] = field(default_factory=dict)
-    benchmark_params: Mapping[str, Any] = field(default_factory=dict)
-    train: Mapping[str, Any] = field(default_factory=dict)
-    eval_benchmarks: tuple[str, ...] = ()
-    eval_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # per eval-only benchmark
-    engine: str = "hf"
-    dtype: str = "float32"
-    device: str = "cpu"
-    # True: `benchmark` names the training data only (a dataset, hf:..., a local file, or a benchmark's
-    # training data) with `benchmark_params` its params, and the cell is evaluated on `eval_benchmarks` only.
-    train_data: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["eval_benchmarks"] = list(self.eval_benchmarks)
-        d["eval_params"] = {b: dict(p) for b, p in self.eval_params.items()}
-        return d
-
-
-@dataclass
-class ResolvedCell:
-    """A cell's specs and fully resolved, strictly checked parameters."""
-
-    config: CellConfig
-    method: MethodSpec
-    benchmark: BenchmarkSpec
-    method_params: Any
-    benchmark_params: Any
-    train: TrainConfig
-    evals: list[tuple[BenchmarkSpec, Any]]
-    code: dict[str, str] = field(default_factory=dict)  # plugin -> hash of its source (harness.core.identity)
-
-    def resolved_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.config.model,
-            "method": self.method.name,
-            "benchmark": self.benchmark.name,
-            "benchmark_version": self.benchmark.version,
-            "seed": self.config.seed,
-            "method_params": as_dict(self.method_params),
-            "benchmark_params": as_dict(self.benchmark_params),
-            "train": as_dict(self.train),
-            "evals": [[b.name, b.version, as_dict(p)] for b, p in self.evals],
-            "engine": self.config.engine,
-            "dtype": self.config.dtype,
-            "device": self.config.device,
-            **({"train_data": True} if self.config.train_data else {}),
-        }
-
-    @property
-    def cell_id(self) -> str:
-        """Hash of the resolved config, the harness version and the source of the plugins that run it (without
-        the train settings that only change what is written: ``train.OUTPUT_ONLY``)."""
-        from harness.training.trainer import OUTPUT_ONLY
-
-        d = self.resolved_dict()
-        d["train"] = {k: v for k, v in d["train"].items() if k not in OUTPUT_ONLY}
-        blob = json.dumps({"cell": d, "harness": harness.__version__, "code": self.code}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def resolve(config: CellConfig, host: PluginHost, *, where: str = "") -> ResolvedCell:
-    """Look up the specs and apply every override strictly; raises one-line errors."""
-    from harness.sweeps.checks import check_seed, check_train
-
-    reg = host.registry
-    pre = f"{where}: " if where else ""
-    method = reg.method(config.method, where=where)
-    if config.train_data:
-        from harness.training.datasets import training_source
-
-        bench, bparams = training_source(config.benchmark, config.benchmark_params, reg, where=where)
-        if not config.eval_benchmarks:
-            raise HarnessError(f"{pre}a cell trained on '{config.benchmark}' needs at least one eval benchmark "
-                               f"(eval = [...] or --eval NAME)")
-    else:
-        bench = reg.benchmark(config.benchmark, where=where)
-    what = "training data" if config.train_data else "benchmark"
-    missing = set(method.needs) - set(bench.provides)
-    if missing:
-        raise HarnessError(
-            f"{pre}method '{method.name}' needs {', '.join(sorted(missing))}, which {what} '{bench.name}' "
-            f"does not provide (it provides {', '.join(sorted(bench.provides)) or 'nothing'}); pick another {what}"
-            + ("; a reward comes from reward = \"rm:<model>\" or \"benchmark:<name>\"" if missing == {"reward"} else "")
-        )
-    from harness.training.defaults import method_defaults, train_defaults
-
-    mparams = apply_overrides(method.params, {**method_defaults(method.name, config.model), **config.method_params},
-                              where=f"{pre}method {method.name}", from_string=True)
-    if not config.train_data:
-        bparams = apply_overrides(bench.params, config.benchmark_params, where=f"{pre}benchmark {bench.name}",
-                                  from_string=True)
-    train = apply_overrides(TrainConfig, {**train_defaults(method.name, method.train_defaults, config.model),
-                                          **config.train}, where=f"{pre}train", from_string=True)
-    check_train(train, f"{pre}train")  # ranges: positive steps and batch, rounds >= 0, lr > 0
-    check_seed(config.seed, f"{pre}seed")
-    evals = [] if config.train_data else [(bench, bparams)]
-    for name in config.eval_params:
-        if name not in config.eval_benchmarks:
-            raise HarnessError(f"{pre}eval_params for '{name}', which is not among the eval benchmarks "
-                               f"({', '.join(config.eval_benchmarks) or 'none'}); add it to eval or drop its parameters")
-    for name in config.eval_benchmarks:
-        if name != bench.name or config.train_data:
-            spec = reg.benchmark(name, where=where)
-            evals.append((spec, apply_overrides(spec.params, config.eval_params.get(name, {}),
-                                                where=f"{pre}eval benchmark {name}", from_string=True)))
-    if config.engine not in reg.specs["engine"]:
-        reg.engine(config.engine, where=where)
-    if train.save_model == "adapters" and not train.lora:
-        raise HarnessError(f"{pre}train.save_model='adapters' needs train.lora=true; use save_model='merged' to save "
-                           "the whole model")
-    from harness.core.identity import participants, plugin_code
-
-    code = plugin_code(host, participants(host, method.name, [b.name for b, _ in evals], config.engine,
-                                          config.benchmark if config.train_data else None))
-    return ResolvedCell(config, method, bench, mparams, bparams, train, evals, code)
 
 
 def _loading(model: str) -> contextlib.AbstractContextManager[None]:
@@ -357,20 +232,10 @@ def run_cell(
 
     ``cache``: a :class:`~harness.core.cache.Cache`, None (off) or ``"auto"`` (``$HARNESS_CACHE``).
     ``status`` gets the cell's progress as it goes: ``{"phase": "load" | "warm start" | "sampling" |
-    "reference log-probs" | "train" | "eval", ...}``, with round, step and total steps while training (see :func:`harness.sweeps.executors.run_task`).
+    "reference log-probs" | "train" | "eval", ...}``, with round, step and total steps while training (see
+    :func:`harness.sweeps.executors.run_task`). The phases, in order, are :class:`CellRun`'s methods.
     """
-    cfg = cell.config
     t_start = time.perf_counter()
-    stats0 = stats_snapshot()
-    if cache == "auto":
-        cache = open_cache()
-    assert not isinstance(cache, str)
-
-    def tell(phase: str, **more: Any) -> None:
-        if status is not None:
-            status({"phase": phase, "rounds": cell.train.rounds, "steps": cell.train.steps,
-                    "total": cell.train.rounds * cell.train.steps, **more})
-
     if resume and out_dir is not None:
         from harness.sweeps.cell_outputs import finished_record
 
@@ -379,150 +244,208 @@ def run_cell(
             t = time.perf_counter() - t_start  # this call's timings: nothing trained or evaluated
             return {**done_record, "timings": {"load_s": t, "train_s": 0.0, "eval_s": 0.0, "total_s": t},
                     "reused": True}
-    from harness.sweeps.tracking import from_env as tracker_from_env
+    run = CellRun(cell, host, out_dir=out_dir, resume=resume, progress=progress, log=log, cache=cache,
+                  status=status, t_start=t_start)
+    run.load()
+    run.warm_start()
+    run.prepare_training()
+    run.restore()
+    run.train()
+    return run.record()
 
-    tracker = tracker_from_env(cell)  # --log-to wandb|mlflow|tensorboard
-    tell("load")
-    seed_everything(cfg.seed)
-    device = cfg.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    with _loading(cfg.model):
-        loaded = load_model(cfg.model, seed=cfg.seed, dtype=cfg.dtype, device=device)
-    engine_spec = host.registry.engine(cfg.engine)
-    if not engine_spec.available():
-        raise HarnessError(f"engine '{cfg.engine}' is not available here: {engine_spec.install_hint}")
-    from harness.training.defaults import update_warning
 
-    if cell.train.rounds * cell.train.steps > 0 and (
-        warning := update_warning(cfg.model, sum(p.numel() for p in loaded.model.parameters()), cell.train.lr,
-                                  lora=cell.train.lora)):
-        log(f"warning: {warning}")
+class CellRun:
+    """One cell's run, phase by phase: :meth:`load` (model, engine), :meth:`warm_start`,
+    :meth:`prepare_training` (data, trainer), :meth:`restore` (earlier evaluations and the checkpoint),
+    :meth:`train` (rounds, evaluating as due), :meth:`record` (the record and the cell's outputs)."""
 
-    shared: list[Any] = []  # an engine with its own weights (vLLM): ONE per cell, synced to whoever uses it
+    def __init__(self, cell: ResolvedCell, host: PluginHost, *, out_dir: Path | None, resume: bool, progress: bool,
+                 log: Callable[[str], None], cache: Cache | None | str, status: Callable[[dict[str, Any]], None] | None,
+                 t_start: float) -> None:
+        self.cell, self.host, self.out_dir, self.resume, self.progress = cell, host, out_dir, resume, progress
+        self.log, self.status, self.t_start = log, status, t_start
+        self.stats0 = stats_snapshot()
+        if cache == "auto":
+            cache = open_cache()
+        assert not isinstance(cache, str)
+        self.cache: Cache | None = cache
+        self.timings: dict[str, float] = {"load_s": 0.0, "train_s": 0.0, "eval_s": 0.0}
+        self.rounds: list[dict[str, Any]] = []
+        self.records: list[dict[str, Any]] = []
+        self.evaluated_here: list[int | None] = [None]  # the labels of the evaluations this process ran
+        self.shared: list[Any] = []  # an engine with its own weights (vLLM): ONE per cell, synced to its users
+        self.train_t0 = [0.0, 0]  # when this process's training started, steps done by it since
+        self.warm = "none"
 
-    def engine_for(model: Any) -> Any:
-        if shared:
-            return shared[0]
-        engine = engine_spec.factory(LoadedModel(model, loaded.tokenizer, loaded.name, loaded.source))
+    def tell(self, phase: str, **more: Any) -> None:
+        if self.status is not None:
+            train = self.cell.train
+            self.status({"phase": phase, "rounds": train.rounds, "steps": train.steps,
+                         "total": train.rounds * train.steps, **more})
+
+    # -- phases ------------------------------------------------------------------------------------
+    def load(self) -> None:
+        """The model (``load_model``), its engine (warmed), the policy handle; the tracker."""
+        from harness.sweeps.tracking import from_env as tracker_from_env
+
+        cell, cfg = self.cell, self.cell.config
+        self.tracker = tracker_from_env(cell)  # --log-to wandb|mlflow|tensorboard
+        self.tell("load")
+        seed_everything(cfg.seed)
+        self.device = cfg.device
+        if self.device == "auto":
+            self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        with _loading(cfg.model):
+            self.loaded = load_model(cfg.model, seed=cfg.seed, dtype=cfg.dtype, device=self.device)
+        self.engine_spec = self.host.registry.engine(cfg.engine)
+        if not self.engine_spec.available():
+            raise HarnessError(f"engine '{cfg.engine}' is not available here: {self.engine_spec.install_hint}")
+        from harness.training.defaults import update_warning
+
+        if cell.train.rounds * cell.train.steps > 0 and (
+            warning := update_warning(cfg.model, sum(p.numel() for p in self.loaded.model.parameters()),
+                                      cell.train.lr, lora=cell.train.lora)):
+            self.log(f"warning: {warning}")
+        self.policy = LM(self.loaded.model, self.loaded.tokenizer, self.engine_for(self.loaded.model), name="policy")
+
+    def engine_for(self, model: Any) -> Any:
+        """The engine generating from ``model`` (one shared engine when it holds its own weights)."""
+        if self.shared:
+            return self.shared[0]
+        loaded = self.loaded
+        engine = self.engine_spec.factory(LoadedModel(model, loaded.tokenizer, loaded.name, loaded.source))
         if getattr(engine, "own_weights", False):
-            shared.append(engine)
-        warm_engine(engine, log)
+            self.shared.append(engine)
+        warm_engine(engine, self.log)
         return engine
 
-    policy = LM(loaded.model, loaded.tokenizer, engine_for(loaded.model), name="policy")
-    tell("warm start")
-    warm = _warm_start(cell, policy, log, cache)
-    if cell.train.lora:
-        policy.model = _apply_lora(policy.model, cell.train)
-        policy.engine = engine_for(policy.model)
+    def warm_start(self) -> None:
+        """The method's warm start (cached), then LoRA adapters if asked for."""
+        self.tell("warm start")
+        self.warm = _warm_start(self.cell, self.policy, self.log, self.cache)
+        if self.cell.train.lora:
+            self.policy.model = _apply_lora(self.policy.model, self.cell.train)
+            self.policy.engine = self.engine_for(self.policy.model)
 
-    data_ctx = DataContext(params=cell.benchmark_params, encoder=policy.encoder, seed=cfg.seed)
-    data = TrainingData(
-        loader=lambda kind: cell.benchmark.data(kind, data_ctx),  # type: ignore[misc]
-        reward_fn=cell.benchmark.reward,
-        provides=cell.benchmark.provides,
-    )
-    modules = cell.method.modules(policy.model, cell.method_params) if cell.method.modules else None
-    train_t0 = [0.0, 0]  # when this process's training started, steps done by it since
+    def prepare_training(self) -> None:
+        """The training data (from the benchmark or dataset), the method's extra modules, the trainer."""
+        cell, policy = self.cell, self.policy
+        data_ctx = DataContext(params=cell.benchmark_params, encoder=policy.encoder, seed=cell.config.seed)
+        data = TrainingData(
+            loader=lambda kind: cell.benchmark.data(kind, data_ctx),  # type: ignore[misc]
+            reward_fn=cell.benchmark.reward,
+            provides=cell.benchmark.provides,
+        )
+        modules = cell.method.modules(policy.model, cell.method_params) if cell.method.modules else None
+        out_dir = self.out_dir
+        self.trainer = Trainer(
+            method=cell.method, method_params=cell.method_params, cfg=cell.train, policy=policy, data=data,
+            seed=cell.config.seed, engine_factory=self.engine_for,
+            checkpoint_dir=out_dir / "checkpoint" if out_dir else None,
+            progress=self.progress, modules=modules, cache=self.cache, model_key=initial_model_key(cell),
+            on_step=self.on_step if self.status is not None or self.tracker is not None else None,
+            on_phase=(lambda what, rnd: self.tell(what, round=rnd + 1)) if self.status is not None else None,
+        )
+        self.timings["load_s"] = time.perf_counter() - self.t_start
+        self.reference = self.trainer.reference.lm if self.trainer.reference else None
 
-    def on_step(rnd: int, step: int) -> None:
-        if tracker is not None:
-            tracker.log(trainer.history[-1].metrics, trainer.global_step)
-        train_t0[1] += 1
-        tell("train", round=rnd + 1, step=step, done=rnd * cell.train.steps + step, done_here=train_t0[1],
-             train_s=time.perf_counter() - train_t0[0])
+    def on_step(self, rnd: int, step: int) -> None:
+        if self.tracker is not None:
+            self.tracker.log(self.trainer.history[-1].metrics, self.trainer.global_step)
+        self.train_t0[1] += 1
+        self.tell("train", round=rnd + 1, step=step, done=rnd * self.cell.train.steps + step,
+                  done_here=self.train_t0[1], train_s=time.perf_counter() - self.train_t0[0])
 
-    trainer = Trainer(
-        method=cell.method, method_params=cell.method_params, cfg=cell.train, policy=policy, data=data,
-        seed=cfg.seed, engine_factory=engine_for, checkpoint_dir=out_dir / "checkpoint" if out_dir else None,
-        progress=progress, modules=modules, cache=cache, model_key=initial_model_key(cell),
-        on_step=on_step if status is not None or tracker is not None else None,
-        on_phase=(lambda what, rnd: tell(what, round=rnd + 1)) if status is not None else None,
-    )
-    timings = {"load_s": time.perf_counter() - t_start, "train_s": 0.0, "eval_s": 0.0}
-    rounds: list[dict[str, Any]] = []
-    records: list[dict[str, Any]] = []
-    reference = trainer.reference.lm if trainer.reference else None
-    evaluated_here: list[int | None] = [None]  # the label of the last evaluation this process ran
-
-    def eval_round(label: int) -> None:
-        tell("eval", round=label)
+    def evaluate(self, label: int) -> None:
+        """Evaluate the policy as it is now, as round ``label`` (records first, then rounds.json)."""
+        self.tell("eval", round=label)
         t0 = time.perf_counter()
-        with isolated_rng(device):  # an evaluation never shifts the training's random stream
-            metrics, recs = evaluate(cell, policy, policy.engine, reference, log)
-        timings["eval_s"] += time.perf_counter() - t0
+        with isolated_rng(self.device):  # an evaluation never shifts the training's random stream
+            metrics, recs = evaluate(self.cell, self.policy, self.policy.engine, self.reference, self.log)
+        self.timings["eval_s"] += time.perf_counter() - t0
+        rounds = self.rounds
         if rounds and rounds[-1]["round"] == label:
             rounds.pop()
         rounds.append({"round": label, "metrics": metrics})
-        if tracker is not None:
-            tracker.log({f"eval/{k}": v for k, v in metrics.items()}, trainer.global_step)
-        records[:] = recs
-        evaluated_here.append(label)
-        log(f"round {label}: " + "  ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
-        if out_dir is not None:  # records first: rounds.json naming a round means its records are there
-            _write_json(out_dir / "records.json", {"round": label, "records": recs})
-            _write_json(out_dir / "rounds.json", rounds)
+        if self.tracker is not None:
+            self.tracker.log({f"eval/{k}": v for k, v in metrics.items()}, self.trainer.global_step)
+        self.records[:] = recs
+        self.evaluated_here.append(label)
+        self.log(f"round {label}: " + "  ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+        if self.out_dir is not None:  # records first: rounds.json naming a round means its records are there
+            _write_json(self.out_dir / "records.json", {"round": label, "records": recs})
+            _write_json(self.out_dir / "rounds.json", rounds)
 
-    saved = (_read_json(out_dir / "rounds.json") if resume and out_dir is not None else None) or []
-    saved_records = (_read_json(out_dir / "records.json") if resume and out_dir is not None else None) or {}
-    if saved and saved[0].get("round") == 0:
-        rounds[:] = saved[:1]  # the initial policy's evaluation
-    elif cell.train.eval_initial or cell.train.rounds == 0:
-        eval_round(0)  # before loading any checkpoint: this is the initial policy
-    if resume and trainer.try_resume():
-        done = trainer.start_round  # the label of the checkpointed round
-        rounds[:] = [r for r in saved if r["round"] <= done] or rounds
-        mid = f" at step {trainer.resume_mid['step']} of round {done + 1}" if trainer.resume_mid else ""
-        log(f"resumed after round {done}{mid} from {out_dir / 'checkpoint' if out_dir else '?'}")
-        due = cell.train.eval_every_round or done == cell.train.rounds
-        if due and (not rounds or rounds[-1]["round"] < done):  # died between the checkpoint and its evaluation
-            log(f"round {done} was checkpointed but not evaluated: evaluating the checkpoint")
-            eval_round(done)
-    if rounds and evaluated_here[-1] != rounds[-1]["round"]:  # the last evaluation came from disk: so do its records
-        if saved_records.get("round") == rounds[-1]["round"]:
-            records[:] = saved_records.get("records") or []
-        elif trainer.start_round >= cell.train.rounds:
-            eval_round(rounds[-1]["round"])  # a finished run whose last records were lost: evaluate again
-    train_t0[0] = time.perf_counter()
-    for rnd in range(trainer.start_round, cell.train.rounds):
-        t0 = time.perf_counter()
-        steps = trainer.train_round(rnd)
-        timings["train_s"] += time.perf_counter() - t0
-        last = steps[-1].metrics
-        log(f"round {rnd + 1}/{cell.train.rounds} trained: " + "  ".join(
-            f"{k}={v:.4g}" for k, v in last.items() if k not in ("lr", "step_s")))
-        if cell.train.eval_every_round or rnd == cell.train.rounds - 1:
-            eval_round(rnd + 1)
-    timings["total_s"] = time.perf_counter() - t_start
-    cache_stats = stats_since(stats0)
-    log("cache: " + (describe_stats(cache_stats) if cache is not None else "off"))
-    record = {
-        "cell_id": cell.cell_id,
-        "config": cell.resolved_dict(),
-        "status": "done",
-        "rounds": rounds,
-        "final": rounds[-1]["metrics"] if rounds else {},
-        "steps": [{"round": h.round, "step": h.step, **h.metrics} for h in trainer.history],
-        "records": records,
-        "timings": timings,
-        "warm_start": warm,
-        "cache": cache_stats,
-        "provenance": provenance(device),
-    }
-    if out_dir is not None:
-        from harness.sweeps.cell_outputs import finish_outputs
+    def restore(self) -> None:
+        """The initial evaluation (from disk or run now), then the checkpoint, if any, and what it missed."""
+        cell, trainer, out_dir, rounds = self.cell, self.trainer, self.out_dir, self.rounds
+        saved = (_read_json(out_dir / "rounds.json") if self.resume and out_dir is not None else None) or []
+        saved_records = (_read_json(out_dir / "records.json") if self.resume and out_dir is not None else None) or {}
+        if saved and saved[0].get("round") == 0:
+            rounds[:] = saved[:1]  # the initial policy's evaluation
+        elif cell.train.eval_initial or cell.train.rounds == 0:
+            self.evaluate(0)  # before loading any checkpoint: this is the initial policy
+        if self.resume and trainer.try_resume():
+            done = trainer.start_round  # the label of the checkpointed round
+            rounds[:] = [r for r in saved if r["round"] <= done] or rounds
+            mid = f" at step {trainer.resume_mid['step']} of round {done + 1}" if trainer.resume_mid else ""
+            self.log(f"resumed after round {done}{mid} from {out_dir / 'checkpoint' if out_dir else '?'}")
+            due = cell.train.eval_every_round or done == cell.train.rounds
+            if due and (not rounds or rounds[-1]["round"] < done):  # died between the checkpoint and its evaluation
+                self.log(f"round {done} was checkpointed but not evaluated: evaluating the checkpoint")
+                self.evaluate(done)
+        if rounds and self.evaluated_here[-1] != rounds[-1]["round"]:  # the last evaluation came from disk
+            if saved_records.get("round") == rounds[-1]["round"]:  # so do its records
+                self.records[:] = saved_records.get("records") or []
+            elif trainer.start_round >= cell.train.rounds:
+                self.evaluate(rounds[-1]["round"])  # a finished run whose last records were lost: evaluate again
 
-        finish_outputs(cell, trainer, loaded.tokenizer, out_dir, record, log)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "record.json").write_text(json.dumps(record, indent=1, default=str))
-        if not cell.train.keep_checkpoint:
-            import shutil
+    def train(self) -> None:
+        """The remaining rounds, each evaluated when due (every round, or the last)."""
+        cell, trainer = self.cell, self.trainer
+        self.train_t0[0] = time.perf_counter()
+        for rnd in range(trainer.start_round, cell.train.rounds):
+            t0 = time.perf_counter()
+            steps = trainer.train_round(rnd)
+            self.timings["train_s"] += time.perf_counter() - t0
+            last = steps[-1].metrics
+            self.log(f"round {rnd + 1}/{cell.train.rounds} trained: " + "  ".join(
+                f"{k}={v:.4g}" for k, v in last.items() if k not in ("lr", "step_s")))
+            if cell.train.eval_every_round or rnd == cell.train.rounds - 1:
+                self.evaluate(rnd + 1)
 
-            shutil.rmtree(out_dir / "checkpoint", ignore_errors=True)  # the record holds the results
-    if tracker is not None:
-        tracker.finish()
-    return record
+    def record(self) -> dict[str, Any]:
+        """The cell's record; with an ``out_dir`` also its outputs, ``record.json``, no checkpoint."""
+        cell, out_dir, rounds = self.cell, self.out_dir, self.rounds
+        self.timings["total_s"] = time.perf_counter() - self.t_start
+        cache_stats = stats_since(self.stats0)
+        self.log("cache: " + (describe_stats(cache_stats) if self.cache is not None else "off"))
+        record = {
+            "cell_id": cell.cell_id,
+            "config": cell.resolved_dict(),
+            "status": "done",
+            "rounds": rounds,
+            "final": rounds[-1]["metrics"] if rounds else {},
+            "steps": [{"round": h.round, "step": h.step, **h.metrics} for h in self.trainer.history],
+            "records": self.records,
+            "timings": self.timings,
+            "warm_start": self.warm,
+            "cache": cache_stats,
+            "provenance": provenance(self.device),
+        }
+        if out_dir is not None:
+            from harness.sweeps.cell_outputs import finish_outputs
+
+            finish_outputs(cell, self.trainer, self.loaded.tokenizer, out_dir, record, self.log)
+            out_dir.mkdir(parents=True, exist_ok=True)
+            (out_dir / "record.json").write_text(json.dumps(record, indent=1, default=str))
+            if not cell.train.keep_checkpoint:
+                import shutil
+
+                shutil.rmtree(out_dir / "checkpoint", ignore_errors=True)  # the record holds the results
+        if self.tracker is not None:
+            self.tracker.finish()
+        return record
 
 
 def evaluate_model(
@@ -567,3 +490,7 @@ def evaluate_model(
         if records is not None:
             records.extend({"benchmark": name, **r} for r in res.records)
     return metrics
+
+
+__all__ = ["CellConfig", "CellRun", "ResolvedCell", "evaluate", "evaluate_model", "provenance", "resolve", "run_cell",
+           "seed_everything", "warm_engine"]

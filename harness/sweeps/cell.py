@@ -1,0 +1,146 @@
+"""A cell: what defines it (:class:`CellConfig`), its specs and strictly checked parameters
+(:class:`ResolvedCell`, whose hash is the cell's id) and :func:`resolve`, which gets from one to the other
+with one-line errors. Running a cell is :mod:`harness.sweeps.run`."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import harness
+from harness.core.errors import HarnessError
+from harness.core.params import apply_overrides, as_dict
+from harness.core.plugins import PluginHost
+from harness.core.registry import BenchmarkSpec, MethodSpec
+from harness.training.trainer import TrainConfig
+
+
+@dataclass(frozen=True)
+class CellConfig:
+    """Everything that defines one cell; its hash is the cell's identity."""
+
+    model: str
+    method: str
+    benchmark: str
+    seed: int = 0
+    method_params: Mapping[str, Any] = field(default_factory=dict)
+    benchmark_params: Mapping[str, Any] = field(default_factory=dict)
+    train: Mapping[str, Any] = field(default_factory=dict)
+    eval_benchmarks: tuple[str, ...] = ()
+    eval_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # per eval-only benchmark
+    engine: str = "hf"
+    dtype: str = "float32"
+    device: str = "cpu"
+    # True: `benchmark` names the training data only (a dataset, hf:..., a local file, or a benchmark's
+    # training data) with `benchmark_params` its params, and the cell is evaluated on `eval_benchmarks` only.
+    train_data: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["eval_benchmarks"] = list(self.eval_benchmarks)
+        d["eval_params"] = {b: dict(p) for b, p in self.eval_params.items()}
+        return d
+
+
+@dataclass
+class ResolvedCell:
+    """A cell's specs and fully resolved, strictly checked parameters."""
+
+    config: CellConfig
+    method: MethodSpec
+    benchmark: BenchmarkSpec
+    method_params: Any
+    benchmark_params: Any
+    train: TrainConfig
+    evals: list[tuple[BenchmarkSpec, Any]]
+    code: dict[str, str] = field(default_factory=dict)  # plugin -> hash of its source (harness.core.identity)
+
+    def resolved_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.config.model,
+            "method": self.method.name,
+            "benchmark": self.benchmark.name,
+            "benchmark_version": self.benchmark.version,
+            "seed": self.config.seed,
+            "method_params": as_dict(self.method_params),
+            "benchmark_params": as_dict(self.benchmark_params),
+            "train": as_dict(self.train),
+            "evals": [[b.name, b.version, as_dict(p)] for b, p in self.evals],
+            "engine": self.config.engine,
+            "dtype": self.config.dtype,
+            "device": self.config.device,
+            **({"train_data": True} if self.config.train_data else {}),
+        }
+
+    @property
+    def cell_id(self) -> str:
+        """Hash of the resolved config, the harness version and the source of the plugins that run it (without
+        the train settings that only change what is written: ``train.OUTPUT_ONLY``)."""
+        from harness.training.trainer import OUTPUT_ONLY
+
+        d = self.resolved_dict()
+        d["train"] = {k: v for k, v in d["train"].items() if k not in OUTPUT_ONLY}
+        blob = json.dumps({"cell": d, "harness": harness.__version__, "code": self.code}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def resolve(config: CellConfig, host: PluginHost, *, where: str = "") -> ResolvedCell:
+    """Look up the specs and apply every override strictly; raises one-line errors."""
+    from harness.sweeps.checks import check_seed, check_train
+
+    reg = host.registry
+    pre = f"{where}: " if where else ""
+    method = reg.method(config.method, where=where)
+    if config.train_data:
+        from harness.training.datasets import training_source
+
+        bench, bparams = training_source(config.benchmark, config.benchmark_params, reg, where=where)
+        if not config.eval_benchmarks:
+            raise HarnessError(f"{pre}a cell trained on '{config.benchmark}' needs at least one eval benchmark "
+                               f"(eval = [...] or --eval NAME)")
+    else:
+        bench = reg.benchmark(config.benchmark, where=where)
+    what = "training data" if config.train_data else "benchmark"
+    missing = set(method.needs) - set(bench.provides)
+    if missing:
+        raise HarnessError(
+            f"{pre}method '{method.name}' needs {', '.join(sorted(missing))}, which {what} '{bench.name}' "
+            f"does not provide (it provides {', '.join(sorted(bench.provides)) or 'nothing'}); pick another {what}"
+            + ("; a reward comes from reward = \"rm:<model>\", \"irl:<folder>\" or \"benchmark:<name>\""
+               if missing == {"reward"} else "")
+        )
+    from harness.training.defaults import method_defaults, train_defaults
+
+    mparams = apply_overrides(method.params, {**method_defaults(method.name, config.model), **config.method_params},
+                              where=f"{pre}method {method.name}", from_string=True)
+    if not config.train_data:
+        bparams = apply_overrides(bench.params, config.benchmark_params, where=f"{pre}benchmark {bench.name}",
+                                  from_string=True)
+    train = apply_overrides(TrainConfig, {**train_defaults(method.name, method.train_defaults, config.model),
+                                          **config.train}, where=f"{pre}train", from_string=True)
+    check_train(train, f"{pre}train")  # ranges: positive steps and batch, rounds >= 0, lr > 0
+    check_seed(config.seed, f"{pre}seed")
+    evals = [] if config.train_data else [(bench, bparams)]
+    for name in config.eval_params:
+        if name not in config.eval_benchmarks:
+            raise HarnessError(f"{pre}eval_params for '{name}', which is not among the eval benchmarks "
+                               f"({', '.join(config.eval_benchmarks) or 'none'}); add it to eval or drop its parameters")
+    for name in config.eval_benchmarks:
+        if name != bench.name or config.train_data:
+            spec = reg.benchmark(name, where=where)
+            evals.append((spec, apply_overrides(spec.params, config.eval_params.get(name, {}),
+                                                where=f"{pre}eval benchmark {name}", from_string=True)))
+    if config.engine not in reg.specs["engine"]:
+        reg.engine(config.engine, where=where)
+    if train.save_model == "adapters" and not train.lora:
+        raise HarnessError(f"{pre}train.save_model='adapters' needs train.lora=true; use save_model='merged' to save "
+                           "the whole model")
+    from harness.core.identity import participants, plugin_code
+
+    code = plugin_code(host, participants(host, method.name, [b.name for b, _ in evals], config.engine,
+                                          config.benchmark if config.train_data else None))
+    return ResolvedCell(config, method, bench, mparams, bparams, train, evals, code)
