@@ -271,9 +271,10 @@ def load_suite(path: str | os.PathLike[str], host: PluginHost, sets: Iterable[st
 
 
 def expand(data: dict[str, Any], host: PluginHost, *, path: Path | None = None,
-           touched: set[str] | None = None, keep_cells: int = KEEP_CELLS) -> Suite:
+           touched: set[str] | None = None, keep_cells: int | None = None) -> Suite:
     """Validate a parsed suite and expand it; any problem is one HarnessError naming the key. Every cell is
-    built once here (that validates them all), but a suite of more than ``keep_cells`` cells keeps only
+    built once here (that validates them all), but a suite of more than ``keep_cells`` (default
+    :data:`KEEP_CELLS`) cells keeps only
     their ids, as 64-bit integers: :meth:`Suite.iter_cells` builds them again, one at a time."""
     from harness.models import DEVICES, DTYPES
     from harness.run import CellConfig, resolve
@@ -549,7 +550,7 @@ def expand(data: dict[str, Any], host: PluginHost, *, path: Path | None = None,
 
     tally = _Tally()
     repeats: list[str] = []
-    if count_cells(data) <= keep_cells:  # small: keep the list (one pass, as before)
+    if count_cells(data) <= (KEEP_CELLS if keep_cells is None else keep_cells):  # small: keep the list (one pass, as before)
         cells: list[SweepCell] = []
         seen: dict[str, str] = {}
         for cell, label, ename in kept(hits):
