@@ -242,7 +242,7 @@ def sweep(ctx: click.Context, suite_file: Path, sets: tuple[str, ...], dry_run: 
     ctx.exit(summary.exit_code())
 
 
-def _print_dry_run(suite: Any, suite_file: Path, fmt: str, chunk: int = 1000) -> None:
+def _print_dry_run(suite: Any, suite_file: Path, fmt: str, chunk: int = 200) -> None:
     """The cells of a dry run, printed as they stream (a chunk at a time, never the whole grid in memory);
     the text is what one tabulate/json.dumps call over every cell would print."""
     import itertools
