@@ -174,3 +174,33 @@ def test_big_grid_registers_in_batches(tmp_path, host):
         ids = [r[0] for r in db.db.execute("SELECT cell_id FROM sweep_cells WHERE sweep_id=? ORDER BY position",
                                            (suite.id,))]
     assert ids == [c.id for c in suite.iter_cells()]
+
+
+def test_streamed_suite_runs_every_cell_from_a_small_window(tmp_path, host, monkeypatch):
+    """``run_sweep`` on a streamed suite, holding at most 2 cells ahead (real local workers, evaluate-only
+    cells): every cell runs once, numbered 1..N, and a rerun finds them all done."""
+    import harness.sweep as sweep_mod
+    from harness.executors import make_executor
+    from harness.leaderboard import build
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(sweep_mod, "LOOKAHEAD", 2)
+    text = BIG.replace("steps = 1", "rounds = 0").replace("beta = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]",
+                                                         "beta = [0.1, 0.2]\n[methods.sft]")
+    path = write(tmp_path, text.replace('benchmarks = ["didactic-r1"]', 'benchmarks = ["didactic-r1"]\nseeds = [0, 1]'))
+    data = read_suite(path)
+    suite = expand(data, host, path=path, keep_cells=0)
+    assert suite.kept is None and suite.n_cells == 6
+    lines: list[str] = []
+    with Store(tmp_path / "h.db") as db:
+        summary = sweep_mod.run_sweep(suite, db, make_executor("local", jobs=2), log=lines.append, poll_s=0.2)
+        assert (summary.done, summary.failed) == (6, 0), lines
+        started = [line.split(" start ", 1)[1].split()[0] for line in lines if " start " in line]
+        assert sorted(started) == sorted(c.id for c in suite.iter_cells())
+        assert sorted(line.split("]")[0] for line in lines if " start " in line) == [f"[{i}/6" for i in range(1, 7)]
+        again: list[str] = []
+        sweep_mod.run_sweep(suite, db, make_executor("local", jobs=1), log=again.append)
+        assert "6 cells, 0 to run, 6 already done" in again[0]
+        kept = build(db, expand(data, host, path=path, keep_cells=10**9).id)
+        assert {r.label for r in kept.rows} == {"sft", "dpo(beta=0.1)", "dpo(beta=0.2)"}
