@@ -95,7 +95,7 @@ def _reset_for_rerun(db: Any, suite: Any) -> None:
     from harness.core.identity import reset_cells
     from harness.sweeps.sweep import cell_dir
 
-    for cid in reset_cells(db, [c.id for c in suite.cells]):
+    for cid in reset_cells(db, (c.id for c in suite.iter_cells())):
         shutil.rmtree(cell_dir(db, cid), ignore_errors=True)
 
 
@@ -163,7 +163,6 @@ def sweep(ctx: click.Context, suite_file: Path, sets: tuple[str, ...], dry_run: 
 
     Status (live lines, log, summary) goes to stderr, the leaderboard to stdout.
     """
-    import json
     import sys
 
     from harness.core.progress import set_quiet
@@ -202,14 +201,7 @@ def sweep(ctx: click.Context, suite_file: Path, sets: tuple[str, ...], dry_run: 
     for warning in suite.warnings:
         click.echo(f"warning: {warning}", err=True)
     if dry_run:
-        if fmt == "json":
-            click.echo(json.dumps({"sweep": suite.id, "valid": True, "cells": [
-                {"cell": c.id, "model": c.config.model, "method": c.label, "benchmark": c.config.benchmark,
-                 "seed": c.config.seed} for c in suite.cells]}, indent=1))
-            return
-        rows = [[c.id, c.config.model, c.label, c.config.benchmark, c.config.seed] for c in suite.cells]
-        click.echo(tabulate(rows, headers=["cell", "model", "method", "benchmark", "seed"]))
-        click.echo(f"\n{len(suite.cells)} cells in sweep {suite.id} ({suite_file}); valid")
+        _print_dry_run(suite, suite_file, fmt)
         return
 
     from harness.results.leaderboard import build, render
@@ -226,7 +218,7 @@ def sweep(ctx: click.Context, suite_file: Path, sets: tuple[str, ...], dry_run: 
                        num_gpus=num_gpus if num_gpus is not None else res.get("num_gpus", 0), reuse=reuse_workers)
     from harness.core.threads import default_threads
 
-    models = {c.config.model for c in suite.cells}
+    models = set(suite.models)
     threads = threads or suite.data.get("threads") or default_threads(
         jobs or 1, model=models.pop() if len(models) == 1 else None)
     from harness.core.cache import cache_disabled
@@ -257,6 +249,38 @@ def sweep(ctx: click.Context, suite_file: Path, sets: tuple[str, ...], dry_run: 
         click.echo(render(build(db, suite.id), fmt))
         _print_failed(db, suite.id, fmt)
     ctx.exit(summary.exit_code())
+
+
+def _print_dry_run(suite: Any, suite_file: Path, fmt: str, chunk: int = 200) -> None:
+    """The cells of a dry run, printed as they stream (a chunk at a time, never the whole grid in memory);
+    the text is what one tabulate/json.dumps call over every cell would print."""
+    import itertools
+    import json
+
+    def rows() -> Iterator[list[list[Any]]]:
+        it = suite.iter_cells()
+        while batch := list(itertools.islice(it, chunk)):
+            yield [[c.id, c.config.model, c.label, c.config.benchmark, c.config.seed] for c in batch]
+
+    if fmt == "json":
+        click.echo(f'{{\n "sweep": {json.dumps(suite.id)},\n "valid": true,\n "cells": [')
+        first = True
+        for batch in rows():
+            text = ",\n".join(json.dumps({"cell": r[0], "model": r[1], "method": r[2], "benchmark": r[3],
+                                          "seed": r[4]}, indent=1) for r in batch)
+            click.echo(("" if first else ",\n") + "\n".join("  " + line for line in text.split("\n")), nl=False)
+            first = False
+        click.echo("\n ]\n}")
+        return
+    # every chunk is tabulated together with a row of the widest values (gathered at expansion), so its
+    # columns are as wide as the whole table's; that row is not printed
+    model, label, bench, seed = suite.widest
+    widest = ["0" * 16, model, label, bench, seed]
+    headers = ["cell", "model", "method", "benchmark", "seed"]
+    for i, batch in enumerate(rows()):
+        lines = tabulate([widest, *batch], headers=headers).split("\n")
+        click.echo("\n".join(lines[:2] + lines[3:] if i == 0 else lines[3:]))
+    click.echo(f"\n{suite.n_cells} cells in sweep {suite.id} ({suite_file}); valid")
 
 
 def _print_failed(db: Any, sweep_id: str | None, fmt: str) -> None:

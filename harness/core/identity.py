@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import itertools
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import ModuleType
@@ -124,11 +125,10 @@ def mixed_code(cells: Iterable[Mapping[str, Any]]) -> str | None:
 def reset_cells(store: Any, cell_ids: Iterable[str]) -> list[str]:
     """Mark done or failed cells pending again (``harness sweep --rerun``) and return their ids; a running
     cell is left alone. Their metrics stay until the rerun's result replaces them."""
-    ids = list(cell_ids)
+    ids = iter(cell_ids)  # may be a generator: read 500 at a time
     changed: list[str] = []
     with store.transaction() as db:
-        for i in range(0, len(ids), 500):
-            chunk = ids[i : i + 500]
+        while chunk := list(itertools.islice(ids, 500)):
             marks = ",".join("?" * len(chunk))
             rows = db.execute(f"SELECT id FROM cells WHERE status IN ('done', 'failed') AND id IN ({marks})", chunk)
             changed += [r["id"] for r in rows.fetchall()]

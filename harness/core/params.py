@@ -8,6 +8,7 @@ keys, a wrong type names the expected one.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -23,6 +24,7 @@ def param(default: Any, help: str = "", **kwargs: Any) -> Any:
     return dataclasses.field(default=default, metadata={"help": help, **kwargs})
 
 
+@functools.lru_cache(maxsize=512)  # read-only; get_type_hints is most of a suite cell's expansion time
 def _field_types(cls: type) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
     return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(cls)}
@@ -152,7 +154,19 @@ def describe(cls: type) -> list[dict[str, Any]]:
 
 def as_dict(params: Any) -> dict[str, Any]:
     """A frozen params dataclass as a plain dict (tuples become lists, for JSON)."""
+    names = _field_names(type(params))
+    values = [getattr(params, n) for n in names]
+    if all(v is None or type(v) in _SCALARS for v in values):  # the usual case: what asdict gives, 10x faster
+        return dict(zip(names, values, strict=True))
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(params).items()}
+
+
+_SCALARS = frozenset({str, int, float, bool})  # immutable: asdict's deep copy returns them unchanged
+
+
+@functools.lru_cache(maxsize=512)
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -196,11 +196,7 @@ def suite_settings(suite: Any, registry: Any | None = None) -> dict[str, Any]:
     """What a sweep stores for its leaderboard: the suite's ``[leaderboard]`` table plus the metric
     declarations of every benchmark its cells train or evaluate on (``declared``)."""
     settings: dict[str, Any] = dict(suite.leaderboard)
-    names: set[str] = set()
-    for c in suite.cells:
-        cfg = c.row()["config"]
-        names.add(cfg["benchmark"])
-        names.update(e[0] for e in cfg.get("evals", []) or [])
+    names: set[str] = set(suite.benchmarks)  # gathered at expansion (each cell's benchmark and evals)
     declared: dict[str, list[dict[str, Any]]] = {}
     if registry is not None:
         for name in sorted(names):

@@ -200,7 +200,7 @@ def check_suite(suite: Any) -> None:
     board = suite.data.get("leaderboard", {})
     baseline = board.get("baseline") if isinstance(board, Mapping) else None
     if isinstance(baseline, str):
-        why = baseline_error(baseline, [c.label for c in suite.cells])
+        why = baseline_error(baseline, suite.labels)  # gathered at expansion: the cells are not kept
         if why:
             file = str(suite.path) if suite.path is not None else "<suite>"
             raise HarnessError(f"{file}: leaderboard.baseline = {baseline!r}: {why}")

@@ -30,6 +30,7 @@ store. Every open runs ``PRAGMA quick_check`` and keeps a one-line warning in ``
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -108,18 +109,19 @@ class Store:
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET updated_at=excluded.updated_at",
                 (sweep_id, name, suite_path, _dumps(suite), now, now),
             )
-            for pos, c in enumerate(cells):
-                cfg = c["config"]
-                db.execute(
+            rows = enumerate(cells)
+            while batch := list(itertools.islice(rows, 1000)):  # bounded memory: cells may be a generator
+                db.executemany(
                     "INSERT OR IGNORE INTO cells (id, base_id, model, method, benchmark, benchmark_version, seed, "
                     "config_json, plugins_json, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
-                    (c["id"], c["base_id"], cfg["model"], cfg["method"], cfg["benchmark"],
-                     str(cfg.get("benchmark_version")), cfg["seed"], _dumps(cfg), _dumps(c.get("plugins", {})), now),
+                    [(c["id"], c["base_id"], c["config"]["model"], c["config"]["method"], c["config"]["benchmark"],
+                      str(c["config"].get("benchmark_version")), c["config"]["seed"], _dumps(c["config"]),
+                      _dumps(c.get("plugins", {})), now) for _, c in batch],
                 )
-                db.execute(
+                db.executemany(
                     "INSERT INTO sweep_cells (sweep_id, cell_id, label, position) VALUES (?, ?, ?, ?) "
                     "ON CONFLICT(sweep_id, cell_id) DO UPDATE SET label=excluded.label, position=excluded.position",
-                    (sweep_id, c["id"], c["label"], pos),
+                    [(sweep_id, c["id"], c["label"], pos) for pos, c in batch],
                 )
 
     def start_run(self, sweep_id: str, executor: str) -> int:
@@ -278,6 +280,12 @@ class Store:
                 d[key[: -len("_json")]] = json.loads(d.pop(key) or "null")
             out.append(d)
         return out
+
+    def sweep_statuses(self, sweep_id: str) -> Iterator[str]:
+        """The status of each of a sweep's cells, in its order (``position``), read a row at a time."""
+        for row in self.db.execute("SELECT c.status FROM sweep_cells sc JOIN cells c ON c.id=sc.cell_id "
+                                   "WHERE sc.sweep_id=? ORDER BY sc.position", (sweep_id,)):
+            yield row[0]
 
     def cell_status(self, cell_ids: Iterable[str]) -> dict[str, str]:
         ids = list(cell_ids)

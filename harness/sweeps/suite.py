@@ -11,7 +11,8 @@ import hashlib
 import itertools
 import json
 import os
-from collections.abc import Iterable, Mapping
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ ENTRY_KEYS = ("method", "train", "grid")
 RULE_KEYS = ("method", "benchmark", "model", "seed")
 RESOURCE_KEYS = ("num_cpus", "num_gpus")
 LEADERBOARD_KEYS = ("metrics", "baseline", "lower_is_better", "higher_is_better", "goals", "diagnostics")
+KEEP_CELLS = 2_000  # suites up to this many cells (counted before exclude rules) keep their cell list
 
 
 @dataclass(frozen=True)
@@ -60,19 +62,37 @@ class SweepCell:
 
 @dataclass
 class Suite:
-    """A validated, expanded suite."""
+    """A validated suite. Its cells are produced on demand (:meth:`iter_cells`), in the same order and with
+    the same ids every time; what commands need about all of them (count, sweep id, labels, models,
+    benchmarks) is computed from one pass at expansion, without keeping the cells (above
+    :data:`KEEP_CELLS` cells; smaller suites keep their list, it costs little and saves re-expanding)."""
 
     path: Path | None
     name: str
     data: dict[str, Any]
-    cells: list[SweepCell]
+    id: str  # the sweep id: name + hash of the sorted cell ids (re-running the same suite resumes it)
+    n_cells: int
+    produce: Callable[[], Iterator[SweepCell]]  # regenerates the cells from the axes
+    labels: frozenset[str] = frozenset()  # the distinct method labels (one per grid point, not per cell)
+    models: frozenset[str] = frozenset()
+    benchmarks: frozenset[str] = frozenset()  # trained and evaluated on, by name
+    widest: tuple[str, str, str, int] = ("", "", "", 0)  # widest model, label, benchmark; largest seed
     warnings: list[str] = field(default_factory=list)
+    kept: list[SweepCell] | None = None  # the cells of a small suite, else None (they stream)
+
+    def iter_cells(self) -> Iterator[SweepCell]:
+        """The cells one at a time, in the suite's order (models, seeds, benchmarks, methods, grid; then the
+        includes), each id once."""
+        if self.kept is not None:
+            yield from self.kept
+        else:
+            yield from self.produce()
 
     @property
-    def id(self) -> str:
-        """The sweep id: name + hash of the cell ids (re-running the same suite resumes it)."""
-        blob = json.dumps(sorted(c.id for c in self.cells))
-        return f"{self.name}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
+    def cells(self) -> list[SweepCell]:
+        """Every cell in a list. This MATERIALISES the whole grid (about 4 KB a cell): for tests and small
+        suites; the commands use :meth:`iter_cells`."""
+        return list(self.iter_cells())
 
     @property
     def cell_timeout(self) -> float | None:
@@ -251,8 +271,11 @@ def load_suite(path: str | os.PathLike[str], host: PluginHost, sets: Iterable[st
 
 
 def expand(data: dict[str, Any], host: PluginHost, *, path: Path | None = None,
-           touched: set[str] | None = None) -> Suite:
-    """Validate a parsed suite and expand it into cells; any problem is one HarnessError naming the key."""
+           touched: set[str] | None = None, keep_cells: int | None = None) -> Suite:
+    """Validate a parsed suite and expand it; any problem is one HarnessError naming the key. Every cell is
+    built once here (that validates them all), but a suite of more than ``keep_cells`` (default
+    :data:`KEEP_CELLS`) cells keeps only
+    their ids, as 64-bit integers: :meth:`Suite.iter_cells` builds them again, one at a time."""
     from harness.models.loading import DEVICES, DTYPES
     from harness.sweeps.run import CellConfig, resolve
     from harness.training.trainer import TrainConfig
@@ -469,57 +492,166 @@ def expand(data: dict[str, Any], host: PluginHost, *, path: Path | None = None,
         """With several train_data entries a row is (method, train data): ``dpo(beta=0.1) @ ultrafeedback``."""
         return f"{label} @ {bench}" if by_data and len(benches) > 1 else label
 
-    candidates: list[tuple[Any, str, str, str]] = []  # (config, label, entry, origin)
-    for model in models:
-        for seed in seeds:
-            for bench in benches:
-                for e in entries.values():
-                    if (e.name, bench) in unfit:
-                        continue
-                    for combo in itertools.product(*[vals for _, _, vals in e.axes]):
-                        mover = {k: v for (scope, k, _), v in zip(e.axes, combo, strict=True) if scope == "method"}
-                        tover = {k: v for (scope, k, _), v in zip(e.axes, combo, strict=True) if scope == "train"}
-                        label = data_label(make_label(e.name, {k: v for (_, k, _), v in zip(e.axes, combo,
-                                                                                        strict=True)}), bench)
-                        candidates.append((config(e, model, bench, seed, mover, tover, {}), label, e.name, "grid"))
-
-    # resolve everything (strict types, needs/provides) and apply exclude rules
-    resolved: list[tuple[Any, Any, str, str, str]] = []
-    for cfg, label, ename, origin in candidates:
-        cell = resolve(cfg, host, where=w("methods", ename))
-        resolved.append((cfg, cell, label, ename, origin))
-    kept = []
-    for item in resolved:
-        drop = False
-        for i, rule in enumerate(rules):
-            if _matches(_table(rule, w(f"exclude[{i}]")), item, w(f"exclude[{i}]"), entries):
-                hits[i] += 1
-                drop = True
-        if not drop:
-            kept.append(item)
-    for i, n in enumerate(hits):
-        if n == 0:
-            warnings.append(f"{w(f'exclude[{i}]')}: matches no cell")
-
     includes = data.get("include", [])
-    if not isinstance(includes, list):
-        raise HarnessError(f"{w('include')}: expected [[include]] tables, got {includes!r}")
-    for i, rule in enumerate(includes):
-        kept += _include(_table(rule, w(f"include[{i}]")), w(f"include[{i}]"), entries, base, reg, host, config)
 
-    cells: list[SweepCell] = []
-    seen: dict[str, str] = {}
-    for _cfg, cell, label, ename, _origin in kept:
-        sc = _sweep_cell(cell, label, ename, host)
-        if sc.id in seen:
-            if seen[sc.id] != label:
-                warnings.append(f"{w('methods', ename)}: cell {sc.id} ({label}) repeats {seen[sc.id]}; kept once")
-            continue
-        seen[sc.id] = label
-        cells.append(sc)
-    if not cells:
+    def kept(counts: list[int] | None) -> Iterator[tuple[Any, str, str]]:
+        """(resolved cell, label, entry) of every cell the exclude rules keep, then of the includes, in the
+        suite's order; duplicates not yet dropped. ``counts``: the validating pass, which counts the
+        exclude rules' hits into it and warns about rules that match nothing; every pass raises the same
+        first error (strict types, needs/provides) as building the whole list would."""
+        deferred: HarnessError | None = None  # an exclude rule's error: raised after every grid cell resolved
+        for model in models:
+            for seed in seeds:
+                for bench in benches:
+                    for e in entries.values():
+                        if (e.name, bench) in unfit:
+                            continue
+                        for combo in itertools.product(*[vals for _, _, vals in e.axes]):
+                            mover = {k: v for (scope, k, _), v in zip(e.axes, combo, strict=True) if scope == "method"}
+                            tover = {k: v for (scope, k, _), v in zip(e.axes, combo, strict=True) if scope == "train"}
+                            label = data_label(make_label(e.name, {k: v for (_, k, _), v in zip(e.axes, combo,
+                                                                                            strict=True)}), bench)
+                            cfg = config(e, model, bench, seed, mover, tover, {})
+                            cell = resolve(cfg, host, where=w("methods", e.name))
+                            if deferred is not None:
+                                continue
+                            drop = False
+                            try:
+                                for i, rule in enumerate(rules):
+                                    if _matches(_table(rule, w(f"exclude[{i}]")), (cfg, cell, label, e.name, "grid"),
+                                                w(f"exclude[{i}]"), entries):
+                                        if counts is not None:
+                                            counts[i] += 1
+                                        drop = True
+                            except HarnessError as exc:
+                                deferred = exc
+                                continue
+                            if not drop:
+                                yield cell, label, e.name
+        if deferred is not None:
+            raise deferred
+        if counts is not None:
+            for i, n in enumerate(counts):
+                if n == 0:
+                    warnings.append(f"{w(f'exclude[{i}]')}: matches no cell")
+        if not isinstance(includes, list):
+            raise HarnessError(f"{w('include')}: expected [[include]] tables, got {includes!r}")
+        for i, rule in enumerate(includes):
+            for _cfg, cell, label, ename, _origin in _include(_table(rule, w(f"include[{i}]")), w(f"include[{i}]"),
+                                                              entries, base, reg, host, config):
+                yield cell, label, ename
+
+    def produce(dups: frozenset[str]) -> Iterator[SweepCell]:
+        """The cells, each id once (``dups``: the ids that occur more than once; the first is kept)."""
+        seen: set[str] = set()
+        for cell, label, ename in kept(None):
+            sc = _sweep_cell(cell, label, ename, host)
+            if sc.id in dups:
+                if sc.id in seen:
+                    continue
+                seen.add(sc.id)
+            yield sc
+
+    from harness.sweeps.checks import count_cells
+
+    tally = _Tally()
+    repeats: list[str] = []
+    if count_cells(data) <= (KEEP_CELLS if keep_cells is None else keep_cells):  # small: keep the list (one pass, as before)
+        cells: list[SweepCell] = []
+        seen: dict[str, str] = {}
+        for cell, label, ename in kept(hits):
+            sc = _sweep_cell(cell, label, ename, host)
+            if sc.id in seen:
+                if seen[sc.id] != label:
+                    repeats.append(f"{w('methods', ename)}: cell {sc.id} ({label}) repeats {seen[sc.id]}; kept once")
+                continue
+            seen[sc.id] = label
+            cells.append(sc)
+            tally.add(sc)
+        ids = sorted(seen)
+        dups: frozenset[str] = frozenset()
+    else:  # large: one validating pass that keeps 8 bytes per cell (its id), none of the cells
+        cells = None  # type: ignore[assignment]
+        raw = array("Q")
+        for cell, label, ename in kept(hits):
+            sc = _sweep_cell(cell, label, ename, host)
+            raw.append(int(sc.id, 16))
+            tally.add(sc)
+        ids, dups = _unique_ids(raw)
+        del raw
+        if dups:  # rare (an include repeating a grid cell): a second pass for the warnings and the labels
+            tally = _Tally()
+            first: dict[str, str] = {}
+            for sc in _dedup_warn(kept(None), dups, first, repeats, w, host):
+                tally.add(sc)
+    warnings += repeats
+    if not tally.n:
         raise HarnessError(f"{w.file}: the suite expands to no cells (every cell is excluded)")
-    return Suite(path=path, name=name, data=data, cells=cells, warnings=warnings)
+    sweep_id = f"{name}-{_ids_hash(ids)}"
+    return Suite(path=path, name=name, data=data, id=sweep_id, n_cells=tally.n, produce=lambda: produce(dups),
+                 labels=frozenset(tally.labels), models=frozenset(tally.models),
+                 benchmarks=frozenset(tally.benchmarks), widest=tally.widest(), warnings=warnings, kept=cells)
+
+
+class _Tally:
+    """What the commands need about every cell, gathered in one pass: count, labels, models, benchmarks,
+    the widest values (for the dry-run table)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.labels: set[str] = set()
+        self.models: set[str] = set()
+        self.benchmarks: set[str] = set()
+        self.wide = ["", "", ""]
+        self.seed = 0
+
+    def add(self, sc: SweepCell) -> None:
+        self.n += 1
+        self.labels.add(sc.label)
+        self.models.add(sc.config.model)
+        self.benchmarks.add(sc.resolved["benchmark"])
+        self.benchmarks.update(e[0] for e in sc.resolved.get("evals", []) or [])
+        for i, v in enumerate((sc.config.model, sc.label, sc.config.benchmark)):
+            if len(v) > len(self.wide[i]):
+                self.wide[i] = v
+        self.seed = max(self.seed, sc.config.seed)
+
+    def widest(self) -> tuple[str, str, str, int]:
+        return (self.wide[0], self.wide[1], self.wide[2], self.seed)
+
+
+def _unique_ids(raw: array[int]) -> tuple[Any, frozenset[str]]:
+    """The sorted distinct ids (as 64-bit integers) and the ids that occur more than once (as strings)."""
+    import numpy as np
+
+    values, counts = np.unique(np.frombuffer(raw, dtype=np.uint64), return_counts=True)
+    return values, frozenset(f"{int(v):016x}" for v in values[counts > 1])
+
+
+def _ids_hash(ids: Any) -> str:
+    """sha256 of ``json.dumps(sorted(cell ids))`` (8 hex digits), computed without building that string.
+    ``ids``: sorted 16-digit hex strings, or the same ids as sorted 64-bit integers."""
+    h = hashlib.sha256(b"[")
+    for start in range(0, len(ids), 4096):
+        chunk = ids[start:start + 4096]
+        text = ", ".join(f'"{v}"' if isinstance(v, str) else f'"{int(v):016x}"' for v in chunk)
+        h.update(((", " if start else "") + text).encode())
+    h.update(b"]")
+    return h.hexdigest()[:8]
+
+
+def _dedup_warn(items: Iterable[tuple[Any, str, str]], dups: frozenset[str], first: dict[str, str],
+                repeats: list[str], w: _Where, host: PluginHost) -> Iterator[SweepCell]:
+    """Cells of ``items``, each duplicated id once, with the warning for a repeat under another label."""
+    for cell, label, ename in items:
+        sc = _sweep_cell(cell, label, ename, host)
+        if sc.id in dups:
+            if sc.id in first:
+                if first[sc.id] != label:
+                    repeats.append(f"{w('methods', ename)}: cell {sc.id} ({label}) repeats {first[sc.id]}; kept once")
+                continue
+            first[sc.id] = label
+        yield sc
 
 
 def _axis(values: Any, where: str) -> list[Any]:
@@ -575,7 +707,8 @@ def _matches(rule: dict[str, Any], item: tuple[Any, Any, str, str, str], where: 
 
 
 def _include(rule: dict[str, Any], where: str, entries: Mapping[str, _Entry], base: dict[str, Any], reg: Any,
-             host: PluginHost, config: Any) -> list[tuple[Any, Any, str, str, str]]:
+             host: PluginHost, config: Any) -> Iterator[tuple[Any, Any, str, str, str]]:
+    """The cells of one [[include]] rule, resolved one at a time (the rule is checked before the first)."""
     from harness.sweeps.run import resolve
     from harness.training.trainer import TrainConfig
 
@@ -613,7 +746,6 @@ def _include(rule: dict[str, Any], where: str, entries: Mapping[str, _Entry], ba
     overrides = {k: v for k, v in rule.items() if k not in RULE_KEYS}
     mfields = {f.name for f in dataclasses.fields(e.method.params)}
     tfields = {f.name for f in dataclasses.fields(TrainConfig)}
-    out = []
     for b in benches:
         bfields = {f.name for f in dataclasses.fields((src(b) if src is not None else reg.benchmark(b)).params)}
         mover, tover, bover = {}, {}, {}
@@ -630,8 +762,7 @@ def _include(rule: dict[str, Any], where: str, entries: Mapping[str, _Entry], ba
         for model in models:
             for seed in seeds:
                 cfg = config(e, model, b, seed, mover, tover, bover)
-                out.append((cfg, resolve(cfg, host, where=where), label, e.name, "include"))
-    return out
+                yield cfg, resolve(cfg, host, where=where), label, e.name, "include"
 
 
 def plugin_versions(cell: Any, host: PluginHost) -> dict[str, str | None]:

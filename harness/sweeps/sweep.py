@@ -44,6 +44,10 @@ from harness.sweeps.executors import Executor, Task, folder_in_use, read_status
 from harness.sweeps.store import HEARTBEAT_S, Store, owner_token
 from harness.sweeps.suite import Suite, SweepCell
 
+# Cells to run held at once, ahead of the running ones: a cell waiting for a warm start shared with a running
+# one (same prefix) lets the next cells in this window go first; beyond it, cells wait their turn.
+LOOKAHEAD = 1000
+
 
 @dataclass
 class SweepSummary:
@@ -215,40 +219,56 @@ def run_sweep(
         # this process's $HARNESS_CACHE, not the one a long-lived fork server was started with
         cache = "off" if cache_disabled() else str(cache_root().resolve())
     store.add_sweep(suite.id, suite.name, str(suite.path) if suite.path else None, suite.data,
-                    [c.row() for c in suite.cells])
+                    (c.row() for c in suite.iter_cells()))
     store.save_leaderboard_settings(suite.id, _leaderboard_settings(suite))
     run_id = store.start_run(suite.id, executor.name)
     owner = owner_token()
-    summary = SweepSummary(suite.id, len(suite.cells))
-    known = store.cell_status(c.id for c in suite.cells)
-    todo: list[SweepCell] = []
-    for c in suite.cells:
-        st = known.get(c.id, "pending")
+    summary = SweepSummary(suite.id, suite.n_cells)
+    # which cells to run, by position in the suite (one byte a cell, not the cells): a snapshot of the store
+    to_run = bytearray(suite.n_cells)
+    for pos, st in enumerate(store.sweep_statuses(suite.id)):
         if st == "done":
             summary.skipped_done += 1
         elif st == "failed" and not retry_failed:
             summary.skipped_failed += 1
         else:
-            todo.append(c)
-    log(f"sweep {suite.id}: {len(suite.cells)} cells, {len(todo)} to run, {summary.skipped_done} already done"
+            to_run[pos] = 1
+    n_todo = suite.n_cells - summary.skipped_done - summary.skipped_failed
+    log(f"sweep {suite.id}: {suite.n_cells} cells, {n_todo} to run, {summary.skipped_done} already done"
         + (f", {summary.skipped_failed} failed earlier (--retry-failed reruns them)" if summary.skipped_failed else "")
         + f"; executor {executor.name}" + (", workers reused across cells" if getattr(executor, "reuse", False) else "")
         + (f", cell timeout {timeout:g} s" if timeout else ""))
 
-    number = {c.id: i + 1 for i, c in enumerate(todo)}
-    width = len(str(len(todo)))
-    pending = list(todo)
+    # The cells stream from the suite: only a window of the next LOOKAHEAD cells to run is held, plus the
+    # running ones (their numbers, for the [i/N] tags, only while held).
+    todo = (c for pos, c in enumerate(suite.iter_cells()) if to_run[pos])
+    number: dict[str, int] = {}
+    width = len(str(n_todo))
+    pending: list[SweepCell] = []
     running: dict[str, tuple[SweepCell, float]] = {}
     warming: set[str] = set()  # prefixes whose first cell is running (its warm start is not cached yet)
     warmed: set[str] = set()
 
+    taken = 0
+
+    def refill() -> None:
+        nonlocal taken
+        while len(pending) < LOOKAHEAD:
+            c = next(todo, None)
+            if c is None:
+                return
+            taken += 1
+            number[c.id] = taken
+            pending.append(c)
+
     def tag(c: SweepCell) -> str:
-        return f"[{number[c.id]:>{width}}/{len(todo)}]"
+        return f"[{number[c.id]:>{width}}/{n_todo}]"
 
     def describe(c: SweepCell) -> str:
         return f"{c.id}  {c.config.model}  {c.label}  {c.config.benchmark}  seed={c.config.seed}"
 
     def pick() -> SweepCell | None:
+        refill()
         for c in pending:
             if c.prefix is None or c.prefix in warmed or c.prefix not in warming:
                 return c
@@ -259,7 +279,7 @@ def run_sweep(
     last_beat = time.monotonic()
 
     try:
-        while pending or running or waiting:
+        while refill() or pending or running or waiting:  # refill() returns None: it only tops up
             if waiting:
                 pending += waiting
                 waiting.clear()
@@ -289,6 +309,7 @@ def run_sweep(
                     else:
                         summary.skipped_failed += 1
                     log(f"{tag(c)} skip   {describe(c)}  ({'running in another sweep' if claim == 'busy' else claim})")
+                    number.pop(c.id, None)
                     continue
                 if c.prefix is not None and c.prefix not in warmed:
                     warming.add(c.prefix)
@@ -333,6 +354,7 @@ def run_sweep(
                     summary.failures.append((cid, c.label, error))
                     log(f"{tag(c)} FAILED {c.id}  {c.label}  {c.config.benchmark}  seed={c.config.seed}  "
                         f"{wall:.1f} s: {error}")
+                number.pop(cid, None)
                 del running[cid]  # recorded (until then an error, e.g. a full disk, gives it back below)
             if status is not None:
                 now = time.perf_counter()
