@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from harness.core.registry import BenchmarkSpec, MetricSpec, declared_metric
-from harness.results.leaderboard import build, paired_bootstrap, render, resolve_metric, suite_settings
+from harness.results.leaderboard import build, paired_bootstrap, render, resolve_metric
 from harness.sweeps.store import Store, owner_token
+from harness.sweeps.sweep import suite_settings
 
 
 def fill(path, values, *, records=None, board=None, benchmark="bench") -> Store:

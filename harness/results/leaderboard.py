@@ -192,21 +192,6 @@ def paired_bootstrap(diffs: Any, *, reps: int = BOOTSTRAP_REPS, seed: int = BOOT
 # -- metric settings ---------------------------------------------------------------------------------------
 
 
-def suite_settings(suite: Any, registry: Any | None = None) -> dict[str, Any]:
-    """What a sweep stores for its leaderboard: the suite's ``[leaderboard]`` table plus the metric
-    declarations of every benchmark its cells train or evaluate on (``declared``)."""
-    settings: dict[str, Any] = dict(suite.leaderboard)
-    names: set[str] = set(suite.benchmarks)  # gathered at expansion (each cell's benchmark and evals)
-    declared: dict[str, list[dict[str, Any]]] = {}
-    if registry is not None:
-        for name in sorted(names):
-            spec = registry.specs["benchmark"].get(name)
-            if spec is not None and getattr(spec, "metrics", ()):
-                declared[name] = [dataclasses.asdict(m) for m in spec.metrics]
-    settings["declared"] = declared
-    return settings
-
-
 def _declarations(settings: dict[str, Any], benchmarks: Iterable[str]) -> dict[str, tuple[Any, ...]]:
     """Benchmark -> MetricSpecs: stored with the sweep, else from the installed plugins (if they load)."""
     from harness.core.registry import MetricSpec

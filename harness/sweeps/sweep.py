@@ -31,6 +31,7 @@ The sweep's outcome is :meth:`SweepSummary.exit_code`: 0 only when every cell of
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import sys
 import time
@@ -40,6 +41,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from harness.core.cache import KINDS, add_stats, cache_disabled, cache_root, describe_stats
+from harness.core.plugins import get_host
 from harness.sweeps.executors import Executor, Task, folder_in_use, read_status
 from harness.sweeps.store import HEARTBEAT_S, Store, owner_token
 from harness.sweeps.suite import Suite, SweepCell
@@ -220,7 +222,7 @@ def run_sweep(
         cache = "off" if cache_disabled() else str(cache_root().resolve())
     store.add_sweep(suite.id, suite.name, str(suite.path) if suite.path else None, suite.data,
                     (c.row() for c in suite.iter_cells()))
-    store.save_leaderboard_settings(suite.id, _leaderboard_settings(suite))
+    store.save_leaderboard_settings(suite.id, suite_settings(suite, get_host().registry))
     run_id = store.start_run(suite.id, executor.name)
     owner = owner_token()
     summary = SweepSummary(suite.id, suite.n_cells)
@@ -375,9 +377,16 @@ def run_sweep(
     return summary
 
 
-def _leaderboard_settings(suite: Suite) -> dict[str, Any]:
-    """The suite's [leaderboard] table and its benchmarks' metric declarations, stored with the sweep."""
-    from harness.core.plugins import get_host
-    from harness.results.leaderboard import suite_settings
-
-    return suite_settings(suite, get_host().registry)
+def suite_settings(suite: Suite, registry: Any | None = None) -> dict[str, Any]:
+    """What a sweep stores for its leaderboard: the suite's ``[leaderboard]`` table plus the metric
+    declarations of every benchmark its cells train or evaluate on (``declared``)."""
+    settings: dict[str, Any] = dict(suite.leaderboard)
+    names: set[str] = set(suite.benchmarks)  # gathered at expansion (each cell's benchmark and evals)
+    declared: dict[str, list[dict[str, Any]]] = {}
+    if registry is not None:
+        for name in sorted(names):
+            spec = registry.specs["benchmark"].get(name)
+            if spec is not None and getattr(spec, "metrics", ()):
+                declared[name] = [dataclasses.asdict(m) for m in spec.metrics]
+    settings["declared"] = declared
+    return settings
