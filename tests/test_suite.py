@@ -10,7 +10,8 @@ from click.testing import CliRunner
 
 from harness.core.errors import HarnessError
 from harness.core.plugins import load
-from harness.sweeps.suite import load_suite, make_label, parse_assignment
+from harness.sweeps.suite import load_suite
+from harness.sweeps.suite_parse import make_label, parse_assignment
 from tests.conftest import ROOT
 
 SUITE = """\

@@ -177,7 +177,7 @@ def sweep(ctx: click.Context, suite_file: Path, sets: tuple[str, ...], dry_run: 
 
         use_results_root(Path(store).expanduser().resolve().parent)  # cache and models beside the store
     if log_to:  # before the fork server starts: workers inherit the choice
-        from harness.sweeps.suite import tomllib
+        from harness.sweeps.suite_parse import tomllib
         from harness.sweeps.tracking import configure
 
         try:

@@ -70,7 +70,7 @@ def _rule(names: dict[str, list[str]]) -> dict[str, Any]:
 
 def suite_schema(host: PluginHost) -> dict[str, Any]:
     """The schema of a suite file for the methods and benchmarks that ``host`` registered."""
-    from harness.sweeps.suite import TOP_KEYS
+    from harness.sweeps.suite_parse import TOP_KEYS
     from harness.training.trainer import TrainConfig
 
     reg = host.registry
