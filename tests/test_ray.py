@@ -26,7 +26,7 @@ def local_ray():
 def test_ray_executor_runs_cells_and_isolates_failures(local_ray, tmp_path):
     # The timeout counts from submission and includes a Ray worker's start-up (importing torch), which
     # on a loaded 2-core machine took over 25 s; the hanging cell therefore costs the whole 90 s.
-    from harness.sweeps.executors import RayExecutor
+    from harness.sweeps.ray_executor import RayExecutor
 
     plugin = tmp_path / "faulty.py"
     plugin.write_text(textwrap.dedent(FAULTY))
@@ -54,7 +54,7 @@ def test_ray_executor_runs_cells_and_isolates_failures(local_ray, tmp_path):
 
 def test_ray_needs_gpus_it_asks_for(local_ray):
     from harness.core.errors import HarnessError
-    from harness.sweeps.executors import RayExecutor
+    from harness.sweeps.ray_executor import RayExecutor
 
     with pytest.raises(HarnessError, match="the Ray cluster has no GPUs"):
         RayExecutor(num_cpus=1, num_gpus=1)

@@ -208,11 +208,11 @@ def test_two_stores_in_one_folder_run_one_suite_concurrently(tmp_path):
 
 
 def test_a_folder_lock_keeps_a_second_process_out(tmp_path):
-    from harness.sweeps.executors import folder_in_use, folder_lock
+    from harness.sweeps.local_executor import folder_in_use, folder_lock
 
     lock = folder_lock(tmp_path / "cell")
     assert lock is not None
-    code = ("import sys; from harness.sweeps.executors import folder_lock, folder_in_use; "
+    code = ("import sys; from harness.sweeps.local_executor import folder_lock, folder_in_use; "
             "print(folder_in_use(sys.argv[1]), folder_lock(sys.argv[1], wait_s=0.3) is None)")
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "cell")], capture_output=True, text=True,
                          cwd=ROOT).stdout.split()

@@ -65,7 +65,7 @@ def run_config(name: str, suite_file: Path, root: Path, *, cache: bool, jobs: in
     """One sweep of the suite in a fresh store and cache; returns its timings, cache counts, leaderboard."""
     from harness.core.plugins import get_host
     from harness.results.leaderboard import build, to_json
-    from harness.sweeps.executors import LocalExecutor
+    from harness.sweeps.local_executor import LocalExecutor
     from harness.sweeps.store import Store
     from harness.sweeps.suite import load_suite
     from harness.sweeps.sweep import run_sweep
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("-v", "--verbose", action="store_true", help="print the sweeps' lines")
     args = ap.parse_args(argv)
 
-    from harness.sweeps.executors import prestart
+    from harness.sweeps.local_executor import prestart
 
     prestart()
     root = args.root or Path(tempfile.mkdtemp(prefix="bench-sweep-"))

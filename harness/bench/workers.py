@@ -43,7 +43,8 @@ warm_steps = 3
 def run_once(suite: Any, folder: Path, *, reuse: bool, threads: int) -> list[dict[str, Any]]:
     """Run every cell of ``suite`` one at a time; per cell: seconds from submission to its first step,
     its worker and its step losses."""
-    from harness.sweeps.executors import LocalExecutor, Task
+    from harness.sweeps.executors import Task
+    from harness.sweeps.local_executor import LocalExecutor
     from harness.sweeps.store import owner_token
 
     ex = LocalExecutor(1, reuse=reuse)
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = ap.parse_args(argv)
 
     from harness.core.plugins import load
-    from harness.sweeps.executors import prestart
+    from harness.sweeps.local_executor import prestart
     from harness.sweeps.suite import load_suite
 
     prestart()

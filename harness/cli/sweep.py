@@ -193,7 +193,7 @@ def sweep(ctx: click.Context, suite_file: Path, sets: tuple[str, ...], dry_run: 
     if not dry_run:
         checks.check_options(jobs=jobs, threads=threads, cache=cache_dir, store=_store_path(store))
     if not dry_run and executor == "local":
-        from harness.sweeps.executors import prestart
+        from harness.sweeps.local_executor import prestart
 
         prestart()
     host = _host(ctx)

@@ -8,6 +8,6 @@ parent.
 
 from __future__ import annotations
 
-from harness.sweeps.executors import die_with_parent
+from harness.sweeps.local_executor import die_with_parent
 
 die_with_parent()

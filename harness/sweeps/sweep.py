@@ -42,7 +42,8 @@ from typing import Any, TextIO
 
 from harness.core.cache import KINDS, add_stats, cache_disabled, cache_root, describe_stats
 from harness.core.plugins import get_host
-from harness.sweeps.executors import Executor, Task, folder_in_use, read_status
+from harness.sweeps.executors import Executor, Task, read_status
+from harness.sweeps.local_executor import folder_in_use
 from harness.sweeps.store import HEARTBEAT_S, Store, owner_token
 from harness.sweeps.suite import Suite, SweepCell
 
