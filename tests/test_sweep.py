@@ -203,6 +203,18 @@ def test_bad_suite_edit_leaves_store_intact(tiny_run, monkeypatch):
     assert dump(store) == before
 
 
+def test_keep_checkpoint_keeps_a_done_cells_checkpoint_in_a_sweep(tmp_path, monkeypatch):
+    suite = tmp_path / "keep.toml"
+    suite.write_text(TINY.replace("seeds = [0, 1]", "seeds = [0]").replace("[methods.dpo]\nbeta = 0.1\n", "")
+                     .replace('[leaderboard]\nbaseline = "sft"\n', "")
+                     .replace("batch_size = 4", "batch_size = 4\nkeep_checkpoint = true"))
+    store = tmp_path / "k.db"
+    res = invoke("sweep", str(suite), "--store", str(store), env=sweep_env(tmp_path), monkeypatch=monkeypatch)
+    assert res.exit_code == 0, res.output
+    (cell,) = (tmp_path / "k.runs").iterdir()
+    assert (cell / "checkpoint" / "checkpoint.pt").is_file()  # kept: the sweep honours train.keep_checkpoint
+
+
 def test_dry_run_loads_no_model(tmp_path, monkeypatch):
     suite = tmp_path / "tiny.toml"
     suite.write_text(TINY)

@@ -13,7 +13,7 @@
    refreshed in place on a terminal, else printed at most every 10 s (:class:`LiveStatus`);
 4. each outcome is written in one transaction (``done`` with metrics, steps and records, or ``failed``
    with the reason: an exception, a non-finite loss, a timeout, a dead worker), and the sweep goes on;
-   a done cell's checkpoint folder is then deleted;
+   a done cell's checkpoint folder is then deleted (unless ``train.keep_checkpoint``);
 5. a summary (done / failed / skipped, cache hits and misses per kind: warm start, reference log-probs,
    samples; wall time) is printed and recorded.
 
@@ -341,7 +341,8 @@ def run_sweep(
                 if outcome.get("status") == "done":
                     record = outcome["record"]
                     store.finish(cid, record, wall_s=wall)
-                    shutil.rmtree(cell_dir(store, cid) / "checkpoint", ignore_errors=True)  # results are stored
+                    if not (record.get("config", {}).get("train") or {}).get("keep_checkpoint"):
+                        shutil.rmtree(cell_dir(store, cid) / "checkpoint", ignore_errors=True)  # results are stored
                     summary.done += 1
                     warm = record.get("warm_start", "none")
                     summary.warm_start[warm if warm in summary.warm_start else "none"] += 1
