@@ -12,15 +12,19 @@ import pytest
 STEPS = 3
 
 
-def run_logged(tmp_path, *backends: str) -> subprocess.CompletedProcess:
+def run_logged(tmp_path, *backends: str, extra: tuple[str, ...] = (), plugin: str | None = None,
+               ) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("HARNESS_CACHE", "HARNESS_RESULTS", "HARNESS_HOME",
                                                             "MLFLOW_TRACKING_URI")}
     env.update({"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DISABLE_GIT": "true"})
+    if plugin:
+        env["HARNESS_PLUGINS"] = plugin
     args = [sys.executable, "-m", "harness.cli", "--results", str(tmp_path / "home"), "run", "--method", "sft",
             "--benchmark", "didactic-r1", "--set", f"train.steps={STEPS}", "--set", "n_states=2", "--set",
             "warm_steps=2", "--quiet", "--threads", "1"]
     for b in backends:
         args += ["--log-to", b]
+    args += list(extra)
     return subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
 
 
@@ -59,6 +63,43 @@ def test_mlflow_local_store_gets_a_run_with_params_and_metric_history(tmp_path):
     assert run.data.params["train.steps"] == str(STEPS) and run.data.params["method"] == "sft"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [1, 2, 3]
     assert run.data.tags["sweep"] == "harness-run"
+
+
+BROKEN = """\
+from dataclasses import dataclass
+
+from harness import MethodSpec, hookimpl, offline_demonstrations
+
+
+@dataclass(frozen=True)
+class P:
+    pass
+
+
+def objective(batch, params):
+    raise RuntimeError("broken on purpose")
+
+
+@hookimpl
+def register_methods(register):
+    register(MethodSpec(name="broken", description="raises in its objective", paper="-", params=P,
+                        sampler=offline_demonstrations, objective=objective, needs=frozenset({"demonstrations"})))
+"""
+
+
+@needs("mlflow")
+def test_a_failed_cell_ends_its_tracking_run_as_failed(tmp_path):
+    plugin = tmp_path / "broken.py"
+    plugin.write_text(BROKEN)
+    res = run_logged(tmp_path, "mlflow", extra=("--method", "broken"), plugin=str(plugin))
+    assert res.returncode != 0 and "broken on purpose" in res.stderr
+    from mlflow import MlflowClient
+
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+
+    client = MlflowClient(tracking_uri=(tmp_path / "home" / "mlruns").resolve().as_uri())
+    runs = client.search_runs([client.get_experiment_by_name("harness-run").experiment_id])
+    assert [r.info.status for r in runs] == ["FAILED"]  # not left RUNNING
 
 
 @needs("wandb")

@@ -246,12 +246,16 @@ def run_cell(
                     "reused": True}
     run = CellRun(cell, host, out_dir=out_dir, resume=resume, progress=progress, log=log, cache=cache,
                   status=status, t_start=t_start)
-    run.load()
-    run.warm_start()
-    run.prepare_training()
-    run.restore()
-    run.train()
-    return run.record()
+    try:
+        run.load()
+        run.warm_start()
+        run.prepare_training()
+        run.restore()
+        run.train()
+        return run.record()
+    except BaseException:
+        run.close(ok=False)  # a tracking run of a failed cell ends as failed, not left open
+        raise
 
 
 class CellRun:
@@ -276,6 +280,7 @@ class CellRun:
         self.shared: list[Any] = []  # an engine with its own weights (vLLM): ONE per cell, synced to its users
         self.train_t0 = [0.0, 0]  # when this process's training started, steps done by it since
         self.warm = "none"
+        self.tracker: Any = None
 
     def tell(self, phase: str, **more: Any) -> None:
         if self.status is not None:
@@ -443,9 +448,14 @@ class CellRun:
                 import shutil
 
                 shutil.rmtree(out_dir / "checkpoint", ignore_errors=True)  # the record holds the results
-        if self.tracker is not None:
-            self.tracker.finish()
+        self.close(ok=True)
         return record
+
+    def close(self, ok: bool) -> None:
+        """End the cell's tracking run (``ok``: finished, else failed)."""
+        if self.tracker is not None:
+            self.tracker.finish(ok=ok)
+            self.tracker = None
 
 
 def evaluate_model(
