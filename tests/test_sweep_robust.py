@@ -475,7 +475,10 @@ def test_ctrl_c_gives_the_cell_back_and_exits_130(tmp_path):
     marker = uuid.uuid4().hex
     proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "--plugin", str(plugin), "sweep", str(suite),
                              "--store", str(store)], env={**os.environ, **sweep_env(tmp_path, marker)}, cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # Ctrl-C as at a terminal, even when pytest itself runs in the background (nohup,
+                            # `&`: SIGINT ignored, and an ignored signal stays ignored in every child)
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.time() + 120
         while not (store.exists() and any(heartbeat(store).values())):
