@@ -276,9 +276,10 @@ class CellRun:
         self.timings: dict[str, float] = {"load_s": 0.0, "train_s": 0.0, "eval_s": 0.0}
         self.rounds: list[dict[str, Any]] = []
         self.records: list[dict[str, Any]] = []
-        self.evaluated_here: list[int | None] = [None]  # the labels of the evaluations this process ran
+        self.last_evaluated: int | None = None  # the label of the last evaluation this process ran
         self.shared: list[Any] = []  # an engine with its own weights (vLLM): ONE per cell, synced to its users
-        self.train_t0 = [0.0, 0]  # when this process's training started, steps done by it since
+        self.train_started = 0.0  # when this process's training started
+        self.steps_here = 0  # optimizer steps this process ran since
         self.warm = "none"
         self.tracker: Any = None
 
@@ -357,9 +358,9 @@ class CellRun:
     def on_step(self, rnd: int, step: int) -> None:
         if self.tracker is not None:
             self.tracker.log(self.trainer.history[-1].metrics, self.trainer.global_step)
-        self.train_t0[1] += 1
+        self.steps_here += 1
         self.tell("train", round=rnd + 1, step=step, done=rnd * self.cell.train.steps + step,
-                  done_here=self.train_t0[1], train_s=time.perf_counter() - self.train_t0[0])
+                  done_here=self.steps_here, train_s=time.perf_counter() - self.train_started)
 
     def evaluate(self, label: int) -> None:
         """Evaluate the policy as it is now, as round ``label`` (records first, then rounds.json)."""
@@ -375,7 +376,7 @@ class CellRun:
         if self.tracker is not None:
             self.tracker.log({f"eval/{k}": v for k, v in metrics.items()}, self.trainer.global_step)
         self.records[:] = recs
-        self.evaluated_here.append(label)
+        self.last_evaluated = label
         self.log(f"round {label}: " + "  ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
         if self.out_dir is not None:  # records first: rounds.json naming a round means its records are there
             _write_json(self.out_dir / "records.json", {"round": label, "records": recs})
@@ -399,7 +400,7 @@ class CellRun:
             if due and (not rounds or rounds[-1]["round"] < done):  # died between the checkpoint and its evaluation
                 self.log(f"round {done} was checkpointed but not evaluated: evaluating the checkpoint")
                 self.evaluate(done)
-        if rounds and self.evaluated_here[-1] != rounds[-1]["round"]:  # the last evaluation came from disk
+        if rounds and self.last_evaluated != rounds[-1]["round"]:  # the last evaluation came from disk
             if saved_records.get("round") == rounds[-1]["round"]:  # so do its records
                 self.records[:] = saved_records.get("records") or []
             elif trainer.start_round >= cell.train.rounds:
@@ -408,7 +409,7 @@ class CellRun:
     def train(self) -> None:
         """The remaining rounds, each evaluated when due (every round, or the last)."""
         cell, trainer = self.cell, self.trainer
-        self.train_t0[0] = time.perf_counter()
+        self.train_started = time.perf_counter()
         for rnd in range(trainer.start_round, cell.train.rounds):
             t0 = time.perf_counter()
             steps = trainer.train_round(rnd)
