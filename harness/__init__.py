@@ -15,11 +15,9 @@ from typing import Any
 
 import pluggy
 
-from harness import _moved
 from harness.core.threads import set_passive_wait
 
 set_passive_wait()  # before torch loads OpenMP: waiting threads sleep instead of spinning
-_moved.install()  # old module paths (harness.suite, harness.run, ...) still import, with a warning
 
 __version__ = "0.1.0"
 

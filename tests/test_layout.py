@@ -1,6 +1,5 @@
 """The package layout: subsystems import only downwards, no import cycles, built-in plugins use only the
-public API (``from harness import ...``), every name the plugin guide lists imports from ``harness``,
-and old module paths still work with a DeprecationWarning."""
+public API (``from harness import ...``), every name the plugin guide lists imports from ``harness``."""
 
 from __future__ import annotations
 
@@ -9,13 +8,11 @@ import importlib
 import re
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import pytest
 
 import harness
-from harness import _moved
 
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "harness"
@@ -69,7 +66,7 @@ def _layer(module: str) -> str | None:
 
 
 def test_every_module_lives_in_a_subsystem_with_a_docstring_saying_what_it_may_import():
-    loose = [m for m in _modules() if m.count(".") == 1 and _layer(m) is None and m not in {"harness._moved"}]
+    loose = [m for m in _modules() if m.count(".") == 1 and _layer(m) is None]
     assert loose == [], f"modules outside a subsystem: {loose}"
     for layer in LAYERS:
         init = PKG / layer / "__init__.py"
@@ -86,7 +83,7 @@ def test_no_subsystem_imports_a_higher_one():
         for line, target in _runtime_imports(path):
             dst = _layer(target)
             if dst is None:
-                assert target in {"harness", "harness.hookimpl", "harness._moved", "harness.__version__"}, (
+                assert target in {"harness", "harness.hookimpl", "harness.__version__"}, (
                     f"{path}:{line} imports {target} (the public API) from inside the host: import its module")
             elif LAYERS.index(dst) > LAYERS.index(src):
                 upward.append(f"{path.relative_to(ROOT)}:{line}: {src} -> {target}")
@@ -170,29 +167,10 @@ def test_examples_and_scaffolds_import_only_the_public_api():
         assert deep == [], f"{f}: examples import from internal modules: {deep}"
 
 
-@pytest.mark.parametrize("old", sorted(set(_moved.MOVED) - {"models", "results", "bench", "cli"}))
-def test_old_module_paths_still_import_with_a_deprecation_warning(old):
-    sys.modules.pop(f"harness.{old}", None)
-    with pytest.warns(DeprecationWarning, match=f"harness.{old} moved to harness.{_moved.MOVED[old]}"):
-        mod = importlib.import_module(f"harness.{old}")
-    assert mod is importlib.import_module(f"harness.{_moved.MOVED[old]}")
-    sys.modules.pop(f"harness.{old}", None)
-
-
-def test_names_of_old_modules_that_became_packages_are_forwarded():
-    from harness.models import loading
-    with pytest.warns(DeprecationWarning, match="harness.models.load_model moved"):
-        from harness.models import load_model
-    assert load_model is loading.load_model
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        from harness.models import tiny  # a submodule: no warning
-    assert tiny.__name__ == "harness.models.tiny"
+def test_old_module_paths_are_gone():
+    """The pre-0.2 module paths were removed (no shims): importing one fails plainly."""
+    for old in ["suite", "run", "leaderboard", "docs_tables", "executors"]:
+        with pytest.raises(ModuleNotFoundError):
+            importlib.import_module(f"harness.{old}")
     with pytest.raises(ImportError):
-        from harness.models import no_such_name  # noqa: F401
-
-
-def test_old_module_runs_with_python_dash_m():
-    proc = subprocess.run([sys.executable, "-m", "harness.docs_tables", "--help"], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    assert "moved to harness.results.docs_tables" in proc.stderr
+        from harness.models import load_model  # noqa: F401  (was forwarded to harness.models.loading)

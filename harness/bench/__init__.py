@@ -5,8 +5,3 @@
 the sandbox's per-program cost, ``python -m harness.bench.threads`` thread counts.
 May import: every lower layer (``core`` ... ``authoring``).
 """
-
-from harness._moved import forward_old_names
-
-# ``harness.bench`` was a module before 0.2; its names still resolve here, with a DeprecationWarning.
-__getattr__ = forward_old_names(__name__, "harness.bench.stages")

@@ -6,8 +6,6 @@ dataset listing. Commands parse and print; the work is done by the subsystems be
 May import: every other subsystem.
 """
 
-from harness._moved import forward_old_names
-
 
 def main() -> None:
     """The ``harness`` console script (``harness.cli:main``)."""
@@ -15,5 +13,3 @@ def main() -> None:
 
     app_main()
 
-
-__getattr__ = forward_old_names(__name__, "harness.cli.app")

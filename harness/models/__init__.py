@@ -5,8 +5,3 @@ tiny Llama (``tiny``), text <-> token ids and chat templates (``text``), log-pro
 arithmetic (``logprobs``: ``LogProbBatch``), and the ``LM`` handle benchmarks and samplers use (``lm``).
 May import: ``harness.core``.
 """
-
-from harness._moved import forward_old_names
-
-# ``harness.models`` was a module before 0.2; its names still resolve here, with a DeprecationWarning.
-__getattr__ = forward_old_names(__name__, "harness.models.loading")

@@ -5,8 +5,3 @@ plots (``report``, ``report_cells``), per-item exports (``export``: inspect_ai l
 comparison (``compare``) and the README's generated tables (``docs_tables``).
 May import: every lower layer, ``harness.sweeps`` included (for the store).
 """
-
-from harness._moved import forward_old_names
-
-# ``harness.results`` was a module before 0.2; its names still resolve here, with a DeprecationWarning.
-__getattr__ = forward_old_names(__name__, "harness.sweeps.cell_outputs")
