@@ -16,10 +16,10 @@ from typing import Any
 import pluggy
 
 from harness.core.threads import set_passive_wait
+from harness.core.version import __version__
 
 set_passive_wait()  # before torch loads OpenMP: waiting threads sleep instead of spinning
 
-__version__ = "0.1.0"
 
 hookimpl = pluggy.HookimplMarker("harness")
 """Decorate a plugin's hook implementations with this (``from harness import hookimpl``)."""

@@ -155,13 +155,6 @@ class Cache:
         STATS[kind]["hits"] += 1
         return read(p)
 
-    def get_json(self, kind: str, key: str) -> Any | None:
-        p = self.get(kind, key, ".json")
-        return json.loads(p.read_text()) if p is not None else None
-
-    def put_json(self, kind: str, key: str, value: Any) -> Path:
-        return self.put(kind, key, json.dumps(value).encode(), ".json")
-
     def get_torch(self, kind: str, key: str) -> Any | None:
         """A tensor (or dict/list of tensors) saved with :meth:`put_torch`, or None."""
         p = self.get(kind, key, ".pt")
@@ -176,15 +169,6 @@ class Cache:
 
         return self.put(kind, key, lambda path: torch.save(value, path), ".pt")
 
-    def get_or_compute(self, kind: str, key: str, compute: Callable[[], Any]) -> Any:
-        """The cached tensors for ``key``, computing and storing them on a miss."""
-        found = self.get_torch(kind, key)
-        if found is not None:
-            return found
-        value = compute()
-        self.put_torch(kind, key, value)
-        return value
-
 
 # -- identities and digests ---------------------------------------------------------------------------------
 
@@ -192,9 +176,9 @@ class Cache:
 def model_identity(*, model: str, seed: int, warm_start: str | None, dtype: str, device: str,
                    lora: Any = None) -> str:
     """The identity of a cell's initial policy (and so of its initial reference)."""
-    import harness
+    from harness.core.version import __version__
 
-    return cache_key("model", model, seed, warm_start, dtype, device, lora, harness.__version__)
+    return cache_key("model", model, seed, warm_start, dtype, device, lora, __version__)
 
 
 def _ids(h: Any, ids: Seq[int]) -> None:
@@ -249,14 +233,14 @@ class CellCache:
                            compute: Callable[[], dict[str, list[Any]]]) -> dict[str, list[Any]]:
         """Per-token reference log-probs of ``rows`` (role -> one tensor per row), cached when the
         reference's identity is known."""
-        import harness
+        from harness.core.version import __version__
 
         ident = self.identity("reference")
         if ident is None:
             return compute()
         import torch
 
-        key = cache_key("reflogps", ident, rows_digest(rows), len(rows), batch_size, harness.__version__)
+        key = cache_key("reflogps", ident, rows_digest(rows), len(rows), batch_size, __version__)
         return self.cache.fetch("reflogps", key, ".pt", read=lambda p: torch.load(p, weights_only=True),
                                 compute=compute, write=lambda value, p: torch.save(value, p))
 
@@ -264,8 +248,8 @@ class CellCache:
                  **settings: Any) -> list[list[Any]]:
         """``lm.generate(prompts, n=n, seed=seed, **settings)``, cached when the identity of ``source``
         (``"reference"`` or ``"policy"``) is known."""
-        import harness
         from harness.core.data import Completion
+        from harness.core.version import __version__
 
         def compute() -> list[list[Completion]]:
             return lm.generate(prompts, n=n, seed=seed, **settings)
@@ -280,7 +264,7 @@ class CellCache:
         engine = getattr(lm, "engine", None)
         engine_id = [getattr(engine, "name", type(engine).__name__), getattr(engine, "batch_size", None)]
         key = cache_key("samples", ident, engine_id, prompts_digest(prompts), len(prompts), n, seed, full,
-                        harness.__version__)
+                        __version__)
 
         def read(path: Path) -> list[list[Completion]]:
             found = json.loads(path.read_text())

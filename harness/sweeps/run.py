@@ -55,11 +55,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def cache_root() -> Path:
-    from harness.core.cache import cache_root as root
-
-    return root()
-
 
 def warm_start_key(cell: ResolvedCell) -> str | None:
     """The identity of the cell's warm start (None: its benchmark has none)."""
