@@ -25,6 +25,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from harness.evaluation import sandbox_bwrap as bw
+from harness.evaluation import sandbox_pidfd as pidfds
 from harness.evaluation import sandbox_slots as slots
 
 if TYPE_CHECKING:
@@ -76,6 +77,8 @@ class World:
         self.problem = ""
         self.fds: list[int] = []
         self._child: int | None = None
+        self._stub_fd: int | None = None  # a pidfd of the world's pid 1, taken while it is known alive
+        self._bwrap_fd: int | None = None  # a pidfd of bwrap (our own child: its pid is ours until reaped)
         self._bw_text = b""
         self.started = False
         self.slot: slots.Slot | None = None
@@ -128,17 +131,20 @@ class World:
         finally:
             for fd in child_ends:
                 os.close(fd)
+        self._bwrap_fd = self._fd(os.pidfd_open(self.proc.pid))  # unreaped: the pid cannot have been reused
         # The supervisor says "R" once the world is up; then, before any program process exists,
         # bwrap and the supervisor join the slot's cgroups (the program and its children inherit them).
         ready, _, _ = select.select([self.status], [], [], _START_GRACE_S)
         self.started = bool(ready) and os.read(self.status, 1) == b"R"
-        if self.started and slot.memory_cg:
+        if self.started:
             child = self._child_pid()
             if child is None:
                 raise OSError("bwrap did not report the world's pid 1")
-            for path in slot.procs_files():
-                for pid in (self.proc.pid, child):
-                    slots._write(path, str(pid))
+            self._stub_fd = self._fd(pidfds.open_child_of(child, self.proc.pid, self._bwrap_fd))
+            if slot.memory_cg:
+                for path in slot.procs_files():
+                    for pid in (self.proc.pid, child):
+                        slots._write(path, str(pid))
 
     def run(self, source: str) -> SandboxResult:
         """Hand the world its program, wait for the verdict (not for the world's teardown)."""
@@ -230,24 +236,21 @@ class World:
         """SIGKILL the world's pid 1 (the kernel then kills everything else in its pid namespace) and
         let bwrap reap it and exit. Killing bwrap's own processes first would orphan pid 1 to an init
         that may never reap it. ``everything``: every process of the slot but bwrap's monitor (when
-        the world has no pid 1 yet, or it would not go)."""
-        if self.proc is None or self.proc.returncode is not None:
+        the world has no pid 1 yet, or it would not go).
+
+        Every signal goes through a pidfd (of pid 1, taken while it was alive, or of a slot member
+        checked to be one after its pidfd was opened): never to a bare pid that may have been reaped
+        and handed to another process."""
+        if self.proc is None:
             return
-        child = self._child_pid()
-        pids = {child} if child is not None else set()
-        if everything or child is None:
-            if self.slot is not None and self.slot.memory_cg:
-                pids.update(self.slot.members())
-            elif self.slot is not None and os.geteuid() == 0:
-                pids.update(slots._pids_of_uid(self.slot.uid))
-        for pid in sorted(pids - {self.proc.pid}):
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+        if self._stub_fd is not None:
+            pidfds.send(self._stub_fd, signal.SIGKILL)
+        if (everything or self._stub_fd is None) and self.slot is not None:
+            self.slot.kill_members(exclude=self.proc.pid)
 
     def _kill_monitor(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            with contextlib.suppress(OSError):
-                os.killpg(self.proc.pid, signal.SIGKILL)  # unreaped: the group id is still its own
+        if self._bwrap_fd is not None:
+            pidfds.send(self._bwrap_fd, signal.SIGKILL)
 
     def _reap(self, timeout: float) -> bool:
         if self.proc is None:
