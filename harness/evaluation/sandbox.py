@@ -44,10 +44,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from harness.evaluation import sandbox_bwrap as bw
-from harness.evaluation.sandbox_pool import WorldPool
+from harness.evaluation.sandbox_bwrap import CheckedProgram
+from harness.evaluation.sandbox_pool import WorldPool, input_problem
 
 __all__ = [
     "SANDBOX_USER",
+    "CheckedProgram",
     "SandboxError",
     "SandboxLimits",
     "SandboxResult",
@@ -153,7 +155,7 @@ def mechanism() -> str:
 
 
 def run_program(
-    source: str,
+    source: str | CheckedProgram,
     *,
     timeout_s: float = 10.0,
     memory_mb: int = 1024,
@@ -170,14 +172,16 @@ def run_program(
     whole program (with a cgroup; and each process's address space); ``max_output`` caps the bytes
     kept of stdout and of stderr; ``max_file_mb`` caps any file written and each tmpfs;
     ``max_procs`` caps the program's processes. ``python`` overrides the interpreter. Never raises
-    for anything the program does; invalid limits raise ``ValueError``.
+    for anything the program does; invalid limits raise ``ValueError``. A :class:`CheckedProgram`
+    (candidate and tests run apart, needs bubblewrap) passes exactly when its tests' ``check`` returned.
+    A source that is not UTF-8 text or is over ``max_file_mb`` is ``status="error"`` with the cause.
     """
     limits = SandboxLimits(timeout_s, memory_mb, cpu_s, max_output, max_file_mb, max_procs)
     return _run_guarded(source, limits, python)
 
 
 def run_many(
-    sources: Iterable[str],
+    sources: Iterable[str | CheckedProgram],
     *,
     timeout_s: float = 10.0,
     memory_mb: int = 1024,
@@ -207,7 +211,7 @@ def run_many(
     return results  # read after the pool's exit: a world that could not be cleaned up made its result an error
 
 
-def _run_in_pool(worlds: WorldPool, source: str) -> SandboxResult:
+def _run_in_pool(worlds: WorldPool, source: str | CheckedProgram) -> SandboxResult:
     start = time.monotonic()
     try:
         return worlds.run(source)
@@ -219,11 +223,17 @@ def _error(reason: str, start: float, isolation: dict[str, Any] | None = None) -
     return SandboxResult("error", None, "", "", reason, time.monotonic() - start, isolation or {})
 
 
-def _run_guarded(source: str, limits: SandboxLimits, python: str | None) -> SandboxResult:
+def _run_guarded(source: str | CheckedProgram, limits: SandboxLimits, python: str | None) -> SandboxResult:
     """Run one program; whatever goes wrong becomes ``status="error"`` for this program only."""
     start = time.monotonic()
     try:
         how = mechanism()
+        bad_input = input_problem(source, limits.max_file_mb * _MIB)
+        if bad_input:
+            return _error(bad_input, start, {"mechanism": how, "limits": asdict(limits)})
+        if isinstance(source, CheckedProgram) and how != "bubblewrap":
+            return _error("a checked program (candidate and tests apart) needs bubblewrap; "
+                          "the weak launcher runs plain programs only", start, {"mechanism": how})
         if how == "bubblewrap":
             with WorldPool(limits, python, 1, ahead=1) as worlds:
                 res = worlds.run(source)

@@ -37,6 +37,7 @@ import subprocess
 import sys
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 BWRAP = os.environ.get("HARNESS_BWRAP", "bwrap")
@@ -168,82 +169,37 @@ def _view_from(exe: str, info: dict[str, str]) -> PythonView:
     return PythonView(exe, tuple(binds), tuple(sorted(masks)))
 
 
-# The interpreter starts (in its fresh world) before the program is known and waits on ``go``; the
-# host then writes the source into the ``src`` memfd and says go. The stub copies it to
-# /work/main.py and forks: the child closes every descriptor but 0-2 and runs the program as
-# ``__main__``; the stub waits for it and writes its exit status on ``status`` (which the program
-# never holds). Starting ahead hides the namespace set-up and the interpreter start; each world
-# still runs exactly one program.
-STUB = """\
-import os, sys
+STUB = (Path(__file__).parent / "sandbox_stub.py").read_text(encoding="utf-8")
+"""pid 1 of every world (see :mod:`harness.evaluation.sandbox_stub`), run with ``python -I -S -c``."""
+_HEADER = 16
 
 
-def _libc_prctl():
-    try:  # _ctypes alone: a few ms cheaper than importing the ctypes package
-        import _ctypes
+@dataclass(frozen=True)
+class CheckedProgram:
+    """A candidate and the tests that judge it, run apart (see :mod:`harness.evaluation.sandbox_stub`).
 
-        class _Int(_ctypes._SimpleCData):
-            _type_ = "i"
+    ``candidate`` runs in one interpreter (as ``/work/main.py``, its only file); ``tests`` runs in
+    another, the world's non-dumpable pid 1, and defines ``check(candidate)``, called with a proxy of
+    the candidate's ``entry_point`` that passes arguments and results by value through a literal-only
+    codec. The program passes exactly when ``check`` returns; the candidate never sees the tests.
+    """
 
-        class _Func(_ctypes.CFuncPtr):
-            _flags_ = _ctypes.FUNCFLAG_CDECL
-            _restype_ = _Int
-
-        class _Libc:
-            _handle = _ctypes.dlopen(None)
-
-        return _Func(("prctl", _Libc()))
-    except Exception:
-        import ctypes
-
-        return ctypes.CDLL(None).prctl
+    candidate: str
+    tests: str
+    entry_point: str
+    check: str = "check"
 
 
-_prctl = _libc_prctl()
-if _prctl(4, 0, 0, 0, 0) != 0:  # PR_SET_DUMPABLE 0: the program cannot ptrace its supervisor or write its memory
-    os._exit(3)
-go, src, status = map(int, sys.argv[1:4])
-# rlimits, set here for the supervisor and so the program. RLIMIT_NPROC, set inside the world's own
-# user namespace, counts the world's processes only.
-import resource
-for _item in sys.argv[4].split(","):
-    _name, _soft, _hard = _item.split(":")
-    _res = getattr(resource, "RLIMIT_" + _name)
-    _cur = resource.getrlimit(_res)[1]
-    _hard = int(_hard) if _cur == resource.RLIM_INFINITY else min(int(_hard), _cur)
-    resource.setrlimit(_res, (min(int(_soft), _hard), _hard))
-os.write(status, b"R")  # the world is ready (a world that never says so failed to start)
-if os.read(go, 1) != b"1":
-    os._exit(0)
-with open("/proc/self/fd/%d" % src, "rb") as f:
-    data = f.read()
-with open("/work/main.py", "wb") as f:
-    f.write(data)
-
-
-def _run(code):
-    import __main__
-    g = __main__.__dict__
-    for k in [k for k in g if k not in ("__name__", "__builtins__", "__doc__", "__spec__", "__loader__")]:
-        del g[k]
-    g["__file__"] = "/work/main.py"
-    exec(compile(code, "/work/main.py", "exec"), g)
-
-
-pid = os.fork()
-if pid == 0:
-    os.closerange(3, 1 << 16)
-    _prctl(4, 1, 0, 0, 0)  # the program itself is an ordinary (dumpable) process
-    del _prctl, _libc_prctl
-    sys.argv[:] = ["main.py"]
-    _run(data)
-else:
-    os.close(go)
-    os.close(src)
-    _, st = os.waitpid(pid, 0)
-    os.write(status, str(os.waitstatus_to_exitcode(st)).encode())
-    os._exit(0)
-"""
+def job_bytes(program: str | CheckedProgram) -> bytes:
+    """What the host writes into a world's source memfd for ``program`` (strict UTF-8: raises
+    ``UnicodeEncodeError`` on a lone surrogate)."""
+    if isinstance(program, CheckedProgram):
+        part_a = json.dumps({"code": program.candidate, "entry": program.entry_point}, ensure_ascii=False)
+        part_b = json.dumps({"tests": program.tests, "check": program.check}, ensure_ascii=False)
+        a, b = part_a.encode("utf-8"), part_b.encode("utf-8")
+        return b"C" + str(len(a)).rjust(_HEADER - 1, "0").encode() + a + b
+    data = program.encode("utf-8")
+    return b"P" + str(len(data)).rjust(_HEADER - 1, "0").encode() + data
 
 
 def world_args(view: PythonView, *, go_fd: int, src_fd: int, status_fd: int, bwrap_status_fd: int,

@@ -69,6 +69,20 @@ def _read_all(fd: int) -> bytes:
     return b"".join(chunks)
 
 
+def input_problem(source: str | bw.CheckedProgram, max_bytes: int) -> str:
+    """Why ``source`` cannot be handed to a world (``""``: it can): not UTF-8, or over the file limit."""
+    parts = [source.candidate, source.tests] if isinstance(source, bw.CheckedProgram) else [source]
+    for part in parts:
+        try:
+            size = len(part.encode("utf-8"))
+        except UnicodeEncodeError as exc:
+            return f"input error: the program is not valid UTF-8 text ({exc.reason} at character {exc.start})"
+        if size > max_bytes:
+            return (f"input error: the program is {size} bytes, over the sandbox's file limit of {max_bytes} "
+                    "bytes (max_file_mb)")
+    return ""
+
+
 class World:
     """One started world waiting for its program (or one that could not be started: ``problem``)."""
 
@@ -146,7 +160,7 @@ class World:
                     for pid in (self.proc.pid, child):
                         slots._write(path, str(pid))
 
-    def run(self, source: str) -> SandboxResult:
+    def run(self, source: str | bw.CheckedProgram) -> SandboxResult:
         """Hand the world its program, wait for the verdict (not for the world's teardown)."""
         from harness.evaluation.sandbox import SandboxResult
 
@@ -154,23 +168,30 @@ class World:
         start = time.monotonic()
         timed_out = started = False
         code: int | None = None
+        checked: dict[str, Any] | None = None
         if self.problem or self.proc is None or self.slot is None:
             return SandboxResult("error", None, "", "", f"sandbox setup failed: {self.problem}", 0.0, iso)
+        bad_input = input_problem(source, limits.max_file_mb * _MIB)
+        if bad_input:
+            return SandboxResult("error", None, "", "", bad_input, 0.0, iso)
         started = self.started
         try:
             if started:
-                data = source.encode("utf-8", "surrogateescape")
-                view = memoryview(data)
+                view = memoryview(bw.job_bytes(source))
                 while view:
                     view = view[os.write(self.src, view):]
                 os.write(self.go, b"1")
                 ready, _, _ = select.select([self.status], [], [], limits.timeout_s)
                 if ready:  # the program has ended: the stub writes its status and exits
                     text = _read_all(self.status)
-                    code = int(text) if text else None
+                    if text.startswith(b"C"):
+                        checked = json.loads(text[1:])
+                        code = 0 if checked["passed"] else 1
+                    else:
+                        code = int(text) if text else None
                 else:
                     timed_out = True
-        except (OSError, ValueError):
+        except (OSError, ValueError, KeyError, TypeError):
             code = None
         duration = time.monotonic() - start
         self.kill()
@@ -196,6 +217,8 @@ class World:
             return result("failed", None, "the program's supervisor was killed (signal to its parent?)")
         if oom:
             return result("failed", code, self._oom_reason())
+        if checked is not None:
+            return result("passed", 0, "") if checked["passed"] else result("failed", 1, str(checked["reason"]))
         if code == 0:
             return result("passed", 0, "")
         if code < 0:
@@ -314,7 +337,7 @@ class WorldPool:
         self._started.append(fut)
         fut.add_done_callback(self._ready.put)
 
-    def run(self, source: str) -> SandboxResult:
+    def run(self, source: str | bw.CheckedProgram) -> SandboxResult:
         fut = self._ready.get()
         self._start_one()
         world = fut.result()  # World() never raises: a failed start is its ``problem``
