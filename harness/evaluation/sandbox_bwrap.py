@@ -28,6 +28,7 @@ Per world the harness starts (no shell, no ``preexec_fn``; ``subprocess`` drops 
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -84,7 +85,7 @@ class PythonView:
     """The interpreter programs run under and the host paths the world shows of it."""
 
     executable: str
-    binds: tuple[str, ...]  # read-only bind mounts (besides /usr)
+    binds: tuple[str, ...]  # read-only bind mounts: all of the host the world shows
     masks: tuple[str, ...]  # directories hidden under an empty read-only tmpfs
 
 
@@ -109,10 +110,31 @@ def _traversable_by_others(path: str) -> bool:
 
 
 _LAYOUT_PROBE = (
-    "import json, sys, sysconfig; p = sysconfig.get_paths(); "
+    "import json, os, sys, sysconfig; p = sysconfig.get_paths(); "
+    "dyn = [os.path.join(d, 'lib-dynload') for d in (p['stdlib'], p['platstdlib'])]; "
     "print(json.dumps({'exe': sys.executable, 'prefix': sys.base_prefix, 'stdlib': p['stdlib'], "
-    "'purelib': p['purelib'], 'platlib': p['platlib']}))"
+    "'platstdlib': p['platstdlib'], 'purelib': p['purelib'], 'platlib': p['platlib'], "
+    "'dynload': [d for d in dyn if os.path.isdir(d)]}))"
 )
+_DATA_DIRS = ("/usr/share/zoneinfo", "/usr/lib/locale")  # time zones (zoneinfo), the C.UTF-8 locale
+
+
+def _shared_library_dirs(files: list[str]) -> list[str]:
+    """The resolved folders of every shared library ``files`` load (and of the links to them), by ``ldd``."""
+    found: set[str] = set()
+    for i in range(0, len(files), 64):
+        try:
+            out = subprocess.run(["ldd", *files[i : i + 64]], capture_output=True, text=True, timeout=60,
+                                 check=False, env={"PATH": SAFE_PATH}).stdout
+        except (OSError, subprocess.SubprocessError):
+            continue
+        for line in out.splitlines():
+            for word in line.split():
+                if word.startswith("/") and (".so" in word) and os.path.exists(word):
+                    found.add(os.path.realpath(os.path.dirname(word)))  # /lib64 is a link to /usr/lib64 ...
+                    found.add(os.path.dirname(os.path.realpath(word)))  # ... where ld.so is a link further on
+    return sorted(found)
+
 
 _view_cache: dict[tuple[str | None, bool], PythonView] = {}
 _view_lock = threading.Lock()
@@ -152,20 +174,34 @@ def python_view(python: str | None, other_uid: bool) -> PythonView:
         raise FileNotFoundError(f"no Python interpreter the sandbox user can run (tried {', '.join(tried)})")
 
 
-def _view_from(exe: str, info: dict[str, str]) -> PythonView:
-    binds: list[str] = []
+def _view_from(exe: str, info: dict[str, Any]) -> PythonView:
+    """Only what the interpreter needs: its executable, its standard library (``lib-dynload``
+    included), the folders of the shared libraries it and its extension modules load, and a few data
+    folders; never the rest of ``/usr`` (other interpreters and their packages live there). Every
+    ``site-packages``/``dist-packages`` inside what is shown is hidden under an empty tmpfs."""
     prefix = os.path.realpath(info["prefix"])
-    if not (prefix == "/usr" or prefix.startswith("/usr/")):
-        binds.append(prefix)
-    if not exe.startswith("/usr/") and not any(exe.startswith(b + "/") for b in binds):
-        binds.append(exe)
+    stdlibs = [os.path.realpath(info[k]) for k in ("stdlib", "platstdlib")]
+    if prefix == "/usr" or prefix.startswith("/usr/"):
+        shown = [os.path.realpath(exe), *stdlibs]
+    else:
+        shown = [prefix] if os.path.realpath(exe).startswith(prefix + "/") else [prefix, os.path.realpath(exe)]
+    so_files = [os.path.realpath(exe)]
+    for d in info.get("dynload", []):
+        with contextlib.suppress(OSError):
+            so_files += [os.path.join(d, f) for f in sorted(os.listdir(d)) if f.endswith(".so")]
+    shown += _shared_library_dirs(so_files)
+    shown += [d for d in _DATA_DIRS if os.path.isdir(d)]
+    binds: list[str] = []
+    for path in sorted(dict.fromkeys(shown), key=len):  # drop what an earlier (shorter) bind already shows
+        if not any(path == b or path.startswith(b + "/") for b in binds):
+            binds.append(path)
     masks = {os.path.realpath(info[k]) for k in ("purelib", "platlib")}
-    for roots in (["/usr", "/usr/local"], binds):
-        for root in roots:
-            for pattern in ("lib*/python3*/site-packages", "lib*/python3*/dist-packages", "lib*/python3/dist-packages"):
+    for root in binds:
+        if os.path.isdir(root):
+            for pattern in ("site-packages", "dist-packages", "lib*/python3*/site-packages",
+                            "lib*/python3*/dist-packages", "lib*/python3/dist-packages"):
                 masks.update(os.path.realpath(p) for p in glob.glob(f"{root}/{pattern}"))
-    visible = ["/usr", *binds]
-    masks = {m for m in masks if os.path.isdir(m) and any(m == v or m.startswith(v + "/") for v in visible)}
+    masks = {m for m in masks if os.path.isdir(m) and any(m == v or m.startswith(v + "/") for v in binds)}
     return PythonView(exe, tuple(binds), tuple(sorted(masks)))
 
 
@@ -203,16 +239,16 @@ def job_bytes(program: str | CheckedProgram) -> bytes:
 
 
 def world_args(view: PythonView, *, go_fd: int, src_fd: int, status_fd: int, bwrap_status_fd: int,
-               tmpfs_bytes: int, rlimits: dict[str, tuple[int, int]]) -> list[str]:
+               tmpfs_bytes: int, rlimits: dict[str, tuple[int, int]], seccomp_fd: int | None = None) -> list[str]:
     """bwrap's arguments for a fresh world: namespaces, mounts, environment; then the waiting stub."""
     size = str(tmpfs_bytes)
-    args = [
+    args = ["--seccomp", str(seccomp_fd)] if seccomp_fd is not None else []
+    args += [
         "--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
         "--unshare-cgroup-try", "--disable-userns", "--die-with-parent", "--new-session", "--as-pid-1",
         "--hostname", "sandbox", "--json-status-fd", str(bwrap_status_fd),
         "--clearenv", "--setenv", "PATH", SAFE_PATH, "--setenv", "HOME", WORKDIR,
         "--setenv", "TMPDIR", "/tmp", "--setenv", "LANG", "C.UTF-8",
-        "--ro-bind", "/usr", "/usr",
     ]
     for name in _SYSTEM_LINKS:
         path = f"/{name}"

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.evaluation import sandbox_bwrap as bw
 from harness.evaluation import sandbox_pidfd as pidfds
+from harness.evaluation import sandbox_seccomp as seccomp
 from harness.evaluation import sandbox_slots as slots
 
 if TYPE_CHECKING:
@@ -128,14 +129,18 @@ class World:
         go_r, self.go = os.pipe2(os.O_CLOEXEC)
         self.status, status_w = os.pipe2(os.O_CLOEXEC)
         self.bw_status, bw_status_w = os.pipe2(os.O_CLOEXEC)
-        child_ends = (go_r, status_w, bw_status_w)
+        seccomp_fd, no_seccomp = seccomp.filter_fd()
+        self.isolation.update(seccomp=seccomp_fd is not None)
+        if no_seccomp:
+            self.isolation["notes"].append(no_seccomp)
+        child_ends = (go_r, status_w, bw_status_w, *([seccomp_fd] if seccomp_fd is not None else []))
         self.fds += [self.go, self.status, self.bw_status]
         try:
             rlimits = limits.rlimits()
             rlimits["RLIMIT_NPROC"] = (limits.max_procs + 1, limits.max_procs + 1)  # + the supervisor
             args = bw.world_args(view, go_fd=go_r, src_fd=self.src, status_fd=status_w,
                                  bwrap_status_fd=bw_status_w, tmpfs_bytes=limits.max_file_mb * _MIB,
-                                 rlimits=rlimits)
+                                 rlimits=rlimits, seccomp_fd=seccomp_fd)
             ids: dict[str, Any] = {"user": slot.uid, "group": slot.gid, "extra_groups": []} if root else {}
             self.proc = subprocess.Popen(
                 [bwrap, *args], stdin=subprocess.DEVNULL, stdout=self.out, stderr=self.err,
