@@ -112,3 +112,13 @@ def test_seccomp_denies_keyrings_ptrace_and_prlimit_of_the_supervisor() -> None:
         assert out["add_key"] == [-1, 1] and out["keyctl"] == [-1, 1] and out["request_key"] == [-1, 1]
         assert out["ptrace"] == [-1, 1] and out["prlimit-supervisor"] == 1
         assert out["own-limit"] == (100, 100)  # its own limits still work
+
+
+def test_the_supervisor_ignores_signals_from_its_program() -> None:
+    src = ("import os, signal, time\n"
+           "for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGHUP, signal.SIGKILL, signal.SIGSTOP):\n"
+           "    os.kill(1, sig)\n"
+           "time.sleep(0.2)\nprint('still judged')\n")
+    res = run_program(src, timeout_s=10.0)
+    assert res.status == "passed", res.reason  # the supervisor lived to report the exit status
+    assert res.stdout == "still judged\n"
