@@ -56,7 +56,6 @@ def test_forged_completion_is_not_passed(name: str, verdicts: dict[str, dict[str
 def test_codec_round_trips_plain_values() -> None:
     values = [None, True, False, 0, -7, 10**5000, 0.1, -0.0, math.inf, -math.inf, 1 + 2j, -3j, "a\n'\"", b"\x00\xff",
               (), (1,), [1, [2, (3,)]], {"k": [1, 2], 3: None}, set(), {1, 2}, frozenset(), frozenset({"x"})]
-    sys.set_int_max_str_digits(0)
     for v in values:
         back = stub.decode(stub.encode(v))
         assert back == v and type(back) is type(v)

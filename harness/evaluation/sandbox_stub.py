@@ -64,8 +64,23 @@ def plain(x: object, depth: int = 0) -> object:
     raise TypeError(f"not a plain value: {type(x).__name__}")
 
 
+class _AnyIntSize:
+    """Lift the int <-> str digit limit for the codec only (the program and the tests keep Python's)."""
+
+    def __enter__(self) -> None:
+        self.old = sys.get_int_max_str_digits() if hasattr(sys, "get_int_max_str_digits") else None
+        if self.old is not None:
+            sys.set_int_max_str_digits(0)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.old is not None:
+            sys.set_int_max_str_digits(self.old)
+
+
 def encode(x: object) -> bytes:
-    return repr(plain(x)).encode("utf-8", "surrogatepass")
+    value = plain(x)
+    with _AnyIntSize():
+        return repr(value).encode("utf-8", "surrogatepass")
 
 
 def decode(data: bytes) -> object:
@@ -73,7 +88,8 @@ def decode(data: bytes) -> object:
     import ast
 
     text = data.decode("utf-8", "surrogatepass")
-    return _literal(ast.parse(text, mode="eval").body)
+    with _AnyIntSize():
+        return _literal(ast.parse(text, mode="eval").body)
 
 
 def _literal(n: object) -> object:
@@ -307,8 +323,6 @@ def main() -> None:
     if prctl(4, 0, 0, 0, 0) != 0:  # PR_SET_DUMPABLE 0: the program cannot ptrace its supervisor or read its memory
         os._exit(3)
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # pid 1 of a pid namespace: unhandled signals never arrive
-    if hasattr(sys, "set_int_max_str_digits"):
-        sys.set_int_max_str_digits(0)
     import ast  # noqa: F401 - loaded before the program is known (the codec needs it)
 
     go, src, status = map(int, sys.argv[1:4])
