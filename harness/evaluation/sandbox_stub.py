@@ -265,7 +265,7 @@ def _test(tests: str, check: str, entry: str, calls: int, replies: int) -> tuple
         first = decode(ready) if ready is not None else None
         if first != ("ready",):
             if type(first) is tuple and len(first) == 2 and first[0] == "load":
-                return False, str(first[1])
+                return False, str(first[1])[:300]
             return False, "the candidate's process ended before its code was loaded"
         exec(compile(tests, "<tests>", "exec"), g)
         g[entry] = proxy
