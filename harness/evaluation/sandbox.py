@@ -3,8 +3,9 @@
 The harness never ``exec``s model code in its own process. Each program runs in a fresh world of
 its own, built by bubblewrap (``bwrap``, what Flatpak uses; see :mod:`harness.evaluation.sandbox_bwrap`):
 
-- its own mount namespace, where only ``/usr`` (and the interpreter's prefix) is visible, read-only,
-  with every ``site-packages`` hidden (standard library only), and fresh size-bounded tmpfs on
+- its own mount namespace, where only the interpreter, its standard library and the shared libraries
+  it loads are visible, read-only, with every ``site-packages`` hidden (standard library only; not
+  the rest of ``/usr``), and fresh size-bounded tmpfs on
   ``/tmp``, ``/var/tmp``, ``/dev/shm``, ``/run`` and its working folder ``/work``; no project tree,
   no virtualenv, no data files, no ``/root``, no other program's files;
 - its own pid namespace (and ``/proc``), network namespace (a private loopback), ipc and uts
@@ -15,7 +16,15 @@ its own, built by bubblewrap (``bwrap``, what Flatpak uses; see :mod:`harness.ev
   slot (v2, else v1; without cgroups only per process, by ``RLIMIT_AS``), plus rlimits (CPU, file
   size, open files, core dumps);
 - stdout/stderr in memfds (the first ``max_output`` bytes kept); stdin ``/dev/null``;
-- a wall-clock timeout after which every process of the program is killed.
+- a wall-clock timeout after which every process of the program is killed;
+- a seccomp filter (:mod:`harness.evaluation.sandbox_seccomp`: no keyrings, ptrace, prlimit of another
+  process, namespaces, ...), and a supervisor it can neither trace nor signal;
+- signals from the host only through pidfds checked to name the program's own processes
+  (:mod:`harness.evaluation.sandbox_pidfd`), never to a pid that may have been reused.
+
+A :class:`CheckedProgram` (what HumanEval runs) is a candidate and its tests, run in two interpreters
+of the world: the tests, in the supervisor, call the candidate by value and decide the verdict where
+the candidate cannot reach (:mod:`harness.evaluation.sandbox_stub`).
 
 Worlds come from a warm pool (:mod:`harness.evaluation.sandbox_pool`): each is started ahead with its
 interpreter waiting, runs exactly one program, and is killed and reaped behind, off the critical path.

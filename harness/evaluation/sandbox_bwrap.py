@@ -10,16 +10,19 @@ Per world the harness starts (no shell, no ``preexec_fn``; ``subprocess`` drops 
   (memory and process bound for all the program's processes); the supervisor sets the rlimits.
 - ``bwrap`` runs unprivileged: it makes a user namespace mapping the uid to itself (so inside it
   is not root, and outside it is a uid nothing else runs as), plus new pid, mount, network, ipc,
-  uts (and cgroup) namespaces, and a nested user namespace that forbids making more. The world:
-  a read-only ``/usr`` (and the interpreter's prefix when that lies elsewhere) with every
+  uts (and cgroup) namespaces, and a nested user namespace that forbids making more; bwrap loads the
+  seccomp filter of :mod:`harness.evaluation.sandbox_seccomp` before pid 1 starts. The world shows,
+  read-only, only the interpreter, its standard library, the folders of the shared libraries it
+  loads and the time zone and locale data (:func:`python_view`), with every
   ``site-packages``/``dist-packages`` hidden under an empty read-only tmpfs; ``/bin``, ``/lib*``
-  as on the host; its own ``/proc`` and a minimal ``/dev``; fresh size-bounded tmpfs on ``/tmp``,
+  as on the host (links into ``/usr`` on a merged-/usr system); its own ``/proc`` and a minimal ``/dev``; fresh size-bounded tmpfs on ``/tmp``,
   ``/var/tmp``, ``/dev/shm``, ``/run`` (with ``/run/lock``) and ``/work`` (its working folder);
   everything else -- ``/root``, ``/home``, ``/etc``, the project, the virtualenv, data files, other
   programs -- simply does not exist; ``/`` is remounted read-only. Network: a private loopback only.
-- pid 1 of the world is :data:`STUB`, a non-dumpable supervisor that waits for the program (so the
-  world can be started ahead), writes it to ``/work/main.py``, forks it with only fds 0-2 open, and
-  reports its exit status on a pipe the program never holds.
+- pid 1 of the world is :data:`STUB` (:mod:`harness.evaluation.sandbox_stub`), a non-dumpable
+  supervisor that waits for the program (so the world can be started ahead), writes it to
+  ``/work/main.py``, forks it with only fds 0-2 open, and reports its exit status on a pipe the
+  program never holds; for a :class:`CheckedProgram` it also runs the tests and reports their verdict.
 - stdin is ``/dev/null``, stdout and stderr are memfds: no file of the program's is ever on the
   host's disk, and the host never touches anything by a path the program could have influenced.
   When pid 1 exits the kernel kills everything left in the pid namespace and the tmpfs mounts vanish
