@@ -74,6 +74,8 @@ _NAMES = {
     "make_judge": "harness.evaluation.judge:make_judge",
     "parse_rating": "harness.evaluation.judge:parse_rating",
     "check_isolation": "harness.evaluation.sandbox:check_isolation",
+    "CheckedProgram": "harness.evaluation.sandbox:CheckedProgram",
+    "sandbox_mechanism": "harness.evaluation.sandbox:mechanism",
     "run_many": "harness.evaluation.sandbox:run_many",
     "run_program": "harness.evaluation.sandbox:run_program",
     "SandboxResult": "harness.evaluation.sandbox:SandboxResult",

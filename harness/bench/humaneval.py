@@ -105,7 +105,7 @@ def enable_exec(source: str) -> str:
 
 def time_ours(problems: list[dict], workers: int, timeout: float, launcher: bool = False) -> tuple[float, int]:
     """Wall time and passes of the harness's scoring path; ``launcher``: the weak fallback instead of bwrap."""
-    programs = [he.build_program(p, p["canonical_solution"]) for p in problems]
+    programs = [he.scoring_program(p, p["canonical_solution"]) for p in problems]
     saved = {k: os.environ.get(k) for k in ("HARNESS_SANDBOX_NO_BWRAP", sandbox.WEAK_ENV)}
     if launcher:
         os.environ.update({"HARNESS_SANDBOX_NO_BWRAP": "1", sandbox.WEAK_ENV: "1"})

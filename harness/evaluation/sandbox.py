@@ -3,8 +3,9 @@
 The harness never ``exec``s model code in its own process. Each program runs in a fresh world of
 its own, built by bubblewrap (``bwrap``, what Flatpak uses; see :mod:`harness.evaluation.sandbox_bwrap`):
 
-- its own mount namespace, where only ``/usr`` (and the interpreter's prefix) is visible, read-only,
-  with every ``site-packages`` hidden (standard library only), and fresh size-bounded tmpfs on
+- its own mount namespace, where only the interpreter, its standard library and the shared libraries
+  it loads are visible, read-only, with every ``site-packages`` hidden (standard library only; not
+  the rest of ``/usr``), and fresh size-bounded tmpfs on
   ``/tmp``, ``/var/tmp``, ``/dev/shm``, ``/run`` and its working folder ``/work``; no project tree,
   no virtualenv, no data files, no ``/root``, no other program's files;
 - its own pid namespace (and ``/proc``), network namespace (a private loopback), ipc and uts
@@ -15,7 +16,15 @@ its own, built by bubblewrap (``bwrap``, what Flatpak uses; see :mod:`harness.ev
   slot (v2, else v1; without cgroups only per process, by ``RLIMIT_AS``), plus rlimits (CPU, file
   size, open files, core dumps);
 - stdout/stderr in memfds (the first ``max_output`` bytes kept); stdin ``/dev/null``;
-- a wall-clock timeout after which every process of the program is killed.
+- a wall-clock timeout after which every process of the program is killed;
+- a seccomp filter (:mod:`harness.evaluation.sandbox_seccomp`: no keyrings, ptrace, prlimit of another
+  process, namespaces, ...), and a supervisor it can neither trace nor signal;
+- signals from the host only through pidfds checked to name the program's own processes
+  (:mod:`harness.evaluation.sandbox_pidfd`), never to a pid that may have been reused.
+
+A :class:`CheckedProgram` (what HumanEval runs) is a candidate and its tests, run in two interpreters
+of the world: the tests, in the supervisor, call the candidate by value and decide the verdict where
+the candidate cannot reach (:mod:`harness.evaluation.sandbox_stub`).
 
 Worlds come from a warm pool (:mod:`harness.evaluation.sandbox_pool`): each is started ahead with its
 interpreter waiting, runs exactly one program, and is killed and reaped behind, off the critical path.
@@ -44,10 +53,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from harness.evaluation import sandbox_bwrap as bw
-from harness.evaluation.sandbox_pool import WorldPool
+from harness.evaluation.sandbox_bwrap import CheckedProgram
+from harness.evaluation.sandbox_pool import WorldPool, input_problem
 
 __all__ = [
     "SANDBOX_USER",
+    "CheckedProgram",
     "SandboxError",
     "SandboxLimits",
     "SandboxResult",
@@ -153,7 +164,7 @@ def mechanism() -> str:
 
 
 def run_program(
-    source: str,
+    source: str | CheckedProgram,
     *,
     timeout_s: float = 10.0,
     memory_mb: int = 1024,
@@ -170,14 +181,16 @@ def run_program(
     whole program (with a cgroup; and each process's address space); ``max_output`` caps the bytes
     kept of stdout and of stderr; ``max_file_mb`` caps any file written and each tmpfs;
     ``max_procs`` caps the program's processes. ``python`` overrides the interpreter. Never raises
-    for anything the program does; invalid limits raise ``ValueError``.
+    for anything the program does; invalid limits raise ``ValueError``. A :class:`CheckedProgram`
+    (candidate and tests run apart, needs bubblewrap) passes exactly when its tests' ``check`` returned.
+    A source that is not UTF-8 text or is over ``max_file_mb`` is ``status="error"`` with the cause.
     """
     limits = SandboxLimits(timeout_s, memory_mb, cpu_s, max_output, max_file_mb, max_procs)
     return _run_guarded(source, limits, python)
 
 
 def run_many(
-    sources: Iterable[str],
+    sources: Iterable[str | CheckedProgram],
     *,
     timeout_s: float = 10.0,
     memory_mb: int = 1024,
@@ -207,7 +220,7 @@ def run_many(
     return results  # read after the pool's exit: a world that could not be cleaned up made its result an error
 
 
-def _run_in_pool(worlds: WorldPool, source: str) -> SandboxResult:
+def _run_in_pool(worlds: WorldPool, source: str | CheckedProgram) -> SandboxResult:
     start = time.monotonic()
     try:
         return worlds.run(source)
@@ -219,11 +232,17 @@ def _error(reason: str, start: float, isolation: dict[str, Any] | None = None) -
     return SandboxResult("error", None, "", "", reason, time.monotonic() - start, isolation or {})
 
 
-def _run_guarded(source: str, limits: SandboxLimits, python: str | None) -> SandboxResult:
+def _run_guarded(source: str | CheckedProgram, limits: SandboxLimits, python: str | None) -> SandboxResult:
     """Run one program; whatever goes wrong becomes ``status="error"`` for this program only."""
     start = time.monotonic()
     try:
         how = mechanism()
+        bad_input = input_problem(source, limits.max_file_mb * _MIB)
+        if bad_input:
+            return _error(bad_input, start, {"mechanism": how, "limits": asdict(limits)})
+        if isinstance(source, CheckedProgram) and how != "bubblewrap":
+            return _error("a checked program (candidate and tests apart) needs bubblewrap; "
+                          "the weak launcher runs plain programs only", start, {"mechanism": how})
         if how == "bubblewrap":
             with WorldPool(limits, python, 1, ahead=1) as worlds:
                 res = worlds.run(source)

