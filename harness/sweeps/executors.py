@@ -21,8 +21,10 @@ Both run one cell per process, so a crash, a hang or a timeout of one cell never
   worker runs cell after cell: it keeps what a process pays once (CUDA context, cuBLAS handles, loaded
   kernels, compiled code, :func:`harness.engines.hf_static.warm_up`) and nothing of a cell (every cell
   loads its model anew and reseeds every RNG; between cells the worker collects garbage and, on CUDA,
-  empties the allocator's cache). A worker whose cell failed, crashed or timed out is not reused: the
-  next cell gets a fresh one. The same guarantees hold (own process group, dies with the sweep, one
+  empties the allocator's cache; every process-wide setting the cell changed, from the default dtype and
+  grad mode to thread counts, RNG states and environment variables, is put back: :mod:`harness.sweeps.
+  process_state`). A worker whose cell failed, crashed or timed out, or changed a setting that cannot be
+  put back in the same process (the interop thread count), is not reused: the next cell gets a fresh one. The same guarantees hold (own process group, dies with the sweep, one
   lock per cell folder); each outcome names its worker (``outcome.json``'s ``worker``: pid and how many
   cells that process ran).
 - :class:`RayExecutor`: each cell is a Ray task declaring ``num_cpus`` / ``num_gpus``, with no retries.
@@ -114,7 +116,27 @@ def read_status(cell_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
 def run_task(task: dict[str, Any], log: Any = print) -> dict[str, Any]:
     """Run one cell in this process; never raises. Returns ``{"status": "done", "record": ...}`` or
     ``{"status": "failed", "error": "one line"}``, with ``wall_s``, the cell's cache hits and misses and
-    ``first_step_at`` (``time.time()`` when its first training step ended; absent if it trained none)."""
+    ``first_step_at`` (``time.time()`` when its first training step ended; absent if it trained none).
+
+    The process-wide state the cell changed (default dtype, grad mode, RNGs, ...: :mod:`harness.sweeps.
+    process_state`) is put back afterwards, so the next cell in this process starts as in a fresh one; the
+    outcome names what was reset (``state_reset``) and what could not be (``state_stuck``: the worker that
+    ran it must not run another cell)."""
+    from harness.sweeps import process_state
+
+    before = process_state.capture()
+    outcome = _run_task(task, log)
+    changed, stuck = process_state.restore(before)
+    if changed:
+        outcome["state_reset"] = changed
+        log(f"process-wide state the cell changed, now reset: {', '.join(changed)}")
+    if stuck:
+        outcome["state_stuck"] = stuck
+        log(f"process-wide state that cannot be reset in this process: {', '.join(stuck)}")
+    return outcome
+
+
+def _run_task(task: dict[str, Any], log: Any) -> dict[str, Any]:
     t0 = time.perf_counter()
     first_step: dict[str, float] = {}
     try:
