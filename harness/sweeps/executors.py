@@ -122,14 +122,18 @@ def run_task(task: dict[str, Any], log: Any = print) -> dict[str, Any]:
     process_state`) is put back afterwards, so the next cell in this process starts as in a fresh one; the
     outcome names what was reset (``state_reset``) and what could not be (``state_stuck``: the worker that
     ran it must not run another cell)."""
+    import torch
+
     from harness.sweeps import process_state
 
+    torch.set_num_threads(max(1, int(task.get("threads") or 1)))  # the task's, before the state to keep
     before = process_state.capture()
     outcome = _run_task(task, log)
     changed, stuck = process_state.restore(before)
     if changed:
         outcome["state_reset"] = changed
-        log(f"process-wide state the cell changed, now reset: {', '.join(changed)}")
+        if settings := [c for c in changed if not c.endswith(" RNG")]:  # every cell moves the RNGs
+            log(f"process-wide settings the cell changed, now put back: {', '.join(settings)}")
     if stuck:
         outcome["state_stuck"] = stuck
         log(f"process-wide state that cannot be reset in this process: {', '.join(stuck)}")
@@ -140,13 +144,10 @@ def _run_task(task: dict[str, Any], log: Any) -> dict[str, Any]:
     t0 = time.perf_counter()
     first_step: dict[str, float] = {}
     try:
-        import torch
-
         from harness.core.cache import open_cache
         from harness.core.plugins import load
         from harness.sweeps.run import CellConfig, resolve, run_cell
 
-        torch.set_num_threads(max(1, int(task.get("threads") or 1)))
         host = load(task.get("plugins") or [])
         cfg = dict(task["config"])
         cfg["eval_benchmarks"] = tuple(cfg.get("eval_benchmarks", ()))
