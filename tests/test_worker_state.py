@@ -1,7 +1,8 @@
 """A reused worker starts every cell from the same process state as a fresh one: a single-file plugin
 flips process-wide settings at the end of each cell (default dtype, grad mode, anomaly mode,
 deterministic algorithms, cuDNN flags, matmul precision, threads, RNGs, environment, warning filters) and
-the cells after it compute the same numbers with and without --reuse-workers."""
+the cells after it compute the same numbers with and without --reuse-workers; a cell that changes what
+cannot be put back in the same process (the interop thread count) gets its worker replaced."""
 
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ def evaluate(ctx):
     random.seed(1234)
     os.environ["HARNESS_TEST_FLIPPED"] = "1"
     warnings.simplefilter("error")
+    if ctx.seed == 1:  # settable once per process: the worker cannot be put back and must be replaced
+        torch.set_num_interop_threads(torch.get_num_interop_threads() + 1)
     return EvalResult({"flipped": 1.0}, [])
 
 
@@ -85,8 +88,15 @@ def test_a_cell_that_flips_process_state_does_not_change_the_next_cell_in_a_reus
     assert res.exit_code == 0, res.output
     a, b = outcomes(fresh), outcomes(reused)
     assert set(a) == set(b) and len(a) == 4
-    assert len({o["worker"]["pid"] for o in b.values()}) == 1  # all four cells in one process
     assert all(o["status"] == "done" for o in [*a.values(), *b.values()]), [o.get("error") for o in b.values()]
+    # seed 0's cells share a worker with the first seed-1 cell, which changes the interop thread count: that
+    # worker is replaced, and so is the next one
+    run = {(o["record"]["config"]["method"], o["record"]["config"]["seed"]): o for o in b.values()}
+    order = [run[k]["worker"] for k in [("sft", 0), ("dpo", 0), ("sft", 1), ("dpo", 1)]]
+    assert [w["cell"] for w in order] == [1, 2, 3, 1], order
+    assert order[0]["pid"] == order[1]["pid"] == order[2]["pid"] != order[3]["pid"]
+    assert [run[k].get("state_stuck") for k in [("sft", 0), ("dpo", 0), ("sft", 1), ("dpo", 1)]] == \
+        [None, None, ["torch interop threads"], ["torch interop threads"]]
     for cid in a:  # every cell computed the same numbers as in a fresh process
         assert comparable(b[cid]["record"]) == comparable(a[cid]["record"]), cid
     reset = set(next(iter(b.values()))["state_reset"])

@@ -122,14 +122,20 @@ def run_task(task: dict[str, Any], log: Any = print) -> dict[str, Any]:
     process_state`) is put back afterwards, so the next cell in this process starts as in a fresh one; the
     outcome names what was reset (``state_reset``) and what could not be (``state_stuck``: the worker that
     ran it must not run another cell)."""
-    import torch
-
     from harness.sweeps import process_state
 
-    torch.set_num_threads(max(1, int(task.get("threads") or 1)))  # the task's, before the state to keep
-    before = process_state.capture()
+    try:
+        import torch
+
+        torch.set_num_threads(max(1, int(task.get("threads") or 1)))  # the task's, before the state to keep
+        before: process_state.ProcessState | None = process_state.capture()
+    except Exception:  # noqa: BLE001 - the cell's own run reports what is broken
+        before = None
     outcome = _run_task(task, log)
-    changed, stuck = process_state.restore(before)
+    try:
+        changed, stuck = process_state.restore(before) if before is not None else ([], ["process state (not taken)"])
+    except Exception as exc:  # noqa: BLE001 - never raise; the worker is replaced instead
+        changed, stuck = [], [f"process state ({_one_line(exc)})"]
     if changed:
         outcome["state_reset"] = changed
         if settings := [c for c in changed if not c.endswith(" RNG")]:  # every cell moves the RNGs
