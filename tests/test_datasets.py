@@ -324,3 +324,8 @@ def test_heldout_nll_scores_the_reference_responses(files, host, nano):
     assert res.records[1]["nll_sum"] == pytest.approx(want, rel=1e-4)
     assert res.records[1]["nll"] == pytest.approx(want / n, rel=1e-4)
     assert res.metrics["nll"] == pytest.approx(sum(r["nll"] for r in res.records) / 3)
+    # each record names its item by content: the same demonstration has the same id, wherever it is read
+    from harness.core.context import item_id
+
+    assert res.records[1]["item_id"] == item_id(demo.prompt.ids, demo.response)
+    assert len({r["item_id"] for r in res.records}) == 3
