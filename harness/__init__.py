@@ -41,6 +41,7 @@ _NAMES = {
     "DataContext": "harness.core.context:DataContext",
     "EvalContext": "harness.core.context:EvalContext",
     "EvalResult": "harness.core.context:EvalResult",
+    "item_id": "harness.core.context:item_id",
     "RoundContext": "harness.core.context:RoundContext",
     "WarmStartContext": "harness.core.context:WarmStartContext",
     "Completion": "harness.core.data:Completion",

@@ -216,6 +216,18 @@ def test_suite_with_train_data_and_eval_end_to_end(files, tmp_path, monkeypatch)
     keys = [c["key"] for c in lb["columns"]]
     assert keys and all(k.startswith("didactic-r1/") and "@" not in k for k in keys), keys
     assert all(r["cells"][k]["n"] == 2 for r in lb["rows"] for k in keys)
+    # per-item differences to the baseline, although the records are stored under the data file's label;
+    # their mean over items and seeds is the by-seed difference of the item means
+    assert lb["baseline"] == f"sft @ {prefs}" and lb["item_notes"] == []
+    for r in lb["rows"]:
+        if r["method"] == lb["baseline"]:
+            continue
+        items = r["vs_baseline_items"]
+        assert {"didactic-r1/expected_reward", "didactic-r1/kl_ref"} <= set(items), r
+        for k, it in items.items():
+            assert it["seeds"] == 2 and it["items"] > 1
+            assert it["mean"] == pytest.approx(r["vs_baseline"][k]["mean"], abs=1e-9)
+            assert it["ci95_low"] <= it["mean"] <= it["ci95_high"]
 
     # bad data: one line naming the file, the row and the column; exit 2; the store is untouched
     bad = write(tmp_path / "bad.jsonl", [*MSGS[:2], {"text": "no messages here"}, *MSGS[2:]])
@@ -312,3 +324,8 @@ def test_heldout_nll_scores_the_reference_responses(files, host, nano):
     assert res.records[1]["nll_sum"] == pytest.approx(want, rel=1e-4)
     assert res.records[1]["nll"] == pytest.approx(want / n, rel=1e-4)
     assert res.metrics["nll"] == pytest.approx(sum(r["nll"] for r in res.records) / 3)
+    # each record names its item by content: the same demonstration has the same id, wherever it is read
+    from harness.core.context import item_id
+
+    assert res.records[1]["item_id"] == item_id(demo.prompt.ids, demo.response)
+    assert len({r["item_id"] for r in res.records}) == 3

@@ -176,14 +176,19 @@ def test_metric_declarations_and_suite_overrides():
 
 
 def test_every_builtin_benchmark_declares_its_metrics():
+    import importlib.metadata as md
+
     from harness.core.plugins import get_host
 
     reg = get_host().registry
-    builtin = ["didactic-r1", "didactic-r2", "didactic-multi-r1", "didactic-multi-r2", "didactic-bimodal",
-               "didactic-bimodal-multi", "gsm8k", "gsm8k-chat", "humaneval", "mt-bench", "lm-eval"]
-    builtin += [n for n in reg.specs["benchmark"] if n.startswith("lm-eval:")]
+    # the built-in plugins: the package's own entry points; every benchmark they register, from the registry
+    plugins = {ep.name for ep in md.entry_points(group="harness") if ep.value.startswith("alignment_harness_plugins.")}
+    builtin = [name for (kind, name), origin in reg.origin.items() if kind == "benchmark" and origin in plugins]
+    assert {"didactic-r1", "gsm8k", "heldout-nll", "humaneval", "mt-bench", "lm-eval"} <= set(builtin)
     for name in builtin:
         assert reg.benchmark(name).metrics, f"benchmark {name} declares no metrics"
+    assert declared_metric(reg.benchmark("heldout-nll").metrics, "nll").lower_is_better
+    assert declared_metric(reg.benchmark("heldout-nll").metrics, "nll").item == "nll"
     tajwar = reg.benchmark("didactic-r1")
     assert declared_metric(tajwar.metrics, "kl_ref").role == "diagnostic"
     assert declared_metric(tajwar.metrics, "expected_reward").role == "goal"

@@ -97,6 +97,57 @@ def test_resume_inside_a_round_ends_like_an_uninterrupted_run(host, tmp_path, mo
         assert resumed["final"][k] == pytest.approx(v, abs=1e-6), k
 
 
+KILL_MID_ROUND = """
+import json, os, signal, sys
+from pathlib import Path
+import harness.training.trainer as train_mod
+from harness.core.plugins import load
+from harness.sweeps.run import CellConfig, resolve, run_cell
+
+original = train_mod.Trainer.save_checkpoint
+
+def die_after_step_4(self, finished_round, mid_round=None):
+    original(self, finished_round, mid_round)
+    if mid_round and mid_round["step"] == 4:
+        os.kill(os.getpid(), signal.SIGKILL)  # killed part-way through round 1, nothing evaluated yet
+
+train_mod.Trainer.save_checkpoint = die_after_step_4
+host = load(env={"HARNESS_LOAD_PLUGINS": "sft,dpo,didactic,engines"})
+cell = resolve(CellConfig(**json.loads(sys.argv[1])), host)
+run_cell(cell, host, out_dir=Path(sys.argv[2]), progress=False, log=lambda m: None)
+"""
+
+
+def test_a_run_killed_mid_round_without_an_initial_evaluation_resumes_with_the_same_rounds(host, tmp_path):
+    """train.eval_initial=false with step checkpoints: a process killed (SIGKILL) part-way through round 1
+    resumes from the step checkpoint and records exactly the rounds an uninterrupted run records; the step
+    checkpoint's weights are never evaluated as "round 0"."""
+    config = {"model": "tiny:nano", "method": "dpo", "benchmark": "didactic-r1", "benchmark_params": BENCH,
+              "train": {"rounds": 2, "steps": 6, "batch_size": 4, "checkpoint_every": 2, "eval_initial": False}}
+    cell = resolve(CellConfig(**config), host)
+    straight = run_cell(cell, host, out_dir=tmp_path / "a", **QUIET)
+    assert [r["round"] for r in straight["rounds"]] == [1, 2]
+
+    import json
+
+    out = tmp_path / "b"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    child = subprocess.run([sys.executable, "-c", KILL_MID_ROUND, json.dumps(config), str(out)], env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert child.returncode == -9, child.stderr  # it died by the signal, at the step-4 checkpoint
+    assert (out / "checkpoint").exists() and not (out / "rounds.json").exists()
+    lines: list[str] = []
+    resumed = run_cell(cell, host, out_dir=out, progress=False, log=lines.append)
+    assert any("at step 4 of round 1" in line for line in lines), lines
+    assert not any("checkpointed but not evaluated" in line for line in lines), lines
+    assert [r["round"] for r in resumed["rounds"]] == [1, 2]
+    assert json.loads((out / "rounds.json").read_text()) == resumed["rounds"]
+    for want, got in zip(straight["rounds"], resumed["rounds"], strict=True):
+        assert set(got["metrics"]) == set(want["metrics"])
+        for k, v in want["metrics"].items():
+            assert got["metrics"][k] == pytest.approx(v, abs=1e-6), (got["round"], k)
+
+
 def test_one_results_root_and_cache_off_means_off(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("HARNESS_CACHE", "HARNESS_RESULTS", "HARNESS_HOME")}
     args = [sys.executable, "-m", "harness.cli", "--results", str(tmp_path / "home"), "run", "--method", "dpo",

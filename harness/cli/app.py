@@ -150,7 +150,9 @@ def _describe_specs(host: PluginHost, kind: str, as_json: bool, name: str | None
             "plugin": host.registry.origin[(kind, s.name)],
             "params": describe(s.params),
             **({"needs": sorted(s.needs)} if kind == "method" else {}),
-            **({"provides": sorted(s.provides), "version": s.version} if kind == "benchmark" else {}),
+            **({"provides": sorted(s.provides), "version": s.version,
+                "metrics": [{"name": m.name, "direction": "lower" if m.lower_is_better else "higher",
+                             "role": m.role, "item": m.item} for m in s.metrics]} if kind == "benchmark" else {}),
         }
         for s in sorted(specs.values(), key=lambda s: s.name)
     ]
@@ -163,6 +165,9 @@ def _describe_specs(host: PluginHost, kind: str, as_json: bool, name: str | None
         for key in ("needs", "provides"):
             if key in item:
                 click.echo(f"    {key}: {', '.join(item[key]) or '-'}")
+        if "metrics" in item:
+            click.echo("    metrics: " + (", ".join(
+                f"{m['name']} ({m['direction']} is better, {m['role']})" for m in item["metrics"]) or "- (none declared)"))
         for p in item["params"]:
             click.echo(f"    --set {p['name']}={p['default']!r:<10} {p['type']:<18} {p['help']}")
 
@@ -181,7 +186,7 @@ def methods(ctx: click.Context, name: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def benchmarks(ctx: click.Context, name: str | None, as_json: bool) -> None:
-    """List benchmarks: name, description, source, data they provide, parameters."""
+    """List benchmarks: name, description, source, data they provide, declared metrics, parameters."""
     _describe_specs(_host(ctx), "benchmark", as_json, name)
 
 

@@ -58,10 +58,23 @@ class EvalContext:
 
 @dataclass
 class EvalResult:
-    """Aggregated metrics (name -> value) and per-item records (dicts stored as they are)."""
+    """Aggregated metrics (name -> value) and per-item records (dicts stored as they are).
+
+    Each record should carry ``item_id``: a string naming the item it scores, the same in every cell that
+    evaluates that item (the benchmark's own id, e.g. HumanEval's ``task_id``, or :func:`item_id` of the
+    item's content where the benchmark has none). The leaderboard pairs two methods item by item on it."""
 
     metrics: dict[str, float]
     records: list[dict[str, Any]] = field(default_factory=list)
+
+
+def item_id(*content: Any) -> str:
+    """A stable id for an item with no natural one: a short hash of its content (JSON-serialisable parts,
+    e.g. the question text), the same in every process and cell."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 @dataclass

@@ -27,7 +27,10 @@
   declares a per-item field, the difference paired ITEM BY ITEM: a percentile bootstrap
   (:func:`paired_bootstrap`, 2000 resamples, fixed seed) that resamples items and, with several seeds,
   seeds too (two-way: the same item draw for every seed, since every seed evaluates the same items).
-  It tells two methods apart on a benchmark of many items with few seeds.
+  It tells two methods apart on a benchmark of many items with few seeds. Items pair by the records'
+  ``item_id`` (:func:`harness.core.context.item_id`); a method whose cells evaluated different items than
+  the baseline's is not paired and gets one line under the table (and in the JSON's ``item_notes``).
+  Records stored before item ids pair by position, with a line saying so.
 """
 
 from __future__ import annotations
@@ -303,6 +306,7 @@ class Leaderboard:
     baseline: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
     code_note: str | None = None  # set when the sweep's cells ran under different code (harness.core.identity)
+    item_notes: list[str] = field(default_factory=list)  # why an item-level comparison is missing or by position
 
     @property
     def multi_model(self) -> bool:
@@ -468,8 +472,11 @@ def _lookup(record: dict[str, Any], path: str) -> float | None:
     return None
 
 
-def item_records(store: Store, sweep_id: str) -> dict[tuple[str, str, str, str, int], list[dict[str, Any]]]:
-    """(label, model, train benchmark, benchmark, seed) -> the final evaluation's records, in item order."""
+def item_records(store: Store, sweep_id: str, *, by_data: bool = False
+                 ) -> dict[tuple[str, str, str, str, int], list[dict[str, Any]]]:
+    """(label, model, train, benchmark, seed) -> the final evaluation's records, in item order. ``train`` is
+    the cell's training benchmark, or with ``by_data`` (a ``train_data`` suite, whose rows name the data and
+    whose columns are keyed by the evaluation benchmark, as in :func:`build`) the evaluation benchmark."""
     rows = store.db.execute(
         """
         SELECT sc.label, c.model, c.benchmark AS train_benchmark, c.seed, r.benchmark, r.record_json
@@ -480,42 +487,88 @@ def item_records(store: Store, sweep_id: str) -> dict[tuple[str, str, str, str, 
     ).fetchall()
     out: dict[tuple[str, str, str, str, int], list[dict[str, Any]]] = {}
     for r in rows:
-        key = (r["label"], r["model"], r["train_benchmark"], r["benchmark"], int(r["seed"]))
+        train = r["benchmark"] if by_data else r["train_benchmark"]
+        key = (r["label"], r["model"], train, r["benchmark"], int(r["seed"]))
         out.setdefault(key, []).append(json.loads(r["record_json"]))
     return out
 
 
+def _item_ids(records: list[dict[str, Any]]) -> list[str] | None:
+    """The records' item ids in order, or None when any record has none (a store written before item ids)."""
+    ids = [r.get("item_id") for r in records]
+    return None if any(i is None for i in ids) else [str(i) for i in ids]
+
+
+def _align(mine: list[dict[str, Any]], theirs: list[dict[str, Any]]
+           ) -> tuple[list[tuple[str, dict[str, Any], dict[str, Any]]] | None, str | None]:
+    """``[(item id, my record, their record)]`` joined on item id, or ``(None, why not)``. Records without
+    ids (older stores) pair by position when both cells have as many, reported as such."""
+    a, b = _item_ids(mine), _item_ids(theirs)
+    if a is None and b is None:
+        if len(mine) != len(theirs):
+            return None, f"different numbers of items ({len(mine)} vs {len(theirs)}) and no item ids"
+        return [(str(i), x, y) for i, (x, y) in enumerate(zip(mine, theirs, strict=True))], "position"
+    if a is None or b is None:
+        return None, "only one of the two cells' records carries item ids"
+    if len(set(a)) != len(a) or len(set(b)) != len(b):
+        return None, "an item id repeats within a cell's records"
+    if set(a) != set(b):
+        common = len(set(a) & set(b))
+        return None, f"they evaluated different items ({len(a)} vs {len(b)}, {common} in common)"
+    by_id = dict(zip(b, theirs, strict=True))
+    return [(i, x, by_id[i]) for i, x in zip(a, mine, strict=True)], None
+
+
 def _paired_items(lb: Leaderboard, store: Store) -> None:
     """Item-level paired differences to the baseline, for columns whose benchmark declares an item field.
-    Items pair by their position in the records (every cell of a benchmark evaluates the same items in
-    the same order); a seed whose two cells have different numbers of records is left out."""
+    Items pair by their ``item_id`` (the matrix's columns are item ids, NaN where a seed lacks one); a row
+    whose cells evaluated different items than the baseline's is not paired and gets one line in
+    ``lb.item_notes``. Records stored before item ids pair by position, with a note saying so."""
     import numpy as np
 
     item_cols = [c for c in lb.columns if c.item]
     if not item_cols or not lb.baseline:
         return
-    recs = item_records(store, lb.sweep["id"])
+    recs = item_records(store, lb.sweep["id"], by_data="train_data" in lb.sweep["suite"])
     base_rows = {r.model: r for r in lb.rows if r.label == lb.baseline}
+    by_position: set[str] = set()
     for r in lb.rows:
         base = base_rows.get(r.model)
         if base is None or base is r:
             continue
+        who = f"{r.label}" + (f" ({r.model})" if lb.multi_model else "")
         for col in item_cols:
             if col.key not in r.delta:
                 continue
-            matrix = []
+            rows: dict[int, dict[str, float]] = {}
+            why = None
             for seed in sorted(set(r.cells[col.key].values) & set(base.cells[col.key].values)):
                 mine = recs.get((r.label, r.model, col.train, col.benchmark, seed), [])
                 theirs = recs.get((base.label, base.model, col.train, col.benchmark, seed), [])
-                if not mine or len(mine) != len(theirs):
+                if not mine or not theirs:
                     continue
-                row = []
-                for a, b in zip(mine, theirs, strict=True):
+                pairs, why = _align(mine, theirs)
+                if pairs is None:
+                    why = f"seed {seed}: {why}"
+                    break
+                if why == "position":
+                    by_position.add(col.benchmark)
+                    why = None
+                row = {}
+                for item, a, b in pairs:
                     x, y = _lookup(a, col.item), _lookup(b, col.item)
-                    row.append(math.nan if x is None or y is None else x - y)
-                matrix.append(row)
-            if matrix and len({len(m) for m in matrix}) == 1 and not np.isnan(np.asarray(matrix)).all():
+                    row[item] = math.nan if x is None or y is None else x - y
+                rows[seed] = row
+            if why is not None:
+                lb.item_notes.append(f"{who} vs {lb.baseline} on {col.label}: not paired item by item: {why}")
+                continue
+            items = list(dict.fromkeys(i for row in rows.values() for i in row))
+            matrix = [[row.get(i, math.nan) for i in items] for row in rows.values()]
+            if matrix and not np.isnan(np.asarray(matrix)).all():
                 r.item_delta[col.key] = paired_bootstrap(matrix)
+    for bench in sorted(by_position):
+        lb.item_notes.append(f"{bench}: records carry no item ids (stored before item ids were recorded), so "
+                             f"items are paired by position; rerun the cells to pair them by item id")
 
 
 # -- rendering ---------------------------------------------------------------------------------------------
@@ -631,6 +684,7 @@ def to_json(lb: Leaderboard) -> dict[str, Any]:
             for r in lb.rows
         ],
         "baseline": lb.baseline,
+        "item_notes": lb.item_notes,
     }
 
 
@@ -683,4 +737,6 @@ def render(lb: Leaderboard, fmt: str = "table") -> str:
         out.append(tabulate(drows, headers=dheads, tablefmt=tablefmt, disable_numparse=True))
     if lb.code_note:
         out.append(f"\n{lb.code_note}")
+    for note in lb.item_notes:
+        out.append(_esc(note, fmt) if fmt != "latex" else f"% {note}")
     return "\n".join(out)

@@ -21,8 +21,10 @@ Both run one cell per process, so a crash, a hang or a timeout of one cell never
   worker runs cell after cell: it keeps what a process pays once (CUDA context, cuBLAS handles, loaded
   kernels, compiled code, :func:`harness.engines.hf_static.warm_up`) and nothing of a cell (every cell
   loads its model anew and reseeds every RNG; between cells the worker collects garbage and, on CUDA,
-  empties the allocator's cache). A worker whose cell failed, crashed or timed out is not reused: the
-  next cell gets a fresh one. The same guarantees hold (own process group, dies with the sweep, one
+  empties the allocator's cache; every process-wide setting the cell changed, from the default dtype and
+  grad mode to thread counts, RNG states and environment variables, is put back: :mod:`harness.sweeps.
+  process_state`). A worker whose cell failed, crashed or timed out, or changed a setting that cannot be
+  put back in the same process (the interop thread count), is not reused: the next cell gets a fresh one. The same guarantees hold (own process group, dies with the sweep, one
   lock per cell folder); each outcome names its worker (``outcome.json``'s ``worker``: pid and how many
   cells that process ran).
 - :class:`RayExecutor`: each cell is a Ray task declaring ``num_cpus`` / ``num_gpus``, with no retries.
@@ -114,17 +116,44 @@ def read_status(cell_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
 def run_task(task: dict[str, Any], log: Any = print) -> dict[str, Any]:
     """Run one cell in this process; never raises. Returns ``{"status": "done", "record": ...}`` or
     ``{"status": "failed", "error": "one line"}``, with ``wall_s``, the cell's cache hits and misses and
-    ``first_step_at`` (``time.time()`` when its first training step ended; absent if it trained none)."""
-    t0 = time.perf_counter()
-    first_step: dict[str, float] = {}
+    ``first_step_at`` (``time.time()`` when its first training step ended; absent if it trained none).
+
+    The process-wide state the cell changed (default dtype, grad mode, RNGs, ...: :mod:`harness.sweeps.
+    process_state`) is put back afterwards, so the next cell in this process starts as in a fresh one; the
+    outcome names what was reset (``state_reset``) and what could not be (``state_stuck``: the worker that
+    ran it must not run another cell)."""
+    from harness.sweeps import process_state
+
     try:
         import torch
 
+        torch.set_num_threads(max(1, int(task.get("threads") or 1)))  # the task's, before the state to keep
+        before: process_state.ProcessState | None = process_state.capture()
+    except Exception:  # noqa: BLE001 - the cell's own run reports what is broken
+        before = None
+    outcome = _run_task(task, log)
+    try:
+        changed, stuck = process_state.restore(before) if before is not None else ([], ["process state (not taken)"])
+    except Exception as exc:  # noqa: BLE001 - never raise; the worker is replaced instead
+        changed, stuck = [], [f"process state ({_one_line(exc)})"]
+    if changed:
+        outcome["state_reset"] = changed
+        if settings := [c for c in changed if not c.endswith(" RNG")]:  # every cell moves the RNGs
+            log(f"process-wide settings the cell changed, now put back: {', '.join(settings)}")
+    if stuck:
+        outcome["state_stuck"] = stuck
+        log(f"process-wide state that cannot be reset in this process: {', '.join(stuck)}")
+    return outcome
+
+
+def _run_task(task: dict[str, Any], log: Any) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    first_step: dict[str, float] = {}
+    try:
         from harness.core.cache import open_cache
         from harness.core.plugins import load
         from harness.sweeps.run import CellConfig, resolve, run_cell
 
-        torch.set_num_threads(max(1, int(task.get("threads") or 1)))
         host = load(task.get("plugins") or [])
         cfg = dict(task["config"])
         cfg["eval_benchmarks"] = tuple(cfg.get("eval_benchmarks", ()))

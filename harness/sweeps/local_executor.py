@@ -137,8 +137,9 @@ def _worker_loop(conn: Any, sweep_owner: str | None) -> None:
 
     For each ``(task, outcome path, log path)`` it takes the cell folder's lock, points its stdout and
     stderr (file descriptors 1 and 2) at the cell's log, runs the cell, writes ``outcome.json``, frees the
-    cell's memory (:func:`free_memory`) and answers ``{"id": cell id}``. ``None`` or the sweep's end of
-    the pipe closing ends it. The outcome's ``worker`` says which process ran the cell, its how-manieth cell
+    cell's memory (:func:`free_memory`) and answers ``{"id": cell id, "retire": bool}``; ``retire`` (the cell
+    changed process-wide state that cannot be put back, see :func:`run_task`) ends it, as do ``None`` and
+    the sweep's end of the pipe closing. The outcome's ``worker`` says which process ran the cell, its how-manieth cell
     it was, and what outlived it (:func:`leftovers`)."""
     die_with_parent()
     if hasattr(os, "setpgid"):
@@ -180,9 +181,12 @@ def _worker_loop(conn: Any, sweep_owner: str | None) -> None:
             lock.close()
         os.dup2(devnull, 1)
         os.dup2(devnull, 2)
+        retire = bool(outcome.get("state_stuck"))  # the next cell would not start as in a fresh process
         try:
-            conn.send({"id": task["id"]})
+            conn.send({"id": task["id"], "retire": retire})
         except OSError:
+            break
+        if retire:
             break
 
 
@@ -315,10 +319,10 @@ class LocalExecutor(Executor):
         out = []
         now = time.monotonic()
         for cid, r in list(self._running.items()):
-            if r.worker is not None and self._answered(r.worker):
+            if r.worker is not None and (answer := self._answered(r.worker)) is not None:
                 del self._running[cid]
                 outcome = self._outcome(r, now)
-                if outcome.get("status") == "done" and r.process.exitcode is None:
+                if outcome.get("status") == "done" and not answer.get("retire") and r.process.exitcode is None:
                     self._idle.append(r.worker)  # the next cell runs in this process
                 else:
                     self._retire(r.worker)  # a failed cell may have left the process unusable
@@ -339,15 +343,15 @@ class LocalExecutor(Executor):
         return out
 
     @staticmethod
-    def _answered(w: _Worker) -> bool:
-        """Whether a reused worker reported its cell's end (outcome.json is written by then)."""
+    def _answered(w: _Worker) -> dict[str, Any] | None:
+        """A reused worker's report of its cell's end (outcome.json is written by then), or None."""
         try:
             if not w.conn.poll():
-                return False
-            w.conn.recv()
+                return None
+            answer = w.conn.recv()
         except (EOFError, OSError):
-            return False  # it died: its sentinel says so
-        return True
+            return None  # it died: its sentinel says so
+        return answer if isinstance(answer, dict) else {}
 
     def _outcome(self, r: _Running, now: float) -> dict[str, Any]:
         path = Path(r.task.cell_dir) / "outcome.json"

@@ -5,7 +5,9 @@
 **Resume.** With an ``out_dir``, each round's end writes a checkpoint (``checkpoint/``) and each
 evaluation ``records.json`` then ``rounds.json`` (atomically). A rerun resumes from the checkpoint; if
 the process died between a round's checkpoint and its evaluation, the checkpointed weights are evaluated
-first, so no round's evaluation is lost and the final metrics are the last round's. Evaluations run in a
+first, so no round's evaluation is lost and the final metrics are the last round's. A step checkpoint
+(``train.checkpoint_every``, part-way through a round) is never evaluated: round 0 is the initial policy
+or it is absent (``train.eval_initial=false``), and round k is always the weights at the end of round k. Evaluations run in a
 forked RNG, so whether one is redone or reused never changes the training that follows.
 
 **Cache.** The warm start, the reference log-probs and the generated samples go through the shared cache
@@ -392,7 +394,11 @@ class CellRun:
             mid = f" at step {trainer.resume_mid['step']} of round {done + 1}" if trainer.resume_mid else ""
             self.log(f"resumed after round {done}{mid} from {out_dir / 'checkpoint' if out_dir else '?'}")
             due = cell.train.eval_every_round or done == cell.train.rounds
-            if due and (not rounds or rounds[-1]["round"] < done):  # died between the checkpoint and its evaluation
+            # Only a checkpoint at the end of a trained round is that round's weights: a step checkpoint
+            # (resume_mid) is part-way through round done + 1, and round 0 is the initial policy, which no
+            # checkpoint holds. Evaluating either would record trained weights under the wrong label.
+            at_round_end = done >= 1 and not trainer.resume_mid
+            if due and at_round_end and (not rounds or rounds[-1]["round"] < done):  # died before its evaluation
                 self.log(f"round {done} was checkpointed but not evaluated: evaluating the checkpoint")
                 self.evaluate(done)
         if rounds and self.last_evaluated != rounds[-1]["round"]:  # the last evaluation came from disk

@@ -438,6 +438,7 @@ def _evaluate_single(ctx: EvalContext, *, name: str, peak: float) -> EvalResult:
         top = np.argsort(-probs, kind="stable")[:5]
         records.append(
             {
+                "item_id": f"state-{prompt.meta['state']}",
                 "state": prompt.meta["state"],
                 **metrics,
                 "top_actions": [int(a) for a in top],
@@ -493,6 +494,7 @@ def _evaluate_multi(ctx: EvalContext, *, name: str, peak: float) -> EvalResult:
         counts = np.bincount(sampled[sampled >= 0], minlength=N_ACTIONS).astype(np.float64)
         records.append(
             {
+                "item_id": f"state-{prompt.meta['state']}",
                 "state": prompt.meta["state"],
                 "expected_reward": float(rewards[sl].mean()),
                 "action_mass": float(all_actions[sl].mean()),

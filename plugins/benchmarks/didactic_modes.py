@@ -220,7 +220,7 @@ def _evaluate(ctx: EvalContext) -> EvalResult:
                    "action_mass": mass}
         rows.append(metrics)
         top = np.argsort(-probs, kind="stable")[:5]
-        records.append({"state": prompt.meta["state"], **metrics, "top_actions": [int(a) for a in top],
+        records.append({"item_id": f"state-{prompt.meta['state']}", "state": prompt.meta["state"], **metrics, "top_actions": [int(a) for a in top],
                         "top_probs": [float(probs[a]) for a in top]})
     means = {key: float(np.mean([r[key] for r in rows])) for key in rows[0]}
     return EvalResult(metrics=means, records=records)
@@ -396,7 +396,7 @@ def _multi_evaluate(ctx: EvalContext) -> EvalResult:
         "entropy": float(-log_pi.mean()),
         **sequence_modes(actions, peaks, p.width),
     }
-    records = [{"state": pr.meta["state"],
+    records = [{"item_id": f"state-{pr.meta['state']}", "state": pr.meta["state"],
                 "samples": [[int(a) for a in row] for row in actions[i * per_state:(i + 1) * per_state][:3]]}
                for i, pr in enumerate(prompts)]
     return EvalResult(metrics=metrics, records=records)

@@ -121,6 +121,7 @@ from harness import (
     Prompt,
     Sequence,
     hookimpl,
+    item_id,
     param,
     read_jsonl,
 )
@@ -461,7 +462,7 @@ def _evaluate(ctx: EvalContext, *, name: str, chat: bool) -> EvalResult:
     records: list[dict[str, Any]] = []
     for i, (item, comp) in enumerate(zip(items, completions, strict=True)):
         extracted = extract(comp.text)
-        record: dict[str, Any] = {"index": i, "question": item.question}
+        record: dict[str, Any] = {"item_id": item_id(item.question, item.answer), "index": i, "question": item.question}
         if shots is not None:
             record["shots"] = shots[i]
         record.update(

@@ -5,7 +5,8 @@ The cheap held-out measure for "train on a dataset, evaluate on its held-out par
 read exactly as training data is: conversational rows through the chat template), the mean negative log-
 probability per response token under the policy (teacher forcing, no generation). Metrics: ``nll`` (the
 mean over items of the per-token NLL; lower is better) and ``nll_sum`` (the mean over items of the summed
-NLL of the response). Per-item records carry both, so methods can be compared item by item.
+NLL of the response), both declared lower-is-better goals. Per-item records carry both and an ``item_id``
+(a hash of the demonstration's tokens), so methods are compared item by item.
 
 It measures how likely the reference responses are, not whether the model's own answers are right: pair it
 with a generation benchmark (gsm8k-chat, mt-bench) when there is time for one.
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness import BenchmarkSpec, EvalContext, EvalResult, HarnessError, hookimpl, param
+from harness import BenchmarkSpec, EvalContext, EvalResult, HarnessError, MetricSpec, hookimpl, item_id, param
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,8 @@ def evaluate(ctx: EvalContext) -> EvalResult:
     records = []
     for i, (seq, lp) in enumerate(zip(demos, total.tolist(), strict=True)):
         n = max(len(seq.response), 1)
-        records.append({"index": seq.prompt.meta.get("index", i), "nll": -lp / n, "nll_sum": -lp, "tokens": n})
+        records.append({"item_id": item_id(seq.prompt.ids, seq.response), "index": seq.prompt.meta.get("index", i),
+                        "nll": -lp / n, "nll_sum": -lp, "tokens": n})
     metrics = {
         "nll": sum(r["nll"] for r in records) / len(records),
         "nll_sum": sum(r["nll_sum"] for r in records) / len(records),
@@ -57,4 +59,6 @@ def register_benchmarks(register) -> None:  # noqa: ANN001
         description="NLL per response token of held-out demonstrations from any dataset (teacher forcing)",
         paper="held-out log-likelihood (no paper; the standard language-modelling measure)",
         evaluate=evaluate, params=HeldoutParams, version="1",
+        metrics=(MetricSpec("nll", lower_is_better=True, item="nll"),
+                 MetricSpec("nll_sum", lower_is_better=True, item="nll_sum")),
     ))

@@ -430,6 +430,7 @@ def evaluate(ctx: EvalContext) -> EvalResult:
         passed = sum(v["status"] == "passed" for v in results)
         records.append(
             {
+                "item_id": str(problem["task_id"]),
                 "task_id": problem["task_id"],
                 "prompt": problem["prompt"],
                 "completions": texts[i],

@@ -412,6 +412,7 @@ def map_samples(results: dict[str, Any]) -> list[dict[str, Any]]:
             args = s.get("arguments") or []
             first = args[0] if args else ()
             rec: dict[str, Any] = {
+                "item_id": f"{task}/{s.get('doc_id')}" + (f"/{s['filter']}" if s.get("filter") else ""),
                 "task": task,
                 "doc_id": s.get("doc_id"),
                 "filter": s.get("filter"),

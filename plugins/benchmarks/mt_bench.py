@@ -541,6 +541,7 @@ def _aggregate(ctx: EvalContext, items: list[dict[str, Any]], answers: dict[int,
                 stds.append(statistics.pstdev(valid) if len(valid) > 1 else 0.0)
         answer = answers[q["question_id"]][turn - 1]
         records.append({
+            "item_id": f"{q['question_id']}/turn{turn}",
             "question_id": q["question_id"],
             "category": q["category"],
             "turn": turn,
