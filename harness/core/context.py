@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from harness.core.data import Completion, Pair, Prompt, Sequence
+from harness.core.data import Completion, DataCopy, Pair, Prompt, Sequence
 from harness.core.errors import HarnessError
 
 if TYPE_CHECKING:
@@ -58,10 +58,12 @@ class EvalContext:
 
 @dataclass
 class EvalResult:
-    """Aggregated metrics (name -> value) and per-item records (dicts stored as they are)."""
+    """Aggregated metrics (name -> value), per-item records (dicts stored as they are) and, for a benchmark
+    with a data set, which copy of it was read (``data``: recorded with the evaluation, see :class:`DataCopy`)."""
 
     metrics: dict[str, float]
     records: list[dict[str, Any]] = field(default_factory=list)
+    data: DataCopy | None = None
 
 
 @dataclass
