@@ -106,6 +106,7 @@ def mixed_code(cells: Iterable[Mapping[str, Any]]) -> str | None:
     copy and content hash, :class:`harness.core.data.DataCopy`), so results from different copies of a data
     set never mix silently. ``cells`` are :meth:`harness.sweeps.store.Store.cells` rows."""
     seen: dict[str, set[str]] = {}
+    data: dict[str, dict[str, set[str]]] = {}  # benchmark -> content hash -> the copies that had it
     for c in cells:
         if c.get("status") != "done":
             continue
@@ -120,7 +121,9 @@ def mixed_code(cells: Iterable[Mapping[str, Any]]) -> str | None:
             seen.setdefault("harness version", set()).add(str(version))
         for bench, copy in (prov.get("data") or {}).items():
             if isinstance(copy, Mapping) and copy.get("sha256"):
-                seen.setdefault(f"{bench} data", set()).add(f"{copy.get('copy')} {str(copy['sha256'])[:12]}")
+                data.setdefault(bench, {}).setdefault(str(copy["sha256"])[:12], set()).add(str(copy.get("copy")))
+    for bench, hashes in data.items():  # the same rows from another copy are the same data: no note
+        seen[f"{bench} data"] = {f"{'+'.join(sorted(copies))} {h}" for h, copies in hashes.items()}
     diffs = [f"{what} ({len(v)}: {', '.join(sorted(v))})" for what, v in sorted(seen.items()) if len(v) > 1]
     if not diffs:
         return None
