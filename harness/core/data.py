@@ -81,8 +81,9 @@ DATA_KINDS = (DEMONSTRATIONS, PREFERENCES, PROMPTS, REWARD)
 
 def read_jsonl(path: str | Path, *, required: tuple[str, ...] = (),
                types: dict[str, type | tuple[type, ...]] | None = None) -> Iterator[dict[str, Any]]:
-    """Yield the rows of a JSONL file (gzip-compressed when its name ends in ``.gz``); a line that is not UTF-8 (with its byte offset), not JSON, or
-    lacks a field (or has one of the wrong type, per ``types``) is a one-line error naming file:line."""
+    """Yield the rows of a JSONL file (gzip-compressed when its name ends in ``.gz``); a line that is not UTF-8
+    (with its byte offset), not JSON, or lacks a field (or has one of the wrong type, per ``types``) is a
+    one-line error naming file:line."""
     path = Path(path)
     if not path.exists():
         raise HarnessError(f"{path}: no such file; pass an existing local JSONL path")
