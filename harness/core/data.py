@@ -8,8 +8,10 @@ into :class:`Row` objects, and the log-prob engine turns a batch of rows into a
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,13 +81,14 @@ DATA_KINDS = (DEMONSTRATIONS, PREFERENCES, PROMPTS, REWARD)
 
 def read_jsonl(path: str | Path, *, required: tuple[str, ...] = (),
                types: dict[str, type | tuple[type, ...]] | None = None) -> Iterator[dict[str, Any]]:
-    """Yield the rows of a JSONL file; a line that is not UTF-8 (with its byte offset), not JSON, or
-    lacks a field (or has one of the wrong type, per ``types``) is a one-line error naming file:line."""
+    """Yield the rows of a JSONL file (gzip-compressed when its name ends in ``.gz``); a line that is not UTF-8
+    (with its byte offset), not JSON, or lacks a field (or has one of the wrong type, per ``types``) is a
+    one-line error naming file:line."""
     path = Path(path)
     if not path.exists():
         raise HarnessError(f"{path}: no such file; pass an existing local JSONL path")
     offset = 0
-    with path.open("rb") as fh:
+    with (gzip.open(path, "rb") if path.name.endswith(".gz") else path.open("rb")) as fh:
         for lineno, raw in enumerate(fh, 1):
             try:
                 line = raw.decode("utf-8")
@@ -112,3 +115,51 @@ def read_jsonl(path: str | Path, *, required: tuple[str, ...] = (),
                     raise HarnessError(f"{path}:{lineno}: field {k} is {json.dumps(row[k])[:40]}, expected {names}; "
                                        f"fix or remove the line")
             yield row
+
+
+def rows_sha256(rows: Iterable[Mapping[str, Any]]) -> str:
+    """SHA-256 (hex) of rows written as JSONL the canonical way: ``json.dumps(row) + "\\n"`` per row.
+
+    A file written that way (GSM8K's, HumanEval's and FastChat's MT-Bench files are) hashes to its own
+    ``sha256sum``; the same rows read from another copy (gzip-compressed, reformatted, or the hub) hash the
+    same, and any changed row changes the hash."""
+    h = hashlib.sha256()
+    for row in rows:
+        h.update(json.dumps(dict(row)).encode() + b"\n")
+    return h.hexdigest()
+
+
+DATA_COPIES = ("embedded", "path", "hub")
+"""Where a benchmark's data came from: shipped with the package, the user's ``path``, or the hub."""
+
+
+@dataclass(frozen=True)
+class DataCopy:
+    """Which copy of its data an evaluation read: ``copy`` (one of :data:`DATA_COPIES`), ``source`` (a
+    folder, file or hub dataset name) and ``parts`` (part name -> :func:`rows_sha256` of its rows, e.g.
+    ``{"train": .., "test": ..}``). Benchmarks return it in :attr:`EvalResult.data`; the harness records it."""
+
+    copy: str
+    source: str
+    parts: Mapping[str, str]
+
+    def __post_init__(self) -> None:
+        if self.copy not in DATA_COPIES:
+            raise HarnessError(f"DataCopy.copy must be one of {', '.join(DATA_COPIES)}, got {self.copy!r}")
+
+    @property
+    def sha256(self) -> str:
+        """One hash of the whole copy: the part's own hash when there is one part, else the SHA-256 of the
+        sorted ``name:hash`` lines."""
+        if len(self.parts) == 1:
+            return next(iter(self.parts.values()))
+        return hashlib.sha256("".join(f"{k}:{v}\n" for k, v in sorted(self.parts.items())).encode()).hexdigest()
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form stored with an evaluation."""
+        return {"copy": self.copy, "source": self.source, "sha256": self.sha256, "parts": dict(self.parts)}
+
+    def describe(self) -> str:
+        """One line for logs, e.g. ``embedded copy (sha256 3730d312f6e3)``."""
+        where = "" if self.copy == "embedded" else f" {self.source}"
+        return f"{self.copy} copy{where} (sha256 {self.sha256[:12]})"

