@@ -244,7 +244,7 @@ def table(result: dict[str, Any]) -> str:
     for r in result["settings"]:
         iv = r["intervals"]
 
-        def cell(name: str) -> str:
+        def cell(name: str, iv: dict[str, Any] = iv) -> str:
             c = iv.get(name)
             if c is None:
                 return ""

@@ -35,8 +35,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harness.results.leaderboard import t_cdf, t_quantile
-
 CORRECTIONS = ("holm", "bonferroni", "none")
 ALPHA = 0.05
 POPULATION = "items like these, over seeds and items"
@@ -45,6 +43,8 @@ THESE_ITEMS = "these items, over seeds"
 
 def t_pvalue(t: float, df: float) -> float:
     """Two-sided p-value of a t statistic (1.0 for t = 0; 0.0 for an infinite t)."""
+    from harness.results.leaderboard import t_cdf
+
     if math.isnan(t):
         return 1.0
     if math.isinf(t):
@@ -68,6 +68,11 @@ class Interval:
     components: tuple[float, float, float] | None = None  # (seed, item, residual) variances of d
 
     @property
+    def n(self) -> int:
+        """The number of seeds (as :class:`harness.results.leaderboard.Stat` names it)."""
+        return self.seeds
+
+    @property
     def lo(self) -> float | None:
         return None if self.half is None else self.mean - self.half
 
@@ -77,7 +82,7 @@ class Interval:
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"mean": self.mean, "ci95": self.half, "ci95_low": self.lo, "ci95_high": self.hi,
-                               "df": self.df, "p": self.p, "estimand": self.estimand, "seeds": self.seeds}
+                               "n": self.seeds, "df": self.df, "p": self.p, "estimand": self.estimand}
         if self.items is not None:
             out["items"] = self.items
         if self.why:
@@ -89,6 +94,8 @@ class Interval:
 
 def _t_interval(mean: float, se: float, df: float) -> tuple[float, float]:
     """(half-width, p) of a t interval; a zero standard error gives a zero width and p 0 (or 1 at mean 0)."""
+    from harness.results.leaderboard import t_quantile
+
     if se == 0.0:
         return 0.0, (1.0 if mean == 0.0 else 0.0)
     return t_quantile(1 - ALPHA / 2, df) * se, t_pvalue(mean / se, df)
@@ -102,7 +109,7 @@ def by_seed(diffs: Sequence[float]) -> Interval:
     if n < 2:
         return Interval(mean, None, None, None, THESE_ITEMS, n, why="1 seed: no interval")
     sd = math.sqrt(sum((x - mean) ** 2 for x in diffs) / (n - 1))
-    if sd == 0.0:
+    if sd <= 1e-12 * max(1.0, max(abs(x) for x in diffs)):  # equal up to rounding
         return Interval(mean, None, None, None, THESE_ITEMS, n, why="every seed gave the same difference: no interval")
     half, p = _t_interval(mean, sd / math.sqrt(n), n - 1)
     return Interval(mean, half, n - 1, p, THESE_ITEMS, n)
@@ -214,6 +221,19 @@ def adjust(pvalues: Sequence[float], method: str = "holm") -> list[float]:
     return out
 
 
+def welch_p(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Two-sided Welch t-test p-value of mean(a) - mean(b) (None: fewer than 2 values on a side or no spread)."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    ma, mb = sum(a) / len(a), sum(b) / len(b)
+    va = sum((x - ma) ** 2 for x in a) / (len(a) - 1) / len(a)
+    vb = sum((x - mb) ** 2 for x in b) / (len(b) - 1) / len(b)
+    if va + vb == 0:
+        return None
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    return t_pvalue((ma - mb) / math.sqrt(va + vb), df)
+
+
 # -- how many seeds ------------------------------------------------------------------------------------------
 
 
@@ -232,6 +252,8 @@ def mde(comp: tuple[float, float, float] | None, seed_var: float | None, n_s: in
         *, alpha: float = ALPHA, power: float = 0.8, population: bool = True) -> float:
     """The smallest true difference the two-sided level-``alpha`` test of the leaderboard's interval
     (t with ``n_s - 1`` df) detects with probability ``power``: ``(t_{1-alpha/2} + t_{power}) * SE``."""
+    from harness.results.leaderboard import t_quantile
+
     df = max(n_s - 1, 1)
     return (t_quantile(1 - alpha / 2, df) + t_quantile(power, df)) * se_of(comp, seed_var, n_s, n_i, population)
 
