@@ -66,6 +66,7 @@ class Interval:
     items: int | None = None
     why: str | None = None
     components: tuple[float, float, float] | None = None  # (seed, item, residual) variances of d
+    seed_var: float | None = None  # by-seed only: the variance of the per-seed differences
 
     @property
     def n(self) -> int:
@@ -112,7 +113,7 @@ def by_seed(diffs: Sequence[float]) -> Interval:
     if sd <= 1e-12 * max(1.0, max(abs(x) for x in diffs)):  # equal up to rounding
         return Interval(mean, None, None, None, THESE_ITEMS, n, why="every seed gave the same difference: no interval")
     half, p = _t_interval(mean, sd / math.sqrt(n), n - 1)
-    return Interval(mean, half, n - 1, p, THESE_ITEMS, n)
+    return Interval(mean, half, n - 1, p, THESE_ITEMS, n, seed_var=sd * sd)
 
 
 def mean_squares(d: Any) -> tuple[Any, Any, Any]:
