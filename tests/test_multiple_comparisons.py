@@ -28,6 +28,10 @@ def test_holm_and_bonferroni_by_hand():
     assert adjust([], "holm") == []
     with pytest.raises(ValueError, match="correction must be one of"):
         adjust(ps, "sidak")
+    from harness.results.intervals import CORRECTIONS
+    from harness.sweeps.suite_parse import CORRECTIONS as SUITE_CORRECTIONS
+
+    assert CORRECTIONS == SUITE_CORRECTIONS
 
 
 def _values(diffs_by_metric: dict[str, list[float]]) -> dict[str, dict[int, dict[str, float]]]:

@@ -16,8 +16,8 @@ from typing import Any
 from harness.core.errors import HarnessError, did_you_mean
 from harness.core.params import apply_overrides, as_dict
 from harness.core.plugins import PluginHost
-from harness.results.intervals import CORRECTIONS
 from harness.sweeps.suite_parse import (
+    CORRECTIONS,
     ENTRY_KEYS,
     LEADERBOARD_KEYS,
     RESOURCE_KEYS,
