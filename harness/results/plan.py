@@ -6,7 +6,7 @@ A comparison with per-item values plans the headline interval ("items like these
 items": the seed, item-by-method and residual components of the two-way interval) and the items-fixed one
 ("these items, over seeds"); one without plans the by-seed interval from the per-seed differences' variance.
 The prediction is ``(t_{0.975, S-1} + t_{0.80, S-1}) * SE(S, I)``; ``python -m harness.bench.coverage``
-(``plan_check``) and ``tests/test_coverage.py`` check it against simulated power (0.76-0.81 at nominal 0.80).
+(``plan_check``) and ``tests/test_coverage.py`` check it against simulated power (0.77-0.82 at nominal 0.80).
 The item-by-method variance does not shrink with seeds: where it alone exceeds an effect, no number of
 seeds detects it with these items, and the plan says more items are needed.
 """
