@@ -750,11 +750,11 @@ def render(lb: Leaderboard, fmt: str = "table") -> str:
         out.append(f"<p>{html.escape(title)}</p>")
     out.append(tabulate(rows, headers=heads, tablefmt=tablefmt, disable_numparse=True))
     if drows:
-        sub = f"Difference to {lb.baseline}: mean ± 95% CI. \"these items\": paired by seed, t over the per-seed " \
+        sub = f"Difference to {lb.baseline}, paired by seed: mean ± 95% CI; \"these items\": t over the per-seed " \
               "differences (the benchmark's items fixed)"
         if any(r.item_delta for r in lb.rows):
-            sub += "; \"items like these\" (the headline where shown): paired item by item, two-way seeds x items " \
-                   "random-effects variance, t with seeds - 1 df (over seeds and items)"
+            sub += "; \"items like these\" (the headline where shown): also paired item by item, two-way seeds x " \
+                   "items random-effects variance, t with seeds - 1 df (over seeds and items)"
         out.append({"table": f"\n{sub}", "markdown": f"\n**{sub}**\n", "html": f"<p>{html.escape(sub)}</p>",
                     "latex": f"\n% {sub}"}[fmt])
         out.append(tabulate(drows, headers=dheads, tablefmt=tablefmt, disable_numparse=True))
