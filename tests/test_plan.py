@@ -47,6 +47,7 @@ def test_plan_from_the_variance_components(tmp_path):
     # 0.05 over items: the item variance alone (s2b / 30 items) is too large; on these items, a seed count
     floor = 1.96 * math.sqrt(s2b / n_i)
     assert floor > 0.05 and row["seeds_for_effect_population"] is None
+    assert row["why_no_seeds_population"] == "more items needed"
     need = row["seeds_for_effect_these_items"]
     assert need is not None and need > n_s
     assert (t_quantile(0.975, need - 1) + t_quantile(0.8, need - 1)) * math.sqrt(s2a / need + s2e / (need * n_i)) <= 0.05

@@ -18,6 +18,8 @@ from typing import Any
 from harness.results.intervals import mde, seeds_needed
 from harness.results.leaderboard import Leaderboard
 
+MOST_SEEDS = 1000
+
 
 def plan(lb: Leaderboard, effect: float | None = None, power: float = 0.8) -> list[dict[str, Any]]:
     """One row per goal-metric comparison to the baseline: current seeds/items, the observed difference,
@@ -41,8 +43,11 @@ def plan(lb: Leaderboard, effect: float | None = None, power: float = 0.8) -> li
                 key = "population" if pop else "these_items"
                 row[f"mde_{key}"] = mde(comp, seed_iv.seed_var, n_s, n_i, power=power, population=pop)
                 if effect is not None:
-                    row[f"seeds_for_effect_{key}"] = seeds_needed(effect, comp, seed_iv.seed_var, n_i, power=power,
-                                                                  population=pop)
+                    need = seeds_needed(effect, comp, seed_iv.seed_var, n_i, power=power, population=pop)
+                    row[f"seeds_for_effect_{key}"] = need
+                    if need is None:  # why: the item variance's floor, or just very many seeds
+                        floor = pop and comp is not None and n_i and mde(comp, None, 10**6, n_i, power=power) > effect
+                        row[f"why_no_seeds_{key}"] = "more items needed" if floor else f"> {MOST_SEEDS} seeds"
                 row.setdefault("estimands", []).append(name)
             if comp:
                 row["variance_components"] = dict(zip(("seed", "item", "residual"), comp, strict=True))
@@ -59,19 +64,18 @@ def render(rows: list[dict[str, Any]], effect: float | None, power: float = 0.8)
     def num(x: Any) -> str:
         return "–" if x is None else f"{x:.4g}"
 
-    def seeds(x: Any, has: bool) -> str:
-        if not has:
+    def seeds(r: dict[str, Any], key: str) -> str:
+        if f"mde_{key}" not in r:
             return "–"
-        return "more items needed" if x is None else str(x)
+        x = r.get(f"seeds_for_effect_{key}")
+        return r.get(f"why_no_seeds_{key}", "–") if x is None else str(x)
 
     table = []
     for r in rows:
-        pop = "mde_population" in r
         line = [r["method"], r["metric"], r["seeds"], r["items"] or "–", num(r["difference"]),
                 num(r.get("mde_population")), num(r.get("mde_these_items"))]
         if effect is not None:
-            line += [seeds(r.get("seeds_for_effect_population"), pop),
-                     seeds(r.get("seeds_for_effect_these_items"), "mde_these_items" in r)]
+            line += [seeds(r, "population"), seeds(r, "these_items")]
         if "note" in r:
             line.append(r["note"])
         table.append(line)
