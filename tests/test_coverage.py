@@ -20,9 +20,10 @@ FLOOR = 0.92  # the 0.93 target less about one Monte-Carlo error of an 800-repet
 def test_every_shown_interval_covers_in_the_hard_settings():
     result = study(settings(seeds=(2, 3), items=(10, 200)), reps=800, seed=0)
     for row in result["settings"]:
-        for name in ("twoway", "by_seed_items", "by_seed"):
+        for name in ("twoway", "by_seed", "by_seed_items"):  # the two printed ones, and harness plan's
             cell = row["intervals"][name]
-            assert cell["shown"] and cell["coverage"] >= FLOOR, (name, row)
+            assert cell["coverage"] >= FLOOR, (name, row)
+        assert row["intervals"]["twoway"]["shown"] and row["intervals"]["by_seed"]["shown"]
     # the Satterthwaite variant, not shown, fails exactly where the study says it does
     assert result["summary"]["satterthwaite"]["min_coverage"] < 0.9
     assert not result["summary"]["satterthwaite"]["shown"]

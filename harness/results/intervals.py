@@ -9,15 +9,16 @@ baseline, same seed, same item). Two questions can be asked of it, and each has 
   ANOVA mean squares estimate ``S*I*Var(mean) = max(ms_seed, ms_resid) + max(ms_item - ms_resid, 0)``
   and a Student t with ``S - 1`` df gives the interval (:func:`twoway_variance`). It needs >= 2 seeds and
   >= 2 items: with one seed the seed component is unknown and no interval is given.
-- **"these items, over seeds"** (:func:`by_seed_items`, or :func:`by_seed` without per-item values): the
-  benchmark's items held fixed, the mean over training seeds; ``S*I*Var(mean) = max(ms_seed, ms_resid)``
-  with ``S - 1`` df (the plain Student t over per-seed differences when there are no per-item values; no
-  interval when every seed gives the same difference). It is narrower whenever items vary, and it does
-  not cover the population difference when the item-by-method variance dominates.
+- **"these items, over seeds"** (:func:`by_seed`, the leaderboard's): the benchmark's items held fixed,
+  the mean over training seeds; the Student t over the per-seed differences (no interval when every seed
+  gives the same difference). :func:`by_seed_items` is the same estimand from the item matrix,
+  ``S*I*Var(mean) = max(ms_seed, ms_resid)`` with ``S - 1`` df (``harness plan`` plans with it). It is
+  narrower whenever items vary, and it does not cover the population difference when the item-by-method
+  variance dominates.
 
 Why ``S - 1`` df and the ``ms_resid`` floor: with 2-3 seeds a small seed mean square by chance made a
-Satterthwaite df large and the interval far too narrow (coverage 0.87-0.92 in the study), and two seeds
-that agree exactly on a 0/1 metric of 10 items gave a zero-width by-seed interval (coverage 0.84). The
+Satterthwaite df large and the interval far too narrow (coverage down to 0.86 in the study), and two seeds
+that agree exactly on a 0/1 metric of 10 items gave a zero-width by-seed interval (coverage 0.84-0.88). The
 seed mean square, with ``S - 1`` df, is part of every estimate, so ``t_{S-1}`` is conservative.
 
 ``python -m harness.bench.coverage`` measures their coverage (and that of the percentile bootstrap the
@@ -42,7 +43,7 @@ THESE_ITEMS = "these items, over seeds"
 
 
 def t_pvalue(t: float, df: float) -> float:
-    """Two-sided p-value of a t statistic (1.0 for t = 0; 0.0 for an infinite t)."""
+    """Two-sided p-value of a t statistic (1.0 for t = 0 or NaN; 0.0 for an infinite t)."""
     from harness.results.leaderboard import t_cdf
 
     if math.isnan(t):
