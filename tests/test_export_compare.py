@@ -70,7 +70,13 @@ def test_compare_pairs_matching_rows_by_seed(two_sweeps):
     rows = {(r["label"], r["metric"]): r for r in out["rows"]}
     r = rows[("dpo", "didactic-r1/expected_reward")]
     assert r["paired"] and r["n"] == 2 and r["diff"] == pytest.approx(r["b"] - r["a"])
-    assert r["significant"] == (r["half"] is not None and abs(r["diff"]) > r["half"])
+    # significant only after Holm over every row compared (the family)
+    tested = [x for x in out["rows"] if x["p"] is not None]
+    assert r["significant"] == (r["p_adjusted"] is not None and r["p_adjusted"] < 0.05)
+    assert all(x["p_adjusted"] >= x["p"] for x in tested)
+    assert max(x["p_adjusted"] for x in tested) <= 1.0 and (not tested or min(x["p_adjusted"] for x in tested)
+                                                           == pytest.approx(min(1.0, min(x["p"] for x in tested)
+                                                                                    * len(tested))))
     table = run_harness("compare", a, b, "--store", str(store), "--metric", "expected_reward")
     assert "B - A (95% CI)" in table.stdout and "paired" in table.stdout and "gsm8k" not in table.stdout
 

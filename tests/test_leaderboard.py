@@ -120,7 +120,9 @@ def test_formats(tmp_path):
     lb = build(store, metrics=["*"])
     table = render(lb, "table")
     assert "0.8000 ± 0.2484 (n=3) #1 " in table and "#1 *" not in table and "bench v3 / reward ↑" in table and "kl_ref ↓" in table
-    assert "Difference to sft, paired by seed" in table and "+0.2000 ± " in table
+    assert "Difference to sft" in table and "these items: +0.2000 ± 0.4303 (n=3); p=0.18, holm p=0.18\n" in table
+    assert "(n=2, no interval: every seed gave the same difference)" in table  # not a zero-width interval
+    assert "Multiple comparisons: Holm step-down" in table and "family of 2" in table
     md = render(lb, "markdown")
     assert "0.8000 ± 0.2484 (n=3) #1" in md and "**0.8" not in md and "|" in md
     html = render(lb, "html")

@@ -5,12 +5,14 @@ settings honoured on a rerun against an existing store. A real SQLite store fill
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
 
 from harness.core.registry import BenchmarkSpec, MetricSpec, declared_metric
-from harness.results.leaderboard import build, paired_bootstrap, render, resolve_metric
+from harness.results.intervals import twoway
+from harness.results.leaderboard import build, paired_bootstrap, render, resolve_metric, t_cdf, t_quantile
 from harness.sweeps.store import Store, owner_token
 from harness.sweeps.sweep import suite_settings
 
@@ -56,11 +58,15 @@ def test_means_equal_within_tolerance_tie(tmp_path):
 
 
 def test_best_only_when_the_interval_separates_it(tmp_path):
-    clear = {"a": {s: {"reward": 0.9 + 0.001 * s} for s in range(3)},
+    clear = {"a": {s: {"reward": 0.9 + 0.001 * s * s} for s in range(3)},
              "b": {s: {"reward": 0.5 + 0.001 * s} for s in range(3)}}
     lb = build(fill(tmp_path / "h.db", clear), settings={"declared": DECLARED})
     assert lb.rows[0].label == "a" and lb.rows[0].cells["bench/reward"].best
-    assert "**0.9010 ± " in render(lb, "markdown")
+    assert "**0.9017 ± " in render(lb, "markdown")
+    # a constant difference over seeds has no spread to test with: no p-value, no best mark
+    flat = {"a": {s: {"reward": 0.9 + 0.001 * s} for s in range(3)}, "b": {s: {"reward": 0.5 + 0.001 * s} for s in range(3)}}
+    lb = build(fill(tmp_path / "h3.db", flat), settings={"declared": DECLARED})
+    assert lb.rows[0].cells["bench/reward"].best_p is None and not lb.rows[0].cells["bench/reward"].best
     close = {"a": {0: {"reward": 0.9}, 1: {"reward": 0.5}, 2: {"reward": 0.7}},
              "b": {0: {"reward": 0.6}, 1: {"reward": 0.7}, 2: {"reward": 0.6}}}
     lb = build(fill(tmp_path / "h2.db", close), settings={"declared": DECLARED})
@@ -119,7 +125,21 @@ def hand_bootstrap(d: list[list[float]], reps: int, seed: int) -> tuple[float, f
     return lo, hi
 
 
-def test_item_level_paired_bootstrap_matches_a_hand_computed_one(tmp_path):
+def hand_twoway(d: list[list[float]]) -> tuple[float, float, float]:
+    """The documented two-way interval written out with loops: (mean, half-width, p)."""
+    n_s, n_i = len(d), len(d[0])
+    grand = sum(map(sum, d)) / (n_s * n_i)
+    rows = [sum(r) / n_i for r in d]
+    cols = [sum(d[s][i] for s in range(n_s)) / n_s for i in range(n_i)]
+    ms_s = n_i * sum((r - grand) ** 2 for r in rows) / (n_s - 1)
+    ms_i = n_s * sum((c - grand) ** 2 for c in cols) / (n_i - 1)
+    ms_e = sum((d[s][i] - rows[s] - cols[i] + grand) ** 2 for s in range(n_s) for i in range(n_i)) \
+        / ((n_s - 1) * (n_i - 1))
+    se = math.sqrt((max(ms_s, ms_e) + max(ms_i - ms_e, 0.0)) / (n_s * n_i))
+    return grand, t_quantile(0.975, n_s - 1) * se, 2 * (1 - t_cdf(abs(grand / se), n_s - 1))
+
+
+def test_item_level_two_way_interval_matches_a_hand_computed_one(tmp_path):
     rng = np.random.default_rng(7)
     n_items, seeds = 12, (0, 1, 2)
     base = {s: rng.integers(0, 2, n_items).astype(float) for s in seeds}  # 0/1 correctness per item
@@ -133,24 +153,29 @@ def test_item_level_paired_bootstrap_matches_a_hand_computed_one(tmp_path):
     row = next(r for r in lb.rows if r.label == "gsil")
     got = row.item_delta["bench/reward"]
     d = [[float(better[s][i] - base[s][i]) for i in range(n_items)] for s in seeds]
-    lo, hi = hand_bootstrap(d, 2000, 0)
-    assert got.mean == pytest.approx(np.mean(d)) and got.items == n_items and got.seeds == 3
-    assert (got.lo, got.hi) == (pytest.approx(lo, abs=1e-12), pytest.approx(hi, abs=1e-12))
-    assert got.lo <= got.mean <= got.hi
-    # one seed: items only
-    one = paired_bootstrap([d[0]], reps=500, seed=3)
-    assert (one.lo, one.hi) == (pytest.approx(hand_bootstrap([d[0]], 500, 3)[0]),
-                                pytest.approx(hand_bootstrap([d[0]], 500, 3)[1]))
-    # constant differences: a zero-width interval at the constant
-    flat = paired_bootstrap([[0.25] * 5, [0.25] * 5])
-    assert flat.lo == pytest.approx(0.25) and flat.hi == pytest.approx(0.25)
-    # both intervals side by side in the text and the JSON
+    mean, half, p = hand_twoway(d)
+    assert got.mean == pytest.approx(mean) and got.items == n_items and got.seeds == 3 and got.df == 2
+    assert got.half == pytest.approx(half, rel=1e-9) and got.p == pytest.approx(p, rel=1e-6)
+    assert got.estimand == "items like these, over seeds and items"
+    assert row.delta["bench/reward"].estimand == "these items, over seeds"
+    # the one comparison of the family uses the headline interval's p
+    assert row.tests["bench/reward"]["p"] == pytest.approx(p, rel=1e-6)
+    assert row.tests["bench/reward"]["p_adjusted"] == pytest.approx(p, rel=1e-6)
+    # one seed: no interval, and the table says so instead of printing a narrower one
+    one = twoway([d[0]])
+    assert one.half is None and one.p is None and "1 seed" in one.why
+    # the old bootstrap (no longer printed) still matches its documented procedure
+    boot = paired_bootstrap([d[0]], reps=500, seed=3)
+    assert (boot.lo, boot.hi) == (pytest.approx(hand_bootstrap([d[0]], 500, 3)[0]),
+                                  pytest.approx(hand_bootstrap([d[0]], 500, 3)[1]))
+    # both intervals side by side in the text and the JSON, each naming its estimand
     text = render(lb, "table")
-    assert "seeds: +" in text and "items: +" in text and "(12 items x 3 seeds)" in text
+    assert f"items like these: {mean:+.4f} ± {half:.4f} (n=3 x 12 items)" in text and "these items: +" in text
     data = json.loads(render(lb, "json"))
     g = next(r for r in data["rows"] if r["method"] == "gsil")
     assert set(g["vs_baseline"]) == set(g["vs_baseline_items"]) == {"bench/reward"}
-    assert g["vs_baseline_items"]["bench/reward"]["ci95_low"] == pytest.approx(lo, abs=1e-12)
+    assert g["vs_baseline_items"]["bench/reward"]["ci95_low"] == pytest.approx(mean - half, rel=1e-9)
+    assert g["vs_baseline_items"]["bench/reward"]["estimand"] == "items like these, over seeds and items"
     # no item-level comparison where the benchmark declares no item field
     lb = build(store, baseline="sft", settings={"declared": {"bench": [{"name": "reward"}]}})
     assert all(not r.item_delta for r in lb.rows) and any(r.delta for r in lb.rows)

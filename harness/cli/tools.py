@@ -104,5 +104,36 @@ def compare(sweep_a: str, sweep_b: str, store: Path | None, store_b: Path | None
 
 def register(cli: click.Group) -> None:
     """Attach the extra commands to the ``harness`` group."""
-    for cmd in (schema, export, compare):
+    for cmd in (schema, export, compare, plan):
         cli.add_command(cmd)
+
+
+@click.command()
+@click.option("--sweep", "sweep_id", default=None, help="Sweep id or unique prefix (default: the latest).")
+@click.option("--store", type=click.Path(path_type=Path), default=None, help=STORE_HELP)
+@click.option("--baseline", default=None, metavar="METHOD", help="Compare to this method label (default: the suite's).")
+@click.option("--effect", type=float, default=None, help="Also say how many seeds detect a difference this large.")
+@click.option("--power", type=click.FloatRange(0.5, 0.99), default=0.8, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+def plan(sweep_id: str | None, store: Path | None, baseline: str | None, effect: float | None, power: float,
+         as_json: bool) -> None:
+    """How many seeds? Per comparison to the baseline, the smallest difference detectable at --power with the
+    sweep's seeds and items, and the seeds needed to detect --effect (from the sweep's variance components)."""
+    from harness.core.errors import HarnessError
+    from harness.results.leaderboard import build
+    from harness.results.plan import plan as make_plan
+    from harness.results.plan import render as render_plan
+    from harness.sweeps.store import Store
+
+    if effect is not None and effect <= 0:
+        raise HarnessError(f"--effect {effect:g}: give a difference > 0 (in the metric's units)")
+    with Store(_store(store), create=False, readonly=True) as db:
+        lb = build(db, sweep_id, baseline=baseline)
+        if not lb.baseline:
+            raise HarnessError("plan: no baseline; pass --baseline METHOD (or set [leaderboard] baseline)")
+        rows = make_plan(lb, effect, power)
+    if as_json:
+        click.echo(json.dumps({"sweep": lb.sweep["id"], "baseline": lb.baseline, "effect": effect, "power": power,
+                               "comparisons": rows}, indent=1))
+    else:
+        click.echo(render_plan(rows, effect, power))

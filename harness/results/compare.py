@@ -3,8 +3,9 @@
 Rows are matched by (model, method label, training benchmark) and metrics by ``benchmark/metric``. Where
 both sweeps have the same seeds of a row, the difference B - A is **paired** by seed (mean of per-seed
 differences, 95% t-interval over them); otherwise it is the difference of the means with a Welch
-interval (``paired`` says which). ``significant`` is false when the interval covers 0 (or there is no
-interval: fewer than two seeds).
+interval (``paired`` says which). Each row has its two-sided p-value ``p`` (paired t or Welch) and
+``p_adjusted``, Holm's step-down over all the rows compared (the family); ``significant`` is
+``p_adjusted < 0.05`` (false where there is no test: fewer than two seeds, or no spread).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from harness.results.intervals import ALPHA, adjust, by_seed, welch_p
 from harness.results.leaderboard import Stat, t_quantile
 from harness.sweeps.store import Store
 
@@ -60,13 +62,20 @@ def compare_stores(db_a: Store, sweep_a: str, db_b: Store, sweep_b: str, metrics
         if paired:
             d = Stat.of([b[s] - a[s] for s in seeds])
             diff, half, n = d.mean, d.half, d.n
+            p = by_seed([b[s] - a[s] for s in seeds]).p
         else:
             la, lb = list(a.values()), list(b.values())
             diff, half, n = sum(lb) / len(lb) - sum(la) / len(la), _welch(la, lb), min(len(la), len(lb))
+            p = welch_p(lb, la)
         rows.append({"model": model, "label": label, "benchmark": bench, "metric": metric,
                      "a": sum(a.values()) / len(a), "b": sum(b.values()) / len(b), "diff": diff, "half": half,
-                     "n": n, "paired": paired,
-                     "significant": half is not None and abs(diff) > half})
+                     "n": n, "paired": paired, "p": p})
+    tested = [r for r in rows if r["p"] is not None]
+    for r, adj in zip(tested, adjust([r["p"] for r in tested], "holm"), strict=True):
+        r["p_adjusted"] = adj
+    for r in rows:
+        r.setdefault("p_adjusted", None)
+        r["significant"] = r["p_adjusted"] is not None and r["p_adjusted"] < ALPHA
     only_a = sorted({k[:3] for k in va} - {k[:3] for k in vb})
     only_b = sorted({k[:3] for k in vb} - {k[:3] for k in va})
     return {"a": ida, "b": idb, "rows": rows, "only_in_a": [list(k) for k in only_a],
@@ -82,10 +91,12 @@ def render(result: dict[str, Any], fmt: str = "table") -> str:
 
     table = [[r["label"], r["metric"], num(r["a"]), num(r["b"]),
               num(r["diff"]) + (f" ± {num(r['half'])}" if r["half"] is not None else ""),
-              r["n"], "paired" if r["paired"] else "unpaired", "yes" if r["significant"] else "no"]
+              r["n"], "paired" if r["paired"] else "unpaired",
+              "" if r["p"] is None else f"{r['p']:.2g} / {r['p_adjusted']:.2g}", "yes" if r["significant"] else "no"]
              for r in result["rows"]]
     head = [f"A: {result['a']}", f"B: {result['b']}"]
-    text = tabulate(table, headers=["row", "metric", "A", "B", "B - A (95% CI)", "seeds", "", "CI excludes 0"],
+    text = tabulate(table, headers=["row", "metric", "A", "B", "B - A (95% CI)", "seeds", "", "p / Holm p",
+                                    f"significant (Holm, {len(result['rows'])} rows)"],
                     tablefmt={"table": "simple", "markdown": "github"}.get(fmt, fmt))
     extra = []
     for side in ("a", "b"):

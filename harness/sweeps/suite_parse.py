@@ -28,7 +28,8 @@ TOP_KEYS = (
 ENTRY_KEYS = ("method", "train", "grid")
 RULE_KEYS = ("method", "benchmark", "model", "seed")
 RESOURCE_KEYS = ("num_cpus", "num_gpus")
-LEADERBOARD_KEYS = ("metrics", "baseline", "lower_is_better", "higher_is_better", "goals", "diagnostics")
+LEADERBOARD_KEYS = ("metrics", "baseline", "lower_is_better", "higher_is_better", "goals", "diagnostics", "correction")
+CORRECTIONS = ("holm", "bonferroni", "none")  # = harness.results.intervals.CORRECTIONS (a test checks)
 
 
 def _toml() -> Any:

@@ -17,6 +17,7 @@ from harness.core.errors import HarnessError, did_you_mean
 from harness.core.params import apply_overrides, as_dict
 from harness.core.plugins import PluginHost
 from harness.sweeps.suite_parse import (
+    CORRECTIONS,
     ENTRY_KEYS,
     LEADERBOARD_KEYS,
     RESOURCE_KEYS,
@@ -201,6 +202,9 @@ def plan_suite(data: dict[str, Any], host: PluginHost, *, path: Path | None = No
             _str_list(board[k], w("leaderboard", k), required=False)
     if "baseline" in board and not isinstance(board["baseline"], str):
         raise HarnessError(f"{w('leaderboard', 'baseline')}: expected a method label, got {board['baseline']!r}")
+    if "correction" in board and board["correction"] not in CORRECTIONS:
+        raise HarnessError(f"{w('leaderboard', 'correction')}: expected one of "
+                           f"{', '.join(repr(c) for c in CORRECTIONS)}, got {board['correction']!r}")
 
     def check_train(table: Any, *keys: Any) -> dict[str, Any]:
         table = _table(table, w(*keys))

@@ -134,6 +134,8 @@ def suite_schema(host: PluginHost) -> dict[str, Any]:
         "leaderboard": {"type": "object", "additionalProperties": False, "properties": {
             "metrics": {"type": "array", "items": {"type": "string"}},
             "baseline": {"type": "string"},
+            "correction": {"enum": ["holm", "bonferroni", "none"],
+                           "description": "multiple-comparison correction of the leaderboard's tests (default holm)"},
             **{k: {"type": "array", "items": {"type": "string"}}
                for k in ("lower_is_better", "higher_is_better", "goals", "diagnostics")}}},
     }
