@@ -10,7 +10,8 @@ import json
 import numpy as np
 import pytest
 
-from harness.results.leaderboard import build, paired_bootstrap, render
+from harness.results.intervals import twoway
+from harness.results.leaderboard import build, render
 from harness.sweeps.store import Store, owner_token
 
 DECLARED = {"bench": [{"name": "reward", "lower_is_better": False, "role": "goal", "item": "reward"}]}
@@ -66,7 +67,7 @@ def test_items_pair_by_id_not_by_position(tmp_path):
     got = next(r for r in lb.rows if r.label == "gsil").item_delta["bench/reward"]
     by_id = [[mine[s][k] - base[s][k] for k in ITEMS] for s in SEEDS]
     by_position = [[mine[s][k] - base[s][j] for k, j in zip(shuffled[s], ITEMS, strict=True)] for s in SEEDS]
-    want, wrong = paired_bootstrap(by_id), paired_bootstrap(by_position)
+    want, wrong = twoway(by_id), twoway(by_position)
     assert abs(want.lo - wrong.lo) > 0.05  # the test can tell the two pairings apart (the mean cannot)
     assert got.mean == pytest.approx(np.mean(by_id)) and got.items == len(ITEMS) and got.seeds == len(SEEDS)
     assert (got.lo, got.hi) == (pytest.approx(want.lo, abs=1e-12), pytest.approx(want.hi, abs=1e-12))
@@ -124,7 +125,7 @@ def test_a_train_data_suite_has_per_item_differences(tmp_path):
     assert set(dpo["vs_baseline_items"]) == {"bench/reward"}, dpo
     got = dpo["vs_baseline_items"]["bench/reward"]
     assert got["mean"] == pytest.approx(np.mean([mine[s][k] - base[s][k] for s in SEEDS for k in ITEMS]))
-    assert (got["items"], got["seeds"]) == (len(ITEMS), len(SEEDS))
+    assert (got["items"], got["n"]) == (len(ITEMS), len(SEEDS))
     assert got["ci95_low"] < got["mean"] < got["ci95_high"]
     assert data["item_notes"] == []
 
