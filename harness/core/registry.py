@@ -30,6 +30,13 @@ class MethodHooks:
     on_round_end: Callable[[RoundContext], None] | None = None
 
 
+METHOD_FAMILIES = ("supervised", "preference", "unpaired-feedback", "on-policy", "imitation")
+"""Conventional ``MethodSpec.family`` values: maximum likelihood on given data (``supervised``), offline
+pairwise preference losses (``preference``), per-response good/bad labels (``unpaired-feedback``: KTO),
+methods that sample the current policy and score it with a reward (``on-policy``), and learning from
+demonstrations against self-generated or adversarial samples (``imitation``)."""
+
+
 @dataclass(frozen=True)
 class MethodSpec:
     """An alignment method: where its data comes from and what loss it minimises.
@@ -46,6 +53,8 @@ class MethodSpec:
     - ``modules(model, params) -> torch.nn.Module``: extra trainable heads (value, reward) whose
       parameters join the optimizer; the objective sees them as ``batch.modules``. With
       ``needs_hidden`` the batch carries the hidden states and logits of response positions.
+    - ``family``: what kind of method it is, for ``harness methods --family``; one of
+      :data:`METHOD_FAMILIES` by convention (free text is accepted; "" shows as "-").
     """
 
     name: str
@@ -60,9 +69,12 @@ class MethodSpec:
     train_defaults: Mapping[str, Any] = field(default_factory=dict)
     needs_hidden: bool = False
     modules: Callable[[Any, Any], Any] | None = None
+    family: str = ""
 
     def __post_init__(self) -> None:
         _check_common(self, "method")
+        if not isinstance(self.family, str):
+            raise TypeError(f"method '{self.name}': family must be a string, e.g. {METHOD_FAMILIES[0]!r}")
         if not callable(self.sampler) or not callable(self.objective):
             raise TypeError(f"method '{self.name}': sampler and objective must be callables")
         bad = set(self.needs) - set(DATA_KINDS)

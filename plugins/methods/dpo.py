@@ -59,6 +59,7 @@ def register_methods(register) -> None:  # noqa: ANN001
     register(
         MethodSpec(
             name="dpo",
+            family="preference",
             description="Direct preference optimisation on offline preference pairs",
             paper="Rafailov et al. 2023, arXiv 2305.18290",
             sampler=sampler,
