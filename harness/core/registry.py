@@ -188,7 +188,7 @@ class EngineSpec:
 
 
 # Roles a dataset's column mapping may name (``columns = {"prompt": "question"}``).
-DATASET_ROLES = ("messages", "prompt", "completion", "chosen", "rejected", "system")
+DATASET_ROLES = ("messages", "prompt", "completion", "chosen", "rejected", "system", "label")
 
 
 @dataclass(frozen=True)
@@ -208,13 +208,13 @@ class DatasetParams:
 class DatasetSpec:
     """Training data: demonstrations, preference pairs and/or prompts, from the hub or a local file.
 
-    - ``provides``: subset of ``demonstrations``, ``preferences``, ``prompts`` (``reward`` comes from a
+    - ``provides``: subset of ``demonstrations``, ``preferences``, ``prompts``, ``feedback`` (``reward`` comes from a
       suite's ``reward = ...``, see :mod:`harness.training.datasets`).
     - Loading: ``hub`` (a Hugging Face dataset id) with ``config``, ``data_dir`` and ``split``, or ``path`` (a local
       JSON/JSONL/Parquet/CSV file or a directory of them); ``--set data.path=...`` points any dataset at a
       local copy.
     - ``columns``: role -> column name (roles: ``messages``, ``prompt``, ``completion``, ``chosen``,
-      ``rejected``, ``system``); a role not mapped is read from the column of the same name.
+      ``rejected``, ``system``, ``label``); a role not mapped is read from the column of the same name.
     - ``splits``: a split per kind when they differ (UltraChat: ``{"demonstrations": "train_sft",
       "prompts": "train_gen"}``); ``split`` is the rest's.
     - ``transform(row) -> row``: optional, rewrites a raw row into the standard shapes (hh-rlhf's
@@ -246,10 +246,10 @@ class DatasetSpec:
 
     def __post_init__(self) -> None:
         _check_common(self, "dataset")
-        bad = set(self.provides) - {"demonstrations", "preferences", "prompts"}
+        bad = set(self.provides) - {"demonstrations", "preferences", "prompts", "feedback"}
         if bad or not self.provides:
             raise TypeError(f"dataset '{self.name}': provides must be a non-empty subset of demonstrations, "
-                            f"preferences, prompts; got {sorted(self.provides)}")
+                            f"preferences, prompts, feedback; got {sorted(self.provides)}")
         if bool(self.hub) == bool(self.path):
             raise TypeError(f"dataset '{self.name}': give exactly one of hub (a dataset id) or path (a local file)")
         bad_roles = set(self.columns) - set(DATASET_ROLES)
