@@ -319,6 +319,16 @@ def test_discopop_matches_eq5_and_is_dpo_for_negative_margins_as_tau_shrinks():
     assert tiny.item() == pytest.approx(dpo_paper(-3.0, 0.0, 1.0))
 
 
+def test_discopop_gradient_at_the_reference_pushes_the_margin_negative():
+    # d/dz at z = 0: sigma'(0)/tau (exp(0) - softplus(0)) - (1/2)(1/2) - (1/2)(1) = (1 - log 2)/(4 tau) - 3/4
+    tau = 0.05
+    gw, gl = grads(lambda w, l_: discopop.discopop_loss(w, l_, beta=1.0, tau=tau), 0.0, 0.0)
+    assert gw == pytest.approx((1 - math.log(2)) / (4 * tau) - 0.75) and gw > 0 and gl == pytest.approx(-gw)
+    # ... into a local minimum at a negative margin (z about -0.12), below the loss at 0
+    loss = lambda z: discopop.discopop_loss(T(z), T(0.0), beta=1.0, tau=tau).item()  # noqa: E731
+    assert loss(-0.12) < loss(0.0) and loss(-0.12) < loss(-0.05) and loss(-0.12) < loss(-0.2)
+
+
 # -- every variant: the shared objective wiring ------------------------------------------------------------
 
 

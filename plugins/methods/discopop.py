@@ -6,6 +6,13 @@ summed over tokens, per pair ``(1 - sigmoid(z / tau)) * -log sigmoid(z) + sigmoi
 a blend of DPO's logistic loss and an exponential loss, switched by the margin's sign (logistic for
 negative margins, exponential for positive ones). As tau -> 0 it is DPO for z < 0.
 
+The blend is not convex (the paper notes its non-convexity): at z = 0, where every pair starts when the
+policy is the reference, ``dL/dz = (1 - log 2) / (4 tau) - 3/4`` (+0.78 at tau 0.05) pushes the margin
+NEGATIVE, into a local minimum near z = -0.12 (a margin of -2.4 nats at beta 0.05), behind a small bump
+near z = +0.07; the loss only falls below its value at 0 for larger positive margins. Where training
+starts at the reference with small steps (the didactic bandit), pairs settle in that local minimum and
+the rejected response ends preferred (FINDINGS.md, section 12).
+
 Defaults: beta 0.05 and tau 0.05 (the paper's).
 """
 
