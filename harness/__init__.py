@@ -46,6 +46,8 @@ _NAMES = {
     "WarmStartContext": "harness.core.context:WarmStartContext",
     "Completion": "harness.core.data:Completion",
     "DataCopy": "harness.core.data:DataCopy",
+    "FEEDBACK": "harness.core.data:FEEDBACK",
+    "Feedback": "harness.core.data:Feedback",
     "DEMONSTRATIONS": "harness.core.data:DEMONSTRATIONS",
     "Pair": "harness.core.data:Pair",
     "PREFERENCES": "harness.core.data:PREFERENCES",

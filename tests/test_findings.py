@@ -215,7 +215,8 @@ def test_findings_suites_expand_as_documented():
 
     host = get_host()
     expected = {"tajwar-bandit.toml": 90, "modes-bimodal.toml": 60, "gsil-didactic.toml": 70,
-                "ava-didactic.toml": 30, "modes-symmetric.toml": 15, "smollm2-gsm8k.toml": 7, "gsil-zephyr.toml": 8, "spin-zephyr.toml": 3}
+                "ava-didactic.toml": 30, "modes-symmetric.toml": 15, "smollm2-gsm8k.toml": 7, "gsil-zephyr.toml": 8, "spin-zephyr.toml": 3,
+                "dpo-variants.toml": 90, "grpo-verifiable.toml": 15, "dpo-variants-smollm2.toml": 90}
     for name, n in expected.items():
         assert len(load_suite(SUITES / name, host).cells) == n, name
     doc = (ROOT / "FINDINGS.md").read_text(encoding="utf-8") if (ROOT / "FINDINGS.md").exists() else ""

@@ -21,7 +21,7 @@ import torch
 
 from harness.core.context import DataContext, EvalContext, EvalResult, TrainingData
 from harness.core.contract import PluginError, batch_size_of, call_sampler, check_output, source_file
-from harness.core.data import Completion, Pair, Prompt
+from harness.core.data import Completion, Pair, Prompt, implied_kinds
 from harness.core.data import Sequence as Seq
 from harness.core.errors import HarnessError
 from harness.core.plugins import PluginHost, load
@@ -273,7 +273,7 @@ def check(target: str, *, base: PluginHost | None = None, model: str = "tiny:nan
     for kind, name in specs:
         spec = host.registry.specs[kind][name]
         if kind == "method":
-            if bench is not None and set(spec.needs) - set(bench.provides):
+            if bench is not None and set(spec.needs) - implied_kinds(bench.provides):
                 rep.fail(f"method '{name}' needs {sorted(spec.needs)}; --benchmark {bench.name} provides "
                          f"{sorted(bench.provides)}")
                 continue

@@ -132,6 +132,7 @@ def register_methods(register) -> None:  # noqa: ANN001
     register(
         MethodSpec(
             name="$name",  # what suites and `harness run --method` call it
+            family="preference",  # supervised | preference | unpaired-feedback | on-policy | imitation
             description="SimPO: length-normalised log-prob margin, no reference model",
             paper="Meng et al. 2024, arXiv 2405.14734",
             sampler=sampler,  # RoundContext -> list[Row]

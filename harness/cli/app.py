@@ -137,11 +137,16 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
         ctx.exit(2)
 
 
-def _describe_specs(host: PluginHost, kind: str, as_json: bool, name: str | None) -> None:
+def _describe_specs(host: PluginHost, kind: str, as_json: bool, name: str | None, family: str | None = None) -> None:
     host.raise_import_errors()
     specs = host.registry.specs[kind]
     if name is not None:
         specs = {name: host.registry.get(kind, name)}
+    if family is not None:
+        known = sorted({s.family for s in specs.values() if s.family})
+        if family not in known:
+            raise HarnessError(f"--family {family}: no method of that family; families: {', '.join(known)}")
+        specs = {n: s for n, s in specs.items() if s.family == family}
     out = [
         {
             "name": s.name,
@@ -149,7 +154,7 @@ def _describe_specs(host: PluginHost, kind: str, as_json: bool, name: str | None
             "paper": s.paper,
             "plugin": host.registry.origin[(kind, s.name)],
             "params": describe(s.params),
-            **({"needs": sorted(s.needs)} if kind == "method" else {}),
+            **({"family": s.family, "needs": sorted(s.needs)} if kind == "method" else {}),
             **({"provides": sorted(s.provides), "version": s.version,
                 "metrics": [{"name": m.name, "direction": "lower" if m.lower_is_better else "higher",
                              "role": m.role, "item": m.item} for m in s.metrics]} if kind == "benchmark" else {}),
@@ -161,6 +166,8 @@ def _describe_specs(host: PluginHost, kind: str, as_json: bool, name: str | None
         return
     for item in out:
         click.echo(f"{item['name']}  ({item['plugin']})  {item['description']}")
+        if "family" in item:
+            click.echo(f"    family: {item['family'] or '-'}")
         click.echo(f"    paper: {item['paper']}")
         for key in ("needs", "provides"):
             if key in item:
@@ -175,10 +182,12 @@ def _describe_specs(host: PluginHost, kind: str, as_json: bool, name: str | None
 @cli.command()
 @click.argument("name", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--family", default=None, metavar="FAMILY",
+              help="Only methods of this family: supervised, preference, unpaired-feedback, on-policy, imitation.")
 @click.pass_context
-def methods(ctx: click.Context, name: str | None, as_json: bool) -> None:
-    """List methods: name, description, paper, parameters with types and defaults."""
-    _describe_specs(_host(ctx), "method", as_json, name)
+def methods(ctx: click.Context, name: str | None, as_json: bool, family: str | None) -> None:
+    """List methods: name, family, description, paper, data it needs, parameters with types and defaults."""
+    _describe_specs(_host(ctx), "method", as_json, name, family)
 
 
 @cli.command()

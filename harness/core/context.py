@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from harness.core.data import Completion, DataCopy, Pair, Prompt, Sequence
+from harness.core.data import Completion, DataCopy, Feedback, Pair, Prompt, Sequence
 from harness.core.errors import HarnessError
 
 if TYPE_CHECKING:
@@ -89,7 +89,11 @@ class TrainingData:
     _cache: dict[str, list[Any]] = field(default_factory=dict)
 
     def _get(self, kind: str) -> list[Any]:
-        if kind not in self.provides:
+        if kind == "feedback" and kind not in self.provides and "preferences" in self.provides:
+            from harness.core.data import unpair
+
+            self._cache.setdefault(kind, unpair(self._get("preferences")))
+        if kind not in self.provides and kind not in self._cache:
             raise HarnessError(f"this benchmark provides no {kind}; it provides: {', '.join(sorted(self.provides))}")
         if kind not in self._cache:
             self._cache[kind] = self.loader(kind)
@@ -100,6 +104,10 @@ class TrainingData:
 
     def preferences(self) -> list[Pair]:
         return self._get("preferences")
+
+    def feedback(self) -> list[Feedback]:
+        """Unpaired feedback: the source's own, else its preference pairs unpaired (chosen desirable)."""
+        return self._get("feedback")
 
     def prompts(self) -> list[Prompt]:
         if "prompts" in self.provides:

@@ -71,12 +71,37 @@ class Row:
     values: Mapping[str, float] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Feedback:
+    """Unpaired feedback: one response to ``prompt`` labelled desirable (True) or undesirable (False), as
+    KTO trains on (TRL's ``prompt`` / ``completion`` / ``label`` format)."""
+
+    prompt: Prompt
+    completion: tuple[int, ...]
+    desirable: bool
+
+
 # Data kinds a benchmark can provide and a method can need.
 DEMONSTRATIONS = "demonstrations"  # list[Sequence]
 PREFERENCES = "preferences"  # list[Pair]
 PROMPTS = "prompts"  # list[Prompt]
 REWARD = "reward"  # a reward(prompt, completion) -> float function
-DATA_KINDS = (DEMONSTRATIONS, PREFERENCES, PROMPTS, REWARD)
+FEEDBACK = "feedback"  # list[Feedback]; implied by preferences (each pair: a desirable and an undesirable one)
+DATA_KINDS = (DEMONSTRATIONS, PREFERENCES, PROMPTS, REWARD, FEEDBACK)
+
+
+def implied_kinds(provides: frozenset[str] | set[str]) -> frozenset[str]:
+    """What a source of these kinds can give: preference pairs also give unpaired feedback."""
+    return frozenset(provides) | ({FEEDBACK} if PREFERENCES in provides else set())
+
+
+def unpair(pairs: list[Pair]) -> list[Feedback]:
+    """Each pair as two feedback rows: its chosen response desirable, its rejected one undesirable (the
+    conversion TRL's ``unpair_preference_dataset`` makes for KTO)."""
+    out: list[Feedback] = []
+    for p in pairs:
+        out += [Feedback(p.prompt, p.chosen, True), Feedback(p.prompt, p.rejected, False)]
+    return out
 
 
 def read_jsonl(path: str | Path, *, required: tuple[str, ...] = (),

@@ -30,6 +30,13 @@ class MethodHooks:
     on_round_end: Callable[[RoundContext], None] | None = None
 
 
+METHOD_FAMILIES = ("supervised", "preference", "unpaired-feedback", "on-policy", "imitation")
+"""Conventional ``MethodSpec.family`` values: maximum likelihood on given data (``supervised``), offline
+pairwise preference losses (``preference``), per-response good/bad labels (``unpaired-feedback``: KTO),
+methods that sample the current policy and score it with a reward (``on-policy``), and learning from
+demonstrations against self-generated or adversarial samples (``imitation``)."""
+
+
 @dataclass(frozen=True)
 class MethodSpec:
     """An alignment method: where its data comes from and what loss it minimises.
@@ -46,6 +53,8 @@ class MethodSpec:
     - ``modules(model, params) -> torch.nn.Module``: extra trainable heads (value, reward) whose
       parameters join the optimizer; the objective sees them as ``batch.modules``. With
       ``needs_hidden`` the batch carries the hidden states and logits of response positions.
+    - ``family``: what kind of method it is, for ``harness methods --family``; one of
+      :data:`METHOD_FAMILIES` by convention (free text is accepted; "" shows as "-").
     """
 
     name: str
@@ -60,9 +69,12 @@ class MethodSpec:
     train_defaults: Mapping[str, Any] = field(default_factory=dict)
     needs_hidden: bool = False
     modules: Callable[[Any, Any], Any] | None = None
+    family: str = ""
 
     def __post_init__(self) -> None:
         _check_common(self, "method")
+        if not isinstance(self.family, str):
+            raise TypeError(f"method '{self.name}': family must be a string, e.g. {METHOD_FAMILIES[0]!r}")
         if not callable(self.sampler) or not callable(self.objective):
             raise TypeError(f"method '{self.name}': sampler and objective must be callables")
         bad = set(self.needs) - set(DATA_KINDS)
@@ -176,7 +188,7 @@ class EngineSpec:
 
 
 # Roles a dataset's column mapping may name (``columns = {"prompt": "question"}``).
-DATASET_ROLES = ("messages", "prompt", "completion", "chosen", "rejected", "system")
+DATASET_ROLES = ("messages", "prompt", "completion", "chosen", "rejected", "system", "label")
 
 
 @dataclass(frozen=True)
@@ -196,13 +208,13 @@ class DatasetParams:
 class DatasetSpec:
     """Training data: demonstrations, preference pairs and/or prompts, from the hub or a local file.
 
-    - ``provides``: subset of ``demonstrations``, ``preferences``, ``prompts`` (``reward`` comes from a
+    - ``provides``: subset of ``demonstrations``, ``preferences``, ``prompts``, ``feedback`` (``reward`` comes from a
       suite's ``reward = ...``, see :mod:`harness.training.datasets`).
     - Loading: ``hub`` (a Hugging Face dataset id) with ``config``, ``data_dir`` and ``split``, or ``path`` (a local
       JSON/JSONL/Parquet/CSV file or a directory of them); ``--set data.path=...`` points any dataset at a
       local copy.
     - ``columns``: role -> column name (roles: ``messages``, ``prompt``, ``completion``, ``chosen``,
-      ``rejected``, ``system``); a role not mapped is read from the column of the same name.
+      ``rejected``, ``system``, ``label``); a role not mapped is read from the column of the same name.
     - ``splits``: a split per kind when they differ (UltraChat: ``{"demonstrations": "train_sft",
       "prompts": "train_gen"}``); ``split`` is the rest's.
     - ``transform(row) -> row``: optional, rewrites a raw row into the standard shapes (hh-rlhf's
@@ -234,10 +246,10 @@ class DatasetSpec:
 
     def __post_init__(self) -> None:
         _check_common(self, "dataset")
-        bad = set(self.provides) - {"demonstrations", "preferences", "prompts"}
+        bad = set(self.provides) - {"demonstrations", "preferences", "prompts", "feedback"}
         if bad or not self.provides:
             raise TypeError(f"dataset '{self.name}': provides must be a non-empty subset of demonstrations, "
-                            f"preferences, prompts; got {sorted(self.provides)}")
+                            f"preferences, prompts, feedback; got {sorted(self.provides)}")
         if bool(self.hub) == bool(self.path):
             raise TypeError(f"dataset '{self.name}': give exactly one of hub (a dataset id) or path (a local file)")
         bad_roles = set(self.columns) - set(DATASET_ROLES)

@@ -22,9 +22,9 @@ def _cell(text: str) -> str:
 
 
 def methods_table(host: PluginHost) -> str:
-    rows = ["| method | data it needs | paper |", "|---|---|---|"]
-    for name, s in sorted(host.registry.specs["method"].items()):
-        rows.append(f"| `{name}` | {', '.join(sorted(s.needs)) or '-'} | {_cell(s.paper)} |")
+    rows = ["| method | family | data it needs | paper |", "|---|---|---|---|"]
+    for name, s in sorted(host.registry.specs["method"].items(), key=lambda kv: (kv[1].family, kv[0])):
+        rows.append(f"| `{name}` | {s.family or '-'} | {', '.join(sorted(s.needs)) or '-'} | {_cell(s.paper)} |")
     return "\n".join(rows)
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import harness
+from harness.core.data import implied_kinds
 from harness.core.errors import HarnessError
 from harness.core.params import apply_overrides, as_dict
 from harness.core.plugins import PluginHost
@@ -105,7 +106,7 @@ def resolve(config: CellConfig, host: PluginHost, *, where: str = "") -> Resolve
     else:
         bench = reg.benchmark(config.benchmark, where=where)
     what = "training data" if config.train_data else "benchmark"
-    missing = set(method.needs) - set(bench.provides)
+    missing = set(method.needs) - implied_kinds(bench.provides)
     if missing:
         raise HarnessError(
             f"{pre}method '{method.name}' needs {', '.join(sorted(missing))}, which {what} '{bench.name}' "

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.core.data import implied_kinds
 from harness.core.errors import HarnessError, did_you_mean
 from harness.core.params import apply_overrides, as_dict
 from harness.core.plugins import PluginHost
@@ -274,7 +275,7 @@ def plan_suite(data: dict[str, Any], host: PluginHost, *, path: Path | None = No
     for e in entries.values():
         for b in benches:
             provided = source(b).provides
-            missing = set(e.method.needs) - set(provided)
+            missing = set(e.method.needs) - implied_kinds(provided)
             rule = _pair_excluded(rules, e, b) if missing else None
             if rule is not None:
                 hits[rule] += 1

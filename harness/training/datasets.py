@@ -9,7 +9,11 @@ as written, see :func:`_json_rows`) in the shapes TRL users already have:
 - ``prompt`` / ``completion``: a demonstration, as plain text or as message lists;
 - ``prompt`` / ``chosen`` / ``rejected``: a preference pair, plain text ("standard") or message lists
   ("conversational"; the prompt may be implicit: then it is the chosen conversation minus its last turn);
-  the chosen response also serves as a demonstration;
+  the chosen response also serves as a demonstration, and each pair as unpaired feedback (chosen
+  desirable, rejected undesirable);
+- ``prompt`` / ``completion`` / ``label``: unpaired feedback (KTO's format): ``label`` true for a
+  desirable completion, false for an undesirable one (JSON booleans; 0/1 or "true"/"false" in CSV).
+  Such rows are not demonstrations (half of them are bad examples);
 - ``prompt`` only: prompts for on-policy methods (with a suite's ``reward = ...``).
 
 Message lists go through the model's chat template; plain-text prompts are encoded raw, as the benchmarks'
@@ -26,7 +30,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.core.data import DEMONSTRATIONS, PREFERENCES, PROMPTS, Pair, Prompt, Sequence
+from harness.core.data import DEMONSTRATIONS, FEEDBACK, PREFERENCES, PROMPTS, Feedback, Pair, Prompt, Sequence
 from harness.core.errors import HarnessError, unknown_name
 from harness.core.params import apply_overrides
 from harness.core.registry import DATASET_ROLES, BenchmarkSpec, DatasetParams, DatasetSpec
@@ -38,7 +42,7 @@ if TYPE_CHECKING:
 
 EXTENSIONS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 HF_PREFIX = "hf:"
-ALL_KINDS = frozenset({DEMONSTRATIONS, PREFERENCES, PROMPTS})
+ALL_KINDS = frozenset({DEMONSTRATIONS, PREFERENCES, PROMPTS, FEEDBACK})
 
 
 # -- naming a dataset -----------------------------------------------------------------------------------------
@@ -133,7 +137,10 @@ def provides(spec: DatasetSpec, params: DatasetParams) -> frozenset[str]:
         cols = _columns(spec, params)
         names = set(_load(spec, params, None, peek=True).column_names)
         kinds = set()
-        if cols["messages"] in names or cols["completion"] in names:
+        labelled = cols["label"] in names and cols["completion"] in names
+        if labelled:
+            kinds.add(FEEDBACK)
+        elif cols["messages"] in names or cols["completion"] in names:
             kinds.add(DEMONSTRATIONS)
         if cols["chosen"] in names and cols["rejected"] in names:
             kinds |= {PREFERENCES, DEMONSTRATIONS}
@@ -388,6 +395,33 @@ class _Rows:
         return Pair(prompt, self.encoder.response(self.text(i, chosen, self.cols["chosen"])),
                     self.encoder.response(self.text(i, rejected, self.cols["rejected"])))
 
+    def label(self, i: int, row: Mapping[str, Any]) -> bool:
+        value = self.get(i, row, "label", need="unpaired feedback needs a label (true = desirable)")
+        col = self.cols["label"]
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
+            return value.strip().lower() in ("true", "1")
+        raise self.fail(i, f"column '{col}' should be true or false (desirable or not), got {value!r:.40}")
+
+    def feedback(self, i: int, row: Mapping[str, Any]) -> list[Feedback]:
+        """One labelled completion (prompt / completion / label), or a pair unpaired into two."""
+        if self.has("label", row) and row.get(self.cols["label"]) is not None:
+            desirable = self.label(i, row)
+            if not self.has("completion", row):
+                raise self.fail(i, f"a '{self.cols['label']}' column needs a '{self.cols['completion']}' column "
+                                   f"(map yours with --set data.columns.completion=NAME)")
+            prompt, value = self._prompt_for(i, row, "completion")
+            return [Feedback(prompt, self.encoder.response(self.text(i, value, self.cols["completion"])), desirable)]
+        if self.has("chosen", row) and self.has("rejected", row):
+            p = self.pair(i, row)
+            return [Feedback(p.prompt, p.chosen, True), Feedback(p.prompt, p.rejected, False)]
+        raise self.fail(i, f"unpaired feedback needs '{self.cols['prompt']}'/'{self.cols['completion']}'/"
+                           f"'{self.cols['label']}' columns (or chosen/rejected pairs); map yours with "
+                           f"--set data.columns.label=NAME")
+
     def prompt_only(self, i: int, row: Mapping[str, Any]) -> Prompt:
         if self.has("prompt", row) and row.get(self.cols["prompt"]) is not None:
             return self.prompt(i, row, row[self.cols["prompt"]], self.cols["prompt"])
@@ -403,12 +437,16 @@ class _Rows:
 
     def convert(self, kind: str) -> list[Any]:
         fn: Callable[[int, Mapping[str, Any]], Any] = {
-            DEMONSTRATIONS: self.demonstration, PREFERENCES: self.pair, PROMPTS: self.prompt_only}[kind]
+            DEMONSTRATIONS: self.demonstration, PREFERENCES: self.pair, PROMPTS: self.prompt_only,
+            FEEDBACK: self.feedback}[kind]
         out = []
         for i, row in enumerate(self.ds):
             if self.spec.transform is not None:
                 row = self.spec.transform(dict(row))
-            out.append(fn(i, row))
+            if kind == FEEDBACK:
+                out.extend(fn(i, row))
+            else:
+                out.append(fn(i, row))
         if not out:
             raise HarnessError(f"{self.source}: no rows; the dataset is empty")
         return out
@@ -462,7 +500,8 @@ def validate(spec: DatasetSpec, params: DatasetParams, kinds: frozenset[str], ve
 
 
 def load_kind(spec: DatasetSpec, params: DatasetParams, kind: str, encoder: PromptEncoder) -> list[Any]:
-    """The dataset's rows of one kind (demonstrations -> Sequence, preferences -> Pair, prompts -> Prompt)."""
+    """The dataset's rows of one kind (demonstrations -> Sequence, preferences -> Pair, prompts -> Prompt,
+    feedback -> Feedback)."""
     ds = _load(spec, params, kind)
     return _Rows(spec, params, ds, encoder, _split(spec, params, kind)).convert(kind)
 

@@ -119,7 +119,8 @@ class DidacticParams:
         0, "token id of action 0 (actions use ids action_offset .. action_offset + 99)"
     )
     width: float = param(
-        10.0, "reward width w in exp(-((a - peak) / w)^2); the paper's wider variants use 20, 30"
+        10.0, "reward width w in exp(-((a - peak) / w)^2); the paper's wider variants use 20, 30; "
+        "0 = exact match (1 for the peak action only)"
     )
     tau: float = param(0.1, "temperature of the expert p* ∝ pi_ref * exp(R / tau) that gives demonstrations")
     n_demos: int = param(10, "demonstrations per state, sampled from the expert p*")
@@ -152,8 +153,11 @@ def pi_ref_probs(
 
 
 def reward_values(peak: float, width: float = 10.0, n_actions: int = N_ACTIONS) -> np.ndarray:
-    """``R(a) = exp(-((a - peak) / width)^2)`` for every action ``a``."""
+    """``R(a) = exp(-((a - peak) / width)^2)`` for every action ``a``; ``width = 0`` is its limit, the
+    exact-match reward ``R(a) = 1`` if ``a == peak`` else 0 (a verifiable 0/1 reward)."""
     a = np.arange(n_actions, dtype=np.float64)
+    if width == 0:
+        return (a == round(peak)).astype(np.float64)
     return np.exp(-(((a - peak) / width) ** 2))
 
 
@@ -265,8 +269,9 @@ def _check(name: str, tokenizer: Any, p: DidacticParams) -> None:
         value = getattr(p, key, 1)
         if value < (1 if key in ("n_states", "eval_samples", "warm_prefixes") else 0):
             raise HarnessError(f"{where}: {key} must be positive, got {value}")
-    if p.width <= 0 or p.tau <= 0:
-        raise HarnessError(f"{where}: width and tau must be > 0, got width={p.width}, tau={p.tau}")
+    if p.width < 0 or p.tau <= 0:
+        raise HarnessError(f"{where}: width must be >= 0 (0 = exact match) and tau > 0, got width={p.width}, "
+                           f"tau={p.tau}")
     vocab = len(tokenizer)
     actions = range(p.action_offset, p.action_offset + N_ACTIONS)
     states = range(p.state_offset, p.state_offset + p.n_states)

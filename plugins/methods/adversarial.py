@@ -144,6 +144,7 @@ def register_methods(register) -> None:  # noqa: ANN001
     register(
         MethodSpec(
             name="adversarial",
+            family="imitation",
             description="Adversarial imitation: policy gradient on a discriminator's reward (demonstrations "
             "vs policy samples; AIRL reverse-KL or GAIL JS form; sequence or token level)",
             paper=PAPER,

@@ -338,6 +338,7 @@ def register_methods(register) -> None:  # noqa: ANN001
               "train_defaults": {"steps": 50, "lr": 1e-3}}
     register(MethodSpec(
         name="ava-d",
+        family="imitation",
         description="AVA from demonstrations: Boltzmann policy on the LM's Q, Gaussian token reward head, "
         "TD-error likelihood (variational Bayesian IRL)",
         sampler=sampler_d, objective=objective_d, params=AVAParams, needs=frozenset({DEMONSTRATIONS}),
@@ -345,6 +346,7 @@ def register_methods(register) -> None:  # noqa: ANN001
     ))
     register(MethodSpec(
         name="ava-p",
+        family="preference",
         description="AVA from preferences: contrastive Boltzmann terms, TD-error likelihood and the CER "
         "last-step reward ranking",
         sampler=sampler_p, objective=objective_p, params=AVAPParams, needs=frozenset({PREFERENCES}),

@@ -142,6 +142,7 @@ def register_methods(register) -> None:  # noqa: ANN001
     register(
         MethodSpec(
             name="best-of-n",
+            family="on-policy",
             description="Iterated best-of-n / filtered BC: imitate each prompt's best on-policy sample "
             "(beta > 0: also push down the worst)",
             paper=PAPER,

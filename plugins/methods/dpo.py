@@ -39,6 +39,18 @@ def dpo_loss(
     return loss, metrics
 
 
+def pair_metrics(h_w: torch.Tensor, h_l: torch.Tensor, *, beta: float = 1.0) -> dict[str, torch.Tensor]:
+    """The metrics every pairwise loss reports: mean margin h_w - h_l, the fraction of pairs it ranks right,
+    and the mean implicit rewards beta * h (shared by the DPO-variant plugins)."""
+    margin = (h_w - h_l).detach()
+    return {
+        "margin": margin.mean(),
+        "reward_accuracy": (margin > 0).float().mean(),
+        "reward_chosen": (beta * h_w).detach().mean(),
+        "reward_rejected": (beta * h_l).detach().mean(),
+    }
+
+
 def objective(batch: LogProbBatch, params: DPOParams) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     return dpo_loss(
         batch.logps["chosen"],
@@ -59,6 +71,7 @@ def register_methods(register) -> None:  # noqa: ANN001
     register(
         MethodSpec(
             name="dpo",
+            family="preference",
             description="Direct preference optimisation on offline preference pairs",
             paper="Rafailov et al. 2023, arXiv 2305.18290",
             sampler=sampler,

@@ -196,6 +196,7 @@ def register_methods(register) -> None:  # noqa: ANN001
     register(
         MethodSpec(
             name="gsil",
+            family="imitation",
             description="Self-imitation: demonstrations vs the previous iterate's samples, unpaired "
             "density-ratio loss (logistic, hinge, brier, kliep, lsif; 'spin' = pairwise)",
             paper=PAPER,

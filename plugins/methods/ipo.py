@@ -76,6 +76,7 @@ def register_methods(register) -> None:  # noqa: ANN001
     register(
         MethodSpec(
             name="ipo",
+            family="preference",
             description="Identity preference optimisation on offline pairs: (h_w - h_l - 1/(2 tau))^2",
             paper=PAPER,
             sampler=sampler,

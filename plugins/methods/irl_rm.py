@@ -218,6 +218,7 @@ def register_methods(register) -> None:  # noqa: ANN001
     register(
         MethodSpec(
             name="irl-rm",
+            family="imitation",
             description="IRL reward model from demonstrations (pi_SFT vs pi_init discriminator, or the "
             "closed form), then best-of-n filtered BC, RLOO or PPO on it",
             paper=PAPER,

@@ -133,7 +133,7 @@ TRAIN = {**ON_POLICY_TRAIN_DEFAULTS, "rounds": 10, "steps": 15, "batch_size": 12
 @hookimpl
 def register_methods(register) -> None:  # noqa: ANN001
     """Register ``online-dpo`` and ``online-ipo``."""
-    common = dict(paper=PAPER, sampler=sampler, needs=frozenset({PROMPTS, REWARD}), reference="initial",
+    common = dict(paper=PAPER, family="on-policy", sampler=sampler, needs=frozenset({PROMPTS, REWARD}), reference="initial",
                   hooks=MethodHooks(on_round_start=prepare_reward))
     register(MethodSpec(
         name="online-dpo",

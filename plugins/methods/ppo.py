@@ -206,6 +206,7 @@ def register_methods(register) -> None:  # noqa: ANN001
     register(
         MethodSpec(
             name="ppo",
+            family="on-policy",
             description="PPO: clipped surrogate, value head + GAE, adaptive KL penalty to the reference, "
             "several epochs per sampled batch",
             paper=PAPER,

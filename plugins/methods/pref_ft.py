@@ -54,6 +54,7 @@ def register_methods(register) -> None:  # noqa: ANN001
     register(
         MethodSpec(
             name="pref-ft",
+            family="supervised",
             description="Pref-FT: supervised fine-tuning on the chosen responses of preference pairs",
             paper=PAPER,
             sampler=sampler,

@@ -126,6 +126,7 @@ def register_methods(register) -> None:  # noqa: ANN001
     register(
         MethodSpec(
             name="reinforce",
+            family="on-policy",
             description="REINFORCE on on-policy samples with a running mean/std baseline (negative gradient)",
             paper=PAPER,
             sampler=sampler,

@@ -88,6 +88,7 @@ def register_methods(register) -> None:  # noqa: ANN001
     register(
         MethodSpec(
             name="rloo",
+            family="on-policy",
             description="REINFORCE with a leave-one-out baseline over n on-policy samples per prompt",
             paper=PAPER,
             sampler=sampler,

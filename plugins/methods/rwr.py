@@ -85,6 +85,7 @@ def register_methods(register) -> None:  # noqa: ANN001
     register(
         MethodSpec(
             name="rwr",
+            family="on-policy",
             description="Reward-weighted regression: on-policy samples, weights exp(r/tau), no negative gradient",
             paper=PAPER,
             sampler=sampler,

@@ -47,6 +47,7 @@ def register_methods(register) -> None:  # noqa: ANN001
     register(
         MethodSpec(
             name="sft",
+            family="supervised",
             description="Supervised fine-tuning on demonstrations (maximum likelihood, forward KL)",
             paper="Sun 2024, arXiv 2403.12017 (SFT as IRL)",
             sampler=sampler,

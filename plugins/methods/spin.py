@@ -82,6 +82,7 @@ def register_methods(register) -> None:  # noqa: ANN001
     register(
         MethodSpec(
             name="spin",
+            family="imitation",
             description="Self-play fine-tuning: DPO loss on (demonstration, previous iterate's sample) pairs",
             paper=PAPER,
             sampler=spin_sampler,
