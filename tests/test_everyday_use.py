@@ -54,3 +54,70 @@ def test_quarantined_plugin_is_listed_as_broken_and_check_plugin_fails_with_exit
     out = run_harness("check-plugin", "broken27", env=env)
     assert out.returncode == 1, out.stdout + out.stderr
     assert "quarantined" in out.stdout and "no loaded plugin" not in out.stdout + out.stderr
+
+
+def test_progress_bars_hold_no_multiprocessing_semaphore():
+    """tqdm's default lock is a multiprocessing RLock: in a sweep worker a named semaphore that a killed worker
+    leaves behind (the resource tracker's "leaked semaphore objects" warning on Ctrl-C)."""
+    import multiprocessing.synchronize
+
+    from tqdm.std import tqdm
+
+    import harness.core.progress  # noqa: F401 - sets the lock
+
+    lock = tqdm.get_lock()
+    assert not isinstance(lock, multiprocessing.synchronize.SemLock)
+    assert not any(isinstance(x, multiprocessing.synchronize.SemLock) for x in getattr(lock, "locks", ()))
+
+
+def test_ctrl_c_during_a_checkpoint_write_leaves_no_tmp_file(tmp_path, monkeypatch):
+    import torch
+
+    from harness.core.plugins import load
+    from harness.training import checkpoints
+    from harness.training.trainer import TrainConfig
+    from tests.test_train import make_trainer
+
+    trainer = make_trainer(load(env={"HARNESS_LOAD_PLUGINS": "sft"}), "sft", TrainConfig(steps=1, batch_size=4),
+                           checkpoint_dir=tmp_path / "checkpoint")
+    real_save = torch.save
+
+    def interrupted_save(obj, path):  # the user presses Ctrl-C while the file is half written
+        real_save(obj, path)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoints.torch, "save", interrupted_save)
+    try:
+        checkpoints.save(trainer, 0)
+    except KeyboardInterrupt:
+        pass
+    assert not (tmp_path / "checkpoint" / "checkpoint.pt.tmp").exists()
+
+
+def test_ctrl_c_in_harness_run_exits_130(tmp_path):
+    import os
+    import signal
+
+    out = tmp_path / "cell"
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "--method", "sft", "--benchmark", "didactic-r1",
+                             "--set", "train.steps=100000", "--set", "benchmark.n_states=4", "--set",
+                             "benchmark.warm_steps=2", "--set", "train.checkpoint_every=5", "--out", str(out)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1", "HARNESS_RESULTS": str(tmp_path / "results")},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.time() + 120
+        while not (out / "checkpoint" / "checkpoint.pt").exists():
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                raise AssertionError("the run ended (or hung) before its first checkpoint: "
+                                     + proc.communicate()[1][-2000:])
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert "Aborted!" not in err and "Traceback" not in err and "interrupted" in err
+    assert not (out / "checkpoint" / "checkpoint.pt.tmp").exists()

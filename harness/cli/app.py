@@ -44,7 +44,11 @@ class HarnessGroup(click.Group):
         from harness.core.paths import results_root
 
         log = results_root() / "logs" / "error.log"
-        return guarded(lambda: super(HarnessGroup, self).invoke(ctx), log)
+        try:
+            return guarded(lambda: super(HarnessGroup, self).invoke(ctx), log)
+        except KeyboardInterrupt:  # Ctrl-C: the documented 130, not click's "Aborted!" and 1
+            click.echo("\ninterrupted (Ctrl-C); rerun the same command to resume", err=True)
+            ctx.exit(130)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if args[:1] not in (["--version"], ["-V"]):
@@ -97,7 +101,8 @@ def cli(ctx: click.Context, plugins: tuple[str, ...], debug: bool, quiet_: bool,
     \b
     Exit status:
       0    success (`harness sweep`: every cell of the sweep is done)
-      1    `harness sweep`: some cell failed, now or earlier (--retry-failed reruns them)
+      1    a run failed after work started (a plugin's bug, a crash; `harness sweep`: some cell failed, now
+           or earlier; --retry-failed reruns them)
       2    bad input: one line naming the file, key or flag; nothing ran, nothing recorded changed
       3    `harness sweep`: some cell is not done because another live sweep runs it
       4    the machine failed (disk full, I/O error): one line; what was recorded is kept

@@ -237,8 +237,9 @@ def sweep(ctx: click.Context, suite_file: Path, sets: tuple[str, ...], dry_run: 
                                 plugins=_adhoc_plugins(ctx), log=live.log, status=live.show, cache=cache_dir)
         except KeyboardInterrupt:
             live.close()
-            click.echo(f"\ninterrupted: running cells were given back; `harness sweep {suite_file}` resumes",
-                       err=True)
+            resume = resume_command(ctx, suite_file, store=store, sets=sets, cache_dir=cache_dir,
+                                    max_cells=max_cells, executor=executor, address=address)
+            click.echo(f"\ninterrupted: running cells were given back; `{resume}` resumes", err=True)
             ctx.exit(EXIT_INTERRUPTED)
         finally:
             live.close()
@@ -249,6 +250,35 @@ def sweep(ctx: click.Context, suite_file: Path, sets: tuple[str, ...], dry_run: 
         click.echo(render(build(db, suite.id), fmt))
         _print_failed(db, suite.id, fmt)
     ctx.exit(summary.exit_code())
+
+
+def resume_command(ctx: click.Context, suite_file: Path, *, store: Path | None, sets: tuple[str, ...],
+                   cache_dir: str | None = None, max_cells: int | None = None, executor: str = "local",
+                   address: str | None = None) -> str:
+    """The command that resumes this sweep: the same suite, store, results folder, plugins and ``--set``
+    overrides (without them it would be another sweep, or another store)."""
+    import shlex
+
+    root = ctx.find_root().params
+    parts = ["harness"]
+    for plugin in root.get("plugins") or ():
+        parts += ["--plugin", str(plugin)]
+    if root.get("results_root") is not None:
+        parts += ["--results", str(root["results_root"])]
+    parts += ["sweep", str(suite_file)]
+    if store is not None:
+        parts += ["--store", str(store)]
+    for item in sets:
+        parts += ["--set", item]
+    if cache_dir is not None:
+        parts += ["--cache", str(cache_dir)]
+    if max_cells is not None:
+        parts += ["--max-cells", str(max_cells)]
+    if executor != "local":
+        parts += ["--executor", executor]
+    if address is not None:
+        parts += ["--address", address]
+    return shlex.join(parts)
 
 
 def _print_dry_run(suite: Any, suite_file: Path, fmt: str, chunk: int = 200) -> None:

@@ -20,11 +20,19 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 from tqdm.auto import tqdm
+from tqdm.std import tqdm as _std_tqdm
+
+# tqdm's default write lock holds a multiprocessing RLock: in a sweep worker (started by the fork server, so
+# its default start method is not "fork") that is a named semaphore registered with the resource tracker,
+# and a worker that is killed (Ctrl-C, a timeout) leaves it behind: "resource_tracker: There appear to be 1
+# leaked semaphore objects" at shutdown. The harness's bars never span processes: a thread lock is enough.
+_std_tqdm.set_lock(threading.RLock())
 
 _QUIET = [os.environ.get("HARNESS_QUIET", "").strip().lower() in ("1", "true", "yes")]
 

@@ -35,8 +35,12 @@ def save(trainer: Trainer, finished_round: int, mid_round: dict[str, Any] | None
         "torch_rng": torch.random.get_rng_state(),
     }
     tmp = trainer.checkpoint_dir / "checkpoint.pt.tmp"
-    torch.save(blob, tmp)
-    tmp.replace(trainer.checkpoint_dir / "checkpoint.pt")  # atomic: a crash never leaves half a checkpoint
+    try:
+        torch.save(blob, tmp)
+        tmp.replace(trainer.checkpoint_dir / "checkpoint.pt")  # atomic: a crash never leaves half a checkpoint
+    except BaseException:  # Ctrl-C or a full disk mid-write: no half-written file left beside the checkpoint
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def resume(trainer: Trainer) -> bool:
