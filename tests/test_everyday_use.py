@@ -121,3 +121,51 @@ def test_ctrl_c_in_harness_run_exits_130(tmp_path):
     assert proc.returncode == 130, err[-2000:]
     assert "Aborted!" not in err and "Traceback" not in err and "interrupted" in err
     assert not (out / "checkpoint" / "checkpoint.pt.tmp").exists()
+
+
+def _gsm8k_file(tmp_path, n: int = 5):
+    file = tmp_path / "mini.jsonl"
+    file.write_text("".join(json.dumps({"question": f"q{i}?", "answer": f"so\n#### {i}"}) + "\n" for i in range(n)))
+    return file
+
+
+def test_the_item_counter_moves_during_generation():
+    """Counts arrive while the engine generates (each finished batch of rows), not when the call returns."""
+    from harness.core.progress import CountingEngine, Items
+    from harness.engines.hf import HFEngine
+    from harness.models.loading import load_model
+    from harness.models.text import PromptEncoder
+
+    loaded = load_model("tiny:nano", seed=0)
+    engine = HFEngine(loaded.model, loaded.tokenizer, batch_size=2)
+    prompts = [PromptEncoder(loaded.tokenizer).prompt(f"question {i}") for i in range(6)]
+    seen: list[tuple[int, int | None, bool]] = []
+    returned = []
+    items = Items("eval test", on_change=lambda done, total, what: seen.append((done, total, not returned)))
+    items(0, 6)
+    CountingEngine(engine, items).generate(prompts, max_new_tokens=3)
+    returned.append(True)
+    items.close()
+    during = [done for done, _, inside in seen if inside]
+    assert 2 in during and 4 in during, seen  # after the first and second batch of 2 rows
+    assert seen[-1][:2] == (6, 6)
+
+
+def test_eval_summary_counts_every_item_and_the_time_it_took(tmp_path, capsys):
+    from harness.core.plugins import load
+    from harness.sweeps.run import evaluate_model
+
+    host = load(env={"HARNESS_LOAD_PLUGINS": "gsm8k"})
+    evaluate_model(host, "tiny:nano", ["gsm8k-chat"], {"path": str(_gsm8k_file(tmp_path)), "chunk_size": "1",
+                                                        "max_new_tokens": "4"}, log=lambda _: None, limit=5)
+    err = capsys.readouterr().err
+    summary = [line for line in err.splitlines() if line.startswith("eval gsm8k-chat:")]
+    assert summary and "5/5 items" in summary[-1], err  # it said "1 items" with chunk_size=1
+    from harness.core.progress import Items
+
+    items = Items("eval slow")
+    time.sleep(0.3)  # the whole work happens before the first count (one batch)
+    items(4, 4)
+    items.close()
+    line = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("eval slow:")][-1]
+    assert "4/4 items" in line and float(line.split(",")[-1].split()[0]) >= 0.3, line  # it said 0.0 s

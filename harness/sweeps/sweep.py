@@ -136,13 +136,31 @@ def progress_text(status: dict[str, Any] | None, elapsed: float, now: float | No
                 f"  ({100 * done / total:.0f}%)")
         if status.get("done_here"):
             eta = float(status["train_s"]) / int(status["done_here"]) * (total - done) - age
-            text += f"  ETA {_duration(eta)}"
+            text += _eta(eta, age, "step")
         return text
     if phase == "eval":
-        return f"evaluating round {status.get('round')} ({_duration(elapsed)})"
+        started = status.get("started")
+        clock = (now if now is not None else time.time()) - float(started) if started else elapsed
+        text = f"evaluating round {status.get('round')}"
+        if status.get("benchmark"):
+            what = f" {status['what']}" if status.get("what") else ""
+            items, total = int(status.get("items") or 0), status.get("items_total")
+            text += f"  {status['benchmark']}{what} {items}/{total if total else '?'} items"
+            if items and total and started:
+                eta = (float(status.get("t", 0) or 0) - float(started)) / items * (int(total) - items) - age
+                return text + f" ({_duration(clock)}){_eta(eta, age, 'item')}"
+        return text + f" ({_duration(clock)})"
     if phase in ("sampling", "reference log-probs"):
         return f"round {status.get('round')}/{status.get('rounds')}  {phase} ({_duration(elapsed)})"
     return f"{phase} ({_duration(elapsed)})"
+
+
+def _eta(eta: float, age: float, unit: str) -> str:
+    """``  ETA 1 min 05 s``; when the estimate has run out, how long no progress came instead (a stuck
+    cell shows that, not ``ETA 0 s``)."""
+    if eta >= 1:
+        return f"  ETA {_duration(eta)}"
+    return f"  (no {unit} done for {_duration(age)})" if age >= 2 else "  ETA < 1 s"
 
 
 class LiveStatus:
