@@ -169,3 +169,20 @@ def test_eval_summary_counts_every_item_and_the_time_it_took(tmp_path, capsys):
     items.close()
     line = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("eval slow:")][-1]
     assert "4/4 items" in line and float(line.split(",")[-1].split()[0]) >= 0.3, line  # it said 0.0 s
+
+
+def test_quiet_run_prints_no_round_trained_or_cache_lines_and_cached_only_on_a_hit(tmp_path):
+    args = ("run", "--method", "sft", "--benchmark", "didactic-r1", "--set", "train.steps=2", "--set",
+            "benchmark.n_states=4", "--set", "benchmark.warm_steps=2")
+    env = {"OMP_NUM_THREADS": "1", "HARNESS_RESULTS": str(tmp_path / "results"),
+           "HARNESS_CACHE": str(tmp_path / "cache"), "HARNESS_LOAD_PLUGINS": "sft,didactic"}
+    first = run_harness(*args, "--out", str(tmp_path / "a"), env=env)
+    assert first.returncode == 0, first.stderr
+    warm = [ln for ln in first.stderr.splitlines() if ln.startswith("warm start for")]
+    assert warm and "cache miss" in warm[0] and "(cached)" not in warm[0], first.stderr
+    quiet = run_harness(*args, "--quiet", "--out", str(tmp_path / "b"), env=env)
+    assert quiet.returncode == 0, quiet.stderr
+    assert "expected_reward" in quiet.stdout  # the results still print
+    for word in ("round 0:", "round 1:", "trained:", "cache:", "warm start for"):
+        assert word not in quiet.stderr, quiet.stderr
+    assert json.loads((tmp_path / "b" / "record.json").read_text())["warm_start"] == "hit"

@@ -46,8 +46,8 @@ from typing import Any
 import torch
 
 from harness.core.data import Completion, Prompt
-from harness.core.progress import generation_progress
 from harness.core.errors import HarnessError
+from harness.core.progress import generation_progress
 from harness.engines import hf_static
 
 warm_up = hf_static.warm_up  # the once-per-process CUDA warm-up hook (see hf_static.warm_up)
