@@ -186,3 +186,19 @@ def test_quiet_run_prints_no_round_trained_or_cache_lines_and_cached_only_on_a_h
     for word in ("round 0:", "round 1:", "trained:", "cache:", "warm start for"):
         assert word not in quiet.stderr, quiet.stderr
     assert json.loads((tmp_path / "b" / "record.json").read_text())["warm_start"] == "hit"
+
+
+def test_an_error_printed_while_a_bar_is_drawn_starts_on_a_fresh_line(capsys):
+    from harness.core import progress
+    from harness.core.errors import HarnessError
+
+    if progress.quiet():
+        return
+    b = progress.bar(10, desc="train round 1/1", unit="step", mininterval=0)
+    b.update(1)
+    b.refresh()
+    HarnessError("suite.toml: bad value").show()
+    err = capsys.readouterr().err
+    assert "train round 1/1" in err  # the bar was drawn
+    last = err.rstrip("\n").split("\n")[-1].split("\r")
+    assert last[-1] == "Error: suite.toml: bad value" and not last[-2].strip(), repr(err[-300:])  # bar erased

@@ -47,6 +47,9 @@ class HarnessGroup(click.Group):
         try:
             return guarded(lambda: super(HarnessGroup, self).invoke(ctx), log)
         except KeyboardInterrupt:  # Ctrl-C: the documented 130, not click's "Aborted!" and 1
+            from harness.core.progress import clear_bars
+
+            clear_bars()
             click.echo("\ninterrupted (Ctrl-C); rerun the same command to resume", err=True)
             ctx.exit(130)
 

@@ -71,11 +71,19 @@ def warn(message: str) -> None:
     tqdm.write(message, file=sys.stderr)
 
 
+def clear_bars() -> None:
+    """Take down every bar still drawn (an error or an interrupt is about to print: it gets a fresh line)."""
+    for b in list(getattr(tqdm, "_instances", ())):
+        with contextlib.suppress(Exception):
+            b.close()
+
+
 def bar(total: int | None = None, desc: str = "", unit: str = "it", *, disable: bool = False,
         **kwargs: Any) -> tqdm:
     """A progress bar on stderr; disabled when quiet (or ``disable``)."""
+    kwargs.setdefault("mininterval", 0.5)
     return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True,
-                mininterval=0.5, disable=disable or _QUIET[0], **kwargs)
+                disable=disable or _QUIET[0], **kwargs)
 
 
 @contextlib.contextmanager
