@@ -202,3 +202,25 @@ def test_an_error_printed_while_a_bar_is_drawn_starts_on_a_fresh_line(capsys):
     assert "train round 1/1" in err  # the bar was drawn
     last = err.rstrip("\n").split("\n")[-1].split("\r")
     assert last[-1] == "Error: suite.toml: bad value" and not last[-2].strip(), repr(err[-300:])  # bar erased
+
+
+def test_leaderboard_table_fits_the_terminal_long_format_and_wide_forces_the_wide_one(tmp_path):
+    from harness.results.leaderboard import build, render
+    from tests.test_leaderboard import fill
+
+    store = fill(tmp_path / "h.db")
+    with store:
+        lb = build(store, metrics=["*"], baseline="sft")
+    wide = render(lb, "table")
+    assert max(len(line) for line in wide.split("\n")) > 70
+    text = render(lb, "table", width=70)
+    assert max(len(line) for line in text.split("\n")) <= 70, text
+    # the long format: one row per method x metric, the same numbers
+    reward = [line for line in text.split("\n") if line.startswith("dpo(beta=0.1)") and "reward" in line]
+    assert len(reward) == 1, text
+    assert render(lb, "table", width=70, wide=True) == wide
+    out = run_harness("leaderboard", "--store", str(tmp_path / "h.db"), "--all-metrics", env={"COLUMNS": "70"})
+    assert out.returncode == 0 and max(len(line) for line in out.stdout.split("\n")) <= 70, out.stdout
+    out = run_harness("leaderboard", "--store", str(tmp_path / "h.db"), "--all-metrics", "--wide",
+                      env={"COLUMNS": "70"})
+    assert out.returncode == 0 and max(len(line) for line in out.stdout.split("\n")) > 70

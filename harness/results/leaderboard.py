@@ -634,8 +634,39 @@ def to_json(lb: Leaderboard) -> dict[str, Any]:
     }
 
 
-def render(lb: Leaderboard, fmt: str = "table") -> str:
-    """The leaderboard as text: table, markdown, csv, latex, html or json."""
+def _render_fitted(lb: Leaderboard, title: str, heads: list[str], rows: list[list[str]], dheads: list[str],
+                   drows: list[list[str]], width: int) -> str:
+    """The ``table`` format within ``width`` columns: the wide tables where they fit, else the long ones."""
+    from tabulate import tabulate
+
+    from harness.results.fit import long_table, widest_line, wrap
+
+    keys = 2 if lb.multi_model else 1
+    out = [wrap(title, width)]
+    table = tabulate(rows, headers=heads, disable_numparse=True)
+    if widest_line(table) > width:  # one row per method x metric; the average rank as a row of its own
+        table = long_table(heads, rows, keys, value="mean ± 95% CI (n) #rank", width=width)
+    out.append(table)
+    if drows:
+        sub = f"Difference to {lb.baseline}, paired by seed: mean ± 95% t-CI (n)"
+        if any(r.item_delta for r in lb.rows):
+            sub += f"; items: paired item by item, mean [95% bootstrap CI] ({BOOTSTRAP_REPS} resamples of items" \
+                   " and seeds)"
+        out.append("\n" + wrap(sub, width))
+        diff = tabulate(drows, headers=dheads, disable_numparse=True)
+        if widest_line(diff) > width:
+            diff = long_table(dheads, drows, keys, value=f"difference to {lb.baseline}", width=width)
+        out.append(diff)
+    if lb.code_note:
+        out.append("\n" + wrap(lb.code_note, width))
+    return "\n".join(out)
+
+
+def render(lb: Leaderboard, fmt: str = "table", *, width: int | None = None, wide: bool = False) -> str:
+    """The leaderboard as text: table, markdown, csv, latex, html or json.
+
+    ``width`` (``table`` only): a table wider than this is printed in the long format instead, one row per
+    method x metric (:mod:`harness.results.fit`), and the title wrapped; ``wide`` keeps the wide table."""
     from tabulate import tabulate
 
     if fmt not in FORMATS:
@@ -666,6 +697,8 @@ def render(lb: Leaderboard, fmt: str = "table") -> str:
     if not rows:
         return f"sweep {lb.sweep['id']}: no finished cells yet ({lb.counts})"
     out = []
+    if fmt == "table" and width is not None and not wide:
+        return _render_fitted(lb, title, heads, rows, dheads, drows, width)
     if fmt == "table":
         out.append(title)
     elif fmt == "markdown":
