@@ -224,3 +224,35 @@ def test_leaderboard_table_fits_the_terminal_long_format_and_wide_forces_the_wid
     out = run_harness("leaderboard", "--store", str(tmp_path / "h.db"), "--all-metrics", "--wide",
                       env={"COLUMNS": "70"})
     assert out.returncode == 0 and max(len(line) for line in out.stdout.split("\n")) > 70
+
+
+def test_report_bar_titles_fit_their_panels_and_stderr_gets_no_chart(tmp_path):
+    import dataclasses
+
+    from harness.results import report
+    from harness.results.leaderboard import build
+    from tests.test_leaderboard import fill
+
+    with fill(tmp_path / "h.db") as store:
+        lb = build(store, metrics=["*"])
+    long_cols = [dataclasses.replace(c, benchmark="gsm8k-chat-with-a-long-name", train="gsm8k-chat-with-a-long-name",
+                                     metric=f"{c.metric},flexible-extract") for c in lb.columns]
+    stderr_col = dataclasses.replace(long_cols[0], metric="exact_match_stderr,flexible-extract")
+    assert not report.charted(stderr_col) and all(report.charted(c) for c in long_cols)
+    for r in lb.rows:  # the same values under the long names
+        r.cells = {**r.cells, **{n.key: r.cells[o.key] for o, n in zip(lb.columns, long_cols, strict=True)
+                                 if o.key in r.cells}}
+    lb.columns = long_cols
+    plt = report._plt()
+    fig = report.bar_figure(plt, lb, long_cols, "gsm8k-chat-with-a-long-name")
+    fig.tight_layout()
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    fig_box = fig.bbox
+    boxes = [ax.title.get_window_extent(renderer) for ax in fig.axes if ax.get_visible()]
+    for box in boxes:  # inside the figure: not clipped
+        assert box.x0 >= fig_box.x0 - 1 and box.x1 <= fig_box.x1 + 1, (box, fig_box)
+    for i, a in enumerate(boxes):  # and never over another panel's title
+        for b in boxes[i + 1:]:
+            assert not a.overlaps(b), (a, b)
+    plt.close(fig)
