@@ -256,3 +256,20 @@ def test_report_bar_titles_fit_their_panels_and_stderr_gets_no_chart(tmp_path):
         for b in boxes[i + 1:]:
             assert not a.overlaps(b), (a, b)
     plt.close(fig)
+
+
+def test_scaffolded_benchmark_declares_its_metric_and_its_test_uses_only_the_public_api(tmp_path):
+    import re
+
+    from harness.authoring.scaffold import scaffold
+
+    folder = scaffold("benchmark", "adder", tmp_path)
+    test = next((folder / "tests").glob("test_*.py")).read_text()
+    assert not re.search(r"from harness\.\w", test) and "_policy" not in test, test  # no private internals
+    module = (folder / "harness_adder" / "benchmark.py").read_text()
+    assert 'MetricSpec("accuracy", item="correct")' in module
+    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "by_hand",
+                          str(folder / "tests")], capture_output=True, text=True, cwd=folder,
+                         env={**__import__("os").environ, "PYTHONPATH": f"{folder}:{ROOT}", "OMP_NUM_THREADS": "1"},
+                         timeout=300)
+    assert res.returncode == 0 and "2 passed" in res.stdout, res.stdout + res.stderr
