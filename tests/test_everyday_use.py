@@ -273,3 +273,16 @@ def test_scaffolded_benchmark_declares_its_metric_and_its_test_uses_only_the_pub
                          env={**__import__("os").environ, "PYTHONPATH": f"{folder}:{ROOT}", "OMP_NUM_THREADS": "1"},
                          timeout=300)
     assert res.returncode == 0 and "2 passed" in res.stdout, res.stdout + res.stderr
+
+
+def test_a_big_dry_run_shows_its_validation_progress_from_the_start(tmp_path):
+    from harness.sweeps.suite import KEEP_CELLS
+
+    seeds = KEEP_CELLS // 2 + 10
+    suite = tmp_path / "big.toml"
+    suite.write_text(f'name = "big"\nmodels = ["tiny:nano"]\nbenchmarks = ["didactic-r1", "didactic-r2"]\n'
+                     f'seeds = {list(range(seeds))}\n[methods.sft]\n')
+    out = run_harness("sweep", str(suite), "--dry-run", "--max-cells", "100000", env={"HARNESS_QUIET": ""})
+    assert out.returncode == 0, out.stderr
+    assert "validating the grid" in out.stderr and f"/{2 * seeds}" in out.stderr, out.stderr[-500:]
+    assert out.stdout.rstrip().endswith("; valid")
