@@ -286,3 +286,21 @@ def test_a_big_dry_run_shows_its_validation_progress_from_the_start(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "validating the grid" in out.stderr and f"/{2 * seeds}" in out.stderr, out.stderr[-500:]
     assert out.stdout.rstrip().endswith("; valid")
+
+
+def test_a_cells_evaluation_reports_item_counts_and_its_own_start_to_the_live_status(tmp_path):
+    from harness.core.plugins import load
+    from harness.sweeps.run import CellConfig, resolve, run_cell
+    from harness.sweeps.sweep import progress_text
+
+    host = load(env={"HARNESS_LOAD_PLUGINS": "sft,gsm8k"})
+    cell = resolve(CellConfig(model="tiny:nano", method="sft", benchmark="gsm8k-chat",
+                              benchmark_params={"path": str(_gsm8k_file(tmp_path, 4)), "max_new_tokens": 2,
+                                                "chunk_size": 1}, train={"rounds": 0}), host)
+    seen: list[dict] = []
+    run_cell(cell, host, progress=False, log=lambda _: None, cache=None, status=seen.append)
+    evals = [s for s in seen if s["phase"] == "eval" and "items" in s]
+    assert evals and evals[-1]["items"] == 4 and evals[-1]["items_total"] == 4, seen
+    assert all(s["started"] == evals[0]["started"] for s in evals)
+    text = progress_text({**evals[1], "t": evals[1]["started"] + 2.0}, 500.0, now=evals[1]["started"] + 3.0)
+    assert "gsm8k-chat" in text and f"{evals[1]['items']}/4 items" in text and "(3 s)" in text, text
