@@ -48,6 +48,8 @@ def resume(trainer: Trainer) -> bool:
     from harness.training.trainer import StepRecord
 
     path = trainer.checkpoint_dir / "checkpoint.pt" if trainer.checkpoint_dir else None
+    if path is not None:  # a write a kill -9 cut short: never read, only in the way
+        path.with_name("checkpoint.pt.tmp").unlink(missing_ok=True)
     if path is None or not path.exists():
         return False
     blob = torch.load(path, weights_only=False)
