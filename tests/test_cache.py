@@ -84,7 +84,8 @@ def test_harness_run_prints_cache_counts(tmp_path, monkeypatch):
 
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "c"))
     monkeypatch.setenv("HARNESS_RESULTS", str(tmp_path / "r"))
-    args = ["run", "--method", "dpo", "--benchmark", "didactic-r1", "--quiet", "--set", "train.steps=2",
+    # not --quiet: it hides the cache line (and every other status line)
+    args = ["run", "--method", "dpo", "--benchmark", "didactic-r1", "--set", "train.steps=2",
             "--set", "n_states=2", "--set", "warm_steps=2"]
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 0, res.output

@@ -117,7 +117,7 @@ def test_harness_run_prints_one_line_and_the_log_and_debug_the_traceback(tmp_pat
     args = ("--plugin", str(path), "run", "--method", "wrong", "--benchmark", "didactic-r1", "--set", "train.steps=2",
             "--quiet", "--out", str(out))
     res = run_harness(*args, env={"OMP_NUM_THREADS": "1", "HARNESS_LOAD_PLUGINS": "didactic"})
-    assert res.returncode == 2, res.stderr
+    assert res.returncode == 1, res.stderr  # a plugin's bug at run time: 1, as in a sweep (2 is bad input)
     assert "Traceback" not in res.stderr
     err = [ln for ln in res.stderr.splitlines() if ln.startswith("Error")]  # (progress lines go to stderr too)
     assert len(err) == 1 and res.stderr.rstrip().endswith(err[0]), res.stderr

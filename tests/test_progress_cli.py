@@ -32,7 +32,7 @@ def test_items_bar_counts_absolute_reports_and_engine_calls(capsys):
     counting = Items("eval y")
     engine = CountingEngine(Echo(), counting)
     assert engine.generate(["a", "b", "c"], n=1) == [["a"], ["b"], ["c"]]
-    assert counting.bars["generated"].n == 3 and engine.own_weights is False
+    assert counting.bars[""].n == 3 and counting.done[""] == 3 and engine.own_weights is False
     items.close()
     counting.close()
     assert "eval x" in capsys.readouterr().err

@@ -158,7 +158,8 @@ def test_one_results_root_and_cache_off_means_off(tmp_path):
     assert sorted(p.name for p in (tmp_path / "home").iterdir()) == ["cache", "runs"]
     assert (tmp_path / "home" / "cache" / "warmstart").is_dir()
     assert not (tmp_path / "results").exists()  # nothing in the current directory
-    res = subprocess.run([*args, "--no-resume"], capture_output=True, text=True, env={**env, "HARNESS_CACHE": "off"},
+    loud = [a for a in args if a != "--quiet"]  # --quiet hides the cache line
+    res = subprocess.run([*loud, "--no-resume"], capture_output=True, text=True, env={**env, "HARNESS_CACHE": "off"},
                          cwd=tmp_path, timeout=300)
     assert res.returncode == 0, res.stderr
     assert not (tmp_path / "off").exists() and "cache: off" in res.stderr

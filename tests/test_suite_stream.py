@@ -145,7 +145,7 @@ def test_big_grid_dry_run_streams_in_little_memory(tmp_path, host):
     assert warm.exit_code == 0, warm.output
     result, peak = _peak(lambda: CliRunner().invoke(cli, args, obj={"host": host}))
     assert result.exit_code == 0, result.output
-    lines = result.output.rstrip("\n").split("\n")
+    lines = result.stdout.rstrip("\n").split("\n")  # (the validation bar goes to stderr)
     assert lines[-1].startswith(f"{SEEDS * 10} cells in sweep big-") and lines[-1].endswith("; valid")
     assert peak < 6.0, f"dry run of {SEEDS * 10} cells peaked at {peak:.1f} MiB of Python memory"
 
@@ -157,7 +157,7 @@ def test_big_grid_dry_run_streams_in_little_memory(tmp_path, host):
     assert "\n".join(lines[:-2]) == want
     assert lines[-1] == f"{len(cells)} cells in sweep {suite.id} ({path}); valid"
     js = CliRunner().invoke(cli, [*args, "--json"], obj={"host": host})
-    assert js.exit_code == 0 and js.output == json.dumps({"sweep": suite.id, "valid": True, "cells": [
+    assert js.exit_code == 0 and js.stdout == json.dumps({"sweep": suite.id, "valid": True, "cells": [
         {"cell": c.id, "model": c.config.model, "method": c.label, "benchmark": c.config.benchmark,
          "seed": c.config.seed} for c in cells]}, indent=1) + "\n"
 

@@ -341,6 +341,21 @@ def test_progress_text_shows_round_step_and_eta():
     assert progress_text(None, 3.0) == "starting (3 s)"
 
 
+def test_progress_text_counts_evaluation_items_from_the_evaluation_start_and_never_says_eta_0_when_stuck():
+    from harness.sweeps.sweep import progress_text
+
+    ev = {"phase": "eval", "round": 1, "started": 1000.0, "benchmark": "gsm8k-chat", "items": 2, "items_total": 8,
+          "t": 1010.0}
+    # the round started long before (elapsed 300 s): the clock is the evaluation's, 12 s
+    assert progress_text(ev, 300.0, now=1012.0) == "evaluating round 1  gsm8k-chat 2/8 items (12 s)  ETA 28 s"
+    stuck = {"phase": "train", "round": 2, "rounds": 3, "step": 10, "steps": 40, "done": 50, "total": 120,
+             "done_here": 50, "train_s": 25.0, "t": 1000.0}
+    text = progress_text(stuck, 200.0, now=1100.0)  # expected done 35 s after its last step; 100 s passed
+    assert "ETA 0 s" not in text and text.endswith("(no step done for 1 min 40 s)"), text
+    text = progress_text({**ev, "t": 1010.0}, 300.0, now=1200.0)
+    assert "ETA 0 s" not in text and "no item done for 3 min 10 s" in text, text
+
+
 def test_live_status_redraws_on_a_tty_and_throttles_elsewhere():
     import io
 

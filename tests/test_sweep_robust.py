@@ -473,12 +473,13 @@ def test_ctrl_c_gives_the_cell_back_and_exits_130(tmp_path):
     suite.write_text(HANG)
     store = tmp_path / "h.db"
     marker = uuid.uuid4().hex
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "--plugin", str(plugin), "sweep", str(suite),
-                             "--store", str(store)], env={**os.environ, **sweep_env(tmp_path, marker)}, cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "--plugin", str(plugin), "--results",
+                             str(tmp_path / "results"), "sweep", str(suite), "--store", str(store),
+                             "--set", "train.steps=3"], env={**os.environ, **sweep_env(tmp_path, marker)}, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             # Ctrl-C as at a terminal, even when pytest itself runs in the background (nohup,
                             # `&`: SIGINT ignored, and an ignored signal stays ignored in every child)
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), start_new_session=True)
     try:
         deadline = time.time() + 120
         while not (store.exists() and any(heartbeat(store).values())):
@@ -486,13 +487,23 @@ def test_ctrl_c_gives_the_cell_back_and_exits_130(tmp_path):
                 pytest.fail("the sweep ended (or hung) before its worker started")
             time.sleep(0.1)
         worker = next(iter(heartbeat(store).values()))
-        proc.send_signal(signal.SIGINT)
+        time.sleep(1.5)  # the worker is into its cell (a worker killed there left a semaphore behind)
+        os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole foreground process group
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, out + err
     assert "interrupted: running cells were given back" in err and "Traceback" not in err
+    hint = next(line for line in err.splitlines() if "interrupted:" in line)
+    # the suggested command resumes THIS sweep: same store, results folder, plugin and overrides
+    assert f"--store {store}" in hint and "--set train.steps=3" in hint and f"--results {tmp_path / 'results'}" in hint
+    assert f"--plugin {plugin}" in hint, hint
+    assert "leaked semaphore" not in err and "resource_tracker" not in err, err
+    con = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
+    finished, summary = con.execute("SELECT finished_at, summary_json FROM sweep_runs").fetchone()
+    con.close()
+    assert finished is not None and json.loads(summary)["interrupted"] is True
     assert list(statuses(store).values()) == ["pending"] and heartbeat(store) == {}
     for _ in range(50):
         if not processes_alive(worker):
@@ -555,6 +566,57 @@ def test_a_cell_of_a_live_sweep_is_skipped_and_the_exit_is_3(tmp_path):
     finally:
         other.kill()
         other.wait()
+
+
+def test_the_later_of_two_sweeps_exits_0_when_the_other_finished_the_cells_it_skipped(tmp_path):
+    from harness.core.plugins import get_host
+    from harness.sweeps.suite import load_suite
+    from harness.sweeps.sweep import run_sweep
+
+    suite_file = tmp_path / "small.toml"
+    suite_file.write_text(SMALL)
+    suite = load_suite(suite_file, get_host())
+    other = _sleeper()
+    try:
+        with Store(tmp_path / "h.db") as db:
+            db.add_sweep(suite.id, suite.name, None, suite.data, [c.row() for c in suite.cells])
+            busy = suite.cells[0].id
+            assert db.claim(busy, owner_token(other.pid)) == "claimed"
+
+            class OtherSweepFinishes(_RecordingExecutor):  # ours "fails" nothing: its cell is done, and so
+                def poll(self, timeout):                    # is the cell the other sweep ran meanwhile
+                    time.sleep(min(timeout, 0.05))
+                    db.db.execute("UPDATE cells SET status='done', owner=NULL WHERE id=?", (busy,))
+                    out = [(cid, {"status": "done", "record": _done_record(cid), "wall_s": 0.0})
+                           for cid in self._running]
+                    self._running = []
+                    return out
+
+            summary = run_sweep(suite, db, OtherSweepFinishes(), log=lambda _: None, poll_s=0.05)
+            assert summary.busy == 1 and summary.done == len(suite.cells) - 1
+            assert summary.exit_code() == 0, summary.lines()
+    finally:
+        other.kill()
+        other.wait()
+
+
+def _done_record(cid: str) -> dict:
+    return {"cell_id": cid, "config": {}, "status": "done", "rounds": [{"round": 0, "metrics": {"b/m": 1.0}}],
+            "final": {"b/m": 1.0}, "steps": [], "records": [], "timings": {}, "warm_start": "none", "cache": {},
+            "provenance": {}}
+
+
+def test_a_sweep_killed_with_kill_9_is_marked_interrupted_by_the_next(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    with Store(tmp_path / "h.db") as db:
+        db.add_sweep("s", "s", None, {}, [])
+        db.db.execute("INSERT INTO sweep_runs (sweep_id, started_at, host, pid, executor) VALUES ('s', 1, ?, ?, "
+                      "'local')", (__import__("socket").gethostname(), dead.pid))
+        db.start_run("s", "local")
+        rows = db.db.execute("SELECT pid, finished_at, summary_json FROM sweep_runs ORDER BY id").fetchall()
+    assert rows[0][1] is not None and json.loads(rows[0][2])["interrupted"] is True
+    assert rows[1][1] is None  # this run is running
 
 
 def test_a_lingering_cell_is_waited_for_then_taken_over(tmp_path):

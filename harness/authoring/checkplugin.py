@@ -260,6 +260,9 @@ def check(target: str, *, base: PluginHost | None = None, model: str = "tiny:nan
           echo: Callable[[str], None] = click.echo) -> Report:
     """Run every check on the plugin (or the one method/benchmark) named by ``target``."""
     rep = Report(echo)
+    if base is not None and target in base.registry.quarantined:  # installed, but failed to import or register
+        rep.fail(f"plugin '{target}' is quarantined (installed, but skipped): {base.registry.quarantined[target]}")
+        return rep
     host, plugin, specs = host_for(target, base)
     if plugin is not None:
         info = host.infos.get(plugin)

@@ -8,7 +8,15 @@ May import: every other subsystem.
 
 
 def main() -> None:
-    """The ``harness`` console script (``harness.cli:main``)."""
+    """The ``harness`` console script (``harness.cli:main``). ``--version`` / ``-V`` alone answer before
+    the commands (and torch) are imported, in a fraction of a second."""
+    import sys
+
+    if sys.argv[1:] in (["--version"], ["-V"]):
+        import harness
+
+        print(f"alignment-harness, version {harness.__version__}")
+        return
     from harness.cli.app import main as app_main
 
     app_main()

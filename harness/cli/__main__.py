@@ -1,5 +1,5 @@
 """``python -m harness.cli``: the ``harness`` command."""
 
-from harness.cli.app import main
+from harness.cli import main
 
 main()

@@ -44,10 +44,17 @@ class HarnessGroup(click.Group):
         from harness.core.paths import results_root
 
         log = results_root() / "logs" / "error.log"
-        return guarded(lambda: super(HarnessGroup, self).invoke(ctx), log)
+        try:
+            return guarded(lambda: super(HarnessGroup, self).invoke(ctx), log)
+        except KeyboardInterrupt:  # Ctrl-C: the documented 130, not click's "Aborted!" and 1
+            from harness.core.progress import clear_bars
+
+            clear_bars()
+            click.echo("\ninterrupted (Ctrl-C); rerun the same command to resume", err=True)
+            ctx.exit(130)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args[:1] != ["--version"]:
+        if args[:1] not in (["--version"], ["-V"]):
             try:
                 self._ensure_loaded(ctx, list(args))
             except HarnessError as exc:
@@ -73,7 +80,7 @@ def _peek_plugins(args: list[str]) -> list[str]:
 
 
 @click.group(cls=HarnessGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(harness.__version__, prog_name="alignment-harness")
+@click.version_option(harness.__version__, "--version", "-V", prog_name="alignment-harness")
 @click.option(
     "--plugin",
     "plugins",
@@ -97,7 +104,8 @@ def cli(ctx: click.Context, plugins: tuple[str, ...], debug: bool, quiet_: bool,
     \b
     Exit status:
       0    success (`harness sweep`: every cell of the sweep is done)
-      1    `harness sweep`: some cell failed, now or earlier (--retry-failed reruns them)
+      1    a run failed after work started (a plugin's bug, a crash; `harness sweep`: some cell failed, now
+           or earlier; --retry-failed reruns them)
       2    bad input: one line naming the file, key or flag; nothing ran, nothing recorded changed
       3    `harness sweep`: some cell is not done because another live sweep runs it
       4    the machine failed (disk full, I/O error): one line; what was recorded is kept
@@ -129,7 +137,8 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
     else:
         table = [
             [r["name"], r["version"] or "", ", ".join(r["hooks"]),
-             "; ".join(f"{k}: {', '.join(v)}" for k, v in r["registered"].items())]
+             "; ".join(f"{k}: {', '.join(v)}" for k, v in r["registered"].items())
+             if r["status"] == "ok" else "BROKEN (quarantined; see the warning above)"]
             for r in rows
         ]
         click.echo(tabulate(table, headers=["plugin", "version", "hooks", "registered"]))
@@ -161,6 +170,8 @@ def _describe_specs(host: PluginHost, kind: str, as_json: bool, name: str | None
         }
         for s in sorted(specs.values(), key=lambda s: s.name)
     ]
+    if kind == "method" and name is not None:  # one method: also its trainer settings, toy and real defaults
+        _add_method_defaults(out[0], specs[name])
     if as_json:
         click.echo(json.dumps(out, indent=2, default=str))
         return
@@ -176,7 +187,37 @@ def _describe_specs(host: PluginHost, kind: str, as_json: bool, name: str | None
             click.echo("    metrics: " + (", ".join(
                 f"{m['name']} ({m['direction']} is better, {m['role']})" for m in item["metrics"]) or "- (none declared)"))
         for p in item["params"]:
-            click.echo(f"    --set {p['name']}={p['default']!r:<10} {p['type']:<18} {p['help']}")
+            click.echo(_param_line(p["name"], p))
+        if "train" in item:
+            click.echo("    trainer settings (defaults for tiny: models; 'real model:' for any other model):")
+            for p in item["train"]:
+                click.echo(_param_line(f"train.{p['name']}", p))
+
+
+def _param_line(key: str, p: dict[str, Any]) -> str:
+    real = f" (real model: {p['real_model_default']!r})" if "real_model_default" in p else ""
+    return f"    --set {key}={p['default']!r:<10} {p['type']:<18} {p['help']}{real}"
+
+
+def _add_method_defaults(item: dict[str, Any], spec: Any) -> None:
+    """``item["train"]``: every ``train.*`` key with this method's default, and ``real_model_default`` on the
+    keys (train and method) whose default differs for a real model (see :mod:`harness.training.defaults`)."""
+    from harness.training.defaults import method_defaults, train_defaults
+    from harness.training.trainer import TrainConfig
+
+    toy_train = train_defaults(spec.name, spec.train_defaults, "tiny:nano")
+    real_train = train_defaults(spec.name, spec.train_defaults, "a-real-model")
+    real_params = method_defaults(spec.name, "a-real-model")
+    for p in item["params"]:
+        if p["name"] in real_params and real_params[p["name"]] != p["default"]:
+            p["real_model_default"] = real_params[p["name"]]
+    train = describe(TrainConfig)
+    for p in train:
+        p["default"] = toy_train.get(p["name"], p["default"])
+        real = real_train.get(p["name"], p["default"])
+        if real != p["default"]:
+            p["real_model_default"] = real
+    item["train"] = train
 
 
 @cli.command()

@@ -99,6 +99,16 @@ def _reset_for_rerun(db: Any, suite: Any) -> None:
         shutil.rmtree(cell_dir(db, cid), ignore_errors=True)
 
 
+WIDE_HELP = ("--format table: keep the wide table (one column per metric) even where it is wider than the "
+             "terminal (COLUMNS); by default such a table is printed long, one row per method x metric.")
+
+
+def terminal_width() -> int:
+    from harness.results.fit import terminal_width as width
+
+    return width()
+
+
 @click.command()
 @click.argument("suite_file", metavar="SUITE", type=click.Path(path_type=Path))
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
@@ -132,6 +142,7 @@ def _reset_for_rerun(db: Any, suite: Any) -> None:
               type=click.Choice(["table", "markdown", "csv", "latex", "html", "json"]),
               help="Format of the leaderboard printed at the end.")
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json: only JSON on stdout.")
+@click.option("--wide", is_flag=True, help=WIDE_HELP)
 @click.option("--quiet", is_flag=True, help="No live status lines (log lines and the summary still go to stderr).")
 @click.option("--max-cells", type=click.IntRange(min=1), default=None, metavar="N",
               help="Allow a grid of up to N cells (default 10,000; larger suites are refused before expansion).")
@@ -142,7 +153,7 @@ def sweep(ctx: click.Context, suite_file: Path, sets: tuple[str, ...], dry_run: 
           executor: str, jobs: int | None, threads: int | None, cell_timeout: float | None, retry_failed: bool,
           rerun: bool, cache_dir: str | None, address: str | None, num_cpus: float | None, num_gpus: float | None,
           fmt: str, as_json: bool, quiet: bool, max_cells: int | None, log_to: tuple[str, ...],
-          reuse_workers: bool | None) -> None:
+          reuse_workers: bool | None, wide: bool) -> None:
     """Run a suite file: every cell not done yet, one process per cell (or, with --reuse-workers, cell after
     cell in each worker); then print the leaderboard.
 
@@ -237,8 +248,9 @@ def sweep(ctx: click.Context, suite_file: Path, sets: tuple[str, ...], dry_run: 
                                 plugins=_adhoc_plugins(ctx), log=live.log, status=live.show, cache=cache_dir)
         except KeyboardInterrupt:
             live.close()
-            click.echo(f"\ninterrupted: running cells were given back; `harness sweep {suite_file}` resumes",
-                       err=True)
+            resume = resume_command(ctx, suite_file, store=store, sets=sets, cache_dir=cache_dir,
+                                    max_cells=max_cells, executor=executor, address=address)
+            click.echo(f"\ninterrupted: running cells were given back; `{resume}` resumes", err=True)
             ctx.exit(EXIT_INTERRUPTED)
         finally:
             live.close()
@@ -246,9 +258,38 @@ def sweep(ctx: click.Context, suite_file: Path, sets: tuple[str, ...], dry_run: 
         for line in summary.lines():
             click.echo(line, err=True)
         click.echo("", err=True)
-        click.echo(render(build(db, suite.id), fmt))
+        click.echo(render(build(db, suite.id), fmt, width=terminal_width(), wide=wide))
         _print_failed(db, suite.id, fmt)
     ctx.exit(summary.exit_code())
+
+
+def resume_command(ctx: click.Context, suite_file: Path, *, store: Path | None, sets: tuple[str, ...],
+                   cache_dir: str | None = None, max_cells: int | None = None, executor: str = "local",
+                   address: str | None = None) -> str:
+    """The command that resumes this sweep: the same suite, store, results folder, plugins and ``--set``
+    overrides (without them it would be another sweep, or another store)."""
+    import shlex
+
+    root = ctx.find_root().params
+    parts = ["harness"]
+    for plugin in root.get("plugins") or ():
+        parts += ["--plugin", str(plugin)]
+    if root.get("results_root") is not None:
+        parts += ["--results", str(root["results_root"])]
+    parts += ["sweep", str(suite_file)]
+    if store is not None:
+        parts += ["--store", str(store)]
+    for item in sets:
+        parts += ["--set", item]
+    if cache_dir is not None:
+        parts += ["--cache", str(cache_dir)]
+    if max_cells is not None:
+        parts += ["--max-cells", str(max_cells)]
+    if executor != "local":
+        parts += ["--executor", executor]
+    if address is not None:
+        parts += ["--address", address]
+    return shlex.join(parts)
 
 
 def _print_dry_run(suite: Any, suite_file: Path, fmt: str, chunk: int = 200) -> None:
@@ -305,8 +346,9 @@ def _print_failed(db: Any, sweep_id: str | None, fmt: str) -> None:
 @click.option("--metric", "metrics", multiple=True,
               help="Only this metric (name or benchmark/name); repeatable. Default: the suite's, else all.")
 @click.option("--all-metrics", is_flag=True, help="Every metric, whatever the suite lists.")
+@click.option("--wide", is_flag=True, help=WIDE_HELP)
 def leaderboard(sweep_id: str | None, store: Path | None, fmt: str, as_json: bool, baseline: str | None,
-                metrics: tuple[str, ...], all_metrics: bool) -> None:
+                metrics: tuple[str, ...], all_metrics: bool, wide: bool) -> None:
     """Print a sweep's leaderboard: mean ± 95% CI over seeds, ranks, the best marked."""
     from harness.results.leaderboard import build, render
     from harness.sweeps.store import Store
@@ -315,7 +357,7 @@ def leaderboard(sweep_id: str | None, store: Path | None, fmt: str, as_json: boo
     with os_errors("leaderboard"), Store(_store_path(store), readonly=True) as db:
         _warn(db)
         lb = build(db, sweep_id, metrics=list(metrics) or (["*"] if all_metrics else None), baseline=baseline)
-        click.echo(render(lb, fmt))
+        click.echo(render(lb, fmt, width=terminal_width(), wide=wide))
         _print_failed(db, sweep_id, fmt)
 
 

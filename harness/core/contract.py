@@ -35,7 +35,10 @@ from harness.core.errors import HarnessError
 
 
 class PluginError(HarnessError):
-    """A plugin broke its contract at run time: one line naming the plugin, what was seen and the rule."""
+    """A plugin broke its contract at run time: one line naming the plugin, what was seen and the rule.
+    Exit code 1, as a failed sweep cell: work ran (and may be recorded), so it is no "bad input" (2)."""
+
+    exit_code = 1
 
 
 class CrashError(HarnessError):

@@ -16,6 +16,13 @@ class HarnessError(click.ClickException):
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(message.split("\n")))
 
+    def show(self, file: object = None) -> None:
+        """The one line, on a line of its own: progress bars still drawn are taken down first."""
+        from harness.core.progress import clear_bars
+
+        clear_bars()
+        super().show(file)  # type: ignore[arg-type]
+
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """' (did you mean 'x'?)' for the closest choice, or '' when nothing is close."""

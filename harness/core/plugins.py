@@ -67,7 +67,8 @@ class PluginHost:
         return sorted(h.name for h in self.pm.get_hookcallers(plugin) or ()) if plugin is not None else []
 
     def describe(self) -> list[dict[str, Any]]:
-        """One dict per plugin: name, version, source, hooks, the names it registered."""
+        """One dict per plugin: name, version, source, hooks, the names it registered, ``status`` ("ok", or
+        "broken" for a quarantined installed plugin, with its ``error`` line and nothing registered)."""
         return [
             {
                 "name": info.name,
@@ -75,8 +76,13 @@ class PluginHost:
                 "source": info.source,
                 "hooks": self.hooks_of(info.name),
                 "registered": self.registry.names_by_plugin(info.name),
+                "status": "ok",
             }
             for info in self.infos.values()
+        ] + [
+            {"name": name, "version": None, "source": None, "hooks": [], "registered": {}, "status": "broken",
+             "error": line}
+            for name, line in self.registry.quarantined.items()
         ]
 
     def raise_import_errors(self) -> None:

@@ -40,13 +40,14 @@ from __future__ import annotations
 import contextlib
 import inspect
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
 
 from harness.core.data import Completion, Prompt
 from harness.core.errors import HarnessError
+from harness.core.progress import generation_progress
 from harness.engines import hf_static
 
 warm_up = hf_static.warm_up  # the once-per-process CUDA warm-up hook (see hf_static.warm_up)
@@ -132,6 +133,10 @@ class HFEngine:
         with torch.inference_mode(), _eval_mode(self.model):
             for start in range(0, len(order), self.batch_size):
                 chunk = order[start : start + self.batch_size]
+
+                def report(finished: int, token: int, start: int = start) -> None:
+                    generation_progress(start + finished, len(order), token, int(max_new_tokens))
+
                 outs = self._generate_batch(
                     [prompts[rows[r]].ids for r in chunk],
                     greedy=greedy,
@@ -143,9 +148,11 @@ class HFEngine:
                     pad_id=pad_id,
                     device=device,
                     generator=generator,
+                    report=report,
                 )
                 for r, out in zip(chunk, outs, strict=True):
                     results[r] = out
+                generation_progress(start + len(chunk), len(order))
 
         completions: list[list[Completion]] = [[] for _ in prompts]
         for r, (ids, reason) in enumerate(results):
@@ -235,12 +242,15 @@ class HFEngine:
         pad_id: int,
         device: torch.device,
         generator: torch.Generator,
+        report: Callable[[int, int], None] | None = None,
     ) -> list[tuple[list[int], str]]:
-        """Decode one batch; returns (generated ids, finish reason) per row, in batch order."""
+        """Decode one batch; returns (generated ids, finish reason) per row, in batch order. ``report(rows
+        finished, decode step)`` is called as rows finish and at each step (the evaluation's progress)."""
         size = len(batch)
         stop_window = max((len(s.encode("utf-8")) for s in stops), default=0) + 2
         generated: list[list[int]] = [[] for _ in range(size)]
         reasons = ["length"] * size
+        counts = [0, 0]  # rows finished, decode steps
 
         def absorb(i: int, new: list[int]) -> bool:
             """Append row i's next ids up to its end; True once the row is finished."""
@@ -248,10 +258,16 @@ class HFEngine:
                 generated[i].append(tok)
                 if tok in eos_ids or (stops and _tail_has_stop(self._decode(generated[i][-stop_window:]), stops)):
                     reasons[i] = "stop"
+                    counts[0] += 1
+                    if report is not None:
+                        report(counts[0], counts[1])
                     return True
             return False
 
         def pick(logits: torch.Tensor) -> torch.Tensor:
+            counts[1] += 1
+            if report is not None:
+                report(counts[0], counts[1])
             return _pick(logits, greedy, temperature, top_p, generator)
 
         runner = self._static_runner(device)

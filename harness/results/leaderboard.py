@@ -763,8 +763,47 @@ def correction_note(lb: Leaderboard) -> str:
     return text + "."
 
 
-def render(lb: Leaderboard, fmt: str = "table") -> str:
-    """The leaderboard as text: table, markdown, csv, latex, html or json."""
+def _diff_subtitle(lb: Leaderboard) -> str:
+    """The title of the differences-to-baseline table: what each interval estimates."""
+    sub = f"Difference to {lb.baseline}, paired by seed: mean ± 95% CI; \"these items\": t over the per-seed " \
+          "differences (the benchmark's items fixed)"
+    if any(r.item_delta for r in lb.rows):
+        sub += "; \"items like these\" (the headline where shown): also paired item by item, two-way seeds x " \
+               "items random-effects variance, t with seeds - 1 df (over seeds and items)"
+    return sub
+
+
+def _render_fitted(lb: Leaderboard, title: str, heads: list[str], rows: list[list[str]], dheads: list[str],
+                   drows: list[list[str]], width: int) -> str:
+    """The ``table`` format within ``width`` columns: the wide tables where they fit, else the long ones."""
+    from tabulate import tabulate
+
+    from harness.results.fit import long_table, widest_line, wrap
+
+    keys = 2 if lb.multi_model else 1
+    out = [wrap(title, width)]
+    table = tabulate(rows, headers=heads, disable_numparse=True)
+    if widest_line(table) > width:  # one row per method x metric; the average rank as a row of its own
+        table = long_table(heads, rows, keys, value="mean ± 95% CI (n) #rank", width=width)
+    out.append(table)
+    if drows:
+        out.append("\n" + wrap(_diff_subtitle(lb), width))
+        diff = tabulate(drows, headers=dheads, disable_numparse=True)
+        if widest_line(diff) > width:
+            diff = long_table(dheads, drows, keys, value=f"difference to {lb.baseline}", width=width)
+        out.append(diff)
+    out.append("\n" + wrap(correction_note(lb), width))
+    if lb.code_note:
+        out.append("\n" + wrap(lb.code_note, width))
+    out += [wrap(note, width) for note in lb.item_notes]
+    return "\n".join(out)
+
+
+def render(lb: Leaderboard, fmt: str = "table", *, width: int | None = None, wide: bool = False) -> str:
+    """The leaderboard as text: table, markdown, csv, latex, html or json.
+
+    ``width`` (``table`` only): a table wider than this is printed in the long format instead, one row per
+    method x metric (:mod:`harness.results.fit`), and the title wrapped; ``wide`` keeps the wide table."""
     from tabulate import tabulate
 
     if fmt not in FORMATS:
@@ -796,6 +835,8 @@ def render(lb: Leaderboard, fmt: str = "table") -> str:
     if not rows:
         return f"sweep {lb.sweep['id']}: no finished cells yet ({lb.counts})"
     out = []
+    if fmt == "table" and width is not None and not wide:
+        return _render_fitted(lb, title, heads, rows, dheads, drows, width)
     if fmt == "table":
         out.append(title)
     elif fmt == "markdown":
@@ -804,11 +845,7 @@ def render(lb: Leaderboard, fmt: str = "table") -> str:
         out.append(f"<p>{html.escape(title)}</p>")
     out.append(tabulate(rows, headers=heads, tablefmt=tablefmt, disable_numparse=True))
     if drows:
-        sub = f"Difference to {lb.baseline}, paired by seed: mean ± 95% CI; \"these items\": t over the per-seed " \
-              "differences (the benchmark's items fixed)"
-        if any(r.item_delta for r in lb.rows):
-            sub += "; \"items like these\" (the headline where shown): also paired item by item, two-way seeds x " \
-                   "items random-effects variance, t with seeds - 1 df (over seeds and items)"
+        sub = _diff_subtitle(lb)
         out.append({"table": f"\n{sub}", "markdown": f"\n**{sub}**\n", "html": f"<p>{html.escape(sub)}</p>",
                     "latex": f"\n% {sub}"}[fmt])
         out.append(tabulate(drows, headers=dheads, tablefmt=tablefmt, disable_numparse=True))

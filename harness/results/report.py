@@ -93,28 +93,52 @@ def _by_train(lb: Leaderboard) -> dict[str, list[Column]]:
 # -- figures -----------------------------------------------------------------------------------------------
 
 
+def charted(col: Column) -> bool:
+    """Whether a column gets a chart of its own: not a standard error (``exact_match_stderr,...``), a
+    property of the metric's own chart, not a result."""
+    return "_stderr" not in col.metric
+
+
+def panel_title(text: str, width_in: float, fontsize: float = 9.0) -> str:
+    """``text`` wrapped to a panel ``width_in`` inches wide (about 0.6 em a character): titles of panels
+    side by side never run into each other or off the figure."""
+    import textwrap
+
+    chars = max(12, int(width_in * 72 / (0.6 * fontsize)) - 2)
+    return textwrap.fill(text, chars)
+
+
+def bar_figure(plt: Any, lb: Leaderboard, cols: list[Column], train: str) -> Any:
+    """The bar chart figure of one training benchmark: one panel per column, a bar per method."""
+    n_rows = max(len([r for r in lb.rows if c.key in r.cells]) for c in cols)
+    width = max(4.5, 0.9 * n_rows + 2.0)
+    fig, axes = _grid(plt, len(cols), width=width, ncols=2)
+    for ax, col in zip(axes, cols, strict=True):
+        rows = [r for r in lb.rows if col.key in r.cells]
+        names = [_series_name(r.label, r.model, lb.multi_model) for r in rows]
+        means = [r.cells[col.key].stat.mean for r in rows]
+        errs = [r.cells[col.key].stat.half or 0.0 for r in rows]
+        colors = ["tab:orange" if r.cells[col.key].best and len(rows) > 1 else "tab:blue" for r in rows]
+        ax.bar(range(len(rows)), means, yerr=errs, capsize=4, color=colors)
+        ax.set_xticks(range(len(rows)), names, rotation=25, ha="right", fontsize=8)
+        ax.set_title(panel_title(f"{col.label} ({'lower' if col.lower else 'higher'} is better)", width - 0.8),
+                     fontsize=9)
+        ax.set_ylabel(col.metric.split(",")[0])
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(f"trained on {train}: mean ± 95% CI over seeds", fontsize=10)
+    return fig
+
+
 def bar_charts(lb: Leaderboard, out: Path) -> list[Path]:
-    """Per training benchmark, one panel per leaderboard column: a bar per method with its 95% CI."""
+    """Per training benchmark, one panel per leaderboard column (standard errors excepted): a bar per
+    method with its 95% CI."""
     plt = _plt()
     paths = []
     for train, cols in sorted(_by_train(lb).items()):
-        cols = [c for c in cols if any(c.key in r.cells for r in lb.rows)]
+        cols = [c for c in cols if charted(c) and any(c.key in r.cells for r in lb.rows)]
         if not cols:
             continue
-        n_rows = max(len([r for r in lb.rows if c.key in r.cells]) for c in cols)
-        fig, axes = _grid(plt, len(cols), width=max(4.0, 0.9 * n_rows + 2.0), ncols=2)
-        for ax, col in zip(axes, cols, strict=True):
-            rows = [r for r in lb.rows if col.key in r.cells]
-            names = [_series_name(r.label, r.model, lb.multi_model) for r in rows]
-            means = [r.cells[col.key].stat.mean for r in rows]
-            errs = [r.cells[col.key].stat.half or 0.0 for r in rows]
-            colors = ["tab:orange" if r.cells[col.key].best and len(rows) > 1 else "tab:blue" for r in rows]
-            ax.bar(range(len(rows)), means, yerr=errs, capsize=4, color=colors)
-            ax.set_xticks(range(len(rows)), names, rotation=25, ha="right", fontsize=8)
-            ax.set_title(f"{col.label} ({'lower' if col.lower else 'higher'} is better)", fontsize=9)
-            ax.set_ylabel(col.metric.split(",")[0])
-            ax.grid(axis="y", alpha=0.3)
-        fig.suptitle(f"trained on {train}: mean ± 95% CI over seeds", fontsize=10)
+        fig = bar_figure(plt, lb, cols, train)
         paths.append(_save(plt, fig, out / f"bars_{_slug(train)}.png"))
     return paths
 
@@ -184,7 +208,7 @@ def round_curves(lb: Leaderboard, store: Store, out: Path) -> list[Path]:
             data[key][(m["label"], m["model"])][m["round"]][m["seed"]] = m["value"]
     paths = []
     for train, tcols in sorted(_by_train(lb).items()):
-        tcols = [c for c in tcols if data.get(c.key)]
+        tcols = [c for c in tcols if charted(c) and data.get(c.key)]
         if not tcols:
             continue
         fig, axes = _grid(plt, len(tcols), width=5.2, ncols=2)
@@ -196,7 +220,8 @@ def round_curves(lb: Leaderboard, store: Store, out: Path) -> list[Path]:
                 _band(ax, rounds, stats, f"{_series_name(label, model, lb.multi_model)} (n={n})", marker="o")
             ax.set_xlabel("round (0: before training)")
             ax.set_ylabel(col.metric.split(",")[0])
-            ax.set_title(f"{col.label} ({'lower' if col.lower else 'higher'} is better)", fontsize=9)
+            ax.set_title(panel_title(f"{col.label} ({'lower' if col.lower else 'higher'} is better)", 4.4),
+                         fontsize=9)
             ax.xaxis.get_major_locator().set_params(integer=True)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)

@@ -104,8 +104,9 @@ def _warm_start(cell: ResolvedCell, lm: LM, log: Callable[[str], None], cache: C
                         write=lambda value, p: torch.save(value, p))
     if not ran:
         lm.model.load_state_dict(state)
+        log(f"warm start for {bench.name}: read from the cache (cached)")
         return "hit"
-    log(f"warm start for {bench.name}: {time.perf_counter() - t0:.1f} s (cached)")
+    log(f"warm start for {bench.name}: {time.perf_counter() - t0:.1f} s (cache miss: computed, now saved)")
     return "miss"
 
 
@@ -138,13 +139,17 @@ def _read_json(path: Path) -> Any:
 
 
 def evaluate(cell: ResolvedCell, lm: LM, engine: Any, reference: LM | None, log: Callable[[str], None],
-             data: dict[str, Any] | None = None) -> tuple[dict[str, float], list[dict[str, Any]]]:
+             data: dict[str, Any] | None = None,
+             on_items: Callable[[str, int, int | None, str], None] | None = None
+             ) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """Every eval benchmark of the cell: metrics (``bench/metric``) and records; ``data`` collects which copy of
-    its data each benchmark read (:class:`harness.core.data.DataCopy`, as a dict), by benchmark name."""
+    its data each benchmark read (:class:`harness.core.data.DataCopy`, as a dict), by benchmark name;
+    ``on_items(benchmark, done, total, what)`` gets the item counts as they change (the sweep's live line)."""
     metrics: dict[str, float] = {}
     records: list[dict[str, Any]] = []
     for spec, params in cell.evals:
-        items = Items(f"eval {spec.name}")
+        items = Items(f"eval {spec.name}", on_change=None if on_items is None else
+                      (lambda done, total, what, name=spec.name: on_items(name, done, total, what)))
         try:
             res = spec.evaluate(
                 EvalContext(engine=CountingEngine(engine, items), lm=lm, encoder=lm.encoder, params=params,
@@ -382,11 +387,18 @@ class CellRun:
 
     def evaluate(self, label: int) -> None:
         """Evaluate the policy as it is now, as round ``label`` (records first, then rounds.json)."""
-        self.tell("eval", round=label)
+        started = time.time()  # the live line's clock runs from here, not from the round's start
+        self.tell("eval", round=label, started=started)
+
+        def on_items(bench: str, done: int, total: int | None, what: str) -> None:
+            self.tell("eval", round=label, started=started, benchmark=bench, items=done, items_total=total,
+                      what=what)
+
         t0 = time.perf_counter()
         with isolated_rng(self.device):  # an evaluation never shifts the training's random stream
             data: dict[str, Any] = {}
-            metrics, recs = evaluate(self.cell, self.policy, self.policy.engine, self.reference, self.log, data)
+            metrics, recs = evaluate(self.cell, self.policy, self.policy.engine, self.reference, self.log, data,
+                                     on_items if self.status is not None else None)
         self.timings["eval_s"] += time.perf_counter() - t0
         rounds = self.rounds
         if rounds and rounds[-1]["round"] == label:

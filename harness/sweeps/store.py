@@ -125,12 +125,21 @@ class Store:
                 )
 
     def start_run(self, sweep_id: str, executor: str) -> int:
+        """A row for this invocation; earlier runs of this host left unfinished by a dead process (kill -9,
+        a crash) are ended first, as ``interrupted`` (their ``finished_at``: when that was found)."""
         with self.transaction() as db:
+            for row in db.execute("SELECT id, host, pid FROM sweep_runs WHERE finished_at IS NULL").fetchall():
+                pid = int(row["pid"] or 0)
+                if row["host"] == socket.gethostname() and pid != os.getpid() and \
+                        owner_alive(owner_token(pid)) is False:
+                    db.execute("UPDATE sweep_runs SET finished_at=?, summary_json=? WHERE id=?",
+                               (time.time(), _dumps({"interrupted": True, "found_by": os.getpid()}), row["id"]))
             cur = db.execute("INSERT INTO sweep_runs (sweep_id, started_at, host, pid, executor) VALUES (?, ?, ?, ?, ?)",
                              (sweep_id, time.time(), socket.gethostname(), os.getpid(), executor))
             return int(cur.lastrowid or 0)
 
     def end_run(self, run_id: int, summary: dict[str, Any]) -> None:
+        """End this invocation's row (``summary["interrupted"]``: Ctrl-C or an error ended it early)."""
         with self.transaction() as db:
             db.execute("UPDATE sweep_runs SET finished_at=?, summary_json=? WHERE id=?",
                        (time.time(), _dumps(summary), run_id))

@@ -139,10 +139,15 @@ def expand(data: dict[str, Any], host: PluginHost, *, path: Path | None = None,
     else:  # large: one validating pass that keeps 8 bytes per cell (its id), none of the cells
         cells = None  # type: ignore[assignment]
         raw = array("Q")
-        for cell, label, ename in _kept(plan, host, plan.hits):
-            sc = _sweep_cell(cell, label, ename, host)
-            raw.append(int(sc.id, 16))
-            tally.add(sc)
+        from harness.core.progress import bar
+
+        # a big grid takes minutes to validate: a bar (cells done of the grid, ETA) shows it from the start
+        with bar(count_cells(data), desc="validating the grid", unit="cell", mininterval=1.0) as shown:
+            for cell, label, ename in _kept(plan, host, plan.hits):
+                sc = _sweep_cell(cell, label, ename, host)
+                raw.append(int(sc.id, 16))
+                tally.add(sc)
+                shown.update(1)
         ids, dups = _unique_ids(raw)
         del raw
         if dups:  # rare (an include repeating a grid cell): a second pass for the warnings and the labels

@@ -63,6 +63,7 @@ class SweepSummary:
     skipped_done: int = 0  # already done (this sweep or another) before this invocation
     skipped_failed: int = 0  # failed earlier, not retried
     busy: int = 0  # running in another live sweep (or its old processes outlived it)
+    done_now: int = -1  # cells of the sweep done in the store at the end (another sweep may have run some)
     warm_start: dict[str, int] = field(default_factory=lambda: {"hit": 0, "miss": 0, "none": 0})
     cache: dict[str, dict[str, int]] = field(default_factory=dict)
     wall_s: float = 0.0
@@ -83,7 +84,9 @@ class SweepSummary:
         out += [f"  failed {cid} {label}: {err}" for cid, label, err in self.failures]
         if self.skipped_failed:
             out.append("  (cells that failed earlier are skipped; --retry-failed reruns them)")
-        if self.busy:
+        if self.busy and self.done_now >= self.cells:
+            out.append("  (the cells another sweep ran are done too: every cell of the sweep is done)")
+        elif self.busy:
             out.append("  (cells running in another sweep are skipped; run the sweep again once it ends)")
         return out
 
@@ -92,6 +95,8 @@ class SweepSummary:
         done because another sweep runs it."""
         if self.failed or self.skipped_failed:
             return 1
+        if self.done_now >= self.cells:  # the cells another sweep ran are done too (it ended first)
+            return 0
         if self.busy or self.done + self.skipped_done < self.cells:
             return 3
         return 0
@@ -131,13 +136,31 @@ def progress_text(status: dict[str, Any] | None, elapsed: float, now: float | No
                 f"  ({100 * done / total:.0f}%)")
         if status.get("done_here"):
             eta = float(status["train_s"]) / int(status["done_here"]) * (total - done) - age
-            text += f"  ETA {_duration(eta)}"
+            text += _eta(eta, age, "step")
         return text
     if phase == "eval":
-        return f"evaluating round {status.get('round')} ({_duration(elapsed)})"
+        started = status.get("started")
+        clock = (now if now is not None else time.time()) - float(started) if started else elapsed
+        text = f"evaluating round {status.get('round')}"
+        if status.get("benchmark"):
+            what = f" {status['what']}" if status.get("what") else ""
+            items, total = int(status.get("items") or 0), status.get("items_total")
+            text += f"  {status['benchmark']}{what} {items}/{total if total else '?'} items"
+            if items and total and started:
+                eta = (float(status.get("t", 0) or 0) - float(started)) / items * (int(total) - items) - age
+                return text + f" ({_duration(clock)}){_eta(eta, age, 'item')}"
+        return text + f" ({_duration(clock)})"
     if phase in ("sampling", "reference log-probs"):
         return f"round {status.get('round')}/{status.get('rounds')}  {phase} ({_duration(elapsed)})"
     return f"{phase} ({_duration(elapsed)})"
+
+
+def _eta(eta: float, age: float, unit: str) -> str:
+    """``  ETA 1 min 05 s``; when the estimate has run out, how long no progress came instead (a stuck
+    cell shows that, not ``ETA 0 s``)."""
+    if eta >= 1:
+        return f"  ETA {_duration(eta)}"
+    return f"  (no {unit} done for {_duration(age)})" if age >= 2 else "  ETA < 1 s"
 
 
 class LiveStatus:
@@ -372,9 +395,16 @@ def run_sweep(
                 store.release(cid, owner)
             except Exception:  # noqa: BLE001, S110 - e.g. a full disk: the next sweep takes the cell over
                 pass
+        try:  # the run's row ends too (finished_at set, marked interrupted)
+            summary.wall_s = time.perf_counter() - t0
+            store.end_run(run_id, {**summary.as_dict(), "interrupted": True})
+        except Exception:  # noqa: BLE001, S110 - the next sweep marks it interrupted (Store.start_run)
+            pass
         raise
     executor.close()
     summary.wall_s = time.perf_counter() - t0
+    if summary.busy:  # cells another sweep ran may have finished since: count what the store holds now
+        summary.done_now = sum(st == "done" for st in store.sweep_statuses(suite.id))
     store.end_run(run_id, summary.as_dict())
     return summary
 

@@ -35,8 +35,12 @@ def save(trainer: Trainer, finished_round: int, mid_round: dict[str, Any] | None
         "torch_rng": torch.random.get_rng_state(),
     }
     tmp = trainer.checkpoint_dir / "checkpoint.pt.tmp"
-    torch.save(blob, tmp)
-    tmp.replace(trainer.checkpoint_dir / "checkpoint.pt")  # atomic: a crash never leaves half a checkpoint
+    try:
+        torch.save(blob, tmp)
+        tmp.replace(trainer.checkpoint_dir / "checkpoint.pt")  # atomic: a crash never leaves half a checkpoint
+    except BaseException:  # Ctrl-C or a full disk mid-write: no half-written file left beside the checkpoint
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def resume(trainer: Trainer) -> bool:
@@ -44,6 +48,8 @@ def resume(trainer: Trainer) -> bool:
     from harness.training.trainer import StepRecord
 
     path = trainer.checkpoint_dir / "checkpoint.pt" if trainer.checkpoint_dir else None
+    if path is not None:  # a write a kill -9 cut short: never read, only in the way
+        path.with_name("checkpoint.pt.tmp").unlink(missing_ok=True)
     if path is None or not path.exists():
         return False
     blob = torch.load(path, weights_only=False)

@@ -2,8 +2,8 @@
 
 The methods' ``train_defaults`` (lr 1e-3, AdamW) were tuned on the didactic bandit with ``tiny:nano``.
 On a real LLM that learning rate breaks the model in two steps (issue #18: SmolLM2 answered "2/4/4/4/...").
-So a cell whose model is not ``tiny:`` starts from the method's paper settings below
-(/work/shared/METHODS.md): what the cell's suite or ``--set`` gives still wins, and a method that is not
+So a cell whose model is not ``tiny:`` starts from the method's paper settings below (each value
+cites its paper beside it): what the cell's suite or ``--set`` gives still wins, and a method that is not
 listed gets :data:`GENERIC_REAL_LR`. The values are recorded in the cell's resolved config (so they are
 part of its identity).
 
@@ -21,7 +21,7 @@ GENERIC_REAL_LR = 1e-5
 """lr for a real model when the method lists no paper value (a common full fine-tuning value)."""
 
 _PREF = {"lr": 5e-7, "optimizer": "rmsprop"}  # DPO (Rafailov et al.), SPIN, GSIL: RMSprop, 5e-7 .. 1e-6
-_RL = {"lr": 1e-6}  # PPO (METHODS.md: lr 1e-6); the REINFORCE family on LLMs uses the same order
+_RL = {"lr": 1e-6}  # PPO (Ouyang et al. / Stiennon et al.: lr 1e-6); the REINFORCE family on LLMs uses the same order
 
 PAPER_TRAIN: dict[str, dict[str, Any]] = {
     "sft": {"lr": 2e-5},  # SFT of chat models (Zephyr / alignment-handbook): 2e-5

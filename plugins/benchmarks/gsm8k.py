@@ -519,6 +519,7 @@ def _evaluate(ctx: EvalContext, *, name: str, chat: bool) -> EvalResult:
     completions: list[Completion] = []
     hits = dict.fromkeys(FILTERS, 0)
     total = len(prompts)
+    ctx.report(0, total)  # the bar shows the total (and an ETA) from the start
     for start in range(0, total, p.chunk_size):
         chunk = prompts[start : start + p.chunk_size]
         outs = engine.generate(
