@@ -216,7 +216,7 @@ def test_leaderboard_table_fits_the_terminal_long_format_and_wide_forces_the_wid
     text = render(lb, "table", width=70)
     assert max(len(line) for line in text.split("\n")) <= 70, text
     # the long format: one row per method x metric, the same numbers
-    reward = [line for line in text.split("\n") if line.startswith("dpo(beta=0.1)") and "reward" in line]
+    reward = [line for line in text.split("\n") if line.startswith("dpo(beta=0.1)") and "reward ↑" in line]
     assert len(reward) == 1, text
     assert render(lb, "table", width=70, wide=True) == wide
     out = run_harness("leaderboard", "--store", str(tmp_path / "h.db"), "--all-metrics", env={"COLUMNS": "70"})
