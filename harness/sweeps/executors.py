@@ -34,8 +34,10 @@ Both run one cell per process, so a crash, a hang or a timeout of one cell never
   timeout counts from submission (it includes a new worker's start-up), and the executor submits no
   more tasks than the cluster has room for, so a task rarely waits in Ray's queue.
 
-Multi-GPU training of ONE cell stays with accelerate (``accelerate launch`` around ``harness run``);
-executors only place whole cells.
+A cell with ``train.processes = N`` (one cell across N processes, :mod:`harness.sweeps.run_processes`) counts as
+N of the local executor's jobs and gets N CPUs (or N GPUs) on ONE Ray node through a placement group; its
+worker starts the N processes. A Ray task lost with its node (or its worker process) is rerun by Ray, up to
+:data:`LOST_TASK_RETRIES` times (a cell's own failure is an outcome, never retried).
 """
 
 from __future__ import annotations
@@ -70,6 +72,19 @@ class Task:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+LOST_TASK_RETRIES = 3
+"""How many times Ray reruns a cell whose worker or node died (``max_retries``)."""
+
+
+def processes_of(task: Task | dict[str, Any]) -> int:
+    """The processes a task's cell trains in (``train.processes``, default 1)."""
+    config = task.config if isinstance(task, Task) else task["config"]
+    try:
+        return max(1, int((config.get("train") or {}).get("processes", 1)))
+    except (TypeError, ValueError):
+        return 1
 
 
 def _one_line(exc: BaseException) -> str:

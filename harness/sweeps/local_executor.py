@@ -21,6 +21,7 @@ from harness.sweeps.executors import (
     Task,
     free_memory,
     leftovers,
+    processes_of,
     run_task,
 )
 
@@ -241,7 +242,8 @@ class LocalExecutor(Executor):
         self.worker_starts = 0  # processes started so far
 
     def capacity(self) -> int:
-        return self.jobs - len(self._running)
+        """Free jobs; a cell of ``train.processes = N`` holds N of them."""
+        return self.jobs - sum(processes_of(r.task) for r in self._running.values())
 
     def running(self) -> list[str]:
         return list(self._running)
