@@ -216,3 +216,34 @@ def test_under_a_launcher_other_commands_refuse_in_one_line(tmp_path):
                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
     assert res.returncode == 2 and "only `harness run` takes part" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_a_sweep_gives_each_cuda_cell_its_own_gpus_and_queues_one_that_does_not_fit(monkeypatch):
+    """The local executor's device list per cell, by contract (no GPU here: the pool is told there are 3)."""
+    from harness.sweeps.executors import DevicePool, Task
+    from harness.sweeps.local_executor import LocalExecutor
+
+    ex = LocalExecutor(4)
+    ex.gpus = DevicePool(3)
+    started: list[Task] = []
+    monkeypatch.setattr(ex, "_start", started.append)
+
+    def task(name: str, processes: int) -> Task:
+        return Task(id=name, base_id=name, config={"device": "cuda", "train": {"processes": processes}},
+                    cell_dir="/nonexistent")
+
+    ex.submit(task("a", 2))
+    ex.submit(task("b", 2))  # 1 GPU left: waits
+    assert [t.devices for t in started] == [[0, 1]] and ex.running() == ["b"] and ex.capacity() == 2
+    ex._running["a"] = type("R", (), {"task": started[0]})()  # as _start records a running cell
+    ex._ended("a")
+    assert [t.devices for t in started] == [[0, 1], [0, 1]] and ex.gpus.free == [2]
+    cpu = Task(id="c", base_id="c", config={"device": "cpu"}, cell_dir="/nonexistent")
+    ex.submit(cpu)
+    assert started[-1] is cpu and cpu.devices == []
+
+
+def test_each_rank_takes_its_gpu_from_the_cells_device_list(monkeypatch):
+    monkeypatch.setenv("HARNESS_DEVICES", "2,3")
+    assert [distributed.device_for("cuda", r) for r in (0, 1)] == ["cuda:2", "cuda:3"]
+    assert distributed.device_for("cpu", 1) == "cpu"

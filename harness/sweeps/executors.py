@@ -69,6 +69,7 @@ class Task:
     cache: str | None = None  # the cache folder, "off", or None: the worker's $HARNESS_CACHE
     resume: bool = True  # checkpoint into cell_dir each round and resume from there
     sweep_owner: str | None = None  # host:pid:start of the sweep: the worker kills itself when it is gone
+    devices: list[int] = field(default_factory=list)  # the GPUs of its processes (local executor; [] = any)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -85,6 +86,31 @@ def processes_of(task: Task | dict[str, Any]) -> int:
         return max(1, int((config.get("train") or {}).get("processes", 1)))
     except (TypeError, ValueError):
         return 1
+
+
+def wants_cuda(task: Task) -> bool:
+    """Whether a task's cell runs on CUDA (``cuda``, ``cuda:N``, or ``auto`` on a machine with a GPU)."""
+    return reuse_by_default([task.config.get("device", "cpu")])
+
+
+class DevicePool:
+    """This machine's GPUs shared out over the cells running at once: each cell takes its own list (N GPUs for
+    ``train.processes = N``) and gives it back when it ends; a cell that does not fit waits."""
+
+    def __init__(self, count: int) -> None:
+        self.free = list(range(count))
+        self.count = count
+
+    def take(self, n: int) -> list[int] | None:
+        """``n`` free GPUs (the lowest), or None when fewer are free; all of them when ``n`` > all there are."""
+        n = min(n, self.count)
+        if n > len(self.free):
+            return None
+        taken, self.free = self.free[:n], self.free[n:]
+        return taken
+
+    def give(self, devices: list[int]) -> None:
+        self.free = sorted({*self.free, *devices})
 
 
 def _one_line(exc: BaseException) -> str:
@@ -140,6 +166,10 @@ def run_task(task: dict[str, Any], log: Any = print) -> dict[str, Any]:
         from harness.sweeps.run import CellConfig, resolve, run_cell
 
         torch.set_num_threads(max(1, int(task.get("threads") or 1)))
+        if task.get("devices"):  # the GPUs this cell's processes use (harness.training.distributed.device_for)
+            os.environ["HARNESS_DEVICES"] = ",".join(str(d) for d in task["devices"])
+        else:
+            os.environ.pop("HARNESS_DEVICES", None)
         host = load(task.get("plugins") or [])
         cfg = dict(task["config"])
         cfg["eval_benchmarks"] = tuple(cfg.get("eval_benchmarks", ()))

@@ -316,7 +316,7 @@ class CellRun:
         self.device = cfg.device
         if self.device == "auto":
             self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        if self.world.size > 1:  # each rank its own GPU
+        if self.world.size > 1 or os.environ.get("HARNESS_DEVICES"):  # each rank its own GPU
             self.device = distributed.device_for(self.device, self.world.local_rank)
         with _loading(cfg.model):
             self.loaded = load_model(cfg.model, seed=cfg.seed, dtype=cfg.dtype, device=self.device)

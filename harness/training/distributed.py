@@ -70,9 +70,11 @@ def backend_for(device: str) -> str:
 
 
 def device_for(device: str, local_rank: int) -> str:
-    """The device of the process with ``local_rank``: its own GPU (``cuda:<local rank>``) or the CPU."""
+    """The device of the process with ``local_rank``: its own GPU or the CPU. The GPU is ``cuda:<local rank>``,
+    or the local rank-th of ``$HARNESS_DEVICES`` (the list a sweep's local executor gave the cell)."""
     if device in ("cuda", "auto") and (device == "cuda" or torch.cuda.is_available()):
-        return f"cuda:{local_rank}"
+        given = [int(d) for d in os.environ.get("HARNESS_DEVICES", "").split(",") if d.strip()]
+        return f"cuda:{given[local_rank] if local_rank < len(given) else local_rank}"
     if device == "auto":
         return "cpu"
     return device
