@@ -4,8 +4,16 @@ Each round: the method's sampler builds the round's training set; reference log-
 are computed ONCE and reused by every step (and read from the shared cache, :mod:`harness.core.cache`,
 when another cell already scored the same rows with the same reference); then ``steps`` optimizer steps, each over
 ``batch_size x grad_accum`` rows taken in a seeded order. A checkpoint is written at each round's end
-and training resumes from the last one. ``accelerate`` places the model, so ``accelerate launch`` runs
-the same code on several GPUs.
+and training resumes from the last one.
+
+One process: ``accelerate``'s ``Accelerator`` places the model on its device. Several processes
+(``train.processes = N``, ``harness run --nproc N``, or a launcher such as ``torchrun`` / ``accelerate launch``;
+see :mod:`harness.training.distributed` and docs/scale.md): ``train.strategy`` wraps the model in DDP or shards it
+with FSDP2's ``fully_shard``; ``batch_size`` stays the global micro-batch, each rank taking its block of the same
+seeded rows, and the gradients are averaged, so the numbers do not depend on N. Reference log-probs and greedy
+generations are sharded by rank and gathered in row order; sampled generations run whole on every rank (one
+seeded generator per batch). Under FSDP the policy handle keeps a whole copy of the weights to generate and
+evaluate from, refreshed from the shards at each round's end.
 """
 
 from __future__ import annotations
