@@ -247,3 +247,10 @@ def test_each_rank_takes_its_gpu_from_the_cells_device_list(monkeypatch):
     monkeypatch.setenv("HARNESS_DEVICES", "2,3")
     assert [distributed.device_for("cuda", r) for r in (0, 1)] == ["cuda:2", "cuda:3"]
     assert distributed.device_for("cpu", 1) == "cpu"
+
+
+def test_any_ranks_failure_fails_the_cell_naming_the_rank():
+    from tests.ranks_failing import rank_1_fails  # a light module: the spawned processes import only torch
+
+    with pytest.raises(RuntimeError, match=r"rank 1 of 2 failed: ValueError: boom on purpose"):
+        distributed.spawn(2, "cpu", rank_1_fails)
