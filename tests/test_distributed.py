@@ -42,7 +42,7 @@ REL, ABS, FINAL_ABS = 1e-3, 1e-4, 1e-4
 def cell_of(host: Any, method: str, strategy: str = "ddp", **train: Any) -> Any:
     return resolve(CellConfig(model="tiny:nano", method=method, benchmark="didactic-r1", benchmark_params=BENCH,
                               method_params=METHODS[method],
-                              train={"rounds": 1, "steps": 2, "batch_size": 4, "eval_initial": False,
+                              train={"rounds": 1, "steps": 2, "batch_size": 4, "grad_accum": 2, "eval_initial": False,
                                      "strategy": strategy, **train}), host)
 
 

@@ -372,17 +372,19 @@ class Trainer:
             idx = distributed.shard(order[start : start + cfg.batch_size], self.world)
             batch_rows = [rows[i] for i in idx]
             batch_ref = {role: [ref[role][i] for i in idx] for role in ref} if ref is not None else None
-            batch = batch_logprobs(
-                self.model,
-                batch_rows,
-                pad_id=self.policy.pad_id,
-                ref=batch_ref,
-                with_hidden=method.needs_hidden,
-                modules=self.modules,
-            )
-            loss, metrics = self.objective(method, batch, self.params, rnd, step)  # batch mean, checked
-            # Scale so that accumulated gradients equal those of one batch of batch_size * grad_accum.
+            # Several processes: gradients are all-reduced on the last micro-batch only (DDP wants the forward
+            # inside no_sync too).
             with distributed.no_sync(self.model, last=micro == cfg.grad_accum - 1):
+                batch = batch_logprobs(
+                    self.model,
+                    batch_rows,
+                    pad_id=self.policy.pad_id,
+                    ref=batch_ref,
+                    with_hidden=method.needs_hidden,
+                    modules=self.modules,
+                )
+                loss, metrics = self.objective(method, batch, self.params, rnd, step)  # batch mean, checked
+                # Scale so that accumulated gradients equal those of one batch of batch_size * grad_accum.
                 self.accelerator.backward(loss / cfg.grad_accum)
             sums["loss"] = sums.get("loss", 0.0) + loss.item() / cfg.grad_accum
             for k, v in metrics.items():
