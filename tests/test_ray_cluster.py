@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.core.errors import HarnessError
 from harness.core.plugins import load
 from harness.sweeps.local_executor import LocalExecutor
 from harness.sweeps.store import Store
@@ -68,7 +69,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "RAY_health_check_period_ms": "500", "RAY_health_check_failure_threshold": "3",
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_health_check_period_ms": "500", "RAY_health_check_failure_threshold": "3",
            "RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1"}
     with open(log, "wb") as f:
         return subprocess.Popen([*RAY, "start", "--block", "--node-ip-address", "127.0.0.1", "--num-cpus", "1",
@@ -77,7 +78,10 @@ def _start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
 
 
 @pytest.fixture
-def cluster() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def cluster(monkeypatch) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    # No token authentication between this test's processes on 127.0.0.1: a token a local Ray instance left in
+    # ~/.ray (Ray >= 2.5x) would otherwise have to match what `ray start` uses.
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     temp = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))  # short: Ray's socket paths have a length limit
     port = _free_port()
     procs = []
@@ -118,8 +122,15 @@ def test_a_sweep_on_two_ray_nodes_survives_losing_one_and_matches_one_node(clust
     suite_file.write_text(SUITE)
     host = load()
     suite = load_suite(suite_file, host)
-    executor = RayExecutor(address=address, num_cpus=1)
     deadline = time.monotonic() + 120
+    while True:  # the head's port opens before its GCS serves clients
+        try:
+            executor = RayExecutor(address=address, num_cpus=1)
+            break
+        except HarnessError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(2)
     while ray.cluster_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
         time.sleep(0.5)
     assert ray.cluster_resources().get("second") == 1 and ray.cluster_resources()["CPU"] == 2
