@@ -113,6 +113,10 @@ def cli(ctx: click.Context, plugins: tuple[str, ...], debug: bool, quiet_: bool,
     """
     if debug:
         os.environ["HARNESS_DEBUG"] = "1"  # sub-processes (sweep workers) inherit it
+    launched = os.environ.get("WORLD_SIZE", "1") not in ("", "0", "1") and "RANK" in os.environ
+    if launched and ctx.invoked_subcommand not in (None, "run"):  # never the same work N times over
+        raise HarnessError(f"harness {ctx.invoked_subcommand} runs in one process: under torchrun / accelerate "
+                           f"launch only `harness run` takes part (as one rank); start it without the launcher")
     if quiet_:
         set_quiet(True)
     from harness.core.paths import sync_env, use_results_root
@@ -292,19 +296,27 @@ def _split_sets(sets: dict[str, str], host: PluginHost, method: str, benchmark: 
 @click.option("--json", "as_json", is_flag=True, help="Print the record's summary as JSON (stdout) instead of tables.")
 @click.option("--log-to", "log_to", multiple=True, metavar="wandb|mlflow|tensorboard",
               help="Also log config and per-step metrics there (optional extras); repeatable.")
+@click.option("--nproc", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Train this one cell in N processes with torch.distributed (same as --set train.processes=N; "
+                   "train.strategy=ddp|fsdp). Under torchrun / accelerate launch, leave it out.")
 @threads_option
 @click.pass_context
 def run(ctx: click.Context, model: str, method: str, benchmark: str | None, data: str | None,
         evals: tuple[str, ...], seed: int, sets: tuple[str, ...], engine: str, dtype: str, device: str,
         out: Path | None, no_resume: bool, quiet: bool, as_json: bool, log_to: tuple[str, ...],
-        threads: int | None) -> None:
+        nproc: int | None, threads: int | None) -> None:
     """Train and evaluate one cell: a model, a method, a benchmark (or --data and --eval) and a seed.
 
-    Progress and status go to stderr; the final table (or --json) to stdout."""
+    Progress and status go to stderr; the final table (or --json) to stdout. Under torchrun or accelerate
+    launch (or with --nproc N) the processes train the cell together and rank 0 alone writes and prints."""
     from harness.sweeps.run import CellConfig, resolve, run_cell
+    from harness.training import distributed
 
-    if quiet:
-        set_quiet(True)
+    rank = int(os.environ.get("RANK", "0")) if distributed.launched_size() > 1 else 0
+    if quiet or rank:
+        set_quiet(True)  # other ranks are silent unless they fail
+    if nproc is not None:
+        sets = (*sets, f"train.processes={nproc}")
     from harness.sweeps.tracking import configure
 
     configure(log_to, "harness-run")
@@ -337,8 +349,15 @@ def run(ctx: click.Context, model: str, method: str, benchmark: str | None, data
     status(f"cell {cell.cell_id}: {model} x {method} x {benchmark} (seed {seed}) -> {out}")
     from harness.core.contract import guarded
 
-    record = guarded(lambda: run_cell(cell, host, out_dir=out, resume=not no_resume, progress=not quiet,
-                                      log=log), out / "error.log")
+    try:
+        record = guarded(lambda: run_cell(cell, host, out_dir=out, resume=not no_resume, progress=not quiet,
+                                          log=log), out / (f"error.rank{rank}.log" if rank else "error.log"))
+    except click.ClickException as exc:
+        if distributed.launched_size() > 1:  # name the rank that failed
+            exc.message = f"rank {rank} of {distributed.launched_size()}: {exc.message}"
+        raise
+    if rank:
+        return  # rank 0 prints
     if as_json:
         click.echo(json.dumps({"cell_id": record["cell_id"], "out": str(out), "final": record["final"],
                                "rounds": record["rounds"], "timings": record["timings"],

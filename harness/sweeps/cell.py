@@ -81,10 +81,11 @@ class ResolvedCell:
     def cell_id(self) -> str:
         """Hash of the resolved config, the harness version and the source of the plugins that run it (without
         the train settings that only change what is written: ``train.OUTPUT_ONLY``)."""
-        from harness.training.trainer import OUTPUT_ONLY
+        from harness.training.trainer import IDENTITY_IF_SET, OUTPUT_ONLY
 
         d = self.resolved_dict()
-        d["train"] = {k: v for k, v in d["train"].items() if k not in OUTPUT_ONLY}
+        d["train"] = {k: v for k, v in d["train"].items()
+                      if k not in OUTPUT_ONLY and not (k in IDENTITY_IF_SET and v == IDENTITY_IF_SET[k])}
         blob = json.dumps({"cell": d, "harness": harness.__version__, "code": self.code}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -36,8 +36,10 @@ Both run one cell per process, so a crash, a hang or a timeout of one cell never
   timeout counts from submission (it includes a new worker's start-up), and the executor submits no
   more tasks than the cluster has room for, so a task rarely waits in Ray's queue.
 
-Multi-GPU training of ONE cell stays with accelerate (``accelerate launch`` around ``harness run``);
-executors only place whole cells.
+A cell with ``train.processes = N`` (one cell across N processes, :mod:`harness.sweeps.run_processes`) counts as
+N of the local executor's jobs and gets N CPUs (or N GPUs) on ONE Ray node through a placement group; its
+worker starts the N processes. A Ray task lost with its node (or its worker process) is rerun by Ray, up to
+:data:`LOST_TASK_RETRIES` times (a cell's own failure is an outcome, never retried).
 """
 
 from __future__ import annotations
@@ -69,9 +71,48 @@ class Task:
     cache: str | None = None  # the cache folder, "off", or None: the worker's $HARNESS_CACHE
     resume: bool = True  # checkpoint into cell_dir each round and resume from there
     sweep_owner: str | None = None  # host:pid:start of the sweep: the worker kills itself when it is gone
+    devices: list[int] = field(default_factory=list)  # the GPUs of its processes (local executor; [] = any)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+LOST_TASK_RETRIES = 3
+"""How many times Ray reruns a cell whose worker or node died (``max_retries``)."""
+
+
+def processes_of(task: Task | dict[str, Any]) -> int:
+    """The processes a task's cell trains in (``train.processes``, default 1)."""
+    config = task.config if isinstance(task, Task) else task["config"]
+    try:
+        return max(1, int((config.get("train") or {}).get("processes", 1)))
+    except (TypeError, ValueError):
+        return 1
+
+
+def wants_cuda(task: Task) -> bool:
+    """Whether a task's cell runs on CUDA (``cuda``, ``cuda:N``, or ``auto`` on a machine with a GPU)."""
+    return reuse_by_default([task.config.get("device", "cpu")])
+
+
+class DevicePool:
+    """This machine's GPUs shared out over the cells running at once: each cell takes its own list (N GPUs for
+    ``train.processes = N``) and gives it back when it ends; a cell that does not fit waits."""
+
+    def __init__(self, count: int) -> None:
+        self.free = list(range(count))
+        self.count = count
+
+    def take(self, n: int) -> list[int] | None:
+        """``n`` free GPUs (the lowest), or None when fewer are free; all of them when ``n`` > all there are."""
+        n = min(n, self.count)
+        if n > len(self.free):
+            return None
+        taken, self.free = self.free[:n], self.free[n:]
+        return taken
+
+    def give(self, devices: list[int]) -> None:
+        self.free = sorted({*self.free, *devices})
 
 
 def _one_line(exc: BaseException) -> str:
@@ -154,6 +195,10 @@ def _run_task(task: dict[str, Any], log: Any) -> dict[str, Any]:
         from harness.core.plugins import load
         from harness.sweeps.run import CellConfig, resolve, run_cell
 
+        if task.get("devices"):  # the GPUs this cell's processes use (harness.training.distributed.device_for)
+            os.environ["HARNESS_DEVICES"] = ",".join(str(d) for d in task["devices"])
+        else:
+            os.environ.pop("HARNESS_DEVICES", None)
         host = load(task.get("plugins") or [])
         cfg = dict(task["config"])
         cfg["eval_benchmarks"] = tuple(cfg.get("eval_benchmarks", ()))

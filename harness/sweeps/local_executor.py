@@ -17,11 +17,14 @@ from typing import Any
 
 from harness.core.errors import HarnessError
 from harness.sweeps.executors import (
+    DevicePool,
     Executor,
     Task,
     free_memory,
     leftovers,
+    processes_of,
     run_task,
+    wants_cuda,
 )
 
 
@@ -243,12 +246,39 @@ class LocalExecutor(Executor):
         self._running: dict[str, _Running] = {}
         self._idle: list[_Worker] = []
         self.worker_starts = 0  # processes started so far
+        self.gpus: DevicePool | None = None  # made when the first CUDA cell comes
+        self._queued: list[Task] = []  # CUDA cells waiting for their GPUs
 
     def capacity(self) -> int:
-        return self.jobs - len(self._running)
+        """Free jobs; a cell of ``train.processes = N`` holds N of them."""
+        return self.jobs - sum(processes_of(t) for t in [*(r.task for r in self._running.values()), *self._queued])
 
     def running(self) -> list[str]:
-        return list(self._running)
+        return [*self._running, *(t.id for t in self._queued)]
+
+    def _devices_for(self, task: Task) -> bool:
+        """Give a CUDA cell its own GPUs (``Task.devices``, one per process); False: they are taken, it waits."""
+        if not wants_cuda(task):
+            return True
+        if self.gpus is None:
+            import torch
+
+            self.gpus = DevicePool(torch.cuda.device_count())
+        devices = self.gpus.take(processes_of(task))
+        if devices is None:
+            return False
+        task.devices = devices
+        return True
+
+    def _ended(self, cell_id: str) -> None:
+        """A cell ended: its GPUs go back, and queued cells that now fit start."""
+        r = self._running.pop(cell_id)
+        if self.gpus is not None and r.task.devices:
+            self.gpus.give(r.task.devices)
+        for task in list(self._queued):
+            if self._devices_for(task):
+                self._queued.remove(task)
+                self._start(task)
 
     def worker(self, cell_id: str) -> str | None:
         """``host:pid:start`` of the worker running a cell (the leader of its process group)."""
@@ -258,6 +288,12 @@ class LocalExecutor(Executor):
         return owner_token(r.process.pid) if r is not None and r.process.pid else None
 
     def submit(self, task: Task) -> None:
+        if not self._devices_for(task):
+            self._queued.append(task)
+            return
+        self._start(task)
+
+    def _start(self, task: Task) -> None:
         cell_dir = Path(task.cell_dir)
         cell_dir.mkdir(parents=True, exist_ok=True)
         (cell_dir / "outcome.json").unlink(missing_ok=True)
@@ -320,7 +356,7 @@ class LocalExecutor(Executor):
         now = time.monotonic()
         for cid, r in list(self._running.items()):
             if r.worker is not None and (answer := self._answered(r.worker)) is not None:
-                del self._running[cid]
+                self._ended(cid)
                 outcome = self._outcome(r, now)
                 if outcome.get("status") == "done" and not answer.get("retire") and r.process.exitcode is None:
                     self._idle.append(r.worker)  # the next cell runs in this process
@@ -333,10 +369,10 @@ class LocalExecutor(Executor):
                     self._kill(r)
                     out.append((cid, {"status": "failed", "wall_s": now - r.started,
                                       "error": f"timeout: killed after the cell timeout of {r.task.timeout:g} s"}))
-                    del self._running[cid]
+                    self._ended(cid)
                 continue
             r.process.join()
-            del self._running[cid]
+            self._ended(cid)
             if r.worker is not None:
                 r.worker.conn.close()
             out.append((cid, self._outcome(r, now)))
@@ -377,6 +413,7 @@ class LocalExecutor(Executor):
             r.worker.conn.close()
 
     def close(self) -> None:
+        self._queued.clear()
         for r in list(self._running.values()):
             self._kill(r)
         self._running.clear()

@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from harness.core.errors import HarnessError
-from harness.sweeps.executors import Executor, Task, _one_line, free_memory, run_task
+from harness.sweeps.executors import (
+    LOST_TASK_RETRIES,
+    Executor,
+    Task,
+    _one_line,
+    free_memory,
+    processes_of,
+    run_task,
+)
 
 
 def _ray_task(task: dict[str, Any]) -> dict[str, Any]:
@@ -21,7 +29,8 @@ def _ray_task(task: dict[str, Any]) -> dict[str, Any]:
 
 
 class RayExecutor(Executor):
-    """Each cell a Ray task with ``num_cpus`` / ``num_gpus``; joins ``address`` or starts a local Ray."""
+    """Each cell a Ray task with ``num_cpus`` / ``num_gpus`` (times ``train.processes``, in a placement group
+    on one node); joins ``address`` or starts a local Ray. A task lost with its node is rerun by Ray."""
 
     name = "ray"
 
@@ -54,12 +63,41 @@ class RayExecutor(Executor):
             fits.append(resources["GPU"] / num_gpus)
         self.slots = max(1, int(min(fits)) if jobs is None else jobs)
         self.reuse = reuse
+        # max_retries: Ray reruns a task whose worker or node died (an exception inside a cell is an outcome
+        # that run_task returns, never raised, so it is not retried).
         self.remote = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_calls=1 if num_gpus and not reuse else 0,
-                                 max_retries=0)(_ray_task)
+                                 max_retries=LOST_TASK_RETRIES)(_ray_task)
         self._running: dict[str, tuple[Any, Task, float]] = {}
+        self._groups: dict[str, Any] = {}  # cell id -> the placement group of a cell of several processes
 
     def capacity(self) -> int:
-        return self.slots - len(self._running)
+        """Free slots; a cell of ``train.processes = N`` holds N of them."""
+        return self.slots - sum(processes_of(task) for _, task, _ in self._running.values())
+
+    def _submit_ref(self, task: Task, d: dict[str, Any]) -> Any:
+        """The task's object ref; a cell of N processes gets N CPUs (N GPUs) in one bundle of a placement
+        group, so all its processes run on one node, where its worker starts them."""
+        n = processes_of(task)
+        if n == 1:
+            return self.remote.remote(d)
+        from ray.util.placement_group import placement_group
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        bundle = {"CPU": n * max(self.num_cpus, 1)}
+        if self.num_gpus:
+            bundle["GPU"] = n * self.num_gpus
+        group = placement_group([bundle], strategy="STRICT_PACK")
+        self._groups[task.id] = group
+        return self.remote.options(num_cpus=bundle["CPU"], num_gpus=bundle.get("GPU", 0),
+                                   scheduling_strategy=PlacementGroupSchedulingStrategy(group)).remote(d)
+
+    def _release(self, cell_id: str) -> None:
+        group = self._groups.pop(cell_id, None)
+        if group is not None:
+            try:
+                self.ray.util.remove_placement_group(group)
+            except Exception:  # noqa: BLE001, S110 - already gone with its node
+                pass
 
     def running(self) -> list[str]:
         return list(self._running)
@@ -72,7 +110,7 @@ class RayExecutor(Executor):
         else:
             Path(task.cell_dir).mkdir(parents=True, exist_ok=True)
             (Path(task.cell_dir) / "progress.json").unlink(missing_ok=True)
-        self._running[task.id] = (self.remote.remote(d), task, time.monotonic())
+        self._running[task.id] = (self._submit_ref(task, d), task, time.monotonic())
 
     def poll(self, timeout: float) -> list[tuple[str, dict[str, Any]]]:
         ray = self.ray
@@ -89,6 +127,7 @@ class RayExecutor(Executor):
         for ref in ready:
             cid = by_ref[ref]
             _, task, t0 = self._running.pop(cid)
+            self._release(cid)
             try:
                 outcome = ray.get(ref)
             except Exception as exc:  # noqa: BLE001 - a dead worker, an OOM kill...
@@ -98,6 +137,7 @@ class RayExecutor(Executor):
             if task.timeout and now - t0 > task.timeout:
                 ray.cancel(ref, force=True)
                 del self._running[cid]
+                self._release(cid)
                 out.append((cid, {"status": "failed", "wall_s": now - t0,
                                   "error": f"timeout: cancelled after the cell timeout of {task.timeout:g} s"}))
         return out
@@ -108,6 +148,8 @@ class RayExecutor(Executor):
                 self.ray.cancel(ref, force=True)
             except Exception:  # noqa: BLE001, S110
                 pass
+        for cid in list(self._running):
+            self._release(cid)
         self._running.clear()
         if self._owns:
             self.ray.shutdown()

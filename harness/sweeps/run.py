@@ -43,6 +43,7 @@ from harness.core.progress import CountingEngine, Items, phase
 from harness.models.lm import LM
 from harness.models.loading import LoadedModel, load_model
 from harness.sweeps.cell import CellConfig, ResolvedCell, resolve
+from harness.training import distributed
 from harness.training.trainer import TrainConfig, Trainer
 
 
@@ -259,6 +260,19 @@ def run_cell(
     :func:`harness.sweeps.executors.run_task`). The phases, in order, are :class:`CellRun`'s methods.
     """
     t_start = time.perf_counter()
+    from harness.sweeps import run_processes
+
+    where = run_processes.placement(cell)  # train.processes / a launcher: N processes (harness.training.distributed)
+    if where == "spawn":
+        return run_processes.run_spawned(cell, host, out_dir=out_dir, resume=resume, progress=progress)
+    if where == "rank":
+        world = distributed.init_from_env(cell.config.device)
+        cache = None  # the ranks would race on the cache's files
+        if not world.main:  # rank 0 alone logs, reports status and shows progress
+            log, status, progress = (lambda *_: None), None, False
+            from harness.core.progress import set_quiet
+
+            set_quiet(True)
     if resume and out_dir is not None:
         from harness.sweeps.cell_outputs import finished_record
 
@@ -305,6 +319,7 @@ class CellRun:
         self.steps_here = 0  # optimizer steps this process ran since
         self.warm = "none"
         self.tracker: Any = None
+        self.world = distributed.world()  # rank 0 alone writes the run folder and tracks
 
     def tell(self, phase: str, **more: Any) -> None:
         if self.status is not None:
@@ -318,12 +333,14 @@ class CellRun:
         from harness.sweeps.tracking import from_env as tracker_from_env
 
         cell, cfg = self.cell, self.cell.config
-        self.tracker = tracker_from_env(cell)  # --log-to wandb|mlflow|tensorboard
+        self.tracker = tracker_from_env(cell) if self.world.main else None  # --log-to wandb|mlflow|tensorboard
         self.tell("load")
         seed_everything(cfg.seed)
         self.device = cfg.device
         if self.device == "auto":
             self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        if self.world.size > 1 or os.environ.get("HARNESS_DEVICES"):  # each rank its own GPU
+            self.device = distributed.device_for(self.device, self.world.local_rank)
         with _loading(cfg.model):
             self.loaded = load_model(cfg.model, seed=cfg.seed, dtype=cfg.dtype, device=self.device)
         self.engine_spec = self.host.registry.engine(cfg.engine)
@@ -343,6 +360,8 @@ class CellRun:
             return self.shared[0]
         loaded = self.loaded
         engine = self.engine_spec.factory(LoadedModel(model, loaded.tokenizer, loaded.name, loaded.source))
+        if self.world.size > 1:  # greedy generations sharded by rank, gathered in prompt order
+            engine = distributed.ShardedEngine(engine, self.world)
         if getattr(engine, "own_weights", False):
             self.shared.append(engine)
         warm_engine(engine, self.log)
@@ -409,7 +428,8 @@ class CellRun:
         self.records[:] = recs
         self.last_evaluated = label
         self.log(f"round {label}: " + "  ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
-        if self.out_dir is not None:  # records first: rounds.json naming a round means its records are there
+        if self.out_dir is not None and self.world.main:  # records first: rounds.json naming a round means its
+            # records are there
             _write_json(self.out_dir / "records.json", {"round": label, "records": recs})
             _write_json(self.out_dir / "rounds.json", rounds)
 
@@ -472,9 +492,11 @@ class CellRun:
             "timings": self.timings,
             "warm_start": self.warm,
             "cache": cache_stats,
-            "provenance": {**provenance(self.device), **({"data": data} if (data := eval_data(rounds)) else {})},
+            "provenance": {**provenance(self.device), "processes": self.world.size,
+                           **({"strategy": cell.train.strategy} if self.world.size > 1 else {}),
+                           **({"data": data} if (data := eval_data(rounds)) else {})},
         }
-        if out_dir is not None:
+        if out_dir is not None and self.world.main:
             from harness.sweeps.cell_outputs import finish_outputs
 
             finish_outputs(cell, self.trainer, self.loaded.tokenizer, out_dir, record, self.log)

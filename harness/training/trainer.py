@@ -4,13 +4,22 @@ Each round: the method's sampler builds the round's training set; reference log-
 are computed ONCE and reused by every step (and read from the shared cache, :mod:`harness.core.cache`,
 when another cell already scored the same rows with the same reference); then ``steps`` optimizer steps, each over
 ``batch_size x grad_accum`` rows taken in a seeded order. A checkpoint is written at each round's end
-and training resumes from the last one. ``accelerate`` places the model, so ``accelerate launch`` runs
-the same code on several GPUs.
+and training resumes from the last one.
+
+One process: ``accelerate``'s ``Accelerator`` places the model on its device. Several processes
+(``train.processes = N``, ``harness run --nproc N``, or a launcher such as ``torchrun`` / ``accelerate launch``;
+see :mod:`harness.training.distributed` and docs/scale.md): ``train.strategy`` wraps the model in DDP or shards it
+with FSDP2's ``fully_shard``; ``batch_size`` stays the global micro-batch, each rank taking its block of the same
+seeded rows, and the gradients are averaged, so the numbers do not depend on N. Reference log-probs and greedy
+generations are sharded by rank and gathered in row order; sampled generations run whole on every rank (one
+seeded generator per batch). Under FSDP the policy handle keeps a whole copy of the weights to generate and
+evaluate from, refreshed from the shards at each round's end.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import random
 import time
@@ -31,7 +40,7 @@ from harness.core.params import param
 from harness.core.registry import MethodSpec
 from harness.models.lm import LM
 from harness.models.logprobs import batch_logprobs
-from harness.training import checkpoints
+from harness.training import checkpoints, distributed
 from harness.training.reference import Reference
 
 
@@ -75,10 +84,25 @@ class TrainConfig:
         "from the last one with the same final numbers"
     )
     keep_checkpoint: bool = param(False, "keep the (last) checkpoint after the run finished (else it is removed)")
+    processes: int = param(
+        1, "processes training this one cell with torch.distributed (harness run --nproc N); batch_size stays "
+        "the global batch, so the numbers do not depend on N. Under torchrun / accelerate launch: the launcher's"
+    )
+    strategy: Literal["ddp", "fsdp"] = param(
+        "ddp", "with several processes: 'ddp' (a full copy per process, gradients all-reduced) or 'fsdp' "
+        "(FSDP2 fully_shard: parameters, gradients and optimizer state sharded over the processes)"
+    )
+    fsdp_mixed_precision: bool = param(False, "fsdp: compute in bfloat16, reduce gradients in float32")
+    fsdp_cpu_offload: bool = param(False, "fsdp: keep the sharded parameters and optimizer state on the CPU")
 
 
-OUTPUT_ONLY = ("save_model", "save_reward_model", "checkpoint_every", "keep_checkpoint")
-"""TrainConfig fields that change what is written, never the numbers: not part of a cell's identity."""
+OUTPUT_ONLY = ("save_model", "save_reward_model", "checkpoint_every", "keep_checkpoint", "processes", "strategy",
+               "fsdp_cpu_offload")
+"""TrainConfig fields that change what is written or where the work runs, never the numbers (beyond the order of
+float reductions across processes): not part of a cell's identity."""
+IDENTITY_IF_SET = {"fsdp_mixed_precision": False}
+"""TrainConfig fields that change the numbers but enter a cell's identity only when not at this default (so
+cells recorded before the field existed keep their ids)."""
 
 
 def make_optimizer(cfg: TrainConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
@@ -162,7 +186,8 @@ class Trainer:
         self.policy, self.data, self.seed = policy, data, seed
         self.checkpoint_dir = checkpoint_dir
         self.progress = progress
-        self.accelerator = accelerator or Accelerator(cpu=policy.device.type == "cpu")
+        self.world = distributed.world()
+        distributed.check(cfg, self.world)
         self.reference = (
             Reference(policy.model, policy.tokenizer, engine_factory, use_adapters=cfg.lora and method.reference == "initial")
             if method.reference != "none"
@@ -171,14 +196,28 @@ class Trainer:
         self.modules = modules
         if cfg.gradient_checkpointing:
             enable_gradient_checkpointing(policy.model)
-        trainable = [p for p in policy.model.parameters() if p.requires_grad]
-        if modules is not None:
-            trainable += list(modules.parameters())
-        self.optimizer = make_optimizer(cfg, trainable)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg))
-        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(
-            policy.model, self.optimizer, self.scheduler
-        )
+        if self.world.size > 1:  # DDP or FSDP2 (harness.training.distributed); accelerate stays single-process
+            self.accelerator = distributed.Accelerated(policy.model)
+            # FSDP shards a copy: the policy handle keeps whole weights to generate from, synced each round.
+            self.sharded = cfg.strategy == "fsdp"
+            self.model = distributed.wrap(copy.deepcopy(policy.model) if self.sharded else policy.model, cfg,
+                                          self.world)
+            trainable = [p for p in self.model.parameters() if p.requires_grad]
+            if modules is not None:
+                trainable += list(modules.parameters())
+            self.optimizer = make_optimizer(cfg, trainable)
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg))
+        else:
+            self.sharded = False
+            self.accelerator = accelerator or Accelerator(cpu=policy.device.type == "cpu")
+            trainable = [p for p in policy.model.parameters() if p.requires_grad]
+            if modules is not None:
+                trainable += list(modules.parameters())
+            self.optimizer = make_optimizer(cfg, trainable)
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg))
+            self.model, self.optimizer, self.scheduler = self.accelerator.prepare(
+                policy.model, self.optimizer, self.scheduler
+            )
         self.state: dict[str, Any] = {}
         self.history: list[StepRecord] = []
         self.start_round = 0
@@ -267,7 +306,11 @@ class Trainer:
                 self.on_phase("reference log-probs", rnd)
 
             def score() -> dict[str, list[torch.Tensor]]:
-                return reference.logprobs(rows, self.policy.pad_id, cfg.ref_batch_size)
+                if self.world.size == 1:
+                    return reference.logprobs(rows, self.policy.pad_id, cfg.ref_batch_size)
+                # Each rank scores its block of rows; the blocks are gathered in row order.
+                return distributed.logprobs_sharded(
+                    rows, lambda part: reference.logprobs(part, self.policy.pad_id, cfg.ref_batch_size), self.world)
 
             with self._phase(f"round {rnd + 1}/{cfg.rounds}: reference log-probs of {len(rows)} rows"):
                 ref = (self.cache.reference_logprobs(rows, batch_size=cfg.ref_batch_size, compute=score)
@@ -299,6 +342,7 @@ class Trainer:
             if cfg.checkpoint_every > 0 and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
                 self.save_checkpoint(rnd - 1, {"round": rnd, "step": step + 1, "rows": rows, "ref": ref})
         bar.close()
+        self.sync_policy()
         if hooks.on_round_end:
             hooks.on_round_end(ctx)
         self.save_checkpoint(rnd)
@@ -324,31 +368,44 @@ class Trainer:
         sums: dict[str, float] = {}
         for micro in range(cfg.grad_accum):
             start = step * per_step + micro * cfg.batch_size
-            idx = order[start : start + cfg.batch_size]
+            # This rank's block of the global micro-batch (all of it in one process).
+            idx = distributed.shard(order[start : start + cfg.batch_size], self.world)
             batch_rows = [rows[i] for i in idx]
             batch_ref = {role: [ref[role][i] for i in idx] for role in ref} if ref is not None else None
-            batch = batch_logprobs(
-                self.model,
-                batch_rows,
-                pad_id=self.policy.pad_id,
-                ref=batch_ref,
-                with_hidden=method.needs_hidden,
-                modules=self.modules,
-            )
-            loss, metrics = self.objective(method, batch, self.params, rnd, step)  # batch mean, checked
-            # Scale so that accumulated gradients equal those of one batch of batch_size * grad_accum.
-            self.accelerator.backward(loss / cfg.grad_accum)
+            # Several processes: gradients are all-reduced on the last micro-batch only (DDP wants the forward
+            # inside no_sync too).
+            with distributed.no_sync(self.model, last=micro == cfg.grad_accum - 1):
+                batch = batch_logprobs(
+                    self.model,
+                    batch_rows,
+                    pad_id=self.policy.pad_id,
+                    ref=batch_ref,
+                    with_hidden=method.needs_hidden,
+                    modules=self.modules,
+                )
+                loss, metrics = self.objective(method, batch, self.params, rnd, step)  # batch mean, checked
+                # Scale so that accumulated gradients equal those of one batch of batch_size * grad_accum.
+                self.accelerator.backward(loss / cfg.grad_accum)
             sums["loss"] = sums.get("loss", 0.0) + loss.item() / cfg.grad_accum
             for k, v in metrics.items():
                 sums[k] = sums.get(k, 0.0) + float(v) / cfg.grad_accum
+        if self.world.size > 1:  # DDP / FSDP averaged the model's gradients; a method's own modules here
+            if self.modules is not None:
+                distributed.average_gradients(list(self.modules.parameters()), self.world)
+            sums = distributed.mean_over_ranks(sums, self.world)
         if cfg.max_grad_norm > 0:
             norm = self.accelerator.clip_grad_norm_(self._trainable(), cfg.max_grad_norm)
-            sums["grad_norm"] = float(norm)
+            sums["grad_norm"] = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
         self.optimizer.step()
         self.scheduler.step()
         sums["lr"] = self.scheduler.get_last_lr()[0]
         sums["step_s"] = time.perf_counter() - t0
         return sums
+
+    def sync_policy(self) -> None:
+        """FSDP: copy the sharded model's weights into the policy handle's whole copy (all ranks; collective)."""
+        if self.sharded:
+            self.policy.model.load_state_dict(distributed.full_state_dict(self.model))
 
     def _phase(self, what: str) -> contextlib.AbstractContextManager[None]:
         return progress.phase(what, min_report_s=2.0) if self.progress else contextlib.nullcontext()
