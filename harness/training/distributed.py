@@ -21,9 +21,12 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -96,29 +99,54 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _spawned(local_rank: int, size: int, port: int, device: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+def _spawned(local_rank: int, size: int, port: int, device: str, errors: str, fn: Callable[..., Any],
+             args: tuple[Any, ...]) -> None:
     os.environ.update({"RANK": str(local_rank), "LOCAL_RANK": str(local_rank), "WORLD_SIZE": str(size),
                        "LOCAL_WORLD_SIZE": str(size), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
-    init_from_env(device)
     try:
+        init_from_env(device)
         fn(*args)
+    except BaseException as exc:  # when it failed, so the first failure (the cause) is the one named
+        with contextlib.suppress(OSError):
+            Path(errors, f"rank-{local_rank}").write_text(f"{time.monotonic()!r}\n{type(exc).__name__}: {exc}")
+        raise
     finally:
         with contextlib.suppress(Exception):
             dist.destroy_process_group()
 
 
+def _first_failure(errors: str) -> tuple[int, str] | None:
+    """(rank, "Type: message") of the rank that failed first: the others usually fail because it left (a
+    collective's connection reset), so the earliest is the cause."""
+    found = []
+    for f in Path(errors).glob("rank-*"):
+        with contextlib.suppress(OSError, ValueError):
+            when, _, what = f.read_text().partition("\n")
+            found.append((float(when), int(f.name.removeprefix("rank-")), what.strip().splitlines()[0] if what.strip() else "?"))
+    return min(found)[1:] if found else None
+
+
 def spawn(size: int, device: str, fn: Callable[..., Any], *args: Any) -> None:
     """Run ``fn(*args)`` in ``size`` fresh processes (``torch.multiprocessing``, spawn) forming one process
-    group on 127.0.0.1; returns when all finished. A failure of any rank raises naming that rank."""
+    group on 127.0.0.1; returns when all finished. A failure of any rank raises naming the rank that failed
+    first (the others' errors are usually its consequence)."""
     import torch.multiprocessing as mp
 
-    try:
-        mp.spawn(_spawned, args=(size, free_port(), device, fn, args), nprocs=size, join=True)
-    except mp.ProcessRaisedException as exc:
-        last = [line for line in str(exc).strip().splitlines() if line.strip()]
-        raise RuntimeError(f"rank {exc.error_index} of {size} failed: {last[-1].strip() if last else exc}") from None
-    except mp.ProcessExitedException as exc:
-        raise RuntimeError(f"rank {exc.error_index} of {size} died (exit code {exc.exit_code})") from None
+    with tempfile.TemporaryDirectory(prefix="harness-rank-errors-") as errors:
+        try:
+            mp.spawn(_spawned, args=(size, free_port(), device, errors, fn, args), nprocs=size, join=True)
+        except mp.ProcessRaisedException as exc:
+            time.sleep(0.2)  # the rank that failed first may still be writing its line
+            first = _first_failure(errors)
+            if first is not None:
+                raise RuntimeError(f"rank {first[0]} of {size} failed: {first[1]}") from None
+            last = [line for line in str(exc).strip().splitlines() if line.strip()]
+            raise RuntimeError(f"rank {exc.error_index} of {size} failed: {last[-1].strip() if last else exc}") from None
+        except mp.ProcessExitedException as exc:
+            first = _first_failure(errors)
+            if first is not None:
+                raise RuntimeError(f"rank {first[0]} of {size} failed: {first[1]}") from None
+            raise RuntimeError(f"rank {exc.error_index} of {size} died (exit code {exc.exit_code})") from None
 
 
 def barrier(w: World) -> None:
