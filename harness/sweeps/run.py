@@ -449,6 +449,9 @@ class CellRun:
                 import shutil
 
                 shutil.rmtree(out_dir / "checkpoint", ignore_errors=True)  # the record holds the results
+            if self.tracker is not None:  # mlflow: the record and the saved model as artefacts
+                self.tracker.artifacts([out_dir / "record.json",
+                                        *[Path(record[k]) for k in ("model_dir", "reward_model_dir") if k in record]])
         self.close(ok=True)
         return record
 

@@ -344,9 +344,9 @@ class Trainer:
         if cfg.max_grad_norm > 0:
             norm = self.accelerator.clip_grad_norm_(self._trainable(), cfg.max_grad_norm)
             sums["grad_norm"] = float(norm)
+        sums["lr"] = self.scheduler.get_last_lr()[0]  # the lr this step used (before the schedule moves on)
         self.optimizer.step()
         self.scheduler.step()
-        sums["lr"] = self.scheduler.get_last_lr()[0]
         sums["step_s"] = time.perf_counter() - t0
         return sums
 
