@@ -148,6 +148,11 @@ def open_database(path: Path, *, create: bool = True, readonly: bool = False) ->
                            f"{SCHEMA_VERSION}; use a new --store")
     if check != "ok":
         detail = " ".join(str(check).replace("***", "").split())[:200]
+        if not readonly:  # appending to a damaged file could lose what it still holds
+            db.close()
+            raise HarnessError(f"--store {path}: PRAGMA quick_check reports damage ({detail}); nothing was "
+                               f"written; copy the file, run `sqlite3 FILE .recover > dump.sql` and give a new "
+                               f"--store (read-only commands such as `harness leaderboard` still read it)")
         warnings.append(f"--store {path}: PRAGMA quick_check reports damage ({detail}); results may "
                         f"be incomplete; copy the file and run `sqlite3 FILE .recover`")
     return db, warnings

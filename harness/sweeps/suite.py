@@ -66,6 +66,7 @@ class Suite:
     widest: tuple[str, str, str, int] = ("", "", "", 0)  # widest model, label, benchmark; largest seed
     warnings: list[str] = field(default_factory=list)
     kept: list[SweepCell] | None = None  # the cells of a small suite, else None (they stream)
+    touched: set[str] = field(default_factory=set)  # the dotted keys --set gave (errors name --set for them)
 
     def iter_cells(self) -> Iterator[SweepCell]:
         """The cells one at a time, in the suite's order (models, seeds, benchmarks, methods, grid; then the
@@ -104,11 +105,54 @@ def load_suite(path: str | os.PathLike[str], host: PluginHost, sets: Iterable[st
     from harness.sweeps import checks
 
     p = Path(path)
-    data, touched = apply_sets(read_suite(p), sets)
+    rebased, path_warnings = rebase_paths(read_suite(p), p)
+    data, touched = apply_sets(rebased, sets)
     checks.check_suite_data(data, p, touched, max_cells=max_cells or checks.MAX_CELLS)
     suite = expand(data, host, path=p, touched=touched)
+    suite.touched = set(touched)
+    suite.warnings[:0] = path_warnings
     checks.check_suite(suite)
     return suite
+
+
+def rebase_paths(data: dict[str, Any], suite_file: Path) -> tuple[dict[str, Any], list[str]]:
+    """Data paths written in a suite file are relative to the suite's folder: ``train_data`` entries that are
+    files, ``data.path`` and ``benchmark_params.<b>.path`` / ``.data``. Each becomes that path as seen from the
+    current directory (relative, so the cells' ids do not depend on where the checkout lives). A path found only
+    from the current directory is kept, with a warning (returned with the data). ``--set`` values are not
+    rebased: they are relative to the current directory, as on any command line."""
+    import os
+
+    base = suite_file.parent
+    warnings: list[str] = []
+
+    def rebase(value: Any, where: str) -> Any:
+        if not isinstance(value, str) or not value or value.startswith(("hf:", "~")) or Path(value).is_absolute():
+            return value
+        if "/" not in value and "\\" not in value and not Path(value).suffix:
+            return value  # a dataset or benchmark name
+        there = base / value
+        if there.exists():
+            return os.path.relpath(there)
+        if Path(value).exists():
+            warnings.append(f"{suite_file}: {where} = {value!r} was found from the current directory, not from the "
+                            f"suite's folder; write it relative to {base}")
+        return value
+
+    out = dict(data)
+    if isinstance(out.get("train_data"), list):
+        out["train_data"] = [rebase(v, f"train_data[{i}]") for i, v in enumerate(out["train_data"])]
+    if isinstance(out.get("data"), dict) and "path" in out["data"]:
+        out["data"] = {**out["data"], "path": rebase(out["data"]["path"], "data.path")}
+    if isinstance(out.get("benchmark_params"), dict):
+        params = {}
+        for bench, table in out["benchmark_params"].items():
+            if isinstance(table, dict):
+                table = {k: rebase(v, f"benchmark_params.{bench}.{k}") if k in ("path", "data") else v
+                         for k, v in table.items()}
+            params[bench] = table
+        out["benchmark_params"] = params
+    return out, warnings
 
 
 def expand(data: dict[str, Any], host: PluginHost, *, path: Path | None = None,
