@@ -90,6 +90,14 @@ CREATE TABLE IF NOT EXISTS records (
     record_json TEXT NOT NULL,
     PRIMARY KEY (cell_id, idx)
 );
+CREATE TABLE IF NOT EXISTS round_records (  -- per-item records of the evaluated rounds before the last one
+    cell_id TEXT NOT NULL REFERENCES cells(id),
+    round INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    benchmark TEXT NOT NULL,
+    record_json TEXT NOT NULL,
+    PRIMARY KEY (cell_id, round, idx)
+);
 CREATE TABLE IF NOT EXISTS heartbeats (
     cell_id TEXT PRIMARY KEY,
     owner TEXT NOT NULL,               -- host:pid:start-time of the sweep running the cell

@@ -58,6 +58,10 @@ class TrainConfig:
         "compute; off by default, which is what a CPU wants)"
     )
     eval_every_round: bool = param(True, "evaluate after every round (else only at the end)")
+    eval_every_steps: int = param(
+        0, "also evaluate every N optimizer steps inside a round (0: off): its metrics are logged at that step "
+        "(eval/<benchmark>/<metric>, in the step's metrics and the tracker) and kept in the record's step_evals",
+        min=0)
     eval_initial: bool = param(
         True, "evaluate the initial policy before training (round 0); false skips it when a no-training row "
         "of the sweep already gives that baseline (a cell with rounds = 0 always evaluates)"
@@ -77,7 +81,7 @@ class TrainConfig:
     keep_checkpoint: bool = param(False, "keep the (last) checkpoint after the run finished (else it is removed)")
 
 
-OUTPUT_ONLY = ("save_model", "save_reward_model", "checkpoint_every", "keep_checkpoint")
+OUTPUT_ONLY = ("save_model", "save_reward_model", "checkpoint_every", "keep_checkpoint", "eval_every_steps")
 """TrainConfig fields that change what is written, never the numbers: not part of a cell's identity."""
 
 
