@@ -105,28 +105,33 @@ def load_suite(path: str | os.PathLike[str], host: PluginHost, sets: Iterable[st
     from harness.sweeps import checks
 
     p = Path(path)
-    rebased, path_warnings = rebase_paths(read_suite(p), p)
-    data, touched = apply_sets(rebased, sets)
+    data, touched = apply_sets(read_suite(p), sets)
     checks.check_suite_data(data, p, touched, max_cells=max_cells or checks.MAX_CELLS)
     suite = expand(data, host, path=p, touched=touched)
     suite.touched = set(touched)
-    suite.warnings[:0] = path_warnings
     checks.check_suite(suite)
     return suite
 
 
-def rebase_paths(data: dict[str, Any], suite_file: Path) -> tuple[dict[str, Any], list[str]]:
+def rebase_paths(data: dict[str, Any], suite_file: Path,
+                 touched: set[str] | None = None) -> tuple[dict[str, Any], list[str]]:
     """Data paths written in a suite file are relative to the suite's folder: ``train_data`` entries that are
     files, ``data.path`` and ``benchmark_params.<b>.path`` / ``.data``. Each becomes that path as seen from the
     current directory (relative, so the cells' ids do not depend on where the checkout lives). A path found only
-    from the current directory is kept, with a warning (returned with the data). ``--set`` values are not
-    rebased: they are relative to the current directory, as on any command line."""
+    from the current directory is kept, with a warning (returned with the data). ``--set`` values (the
+    dotted keys in ``touched``) are not rebased: they are relative to the current directory, as on any command
+    line."""
     import os
 
     base = suite_file.parent
     warnings: list[str] = []
 
+    given = touched or set()
+
     def rebase(value: Any, where: str) -> Any:
+        dotted = where.split("[", 1)[0]
+        if any(dotted == t or dotted.startswith(t + ".") or t.startswith(dotted + ".") for t in given):
+            return value  # from --set: relative to the current directory
         if not isinstance(value, str) or not value or value.startswith(("hf:", "~")) or Path(value).is_absolute():
             return value
         if "/" not in value and "\\" not in value and not Path(value).suffix:
@@ -161,7 +166,11 @@ def expand(data: dict[str, Any], host: PluginHost, *, path: Path | None = None,
     built once here (that validates them all), but a suite of more than ``keep_cells`` (default
     :data:`KEEP_CELLS`) cells keeps only
     their ids, as 64-bit integers: :meth:`Suite.iter_cells` builds them again, one at a time."""
+    path_warnings: list[str] = []
+    if path is not None:  # data paths in the file are relative to its folder
+        data, path_warnings = rebase_paths(data, Path(path), touched)
     plan = plan_suite(data, host, path=path, touched=touched)
+    plan.warnings[:0] = path_warnings
     from harness.sweeps.checks import count_cells
 
     tally = _Tally()
