@@ -390,12 +390,14 @@ def generate(ctx: click.Context, prompt: str, model: str, max_new_tokens: int, t
 def _record(write: Any, store: Path | None) -> str | None:
     """Write a run into the store (``write(path)`` returns its sweep id) and say how to browse it; a store that
     can't be written is a warning: the run itself is done and its folder written."""
+    import sqlite3
+
     from harness.sweeps.store import default_store_path
 
     path = store or default_store_path()
     try:
         sweep_id = write(path)
-    except (HarnessError, OSError) as exc:
+    except (HarnessError, OSError, sqlite3.Error) as exc:
         message = str(exc) if isinstance(exc, HarnessError) else f"{path}: {exc.strerror or exc}"
         click.echo(f"warning: not recorded in the store: {message}", err=True)
         return None
