@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -101,3 +102,61 @@ def test_each_cell_records_the_copy_of_its_eval_data(two_sweeps):
     for prov in rows:
         copy = prov["data"]["gsm8k-chat"]
         assert copy["copy"] == "embedded" and copy["parts"] == EMBEDDED_SHA256
+def test_compare_labels_columns_gives_arrows_and_names_the_settings_that_differ(two_sweeps):
+    store, (a, b) = two_sweeps
+    res = run_harness("compare", a, b, "--store", str(store), "--metric", "expected_reward")
+    assert res.returncode == 0, res.stderr
+    header = next(line for line in res.stdout.splitlines() if "B - A (95% CI)" in line)
+    assert {"method", "metric", "seeds", "pairing", "better"} <= set(header.replace("(", " ").split())
+    assert "didactic-r1/expected_reward ↑" in res.stdout  # higher is better
+    # the two sweeps were trained with 2 and 3 steps: the comparison says so
+    assert "settings that differ (A -> B): " in res.stdout and "train.steps: 2 -> 3" in res.stdout
+    out = json.loads(run_harness("compare", a, b, "--store", str(store), "--json").stdout)
+    assert {"key": "train.steps", "a": 2, "b": 3} in out["differ"] and "name" not in {d["key"] for d in out["differ"]}
+    row = next(r for r in out["rows"] if r["metric"] == "didactic-r1/expected_reward")
+    assert row["lower_is_better"] is False and row["better"] in (None, "A", "B")
+    same = json.loads(run_harness("compare", a, a, "--store", str(store), "--json").stdout)
+    assert same["differ"] == []
+
+
+def test_export_and_compare_read_a_store_in_a_read_only_folder(two_sweeps, tmp_path, monkeypatch):
+    """The folder is made read-only (chmod); tests running as root write there anyway, so the permission
+    check is also answered 'not writable' for that folder (the one thing faked: the file system's answer)."""
+    import os
+    import shutil
+
+    from click.testing import CliRunner
+
+    import harness.sweeps.store_schema as schema
+    from harness.cli.app import cli
+
+    store, (a, b) = two_sweeps
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    copy = folder / "h.db"
+    shutil.copy(store, copy)
+    real_access = os.access
+    monkeypatch.setattr(schema.os, "access", lambda p, mode: False if Path(p) == folder else real_access(p, mode))
+    folder.chmod(0o555)
+    try:
+        res = CliRunner().invoke(cli, ["export", "--sweep", a, "--store", str(copy), "--format", "html",
+                                       "--out", str(tmp_path / "items.html")])
+        assert res.exit_code == 0, res.output
+        assert (tmp_path / "items.html").stat().st_size > 0
+        res = CliRunner().invoke(cli, ["compare", a, b, "--store", str(copy), "--json"])
+        assert res.exit_code == 0, res.output
+        assert json.loads(res.stdout)["rows"]
+    finally:
+        folder.chmod(0o755)
+
+
+def test_a_bad_export_out_is_one_line_and_exit_2(two_sweeps, tmp_path):
+    store, (a, _) = two_sweeps
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    for fmt, out in (("html", blocker / "items.html"), ("inspect", blocker / "logs"), ("inspect", blocker),
+                     ("html", tmp_path)):
+        res = run_harness("export", "--sweep", a, "--store", str(store), "--format", fmt, "--out", str(out))
+        assert res.returncode == 2, (fmt, out, res.stderr)
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and f"--out {out}" in lines[0] and "Traceback" not in res.stderr, res.stderr

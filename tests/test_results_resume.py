@@ -155,7 +155,7 @@ def test_one_results_root_and_cache_off_means_off(tmp_path):
             "--quiet", "--threads", "1"]
     res = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert res.returncode == 0, res.stderr
-    assert sorted(p.name for p in (tmp_path / "home").iterdir()) == ["cache", "runs"]
+    assert sorted(p.name for p in (tmp_path / "home").iterdir()) == ["cache", "harness.db", "runs"]  # run: its store too
     assert (tmp_path / "home" / "cache" / "warmstart").is_dir()
     assert not (tmp_path / "results").exists()  # nothing in the current directory
     loud = [a for a in args if a != "--quiet"]  # --quiet hides the cache line

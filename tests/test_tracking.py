@@ -47,6 +47,72 @@ def test_tensorboard_gets_config_steps_and_eval(tmp_path):
     assert "config/text_summary" in acc.Tags()["tensors"]
 
 
+@needs("tensorboard")
+def test_tensorboard_logs_the_lr_each_step_used(tmp_path):
+    """3 steps, linear decay, no warmup (int(0.1 * 3) = 0): the steps use lr x 1, 2/3, 1/3 (the peak first, the
+    last above 0); logging the next step's lr showed 2/3, 1/3, 0."""
+    res = run_logged(tmp_path, "tensorboard", extra=("--set", "train.lr=0.003"))
+    assert res.returncode == 0, res.stderr
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (run,) = (tmp_path / "home" / "tensorboard" / "harness-run").iterdir()
+    acc = EventAccumulator(str(run))
+    acc.Reload()
+    lrs = [e.value for e in acc.Scalars("lr")]
+    assert lrs == pytest.approx([0.003, 0.002, 0.001], rel=1e-5)
+
+
+SWEEP = """name = "named"
+models = ["tiny:nano"]
+benchmarks = ["didactic-r1"]
+seeds = [0]
+threads = 1
+[train]
+steps = 2
+batch_size = 4
+[benchmark_params.didactic-r1]
+n_states = 2
+warm_steps = 2
+[methods.untrained]
+method = "sft"
+train = { rounds = 0 }
+[methods.sft]
+"""
+
+
+@needs("tensorboard")
+def test_tracking_runs_are_named_by_label_and_untrained_runs_say_so(tmp_path):
+    suite = tmp_path / "named.toml"
+    suite.write_text(SWEEP)
+    env = {k: v for k, v in os.environ.items() if k not in ("HARNESS_CACHE", "HARNESS_RESULTS", "HARNESS_HOME")}
+    res = subprocess.run([sys.executable, "-m", "harness.cli", "--results", str(tmp_path / "home"), "sweep",
+                          str(suite), "--log-to", "tensorboard", "--quiet"], capture_output=True, text=True,
+                         env=env, cwd=tmp_path, timeout=600)
+    assert res.returncode == 0, res.stderr
+    names = sorted(p.name.rsplit("-", 1)[0] for p in (tmp_path / "home" / "tensorboard" / "named").iterdir())
+    assert names == ["sft-didactic-r1-seed0", "untrained-didactic-r1-seed0"]
+    (tmp_path / "one").mkdir()
+    one = run_logged(tmp_path / "one", "tensorboard", extra=("--set", "train.rounds=0"))
+    assert one.returncode == 0, one.stderr
+    (run,) = (tmp_path / "one" / "home" / "tensorboard" / "harness-run").iterdir()
+    assert run.name.startswith("sft-untrained-didactic-r1-seed0-")
+
+
+@needs("mlflow")
+def test_mlflow_gets_the_record_and_the_saved_model_as_artefacts(tmp_path):
+    res = run_logged(tmp_path, "mlflow", extra=("--set", "train.save_model=merged"))
+    assert res.returncode == 0, res.stderr
+    from mlflow import MlflowClient
+
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    client = MlflowClient(tracking_uri=(tmp_path / "home" / "mlruns").resolve().as_uri())
+    (run,) = client.search_runs([client.get_experiment_by_name("harness-run").experiment_id])
+    top = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"record.json", "model"} <= top, top
+    model = {a.path for a in client.list_artifacts(run.info.run_id, "model")}
+    assert any(p.endswith("config.json") for p in model), model
+
+
 @needs("mlflow")
 def test_mlflow_local_store_gets_a_run_with_params_and_metric_history(tmp_path):
     res = run_logged(tmp_path, "mlflow")

@@ -299,12 +299,15 @@ def _split_sets(sets: dict[str, str], host: PluginHost, method: str, benchmark: 
 @click.option("--nproc", type=click.IntRange(min=1), default=None, metavar="N",
               help="Train this one cell in N processes with torch.distributed (same as --set train.processes=N; "
                    "train.strategy=ddp|fsdp). Under torchrun / accelerate launch, leave it out.")
+@click.option("--store", type=click.Path(path_type=Path), default=None, metavar="FILE",
+              help="Record the run in this results database as a one-cell sweep, for report, leaderboard, export "
+                   "and compare (default: <results root>/harness.db).")
 @threads_option
 @click.pass_context
 def run(ctx: click.Context, model: str, method: str, benchmark: str | None, data: str | None,
         evals: tuple[str, ...], seed: int, sets: tuple[str, ...], engine: str, dtype: str, device: str,
         out: Path | None, no_resume: bool, quiet: bool, as_json: bool, log_to: tuple[str, ...],
-        nproc: int | None, threads: int | None) -> None:
+        nproc: int | None, store: Path | None, threads: int | None) -> None:
     """Train and evaluate one cell: a model, a method, a benchmark (or --data and --eval) and a seed.
 
     Progress and status go to stderr; the final table (or --json) to stdout. Under torchrun or accelerate
@@ -358,8 +361,12 @@ def run(ctx: click.Context, model: str, method: str, benchmark: str | None, data
         raise
     if rank:
         return  # rank 0 prints
+    from harness.sweeps.single_runs import record_run
+
+    sweep_id = _record(lambda path: record_run(path, cell, host, record), store)
     if as_json:
         click.echo(json.dumps({"cell_id": record["cell_id"], "out": str(out), "final": record["final"],
+                               "sweep": sweep_id,
                                "rounds": record["rounds"], "timings": record["timings"],
                                "config": record["config"],
                                **{k: record[k] for k in ("model_dir", "reward_model_dir") if k in record}},
@@ -383,11 +390,14 @@ def run(ctx: click.Context, model: str, method: str, benchmark: str | None, data
               help="Write metrics and per-item records as JSON here.")
 @click.option("--quiet", is_flag=True, help="No progress bars or status lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON (stdout).")
+@click.option("--store", type=click.Path(path_type=Path), default=None, metavar="FILE",
+              help="Record the evaluation in this results database as a one-cell sweep (label `untrained`), for "
+                   "report, leaderboard, export and compare (default: <results root>/harness.db).")
 @threads_option
 @click.pass_context
 def eval_(ctx: click.Context, model: str, benchmarks_: tuple[str, ...], seed: int, sets: tuple[str, ...],
           limit: int | None, engine: str, dtype: str, device: str, out: Path | None, quiet: bool, as_json: bool,
-          threads: int | None) -> None:
+          store: Path | None, threads: int | None) -> None:
     """Evaluate a model on benchmarks, without training (baseline rows)."""
     from harness.sweeps.run import evaluate_model
 
@@ -400,9 +410,18 @@ def eval_(ctx: click.Context, model: str, benchmarks_: tuple[str, ...], seed: in
     records: list[dict[str, Any]] = []
     data: dict[str, Any] = {}  # benchmark -> the copy of its data it read (embedded / path / hub, sha256)
     overrides = {k.removeprefix("benchmark."): v for k, v in parse_set(sets).items()}  # as `harness run` spells them
+    import time
+
+    t0 = time.perf_counter()
     metrics = evaluate_model(host, model, list(benchmarks_), overrides, seed=seed, engine=engine,
                              dtype=dtype, device=device, log=log, limit=limit, records=records, data=data)
     named = {"data": data} if data else {}
+    from harness.sweeps.single_runs import record_eval
+
+    _record(lambda path: record_eval(path, host, model=model, benchmarks=list(benchmarks_),
+                                     overrides=overrides, seed=seed, engine=engine, dtype=dtype, device=device,
+                                     limit=limit, metrics=metrics, records=records,
+                                     wall_s=time.perf_counter() - t0), store)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({"model": model, "metrics": metrics, **named, "records": records}, indent=1,
@@ -445,6 +464,25 @@ def generate(ctx: click.Context, prompt: str, model: str, max_new_tokens: int, t
                                "finish_reason": out[0][0].finish_reason}))
         return
     click.echo(out[0][0].text)
+
+
+def _record(write: Any, store: Path | None) -> str | None:
+    """Write a run into the store (``write(path)`` returns its sweep id) and say how to browse it; a store that
+    can't be written is a warning: the run itself is done and its folder written."""
+    import sqlite3
+
+    from harness.sweeps.store import default_store_path
+
+    path = store or default_store_path()
+    try:
+        sweep_id = write(path)
+    except (HarnessError, OSError, sqlite3.Error) as exc:
+        message = str(exc) if isinstance(exc, HarnessError) else f"{path}: {exc.strerror or exc}"
+        click.echo(f"warning: not recorded in the store: {message}", err=True)
+        return None
+    status(f"recorded as sweep {sweep_id} in {path}: harness report --sweep {sweep_id}"
+           + (f" --store {path}" if store is not None else ""))
+    return sweep_id
 
 
 def _print_final(record: dict[str, Any]) -> None:

@@ -214,6 +214,7 @@ def sweep(ctx: click.Context, suite_file: Path, sets: tuple[str, ...], dry_run: 
     if dry_run:
         _print_dry_run(suite, suite_file, fmt)
         return
+    checks.preflight(suite)  # models resolvable, devices present: once, before the store is touched
 
     from harness.results.leaderboard import build, render
     from harness.sweeps.executors import make_executor, reuse_by_default

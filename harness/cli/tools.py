@@ -52,16 +52,27 @@ def _store(store: Path | None) -> Path:
 @click.option("--json", "as_json", is_flag=True, help="Print the written paths as JSON.")
 def export(sweep_id: str | None, store: Path | None, fmt: str, out: Path | None, as_json: bool) -> None:
     """Export a sweep's per-item records (prompt, completion, target, score, judge output) for browsing."""
+    from harness.core.errors import HarnessError
     from harness.results.export import export_html, export_inspect
     from harness.sweeps.store import Store
 
-    with Store(_store(store), create=False) as db:
+    with Store(_store(store), readonly=True) as db:  # a store in a read-only folder exports as well
         sid = db.sweep(sweep_id)["id"]
         base = Path(db.path).parent / sid
-        if fmt == "inspect":
-            paths = export_inspect(db, sid, out or base / "inspect")
-        else:
-            paths = [export_html(db, sid, out or base / "items.html")]
+        target = out or (base / "inspect" if fmt == "inspect" else base / "items.html")
+        flag = "--out" if out is not None else "the default --out"
+        if fmt == "html" and target.is_dir():
+            raise HarnessError(f"{flag} {target}: is a folder; give a .html file path")
+        if fmt == "inspect" and target.exists() and not target.is_dir():
+            raise HarnessError(f"{flag} {target}: is a file; give a folder for the inspect logs")
+        try:
+            if fmt == "inspect":
+                paths = export_inspect(db, sid, target)
+            else:
+                paths = [export_html(db, sid, target)]
+        except OSError as exc:
+            raise HarnessError(f"{flag} {target}: can't write there ({exc.strerror or exc}); give a writable "
+                               f"--out") from None
     if as_json:
         click.echo(json.dumps([str(p) for p in paths]))
         return
@@ -88,11 +99,11 @@ def compare(sweep_a: str, sweep_b: str, store: Path | None, store_b: Path | None
     from harness.results.compare import render
     from harness.sweeps.store import Store
 
-    with Store(_store(store), create=False) as db:
+    with Store(_store(store), readonly=True) as db:  # read-only: a store in a read-only folder compares too
         if store_b is not None and store_b != store:
             from harness.results.compare import compare_stores
 
-            with Store(store_b, create=False) as db_b:
+            with Store(store_b, readonly=True) as db_b:
                 result = compare_stores(db, sweep_a, db_b, sweep_b, list(metrics))
         else:
             result = run_compare(db, sweep_a, sweep_b, list(metrics))

@@ -18,7 +18,8 @@ from harness.core.errors import HarnessError, did_you_mean
 
 
 def param(default: Any, help: str = "", **kwargs: Any) -> Any:
-    """A dataclass field with a default and a one-line help text."""
+    """A dataclass field with a default and a one-line help text; ``min=``/``max=`` bound a number (an
+    override outside them is a one-line error naming the key and the range)."""
     if isinstance(default, (list, dict, set)):
         raise TypeError("use a tuple or a frozen value as a parameter default")
     return dataclasses.field(default=default, metadata={"help": help, **kwargs})
@@ -124,7 +125,24 @@ def apply_overrides(params: Any, overrides: Mapping[str, Any], *, where: str, fr
             raise HarnessError(
                 f"{where}: parameter '{key}' expects {type_name(fields[key])}, got {value!r}"
             ) from None
+        _check_range(type(params), key, changes[key], where)
     return dataclasses.replace(params, **changes)
+
+
+def _check_range(cls: type, key: str, value: Any, where: str) -> None:
+    """A number outside its field's ``min``/``max`` metadata is a one-line error."""
+    meta = _field_meta(cls).get(key, {})
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    lo, hi = meta.get("min"), meta.get("max")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        bounds = (f">= {lo}" if hi is None else f"<= {hi}" if lo is None else f"in [{lo}, {hi}]")
+        raise HarnessError(f"{where}: parameter '{key}' must be {bounds}, got {value!r}")
+
+
+@functools.lru_cache(maxsize=512)
+def _field_meta(cls: type) -> dict[str, Any]:
+    return {f.name: f.metadata for f in dataclasses.fields(cls)}
 
 
 def parse_set(items: Iterable[str], where: str = "--set") -> dict[str, str]:

@@ -44,6 +44,8 @@ class LM:
         self.adapters_off = adapters_off
         self.engine = engine
         self.encoder = PromptEncoder(tokenizer)
+        # the model's context (tokens): training data longer than this is refused before training starts
+        self.encoder.context = getattr(getattr(model, "config", None), "max_position_embeddings", None)
         self.syncs = 0  # how many times an own-weights engine was reloaded from the model
 
     def _scope(self) -> contextlib.AbstractContextManager[Any]:

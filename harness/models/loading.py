@@ -121,6 +121,65 @@ def load_model(name: str, *, seed: int = 0, dtype: str = "float32", device: str 
     return _finish(loaded, torch_dtype, torch_device)
 
 
+def check_model(name: Any, where: str) -> None:
+    """What can be known about a model without loading it, checked once before any cell runs: an empty name, a
+    missing path, a file that is not GGUF, a folder without ``config.json``, a hub name neither cached here nor
+    reachable (offline: ``HF_HUB_OFFLINE`` set, or a short probe of the hub fails). One line naming ``where``."""
+    if not isinstance(name, str) or not name.strip():
+        raise HarnessError(f"{where}: empty model name; use tiny:<preset>, smollm2-135m, a hub name like org/model "
+                           f"or a local path")
+    key = ALIASES.get(name.lower(), name.lower())
+    if name.startswith("tiny:"):
+        if name[5:] not in tiny.PRESETS:
+            raise unknown_name("tiny preset", name[5:], tiny.PRESETS, where=where)
+        return
+    if key in GGUF_PACKAGES:
+        packaged_gguf(key)  # an uninstalled package is its own one-line error
+        return
+    path = Path(name).expanduser()
+    if name.lower().endswith(".gguf"):
+        if not path.is_file():
+            raise HarnessError(f"{where}: {name}: GGUF file not found")
+        with path.open("rb") as f:
+            if f.read(4) != b"GGUF":
+                raise HarnessError(f"{where}: {name}: not a GGUF file (it does not start with the GGUF magic "
+                                   f"bytes); give a real .gguf file or a checkpoint folder")
+        return
+    if path.exists():
+        if not path.is_dir():
+            raise HarnessError(f"{where}: {name}: is a file; give a checkpoint folder (save_pretrained) or a .gguf file")
+        if not (path / "config.json").is_file():
+            raise HarnessError(f"{where}: {name}: no config.json in this folder; give a save_pretrained checkpoint "
+                               f"folder")
+        return
+    if name.startswith(("/", "./", "../", "~")) or name.count("/") > 1:
+        raise HarnessError(f"{where}: {name}: no such folder; {_LOCAL_PATH_HINT}")
+    if _in_hub_cache(name):
+        return
+    reason = "HF_HUB_OFFLINE is set" if _hub_offline() else hub_unreachable()
+    if reason is not None:
+        raise HarnessError(f"{where}: {name}: not in the local hub cache and the hub is unreachable ({reason})"
+                           f"{_suggest(name)}; {_LOCAL_PATH_HINT}")
+
+
+def _in_hub_cache(name: str) -> bool:
+    """Whether the local hub cache holds a snapshot of ``name`` (its ``config.json``)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(name, "config.json")
+    except Exception:  # noqa: BLE001 - a malformed name: not cached
+        return False
+    return isinstance(found, str)
+
+
+def check_device(device: str, where: str) -> None:
+    """A device this machine has: ``cuda`` without CUDA is a one-line error before any cell runs."""
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise HarnessError(f"{where}: device '{device}': CUDA is not available on this machine; use device = "
+                           f"\"cpu\" or \"auto\"")
+
+
 # --------------------------------------------------------------------------- dtype / device
 
 
@@ -235,11 +294,25 @@ def hub_unreachable(timeout: float = _PROBE_TIMEOUT_S) -> str | None:
     url = urlparse(endpoint)
     host = url.hostname or "huggingface.co"
     port = url.port or (80 if url.scheme == "http" else 443)
+    import concurrent.futures
+
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    try:  # name resolution has no timeout of its own: a machine without DNS can hang in it for tens of seconds
+        addresses = pool.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM).result(timeout=timeout)
+    except concurrent.futures.TimeoutError:
+        return f"cannot resolve {host} within {timeout:g} s (set HF_HUB_OFFLINE=1 on an offline machine)"
+    except OSError as exc:
+        return f"cannot resolve {host}: {exc.strerror or exc} (set HF_HUB_OFFLINE=1 on an offline machine)"
+    finally:
+        pool.shutdown(wait=False)
+    family, kind, proto, _, address = addresses[0]
     try:
-        with socket.create_connection((host, port), timeout=timeout):
+        with socket.socket(family, kind, proto) as sock:
+            sock.settimeout(timeout)
+            sock.connect(address)
             return None
     except OSError as exc:
-        return f"cannot connect to {host}:{port}: {exc.strerror or exc}"
+        return f"cannot connect to {host}:{port}: {exc.strerror or exc} (set HF_HUB_OFFLINE=1 on an offline machine)"
 
 
 def _load_hub(name: str, torch_dtype: torch.dtype) -> LoadedModel:

@@ -19,6 +19,7 @@ class PromptEncoder:
 
     def __init__(self, tokenizer: Any, chat: bool | None = None) -> None:
         self.tokenizer = tokenizer
+        self.context: int | None = None  # the model's context in tokens, when known (set by LM)
         has_template = bool(getattr(tokenizer, "chat_template", None))
         self.chat = has_template if chat is None else (chat and has_template)
 

@@ -5,7 +5,10 @@ both sweeps have the same seeds of a row, the difference B - A is **paired** by 
 differences, 95% t-interval over them); otherwise it is the difference of the means with a Welch
 interval (``paired`` says which). Each row has its two-sided p-value ``p`` (paired t or Welch) and
 ``p_adjusted``, Holm's step-down over all the rows compared (the family); ``significant`` is
-``p_adjusted < 0.05`` (false where there is no test: fewer than two seeds, or no spread).
+``p_adjusted < 0.05`` (false where there is no test: fewer than two seeds, or no spread). Each metric's
+direction (``lower_is_better``, from the benchmark's declaration or the suite's ``[leaderboard]`` table) gives
+its arrow and whether B is ``better``. ``differ`` lists the settings of the two suites that differ
+(``train.steps: 2 -> 3``), so two sweeps trained differently are never compared as if only the method changed.
 """
 
 from __future__ import annotations
@@ -78,8 +81,44 @@ def compare_stores(db_a: Store, sweep_a: str, db_b: Store, sweep_b: str, metrics
         r["significant"] = r["p_adjusted"] is not None and r["p_adjusted"] < ALPHA
     only_a = sorted({k[:3] for k in va} - {k[:3] for k in vb})
     only_b = sorted({k[:3] for k in vb} - {k[:3] for k in va})
+    _directions(db_a, ida, rows)
     return {"a": ida, "b": idb, "rows": rows, "only_in_a": [list(k) for k in only_a],
-            "only_in_b": [list(k) for k in only_b]}
+            "only_in_b": [list(k) for k in only_b],
+            "differ": settings_differ(db_a.sweep(ida)["suite"], db_b.sweep(idb)["suite"])}
+
+
+def _directions(db: Store, sweep_id: str, rows: list[dict[str, Any]]) -> None:
+    """Add ``lower_is_better`` and ``better`` ("B", "A" or None: the interval covers 0) to every row."""
+    from harness.results.leaderboard import _declarations, resolve_metric
+
+    settings = db.leaderboard_settings(sweep_id) or {}
+    declared = _declarations(settings, {r["metric"].split("/", 1)[0] for r in rows})
+    for r in rows:
+        bench, _, metric = r["metric"].partition("/")
+        lower = resolve_metric(bench, metric, settings, declared)[0]
+        r["lower_is_better"] = lower
+        r["better"] = None if not r["significant"] else ("B" if (r["diff"] < 0) == lower else "A")
+
+
+# Suite keys that name or present a sweep without changing what its cells compute.
+_NOT_SETTINGS = ("name", "leaderboard", "description")
+
+
+def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(obj, dict):
+        out: dict[str, Any] = {}
+        for k, v in obj.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: obj}
+
+
+def settings_differ(suite_a: dict[str, Any], suite_b: dict[str, Any]) -> list[dict[str, Any]]:
+    """``[{key, a, b}]`` for every suite setting (dotted key) whose value differs between the two sweeps
+    (a key one suite lacks shows as None: its default)."""
+    fa = _flatten({k: v for k, v in (suite_a or {}).items() if k not in _NOT_SETTINGS})
+    fb = _flatten({k: v for k, v in (suite_b or {}).items() if k not in _NOT_SETTINGS})
+    return [{"key": k, "a": fa.get(k), "b": fb.get(k)} for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
 
 
 def render(result: dict[str, Any], fmt: str = "table") -> str:
@@ -89,16 +128,24 @@ def render(result: dict[str, Any], fmt: str = "table") -> str:
     def num(x: float | None) -> str:
         return "" if x is None else f"{x:.4g}"
 
-    table = [[r["label"], r["metric"], num(r["a"]), num(r["b"]),
+    def arrow(r: dict[str, Any]) -> str:
+        return {True: " ↓", False: " ↑"}.get(r.get("lower_is_better"), "")  # type: ignore[arg-type]
+
+    table = [[r["label"], r["metric"] + arrow(r), num(r["a"]), num(r["b"]),
               num(r["diff"]) + (f" ± {num(r['half'])}" if r["half"] is not None else ""),
               r["n"], "paired" if r["paired"] else "unpaired",
-              "" if r["p"] is None else f"{r['p']:.2g} / {r['p_adjusted']:.2g}", "yes" if r["significant"] else "no"]
-             for r in result["rows"]]
-    head = [f"A: {result['a']}", f"B: {result['b']}"]
-    text = tabulate(table, headers=["row", "metric", "A", "B", "B - A (95% CI)", "seeds", "", "p / Holm p",
-                                    f"significant (Holm, {len(result['rows'])} rows)"],
+interval (``paired`` says which). Each row has its two-sided p-value ``p`` (paired t or Welch) and
+``p_adjusted``, Holm's step-down over all the rows compared (the family); ``significant`` is
+``p_adjusted < 0.05`` (false where there is no test: fewer than two seeds, or no spread). Each metric's
+direction (``lower_is_better``, from the benchmark's declaration or the suite's ``[leaderboard]`` table) gives
+its arrow and whether B is ``better``. ``differ`` lists the settings of the two suites that differ
+(``train.steps: 2 -> 3``), so two sweeps trained differently are never compared as if only the method changed.
                     tablefmt={"table": "simple", "markdown": "github"}.get(fmt, fmt))
     extra = []
+    if result.get("differ"):
+        extra.append("settings that differ (A -> B): " + "; ".join(
+            f"{d['key']}: {d['a']!r} -> {d['b']!r}" for d in result["differ"]))
+        extra.append("  (a difference may come from these settings, not only from the method)")
     for side in ("a", "b"):
         if result[f"only_in_{side}"]:
             extra.append(f"only in {side.upper()}: " + "; ".join(" / ".join(map(str, k))

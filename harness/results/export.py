@@ -174,8 +174,14 @@ q.oninput=c.onchange=b.onchange=f;f();
 </script></body></html>"""
 
 
+def item_anchor(cell_id: str, round_: Any) -> str:
+    """The id of a cell's first item of one evaluated round on the items page."""
+    return f"cell-{cell_id}-r{round_ if round_ is not None else 'final'}"
+
+
 def export_html(db: Store, sweep_id: str | None, out: Path) -> Path:
-    """One self-contained page with every item of every done cell of the sweep, searchable."""
+    """One self-contained page with every item of every done cell of the sweep (every evaluated round, with the
+    extracted answer and ``finish_reason`` where the benchmark records them), searchable."""
     sweep = db.sweep(sweep_id)
     e = html.escape
     items, cells, benches = [], [], set()
@@ -184,15 +190,25 @@ def export_html(db: Store, sweep_id: str | None, out: Path) -> Path:
             continue
         name = f"{cell.get('label')} / {cell['benchmark']} / seed {cell['seed']} ({cell['id'][:8]})"
         cells.append((cell["id"], name))
-        for rec in _cell_records(db, cell["id"]):
+        anchored: set[Any] = set()
+        for rec in db.item_records(cell["id"]):  # every evaluated round's items, earliest first
             v = sample_view(rec)
             bench = str(rec.get("benchmark", ""))
             benches.add(bench)
+            rnd = rec.get("round")
+            anchor = ""
+            if rnd not in anchored:  # the report links here: items.html#cell-<id>-r<round>
+                anchored.add(rnd)
+                anchor = f' id="{e(item_anchor(cell["id"], rnd))}"'
+            extracted, finish = rec.get("extracted"), rec.get("finish_reason")
             items.append(
-                f'<div class="item" data-cell="{e(cell["id"])}" data-bench="{e(bench)}">'
-                f'<div class="meta">{e(name)} &middot; {e(bench)} &middot; {e(v["score_name"])}: '
-                f'{e(json.dumps(v["score"], default=str))}</div>'
+                f'<div class="item"{anchor} data-cell="{e(cell["id"])}" data-bench="{e(bench)}">'
+                f'<div class="meta">{e(name)} &middot; {e(bench)}'
+                + (f" &middot; round {e(str(rnd))}" if rnd is not None else "")
+                + f' &middot; {e(v["score_name"])}: {e(json.dumps(v["score"], default=str))}'
+                + (f" &middot; finish_reason: {e(str(finish))}" if finish is not None else "") + "</div>"
                 f"<b>input</b><pre>{e(v['input'])}</pre><b>output</b><pre>{e(v['output'])}</pre>"
+                + (f"<b>extracted answer</b><pre>{e(_text(extracted))}</pre>" if extracted is not None else "")
                 + (f"<b>target</b><pre>{e(v['target'])}</pre>" if v["target"] else "")
                 + (f"<b>judge</b><pre>{e(v['judge'])}</pre>" if v["judge"] else "")
                 + "</div>")

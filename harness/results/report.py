@@ -363,8 +363,12 @@ def write_report(store: Store, sweep_id: str | None = None, out: Path | None = N
         page += ["<h2>Final action distributions</h2>",
                  "<p>Mean over states and seeds, against pi_ref (dashed) and the expert p* (dotted).</p>",
                  *_images(actions, "")]
-    from harness.results.report_cells import cells_section
+    from harness.results.export import export_html
+    from harness.results.report_cells import cells_section, items_section
 
+    items_page = page_path.with_name(page_path.stem + "-items.html")
+    export_html(store, sid, items_page)  # every item of every evaluated round, linked from the table below
+    page += items_section(store, sid, items_page.name)
     page += cells_section(store, sid)
     page.append("</body></html>")
     page_path.write_text("\n".join(page) + "\n", encoding="utf-8")

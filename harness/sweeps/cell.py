@@ -69,7 +69,7 @@ class ResolvedCell:
             "seed": self.config.seed,
             "method_params": as_dict(self.method_params),
             "benchmark_params": as_dict(self.benchmark_params),
-            "train": as_dict(self.train),
+            "train": _train_dict(self.train),
             "evals": [[b.name, b.version, as_dict(p)] for b, p in self.evals],
             "engine": self.config.engine,
             "dtype": self.config.dtype,
@@ -88,6 +88,15 @@ class ResolvedCell:
                       if k not in OUTPUT_ONLY and not (k in IDENTITY_IF_SET and v == IDENTITY_IF_SET[k])}
         blob = json.dumps({"cell": d, "harness": harness.__version__, "code": self.code}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _train_dict(train: Any) -> dict[str, Any]:
+    """The train settings as recorded; ``eval_every_steps`` only when set (an output-only setting added later:
+    at its default, configs and stored rows stay what they were)."""
+    d = as_dict(train)
+    if not d.get("eval_every_steps"):
+        d.pop("eval_every_steps", None)
+    return d
 
 
 def resolve(config: CellConfig, host: PluginHost, *, where: str = "") -> ResolvedCell:

@@ -9,6 +9,9 @@
 - :func:`check_suite`: the suite's ``leaderboard.baseline`` is a method label of the suite.
 - :func:`check_options`: ``--jobs`` / ``--threads`` >= 1, ``--cache`` and the store's folder writable.
 - :func:`decode_utf8`: a file's text, or an error naming the file and the byte offset.
+- :func:`preflight`: what a cell would otherwise find only when it starts, checked once before a sweep runs
+  (not for ``--dry-run``, which validates a suite for other hardware): every model resolvable here (a name, an
+  existing path, a real GGUF file, a hub name cached here or a reachable hub) and the device present.
 """
 
 from __future__ import annotations
@@ -258,3 +261,22 @@ def decode_utf8(data: bytes, path: str | os.PathLike[str]) -> str:
         line = data.count(b"\n", 0, exc.start) + 1
         raise HarnessError(f"{path}:{line}: not UTF-8 text (byte offset {exc.start}: "
                            f"{data[exc.start:exc.start + 1]!r}); save the file as UTF-8") from None
+
+
+def preflight(suite: Any) -> None:
+    """Models and devices of a suite, checked once before its first cell (see the module docstring)."""
+    from harness.models.loading import check_device, check_model
+    from harness.sweeps.suite_parse import _Where
+
+    w = _Where(suite.path, set(getattr(suite, "touched", set())))
+    data = suite.data
+    models = data.get("models") or []
+    for i, model in enumerate(models if isinstance(models, list) else []):
+        check_model(model, w("models", i))
+    devices = {("device",): data.get("device", "cpu")}
+    for name, table in (data.get("methods") or {}).items():  # a method table may set its own device
+        if isinstance(table, dict) and isinstance(table.get("device"), str):
+            devices[("methods", name, "device")] = table["device"]
+    for keys, device in devices.items():
+        if isinstance(device, str):
+            check_device(device, w(*keys))

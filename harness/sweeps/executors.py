@@ -72,6 +72,7 @@ class Task:
     resume: bool = True  # checkpoint into cell_dir each round and resume from there
     sweep_owner: str | None = None  # host:pid:start of the sweep: the worker kills itself when it is gone
     devices: list[int] = field(default_factory=list)  # the GPUs of its processes (local executor; [] = any)
+    label: str | None = None  # the method's label in the sweep (names the cell's tracking run)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -210,6 +211,7 @@ def _run_task(task: dict[str, Any], log: Any) -> dict[str, Any]:
         cell_dir = Path(task["cell_dir"])
         cache = open_cache(task["cache"]) if task.get("cache") else "auto"
         status_file = StatusFile(cell_dir / "progress.json")
+        os.environ["HARNESS_TRACK_LABEL"] = str(task.get("label") or "")  # set per task: workers are reused
 
         def status(s: dict[str, Any]) -> None:
             if s.get("phase") == "train" and not first_step:

@@ -313,6 +313,8 @@ class CellRun:
         self.timings: dict[str, float] = {"load_s": 0.0, "train_s": 0.0, "eval_s": 0.0}
         self.rounds: list[dict[str, Any]] = []
         self.records: list[dict[str, Any]] = []
+        self.by_round: dict[int, list[dict[str, Any]]] = {}  # every evaluated round's per-item records
+        self.step_evals: list[dict[str, Any]] = []  # train.eval_every_steps: metrics inside rounds
         self.last_evaluated: int | None = None  # the label of the last evaluation this process ran
         self.shared: list[Any] = []  # an engine with its own weights (vLLM): ONE per cell, synced to its users
         self.train_started = 0.0  # when this process's training started
@@ -391,18 +393,34 @@ class CellRun:
             seed=cell.config.seed, engine_factory=self.engine_for,
             checkpoint_dir=out_dir / "checkpoint" if out_dir else None,
             progress=self.progress, modules=modules, cache=self.cache, model_key=initial_model_key(cell),
-            on_step=self.on_step if self.status is not None or self.tracker is not None else None,
+            on_step=self.on_step if (self.status is not None or self.tracker is not None
+                                     or cell.train.eval_every_steps) else None,
             on_phase=(lambda what, rnd: self.tell(what, round=rnd + 1)) if self.status is not None else None,
         )
         self.timings["load_s"] = time.perf_counter() - self.t_start
         self.reference = self.trainer.reference.lm if self.trainer.reference else None
 
     def on_step(self, rnd: int, step: int) -> None:
+        train = self.cell.train
+        if train.eval_every_steps and self.trainer.global_step % train.eval_every_steps == 0 and not (
+                step == train.steps and (train.eval_every_round or rnd == train.rounds - 1)):  # not a round's end
+            self.evaluate_step(rnd)
         if self.tracker is not None:
             self.tracker.log(self.trainer.history[-1].metrics, self.trainer.global_step)
         self.steps_here += 1
         self.tell("train", round=rnd + 1, step=step, done=rnd * self.cell.train.steps + step,
                   done_here=self.steps_here, train_s=time.perf_counter() - self.train_started)
+
+    def evaluate_step(self, rnd: int) -> None:
+        """``train.eval_every_steps``: evaluate inside a round; the metrics join the step's (``eval/...``)."""
+        t0 = time.perf_counter()
+        with isolated_rng(self.device):
+            metrics, _ = evaluate(self.cell, self.policy, self.policy.engine, self.reference, self.log)
+        self.timings["eval_s"] += time.perf_counter() - t0
+        step = self.trainer.global_step
+        self.step_evals.append({"round": rnd + 1, "step": step, "metrics": metrics})
+        self.trainer.history[-1].metrics.update({f"eval/{k}": v for k, v in metrics.items()})
+        self.log(f"step {step}: " + "  ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
 
     def evaluate(self, label: int) -> None:
         """Evaluate the policy as it is now, as round ``label`` (records first, then rounds.json)."""
@@ -425,11 +443,14 @@ class CellRun:
         rounds.append({"round": label, "metrics": metrics, **({"data": data} if data else {})})
         if self.tracker is not None:
             self.tracker.log({f"eval/{k}": v for k, v in metrics.items()}, self.trainer.global_step)
+        recs = [{**r, "round": label} for r in recs]  # which evaluation an item belongs to
         self.records[:] = recs
+        self.by_round[label] = recs
         self.last_evaluated = label
         self.log(f"round {label}: " + "  ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
         if self.out_dir is not None and self.world.main:  # records first: rounds.json naming a round means its
             # records are there
+            _write_json(self.out_dir / "rounds" / f"records-{label}.json", recs)  # every round's, for the record
             _write_json(self.out_dir / "records.json", {"round": label, "records": recs})
             _write_json(self.out_dir / "rounds.json", rounds)
 
@@ -489,6 +510,8 @@ class CellRun:
             "final": rounds[-1]["metrics"] if rounds else {},
             "steps": [{"round": h.round, "step": h.step, **h.metrics} for h in self.trainer.history],
             "records": self.records,
+            "round_records": self.earlier_records(),
+            "step_evals": self.step_evals,
             "timings": self.timings,
             "warm_start": self.warm,
             "cache": cache_stats,
@@ -506,8 +529,24 @@ class CellRun:
                 import shutil
 
                 shutil.rmtree(out_dir / "checkpoint", ignore_errors=True)  # the record holds the results
+            if self.tracker is not None:  # mlflow: the record and the saved model as artefacts
+                self.tracker.artifacts([out_dir / "record.json",
+                                        *[Path(record[k]) for k in ("model_dir", "reward_model_dir") if k in record]])
         self.close(ok=True)
         return record
+
+    def earlier_records(self) -> dict[str, list[dict[str, Any]]]:
+        """Round label -> per-item records of every evaluated round before the last (``records`` holds the
+        last): from this process, else from ``<out>/rounds/`` (evaluations before a resume)."""
+        labels = [r["round"] for r in self.rounds[:-1]]
+        out: dict[str, list[dict[str, Any]]] = {}
+        for label in labels:
+            recs = self.by_round.get(label)
+            if recs is None and self.out_dir is not None:
+                recs = _read_json(self.out_dir / "rounds" / f"records-{label}.json")
+            if recs:
+                out[str(label)] = recs
+        return out
 
     def close(self, ok: bool) -> None:
         """End the cell's tracking run (``ok``: finished, else failed)."""

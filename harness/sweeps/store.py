@@ -11,7 +11,9 @@ Tables (see ``SCHEMA``):
 - ``sweep_cells``: which sweep holds which cell, under which label; a cell can belong to several
   sweeps, so a second sweep reuses cells that are already done.
 - ``metrics`` (cell, round, benchmark, benchmark version, metric, value), ``steps`` (per-step
-  training metrics) and ``records`` (per-item benchmark records, JSON).
+  training metrics) and ``records`` (per-item benchmark records of the final evaluation, JSON);
+  ``round_records``: the per-item records of every earlier evaluated round (a store written before this
+  table existed has none; :meth:`Store.item_records` reads both).
 
 - ``heartbeats`` (cell, owner, worker, beat time): one row per running cell. The sweep that owns the
   cell beats about every :data:`HEARTBEAT_S` seconds and names the worker process (``host:pid:start``,
@@ -210,8 +212,13 @@ class Store:
         versions = {cfg.get("benchmark"): cfg.get("benchmark_version")}
         versions.update({name: version for name, version, *_ in cfg.get("evals", [])})
         with self.transaction() as db:
-            for table in ("metrics", "steps", "records"):
+            for table in ("metrics", "steps", "records", "round_records"):
                 db.execute(f"DELETE FROM {table} WHERE cell_id=?", (cell_id,))
+            db.executemany(
+                "INSERT INTO round_records (cell_id, round, idx, benchmark, record_json) VALUES (?, ?, ?, ?, ?)",
+                [(cell_id, int(label), i, str(r.get("benchmark", "")), _dumps(r))
+                 for label, recs in (record.get("round_records") or {}).items() for i, r in enumerate(recs)],
+            )
             db.executemany(
                 "INSERT INTO metrics (cell_id, round, benchmark, benchmark_version, metric, value) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
@@ -320,6 +327,17 @@ class Store:
             (sweep_id,),
         ).fetchall()
         return [dict(r) for r in rows]
+
+    def item_records(self, cell_id: str) -> list[dict[str, Any]]:
+        """A cell's per-item records of every evaluated round, earliest round first (the final evaluation's
+        from ``records``; each record carries its ``round`` where the run recorded it)."""
+        out: list[dict[str, Any]] = []
+        if self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='round_records'").fetchone():
+            out += [json.loads(r[0]) for r in self.db.execute(
+                "SELECT record_json FROM round_records WHERE cell_id=? ORDER BY round, idx", (cell_id,))]
+        out += [json.loads(r[0]) for r in self.db.execute(
+            "SELECT record_json FROM records WHERE cell_id=? ORDER BY idx", (cell_id,))]
+        return out
 
     def step_losses(self, sweep_id: str) -> list[dict[str, Any]]:
         """Per-step losses of the done cells of a sweep, for training curves."""

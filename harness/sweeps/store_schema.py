@@ -90,6 +90,14 @@ CREATE TABLE IF NOT EXISTS records (
     record_json TEXT NOT NULL,
     PRIMARY KEY (cell_id, idx)
 );
+CREATE TABLE IF NOT EXISTS round_records (  -- per-item records of the evaluated rounds before the last one
+    cell_id TEXT NOT NULL REFERENCES cells(id),
+    round INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    benchmark TEXT NOT NULL,
+    record_json TEXT NOT NULL,
+    PRIMARY KEY (cell_id, round, idx)
+);
 CREATE TABLE IF NOT EXISTS heartbeats (
     cell_id TEXT PRIMARY KEY,
     owner TEXT NOT NULL,               -- host:pid:start-time of the sweep running the cell
@@ -148,6 +156,11 @@ def open_database(path: Path, *, create: bool = True, readonly: bool = False) ->
                            f"{SCHEMA_VERSION}; use a new --store")
     if check != "ok":
         detail = " ".join(str(check).replace("***", "").split())[:200]
+        if not readonly:  # appending to a damaged file could lose what it still holds
+            db.close()
+            raise HarnessError(f"--store {path}: PRAGMA quick_check reports damage ({detail}); nothing was "
+                               f"written; copy the file, run `sqlite3 FILE .recover > dump.sql` and give a new "
+                               f"--store (read-only commands such as `harness leaderboard` still read it)")
         warnings.append(f"--store {path}: PRAGMA quick_check reports damage ({detail}); results may "
                         f"be incomplete; copy the file and run `sqlite3 FILE .recover`")
     return db, warnings

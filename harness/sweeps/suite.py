@@ -66,6 +66,7 @@ class Suite:
     widest: tuple[str, str, str, int] = ("", "", "", 0)  # widest model, label, benchmark; largest seed
     warnings: list[str] = field(default_factory=list)
     kept: list[SweepCell] | None = None  # the cells of a small suite, else None (they stream)
+    touched: set[str] = field(default_factory=set)  # the dotted keys --set gave (errors name --set for them)
 
     def iter_cells(self) -> Iterator[SweepCell]:
         """The cells one at a time, in the suite's order (models, seeds, benchmarks, methods, grid; then the
@@ -107,8 +108,56 @@ def load_suite(path: str | os.PathLike[str], host: PluginHost, sets: Iterable[st
     data, touched = apply_sets(read_suite(p), sets)
     checks.check_suite_data(data, p, touched, max_cells=max_cells or checks.MAX_CELLS)
     suite = expand(data, host, path=p, touched=touched)
+    suite.touched = set(touched)
     checks.check_suite(suite)
     return suite
+
+
+def rebase_paths(data: dict[str, Any], suite_file: Path,
+                 touched: set[str] | None = None) -> tuple[dict[str, Any], list[str]]:
+    """Data paths written in a suite file are relative to the suite's folder: ``train_data`` entries that are
+    files, ``data.path`` and ``benchmark_params.<b>.path`` / ``.data``. Each becomes that path as seen from the
+    current directory (relative, so the cells' ids do not depend on where the checkout lives). A path found only
+    from the current directory is kept, with a warning (returned with the data). ``--set`` values (the
+    dotted keys in ``touched``) are not rebased: they are relative to the current directory, as on any command
+    line."""
+    import os
+
+    base = suite_file.parent
+    warnings: list[str] = []
+
+    given = touched or set()
+
+    def rebase(value: Any, where: str) -> Any:
+        dotted = where.split("[", 1)[0]
+        if any(dotted == t or dotted.startswith(t + ".") or t.startswith(dotted + ".") for t in given):
+            return value  # from --set: relative to the current directory
+        if not isinstance(value, str) or not value or value.startswith(("hf:", "~")) or Path(value).is_absolute():
+            return value
+        if "/" not in value and "\\" not in value and not Path(value).suffix:
+            return value  # a dataset or benchmark name
+        there = base / value
+        if there.exists():
+            return os.path.relpath(there)
+        if Path(value).exists():
+            warnings.append(f"{suite_file}: {where} = {value!r} was found from the current directory, not from the "
+                            f"suite's folder; write it relative to {base}")
+        return value
+
+    out = dict(data)
+    if isinstance(out.get("train_data"), list):
+        out["train_data"] = [rebase(v, f"train_data[{i}]") for i, v in enumerate(out["train_data"])]
+    if isinstance(out.get("data"), dict) and "path" in out["data"]:
+        out["data"] = {**out["data"], "path": rebase(out["data"]["path"], "data.path")}
+    if isinstance(out.get("benchmark_params"), dict):
+        params = {}
+        for bench, table in out["benchmark_params"].items():
+            if isinstance(table, dict):
+                table = {k: rebase(v, f"benchmark_params.{bench}.{k}") if k in ("path", "data") else v
+                         for k, v in table.items()}
+            params[bench] = table
+        out["benchmark_params"] = params
+    return out, warnings
 
 
 def expand(data: dict[str, Any], host: PluginHost, *, path: Path | None = None,
@@ -117,7 +166,11 @@ def expand(data: dict[str, Any], host: PluginHost, *, path: Path | None = None,
     built once here (that validates them all), but a suite of more than ``keep_cells`` (default
     :data:`KEEP_CELLS`) cells keeps only
     their ids, as 64-bit integers: :meth:`Suite.iter_cells` builds them again, one at a time."""
+    path_warnings: list[str] = []
+    if path is not None:  # data paths in the file are relative to its folder
+        data, path_warnings = rebase_paths(data, Path(path), touched)
     plan = plan_suite(data, host, path=path, touched=touched)
+    plan.warnings[:0] = path_warnings
     from harness.sweeps.checks import count_cells
 
     tally = _Tally()

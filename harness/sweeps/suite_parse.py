@@ -41,6 +41,10 @@ def _toml() -> Any:
 def read_suite(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Parse a suite file; a syntax error names the file and the line."""
     p = Path(path)
+    if p.is_dir():
+        found = sorted(q.name for q in p.glob("*.toml"))[:5]
+        raise HarnessError(f"{p}: is a folder; give one suite file"
+                           + (f", e.g. {p / found[0]} (it holds {', '.join(found)})" if found else " (*.toml)"))
     if not p.is_file():
         raise HarnessError(f"{p}: no such suite file; suites live in suites/*.toml")
     from harness.sweeps.checks import decode_utf8
@@ -109,9 +113,12 @@ class _Where:
 
     def __call__(self, *keys: Any) -> str:
         dotted = ".".join(str(k) for k in keys)
-        for t in self.touched:
+        for t in sorted(self.touched):
             if dotted == t or dotted.startswith(t + "."):
                 return f"{self.file} (--set {t}): {dotted}" if t != dotted else f"{self.file} (--set): {dotted}"
+        for t in sorted(self.touched):
+            if dotted and t.startswith(dotted + "."):  # a key that only --set brought in (e.g. a misspelled table)
+                return f"--set {t} (not in {self.file}): {dotted}"
         return f"{self.file}: {dotted}" if dotted else self.file
 
 
@@ -167,4 +174,9 @@ def _axis(values: Any, where: str) -> list[Any]:
     if not isinstance(values, list) or not values:
         raise HarnessError(f"{where}: a grid axis is a non-empty list of values, got {values!r}; "
                            f"put a single value outside [grid]")
+    seen: list[Any] = []
+    for v in values:
+        if any(_same(v, u) for u in seen):
+            raise HarnessError(f"{where}: the grid value {v!r} repeats in {values!r}; list each value once")
+        seen.append(v)
     return values

@@ -342,7 +342,7 @@ def run_sweep(
                 executor.submit(Task(id=c.id, base_id=c.base_id, config=c.config.to_dict(),
                                      cell_dir=str(cell_dir(store, c.id)), plugins=list(plugins or []),
                                      threads=threads, timeout=timeout, cache=cache, resume=resume_cells,
-                                     sweep_owner=owner))
+                                     sweep_owner=owner, label=c.label))
                 running[c.id] = (c, time.perf_counter())
                 worker = getattr(executor, "worker", None)
                 token = worker(c.id) if worker is not None else None

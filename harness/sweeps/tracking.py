@@ -10,7 +10,15 @@ error before anything runs. Where they write:
 - mlflow: ``$MLFLOW_TRACKING_URI``, else ``<results root>/mlruns`` (``mlflow ui --backend-store-uri ...``);
 - tensorboard: ``<results root>/tensorboard/<group>/<run>`` (``tensorboard --logdir ...``).
 
-The choice travels to sweep workers in ``$HARNESS_LOG_TO`` (comma-separated) and ``$HARNESS_TRACK_GROUP``.
+A run is named ``<label>-<benchmark>-seed<seed>-<cell id prefix>``: the method's label in the sweep (``harness
+run``: the method's name), with ``-untrained`` added when the cell trains nothing (``train.rounds = 0`` or
+``steps = 0``) and its label does not already say so, so an evaluated-as-loaded row never looks like a trained one.
+The ``lr`` logged at a step is the learning rate that step used. When a cell ends, mlflow also gets its
+``record.json`` (metrics, config, provenance) and, if the model was saved (``train.save_model``), the model
+folder as artefacts; wandb and tensorboard get neither.
+
+The choice travels to sweep workers in ``$HARNESS_LOG_TO`` (comma-separated) and ``$HARNESS_TRACK_GROUP``; a
+worker names the run from ``$HARNESS_TRACK_LABEL`` (the cell's label in the sweep).
 """
 
 from __future__ import annotations
@@ -111,6 +119,19 @@ class Tracker:
                 for k, v in values.items():
                     b.add_scalar(k, v, step)
 
+    def artifacts(self, paths: list[Path]) -> None:
+        """Attach files or folders (the cell's record, the saved model) to the run (mlflow only)."""
+        for name, _ in self.backends:
+            if name != "mlflow":
+                continue
+            import mlflow
+
+            for p in paths:
+                if p.is_dir():
+                    mlflow.log_artifacts(str(p), artifact_path=p.name)
+                elif p.is_file():
+                    mlflow.log_artifact(str(p))
+
     def finish(self, ok: bool = True) -> None:
         for name, b in self.backends:
             if name == "wandb":
@@ -124,6 +145,15 @@ class Tracker:
         self.backends.clear()
 
 
+def run_label(cell: Any) -> str:
+    """The label naming a cell's run: its sweep label (``$HARNESS_TRACK_LABEL``) or method name, marked
+    ``-untrained`` when the cell trains nothing."""
+    label = os.environ.get("HARNESS_TRACK_LABEL") or cell.config.method
+    if cell.train.rounds * cell.train.steps == 0 and "untrained" not in label:
+        label += "-untrained"
+    return " ".join(label.split()).replace(" ", "")
+
+
 def from_env(cell: Any) -> Tracker | None:
     """The tracker for a cell when ``$HARNESS_LOG_TO`` names backends, else None."""
     names = [n for n in os.environ.get("HARNESS_LOG_TO", "").split(",") if n.strip()]
@@ -132,6 +162,6 @@ def from_env(cell: Any) -> Tracker | None:
     from harness.core.paths import results_root
 
     cfg = cell.config
-    run_name = f"{cfg.method}-{cfg.benchmark}-seed{cfg.seed}-{cell.cell_id[:8]}"
+    run_name = f"{run_label(cell)}-{cfg.benchmark}-seed{cfg.seed}-{cell.cell_id[:8]}".replace("/", "_")
     return Tracker(check(names), os.environ.get("HARNESS_TRACK_GROUP", "harness-run"), run_name,
                    cell.resolved_dict(), results_root())

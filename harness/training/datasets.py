@@ -136,6 +136,7 @@ def provides(spec: DatasetSpec, params: DatasetParams) -> frozenset[str]:
     if path and not spec.transform:
         cols = _columns(spec, params)
         names = set(_load(spec, params, None, peek=True).column_names)
+        _check_columns(spec, params, cols, names, path)
         kinds = set()
         labelled = cols["label"] in names and cols["completion"] in names
         if labelled:
@@ -146,9 +147,33 @@ def provides(spec: DatasetSpec, params: DatasetParams) -> frozenset[str]:
             kinds |= {PREFERENCES, DEMONSTRATIONS}
         if kinds or cols["prompt"] in names:
             kinds.add(PROMPTS)
+        if not kinds:
+            found = ", ".join(sorted(names))
+            raise HarnessError(
+                f"dataset '{spec.name}': {path}: no column for any role (found: {found}); map yours with "
+                f"data.columns, e.g. --set data.columns.prompt={sorted(names)[0]} (roles: {', '.join(DATASET_ROLES)})")
     if params.reward:
         kinds.add("reward")
     return frozenset(kinds)
+
+
+def _check_columns(spec: DatasetSpec, params: DatasetParams, cols: dict[str, str], names: set[str],
+                   path: str) -> None:
+    """A local file's columns against the mapping: an empty file, or a mapped column it lacks, is one line
+    naming the columns found (a misspelled ``data.columns.completion`` would otherwise just drop a kind)."""
+    found = ", ".join(sorted(names)) or "none"
+    if not names:
+        raise HarnessError(f"dataset '{spec.name}': {path}: no rows (an empty file); give a file with rows of "
+                           f"{', '.join(DATASET_ROLES)} columns (or map yours with data.columns)")
+    mapped = {**spec.columns, **dict(item.split("=", 1) for item in params.columns)}
+    for role, col in sorted(mapped.items()):
+        if col not in names and role in DATASET_ROLES:
+            from difflib import get_close_matches
+
+            close = get_close_matches(col, sorted(names), n=1)
+            raise HarnessError(
+                f"dataset '{spec.name}': data.columns.{role} = '{col}': {path} has no such column (found: {found})"
+                + (f"; did you mean '{close[0]}'?" if close else ""))
 
 
 # -- loading --------------------------------------------------------------------------------------------------
@@ -381,6 +406,9 @@ class _Rows:
         if self.has("messages", row) and row.get(self.cols["messages"]) is not None:
             head, resp = self.split_conversation(i, row[self.cols["messages"]], self.cols["messages"])
             return Sequence(self.prompt(i, row, head, self.cols["messages"]), self.encoder.response(resp))
+        if self.has("messages") and not self.has("completion") and not self.has("chosen"):
+            raise self.fail(i, f"column '{self.cols['messages']}' is missing or empty (this file's demonstrations "
+                               f"are conversations); give the row its messages, or prompt/completion columns")
         role = "completion" if self.has("completion", row) or not self.has("chosen", row) else "chosen"
         if role == "completion" and not self.has("prompt", row):
             raise self.fail(i, f"no '{self.cols['messages']}' column and no '{self.cols['prompt']}'/"
@@ -392,8 +420,11 @@ class _Rows:
     def pair(self, i: int, row: Mapping[str, Any]) -> Pair:
         prompt, chosen = self._prompt_for(i, row, "chosen")
         rejected = self.get(i, row, "rejected", need="preference pairs need chosen and rejected")
-        return Pair(prompt, self.encoder.response(self.text(i, chosen, self.cols["chosen"])),
-                    self.encoder.response(self.text(i, rejected, self.cols["rejected"])))
+        good, bad = self.text(i, chosen, self.cols["chosen"]), self.text(i, rejected, self.cols["rejected"])
+        if good == bad:  # no preference to learn: every pairwise loss is flat there; almost always a data bug
+            raise self.fail(i, f"'{self.cols['chosen']}' and '{self.cols['rejected']}' are the same response; a "
+                               f"preference pair needs two different ones (drop or fix the row)")
+        return Pair(prompt, self.encoder.response(good), self.encoder.response(bad))
 
     def label(self, i: int, row: Mapping[str, Any]) -> bool:
         value = self.get(i, row, "label", need="unpaired feedback needs a label (true = desirable)")
@@ -440,16 +471,44 @@ class _Rows:
             DEMONSTRATIONS: self.demonstration, PREFERENCES: self.pair, PROMPTS: self.prompt_only,
             FEEDBACK: self.feedback}[kind]
         out = []
+        context = getattr(self.encoder, "context", None)
         for i, row in enumerate(self.ds):
             if self.spec.transform is not None:
                 row = self.spec.transform(dict(row))
-            if kind == FEEDBACK:
-                out.extend(fn(i, row))
-            else:
-                out.append(fn(i, row))
+            if context and (chars := _chars(row)) > 64 * context:  # far too long: not worth tokenizing
+                raise self.fail(i, f"{chars:,} characters, far over the model's context of {context:,} tokens; "
+                                   f"drop or shorten the row")
+            items = fn(i, row) if kind == FEEDBACK else [fn(i, row)]
+            for item in items:
+                if context and (n := _tokens(item)) > context:
+                    raise self.fail(i, f"{n:,} tokens, over the model's context of {context:,}; drop or shorten "
+                                       f"the row")
+            out.extend(items)
         if not out:
             raise HarnessError(f"{self.source}: no rows; the dataset is empty")
         return out
+
+
+def _chars(row: Mapping[str, Any]) -> int:
+    """The characters of a row's text (strings, and message contents)."""
+    n = 0
+    for v in row.values():
+        if isinstance(v, str):
+            n += len(v)
+        elif isinstance(v, list):
+            n += sum(len(m.get("content") or "") if isinstance(m, Mapping) else len(str(m)) for m in v)
+    return n
+
+
+def _tokens(item: Any) -> int:
+    """The longest sequence a training item becomes (prompt + response; a pair's longer response)."""
+    if isinstance(item, Sequence):
+        return len(item.prompt.ids) + len(item.response)
+    if isinstance(item, Pair):
+        return len(item.prompt.ids) + max(len(item.chosen), len(item.rejected))
+    if isinstance(item, Feedback):
+        return len(item.prompt.ids) + len(item.completion)
+    return len(item.ids) if isinstance(item, Prompt) else 0
 
 
 def encode_messages(encoder: PromptEncoder, msgs: list[dict[str, str]], meta: Mapping[str, Any]) -> Prompt:

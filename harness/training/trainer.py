@@ -67,6 +67,10 @@ class TrainConfig:
         "compute; off by default, which is what a CPU wants)"
     )
     eval_every_round: bool = param(True, "evaluate after every round (else only at the end)")
+    eval_every_steps: int = param(
+        0, "also evaluate every N optimizer steps inside a round (0: off): its metrics are logged at that step "
+        "(eval/<benchmark>/<metric>, in the step's metrics and the tracker) and kept in the record's step_evals",
+        min=0)
     eval_initial: bool = param(
         True, "evaluate the initial policy before training (round 0); false skips it when a no-training row "
         "of the sweep already gives that baseline (a cell with rounds = 0 always evaluates)"
@@ -97,7 +101,7 @@ class TrainConfig:
 
 
 OUTPUT_ONLY = ("save_model", "save_reward_model", "checkpoint_every", "keep_checkpoint", "processes", "strategy",
-               "fsdp_cpu_offload")
+               "fsdp_cpu_offload", "eval_every_steps")
 """TrainConfig fields that change what is written or where the work runs, never the numbers (beyond the order of
 float reductions across processes): not part of a cell's identity."""
 IDENTITY_IF_SET = {"fsdp_mixed_precision": False}
@@ -396,9 +400,9 @@ class Trainer:
         if cfg.max_grad_norm > 0:
             norm = self.accelerator.clip_grad_norm_(self._trainable(), cfg.max_grad_norm)
             sums["grad_norm"] = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
+        sums["lr"] = self.scheduler.get_last_lr()[0]  # the lr this step used (before the schedule moves on)
         self.optimizer.step()
         self.scheduler.step()
-        sums["lr"] = self.scheduler.get_last_lr()[0]
         sums["step_s"] = time.perf_counter() - t0
         return sums
 
