@@ -225,7 +225,7 @@ def test_suite_with_train_data_and_eval_end_to_end(files, tmp_path, monkeypatch)
         items = r["vs_baseline_items"]
         assert {"didactic-r1/expected_reward", "didactic-r1/kl_ref"} <= set(items), r
         for k, it in items.items():
-            assert it["seeds"] == 2 and it["items"] > 1
+            assert it["n"] == 2 and it["items"] > 1
             assert it["mean"] == pytest.approx(r["vs_baseline"][k]["mean"], abs=1e-9)
             assert it["ci95_low"] <= it["mean"] <= it["ci95_high"]
 

@@ -134,12 +134,12 @@ def render(result: dict[str, Any], fmt: str = "table") -> str:
     table = [[r["label"], r["metric"] + arrow(r), num(r["a"]), num(r["b"]),
               num(r["diff"]) + (f" ± {num(r['half'])}" if r["half"] is not None else ""),
               r["n"], "paired" if r["paired"] else "unpaired",
-interval (``paired`` says which). Each row has its two-sided p-value ``p`` (paired t or Welch) and
-``p_adjusted``, Holm's step-down over all the rows compared (the family); ``significant`` is
-``p_adjusted < 0.05`` (false where there is no test: fewer than two seeds, or no spread). Each metric's
-direction (``lower_is_better``, from the benchmark's declaration or the suite's ``[leaderboard]`` table) gives
-its arrow and whether B is ``better``. ``differ`` lists the settings of the two suites that differ
-(``train.steps: 2 -> 3``), so two sweeps trained differently are never compared as if only the method changed.
+              "" if r["p"] is None else f"{r['p']:.2g} / {r['p_adjusted']:.2g}",
+              r.get("better") or ("not significant" if r["p"] is not None else "? (one seed)")]
+             for r in result["rows"]]
+    head = [f"A: {result['a']}", f"B: {result['b']}"]
+    text = tabulate(table, headers=["method", "metric (↑ higher / ↓ lower is better)", "A", "B", "B - A (95% CI)",
+                                    "seeds", "pairing", "p / Holm p", f"better (Holm, {len(result['rows'])} rows)"],
                     tablefmt={"table": "simple", "markdown": "github"}.get(fmt, fmt))
     extra = []
     if result.get("differ"):
