@@ -252,10 +252,18 @@ def test_version_and_help_on_every_command():
 
 def test_wheel_in_fresh_venv_lists_every_builtin(tmp_path):
     """Build a wheel, install it into a new venv (dependencies borrowed from ours), list the plugins."""
+    import shutil
+
     wheel_dir = tmp_path / "wheels"
+    # Build from a copy: an in-tree build writes build/ and *.egg-info into the checkout, and a harness process
+    # started there meanwhile would see that egg-info's file list and hash other plugin code than its worker.
+    src = tmp_path / "src"
+    top = {".venv", ".venv-latest", ".git", "results", "build", "dist", ".pytest_cache", ".ruff_cache"}
+    shutil.copytree(ROOT, src, ignore=lambda folder, names: [
+        n for n in names if n == "__pycache__" or n.endswith(".egg-info") or (Path(folder) == ROOT and n in top)])
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheel_dir),
-         str(ROOT)], check=True, capture_output=True,
+         str(src)], check=True, capture_output=True,
     )
     wheel = next(wheel_dir.glob("alignment_harness-*.whl"))
     venv = tmp_path / "fresh"
