@@ -104,6 +104,12 @@ def _adapt(cmd: str, tmp, sweep_id: str | None) -> list[str] | None:
         argv += ["--out", str(tmp / ("items.html" if "html" in argv else "inspect"))]
     if "generate" in argv:
         argv += ["--max-new-tokens", "8"]
+    if "--samples" in argv:  # completions made elsewhere: one right, one wrong answer to HumanEval/0
+        samples = tmp / "samples.jsonl"
+        right = "    return any(abs(a - b) < threshold for i, a in enumerate(numbers) for b in numbers[i + 1:])\n"
+        samples.write_text("".join(json.dumps({"task_id": "HumanEval/0", "completion": c}) + "\n"
+                                   for c in (right, "    return False\n")))
+        argv[argv.index("--samples") + 1] = str(samples)
     return argv
 
 
