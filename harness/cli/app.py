@@ -27,16 +27,16 @@ class HarnessGroup(click.Group):
     """Loads plugins (and their extra commands) before resolving a sub-command."""
 
     def _ensure_loaded(self, ctx: click.Context, args: list[str]) -> None:
-        if getattr(self, "_plugins_loaded", False):
-            return
         adhoc = _peek_plugins(args)
+        if getattr(self, "_plugins_loaded", None) == (tuple(adhoc), os.environ.get("HARNESS_PLUGINS", "")):
+            return  # the same plugins as the last command in this process (a program may invoke several)
         host = load(adhoc)
         for line in host.import_errors:  # quarantined plugins: one warning line each
             click.echo(f"Warning: {line}", err=True)
         set_host(host)
         ctx.ensure_object(dict)["host"] = host
         host.add_commands(self)
-        self._plugins_loaded = True
+        self._plugins_loaded = (tuple(adhoc), os.environ.get("HARNESS_PLUGINS", ""))
 
     def invoke(self, ctx: click.Context) -> Any:
         """Any unexpected exception is one line plus the path of its traceback (``--debug``: the traceback)."""
