@@ -163,13 +163,14 @@ def test_big_grid_dry_run_streams_in_little_memory(tmp_path, host):
 
 
 def test_big_grid_registers_in_batches(tmp_path, host):
-    """The store records a streamed grid from a generator, in order, without a list of its rows."""
+    """The store records a streamed grid from a generator, in order, without a list of its rows. A batch of
+    rows is held at a time (~6 MiB with today's longer cell configs); a list of all 3,000 rows is ~14 MiB."""
     suite = load_suite(write(tmp_path, BIG), host, [f"seeds={list(range(SEEDS))}"], max_cells=5000)
     assert suite.kept is None
     with Store(tmp_path / "h.db") as db:
         _, peak = _peak(lambda: db.add_sweep(suite.id, suite.name, None, suite.data,
                                               (c.row() for c in suite.iter_cells())))
-        assert peak < 6.0, f"registering {suite.n_cells} cells peaked at {peak:.1f} MiB of Python memory"
+        assert peak < 8.0, f"registering {suite.n_cells} cells peaked at {peak:.1f} MiB of Python memory"
         assert list(db.sweep_statuses(suite.id)) == ["pending"] * suite.n_cells
         ids = [r[0] for r in db.db.execute("SELECT cell_id FROM sweep_cells WHERE sweep_id=? ORDER BY position",
                                            (suite.id,))]
