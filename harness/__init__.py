@@ -36,6 +36,7 @@ _MODULES = {
 
 _NAMES = {
     "DATA_KINDS": "harness.core.data:DATA_KINDS",
+    "derive_seed": "harness.core.seeds:derive_seed",
     "NoParams": "harness.core.params:NoParams",
     "Engine": "harness.engines.base:Engine",
     "DataContext": "harness.core.context:DataContext",

@@ -174,3 +174,14 @@ def test_old_module_paths_are_gone():
             importlib.import_module(f"harness.{old}")
     with pytest.raises(ImportError):
         from harness.models import load_model  # noqa: F401  (was forwarded to harness.models.loading)
+
+
+def test_one_rule_derives_every_seed():
+    """Samplers, the trainer's row order and the plugins derive a draw's seed with harness.derive_seed only."""
+    from harness import derive_seed
+
+    assert derive_seed(3, 2) == 3 * 1_000_003 + 2 and derive_seed(0, 1, salt=500_009) == 500_010
+    assert len({derive_seed(s, r) for s in range(50) for r in range(100)}) == 5000  # no two draws share a seed
+    spelled = [p for p in [*(ROOT / "harness").rglob("*.py"), *(ROOT / "plugins").rglob("*.py")]
+               if "1_000_003" in p.read_text() and p.name != "seeds.py"]
+    assert spelled == [], f"derive the seed with harness.derive_seed instead: {spelled}"

@@ -23,6 +23,7 @@ from typing import Any
 
 from harness.core.context import RoundContext
 from harness.core.data import Completion, Prompt, Row, Sequence
+from harness.core.seeds import derive_seed
 
 Generation = dict[str, Any]
 
@@ -55,7 +56,7 @@ def generate(
     if lm is None:
         raise ValueError("sampling from the reference needs a method with a reference model")
     settings = {"temperature": 0.0, "max_new_tokens": 64, **generation}
-    seed = ctx.seed * 1_000_003 + ctx.round
+    seed = derive_seed(ctx.seed, ctx.round)
     if ctx.cache is not None:  # reuses samples of a model whose identity is known (see harness.core.cache)
         return ctx.cache.generate(source, lm, prompts, n=n, seed=seed, **settings)
     return lm.generate(prompts, n=n, seed=seed, **settings)

@@ -38,6 +38,7 @@ from harness.core.data import Row
 from harness.core.errors import HarnessError
 from harness.core.params import param
 from harness.core.registry import MethodSpec
+from harness.core.seeds import derive_seed
 from harness.models.lm import LM
 from harness.models.logprobs import batch_logprobs
 from harness.training import checkpoints, distributed
@@ -355,7 +356,7 @@ class Trainer:
     def _row_order(self, rnd: int, n_rows: int) -> list[int]:
         """A seeded order over the round's rows; each step takes the next batch_size * grad_accum of them."""
         cfg = self.cfg
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + rnd)
+        gen = torch.Generator().manual_seed(derive_seed(self.seed, rnd))
         order: list[int] = []
         per_step = cfg.batch_size * cfg.grad_accum
         while len(order) < cfg.steps * per_step:

@@ -51,6 +51,7 @@ from harness import (
     MethodSpec,
     RoundContext,
     Row,
+    derive_seed,
     hookimpl,
     param,
     response_length,
@@ -111,12 +112,12 @@ def train_discriminator(ctx: RoundContext) -> None:
     outs = ctx.policy.generate(
         prompts, n=p.d_samples, temperature=p.temperature,
         max_new_tokens=response_length(ctx, p.max_new_tokens),
-        seed=ctx.seed * 1_000_003 + ctx.round + 500_009,  # not the policy phase's samples
+        seed=derive_seed(ctx.seed, ctx.round, salt=500_009),  # not the policy phase's samples
     )
     samples = [c.as_sequence() for cs in outs for c in cs]
     before = disc.accuracy(demos, samples)
     fit = disc.fit([(d, 1.0) for d in demos] + [(s, 0.0) for s in samples], steps=p.d_steps, lr=p.d_lr,
-                   batch_size=p.d_batch_size, seed=ctx.seed * 1_000_003 + ctx.round)
+                   batch_size=p.d_batch_size, seed=derive_seed(ctx.seed, ctx.round))
     record = {"round": ctx.round, "d_accuracy_before": before, "d_accuracy": disc.accuracy(demos, samples),
               "d_loss": fit["d_loss"]}
     ctx.state.setdefault(HISTORY, []).append(record)

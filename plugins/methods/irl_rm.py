@@ -69,6 +69,7 @@ from harness import (
     RoundContext,
     Row,
     Sequence,
+    derive_seed,
     hookimpl,
     param,
     portable_model,
@@ -158,7 +159,7 @@ def fit_reward_model(ctx: RoundContext) -> None:
         raise HarnessError("irl-rm: init_from_sft needs full weights; set lora=false or init_from_sft=false")
     pi_sft = train_sft_copy(ctx, p.sft_steps)
     prompts = list(ctx.data.prompts())
-    seed = ctx.seed * 1_000_003
+    seed = derive_seed(ctx.seed)
     init_s, sft_s = (_samples(lm, prompts, p, ctx, seed + k) for k, lm in ((1, ctx.policy), (2, pi_sft)))
     demos = list(ctx.data.demonstrations())
     fit: dict[str, float] = {}
