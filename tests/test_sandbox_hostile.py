@@ -527,15 +527,46 @@ def leftovers() -> list[str]:
     return found
 
 
+def _other_test_workers() -> set[int]:
+    """pids of the other pytest-xdist workers (our parent's other children): their sandboxes run now, beside
+    this batch, legitimately. Empty when the tests run in one process."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return set()
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == os.getppid():
+                        found.add(int(entry))
+            except (OSError, ValueError, IndexError):
+                continue
+    return found
+
+
+def _ancestors(pid: int) -> set[int]:
+    out = set()
+    while pid > 1 and pid not in out:
+        out.add(pid)
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                pid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return out
+
+
 def survivors() -> list[str]:
-    """Processes of a sandbox uid (as root: the uids are used by nothing else)."""
+    """Processes of a sandbox uid (as root: the uids are used by nothing else), except those another test
+    worker is running right now (an escaped process is reparented away from every test process)."""
     if os.geteuid() != 0:
         return []
+    others = _other_test_workers()
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                if _sandbox_uid(os.stat(f"/proc/{entry}").st_uid):
+                if _sandbox_uid(os.stat(f"/proc/{entry}").st_uid) and not _ancestors(int(entry)) & others:
                     with open(f"/proc/{entry}/stat") as f:
                         found.append(f.read()[:200])
             except OSError:
