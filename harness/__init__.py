@@ -114,6 +114,7 @@ _NAMES = {
     "rollouts": "harness.training.pg:rollouts",
     "RunningMoments": "harness.training.pg:RunningMoments",
     "stack_token_values": "harness.training.pg:stack_token_values",
+    "pad_rows": "harness.training.pg:pad_rows",
     "token_logprobs": "harness.training.pg:token_logprobs",
     "token_values": "harness.training.pg:token_values",
     "whiten": "harness.training.pg:whiten",

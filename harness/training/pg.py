@@ -219,6 +219,14 @@ def token_values(name: str, values: Seq[float], width: int) -> dict[str, float]:
     return {f"{name}@{t}": v for t, v in enumerate(padded)}
 
 
+def pad_rows(rows: Seq[torch.Tensor], width: int) -> torch.Tensor:
+    """Per-token rows of different lengths as one ``[B, width]`` tensor, zero-padded on the right."""
+    out = torch.zeros(len(rows), width)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+    return out
+
+
 def stack_token_values(values: Mapping[str, torch.Tensor], name: str, width: int) -> torch.Tensor:
     """The ``[B, width]`` tensor of the row values packed by :func:`token_values`."""
     return torch.stack([values[f"{name}@{t}"] for t in range(width)], dim=-1)

@@ -59,6 +59,7 @@ from harness import (
     kl_k1,
     kl_k3,
     masked_mean,
+    pad_rows,
     param,
     prepare_reward,
     rollouts,
@@ -155,13 +156,6 @@ def objective(batch: LogProbBatch, params: PPOParams) -> tuple[torch.Tensor, Met
     return loss, {**metrics, "reward": batch.values["reward"].mean(), "kl_coef": batch.values["kl_coef"].mean()}
 
 
-def _pad(rows: list[torch.Tensor], width: int) -> torch.Tensor:
-    out = torch.zeros(len(rows), width)
-    for i, r in enumerate(rows):
-        out[i, : len(r)] = r
-    return out
-
-
 def sampler(ctx: RoundContext) -> list[Row]:
     p: PPOParams = ctx.params
     if ctx.reference is None:
@@ -175,13 +169,13 @@ def sampler(ctx: RoundContext) -> list[Row]:
     with torch.no_grad():
         old_values = [head(h).float().cpu() for h in hidden]
     width = max(len(s.response) for s in seqs)
-    mask = _pad([torch.ones(len(s.response)) for s in seqs], width)
-    logp, ref, values = _pad(old_logp, width), _pad(ref_logp, width), _pad(old_values, width)
+    mask = pad_rows([torch.ones(len(s.response)) for s in seqs], width)
+    logp, ref, values = pad_rows(old_logp, width), pad_rows(ref_logp, width), pad_rows(old_values, width)
     kl = kl_k1(logp, ref) * mask
     controller: AdaptiveKLController = ctx.state.setdefault(
         "ppo/kl_ctl", AdaptiveKLController(p.kl_init, p.kl_target, p.kl_horizon))
     coef = controller.value
-    env = _pad([torch.tensor(token_rewards(o.reward, len(s.response))) for o, s in zip(outs, seqs, strict=True)],
+    env = pad_rows([torch.tensor(token_rewards(o.reward, len(s.response))) for o, s in zip(outs, seqs, strict=True)],
                width)
     adv, ret = gae(env - coef * kl, values, mask, gamma=p.gamma, lam=p.lam)
     if p.whiten_advantages:

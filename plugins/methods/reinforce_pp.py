@@ -36,6 +36,7 @@ from harness import (
     discounted_returns,
     hookimpl,
     masked_mean,
+    pad_rows,
     param,
     prepare_reward,
     rollouts,
@@ -83,13 +84,6 @@ def objective(batch: LogProbBatch, params: ReinforcePPParams) -> tuple[torch.Ten
     return loss, {**metrics, "reward": batch.values["reward"].mean()}
 
 
-def _pad(rows: list[torch.Tensor], width: int) -> torch.Tensor:
-    out = torch.zeros(len(rows), width)
-    for i, r in enumerate(rows):
-        out[i, : len(r)] = r
-    return out
-
-
 def sampler(ctx: RoundContext) -> list[Row]:
     p: ReinforcePPParams = ctx.params
     if ctx.reference is None:
@@ -100,10 +94,10 @@ def sampler(ctx: RoundContext) -> list[Row]:
     old, _ = token_logprobs(ctx.policy, seqs)
     ref, _ = token_logprobs(ctx.reference, seqs)
     width = max(len(s.response) for s in seqs)
-    mask = _pad([torch.ones(len(s.response)) for s in seqs], width)
-    task = _pad([torch.tensor(token_rewards(o.reward, len(s.response))) for o, s in zip(outs, seqs, strict=True)],
+    mask = pad_rows([torch.ones(len(s.response)) for s in seqs], width)
+    task = pad_rows([torch.tensor(token_rewards(o.reward, len(s.response))) for o, s in zip(outs, seqs, strict=True)],
                 width)
-    adv = token_advantages(task, (_pad(old, width) - _pad(ref, width)) * mask, mask, kl_coef=p.kl_coef)
+    adv = token_advantages(task, (pad_rows(old, width) - pad_rows(ref, width)) * mask, mask, kl_coef=p.kl_coef)
     return [Row({"sample": s}, {"reward": sequence_reward(o.reward),
                                 **token_values("old_logp", old[i].tolist(), width),
                                 **token_values("adv", adv[i, : len(s.response)].tolist(), width)})
