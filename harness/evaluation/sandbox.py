@@ -31,136 +31,45 @@ interpreter waiting, runs exactly one program, and is killed and reaped behind, 
 
 The host never touches a path the program could have created: everything it wrote lives on tmpfs
 that vanishes with its mount namespace. Every result carries ``isolation``, a record of what ran:
-``mechanism`` (``"bubblewrap"``, or ``"launcher"`` for the weaker fallback), ``uid``,
-``memory_bound`` (``"cgroup-v2"``, ``"cgroup-v1"`` or ``"rlimit-as-per-process"``), the namespaces,
-``python`` and ``limits``.
+``mechanism`` (``"bubblewrap"``), ``uid``, ``memory_bound`` (``"cgroup-v2"``, ``"cgroup-v1"`` or
+``"rlimit-as-per-process"``), the namespaces, ``python`` and ``limits``.
 
-Without bubblewrap the sandbox refuses to run anything (``status="error"``) unless weaker isolation
-was allowed explicitly (``HARNESS_SANDBOX_ALLOW_WEAK=1`` or :func:`allow_weak_isolation`); then the
-old hand-written launcher (:mod:`harness.evaluation.sandbox_launcher`: privilege drop, pid/net namespaces,
-rlimits, but the host filesystem in view) runs it, and the record says so.
+Without a usable bubblewrap the sandbox refuses to run anything: every program is ``status="error"``
+with one line naming the cause and the install hint (``mechanism="refuse"``). The shared types
+(:class:`SandboxLimits`, :class:`SandboxResult`, :class:`CheckedProgram`) live in
+:mod:`harness.evaluation.sandbox_types`.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from dataclasses import asdict
+from typing import Any
 
 from harness.evaluation import sandbox_bwrap as bw
-from harness.evaluation.sandbox_bwrap import CheckedProgram
 from harness.evaluation.sandbox_pool import WorldPool, input_problem
+from harness.evaluation.sandbox_types import MIB, CheckedProgram, SandboxLimits, SandboxResult
 
 __all__ = [
-    "SANDBOX_USER",
     "CheckedProgram",
-    "SandboxError",
     "SandboxLimits",
     "SandboxResult",
-    "allow_weak_isolation",
     "check_isolation",
     "mechanism",
     "run_many",
     "run_program",
 ]
 
-SANDBOX_USER = "nobody"
-"""The unprivileged user the weak fallback launcher runs model code as when the harness is root."""
-WEAK_ENV = "HARNESS_SANDBOX_ALLOW_WEAK"
-_USE_NAMESPACES = True  # the weak launcher's namespaces (tests turn them off)
-
-Status = Literal["passed", "failed", "timeout", "error"]
-_MIB = 1024 * 1024
-
-
-class SandboxError(RuntimeError):
-    """The sandbox cannot be set up safely (e.g. there is no unprivileged user to run as)."""
-
-
-@dataclass(frozen=True)
-class SandboxLimits:
-    """Per-program limits; see :func:`run_program` for what each means."""
-
-    timeout_s: float = 10.0
-    memory_mb: int = 1024
-    cpu_s: float | None = None
-    max_output: int = 65536
-    max_file_mb: int = 16
-    max_procs: int = 64
-
-    def __post_init__(self) -> None:
-        if not self.timeout_s > 0:
-            raise ValueError(f"timeout_s must be > 0, got {self.timeout_s!r}")
-        if self.cpu_s is not None and not self.cpu_s > 0:
-            raise ValueError(f"cpu_s must be > 0 or None, got {self.cpu_s!r}")
-        for name in ("memory_mb", "max_file_mb", "max_procs"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
-        if self.max_output < 0:
-            raise ValueError(f"max_output must be >= 0, got {self.max_output!r}")
-
-    def rlimits(self) -> dict[str, tuple[int, int]]:
-        """The (soft, hard) resource limits every process of the program starts with."""
-        cpu = math.ceil(self.cpu_s) if self.cpu_s is not None else math.ceil(self.timeout_s) + 1
-        return {
-            "RLIMIT_CPU": (cpu, cpu + 1),
-            "RLIMIT_AS": (self.memory_mb * _MIB, self.memory_mb * _MIB),
-            "RLIMIT_FSIZE": (self.max_file_mb * _MIB, self.max_file_mb * _MIB),
-            "RLIMIT_NPROC": (self.max_procs, self.max_procs),
-            "RLIMIT_NOFILE": (256, 256),
-            "RLIMIT_CORE": (0, 0),
-        }
-
-
-@dataclass
-class SandboxResult:
-    """The outcome of one sandboxed program.
-
-    ``status`` is ``"passed"`` (exit code 0), ``"failed"`` (non-zero exit, killed by a signal, or
-    over its memory bound), ``"timeout"`` (wall-clock or CPU limit) or ``"error"`` (the sandbox could
-    not run it, or could not confirm that all its processes were gone). ``reason`` is empty when
-    passed, otherwise one line (for a Python exception, its last traceback line). ``returncode`` is
-    negative for a signal, as in :mod:`subprocess`. ``isolation`` records what was in force (see
-    the module docstring). ``pgid``: the process group of the launcher (bubblewrap: the host-side
-    ``sh``/``bwrap`` process); nothing is left in it when the result is returned.
-    """
-
-    status: Status
-    returncode: int | None
-    stdout: str
-    stderr: str
-    reason: str
-    duration_s: float
-    isolation: dict[str, Any] = field(default_factory=dict)
-    pgid: int | None = None
-
-    @property
-    def passed(self) -> bool:
-        return self.status == "passed"
-
-
-def allow_weak_isolation(allow: bool = True) -> None:
-    """Let programs run under the weaker launcher when bubblewrap is missing (default: refuse)."""
-    if allow:
-        os.environ[WEAK_ENV] = "1"
-    else:
-        os.environ.pop(WEAK_ENV, None)
-
-
-def _weak_allowed() -> bool:
-    return os.environ.get(WEAK_ENV, "").strip().lower() in ("1", "true", "yes")
-
 
 def mechanism() -> str:
-    """What would run a program now: ``"bubblewrap"``, ``"launcher"`` (weak, opted in) or ``"refuse"``."""
+    """What would run a program now: ``"bubblewrap"``, or ``"refuse"`` (no usable bubblewrap)."""
     if os.environ.get("HARNESS_SANDBOX_NO_BWRAP") is None and not bw.unusable_reason():
         return "bubblewrap"
-    return "launcher" if _weak_allowed() else "refuse"
+    return "refuse"
 
 
 def run_program(
@@ -237,25 +146,16 @@ def _run_guarded(source: str | CheckedProgram, limits: SandboxLimits, python: st
     start = time.monotonic()
     try:
         how = mechanism()
-        bad_input = input_problem(source, limits.max_file_mb * _MIB)
+        bad_input = input_problem(source, limits.max_file_mb * MIB)
         if bad_input:
             return _error(bad_input, start, {"mechanism": how, "limits": asdict(limits)})
-        if isinstance(source, CheckedProgram) and how != "bubblewrap":
-            return _error("a checked program (candidate and tests apart) needs bubblewrap; "
-                          "the weak launcher runs plain programs only", start, {"mechanism": how})
         if how == "bubblewrap":
             with WorldPool(limits, python, 1, ahead=1) as worlds:
                 res = worlds.run(source)
             return res
-        if how == "launcher":
-            from harness.evaluation import sandbox_launcher
-
-            return sandbox_launcher.run(source, limits, python, _USE_NAMESPACES)
         why = "HARNESS_SANDBOX_NO_BWRAP is set" if os.environ.get("HARNESS_SANDBOX_NO_BWRAP") else bw.unusable_reason()
         return _error(
-            f"refusing to run untrusted code: {why} "
-            "(apt-get install bubblewrap, or `make install` as root); "
-            f"set {WEAK_ENV}=1 to accept the weaker fallback launcher",
+            f"refusing to run untrusted code: {why} (apt-get install bubblewrap, or `make install` as root)",
             start, {"mechanism": "refuse", "limits": asdict(limits)},
         )
     except Exception as exc:  # noqa: BLE001 - never let one program take the batch down

@@ -44,6 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.evaluation.sandbox_types import CheckedProgram
+
 BWRAP = os.environ.get("HARNESS_BWRAP", "bwrap")
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 WORKDIR = "/work"
@@ -211,22 +213,6 @@ def _view_from(exe: str, info: dict[str, Any]) -> PythonView:
 STUB = (Path(__file__).parent / "sandbox_stub.py").read_text(encoding="utf-8")
 """pid 1 of every world (see :mod:`harness.evaluation.sandbox_stub`), run with ``python -I -S -c``."""
 _HEADER = 16
-
-
-@dataclass(frozen=True)
-class CheckedProgram:
-    """A candidate and the tests that judge it, run apart (see :mod:`harness.evaluation.sandbox_stub`).
-
-    ``candidate`` runs in one interpreter (as ``/work/main.py``, its only file); ``tests`` runs in
-    another, the world's non-dumpable pid 1, and defines ``check(candidate)``, called with a proxy of
-    the candidate's ``entry_point`` that passes arguments and results by value through a literal-only
-    codec. The program passes exactly when ``check`` returns; the candidate never sees the tests.
-    """
-
-    candidate: str
-    tests: str
-    entry_point: str
-    check: str = "check"
 
 
 def job_bytes(program: str | CheckedProgram) -> bytes:

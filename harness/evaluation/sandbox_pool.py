@@ -22,15 +22,13 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from harness.evaluation import sandbox_bwrap as bw
 from harness.evaluation import sandbox_pidfd as pidfds
 from harness.evaluation import sandbox_seccomp as seccomp
 from harness.evaluation import sandbox_slots as slots
-
-if TYPE_CHECKING:
-    from harness.evaluation.sandbox import SandboxLimits, SandboxResult
+from harness.evaluation.sandbox_types import CheckedProgram, SandboxLimits, SandboxResult
 
 _MIB = 1024 * 1024
 _KILL_GRACE_S = 5.0
@@ -70,9 +68,9 @@ def _read_all(fd: int) -> bytes:
     return b"".join(chunks)
 
 
-def input_problem(source: str | bw.CheckedProgram, max_bytes: int) -> str:
+def input_problem(source: str | CheckedProgram, max_bytes: int) -> str:
     """Why ``source`` cannot be handed to a world (``""``: it can): not UTF-8, or over the file limit."""
-    parts = [source.candidate, source.tests] if isinstance(source, bw.CheckedProgram) else [source]
+    parts = [source.candidate, source.tests] if isinstance(source, CheckedProgram) else [source]
     for part in parts:
         try:
             size = len(part.encode("utf-8"))
@@ -165,10 +163,8 @@ class World:
                     for pid in (self.proc.pid, child):
                         slots._write(path, str(pid))
 
-    def run(self, source: str | bw.CheckedProgram) -> SandboxResult:
+    def run(self, source: str | CheckedProgram) -> SandboxResult:
         """Hand the world its program, wait for the verdict (not for the world's teardown)."""
-        from harness.evaluation.sandbox import SandboxResult
-
         limits, iso = self.limits, self.isolation
         start = time.monotonic()
         timed_out = started = False
@@ -342,16 +338,14 @@ class WorldPool:
         self._started.append(fut)
         fut.add_done_callback(self._ready.put)
 
-    def run(self, source: str | bw.CheckedProgram) -> SandboxResult:
+    def run(self, source: str | CheckedProgram) -> SandboxResult:
         fut = self._ready.get()
         self._start_one()
         world = fut.result()  # World() never raises: a failed start is its ``problem``
         try:
             res = world.run(source)
         except Exception as exc:  # noqa: BLE001
-            from harness.evaluation.sandbox import SandboxResult
-
-            res = SandboxResult("error", None, "", "", f"sandbox failure: {type(exc).__name__}: {exc}", 0.0,
+                res = SandboxResult("error", None, "", "", f"sandbox failure: {type(exc).__name__}: {exc}", 0.0,
                                 world.isolation)
         done = self._reaper.submit(world.finish)
         with self._lock:
