@@ -260,6 +260,61 @@ class Trainer:
         return self.model_key
 
     # -- checkpoints (harness.training.checkpoints) ----------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint saves: ``global_step``, ``model`` (the policy's weights; FSDP: the sharded model and
+        optimizer state of :func:`torch.distributed.checkpoint.state_dict.get_state_dict`), ``modules`` (the
+        method's extra modules), ``reference`` (unless it is the LoRA base), ``optimizer``, ``scheduler``,
+        ``state`` (the method's), ``history`` and ``torch_rng``."""
+        if self.sharded:
+            from torch.distributed.checkpoint.state_dict import get_state_dict
+
+            model_state, optim_state = get_state_dict(distributed.unwrap(self.model), self.optimizer)
+        else:
+            model_state = self.accelerator.unwrap_model(self.model).state_dict()
+            optim_state = self.optimizer.state_dict()
+        return {
+            "global_step": self.global_step,
+            "model": model_state,
+            "modules": self.modules.state_dict() if self.modules is not None else None,
+            "reference": self.reference.model.state_dict()
+            if self.reference is not None and not self.reference.use_adapters
+            else None,
+            "optimizer": optim_state,
+            "scheduler": self.scheduler.state_dict(),
+            "state": self.state,
+            "history": [(h.round, h.step, h.metrics) for h in self.history],
+            "torch_rng": torch.random.get_rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` gave, plus the checkpoint's ``round`` and ``mid_round`` (where it was
+        written): training then continues after that round, or inside it at ``mid_round["step"]``."""
+        if self.sharded:
+            from torch.distributed.checkpoint.state_dict import set_state_dict
+
+            set_state_dict(distributed.unwrap(self.model), self.optimizer, model_state_dict=state["model"],
+                           optim_state_dict=state["optimizer"])
+            self.sync_policy()
+        else:
+            self.accelerator.unwrap_model(self.model).load_state_dict(state["model"])
+        if self.modules is not None and state["modules"] is not None:
+            self.modules.load_state_dict(state["modules"])
+        if self.reference is not None and state["reference"] is not None:
+            self.reference.model.load_state_dict(state["reference"])
+            if self.method.reference == "initial":  # the same initial weights, written again
+                self._versions["reference"] = self._weights("reference")
+        if not self.sharded and state["optimizer"] is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.state = state["state"]
+        self.history = [StepRecord(r, s, m) for r, s, m in state["history"]]
+        torch.random.set_rng_state(state["torch_rng"])
+        self.start_round = state["round"] + 1
+        self.global_step = state["global_step"]
+        self.resume_mid = state.get("mid_round")
+        if self.resume_mid is not None:  # a step checkpoint: continue inside this round
+            self.start_round = self.resume_mid["round"]
+
     def save_checkpoint(self, finished_round: int, mid_round: dict[str, Any] | None = None) -> None:
         """Write the checkpoint (replacing the last one). ``mid_round``: ``{"round", "step", "rows", "ref"}``
         of a round in progress (a step checkpoint: the round's data is saved with it)."""
