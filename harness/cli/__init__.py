@@ -13,9 +13,9 @@ def main() -> None:
     import sys
 
     if sys.argv[1:] in (["--version"], ["-V"]):
-        import harness
+        from harness.core.version import __version__
 
-        print(f"alignment-harness, version {harness.__version__}")
+        print(f"alignment-harness, version {__version__}")
         return
     from harness.cli.app import main as app_main
 

@@ -11,12 +11,12 @@ from typing import Any
 import click
 from tabulate import tabulate
 
-import harness
 from harness.core.errors import HarnessError
 from harness.core.params import describe, parse_set, route_sets
 from harness.core.plugins import PluginHost, get_host, load, set_host
 from harness.core.progress import log, set_quiet, status
 from harness.core.threads import apply_threads, threads_option
+from harness.core.version import __version__
 
 
 def _host(ctx: click.Context) -> PluginHost:
@@ -80,7 +80,7 @@ def _peek_plugins(args: list[str]) -> list[str]:
 
 
 @click.group(cls=HarnessGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(harness.__version__, "--version", "-V", prog_name="alignment-harness")
+@click.version_option(__version__, "--version", "-V", prog_name="alignment-harness")
 @click.option(
     "--plugin",
     "plugins",
@@ -151,7 +151,6 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
 
 
 def _describe_specs(host: PluginHost, kind: str, as_json: bool, name: str | None, family: str | None = None) -> None:
-    host.raise_import_errors()
     specs = host.registry.specs[kind]
     if name is not None:
         specs = {name: host.registry.get(kind, name)}
@@ -326,7 +325,6 @@ def run(ctx: click.Context, model: str, method: str, benchmark: str | None, data
     apply_threads(threads, model=model)
 
     host = _host(ctx)
-    host.raise_import_errors()
     if (benchmark is None) == (data is None):
         raise HarnessError("give --benchmark NAME (trained on and evaluated), or --data NAME_OR_FILE with "
                            "--eval BENCH (trained on the data, evaluated on the benchmarks)")
@@ -406,7 +404,6 @@ def eval_(ctx: click.Context, model: str, benchmarks_: tuple[str, ...], seed: in
     apply_threads(threads, model=model)
 
     host = _host(ctx)
-    host.raise_import_errors()
     records: list[dict[str, Any]] = []
     data: dict[str, Any] = {}  # benchmark -> the copy of its data it read (embedded / path / hub, sha256)
     overrides = {k.removeprefix("benchmark."): v for k, v in parse_set(sets).items()}  # as `harness run` spells them

@@ -34,7 +34,6 @@ def datasets(ctx: click.Context, name: str | None, as_json: bool) -> None:
     from harness.training.datasets import describe
 
     host = _host(ctx)
-    host.raise_import_errors()
     reg = host.registry
     specs = {name: reg.dataset(name)} if name is not None else reg.specs["dataset"]
     out = [describe(s, reg.origin[("dataset", s.name)]) for s in sorted(specs.values(), key=lambda s: s.name)]

@@ -45,6 +45,8 @@ from collections.abc import Sequence as Seq
 from pathlib import Path
 from typing import Any
 
+from harness.core.version import __version__
+
 # kind -> {"hits": n, "misses": n} for this process
 STATS: dict[str, dict[str, int]] = defaultdict(lambda: {"hits": 0, "misses": 0})
 KINDS = {"warmstart": "warm start", "reflogps": "reference log-probs", "samples": "samples"}
@@ -176,8 +178,6 @@ class Cache:
 def model_identity(*, model: str, seed: int, warm_start: str | None, dtype: str, device: str,
                    lora: Any = None) -> str:
     """The identity of a cell's initial policy (and so of its initial reference)."""
-    from harness.core.version import __version__
-
     return cache_key("model", model, seed, warm_start, dtype, device, lora, __version__)
 
 
@@ -233,8 +233,6 @@ class CellCache:
                            compute: Callable[[], dict[str, list[Any]]]) -> dict[str, list[Any]]:
         """Per-token reference log-probs of ``rows`` (role -> one tensor per row), cached when the
         reference's identity is known."""
-        from harness.core.version import __version__
-
         ident = self.identity("reference")
         if ident is None:
             return compute()
@@ -249,7 +247,6 @@ class CellCache:
         """``lm.generate(prompts, n=n, seed=seed, **settings)``, cached when the identity of ``source``
         (``"reference"`` or ``"policy"``) is known."""
         from harness.core.data import Completion
-        from harness.core.version import __version__
 
         def compute() -> list[list[Completion]]:
             return lm.generate(prompts, n=n, seed=seed, **settings)

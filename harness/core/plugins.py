@@ -85,10 +85,6 @@ class PluginHost:
             for name, line in self.registry.quarantined.items()
         ]
 
-    def raise_import_errors(self) -> None:
-        """Kept for callers: broken installed plugins are quarantined (see the module docstring), so a
-        command that does not need them runs; the CLI has already warned about them."""
-
     def code_hash(self, name: str) -> str:
         """The hash of plugin ``name``'s source files (see :mod:`harness.core.identity`)."""
         from harness.core.identity import code_hash

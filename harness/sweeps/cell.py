@@ -11,12 +11,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import harness
 from harness.core.data import implied_kinds
 from harness.core.errors import HarnessError
 from harness.core.params import apply_overrides, as_dict
 from harness.core.plugins import PluginHost
 from harness.core.registry import BenchmarkSpec, MethodSpec
+from harness.core.version import __version__
 from harness.training.trainer import TrainConfig
 
 
@@ -86,7 +86,7 @@ class ResolvedCell:
         d = self.resolved_dict()
         d["train"] = {k: v for k, v in d["train"].items()
                       if k not in OUTPUT_ONLY and not (k in IDENTITY_IF_SET and v == IDENTITY_IF_SET[k])}
-        blob = json.dumps({"cell": d, "harness": harness.__version__, "code": self.code}, sort_keys=True)
+        blob = json.dumps({"cell": d, "harness": __version__, "code": self.code}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

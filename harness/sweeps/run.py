@@ -33,13 +33,13 @@ from typing import Any
 import numpy as np
 import torch
 
-import harness
 from harness.core.cache import Cache, describe_stats, model_identity, open_cache, stats_since, stats_snapshot
 from harness.core.context import DataContext, EvalContext, EvalResult, TrainingData, WarmStartContext
-from harness.core.errors import HarnessError
 from harness.core.params import apply_overrides, as_dict
 from harness.core.plugins import PluginHost
 from harness.core.progress import CountingEngine, Items, phase
+from harness.core.version import __version__
+from harness.engines.factory import make_engine
 from harness.models.lm import LM
 from harness.models.loading import LoadedModel, load_model
 from harness.sweeps.cell import CellConfig, ResolvedCell, resolve
@@ -67,7 +67,7 @@ def warm_start_key(cell: ResolvedCell) -> str | None:
     return hashlib.sha256(
         json.dumps(
             [cell.config.model, cell.config.seed, bench.name, bench.version, as_dict(cell.benchmark_params),
-             harness.__version__],
+             __version__],
             sort_keys=True,
         ).encode()
     ).hexdigest()[:16]
@@ -345,9 +345,6 @@ class CellRun:
             self.device = distributed.device_for(self.device, self.world.local_rank)
         with _loading(cfg.model):
             self.loaded = load_model(cfg.model, seed=cfg.seed, dtype=cfg.dtype, device=self.device)
-        self.engine_spec = self.host.registry.engine(cfg.engine)
-        if not self.engine_spec.available():
-            raise HarnessError(f"engine '{cfg.engine}' is not available here: {self.engine_spec.install_hint}")
         from harness.training.defaults import update_warning
 
         if cell.train.rounds * cell.train.steps > 0 and (
@@ -361,7 +358,8 @@ class CellRun:
         if self.shared:
             return self.shared[0]
         loaded = self.loaded
-        engine = self.engine_spec.factory(LoadedModel(model, loaded.tokenizer, loaded.name, loaded.source))
+        engine = make_engine(self.host.registry, self.cell.config.engine,
+                             LoadedModel(model, loaded.tokenizer, loaded.name, loaded.source))
         if self.world.size > 1:  # greedy generations sharded by rank, gathered in prompt order
             engine = distributed.ShardedEngine(engine, self.world)
         if getattr(engine, "own_weights", False):
@@ -578,10 +576,7 @@ def evaluate_model(
     seed_everything(seed)
     with _loading(model):
         loaded = load_model(model, seed=seed, dtype=dtype, device=device)
-    spec = host.registry.engine(engine)
-    if not spec.available():
-        raise HarnessError(f"engine '{engine}' is not available here: {spec.install_hint}")
-    lm = LM(loaded.model, loaded.tokenizer, spec.factory(loaded))
+    lm = LM(loaded.model, loaded.tokenizer, make_engine(host.registry, engine, loaded))
     metrics: dict[str, float] = {}
     for i, name in enumerate(benchmarks):
         bench = host.registry.benchmark(name, where="--benchmark")

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import harness
 from harness.core.plugins import PluginHost
+from harness.core.version import __version__
 
 
 def _declared(host: PluginHost, names: list[str]) -> dict[str, list[dict[str, Any]]]:
@@ -86,7 +86,7 @@ def record_eval(store_path: Path, host: PluginHost, *, model: str, benchmarks: l
     config = {"model": model, "method": "untrained", "benchmark": benchmarks[0], "benchmark_version": evals[0][1],
               "seed": seed, "method_params": {}, "benchmark_params": evals[0][2], "train": {"rounds": 0},
               "evals": evals, "engine": engine, "dtype": dtype, "device": device}
-    cell_id = hashlib.sha256(json.dumps({"eval": config, "harness": harness.__version__},
+    cell_id = hashlib.sha256(json.dumps({"eval": config, "harness": __version__},
                                         sort_keys=True, default=str).encode()).hexdigest()[:16]
     settings = {"command": "harness eval", "models": [model], "benchmarks": list(benchmarks), "seeds": [seed],
                 "engine": engine, "dtype": dtype, "device": device,

@@ -109,7 +109,6 @@ def plan_suite(data: dict[str, Any], host: PluginHost, *, path: Path | None = No
     from harness.models.loading import DEVICES, DTYPES
     from harness.training.trainer import TrainConfig
 
-    host.raise_import_errors()
     reg = host.registry
     w = _Where(path, touched or set())
     _check_keys(data, TOP_KEYS, w)
