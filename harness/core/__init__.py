@@ -4,7 +4,7 @@ Owns the hook specifications (``hookspecs``), the registry of specs (``registry`
 ``BenchmarkSpec``, ``DatasetSpec``, ``EngineSpec``), the plugin manager (``plugins``: discovery,
 quarantine), typed parameters (``params``), the data types rows are made of (``data``), the contexts
 hooks receive (``context``), the objective contract (``contract``), errors, paths, threads, progress,
-the content-addressed cache (``cache``), cell identity from plugin code (``identity``), derived seeds
-(``seeds``) and the package version (``version``).
+the content-addressed cache (``cache``), cell identity from plugin code (``identity``), the one digest
+every id and key is made with (``digest``), derived seeds (``seeds``) and the package version (``version``).
 May import: nothing else of the harness (only ``TYPE_CHECKING`` imports for annotations).
 """

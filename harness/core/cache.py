@@ -35,7 +35,6 @@ counts of its cell, ``harness run`` prints them and the sweep sums them into its
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import tempfile
@@ -45,6 +44,7 @@ from collections.abc import Sequence as Seq
 from pathlib import Path
 from typing import Any
 
+from harness.core.digest import Hasher, digest
 from harness.core.version import __version__
 
 # kind -> {"hits": n, "misses": n} for this process
@@ -78,8 +78,8 @@ def open_cache(spec: str | os.PathLike[str] | None = None) -> Cache | None:
 
 def cache_key(*parts: Any) -> str:
     """A stable hash of JSON-able parts (dict keys sorted): the artifact's identity."""
-    blob = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+    blob = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))  # compact: not canonical_json
+    return digest(blob, 24)
 
 
 class Cache:
@@ -181,7 +181,7 @@ def model_identity(*, model: str, seed: int, warm_start: str | None, dtype: str,
     return cache_key("model", model, seed, warm_start, dtype, device, lora, __version__)
 
 
-def _ids(h: Any, ids: Seq[int]) -> None:
+def _ids(h: Hasher, ids: Seq[int]) -> None:
     import numpy as np
 
     h.update(len(ids).to_bytes(4, "little"))
@@ -190,7 +190,7 @@ def _ids(h: Any, ids: Seq[int]) -> None:
 
 def rows_digest(rows: Seq[Any]) -> str:
     """A digest of the rows' roles and token ids (prompt and response of every role), in order."""
-    h = hashlib.sha256()
+    h = Hasher()
     for row in rows:
         for role in sorted(row.seqs):
             s = row.seqs[role]
@@ -198,15 +198,15 @@ def rows_digest(rows: Seq[Any]) -> str:
             _ids(h, s.prompt.ids)
             _ids(h, s.response)
         h.update(b"\1")
-    return h.hexdigest()[:24]
+    return h.hex(24)
 
 
 def prompts_digest(prompts: Seq[Any]) -> str:
     """A digest of the prompts' token ids, in order."""
-    h = hashlib.sha256()
+    h = Hasher()
     for p in prompts:
         _ids(h, p.ids)
-    return h.hexdigest()[:24]
+    return h.hex(24)
 
 
 def weight_versions(params: Iterable[Any]) -> tuple[int, ...]:

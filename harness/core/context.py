@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from harness.core.data import Completion, DataCopy, Feedback, Pair, Prompt, Sequence
+from harness.core.digest import digest
 from harness.core.errors import HarnessError
 
 if TYPE_CHECKING:
@@ -73,10 +74,7 @@ class EvalResult:
 def item_id(*content: Any) -> str:
     """A stable id for an item with no natural one: a short hash of its content (JSON-serialisable parts,
     e.g. the question text), the same in every process and cell."""
-    import hashlib
-    import json
-
-    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return digest(content, 16)
 
 
 @dataclass

@@ -9,13 +9,13 @@ into :class:`Row` objects, and the log-prob engine turns a batch of rows into a
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.core.digest import FULL, Hasher, digest
 from harness.core.errors import HarnessError
 
 
@@ -148,10 +148,10 @@ def rows_sha256(rows: Iterable[Mapping[str, Any]]) -> str:
     A file written that way (GSM8K's, HumanEval's and FastChat's MT-Bench files are) hashes to its own
     ``sha256sum``; the same rows read from another copy (gzip-compressed, reformatted, or the hub) hash the
     same, and any changed row changes the hash."""
-    h = hashlib.sha256()
+    h = Hasher()
     for row in rows:
-        h.update(json.dumps(dict(row)).encode() + b"\n")
-    return h.hexdigest()
+        h.update(json.dumps(dict(row)).encode() + b"\n")  # as written to the file: keys in their order
+    return h.hex(FULL)
 
 
 DATA_COPIES = ("embedded", "path", "hub")
@@ -178,7 +178,7 @@ class DataCopy:
         sorted ``name:hash`` lines."""
         if len(self.parts) == 1:
             return next(iter(self.parts.values()))
-        return hashlib.sha256("".join(f"{k}:{v}\n" for k, v in sorted(self.parts.items())).encode()).hexdigest()
+        return digest("".join(f"{k}:{v}\n" for k, v in sorted(self.parts.items())), FULL)
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON form stored with an evaluation."""

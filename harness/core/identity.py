@@ -18,13 +18,14 @@ of the harness that ran it, and the leaderboard says when a sweep's cells ran un
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import itertools
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
+
+from harness.core.digest import Hasher
 
 if TYPE_CHECKING:
     from harness.core.plugins import PluginHost, PluginInfo
@@ -64,14 +65,14 @@ def source_files(module: ModuleType | None, dist_name: str | None = None) -> lis
 
 def hash_files(files: Iterable[Path]) -> str:
     """A short hash of file names (the last two path parts) and contents."""
-    h = hashlib.sha256()
+    h = Hasher()
     for path in sorted(Path(f).resolve() for f in files):
         try:
             data = path.read_bytes()
         except OSError:
             continue
-        h.update("/".join(path.parts[-2:]).encode() + b"\0" + hashlib.sha256(data).digest())
-    return h.hexdigest()[:HASH_CHARS]
+        h.update("/".join(path.parts[-2:]).encode() + b"\0" + Hasher(data).raw())
+    return h.hex(HASH_CHARS)
 
 
 def code_hash(info: PluginInfo) -> str:

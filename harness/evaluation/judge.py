@@ -38,7 +38,6 @@ repeat index.
 from __future__ import annotations
 
 import ast
-import hashlib
 import json
 import os
 import re
@@ -48,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.core.data import Prompt
+from harness.core.digest import FULL, digest
 from harness.core.errors import HarnessError
 from harness.models.text import raw_ids
 
@@ -214,8 +214,8 @@ def judge_cache_root() -> Path:
 
 def cache_key(**parts: Any) -> str:
     """SHA-256 (hex) of the JSON of ``parts`` with sorted keys."""
-    blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+    blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)  # non-ASCII kept: not canonical_json
+    return digest(blob, FULL)
 
 
 class JudgmentCache:

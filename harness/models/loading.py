@@ -18,7 +18,6 @@ Every failure is a one-line :class:`~harness.core.errors.HarnessError`. The toke
 from __future__ import annotations
 
 import copy
-import hashlib
 import importlib.util
 import json
 import os
@@ -34,6 +33,7 @@ from urllib.parse import urlparse
 
 import torch
 
+from harness.core.digest import digest
 from harness.core.errors import HarnessError, did_you_mean, unknown_name
 from harness.models import tiny
 from harness.models.text import PromptEncoder
@@ -395,8 +395,8 @@ def gguf_cache_path(gguf: str | os.PathLike[str]) -> Path:
     """The cache entry for a GGUF file, keyed by its resolved path, size and modification time."""
     path = Path(gguf).expanduser().resolve()
     st = path.stat()
-    digest = hashlib.sha256(f"{path}\0{st.st_size}\0{st.st_mtime_ns}".encode()).hexdigest()[:16]
-    return cache_dir() / f"{path.stem}-{digest}"
+    key = digest(f"{path}\0{st.st_size}\0{st.st_mtime_ns}", 16)
+    return cache_dir() / f"{path.stem}-{key}"
 
 
 def is_converted(entry: str | os.PathLike[str]) -> bool:

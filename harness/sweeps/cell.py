@@ -5,13 +5,12 @@ with one-line errors. Running a cell is :mod:`harness.sweeps.run`."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from harness.core.data import implied_kinds
+from harness.core.digest import digest
 from harness.core.errors import HarnessError
 from harness.core.params import apply_overrides, as_dict
 from harness.core.plugins import PluginHost
@@ -86,8 +85,7 @@ class ResolvedCell:
         d = self.resolved_dict()
         d["train"] = {k: v for k, v in d["train"].items()
                       if k not in OUTPUT_ONLY and not (k in IDENTITY_IF_SET and v == IDENTITY_IF_SET[k])}
-        blob = json.dumps({"cell": d, "harness": __version__, "code": self.code}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return digest({"cell": d, "harness": __version__, "code": self.code}, 16)
 
 
 def _train_dict(train: Any) -> dict[str, Any]:

@@ -20,7 +20,6 @@ A cell's definition and resolution (``CellConfig``, ``ResolvedCell``, ``resolve`
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import platform
@@ -35,6 +34,7 @@ import torch
 
 from harness.core.cache import Cache, describe_stats, model_identity, open_cache, stats_since, stats_snapshot
 from harness.core.context import DataContext, EvalContext, EvalResult, TrainingData, WarmStartContext
+from harness.core.digest import digest
 from harness.core.params import apply_overrides, as_dict
 from harness.core.plugins import PluginHost
 from harness.core.progress import CountingEngine, Items, phase
@@ -64,13 +64,8 @@ def warm_start_key(cell: ResolvedCell) -> str | None:
     bench = cell.benchmark
     if bench.warm_start is None:
         return None
-    return hashlib.sha256(
-        json.dumps(
-            [cell.config.model, cell.config.seed, bench.name, bench.version, as_dict(cell.benchmark_params),
-             __version__],
-            sort_keys=True,
-        ).encode()
-    ).hexdigest()[:16]
+    return digest([cell.config.model, cell.config.seed, bench.name, bench.version, as_dict(cell.benchmark_params),
+                   __version__], 16)
 
 
 def initial_model_key(cell: ResolvedCell) -> str:

@@ -11,12 +11,11 @@ same cell, so a later sweep reuses it as done.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import time
 from pathlib import Path
 from typing import Any
 
+from harness.core.digest import digest
 from harness.core.plugins import PluginHost
 from harness.core.version import __version__
 
@@ -86,8 +85,7 @@ def record_eval(store_path: Path, host: PluginHost, *, model: str, benchmarks: l
     config = {"model": model, "method": "untrained", "benchmark": benchmarks[0], "benchmark_version": evals[0][1],
               "seed": seed, "method_params": {}, "benchmark_params": evals[0][2], "train": {"rounds": 0},
               "evals": evals, "engine": engine, "dtype": dtype, "device": device}
-    cell_id = hashlib.sha256(json.dumps({"eval": config, "harness": __version__},
-                                        sort_keys=True, default=str).encode()).hexdigest()[:16]
+    cell_id = digest({"eval": config, "harness": __version__}, 16)
     settings = {"command": "harness eval", "models": [model], "benchmarks": list(benchmarks), "seeds": [seed],
                 "engine": engine, "dtype": dtype, "device": device,
                 "benchmark_params": {e[0]: e[2] for e in evals}}

@@ -9,7 +9,6 @@ The format (every key, labels, ``--set``) is documented in ``docs/plugins.md``, 
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import os
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.core.digest import Hasher, digest
 from harness.core.errors import HarnessError
 from harness.core.params import as_dict
 from harness.core.plugins import PluginHost
@@ -318,13 +318,13 @@ def _unique_ids(raw: array[int]) -> tuple[Any, frozenset[str]]:
 def _ids_hash(ids: Any) -> str:
     """sha256 of ``json.dumps(sorted(cell ids))`` (8 hex digits), computed without building that string.
     ``ids``: sorted 16-digit hex strings, or the same ids as sorted 64-bit integers."""
-    h = hashlib.sha256(b"[")
+    h = Hasher(b"[")
     for start in range(0, len(ids), 4096):
         chunk = ids[start:start + 4096]
         text = ", ".join(f'"{v}"' if isinstance(v, str) else f'"{int(v):016x}"' for v in chunk)
         h.update(((", " if start else "") + text).encode())
     h.update(b"]")
-    return h.hexdigest()[:8]
+    return h.hex(8)
 
 
 def _dedup_warn(items: Iterable[tuple[Any, str, str]], dups: frozenset[str], first: dict[str, str],
@@ -355,8 +355,7 @@ def plugin_versions(cell: Any, host: PluginHost) -> dict[str, str | None]:
 
 def sweep_cell_id(base_id: str, plugins: Mapping[str, str | None]) -> str:
     """The cell's store id: its resolved config hash extended with the plugin versions."""
-    blob = json.dumps({"cell": base_id, "plugins": dict(sorted(plugins.items()))}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return digest({"cell": base_id, "plugins": dict(sorted(plugins.items()))}, 16)
 
 
 def _sweep_cell(cell: Any, label: str, ename: str, host: PluginHost) -> SweepCell:

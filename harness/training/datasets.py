@@ -24,13 +24,13 @@ few-shot prompts are (``chat = true`` renders them as one user turn instead). A 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.core.data import DEMONSTRATIONS, FEEDBACK, PREFERENCES, PROMPTS, Feedback, Pair, Prompt, Sequence
+from harness.core.digest import Hasher
 from harness.core.errors import HarnessError, unknown_name
 from harness.core.params import apply_overrides
 from harness.core.registry import DATASET_ROLES, BenchmarkSpec, DatasetParams, DatasetSpec
@@ -118,14 +118,14 @@ def _columns(spec: DatasetSpec, params: DatasetParams) -> dict[str, str]:
 
 
 def _file_hash(path: Path) -> str:
-    h = hashlib.sha256()
+    h = Hasher()
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.suffix.lower() in EXTENSIONS)
     for f in files:
         h.update(f.name.encode())
         with f.open("rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
-    return h.hexdigest()[:10]
+    return h.hex(10)
 
 
 def provides(spec: DatasetSpec, params: DatasetParams) -> frozenset[str]:

@@ -18,7 +18,6 @@ from the reward model's is refused when its cell loads the data (the ids would m
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from collections.abc import Sequence as Seq
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.core.data import Completion, Prompt
+from harness.core.digest import Hasher, digest
 from harness.core.errors import HarnessError
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ FIX = "give the reward_model folder an irl-rm cell wrote (its record's reward_mo
 def tokenizer_fingerprint(tokenizer: Any) -> str:
     """A short hash of the tokenizer's vocabulary: equal fingerprints map text to the same ids."""
     vocab = sorted(tokenizer.get_vocab().items())
-    return hashlib.sha256(json.dumps(vocab, ensure_ascii=False).encode()).hexdigest()[:16]
+    return digest(json.dumps(vocab, ensure_ascii=False), 16)  # non-ASCII kept: not canonical_json
 
 
 def save_irl_reward_model(rm: Discriminator, out: Path, *, tokenizer: Any, base_model: str,
@@ -135,10 +135,10 @@ class IRLReward:
     def fingerprint(self) -> str:
         """A short hash of the manifest and the head: part of the training data's version, so a reward model
         trained again into the same folder makes new cells."""
-        h = hashlib.sha256()
+        h = Hasher()
         for name in (MANIFEST, "head.safetensors"):
             h.update((Path(self.path) / name).read_bytes())
-        return h.hexdigest()[:10]
+        return h.hex(10)
 
     def model(self) -> Discriminator:
         """The loaded discriminator."""
