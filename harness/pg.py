@@ -6,7 +6,7 @@ Pure tensor functions (``[B, T]`` per-token tensors with a ``[B, T]`` float mask
 :func:`kl_k3`), PPO pieces (:func:`clipped_surrogate`, :func:`clipped_value_loss`,
 :class:`AdaptiveKLController`), :func:`reinforce_loss`, :func:`entropy_from_logits`.
 Plumbing for samplers: :func:`rollouts` (n scored samples per prompt from the current policy),
-:func:`response_length`, :func:`token_logprobs` (per-token log-probs without gradients),
+:func:`round_prompts` (a round's prompts), :func:`response_length`, :func:`token_logprobs` (per-token log-probs without gradients),
 :func:`token_values` / :func:`stack_token_values` / :func:`pad_rows` (per-token vectors in a row's scalar
 values and back). The code lives in ``harness.training.pg``; this module is its public face.
 """
@@ -30,6 +30,7 @@ from harness.training.pg import (
     reinforce_loss,
     response_length,
     rollouts,
+    round_prompts,
     stack_token_values,
     token_logprobs,
     token_values,
@@ -55,6 +56,7 @@ __all__ = [
     "reinforce_loss",
     "response_length",
     "rollouts",
+    "round_prompts",
     "stack_token_values",
     "token_logprobs",
     "token_values",
