@@ -1,152 +1,133 @@
 """alignment-harness: one place where alignment objectives meet, as plugins.
 
-This module is the **public API for plugins**: everything a method, benchmark, dataset or engine
-plugin needs imports from ``harness`` itself (``from harness import hookimpl, MethodSpec, param,
-LogProbBatch, samplers``), and those names stay where they are when the host's modules move. The
-host's subsystems (``harness.core``, ``models``, ``engines``, ``evaluation``, ``training``,
-``sweeps``, ``results``, ``authoring``, ``bench``, ``cli``) are internal; docs/design.md maps them.
-Names resolve lazily, so ``import harness`` stays cheap (no torch until a name needs it).
+This module is the **public API for plugins**: the names a method, benchmark, dataset or engine plugin
+needs (``from harness import hookimpl, MethodSpec, param, LogProbBatch``), and eight toolkit modules
+with their own ``__all__``: :mod:`harness.pg` (policy gradient), :mod:`harness.samplers`,
+:mod:`harness.rewards`, :mod:`harness.divergence` (discriminators), :mod:`harness.judge`,
+:mod:`harness.sandbox`, :mod:`harness.lm` (models, engines, log-probs, a trainer) and
+:mod:`harness.datasets` (registered datasets, the hub). These stay where they are when the host's
+modules move; the host's subsystems (``harness.core``, ``models``, ``engines``, ``evaluation``,
+``training``, ``sweeps``, ``results``, ``authoring``, ``bench``, ``cli``) are internal and
+docs/design.md maps them.
+
+Names resolve lazily, so ``import harness`` stays cheap (no torch until a name needs it), and importing
+it changes nothing outside the module (the thread policy is set by the ``harness`` command and the
+sweep's workers). Type checkers read the ``TYPE_CHECKING`` imports below, so every name has its real type.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pluggy
 
-from harness.core.threads import set_passive_wait
 from harness.core.version import __version__
 
-set_passive_wait()  # before torch loads OpenMP: waiting threads sleep instead of spinning
+if TYPE_CHECKING:  # what a type checker sees; at run time __getattr__ imports the same names on first use
+    from harness import datasets as datasets
+    from harness import divergence as divergence
+    from harness import judge as judge
+    from harness import lm as lm
+    from harness import pg as pg
+    from harness import rewards as rewards
+    from harness import samplers as samplers
+    from harness import sandbox as sandbox
+    from harness.core.context import DataContext as DataContext
+    from harness.core.context import EvalContext as EvalContext
+    from harness.core.context import EvalResult as EvalResult
+    from harness.core.context import RoundContext as RoundContext
+    from harness.core.context import WarmStartContext as WarmStartContext
+    from harness.core.context import item_id as item_id
+    from harness.core.data import DEMONSTRATIONS as DEMONSTRATIONS
+    from harness.core.data import FEEDBACK as FEEDBACK
+    from harness.core.data import PREFERENCES as PREFERENCES
+    from harness.core.data import PROMPTS as PROMPTS
+    from harness.core.data import REWARD as REWARD
+    from harness.core.data import Completion as Completion
+    from harness.core.data import DataCopy as DataCopy
+    from harness.core.data import Feedback as Feedback
+    from harness.core.data import Pair as Pair
+    from harness.core.data import Prompt as Prompt
+    from harness.core.data import Row as Row
+    from harness.core.data import Sequence as Sequence
+    from harness.core.data import read_jsonl as read_jsonl
+    from harness.core.data import rows_sha256 as rows_sha256
+    from harness.core.errors import HarnessError as HarnessError
+    from harness.core.errors import did_you_mean as did_you_mean
+    from harness.core.params import NoParams as NoParams
+    from harness.core.params import param as param
+    from harness.core.registry import BenchmarkSpec as BenchmarkSpec
+    from harness.core.registry import DatasetSpec as DatasetSpec
+    from harness.core.registry import EngineSpec as EngineSpec
+    from harness.core.registry import MethodHooks as MethodHooks
+    from harness.core.registry import MethodSpec as MethodSpec
+    from harness.core.registry import MetricSpec as MetricSpec
+    from harness.core.seeds import derive_seed as derive_seed
+    from harness.engines.base import Engine as Engine
+    from harness.models.logprobs import LogProbBatch as LogProbBatch
 
 
 hookimpl = pluggy.HookimplMarker("harness")
 """Decorate a plugin's hook implementations with this (``from harness import hookimpl``)."""
 
-_MODULES = {
-    "samplers": "harness.training.samplers",
-    "pg": "harness.training.pg",
-    "rewards": "harness.training.rewards",
-    "divergence": "harness.training.divergence",
-    "judge": "harness.evaluation.judge",
-    "sandbox": "harness.evaluation.sandbox",
-}
-"""Toolkits a plugin may use as namespaces (``from harness import samplers``)."""
+_TOOLKITS = ("datasets", "divergence", "judge", "lm", "pg", "rewards", "samplers", "sandbox")
+"""Toolkit modules (``harness.<name>``), each with an explicit ``__all__``."""
 
 _NAMES = {
-    "DATA_KINDS": "harness.core.data:DATA_KINDS",
-    "derive_seed": "harness.core.seeds:derive_seed",
-    "NoParams": "harness.core.params:NoParams",
-    "Engine": "harness.engines.base:Engine",
-    "DataContext": "harness.core.context:DataContext",
-    "EvalContext": "harness.core.context:EvalContext",
-    "EvalResult": "harness.core.context:EvalResult",
-    "item_id": "harness.core.context:item_id",
-    "RoundContext": "harness.core.context:RoundContext",
-    "WarmStartContext": "harness.core.context:WarmStartContext",
-    "Completion": "harness.core.data:Completion",
-    "DataCopy": "harness.core.data:DataCopy",
-    "FEEDBACK": "harness.core.data:FEEDBACK",
-    "Feedback": "harness.core.data:Feedback",
-    "DEMONSTRATIONS": "harness.core.data:DEMONSTRATIONS",
-    "Pair": "harness.core.data:Pair",
-    "PREFERENCES": "harness.core.data:PREFERENCES",
-    "Prompt": "harness.core.data:Prompt",
-    "PROMPTS": "harness.core.data:PROMPTS",
-    "read_jsonl": "harness.core.data:read_jsonl",
-    "rows_sha256": "harness.core.data:rows_sha256",
-    "REWARD": "harness.core.data:REWARD",
-    "Row": "harness.core.data:Row",
-    "Sequence": "harness.core.data:Sequence",
-    "did_you_mean": "harness.core.errors:did_you_mean",
-    "HarnessError": "harness.core.errors:HarnessError",
-    "param": "harness.core.params:param",
-    "get_host": "harness.core.plugins:get_host",
-    "BenchmarkSpec": "harness.core.registry:BenchmarkSpec",
-    "DatasetSpec": "harness.core.registry:DatasetSpec",
-    "EngineSpec": "harness.core.registry:EngineSpec",
-    "MethodHooks": "harness.core.registry:MethodHooks",
-    "MethodSpec": "harness.core.registry:MethodSpec",
-    "MetricSpec": "harness.core.registry:MetricSpec",
-    "HFEngine": "harness.engines.hf:HFEngine",
-    "OpenAIEngine": "harness.engines.openai:OpenAIEngine",
-    "vllm_available": "harness.engines.vllm:vllm_available",
-    "VLLM_INSTALL_HINT": "harness.engines.vllm:INSTALL_HINT",
-    "VLLMEngine": "harness.engines.vllm:VLLMEngine",
-    "chat_prompt": "harness.evaluation.judge:chat_prompt",
-    "judge_cache_key": "harness.evaluation.judge:cache_key",
-    "JudgmentCache": "harness.evaluation.judge:JudgmentCache",
-    "make_judge": "harness.evaluation.judge:make_judge",
-    "parse_rating": "harness.evaluation.judge:parse_rating",
-    "check_isolation": "harness.evaluation.sandbox:check_isolation",
-    "CheckedProgram": "harness.evaluation.sandbox:CheckedProgram",
-    "sandbox_mechanism": "harness.evaluation.sandbox:mechanism",
-    "run_many": "harness.evaluation.sandbox:run_many",
-    "run_program": "harness.evaluation.sandbox:run_program",
-    "SandboxResult": "harness.evaluation.sandbox:SandboxResult",
-    "LM": "harness.models.lm:LM",
-    "hub_offline": "harness.models.loading:_hub_offline",
-    "hub_unreachable": "harness.models.loading:hub_unreachable",
-    "LogProbBatch": "harness.models.logprobs:LogProbBatch",
-    "masked_mean": "harness.models.logprobs:masked_mean",
-    "sequence_logprobs": "harness.models.logprobs:sequence_logprobs",
-    "TokenLogProbs": "harness.models.logprobs:TokenLogProbs",
-    "dataset_params": "harness.training.datasets:dataset_params",
-    "load_dataset_rows": "harness.training.datasets:load_kind",
-    "lookup_dataset": "harness.training.datasets:lookup",
-    "Discriminator": "harness.training.divergence:Discriminator",
-    "portable_model": "harness.training.divergence:portable",
-    "ranking_auc": "harness.training.divergence:ranking_auc",
-    "rebuild_model": "harness.training.divergence:rebuild",
-    "AdaptiveKLController": "harness.training.pg:AdaptiveKLController",
-    "clipped_surrogate": "harness.training.pg:clipped_surrogate",
-    "clipped_value_loss": "harness.training.pg:clipped_value_loss",
-    "discounted_returns": "harness.training.pg:discounted_returns",
-    "entropy_from_logits": "harness.training.pg:entropy_from_logits",
-    "gae": "harness.training.pg:gae",
-    "kl_k1": "harness.training.pg:kl_k1",
-    "kl_k3": "harness.training.pg:kl_k3",
-    "leave_one_out_baseline": "harness.training.pg:leave_one_out_baseline",
-    "ON_POLICY_TRAIN_DEFAULTS": "harness.training.pg:ON_POLICY_TRAIN_DEFAULTS",
-    "reinforce_loss": "harness.training.pg:reinforce_loss",
-    "response_length": "harness.training.pg:response_length",
-    "rollouts": "harness.training.pg:rollouts",
-    "RunningMoments": "harness.training.pg:RunningMoments",
-    "stack_token_values": "harness.training.pg:stack_token_values",
-    "pad_rows": "harness.training.pg:pad_rows",
-    "token_logprobs": "harness.training.pg:token_logprobs",
-    "token_values": "harness.training.pg:token_values",
-    "whiten": "harness.training.pg:whiten",
-    "current_reward": "harness.training.rewards:current_reward",
-    "prepare_reward": "harness.training.rewards:prepare_reward",
-    "RewardParams": "harness.training.rewards:RewardParams",
-    "ScalarReward": "harness.training.rewards:ScalarReward",
-    "sequence_reward": "harness.training.rewards:sequence_reward",
-    "token_rewards": "harness.training.rewards:token_rewards",
-    "best_of_n": "harness.training.samplers:best_of_n",
-    "offline_demonstrations": "harness.training.samplers:offline_demonstrations",
-    "offline_preferences": "harness.training.samplers:offline_preferences",
-    "on_policy_preferences": "harness.training.samplers:on_policy_preferences",
-    "self_generated": "harness.training.samplers:self_generated",
-    "TrainConfig": "harness.training.trainer:TrainConfig",
-    "Trainer": "harness.training.trainer:Trainer",
+    # specs, hooks and parameters
+    "MethodSpec": "harness.core.registry",
+    "MethodHooks": "harness.core.registry",
+    "BenchmarkSpec": "harness.core.registry",
+    "MetricSpec": "harness.core.registry",
+    "DatasetSpec": "harness.core.registry",
+    "EngineSpec": "harness.core.registry",
+    "param": "harness.core.params",
+    "NoParams": "harness.core.params",
+    # what the host hands a plugin
+    "RoundContext": "harness.core.context",
+    "WarmStartContext": "harness.core.context",
+    "DataContext": "harness.core.context",
+    "EvalContext": "harness.core.context",
+    "EvalResult": "harness.core.context",
+    "item_id": "harness.core.context",
+    "LogProbBatch": "harness.models.logprobs",
+    "Engine": "harness.engines.base",
+    # data types and role constants
+    "Prompt": "harness.core.data",
+    "Completion": "harness.core.data",
+    "Sequence": "harness.core.data",
+    "Pair": "harness.core.data",
+    "Feedback": "harness.core.data",
+    "Row": "harness.core.data",
+    "DEMONSTRATIONS": "harness.core.data",
+    "PREFERENCES": "harness.core.data",
+    "PROMPTS": "harness.core.data",
+    "FEEDBACK": "harness.core.data",
+    "REWARD": "harness.core.data",
+    "read_jsonl": "harness.core.data",
+    "rows_sha256": "harness.core.data",
+    "DataCopy": "harness.core.data",
+    # errors and seeds
+    "HarnessError": "harness.core.errors",
+    "did_you_mean": "harness.core.errors",
+    "derive_seed": "harness.core.seeds",
 }
-"""Public name -> ``module:attribute`` where it lives now."""
+"""Public name -> the module that defines it (the attribute has the same name there)."""
 
-__all__ = ["__version__", "hookimpl", *sorted(_MODULES), *sorted(_NAMES)]
+__all__ = ["__version__", "hookimpl", *sorted(_NAMES), *_TOOLKITS]
 
+if not TYPE_CHECKING:  # hidden from type checkers, so a misspelt name is an error rather than Any
 
-def __getattr__(name: str) -> Any:
-    if name in _NAMES:
-        module, _, attr = _NAMES[name].partition(":")
-        value = getattr(importlib.import_module(module), attr)
-    elif name in _MODULES:
-        value = importlib.import_module(_MODULES[name])
-    else:
-        raise AttributeError(f"module 'harness' has no attribute {name!r}")
-    globals()[name] = value
-    return value
+    def __getattr__(name: str) -> object:
+        if name in _NAMES:
+            value = getattr(importlib.import_module(_NAMES[name]), name)
+        elif name in _TOOLKITS:
+            value = importlib.import_module(f"harness.{name}")
+        else:
+            raise AttributeError(f"module 'harness' has no attribute {name!r}")
+        globals()[name] = value
+        return value
 
 
 def __dir__() -> list[str]:

@@ -1,5 +1,6 @@
 """The package layout: subsystems import only downwards, no import cycles, built-in plugins use only the
-public API (``from harness import ...``), every name the plugin guide lists imports from ``harness``."""
+public API (``from harness import ...`` and its toolkit modules), every name the plugin guide lists imports from
+where it says."""
 
 from __future__ import annotations
 
@@ -67,7 +68,8 @@ def _layer(module: str) -> str | None:
 
 def test_every_module_lives_in_a_subsystem_with_a_docstring_saying_what_it_may_import():
     loose = [m for m in _modules() if m.count(".") == 1 and _layer(m) is None]
-    assert loose == [], f"modules outside a subsystem: {loose}"
+    toolkits = [f"harness.{t}" for t in harness._TOOLKITS]
+    assert sorted(loose) == sorted(toolkits), f"modules outside a subsystem (other than the toolkits): {loose}"
     for layer in LAYERS:
         init = PKG / layer / "__init__.py"
         doc = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))) or ""
@@ -136,20 +138,29 @@ def test_builtin_plugins_import_only_the_public_api():
     assert offenders == [], "plugins must import only from `harness`:\n" + "\n".join(offenders)
 
 
-def _guide_names() -> set[str]:
+def _guide_names() -> dict[str, set[str]]:
+    """The guide's Public API tables: module ("harness" or "harness.pg", ...) -> the names listed for it."""
     text = (ROOT / "docs" / "plugins.md").read_text(encoding="utf-8")
-    section = text.split("## Public API", 1)[1]
-    return set(re.findall(r"`([A-Za-z_][A-Za-z0-9_]*)`", section.split("\n|", 1)[1]))
+    section = text.split("## Public API", 1)[1].split("\n## ", 1)[0]
+    out: dict[str, set[str]] = {}
+    for row in re.findall(r"^\|(?!---)(.*)\|$", section, re.M):
+        module = re.match(r"\s*`(harness\.\w+)`", row)
+        names = set(re.findall(r"`([A-Za-z_][A-Za-z0-9_]*)`", row))
+        out.setdefault(module.group(1) if module else "harness", set()).update(names)
+    return out
 
 
 def test_every_name_in_the_plugin_guide_imports_from_harness_and_the_guide_lists_them_all():
-    listed = _guide_names()
-    for name in sorted(listed):
-        value = getattr(harness, name)
-        assert value is not None, name
-    public = set(harness.__all__) - {"__version__"}
-    assert public - listed == set(), f"public names missing from docs/plugins.md: {sorted(public - listed)}"
-    assert listed - public == set(), f"the guide lists names harness does not export: {sorted(listed - public)}"
+    guide = _guide_names()
+    toolkits = {f"harness.{t}" for t in harness._TOOLKITS}
+    assert set(guide) == {"harness", *toolkits}, f"the guide's tables name modules {sorted(guide)}"
+    for module, listed in guide.items():
+        mod = importlib.import_module(module)
+        for name in sorted(listed):
+            assert getattr(mod, name) is not None, f"{module}.{name}"
+        public = set(mod.__all__) - {"__version__", *harness._TOOLKITS}
+        assert public - listed == set(), f"{module}: names missing from docs/plugins.md: {sorted(public - listed)}"
+        assert listed - public == set(), f"{module}: the guide lists names it does not export: {sorted(listed - public)}"
 
 
 def test_importing_harness_loads_no_torch():
@@ -163,7 +174,8 @@ def test_examples_and_scaffolds_import_only_the_public_api():
         text = (ROOT / f).read_text(encoding="utf-8")
         if f.endswith(".py"):  # the templates, not the module's own imports
             text = "\n".join(s for s in re.findall(r"'''(.*?)'''", text, re.S))
-        deep = re.findall(r"^from harness\.(?!authoring\.checkplugin)[\w.]+ import .*$", text, re.M)
+        toolkits = "|".join(harness._TOOLKITS)
+        deep = re.findall(rf"^from harness\.(?!authoring\.checkplugin|(?:{toolkits}) )[\w.]+ import .*$", text, re.M)
         assert deep == [], f"{f}: examples import from internal modules: {deep}"
 
 

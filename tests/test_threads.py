@@ -33,14 +33,20 @@ def test_apply_threads_sets_torch_and_rejects_negative():
         apply_threads(-1)
 
 
-def test_importing_harness_turns_openmp_spin_waiting_off_before_torch_unless_set():
-    code = "import harness, os, torch; print(os.environ.get('OMP_WAIT_POLICY'))"
+def test_the_cli_and_the_fork_server_turn_openmp_spin_waiting_off_unless_set_and_import_harness_does_not():
+    """The policy is the entry points' (the ``harness`` command, the sweep's fork server), set before torch loads."""
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT)
-    assert out.stdout.strip() == "PASSIVE", out.stderr
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+    cli = ("import os, sys; sys.argv = ['harness', '--version']; from harness.cli import main; main(); "
+           "print('torch' in sys.modules, os.environ.get('OMP_WAIT_POLICY'))")
+    server = ("import os, sys, harness; before = os.environ.get('OMP_WAIT_POLICY'); "
+              "import harness.sweeps.forkserver_guard; print(before, os.environ.get('OMP_WAIT_POLICY'))")
+    plain = "import os, harness, torch; from harness import MethodSpec; print(os.environ.get('OMP_WAIT_POLICY'))"
+    for code, want in [(cli, "False PASSIVE"), (server, "None PASSIVE"), (plain, "None")]:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT)
+        assert out.stdout.strip().splitlines()[-1] == want, out.stdout + out.stderr
+    out = subprocess.run([sys.executable, "-c", cli], capture_output=True, text=True,
                          env={**env, "OMP_WAIT_POLICY": "ACTIVE"}, cwd=ROOT)
-    assert out.stdout.strip() == "ACTIVE"
+    assert out.stdout.strip().splitlines()[-1] == "False ACTIVE"
 
 
 def test_auto_device_is_cuda_only_when_there_is_one():

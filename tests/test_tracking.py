@@ -134,7 +134,8 @@ def test_mlflow_local_store_gets_a_run_with_params_and_metric_history(tmp_path):
 BROKEN = """\
 from dataclasses import dataclass
 
-from harness import MethodSpec, hookimpl, offline_demonstrations
+from harness import MethodSpec, hookimpl
+from harness.samplers import offline_demonstrations
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from harness import PREFERENCES, LogProbBatch, MethodSpec, hookimpl, offline_preferences, param
+from harness import PREFERENCES, LogProbBatch, MethodSpec, hookimpl, param
+from harness.samplers import offline_preferences
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,8 @@ import sys
 
 import torch
 
-from harness import LogProbBatch, TokenLogProbs
+from harness import LogProbBatch
+from harness.lm import TokenLogProbs
 from $pkg.$kind import Params, objective
 
 

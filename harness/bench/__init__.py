@@ -5,3 +5,9 @@
 the sandbox's per-program cost, ``python -m harness.bench.threads`` thread counts.
 May import: every lower layer (``core`` ... ``authoring``).
 """
+
+from harness.core.threads import set_passive_wait
+
+# These modules are programs (``python -m harness.bench.X``), so they set the thread policy as the ``harness``
+# command does, here: the package runs before a program's own imports load torch and OpenMP.
+set_passive_wait()

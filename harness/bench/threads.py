@@ -31,7 +31,7 @@ def one_run(args: list[str], out: Path, src: str | None) -> tuple[float, int, st
     env.pop("OMP_WAIT_POLICY", None)
     if src:
         env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    cmd = [sys.executable, "-c", "import harness.cli.app as c, sys; print('code:', c.__file__, file=sys.stderr); c.main()", "run", *args, "--no-resume", "--quiet",
+    cmd = [sys.executable, "-c", "import harness.cli as c, sys; print('code:', c.__file__, file=sys.stderr); c.main()", "run", *args, "--no-resume", "--quiet",
            "--out", str(out)]
     t0 = time.perf_counter()
     # cwd outside any checkout: with ``-c`` the current folder comes first on sys.path

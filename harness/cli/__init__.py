@@ -9,9 +9,13 @@ May import: every other subsystem.
 
 def main() -> None:
     """The ``harness`` console script (``harness.cli:main``). ``--version`` / ``-V`` alone answer before
-    the commands (and torch) are imported, in a fraction of a second."""
+    the commands (and torch) are imported, in a fraction of a second. Sets the thread policy first (before
+    torch loads OpenMP), for this process and every worker it starts."""
     import sys
 
+    from harness.core.threads import set_passive_wait
+
+    set_passive_wait()
     if sys.argv[1:] in (["--version"], ["-V"]):
         from harness.core.version import __version__
 

@@ -8,8 +8,11 @@ process and a busy neighbour) that each use every core fight for them. Hence the
 - **one thread** for ``tiny:`` models (too small to split), on boxes with at most 4 cores, and per
   worker when several processes share the cores (``cores // jobs``, never more than the cores that
   are not busy with other work, by the 1-minute load average);
-- ``OMP_WAIT_POLICY=PASSIVE`` (OpenMP threads sleep instead of spinning while they wait), set when
-  ``harness`` is imported, i.e. before torch loads OpenMP; an explicit setting in the environment wins.
+- ``OMP_WAIT_POLICY=PASSIVE`` (OpenMP threads sleep instead of spinning while they wait), set before torch
+  loads OpenMP by the entry points (the ``harness`` command, the sweep's fork server, the ``harness.bench``
+  programs) and passed on to their workers, never by ``import harness``; an explicit setting in the
+  environment wins. A program that imports the harness sets it itself if it wants it
+  (:func:`set_passive_wait`).
 
 ``--threads N`` (every computing command) and the suite key ``threads`` override the default; the
 number in use is recorded in each cell's provenance (:func:`describe`).

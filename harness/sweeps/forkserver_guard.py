@@ -8,6 +8,8 @@ parent.
 
 from __future__ import annotations
 
+from harness.core.threads import set_passive_wait
 from harness.sweeps.local_executor import die_with_parent
 
 die_with_parent()
+set_passive_wait()  # the workers' thread policy, also when the sweep was started from Python rather than the CLI

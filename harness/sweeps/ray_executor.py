@@ -43,8 +43,8 @@ class RayExecutor(Executor):
         self.ray = ray
         self._owns = False
         if not ray.is_initialized():
-            env = {k: os.environ[k] for k in ("HARNESS_CACHE", "HARNESS_RESULTS", "HF_HUB_OFFLINE", "HF_HOME")
-                   if k in os.environ}
+            env = {k: os.environ[k] for k in ("HARNESS_CACHE", "HARNESS_RESULTS", "HF_HUB_OFFLINE", "HF_HOME",
+                                              "OMP_WAIT_POLICY") if k in os.environ}
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                                       "runtime_env": {"env_vars": env}, **(init_kwargs or {})}
             try:

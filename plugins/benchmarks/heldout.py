@@ -28,15 +28,15 @@ class HeldoutParams:
 
 
 def evaluate(ctx: EvalContext) -> EvalResult:
-    from harness import dataset_params, get_host, load_dataset_rows, lookup_dataset
+    from harness.datasets import dataset_params, load_kind, lookup, registry
 
     p = ctx.params
     if not p.data:
         raise HarnessError("heldout-nll: set its data, e.g. [benchmark_params.heldout-nll] data = \"test.jsonl\"")
-    spec = lookup_dataset(p.data, get_host().registry, where="heldout-nll data")
+    spec = lookup(p.data, registry(), where="heldout-nll data")
     limit = ctx.limit if ctx.limit is not None else p.limit
     params = dataset_params({"split": p.split, "limit": limit}, where="heldout-nll")
-    demos = load_dataset_rows(spec, params, "demonstrations", ctx.encoder)
+    demos = load_kind(spec, params, "demonstrations", ctx.encoder)
     ctx.progress(f"heldout-nll: scoring {len(demos)} held-out demonstrations")
     total = ctx.lm.logprobs(demos, batch_size=p.batch_size)
     records = []

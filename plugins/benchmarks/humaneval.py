@@ -82,7 +82,6 @@ from typing import Any
 
 from harness import (
     BenchmarkSpec,
-    CheckedProgram,
     Completion,
     DataContext,
     DataCopy,
@@ -91,16 +90,13 @@ from harness import (
     HarnessError,
     MetricSpec,
     Prompt,
-    SandboxResult,
-    check_isolation,
     hookimpl,
     param,
     rows_sha256,
-    run_many,
-    run_program,
-    sandbox_mechanism,
 )
 from harness import Sequence as Demo
+from harness.sandbox import CheckedProgram, SandboxResult, check_isolation, run_many, run_program
+from harness.sandbox import mechanism as sandbox_mechanism
 
 NAME = "humaneval"
 PAPER = "Chen et al. 2021, arXiv 2107.03374 (HumanEval, pass@k)"

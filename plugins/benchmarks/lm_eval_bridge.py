@@ -93,8 +93,8 @@ from harness import (
     Sequence,
     hookimpl,
     param,
-    sequence_logprobs,
 )
+from harness.lm import sequence_logprobs
 
 NAME = "lm-eval"
 PAPER = "EleutherAI lm-evaluation-harness (Gao et al., doi:10.5281/zenodo.5371628)"

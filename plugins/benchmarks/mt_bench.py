@@ -87,18 +87,15 @@ from harness import (
     EvalContext,
     EvalResult,
     HarnessError,
-    JudgmentCache,
     MetricSpec,
     Prompt,
-    chat_prompt,
     hookimpl,
-    judge_cache_key,
-    make_judge,
     param,
-    parse_rating,
     read_jsonl,
     rows_sha256,
 )
+from harness.judge import JudgmentCache, chat_prompt, make_judge, parse_rating
+from harness.judge import cache_key as judge_cache_key
 
 NAME = "mt-bench"
 PAPER = "Zheng et al. 2023, arXiv 2306.05685 (FastChat llm_judge, single-answer grading)"
@@ -380,7 +377,7 @@ def load_data(path: str | None, reference_model: str = "gpt-4") -> MTBenchData:
 
 
 def _load_hub(name: str = HUB_QUESTIONS) -> MTBenchData:
-    from harness import hub_offline, hub_unreachable
+    from harness.datasets import hub_offline, hub_unreachable
 
     reason = "HF_HUB_OFFLINE is set" if hub_offline() else hub_unreachable()
     if reason is None:

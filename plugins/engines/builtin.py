@@ -10,16 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from harness import (
-    VLLM_INSTALL_HINT,
-    EngineSpec,
-    HarnessError,
-    HFEngine,
-    OpenAIEngine,
-    VLLMEngine,
-    hookimpl,
-    vllm_available,
-)
+from harness import EngineSpec, HarnessError, hookimpl
+from harness.lm import VLLM_INSTALL_HINT, HFEngine, OpenAIEngine, VLLMEngine, vllm_available
 
 
 def hf_factory(model: Any = None, **options: Any) -> HFEngine:

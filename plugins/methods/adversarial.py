@@ -44,8 +44,6 @@ import torch
 from alignment_harness_plugins.methods import ppo, reinforce, rloo
 from harness import (
     DEMONSTRATIONS,
-    ON_POLICY_TRAIN_DEFAULTS,
-    Discriminator,
     LogProbBatch,
     MethodHooks,
     MethodSpec,
@@ -54,8 +52,9 @@ from harness import (
     derive_seed,
     hookimpl,
     param,
-    response_length,
 )
+from harness.divergence import Discriminator
+from harness.pg import ON_POLICY_TRAIN_DEFAULTS, response_length
 
 PAPER = "Sun 2024, arXiv 2403.12017 (reverse-KL view of AfD); AIRL (Fu et al. 2018), GAIL (Ho & Ermon 2016)"
 HISTORY = "adversarial/history"

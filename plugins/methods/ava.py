@@ -65,15 +65,13 @@ from harness import (
     RoundContext,
     Row,
     Sequence,
-    TokenLogProbs,
     hookimpl,
-    offline_demonstrations,
-    offline_preferences,
     param,
-    portable_model,
-    rebuild_model,
-    sequence_logprobs,
 )
+from harness.divergence import portable as portable_model
+from harness.divergence import rebuild as rebuild_model
+from harness.lm import TokenLogProbs, sequence_logprobs
+from harness.samplers import offline_demonstrations, offline_preferences
 
 PAPER = "Cai et al. 2024, arXiv 2411.09341 (AVA, AAAI 2025); AVRIL: Chan & van der Schaar, ICLR 2021"
 Metrics = dict[str, torch.Tensor]

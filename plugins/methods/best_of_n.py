@@ -30,25 +30,21 @@ from dataclasses import dataclass
 import torch
 
 from harness import (
-    ON_POLICY_TRAIN_DEFAULTS,
     PROMPTS,
     REWARD,
     HarnessError,
     LogProbBatch,
     MethodHooks,
     MethodSpec,
-    RewardParams,
     RoundContext,
     Row,
-    ScalarReward,
     Sequence,
-    best_of_n,
-    current_reward,
     hookimpl,
     param,
-    prepare_reward,
-    response_length,
 )
+from harness.pg import ON_POLICY_TRAIN_DEFAULTS, response_length
+from harness.rewards import RewardParams, ScalarReward, current_reward, prepare_reward
+from harness.samplers import best_of_n
 
 PAPER = "Tajwar et al. 2024, arXiv 2404.14367 (iterated best-of-N / filtered BC)"
 

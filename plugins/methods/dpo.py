@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from harness import PREFERENCES, LogProbBatch, MethodSpec, hookimpl, offline_preferences, param
+from harness import PREFERENCES, LogProbBatch, MethodSpec, hookimpl, param
+from harness.samplers import offline_preferences
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,8 @@ from alignment_harness_plugins.methods.grpo import (
     sample_groups,
     spec,
 )
-from harness import LogProbBatch, RoundContext, Row, hookimpl, param, response_length
+from harness import LogProbBatch, RoundContext, Row, hookimpl, param
+from harness.pg import response_length
 
 PAPER = "Liu et al. 2025, arXiv 2503.20783 (Dr. GRPO)"
 

@@ -31,27 +31,27 @@ from dataclasses import dataclass
 import torch
 
 from harness import (
-    ON_POLICY_TRAIN_DEFAULTS,
     PROMPTS,
     REWARD,
     LogProbBatch,
     MethodHooks,
     MethodSpec,
-    RewardParams,
     RoundContext,
     Row,
     Sequence,
     hookimpl,
-    kl_k3,
     param,
-    prepare_reward,
+)
+from harness.pg import (
+    ON_POLICY_TRAIN_DEFAULTS,
+    kl_k3,
     response_length,
     rollouts,
-    sequence_reward,
     stack_token_values,
     token_logprobs,
     token_values,
 )
+from harness.rewards import RewardParams, prepare_reward, sequence_reward
 
 PAPER = "Shao et al. 2024, arXiv 2402.03300 (GRPO, DeepSeekMath)"
 Metrics = dict[str, torch.Tensor]

@@ -55,17 +55,9 @@ import torch
 import torch.nn.functional as F
 
 from alignment_harness_plugins.methods.dpo import dpo_loss
-from harness import (
-    DEMONSTRATIONS,
-    LogProbBatch,
-    MethodSpec,
-    RoundContext,
-    Row,
-    hookimpl,
-    param,
-    response_length,
-    self_generated,
-)
+from harness import DEMONSTRATIONS, LogProbBatch, MethodSpec, RoundContext, Row, hookimpl, param
+from harness.pg import response_length
+from harness.samplers import self_generated
 
 PAPER = "Xiao et al. 2024, arXiv 2410.10093 (GSIL, EMNLP 2024); code github.com/tengxiao1/GSIL"
 Loss = Literal["logistic", "hinge", "brier", "kliep", "lsif", "spin"]

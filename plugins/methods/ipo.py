@@ -23,16 +23,8 @@ from typing import Literal
 
 import torch
 
-from harness import (
-    PREFERENCES,
-    LogProbBatch,
-    MethodSpec,
-    RoundContext,
-    Row,
-    hookimpl,
-    offline_preferences,
-    param,
-)
+from harness import PREFERENCES, LogProbBatch, MethodSpec, RoundContext, Row, hookimpl, param
+from harness.samplers import offline_preferences
 
 PAPER = "Azar et al. 2023, arXiv 2310.12036 (IPO); bandit form of Tajwar et al. 2024, arXiv 2404.14367"
 

@@ -56,12 +56,8 @@ from alignment_harness_plugins.methods import best_of_n, ppo, sft
 from alignment_harness_plugins.methods.adversarial import policy_gradient
 from harness import (
     DEMONSTRATIONS,
-    LM,
-    ON_POLICY_TRAIN_DEFAULTS,
     Completion,
-    Discriminator,
     HarnessError,
-    HFEngine,
     LogProbBatch,
     MethodHooks,
     MethodSpec,
@@ -72,12 +68,12 @@ from harness import (
     derive_seed,
     hookimpl,
     param,
-    portable_model,
-    ranking_auc,
-    rebuild_model,
-    response_length,
-    sequence_logprobs,
 )
+from harness.divergence import Discriminator, ranking_auc
+from harness.divergence import portable as portable_model
+from harness.divergence import rebuild as rebuild_model
+from harness.lm import LM, HFEngine, sequence_logprobs
+from harness.pg import ON_POLICY_TRAIN_DEFAULTS, response_length
 
 PAPER = "Sun & van der Schaar 2024, arXiv 2405.15624 (Inverse-RLignment); Sun 2024, arXiv 2403.12017"
 SFT_SPEC = MethodSpec(name="sft", description="SFT of the IRL-RM's pi_SFT", paper=sft.__doc__ or "",
@@ -131,7 +127,7 @@ class ClosedFormReward:
 
 def train_sft_copy(ctx: RoundContext, steps: int) -> LM:
     """pi_SFT: a copy of the policy trained with the ``sft`` method by the harness's trainer."""
-    from harness import TrainConfig, Trainer
+    from harness.lm import TrainConfig, Trainer
 
     model = copy.deepcopy(ctx.policy.model)
     tokenizer = ctx.policy.tokenizer

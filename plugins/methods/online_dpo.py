@@ -34,24 +34,21 @@ import torch
 from alignment_harness_plugins.methods.dpo import dpo_loss
 from alignment_harness_plugins.methods.ipo import preference_objective
 from harness import (
-    ON_POLICY_TRAIN_DEFAULTS,
     PROMPTS,
     REWARD,
     HarnessError,
     LogProbBatch,
     MethodHooks,
     MethodSpec,
-    RewardParams,
     RoundContext,
     Row,
     Sequence,
     hookimpl,
-    offline_preferences,
-    on_policy_preferences,
     param,
-    prepare_reward,
-    response_length,
 )
+from harness.pg import ON_POLICY_TRAIN_DEFAULTS, response_length
+from harness.rewards import RewardParams, prepare_reward
+from harness.samplers import offline_preferences, on_policy_preferences
 
 PAPER = "Tajwar et al. 2024, arXiv 2404.14367 (on-policy DPO/IPO); DPO: Rafailov et al. 2023; IPO: Azar et al. 2023"
 Metrics = dict[str, torch.Tensor]

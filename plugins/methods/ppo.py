@@ -40,36 +40,35 @@ from typing import Any
 import torch
 
 from harness import (
-    ON_POLICY_TRAIN_DEFAULTS,
     PROMPTS,
     REWARD,
-    AdaptiveKLController,
     HarnessError,
     LogProbBatch,
     MethodHooks,
     MethodSpec,
-    RewardParams,
     RoundContext,
     Row,
+    hookimpl,
+    param,
+)
+from harness.lm import masked_mean
+from harness.pg import (
+    ON_POLICY_TRAIN_DEFAULTS,
+    AdaptiveKLController,
     clipped_surrogate,
     clipped_value_loss,
     entropy_from_logits,
     gae,
-    hookimpl,
     kl_k1,
     kl_k3,
-    masked_mean,
     pad_rows,
-    param,
-    prepare_reward,
     rollouts,
-    sequence_reward,
     stack_token_values,
     token_logprobs,
-    token_rewards,
     token_values,
     whiten,
 )
+from harness.rewards import RewardParams, prepare_reward, sequence_reward, token_rewards
 
 PAPER = "Schulman et al. 2017, arXiv 1707.06347; Ziegler et al. 2019, arXiv 1909.08593; Tajwar et al. 2024"
 Metrics = dict[str, torch.Tensor]

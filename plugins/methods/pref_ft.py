@@ -17,16 +17,8 @@ from typing import Literal
 import torch
 
 from alignment_harness_plugins.methods.sft import sft_loss
-from harness import (
-    PREFERENCES,
-    LogProbBatch,
-    MethodSpec,
-    RoundContext,
-    Row,
-    hookimpl,
-    offline_preferences,
-    param,
-)
+from harness import PREFERENCES, LogProbBatch, MethodSpec, RoundContext, Row, hookimpl, param
+from harness.samplers import offline_preferences
 
 PAPER = "Tajwar et al. 2024, arXiv 2404.14367 (Pref-FT baseline)"
 

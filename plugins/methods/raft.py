@@ -25,22 +25,19 @@ from typing import Literal
 import torch
 
 from harness import (
-    ON_POLICY_TRAIN_DEFAULTS,
     PROMPTS,
     REWARD,
     LogProbBatch,
     MethodHooks,
     MethodSpec,
-    RewardParams,
     RoundContext,
     Row,
     Sequence,
     hookimpl,
     param,
-    prepare_reward,
-    rollouts,
-    sequence_reward,
 )
+from harness.pg import ON_POLICY_TRAIN_DEFAULTS, rollouts
+from harness.rewards import RewardParams, prepare_reward, sequence_reward
 
 PAPER = "Dong et al. 2023, arXiv 2304.06767 (RAFT); Yuan et al. 2023, arXiv 2308.01825 (rejection-sampling FT)"
 

@@ -30,30 +30,19 @@ from dataclasses import dataclass
 
 import torch
 
-from harness import (
+from harness import PROMPTS, REWARD, LogProbBatch, MethodHooks, MethodSpec, RoundContext, Row, hookimpl, param
+from harness.lm import masked_mean
+from harness.pg import (
     ON_POLICY_TRAIN_DEFAULTS,
-    PROMPTS,
-    REWARD,
-    LogProbBatch,
-    MethodHooks,
-    MethodSpec,
-    RewardParams,
-    RoundContext,
-    Row,
     RunningMoments,
     discounted_returns,
     entropy_from_logits,
-    hookimpl,
-    masked_mean,
-    param,
-    prepare_reward,
     reinforce_loss,
     rollouts,
-    sequence_reward,
     stack_token_values,
-    token_rewards,
     token_values,
 )
+from harness.rewards import RewardParams, prepare_reward, sequence_reward, token_rewards
 
 PAPER = "Williams 1992; as in Tajwar et al. 2024, arXiv 2404.14367 (bandit: running mean/std baseline)"
 

@@ -22,31 +22,30 @@ from dataclasses import dataclass
 import torch
 
 from harness import (
-    ON_POLICY_TRAIN_DEFAULTS,
     PROMPTS,
     REWARD,
     HarnessError,
     LogProbBatch,
     MethodHooks,
     MethodSpec,
-    RewardParams,
     RoundContext,
     Row,
+    hookimpl,
+    param,
+)
+from harness.lm import masked_mean
+from harness.pg import (
+    ON_POLICY_TRAIN_DEFAULTS,
     clipped_surrogate,
     discounted_returns,
-    hookimpl,
-    masked_mean,
     pad_rows,
-    param,
-    prepare_reward,
     rollouts,
-    sequence_reward,
     stack_token_values,
     token_logprobs,
-    token_rewards,
     token_values,
     whiten,
 )
+from harness.rewards import RewardParams, prepare_reward, sequence_reward, token_rewards
 
 PAPER = "Hu 2025, arXiv 2501.03262 (REINFORCE++)"
 

@@ -20,24 +20,20 @@ import torch
 
 from alignment_harness_plugins.methods.reinforce import sequence_kl
 from harness import (
-    ON_POLICY_TRAIN_DEFAULTS,
     PROMPTS,
     REWARD,
     LogProbBatch,
     MethodHooks,
     MethodSpec,
-    RewardParams,
     RoundContext,
     Row,
-    current_reward,
     hookimpl,
     param,
     pg,
-    prepare_reward,
-    response_length,
     samplers,
-    sequence_reward,
 )
+from harness.pg import ON_POLICY_TRAIN_DEFAULTS, response_length
+from harness.rewards import RewardParams, current_reward, prepare_reward, sequence_reward
 
 PAPER = "Li et al. 2023, arXiv 2310.10505 (ReMax)"
 

@@ -25,23 +25,9 @@ from dataclasses import dataclass
 import torch
 
 from alignment_harness_plugins.methods.reinforce import sequence_kl
-from harness import (
-    ON_POLICY_TRAIN_DEFAULTS,
-    PROMPTS,
-    REWARD,
-    LogProbBatch,
-    MethodHooks,
-    MethodSpec,
-    RewardParams,
-    RoundContext,
-    Row,
-    hookimpl,
-    leave_one_out_baseline,
-    param,
-    prepare_reward,
-    rollouts,
-    sequence_reward,
-)
+from harness import PROMPTS, REWARD, LogProbBatch, MethodHooks, MethodSpec, RoundContext, Row, hookimpl, param
+from harness.pg import ON_POLICY_TRAIN_DEFAULTS, leave_one_out_baseline, rollouts
+from harness.rewards import RewardParams, prepare_reward, sequence_reward
 
 PAPER = "Ahmadian et al. 2024, arXiv 2402.14740 (RLOO); Kool et al. 2019; Tajwar et al. 2024, arXiv 2404.14367"
 

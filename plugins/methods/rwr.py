@@ -22,22 +22,9 @@ from dataclasses import dataclass
 
 import torch
 
-from harness import (
-    ON_POLICY_TRAIN_DEFAULTS,
-    PROMPTS,
-    REWARD,
-    LogProbBatch,
-    MethodHooks,
-    MethodSpec,
-    RewardParams,
-    RoundContext,
-    Row,
-    hookimpl,
-    param,
-    prepare_reward,
-    rollouts,
-    sequence_reward,
-)
+from harness import PROMPTS, REWARD, LogProbBatch, MethodHooks, MethodSpec, RoundContext, Row, hookimpl, param
+from harness.pg import ON_POLICY_TRAIN_DEFAULTS, rollouts
+from harness.rewards import RewardParams, prepare_reward, sequence_reward
 
 PAPER = "Peters & Schaal 2007 (RWR); as in Tajwar et al. 2024, arXiv 2404.14367"
 

@@ -16,7 +16,8 @@ from typing import Literal
 
 import torch
 
-from harness import DEMONSTRATIONS, LogProbBatch, MethodSpec, hookimpl, offline_demonstrations, param
+from harness import DEMONSTRATIONS, LogProbBatch, MethodSpec, hookimpl, param
+from harness.samplers import offline_demonstrations
 
 
 @dataclass(frozen=True)

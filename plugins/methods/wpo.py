@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import torch
 
 from alignment_harness_plugins.methods.dpo import dpo_loss, sampler
-from harness import PREFERENCES, LogProbBatch, MethodSpec, hookimpl, masked_mean, param
+from harness import PREFERENCES, LogProbBatch, MethodSpec, hookimpl, param
+from harness.lm import masked_mean
 
 PAPER = "Zhou et al. 2024, arXiv 2406.11827 (WPO)"
 
