@@ -79,5 +79,6 @@ def register_methods(register) -> None:  # noqa: ANN001
             params=DPOParams,
             needs=frozenset({PREFERENCES}),
             reference="initial",
+            real_train_defaults={"lr": 5e-7, "optimizer": "rmsprop"},  # Rafailov et al.: RMSprop, 5e-7 .. 1e-6
         )
     )

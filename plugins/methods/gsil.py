@@ -206,5 +206,7 @@ def register_methods(register) -> None:  # noqa: ANN001
             needs=frozenset({DEMONSTRATIONS}),
             reference="round",
             train_defaults={"rounds": 3, "steps": 20, "lr": 1e-3},
+            # GSIL scripts: lr 5e-7, RMSprop, linear, warmup 0.1
+            real_train_defaults={"lr": 5e-7, "optimizer": "rmsprop"},
         )
     )

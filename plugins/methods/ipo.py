@@ -84,5 +84,6 @@ def register_methods(register) -> None:  # noqa: ANN001
             params=IPOParams,
             needs=frozenset({PREFERENCES}),
             reference="initial",
+            real_train_defaults={"lr": 5e-7, "optimizer": "rmsprop"},  # as DPO (Rafailov et al.): RMSprop, 5e-7
         )
     )

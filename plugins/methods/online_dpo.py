@@ -134,12 +134,14 @@ TRAIN = {**ON_POLICY_TRAIN_DEFAULTS, "rounds": 10, "steps": 15, "batch_size": 12
 def register_methods(register) -> None:  # noqa: ANN001
     """Register ``online-dpo`` and ``online-ipo``."""
     common = dict(paper=PAPER, family="on-policy", sampler=sampler, needs=frozenset({PROMPTS, REWARD}), reference="initial",
-                  hooks=MethodHooks(on_round_start=prepare_reward))
+                  hooks=MethodHooks(on_round_start=prepare_reward),
+                  real_train_defaults={"lr": 5e-7})  # DPO's order (Rafailov et al.: 5e-7 .. 1e-6)
     register(MethodSpec(
         name="online-dpo",
         description="On-policy DPO: pairs sampled from the current policy, ranked by the reward "
         "(optionally mixed with offline pairs)",
         objective=dpo_objective, params=OnlineDPOParams, train_defaults=TRAIN, **common,
+        real_params={"beta": 0.1},  # the toy uses Tajwar et al.'s 0.05; DPO's paper value is 0.1
     ))
     register(MethodSpec(
         name="online-ipo",

@@ -95,5 +95,6 @@ def register_methods(register) -> None:  # noqa: ANN001
             reference="none",
             hooks=MethodHooks(on_round_start=prepare_reward),
             train_defaults={**ON_POLICY_TRAIN_DEFAULTS, "rounds": 10, "steps": 15, "batch_size": 100, "lr": 1e-3},
+            real_train_defaults={"lr": 1e-6},  # as PPO (Ouyang et al. / Stiennon et al.: 1e-6): the REINFORCE family on LLMs
         )
     )
