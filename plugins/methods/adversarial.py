@@ -82,6 +82,8 @@ def policy_gradient(name: str, *, kl_coef: float = 0.0, **shared: Any) -> tuple[
     objective run the policy phase (their reward is ``ctx.state["reward"]``). ``kl_coef`` is RLOO's and
     REINFORCE's KL penalty; PPO keeps its own adaptive KL (``ppo``'s defaults)."""
     if name == "rloo":
+        if shared.get("n", 2) < 2:  # RLOOParams declares n >= 2, checked where --set gives it; here n is ours
+            raise ValueError(f"rloo needs n >= 2 samples per prompt (a leave-one-out baseline), got n={shared['n']}")
         return rloo, rloo.RLOOParams(**shared, kl_coef=kl_coef)
     if name == "reinforce":
         return reinforce, reinforce.ReinforceParams(**shared, kl_coef=kl_coef)

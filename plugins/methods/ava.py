@@ -81,7 +81,7 @@ Metrics = dict[str, torch.Tensor]
 
 @dataclass(frozen=True)
 class AVAParams:
-    beta: float = param(1.0, "Boltzmann inverse temperature: B = softmax(beta Q) (ours; paper [U])")
+    beta: float = param(1.0, "Boltzmann inverse temperature: B = softmax(beta Q) (ours; paper [U])", gt=0)
     lam: float = param(1.0, "lambda, weight of the TD log-likelihood term (AVRIL code: 1)")
     gamma: float = param(1.0, "discount in delta_t = Q(s_t, a_t) - gamma Q(s_t+1, a_t+1) (AVRIL code: 1)")
     q: Literal["logits", "logsoftmax", "ptq"] = param(

@@ -20,7 +20,7 @@ from harness import PREFERENCES, LogProbBatch, MethodSpec, hookimpl, offline_pre
 
 @dataclass(frozen=True)
 class DPOParams:
-    beta: float = param(0.1, "inverse temperature of the implicit reward (KL strength)")
+    beta: float = param(0.1, "inverse temperature of the implicit reward (KL strength)", gt=0)
     limit: int | None = param(None, "use at most this many pairs (None = all)")
 
 

@@ -75,7 +75,7 @@ Metrics = dict[str, torch.Tensor]
 @dataclass(frozen=True)
 class GSILParams:
     loss: Loss = param("logistic", "logistic | hinge | brier | kliep | lsif | spin (pairwise)")
-    beta: float = param(0.1, "scale of z = beta*h + shift (the code's alpha; script: 0.01)")
+    beta: float = param(0.1, "scale of z = beta*h + shift (the code's alpha; script: 0.01)", gt=0)
     shift: float = param(0.0, "shift b of z = beta*h + b (the code's beta; script: 2); unused by 'spin'")
     n: int = param(1, "self-generated samples per demonstration prompt")
     temperature: float = param(0.0, "sampling temperature of the self-generated samples (0 = greedy)")

@@ -39,7 +39,7 @@ PAPER = "Azar et al. 2023, arXiv 2310.12036 (IPO); bandit form of Tajwar et al. 
 
 @dataclass(frozen=True)
 class IPOParams:
-    tau: float = param(0.05, "regularisation tau; target margin 1/(2 tau) (0.05 -> 10, the bandit code's)")
+    tau: float = param(0.05, "regularisation tau; target margin 1/(2 tau) (0.05 -> 10, the bandit code's)", gt=0)
     normalize: Literal["sum", "mean"] = param("sum", "h summed over tokens, or averaged (TRL's IPO)")
     limit: int | None = param(None, "use at most this many pairs (None = all)")
 

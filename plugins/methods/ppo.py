@@ -48,7 +48,6 @@ from harness import (
     LogProbBatch,
     MethodHooks,
     MethodSpec,
-    RewardParams,
     RoundContext,
     Row,
     clipped_surrogate,
@@ -61,6 +60,7 @@ from harness import (
     masked_mean,
     pad_rows,
     param,
+    pg,
     prepare_reward,
     rollouts,
     sequence_reward,
@@ -76,21 +76,18 @@ Metrics = dict[str, torch.Tensor]
 
 
 @dataclass(frozen=True)
-class PPOParams(RewardParams):
-    clip: float = param(0.2, "policy ratio clip epsilon (Tajwar et al.: 0.2)")
-    vf_coef: float = param(0.1, "value-loss coefficient (Tajwar et al.: 0.1)")
-    value_clip: float = param(0.2, "value clip range around the old values (TRL: 0.2)")
-    kl_init: float = param(0.2, "initial KL-penalty coefficient (Tajwar et al.: 0.2)")
-    kl_target: float | None = param(6.0, "target sequence KL of the adaptive controller (None = fixed)")
-    kl_horizon: int = param(10_000, "horizon of the adaptive KL controller (Ziegler et al.: 10000)")
-    gamma: float = param(1.0, "discount")
-    lam: float = param(0.95, "GAE lambda (Tajwar et al.: 0.95)")
+class PPOParams(pg.OnPolicyParams):
+    n: int = param(10, "samples per prompt per round (bandit budget: N = 10)", ge=1)
+    clip: float = param(0.2, "policy ratio clip epsilon (Tajwar et al.: 0.2)", ge=0)
+    vf_coef: float = param(0.1, "value-loss coefficient (Tajwar et al.: 0.1)", ge=0)
+    value_clip: float = param(0.2, "value clip range around the old values (TRL: 0.2)", ge=0)
+    kl_init: float = param(0.2, "initial KL-penalty coefficient (Tajwar et al.: 0.2)", ge=0)
+    kl_target: float | None = param(6.0, "target sequence KL of the adaptive controller (None = fixed)", gt=0)
+    kl_horizon: int = param(10_000, "horizon of the adaptive KL controller (Ziegler et al.: 10000)", ge=1)
+    gamma: float = param(1.0, "discount", ge=0, le=1)
+    lam: float = param(0.95, "GAE lambda (Tajwar et al.: 0.95)", ge=0, le=1)
     whiten_advantages: bool = param(True, "whiten advantages over the round's tokens (TRL does)")
     entropy_coef: float = param(0.0, "entropy bonus")
-    n: int = param(10, "samples per prompt per round (bandit budget: N = 10)")
-    limit: int | None = param(None, "prompts per round, a fresh random subset each round (None = all)")
-    temperature: float = param(1.0, "sampling temperature")
-    max_new_tokens: int | None = param(None, "generated length (None: the longest benchmark response)")
 
 
 class ValueHead(torch.nn.Module):

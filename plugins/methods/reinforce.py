@@ -37,7 +37,6 @@ from harness import (
     LogProbBatch,
     MethodHooks,
     MethodSpec,
-    RewardParams,
     RoundContext,
     Row,
     RunningMoments,
@@ -46,6 +45,7 @@ from harness import (
     hookimpl,
     masked_mean,
     param,
+    pg,
     prepare_reward,
     reinforce_loss,
     rollouts,
@@ -59,15 +59,12 @@ PAPER = "Williams 1992; as in Tajwar et al. 2024, arXiv 2404.14367 (bandit: runn
 
 
 @dataclass(frozen=True)
-class ReinforceParams(RewardParams):
-    n: int = param(10, "samples per prompt per round (bandit code: N = 10)")
-    limit: int | None = param(None, "prompts per round, a fresh random subset each round (None = all)")
-    temperature: float = param(1.0, "sampling temperature")
-    max_new_tokens: int | None = param(None, "generated length (None: the longest benchmark response)")
+class ReinforceParams(pg.OnPolicyParams):
+    n: int = param(10, "samples per prompt per round (bandit code: N = 10)", ge=1)
     normalize: bool = param(True, "divide by the running std (the bandit code does)")
     entropy_coef: float = param(0.0, "entropy bonus beta (bandit code: 0 was best)")
-    kl_coef: float = param(0.0, "sequence-level KL(pi || pi_ref) penalty in the reward (bandit code: 0)")
-    gamma: float = param(1.0, "discount of dense per-token rewards")
+    kl_coef: float = param(0.0, "sequence-level KL(pi || pi_ref) penalty in the reward (bandit code: 0)", ge=0)
+    gamma: float = param(1.0, "discount of dense per-token rewards", ge=0, le=1)
 
 
 def reinforce_objective(token_logps: torch.Tensor, mask: torch.Tensor, advantages: torch.Tensor,

@@ -29,7 +29,6 @@ from harness import (
     LogProbBatch,
     MethodHooks,
     MethodSpec,
-    RewardParams,
     RoundContext,
     Row,
     clipped_surrogate,
@@ -38,6 +37,7 @@ from harness import (
     masked_mean,
     pad_rows,
     param,
+    pg,
     prepare_reward,
     rollouts,
     sequence_reward,
@@ -52,13 +52,10 @@ PAPER = "Hu 2025, arXiv 2501.03262 (REINFORCE++)"
 
 
 @dataclass(frozen=True)
-class ReinforcePPParams(RewardParams):
-    n: int = param(4, "samples per prompt per round")
-    limit: int | None = param(None, "prompts per round, a fresh random subset each round (None = all)")
-    temperature: float = param(1.0, "sampling temperature")
-    max_new_tokens: int | None = param(None, "generated length (None: the longest benchmark response)")
-    clip: float = param(0.2, "ratio clip epsilon")
-    kl_coef: float = param(0.01, "beta, per-token k1 KL penalty in the reward")
+class ReinforcePPParams(pg.OnPolicyParams):
+    n: int = param(4, "samples per prompt per round", ge=1)
+    clip: float = param(0.2, "ratio clip epsilon", ge=0)
+    kl_coef: float = param(0.01, "beta, per-token k1 KL penalty in the reward", ge=0)
 
 
 def token_advantages(task_rewards: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, *, kl_coef: float

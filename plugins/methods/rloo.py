@@ -32,12 +32,12 @@ from harness import (
     LogProbBatch,
     MethodHooks,
     MethodSpec,
-    RewardParams,
     RoundContext,
     Row,
     hookimpl,
     leave_one_out_baseline,
     param,
+    pg,
     prepare_reward,
     rollouts,
     sequence_reward,
@@ -47,12 +47,9 @@ PAPER = "Ahmadian et al. 2024, arXiv 2402.14740 (RLOO); Kool et al. 2019; Tajwar
 
 
 @dataclass(frozen=True)
-class RLOOParams(RewardParams):
-    n: int = param(10, "samples per prompt per round, >= 2 (bandit: N = 10; paper: k = 2 or 4)")
-    limit: int | None = param(None, "prompts per round, a fresh random subset each round (None = all)")
-    temperature: float = param(1.0, "sampling temperature")
-    max_new_tokens: int | None = param(None, "generated length (None: the longest benchmark response)")
-    kl_coef: float = param(0.0, "sequence-level KL(pi || pi_ref) penalty in the reward (paper: 0.05-0.1)")
+class RLOOParams(pg.OnPolicyParams):
+    n: int = param(10, "samples per prompt per round, >= 2 (bandit: N = 10; paper: k = 2 or 4)", ge=2)
+    kl_coef: float = param(0.0, "sequence-level KL(pi || pi_ref) penalty in the reward (paper: 0.05-0.1)", ge=0)
 
 
 def rloo_loss(logps: torch.Tensor, advantages: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -67,8 +64,6 @@ def objective(batch: LogProbBatch, params: RLOOParams) -> tuple[torch.Tensor, di
 
 def sampler(ctx: RoundContext) -> list[Row]:
     p: RLOOParams = ctx.params
-    if p.n < 2:
-        raise ValueError("rloo needs n >= 2 samples per prompt")
     outs = rollouts(ctx, n=p.n, limit=p.limit, temperature=p.temperature, max_new_tokens=p.max_new_tokens)
     seqs = [o.sequence for o in outs]
     kl = sequence_kl(ctx, seqs) if p.kl_coef else [0.0] * len(outs)

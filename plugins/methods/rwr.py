@@ -29,11 +29,11 @@ from harness import (
     LogProbBatch,
     MethodHooks,
     MethodSpec,
-    RewardParams,
     RoundContext,
     Row,
     hookimpl,
     param,
+    pg,
     prepare_reward,
     rollouts,
     sequence_reward,
@@ -43,12 +43,9 @@ PAPER = "Peters & Schaal 2007 (RWR); as in Tajwar et al. 2024, arXiv 2404.14367"
 
 
 @dataclass(frozen=True)
-class RWRParams(RewardParams):
-    tau: float = param(1.0, "temperature of the weights exp(r / tau) (catalog: 1 or 10)")
-    n: int = param(10, "samples per prompt per round (bandit code: N = 10)")
-    limit: int | None = param(None, "prompts per round, a fresh random subset each round (None = all)")
-    temperature: float = param(1.0, "sampling temperature")
-    max_new_tokens: int | None = param(None, "generated length (None: the longest benchmark response)")
+class RWRParams(pg.OnPolicyParams):
+    n: int = param(10, "samples per prompt per round (bandit code: N = 10)", ge=1)
+    tau: float = param(1.0, "temperature of the weights exp(r / tau) (catalog: 1 or 10)", gt=0)
 
 
 def rwr_weights(rewards: list[float], tau: float) -> list[float]:
