@@ -11,6 +11,7 @@ import torch
 from alignment_harness_plugins.methods import best_of_n
 from harness.core.context import RoundContext
 from harness.core.errors import HarnessError
+from harness.core.params import apply_overrides
 from harness.models.logprobs import LogProbBatch
 from tests.conftest import ANSWERS, toy_training_data
 
@@ -72,5 +73,6 @@ def test_the_placeholder_row_gives_no_gradient_and_the_counts_reach_the_step_met
     loss, metrics = best_of_n.objective(batch, best_of_n.BestOfNParams())
     loss.sum().backward()
     assert w.grad.item() == 0.0 and metrics["tied_prompts"].item() == 8.0
-    with pytest.raises(HarnessError, match="on_tie must be one of skip, demonstration, keep"):
-        best_of_n.resolve_ties([], "first", {}, with_worst=False)
+    with pytest.raises(HarnessError, match=r"^method best-of-n: parameter 'on_tie' expects 'skip' \| 'demonstration' \| "
+                       r"'keep', got 'first'$"):
+        apply_overrides(best_of_n.BestOfNParams, {"on_tie": "first"}, where="method best-of-n", from_string=True)

@@ -28,7 +28,8 @@ from harness.engines.hf import HFEngine
 from harness.models.lm import LM
 from harness.models.loading import load_model
 from harness.sweeps.run import CellConfig, resolve, run_cell
-from harness.training.samplers import on_policy_samples, self_generated
+from harness.training.pg import rollouts
+from harness.training.samplers import self_generated
 from harness.training.trainer import TrainConfig, Trainer
 from tests.conftest import toy_training_data
 
@@ -157,12 +158,12 @@ def test_round_reference_is_shared_in_round_0_only(tmp_path):
 
 def test_policy_samples_are_shared_before_training_only(tmp_path):
     cache = Cache(tmp_path)
-    rows_of: list[list[Row]] = []
+    rows_of: list[list[Sequence]] = []
 
     def sampler(ctx):
-        rows = on_policy_samples(ctx, n=2, generation=GEN)
-        rows_of.append(rows)
-        return [Row({"real": r.seqs["sample"], "generated": r.seqs["sample"]}) for r in rows]
+        seqs = [o.sequence for o in rollouts(ctx, n=2, **GEN)]
+        rows_of.append(seqs)
+        return [Row({"real": s, "generated": s}) for s in seqs]
 
     method = spec("initial", sampler)
     a = trainer(method, cache)
@@ -175,8 +176,7 @@ def test_policy_samples_are_shared_before_training_only(tmp_path):
     b = trainer(method, cache)
     b.train_round(0)
     assert lookups("samples") == (h0[0] + 1, h0[1] + 1)
-    assert [[r.seqs["sample"] for r in rows] for rows in rows_of[2:]] == \
-        [[r.seqs["sample"] for r in rows] for rows in rows_of[:1]]
+    assert rows_of[2:] == rows_of[:1]
     # no model identity (e.g. a resumed or hand-built trainer): nothing is cached
     c = trainer(method, cache, key=None)
     assert c.cache is None and c.identity("policy") is None

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
+import textwrap
 
 import jsonschema
 import pytest
 import tomllib
 
+from harness.core.errors import HarnessError
 from harness.core.plugins import load
 from harness.sweeps.run import CellConfig, resolve
 from harness.sweeps.suite_schema import suite_schema
-from harness.training.defaults import GENERIC_REAL_LR, train_defaults, update_warning
+from harness.training.defaults import GENERIC_REAL_LR, update_warning
 from tests.conftest import ROOT
 
 SHIPPED = ROOT / "docs" / "suite.schema.json"
@@ -34,7 +37,61 @@ def test_real_models_get_the_papers_settings_and_tiny_the_toys(host):
     online = resolve(CellConfig(model="org/some-llm", method="online-dpo", benchmark="didactic-r1"), host)
     assert online.method_params.beta == 0.1
     assert resolve(CellConfig(model="tiny:nano", method="online-dpo", benchmark="didactic-r1"), host).method_params.beta == 0.05
-    assert train_defaults("a-plugin-method", {"lr": 1e-3, "steps": 7}, "org/llm") == {"lr": GENERIC_REAL_LR, "steps": 7}
+
+
+THIRD_PARTY = '''
+from dataclasses import dataclass
+
+from harness import MethodSpec, hookimpl, param
+
+
+@dataclass(frozen=True)
+class Params:
+    beta: float = param(0.5, "strength")
+
+
+@hookimpl
+def register_methods(register):
+    register(MethodSpec(name="my-method", description="d", paper="p", sampler=lambda ctx: [],
+                        objective=lambda b, p: (b, {}), params=Params, train_defaults={"lr": 1e-3, "steps": 7},
+                        real_train_defaults=REAL_TRAIN, real_params=REAL_PARAMS))
+'''
+
+
+def _third_party(tmp_path, real_train: dict, real_params: dict):
+    path = tmp_path / "my_method.py"
+    path.write_text(textwrap.dedent(THIRD_PARTY).replace("REAL_TRAIN", repr(real_train))
+                    .replace("REAL_PARAMS", repr(real_params)))
+    return load([str(path)])
+
+
+def test_a_third_party_method_declares_its_real_model_defaults_on_its_spec(tmp_path):
+    host = _third_party(tmp_path, {"lr": 3e-6, "optimizer": "rmsprop"}, {"beta": 0.1})
+    cell = {"method": "my-method", "benchmark": "didactic-r1"}
+    toy, real = resolve(CellConfig(model="tiny:nano", **cell), host), resolve(CellConfig(model="org/llm", **cell), host)
+    assert (toy.train.lr, toy.train.optimizer, toy.train.steps, toy.method_params.beta) == (1e-3, "adamw", 7, 0.5)
+    assert (real.train.lr, real.train.optimizer, real.train.steps, real.method_params.beta) == (3e-6, "rmsprop", 7, 0.1)
+    mine = resolve(CellConfig(model="org/llm", method_params={"beta": "0.2"}, train={"lr": "1e-4"}, **cell), host)
+    assert (mine.train.lr, mine.method_params.beta) == (1e-4, 0.2)  # the suite / --set still wins
+
+
+def test_a_method_without_paper_values_gets_the_generic_real_lr(tmp_path):
+    host = _third_party(tmp_path, {}, {})
+    real = resolve(CellConfig(model="org/llm", method="my-method", benchmark="didactic-r1"), host)
+    assert (real.train.lr, real.train.steps, real.method_params.beta) == (GENERIC_REAL_LR, 7, 0.5)
+
+
+def test_a_real_default_outside_the_params_is_a_one_line_error(tmp_path):
+    host = _third_party(tmp_path, {}, {"betta": 0.1})
+    with pytest.raises(HarnessError, match="method my-method: unknown parameter 'betta'.*did you mean 'beta'"):
+        resolve(CellConfig(model="org/llm", method="my-method", benchmark="didactic-r1"), host)
+
+
+def test_the_host_names_no_method_in_its_defaults(host):
+    """Paper defaults live on each MethodSpec; the host's defaults module knows no method by name."""
+    text = (ROOT / "harness" / "training" / "defaults.py").read_text()
+    named = {n for n in host.registry.specs["method"] if re.search(rf"[\"']{re.escape(n)}[\"']", text)}
+    assert not named, named
 
 
 def test_warning_when_the_update_is_far_outside_the_usual_range():

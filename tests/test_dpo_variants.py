@@ -27,6 +27,7 @@ from alignment_harness_plugins.methods import (
 )
 from alignment_harness_plugins.methods.dpo import dpo_loss
 from harness.core.errors import HarnessError
+from harness.core.params import apply_overrides
 from harness.models.logprobs import LogProbBatch, TokenLogProbs
 
 
@@ -177,9 +178,9 @@ def test_cdpo_gradient_vanishes_at_the_soft_target():
     assert g_below < 0 < g_above  # pulled back to the target from both sides (DPO's would stay < 0)
 
 
-def test_label_noise_rejects_eps_of_a_half():
-    with pytest.raises(HarnessError, match="eps must be in"):
-        label_noise_dpo.robust_dpo_loss(T(0.0), T(0.0), beta=0.1, eps=0.5)
+def test_label_noise_rejects_eps_of_a_half_where_it_is_set():
+    with pytest.raises(HarnessError, match=r"^method robust-dpo: parameter 'eps' must be in \[0, 0.5\), got 0.5$"):
+        apply_overrides(label_noise_dpo.LabelNoiseParams, {"eps": "0.5"}, where="method robust-dpo", from_string=True)
 
 
 # -- SLiC-HF ----------------------------------------------------------------------------------------------

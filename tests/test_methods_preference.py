@@ -124,10 +124,10 @@ def test_online_sampler_ranks_fresh_pairs_and_mixes_offline(tiny_lm):
     best_worst = online_dpo.sampler(_ctx(tiny_lm, online_dpo.OnlineDPOParams(n=3, max_new_tokens=2,
                                                                             pairs="best-worst")))
     # the same (seed, round) draws the same samples: one pair per prompt whose samples do not all tie
-    from harness.training.samplers import on_policy_samples
+    from harness.training.pg import rollouts
 
-    samples = on_policy_samples(_ctx(tiny_lm, params), n=3, generation={"max_new_tokens": 2})
-    groups = [[r.values["reward"] for r in samples if r.values["group"] == g] for g in range(8)]
+    samples = rollouts(_ctx(tiny_lm, params), n=3, max_new_tokens=2)
+    groups = [[o.reward for o in samples if o.group == g] for g in range(8)]
     assert len(best_worst) == sum(max(rs) > min(rs) for rs in groups) > 0
     assert len({r.seqs["chosen"].prompt.ids for r in best_worst}) == len(best_worst)
     assert all(r.values["reward_chosen"] > r.values["reward_rejected"] for r in best_worst)

@@ -59,3 +59,38 @@ def test_describe_lists_types_defaults_help():
 def test_params_are_frozen():
     with pytest.raises(AttributeError):
         P().beta = 1.0  # type: ignore[misc]
+
+
+@dataclass(frozen=True)
+class Bounded:
+    beta: float = param(0.1, "strength", gt=0)
+    n: int = param(4, "samples", ge=2)
+    eps: float = param(0.1, "flip rate", ge=0, lt=0.5)
+    gamma: float = param(1.0, "discount", gt=0, le=1)
+    limit: int | None = param(None, "cap", ge=1)
+
+
+@pytest.mark.parametrize(("key", "value", "range_"), [
+    ("beta", "0", "> 0"), ("beta", "-1", "> 0"), ("beta", "nan", "> 0"), ("n", "1", ">= 2"),
+    ("eps", "0.5", "in [0, 0.5)"), ("eps", "-0.1", "in [0, 0.5)"), ("gamma", "0", "in (0, 1]"),
+    ("gamma", "1.5", "in (0, 1]"), ("limit", "0", ">= 1"),
+])
+def test_a_value_outside_its_declared_bounds_is_one_line_naming_the_place_and_the_range(key, value, range_):
+    with pytest.raises(HarnessError) as err:
+        apply_overrides(Bounded, {key: value}, where="method m", from_string=True)
+    got = repr(float(value)) if key != "n" and key != "limit" else value
+    assert err.value.message == f"method m: parameter '{key}' must be {range_}, got {got}"
+
+
+def test_values_on_the_inclusive_edges_and_none_pass():
+    p = apply_overrides(Bounded, {"n": 2, "eps": 0, "gamma": 1, "limit": None, "beta": 1e-9}, where="suite")
+    assert (p.n, p.eps, p.gamma, p.limit, p.beta) == (2, 0.0, 1.0, None, 1e-9)
+
+
+def test_bounds_are_declared_sensibly():
+    with pytest.raises(TypeError, match="default 0 is not >= 1"):
+        param(0, "n", ge=1)
+    with pytest.raises(TypeError, match="at most one lower bound"):
+        param(1, "n", ge=0, gt=0)
+    with pytest.raises(TypeError):
+        param(1, "n", min=0)  # the old spelling is gone: ge= / le=

@@ -11,7 +11,7 @@ from harness.core.context import RoundContext
 from harness.engines.hf import HFEngine
 from harness.models.lm import LM
 from harness.models.loading import load_model
-from harness.training import samplers
+from harness.training import pg, samplers
 from tests.conftest import toy_training_data
 
 
@@ -74,31 +74,31 @@ def test_on_policy_preferences_rank_by_reward(policy, reference):
     assert rows and all(r.values["reward_chosen"] > r.values["reward_rejected"] for r in rows)
     assert all(len(r.seqs["chosen"].response) > len(r.seqs["rejected"].response) for r in rows)
     # the same (seed, round) draws the same samples: count the untied pairs by hand
-    samples = samplers.on_policy_samples(ctx, n=4, generation={"max_new_tokens": 8})
-    groups = [[r.values["reward"] for r in samples if r.values["group"] == g] for g in range(8)]
+    samples = pg.rollouts(ctx, n=4, max_new_tokens=8)
+    groups = [[o.reward for o in samples if o.group == g] for g in range(8)]
     untied = sum(a != b for rs in groups for i, a in enumerate(rs) for b in rs[i + 1:])
     assert len(rows) == untied > 0
     bw = samplers.on_policy_preferences(ctx, n=4, pairs="best-worst", generation={"max_new_tokens": 8})
     assert len(bw) == sum(max(rs) > min(rs) for rs in groups) > 0
     assert len({r.seqs["chosen"].prompt.ids for r in bw}) == len(bw)  # one pair per prompt
-    by_prompt = {samples[4 * g].seqs["sample"].prompt.ids: rs for g, rs in enumerate(groups)}
+    by_prompt = {samples[4 * g].sequence.prompt.ids: rs for g, rs in enumerate(groups)}
     for r in bw:  # the best against the worst of its prompt
         rs = by_prompt[r.seqs["chosen"].prompt.ids]
         assert (r.values["reward_chosen"], r.values["reward_rejected"]) == (max(rs), min(rs))
 
 
-def test_best_of_n_and_samples(policy, reference):
+def test_best_of_n_and_rollouts(policy, reference):
     ctx = ctx_of(policy, reference, reward=length_reward)
     rows = samplers.best_of_n(ctx, n=4, with_worst=True, generation={"max_new_tokens": 8})
     assert len(rows) == 8
     assert all(r.values["reward"] >= r.values["reward_worst"] for r in rows)
-    samples = samplers.on_policy_samples(ctx, n=3, generation={"max_new_tokens": 8})
+    samples = pg.rollouts(ctx, n=3, max_new_tokens=8)
     assert len(samples) == 24
-    assert [r.values["group"] for r in samples[:6]] == [0, 0, 0, 1, 1, 1]
-    assert all(r.values["reward"] == len(r.seqs["sample"].response) for r in samples)
+    assert [(o.group, o.index) for o in samples[:6]] == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
+    assert all(o.reward == len(o.sequence.response) for o in samples)
 
 
 def test_benchmark_reward_is_the_default(policy, reference):
     ctx = ctx_of(policy, reference)
-    rows = samplers.on_policy_samples(ctx, n=2, generation={"max_new_tokens": 4})
-    assert {r.values["reward"] for r in rows} <= {0.0, 1.0}
+    rows = pg.rollouts(ctx, n=2, max_new_tokens=4)
+    assert {o.reward for o in rows} <= {0.0, 1.0}

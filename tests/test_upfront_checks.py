@@ -74,6 +74,15 @@ def test_a_set_key_is_blamed_on_set_and_a_folder_is_not_a_suite(tmp_path):
     one_line_exit_2(res, "is a folder", "s.toml")
 
 
+def test_a_method_parameter_outside_its_declared_bounds_is_one_line_naming_the_range(tmp_path):
+    res, store = sweep(tmp_path, BASE.replace("[methods.sft]", "[methods.dpo]"), "--set", "methods.dpo.beta=-1")
+    one_line_exit_2(res, "s.toml (--set): methods.dpo.beta: parameter 'beta' must be > 0, got -1.0")
+    assert not store.exists()
+    res = CliRunner().invoke(cli, ["run", "--method", "rloo", "--benchmark", "didactic-r1", "--set", "n=1",
+                                   "--out", str(tmp_path / "out")])
+    one_line_exit_2(res, "method rloo: parameter 'n' must be >= 2, got 1")
+
+
 def test_a_repeated_grid_value_is_an_error(tmp_path):
     text = BASE.replace("[methods.sft]", "[methods.dpo]\n[methods.dpo.grid]\nbeta = [0.1, 0.2, 0.1]")
     res, store = sweep(tmp_path, text)

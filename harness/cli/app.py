@@ -208,9 +208,9 @@ def _add_method_defaults(item: dict[str, Any], spec: Any) -> None:
     from harness.training.defaults import method_defaults, train_defaults
     from harness.training.trainer import TrainConfig
 
-    toy_train = train_defaults(spec.name, spec.train_defaults, "tiny:nano")
-    real_train = train_defaults(spec.name, spec.train_defaults, "a-real-model")
-    real_params = method_defaults(spec.name, "a-real-model")
+    toy_train = train_defaults(spec, "tiny:nano")
+    real_train = train_defaults(spec, "a-real-model")
+    real_params = method_defaults(spec, "a-real-model")
     for p in item["params"]:
         if p["name"] in real_params and real_params[p["name"]] != p["default"]:
             p["real_model_default"] = real_params[p["name"]]

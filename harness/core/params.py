@@ -1,8 +1,9 @@
 """Frozen parameter dataclasses and strict overrides (defaults -> suite file -> ``--set k=v``).
 
 A method's or benchmark's parameters are a frozen dataclass with defaults; a field's
-``metadata["help"]`` is its one-line description. Overrides are strict: an unknown key lists the valid
-keys, a wrong type names the expected one.
+``metadata["help"]`` is its one-line description and ``metadata["bounds"]`` its declared range
+(``param(..., ge=1)``). Overrides are strict and checked once, here: an unknown key lists the valid keys, a
+wrong type names the expected one, a number outside its bounds names the range.
 """
 
 from __future__ import annotations
@@ -17,12 +18,39 @@ from typing import Any, Union
 from harness.core.errors import HarnessError, did_you_mean
 
 
-def param(default: Any, help: str = "", **kwargs: Any) -> Any:
-    """A dataclass field with a default and a one-line help text; ``min=``/``max=`` bound a number (an
-    override outside them is a one-line error naming the key and the range)."""
+def param(default: Any, help: str = "", *, ge: float | None = None, gt: float | None = None,
+          le: float | None = None, lt: float | None = None) -> Any:
+    """A dataclass field with a default and a one-line help text.
+
+    ``ge=`` / ``gt=`` / ``le=`` / ``lt=`` bound a number (>=, >, <=, <): :func:`apply_overrides` checks them
+    once, where the suite file or ``--set`` gives the value, and a value outside is a one-line error naming
+    the place and the allowed range. The default itself must lie inside (checked here)."""
     if isinstance(default, (list, dict, set)):
         raise TypeError("use a tuple or a frozen value as a parameter default")
-    return dataclasses.field(default=default, metadata={"help": help, **kwargs})
+    bounds = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if v is not None}
+    if ("ge" in bounds and "gt" in bounds) or ("le" in bounds and "lt" in bounds):
+        raise TypeError("give at most one lower bound (ge or gt) and one upper bound (le or lt)")
+    meta = {"help": help, **({"bounds": bounds} if bounds else {})}
+    if bounds and (problem := _out_of_range(default, bounds)):
+        raise TypeError(f"parameter default {default!r} is not {problem}")
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def _out_of_range(value: Any, bounds: Mapping[str, float]) -> str | None:
+    """None if ``value`` (a number; anything else passes, e.g. None) lies inside ``bounds``, else the range in
+    words (``>= 1``, ``in (0, 1]``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    lo, hi = bounds.get("ge", bounds.get("gt")), bounds.get("le", bounds.get("lt"))
+    inside = ((lo is None or (value >= lo if "ge" in bounds else value > lo))
+              and (hi is None or (value <= hi if "le" in bounds else value < hi)))
+    if inside:
+        return None
+    if hi is None:
+        return f"{'>=' if 'ge' in bounds else '>'} {lo:g}"
+    if lo is None:
+        return f"{'<=' if 'le' in bounds else '<'} {hi:g}"
+    return f"in {'[' if 'ge' in bounds else '('}{lo:g}, {hi:g}{']' if 'le' in bounds else ')'}"
 
 
 @functools.lru_cache(maxsize=512)  # read-only; get_type_hints is most of a suite cell's expansion time
@@ -130,14 +158,10 @@ def apply_overrides(params: Any, overrides: Mapping[str, Any], *, where: str, fr
 
 
 def _check_range(cls: type, key: str, value: Any, where: str) -> None:
-    """A number outside its field's ``min``/``max`` metadata is a one-line error."""
-    meta = _field_meta(cls).get(key, {})
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return
-    lo, hi = meta.get("min"), meta.get("max")
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
-        bounds = (f">= {lo}" if hi is None else f"<= {hi}" if lo is None else f"in [{lo}, {hi}]")
-        raise HarnessError(f"{where}: parameter '{key}' must be {bounds}, got {value!r}")
+    """A number outside its field's declared bounds is a one-line error."""
+    declared = _field_meta(cls).get(key, {}).get("bounds")
+    if declared and (problem := _out_of_range(value, declared)):
+        raise HarnessError(f"{where}: parameter '{key}' must be {problem}, got {value!r}")
 
 
 @functools.lru_cache(maxsize=512)

@@ -48,8 +48,13 @@ class MethodSpec:
     - ``needs``: data kinds the benchmark must provide (``harness.core.data.DATA_KINDS``).
     - ``reference``: ``"initial"`` (frozen copy of the starting policy), ``"round"`` (reset to the
       latest policy at each round's start: SPIN, GSIL) or ``"none"``.
-    - ``train_defaults``: trainer settings this method prefers (e.g. ``{"lr": 5e-7}``); the suite
-      file and ``--set`` override them.
+    - ``train_defaults``: trainer settings this method prefers (e.g. ``{"lr": 1e-3}``); the suite
+      file and ``--set`` override them. They are the toy's, tuned on ``tiny:`` models.
+    - ``real_train_defaults``: trainer settings from the method's paper, used over ``train_defaults`` when the
+      cell's model is not ``tiny:`` (e.g. ``{"lr": 5e-7, "optimizer": "rmsprop"}``); a real model's ``lr`` is
+      :data:`harness.training.defaults.GENERIC_REAL_LR` unless they set one. Cite the paper beside each value.
+    - ``real_params``: method parameter defaults that differ from the params dataclass's for a real (non-``tiny:``)
+      model (online DPO: ``{"beta": 0.1}``); the suite file and ``--set`` still override them.
     - ``modules(model, params) -> torch.nn.Module``: extra trainable heads (value, reward) whose
       parameters join the optimizer; the objective sees them as ``batch.modules``. With
       ``needs_hidden`` the batch carries the hidden states and logits of response positions.
@@ -70,6 +75,8 @@ class MethodSpec:
     needs_hidden: bool = False
     modules: Callable[[Any, Any], Any] | None = None
     family: str = ""
+    real_train_defaults: Mapping[str, Any] = field(default_factory=dict)
+    real_params: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check_common(self, "method")

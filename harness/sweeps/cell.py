@@ -124,12 +124,12 @@ def resolve(config: CellConfig, host: PluginHost, *, where: str = "") -> Resolve
         )
     from harness.training.defaults import method_defaults, train_defaults
 
-    mparams = apply_overrides(method.params, {**method_defaults(method.name, config.model), **config.method_params},
+    mparams = apply_overrides(method.params, {**method_defaults(method, config.model), **config.method_params},
                               where=f"{pre}method {method.name}", from_string=True)
     if not config.train_data:
         bparams = apply_overrides(bench.params, config.benchmark_params, where=f"{pre}benchmark {bench.name}",
                                   from_string=True)
-    train = apply_overrides(TrainConfig, {**train_defaults(method.name, method.train_defaults, config.model),
+    train = apply_overrides(TrainConfig, {**train_defaults(method, config.model),
                                           **config.train}, where=f"{pre}train", from_string=True)
     check_train(train, f"{pre}train")  # ranges: positive steps and batch, rounds >= 0, lr > 0
     check_seed(config.seed, f"{pre}seed")

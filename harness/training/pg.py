@@ -13,6 +13,8 @@ Plumbing for samplers (the trainer's rows carry scalars only, ``Row.values: dict
 
 - :func:`token_values` / :func:`stack_token_values` pack a per-token vector into row values named
   ``"{name}@{t}"`` and unpack them in the objective as a ``[B, T]`` tensor (zero past a row's length);
+- :class:`OnPolicyParams`: the parameter block every on-policy method shares (where the reward comes from,
+  ``n`` samples per prompt, ``limit`` prompts, ``temperature``, ``max_new_tokens``); a method's params extend it;
 - :func:`rollouts` samples ``n`` completions per prompt from the current policy and scores them with
   the method's reward (:func:`harness.training.rewards.current_reward`), keeping dense rewards as lists;
 - :func:`token_logprobs` gives per-token log-probs (and hidden states) of sequences under an
@@ -30,9 +32,10 @@ from typing import TYPE_CHECKING
 import torch
 
 from harness.core.data import Completion, Prompt, Sequence
+from harness.core.params import param
 from harness.models.logprobs import masked_sum, sequence_logprobs
 from harness.training import samplers
-from harness.training.rewards import Reward, RewardFn, current_reward, score_all
+from harness.training.rewards import Reward, RewardFn, RewardParams, current_reward, score_all
 
 if TYPE_CHECKING:
     from harness.core.context import RoundContext
@@ -247,6 +250,22 @@ class Rollout:
     @property
     def sequence(self) -> Sequence:
         return self.completion.as_sequence()
+
+
+@dataclass(frozen=True)
+class OnPolicyParams(RewardParams):
+    """The parameters every on-policy method shares: the reward's source (:class:`RewardParams`), then how each
+    round samples the current policy. A method's params extend it; one that restates a field (``n`` with its
+    own default and help) keeps the field in its place."""
+
+    n: int = param(4, "samples per prompt per round", ge=1)
+    limit: int | None = param(None, "prompts per round, a fresh random subset each round (None = all)", ge=1)
+    temperature: float = param(1.0, "sampling temperature", ge=0)
+    max_new_tokens: int | None = param(None, "generated length (None: the longest benchmark response)", ge=1)
+
+    def generation(self, ctx: RoundContext) -> dict[str, float | int]:
+        """The decoding settings of a round: ``temperature`` and ``max_new_tokens`` (:func:`response_length`)."""
+        return {"temperature": self.temperature, "max_new_tokens": response_length(ctx, self.max_new_tokens)}
 
 
 def response_length(ctx: RoundContext, max_new_tokens: int | None) -> int:

@@ -3,7 +3,6 @@
 - :func:`offline_demonstrations`, :func:`offline_preferences`: data as given;
 - :func:`self_generated`: demonstrations paired with samples of the reference or current policy
   (SPIN, GSIL), regenerated every round;
-- :func:`on_policy_samples`: n samples per prompt with their rewards (REINFORCE, RLOO, PPO, RWR);
 - :func:`on_policy_preferences`: n samples per prompt ranked by a reward into pairs (online DPO/IPO);
 - :func:`best_of_n`: keep the top sample per prompt by a reward (iterated best-of-n, filtered BC).
 
@@ -84,25 +83,6 @@ def self_generated(
 
 def _score(ctx: RoundContext, prompts: list[Prompt], outs: list[list[Completion]]) -> list[list[float]]:
     return [[ctx.reward(p, c) for c in cs] for p, cs in zip(prompts, outs, strict=True)]
-
-
-def on_policy_samples(
-    ctx: RoundContext,
-    *,
-    n: int = 4,
-    limit: int | None = None,
-    generation: Generation | None = None,
-    source: str = "policy",
-) -> list[Row]:
-    """``n`` samples per prompt with their rewards: rows ``{"sample"}`` with values reward and group."""
-    prompts = _subsample(ctx.data.prompts(), limit, ctx)
-    outs = generate(ctx, source, prompts, n, {"temperature": 1.0, **(generation or {})})
-    rewards = _score(ctx, prompts, outs)
-    return [
-        Row({"sample": c.as_sequence()}, {"reward": r, "group": float(g), "index": float(i)})
-        for g, (cs, rs) in enumerate(zip(outs, rewards, strict=True))
-        for i, (c, r) in enumerate(zip(cs, rs, strict=True))
-    ]
 
 
 def on_policy_preferences(

@@ -71,7 +71,7 @@ class TrainConfig:
     eval_every_steps: int = param(
         0, "also evaluate every N optimizer steps inside a round (0: off): its metrics are logged at that step "
         "(eval/<benchmark>/<metric>, in the step's metrics and the tracker) and kept in the record's step_evals",
-        min=0)
+        ge=0)
     eval_initial: bool = param(
         True, "evaluate the initial policy before training (round 0); false skips it when a no-training row "
         "of the sweep already gives that baseline (a cell with rounds = 0 always evaluates)"

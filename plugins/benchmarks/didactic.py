@@ -111,7 +111,7 @@ _STREAMS = {"demonstrations": 1, "preferences": 2, "warm_start": 3, "eval_expert
 class DidacticParams:
     """Parameters of the single-token didactic bandit (defaults: the paper's)."""
 
-    n_states: int = param(10, "number of state prompts [bos, state_offset + k]; the reward ignores the state", min=1)
+    n_states: int = param(10, "number of state prompts [bos, state_offset + k]; the reward ignores the state", ge=1)
     state_offset: int = param(
         100, "token id of state 0 (states use ids state_offset .. state_offset + n_states - 1)"
     )
@@ -123,9 +123,9 @@ class DidacticParams:
         "0 = exact match (1 for the peak action only)"
     )
     tau: float = param(0.1, "temperature of the expert p* ∝ pi_ref * exp(R / tau) that gives demonstrations")
-    n_demos: int = param(10, "demonstrations per state, sampled from the expert p*", min=0)
-    n_pairs: int = param(10, "preference pairs per state: two pi_ref samples ranked by the true reward", min=0)
-    warm_steps: int = param(100, "Adam steps fitting the policy to pi_ref before training (0: no warm start)", min=0)
+    n_demos: int = param(10, "demonstrations per state, sampled from the expert p*", ge=0)
+    n_pairs: int = param(10, "preference pairs per state: two pi_ref samples ranked by the true reward", ge=0)
+    warm_steps: int = param(100, "Adam steps fitting the policy to pi_ref before training (0: no warm start)", ge=0)
     warm_lr: float = param(0.01, "learning rate of the warm start")
 
 
@@ -133,7 +133,7 @@ class DidacticParams:
 class DidacticMultiParams(DidacticParams):
     """Parameters of the 9-token variant: the single-token ones plus Monte Carlo and warm-start sizes."""
 
-    eval_samples: int = param(256, "Monte Carlo samples for the metrics (split evenly over the states)", min=1)
+    eval_samples: int = param(256, "Monte Carlo samples for the metrics (split evenly over the states)", ge=1)
     warm_prefixes: int = param(8, "pi_ref-sampled prefixes per state in each warm-start step")
 
 

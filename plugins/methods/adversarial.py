@@ -81,6 +81,8 @@ def policy_gradient(name: str, *, kl_coef: float = 0.0, **shared: Any) -> tuple[
     objective run the policy phase (their reward is ``ctx.state["reward"]``). ``kl_coef`` is RLOO's and
     REINFORCE's KL penalty; PPO keeps its own adaptive KL (``ppo``'s defaults)."""
     if name == "rloo":
+        if shared.get("n", 2) < 2:  # RLOOParams declares n >= 2, checked where --set gives it; here n is ours
+            raise ValueError(f"rloo needs n >= 2 samples per prompt (a leave-one-out baseline), got n={shared['n']}")
         return rloo, rloo.RLOOParams(**shared, kl_coef=kl_coef)
     if name == "reinforce":
         return reinforce, reinforce.ReinforceParams(**shared, kl_coef=kl_coef)
@@ -158,5 +160,6 @@ def register_methods(register) -> None:  # noqa: ANN001
             modules=value_head,
             train_defaults={**ON_POLICY_TRAIN_DEFAULTS, "rounds": 20, "steps": 4, "batch_size": 100,
                             "lr": 1e-3},
+            real_train_defaults={"lr": 1e-6},  # its policy rounds are RL: PPO (Ouyang et al. / Stiennon et al.): 1e-6
         )
     )

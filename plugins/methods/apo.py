@@ -26,7 +26,7 @@ PAPER = "D'Oosterlinck et al. 2024, arXiv 2408.06266 (APO)"
 
 @dataclass(frozen=True)
 class APOParams:
-    beta: float = param(0.1, "inverse temperature of the implicit reward")
+    beta: float = param(0.1, "inverse temperature of the implicit reward", gt=0)
     limit: int | None = param(None, "use at most this many pairs (None = all)")
 
 

@@ -79,7 +79,7 @@ Metrics = dict[str, torch.Tensor]
 
 @dataclass(frozen=True)
 class AVAParams:
-    beta: float = param(1.0, "Boltzmann inverse temperature: B = softmax(beta Q) (ours; paper [U])")
+    beta: float = param(1.0, "Boltzmann inverse temperature: B = softmax(beta Q) (ours; paper [U])", gt=0)
     lam: float = param(1.0, "lambda, weight of the TD log-likelihood term (AVRIL code: 1)")
     gamma: float = param(1.0, "discount in delta_t = Q(s_t, a_t) - gamma Q(s_t+1, a_t+1) (AVRIL code: 1)")
     q: Literal["logits", "logsoftmax", "ptq"] = param(
@@ -333,7 +333,8 @@ def token_rewards(lm: Any, head: RewardHead) -> HeadReward:
 def register_methods(register) -> None:  # noqa: ANN001
     """Register ``ava-d`` (demonstrations) and ``ava-p`` (preferences)."""
     common = {"paper": PAPER, "reference": "none", "needs_hidden": True, "modules": make_head,
-              "train_defaults": {"steps": 50, "lr": 1e-3}}
+              "train_defaults": {"steps": 50, "lr": 1e-3},
+              "real_train_defaults": {"lr": 5e-7}}  # the preference methods' order (DPO: 5e-7 .. 1e-6)
     register(MethodSpec(
         name="ava-d",
         family="imitation",

@@ -27,7 +27,7 @@ PAPER = "Jung et al. 2024, arXiv 2404.04656 (BCO)"
 
 @dataclass(frozen=True)
 class BCOParams:
-    beta: float = param(0.1, "inverse temperature of the implicit reward")
+    beta: float = param(0.1, "inverse temperature of the implicit reward", gt=0)
     delta: float | None = param(None, "reward shift of the classifier (None: the batch's mean reward)")
     limit: int | None = param(None, "use at most this many pairs (None = all)")
 

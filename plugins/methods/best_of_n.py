@@ -26,13 +26,13 @@ DPO does when it finds no pair.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
 from harness import (
     PROMPTS,
     REWARD,
-    HarnessError,
     LogProbBatch,
     MethodHooks,
     MethodSpec,
@@ -41,22 +41,20 @@ from harness import (
     Sequence,
     hookimpl,
     param,
+    pg,
 )
-from harness.pg import ON_POLICY_TRAIN_DEFAULTS, response_length
-from harness.rewards import RewardParams, ScalarReward, current_reward, prepare_reward
+from harness.pg import ON_POLICY_TRAIN_DEFAULTS
+from harness.rewards import ScalarReward, current_reward, prepare_reward
 from harness.samplers import best_of_n
 
 PAPER = "Tajwar et al. 2024, arXiv 2404.14367 (iterated best-of-N / filtered BC)"
 
 
 @dataclass(frozen=True)
-class BestOfNParams(RewardParams):
-    n: int = param(10, "samples per prompt per round; the best is kept (bandit code: N = 10)")
-    beta: float = param(0.0, "weight of +log pi(worst sample): the negative-gradient variant (0 = off)")
-    limit: int | None = param(None, "prompts per round, a fresh random subset each round (None = all)")
-    temperature: float = param(1.0, "sampling temperature")
-    max_new_tokens: int | None = param(None, "generated length (None: the longest benchmark response)")
-    on_tie: str = param("skip", "a prompt whose samples all tie: skip | demonstration (its demonstration, "
+class BestOfNParams(pg.OnPolicyParams):
+    n: int = param(10, "samples per prompt per round; the best is kept (bandit code: N = 10)", ge=1)
+    beta: float = param(0.0, "weight of +log pi(worst sample): the negative-gradient variant (0 = off)", ge=0)
+    on_tie: Literal["skip", "demonstration", "keep"] = param("skip", "a prompt whose samples all tie: skip | demonstration (its demonstration, "
                         "where the benchmark has one; else skipped) | keep (the first sample)")
 
 
@@ -80,9 +78,6 @@ def objective(batch: LogProbBatch, params: BestOfNParams) -> tuple[torch.Tensor,
     return loss, {**metrics, "reward": v["reward"].mean()}
 
 
-TIES = ("skip", "demonstration", "keep")
-
-
 def _demonstrations(ctx: RoundContext) -> dict[tuple[int, ...], Sequence]:
     """Prompt ids -> the first demonstration of that prompt (empty if the benchmark has none)."""
     if "demonstrations" not in ctx.data.provides:
@@ -97,8 +92,6 @@ def resolve_ties(rows: list[Row], on_tie: str, demos: dict[tuple[int, ...], Sequ
                  with_worst: bool) -> list[Row]:
     """Drop (or replace by a demonstration) the rows whose samples all tied (best reward == worst reward);
     every row gets ``weight``, ``tied`` (prompts skipped this round) and ``demo_fallbacks``."""
-    if on_tie not in TIES:
-        raise HarnessError(f"best-of-n: on_tie must be one of {', '.join(TIES)}, got {on_tie!r}")
     kept: list[tuple[dict[str, Sequence], float, float]] = []
     skipped = fallbacks = 0
     for r in rows:
@@ -125,8 +118,7 @@ def resolve_ties(rows: list[Row], on_tie: str, demos: dict[tuple[int, ...], Sequ
 
 def sampler(ctx: RoundContext) -> list[Row]:
     p: BestOfNParams = ctx.params
-    generation = {"temperature": p.temperature, "max_new_tokens": response_length(ctx, p.max_new_tokens)}
-    rows = best_of_n(ctx, n=p.n, limit=p.limit, with_worst=True, generation=generation,
+    rows = best_of_n(ctx, n=p.n, limit=p.limit, with_worst=True, generation=p.generation(ctx),
                      score=ScalarReward(current_reward(ctx)))
     demos = _demonstrations(ctx) if p.on_tie == "demonstration" else {}
     return resolve_ties(rows, p.on_tie, demos, with_worst=p.beta > 0)
@@ -149,5 +141,6 @@ def register_methods(register) -> None:  # noqa: ANN001
             reference="none",
             hooks=MethodHooks(on_round_start=prepare_reward),
             train_defaults={**ON_POLICY_TRAIN_DEFAULTS, "rounds": 10, "steps": 15, "batch_size": 10, "lr": 1e-3},
+            real_train_defaults={"lr": 1e-6},  # as PPO (Ouyang et al. / Stiennon et al.: 1e-6), the RL family on LLMs
         )
     )

@@ -26,7 +26,7 @@ PAPER = "Xu et al. 2024, arXiv 2401.08417 (CPO)"
 
 @dataclass(frozen=True)
 class CPOParams:
-    beta: float = param(0.1, "inverse temperature of the preference term (paper: 0.1)")
+    beta: float = param(0.1, "inverse temperature of the preference term (paper: 0.1)", gt=0)
     alpha: float = param(1.0, "weight of the NLL term on the chosen response (paper: 1)")
     nll_normalize: Literal["sum", "mean"] = param("sum", "NLL summed over tokens, or averaged (TRL)")
     limit: int | None = param(None, "use at most this many pairs (None = all)")

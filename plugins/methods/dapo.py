@@ -43,12 +43,13 @@ PAPER = "Yu et al. 2025, arXiv 2503.14476 (DAPO)"
 
 @dataclass(frozen=True)
 class DAPOParams(GRPOParams):
-    clip: float = param(0.2, "eps_low: lower clip of the ratio (paper: 0.2)")
-    clip_high: float = param(0.28, "eps_high: upper clip of the ratio (paper: 0.28)")
-    kl_coef: float = param(0.0, "weight of the per-token k3 KL to the reference (paper: removed)")
+    clip: float = param(0.2, "eps_low: lower clip of the ratio (paper: 0.2)", ge=0)
+    clip_high: float = param(0.28, "eps_high: upper clip of the ratio (paper: 0.28)", ge=0)
+    kl_coef: float = param(0.0, "weight of the per-token k3 KL to the reference (paper: removed)", ge=0)
     dynamic_sampling: bool = param(True, "drop groups whose rewards all tie, draw more prompts to refill")
-    max_draws: int = param(3, "most prompt draws per round when refilling (dynamic sampling)")
-    overlong_cache: int = param(0, "L_cache of the soft overlong penalty in tokens (0 = off; paper: 4096 of 20480)")
+    max_draws: int = param(3, "most prompt draws per round when refilling (dynamic sampling)", ge=1)
+    overlong_cache: int = param(0, "L_cache of the soft overlong penalty in tokens (0 = off; paper: 4096 of 20480)",
+                                ge=0)
 
 
 def overlong_penalty(length: int, max_len: int, cache: int) -> float:
@@ -74,7 +75,7 @@ def sampler(ctx: RoundContext) -> list[Row]:
 
     target = p.limit if p.limit is not None else len(ctx.data.prompts())
     kept, drawn = [], 0
-    for _ in range(max(1, p.max_draws)):
+    for _ in range(p.max_draws):
         groups = sample_groups(ctx, p, shaping=shaping)
         drawn += len(groups)
         kept += [g for g in groups if informative(g.rewards)] if p.dynamic_sampling else groups

@@ -31,8 +31,8 @@ PAPER = "Lu et al. 2024, arXiv 2406.08414 (DiscoPOP)"
 
 @dataclass(frozen=True)
 class DiscoPOPParams:
-    beta: float = param(0.05, "inverse temperature of the implicit reward (paper: 0.05)")
-    tau: float = param(0.05, "temperature of the blend between the two losses (paper: 0.05)")
+    beta: float = param(0.05, "inverse temperature of the implicit reward (paper: 0.05)", gt=0)
+    tau: float = param(0.05, "temperature of the blend between the two losses (paper: 0.05)", gt=0)
     limit: int | None = param(None, "use at most this many pairs (None = all)")
 
 

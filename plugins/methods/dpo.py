@@ -21,7 +21,7 @@ from harness.samplers import offline_preferences
 
 @dataclass(frozen=True)
 class DPOParams:
-    beta: float = param(0.1, "inverse temperature of the implicit reward (KL strength)")
+    beta: float = param(0.1, "inverse temperature of the implicit reward (KL strength)", gt=0)
     limit: int | None = param(None, "use at most this many pairs (None = all)")
 
 
@@ -80,5 +80,6 @@ def register_methods(register) -> None:  # noqa: ANN001
             params=DPOParams,
             needs=frozenset({PREFERENCES}),
             reference="initial",
+            real_train_defaults={"lr": 5e-7, "optimizer": "rmsprop"},  # Rafailov et al.: RMSprop, 5e-7 .. 1e-6
         )
     )

@@ -26,7 +26,7 @@ PAPER = "Pal et al. 2024, arXiv 2402.13228 (DPOP / Smaug)"
 
 @dataclass(frozen=True)
 class DPOPParams:
-    beta: float = param(0.1, "inverse temperature of the implicit reward")
+    beta: float = param(0.1, "inverse temperature of the implicit reward", gt=0)
     lam: float = param(50.0, "weight of the penalty on pi(y_w) < pi_ref(y_w) (paper: 50)")
     limit: int | None = param(None, "use at most this many pairs (None = all)")
 

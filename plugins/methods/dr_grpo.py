@@ -36,7 +36,7 @@ PAPER = "Liu et al. 2025, arXiv 2503.20783 (Dr. GRPO)"
 
 @dataclass(frozen=True)
 class DrGRPOParams(GRPOParams):
-    kl_coef: float = param(0.0, "weight of the per-token k3 KL to the reference (paper: none)")
+    kl_coef: float = param(0.0, "weight of the per-token k3 KL to the reference (paper: none)", ge=0)
     scale_rewards: bool = param(False, "divide advantages by the group's reward std (Dr. GRPO: no)")
 
 

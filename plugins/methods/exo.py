@@ -28,7 +28,7 @@ PAPER = "Ji et al. 2024, arXiv 2402.00856 (EXO)"
 
 @dataclass(frozen=True)
 class EXOParams:
-    beta: float = param(0.1, "inverse temperature of the implicit reward")
+    beta: float = param(0.1, "inverse temperature of the implicit reward", gt=0)
     eps: float = param(1e-3, "label smoothing of the target distribution (1 - eps, eps), in (0, 0.5)")
     limit: int | None = param(None, "use at most this many pairs (None = all)")
 

@@ -41,6 +41,7 @@ from harness import (
     Sequence,
     hookimpl,
     param,
+    pg,
 )
 from harness.pg import (
     ON_POLICY_TRAIN_DEFAULTS,
@@ -51,7 +52,7 @@ from harness.pg import (
     token_logprobs,
     token_values,
 )
-from harness.rewards import RewardParams, prepare_reward, sequence_reward
+from harness.rewards import prepare_reward, sequence_reward
 
 PAPER = "Shao et al. 2024, arXiv 2402.03300 (GRPO, DeepSeekMath)"
 Metrics = dict[str, torch.Tensor]
@@ -59,13 +60,10 @@ TRAIN = {**ON_POLICY_TRAIN_DEFAULTS, "rounds": 10, "steps": 15, "batch_size": 10
 
 
 @dataclass(frozen=True)
-class GRPOParams(RewardParams):
-    n: int = param(8, "samples per prompt (the group size G), >= 2")
-    limit: int | None = param(None, "prompts per round, a fresh random subset each round (None = all)")
-    temperature: float = param(1.0, "sampling temperature")
-    max_new_tokens: int | None = param(None, "generated length (None: the longest benchmark response)")
-    clip: float = param(0.2, "ratio clip epsilon")
-    kl_coef: float = param(0.04, "beta, weight of the per-token k3 KL to the reference (paper: 0.04)")
+class GRPOParams(pg.OnPolicyParams):
+    n: int = param(8, "samples per prompt (the group size G), >= 2", ge=2)
+    clip: float = param(0.2, "ratio clip epsilon", ge=0)
+    kl_coef: float = param(0.04, "beta, weight of the per-token k3 KL to the reference (paper: 0.04)", ge=0)
     scale_rewards: bool = param(True, "divide group advantages by the group's reward std")
 
 
@@ -114,8 +112,6 @@ def sample_groups(ctx: RoundContext, p: GRPOParams, *, limit: int | None = None,
                   shaping: Shaping | None = None) -> list[Group]:
     """``p.n`` samples for each of the round's prompts with rewards (reshaped by ``shaping(rewards, seqs,
     max_len)`` if given) and group advantages."""
-    if p.n < 2:
-        raise ValueError(f"{type(p).__name__}: a group needs n >= 2 samples per prompt")
     max_len = response_length(ctx, p.max_new_tokens)
     outs = rollouts(ctx, n=p.n, limit=limit if limit is not None else p.limit, temperature=p.temperature,
                     max_new_tokens=max_len)

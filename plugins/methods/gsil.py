@@ -67,7 +67,7 @@ Metrics = dict[str, torch.Tensor]
 @dataclass(frozen=True)
 class GSILParams:
     loss: Loss = param("logistic", "logistic | hinge | brier | kliep | lsif | spin (pairwise)")
-    beta: float = param(0.1, "scale of z = beta*h + shift (the code's alpha; script: 0.01)")
+    beta: float = param(0.1, "scale of z = beta*h + shift (the code's alpha; script: 0.01)", gt=0)
     shift: float = param(0.0, "shift b of z = beta*h + b (the code's beta; script: 2); unused by 'spin'")
     n: int = param(1, "self-generated samples per demonstration prompt")
     temperature: float = param(0.0, "sampling temperature of the self-generated samples (0 = greedy)")
@@ -198,5 +198,7 @@ def register_methods(register) -> None:  # noqa: ANN001
             needs=frozenset({DEMONSTRATIONS}),
             reference="round",
             train_defaults={"rounds": 3, "steps": 20, "lr": 1e-3},
+            # GSIL scripts: lr 5e-7, RMSprop, linear, warmup 0.1
+            real_train_defaults={"lr": 5e-7, "optimizer": "rmsprop"},
         )
     )

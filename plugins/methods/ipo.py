@@ -31,7 +31,7 @@ PAPER = "Azar et al. 2023, arXiv 2310.12036 (IPO); bandit form of Tajwar et al. 
 
 @dataclass(frozen=True)
 class IPOParams:
-    tau: float = param(0.05, "regularisation tau; target margin 1/(2 tau) (0.05 -> 10, the bandit code's)")
+    tau: float = param(0.05, "regularisation tau; target margin 1/(2 tau) (0.05 -> 10, the bandit code's)", gt=0)
     normalize: Literal["sum", "mean"] = param("sum", "h summed over tokens, or averaged (TRL's IPO)")
     limit: int | None = param(None, "use at most this many pairs (None = all)")
 
@@ -76,5 +76,6 @@ def register_methods(register) -> None:  # noqa: ANN001
             params=IPOParams,
             needs=frozenset({PREFERENCES}),
             reference="initial",
+            real_train_defaults={"lr": 5e-7, "optimizer": "rmsprop"},  # as DPO (Rafailov et al.): RMSprop, 5e-7
         )
     )

@@ -229,5 +229,6 @@ def register_methods(register) -> None:  # noqa: ANN001
             modules=value_head,
             train_defaults={**ON_POLICY_TRAIN_DEFAULTS, "rounds": 3, "steps": 4, "batch_size": 100,
                             "lr": 1e-3},
+            real_train_defaults={"lr": 1e-6},  # its policy rounds are RL: PPO (Ouyang et al. / Stiennon et al.): 1e-6
         )
     )

@@ -34,7 +34,7 @@ PAPER = "Ethayarajh et al. 2024, arXiv 2402.01306 (KTO)"
 
 @dataclass(frozen=True)
 class KTOParams:
-    beta: float = param(0.1, "inverse temperature of the implicit reward (paper: 0.1)")
+    beta: float = param(0.1, "inverse temperature of the implicit reward (paper: 0.1)", gt=0)
     desirable_weight: float = param(1.0, "lambda_D, weight of desirable responses")
     undesirable_weight: float = param(1.0, "lambda_U, weight of undesirable responses")
     kl_estimate: bool = param(True, "estimate the reference point z0 on mismatched pairs (false: z0 = 0)")

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from alignment_harness_plugins.methods.dpo import pair_metrics, sampler
-from harness import PREFERENCES, HarnessError, LogProbBatch, MethodSpec, hookimpl, param
+from harness import PREFERENCES, LogProbBatch, MethodSpec, hookimpl, param
 
 PAPER_CDPO = "Mitchell 2023, 'A note on DPO with noisy preferences & relationship to IPO' (cDPO)"
 PAPER_RDPO = "Chowdhury, Kini, Natarajan 2024, arXiv 2403.00409 (robust DPO)"
@@ -32,26 +32,19 @@ PAPER_RDPO = "Chowdhury, Kini, Natarajan 2024, arXiv 2403.00409 (robust DPO)"
 
 @dataclass(frozen=True)
 class LabelNoiseParams:
-    beta: float = param(0.1, "inverse temperature of the implicit reward")
-    eps: float = param(0.1, "assumed probability that a pair's label is flipped, in [0, 0.5)")
+    beta: float = param(0.1, "inverse temperature of the implicit reward", gt=0)
+    eps: float = param(0.1, "assumed probability that a pair's label is flipped, in [0, 0.5)", ge=0, lt=0.5)
     limit: int | None = param(None, "use at most this many pairs (None = all)")
-
-
-def _check(eps: float) -> None:
-    if not 0.0 <= eps < 0.5:
-        raise HarnessError(f"eps must be in [0, 0.5), got {eps}; set it with --set eps=0.1")
 
 
 def cdpo_loss(h_w: torch.Tensor, h_l: torch.Tensor, *, beta: float, eps: float) -> torch.Tensor:
     """Per-pair ``(1 - eps) * -log sigmoid(beta m) + eps * -log sigmoid(-beta m)``, m = h_w - h_l."""
-    _check(eps)
     z = beta * (h_w - h_l)
     return -(1.0 - eps) * F.logsigmoid(z) - eps * F.logsigmoid(-z)
 
 
 def robust_dpo_loss(h_w: torch.Tensor, h_l: torch.Tensor, *, beta: float, eps: float) -> torch.Tensor:
     """Per-pair ``[(1 - eps) * -log sigmoid(beta m) - eps * -log sigmoid(-beta m)] / (1 - 2 eps)``."""
-    _check(eps)
     z = beta * (h_w - h_l)
     return (-(1.0 - eps) * F.logsigmoid(z) + eps * F.logsigmoid(-z)) / (1.0 - 2.0 * eps)
 

@@ -25,7 +25,7 @@ PAPER = "Chen, Xu, Tang, Zhu 2024, arXiv 2402.05369 (NCA)"
 
 @dataclass(frozen=True)
 class NCAParams:
-    beta: float = param(0.1, "inverse temperature of the implicit reward")
+    beta: float = param(0.1, "inverse temperature of the implicit reward", gt=0)
     limit: int | None = param(None, "use at most this many pairs (None = all)")
 
 

@@ -36,7 +36,6 @@ from alignment_harness_plugins.methods.ipo import preference_objective
 from harness import (
     PROMPTS,
     REWARD,
-    HarnessError,
     LogProbBatch,
     MethodHooks,
     MethodSpec,
@@ -45,9 +44,10 @@ from harness import (
     Sequence,
     hookimpl,
     param,
+    pg,
 )
-from harness.pg import ON_POLICY_TRAIN_DEFAULTS, response_length
-from harness.rewards import RewardParams, prepare_reward
+from harness.pg import ON_POLICY_TRAIN_DEFAULTS
+from harness.rewards import prepare_reward
 from harness.samplers import offline_preferences, on_policy_preferences
 
 PAPER = "Tajwar et al. 2024, arXiv 2404.14367 (on-policy DPO/IPO); DPO: Rafailov et al. 2023; IPO: Azar et al. 2023"
@@ -55,40 +55,33 @@ Metrics = dict[str, torch.Tensor]
 
 
 @dataclass(frozen=True)
-class OnlineDPOParams(RewardParams):
-    beta: float = param(0.05, "DPO inverse temperature (bandit code: 0.05)")
-    n: int = param(10, "samples per prompt per round, ranked into pairs (bandit code: N = 10)")
+class OnlinePairsParams(pg.OnPolicyParams):
+    """How both methods sample and rank their pairs."""
+
+    n: int = param(10, "samples per prompt per round, ranked into pairs (bandit code: N = 10)", ge=1)
     pairs: Literal["all", "best-worst"] = param("all", "all C(n, 2) pairs (bandit code) or one best/worst pair")
     min_gap: float = param(0.0, "keep a pair only if its reward gap exceeds this")
-    mix: float = param(0.0, "fraction of offline preference pairs in each round's rows (LLM code: 0-0.9)")
-    limit: int | None = param(None, "prompts per round, a fresh random subset each round (None = all)")
-    temperature: float = param(1.0, "sampling temperature")
-    max_new_tokens: int | None = param(None, "generated length (None: the longest benchmark response)")
+    mix: float = param(0.0, "fraction of offline preference pairs in each round's rows (LLM code: 0-0.9)", ge=0, lt=1)
 
 
 @dataclass(frozen=True)
-class OnlineIPOParams(RewardParams):
-    tau: float = param(0.05, "IPO tau; target margin 1/(2 tau) (0.05 -> 10, the bandit code's)")
+class OnlineDPOParams(OnlinePairsParams):
+    beta: float = param(0.05, "DPO inverse temperature (bandit code: 0.05)", gt=0)
+
+
+@dataclass(frozen=True)
+class OnlineIPOParams(OnlinePairsParams):
+    tau: float = param(0.05, "IPO tau; target margin 1/(2 tau) (0.05 -> 10, the bandit code's)", gt=0)
     normalize: Literal["sum", "mean"] = param("sum", "h summed over tokens, or averaged (TRL's IPO)")
-    n: int = param(10, "samples per prompt per round, ranked into pairs (bandit code: N = 10)")
-    pairs: Literal["all", "best-worst"] = param("all", "all C(n, 2) pairs (bandit code) or one best/worst pair")
-    min_gap: float = param(0.0, "keep a pair only if its reward gap exceeds this")
-    mix: float = param(0.0, "fraction of offline preference pairs in each round's rows (LLM code: 0-0.9)")
-    limit: int | None = param(None, "prompts per round, a fresh random subset each round (None = all)")
-    temperature: float = param(1.0, "sampling temperature")
-    max_new_tokens: int | None = param(None, "generated length (None: the longest benchmark response)")
 
 
 def sampler(ctx: RoundContext) -> list[Row]:
     """Fresh on-policy pairs (values: rewards, ``online`` = 1), plus offline pairs at fraction ``mix``."""
-    p = ctx.params
-    if not 0.0 <= p.mix < 1.0:
-        raise HarnessError(f"mix must be in [0, 1), got {p.mix}")
-    generation = {"temperature": p.temperature, "max_new_tokens": response_length(ctx, p.max_new_tokens)}
+    p: OnlinePairsParams = ctx.params
     online = [
         Row(r.seqs, {**r.values, "online": 1.0, "weight": 1.0})
         for r in on_policy_preferences(ctx, n=p.n, limit=p.limit, pairs=p.pairs, min_gap=p.min_gap,
-                                       generation=generation)
+                                       generation=p.generation(ctx))
     ]
     k = round(p.mix / (1.0 - p.mix) * len(online))
     offline = []
@@ -131,12 +124,14 @@ TRAIN = {**ON_POLICY_TRAIN_DEFAULTS, "rounds": 10, "steps": 15, "batch_size": 12
 def register_methods(register) -> None:  # noqa: ANN001
     """Register ``online-dpo`` and ``online-ipo``."""
     common = dict(paper=PAPER, family="on-policy", sampler=sampler, needs=frozenset({PROMPTS, REWARD}), reference="initial",
-                  hooks=MethodHooks(on_round_start=prepare_reward))
+                  hooks=MethodHooks(on_round_start=prepare_reward),
+                  real_train_defaults={"lr": 5e-7})  # DPO's order (Rafailov et al.: 5e-7 .. 1e-6)
     register(MethodSpec(
         name="online-dpo",
         description="On-policy DPO: pairs sampled from the current policy, ranked by the reward "
         "(optionally mixed with offline pairs)",
         objective=dpo_objective, params=OnlineDPOParams, train_defaults=TRAIN, **common,
+        real_params={"beta": 0.1},  # the toy uses Tajwar et al.'s 0.05; DPO's paper value is 0.1
     ))
     register(MethodSpec(
         name="online-ipo",

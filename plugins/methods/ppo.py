@@ -50,6 +50,7 @@ from harness import (
     Row,
     hookimpl,
     param,
+    pg,
 )
 from harness.lm import masked_mean
 from harness.pg import (
@@ -68,28 +69,25 @@ from harness.pg import (
     token_values,
     whiten,
 )
-from harness.rewards import RewardParams, prepare_reward, sequence_reward, token_rewards
+from harness.rewards import prepare_reward, sequence_reward, token_rewards
 
 PAPER = "Schulman et al. 2017, arXiv 1707.06347; Ziegler et al. 2019, arXiv 1909.08593; Tajwar et al. 2024"
 Metrics = dict[str, torch.Tensor]
 
 
 @dataclass(frozen=True)
-class PPOParams(RewardParams):
-    clip: float = param(0.2, "policy ratio clip epsilon (Tajwar et al.: 0.2)")
-    vf_coef: float = param(0.1, "value-loss coefficient (Tajwar et al.: 0.1)")
-    value_clip: float = param(0.2, "value clip range around the old values (TRL: 0.2)")
-    kl_init: float = param(0.2, "initial KL-penalty coefficient (Tajwar et al.: 0.2)")
-    kl_target: float | None = param(6.0, "target sequence KL of the adaptive controller (None = fixed)")
-    kl_horizon: int = param(10_000, "horizon of the adaptive KL controller (Ziegler et al.: 10000)")
-    gamma: float = param(1.0, "discount")
-    lam: float = param(0.95, "GAE lambda (Tajwar et al.: 0.95)")
+class PPOParams(pg.OnPolicyParams):
+    n: int = param(10, "samples per prompt per round (bandit budget: N = 10)", ge=1)
+    clip: float = param(0.2, "policy ratio clip epsilon (Tajwar et al.: 0.2)", ge=0)
+    vf_coef: float = param(0.1, "value-loss coefficient (Tajwar et al.: 0.1)", ge=0)
+    value_clip: float = param(0.2, "value clip range around the old values (TRL: 0.2)", ge=0)
+    kl_init: float = param(0.2, "initial KL-penalty coefficient (Tajwar et al.: 0.2)", ge=0)
+    kl_target: float | None = param(6.0, "target sequence KL of the adaptive controller (None = fixed)", gt=0)
+    kl_horizon: int = param(10_000, "horizon of the adaptive KL controller (Ziegler et al.: 10000)", ge=1)
+    gamma: float = param(1.0, "discount", ge=0, le=1)
+    lam: float = param(0.95, "GAE lambda (Tajwar et al.: 0.95)", ge=0, le=1)
     whiten_advantages: bool = param(True, "whiten advantages over the round's tokens (TRL does)")
     entropy_coef: float = param(0.0, "entropy bonus")
-    n: int = param(10, "samples per prompt per round (bandit budget: N = 10)")
-    limit: int | None = param(None, "prompts per round, a fresh random subset each round (None = all)")
-    temperature: float = param(1.0, "sampling temperature")
-    max_new_tokens: int | None = param(None, "generated length (None: the longest benchmark response)")
 
 
 class ValueHead(torch.nn.Module):
@@ -210,6 +208,7 @@ def register_methods(register) -> None:  # noqa: ANN001
             reference="initial",
             hooks=MethodHooks(on_round_start=prepare_reward),
             train_defaults={**ON_POLICY_TRAIN_DEFAULTS, "rounds": 10, "steps": 15, "batch_size": 100, "lr": 1e-3},
+            real_train_defaults={"lr": 1e-6},  # PPO (Ouyang et al. / Stiennon et al.): lr 1e-6
             needs_hidden=True,
             modules=make_value_head,
         )

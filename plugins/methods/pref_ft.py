@@ -54,5 +54,6 @@ def register_methods(register) -> None:  # noqa: ANN001
             params=PrefFTParams,
             needs=frozenset({PREFERENCES}),
             reference="none",
+            real_train_defaults={"lr": 2e-5},  # as SFT of chat models (Zephyr / alignment-handbook): 2e-5
         )
     )

@@ -35,22 +35,20 @@ from harness import (
     Sequence,
     hookimpl,
     param,
+    pg,
 )
 from harness.pg import ON_POLICY_TRAIN_DEFAULTS, rollouts
-from harness.rewards import RewardParams, prepare_reward, sequence_reward
+from harness.rewards import prepare_reward, sequence_reward
 
 PAPER = "Dong et al. 2023, arXiv 2304.06767 (RAFT); Yuan et al. 2023, arXiv 2308.01825 (rejection-sampling FT)"
 
 
 @dataclass(frozen=True)
-class RAFTParams(RewardParams):
-    n: int = param(8, "samples per prompt per round (the paper's K)")
-    keep: int = param(1, "samples kept per prompt, the top by reward (paper: 1, local ranking)")
+class RAFTParams(pg.OnPolicyParams):
+    n: int = param(8, "samples per prompt per round (the paper's K)", ge=1)
+    keep: int = param(1, "samples kept per prompt, the top by reward (paper: 1, local ranking)", ge=1)
     min_reward: float | None = param(None, "keep a sample only if its reward exceeds this (None: no threshold)")
     normalize: Literal["sum", "mean"] = param("mean", "NLL averaged over a sample's tokens (LM loss) or summed")
-    limit: int | None = param(None, "prompts per round, a fresh random subset each round (None = all)")
-    temperature: float = param(1.0, "sampling temperature")
-    max_new_tokens: int | None = param(None, "generated length (None: the longest benchmark response)")
 
 
 def select(rewards: list[float], *, keep: int, min_reward: float | None) -> list[int]:

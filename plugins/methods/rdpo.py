@@ -26,7 +26,7 @@ PAPER = "Park, Rafailov, Ermon, Finn 2024, arXiv 2403.19159 (R-DPO)"
 
 @dataclass(frozen=True)
 class RDPOParams:
-    beta: float = param(0.1, "inverse temperature of the implicit reward")
+    beta: float = param(0.1, "inverse temperature of the implicit reward", gt=0)
     alpha: float = param(0.05, "length regulariser per token of length difference (0 = DPO)")
     limit: int | None = param(None, "use at most this many pairs (None = all)")
 

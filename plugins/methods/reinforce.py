@@ -30,7 +30,18 @@ from dataclasses import dataclass
 
 import torch
 
-from harness import PROMPTS, REWARD, LogProbBatch, MethodHooks, MethodSpec, RoundContext, Row, hookimpl, param
+from harness import (
+    PROMPTS,
+    REWARD,
+    LogProbBatch,
+    MethodHooks,
+    MethodSpec,
+    RoundContext,
+    Row,
+    hookimpl,
+    param,
+    pg,
+)
 from harness.lm import masked_mean
 from harness.pg import (
     ON_POLICY_TRAIN_DEFAULTS,
@@ -42,21 +53,18 @@ from harness.pg import (
     stack_token_values,
     token_values,
 )
-from harness.rewards import RewardParams, prepare_reward, sequence_reward, token_rewards
+from harness.rewards import prepare_reward, sequence_reward, token_rewards
 
 PAPER = "Williams 1992; as in Tajwar et al. 2024, arXiv 2404.14367 (bandit: running mean/std baseline)"
 
 
 @dataclass(frozen=True)
-class ReinforceParams(RewardParams):
-    n: int = param(10, "samples per prompt per round (bandit code: N = 10)")
-    limit: int | None = param(None, "prompts per round, a fresh random subset each round (None = all)")
-    temperature: float = param(1.0, "sampling temperature")
-    max_new_tokens: int | None = param(None, "generated length (None: the longest benchmark response)")
+class ReinforceParams(pg.OnPolicyParams):
+    n: int = param(10, "samples per prompt per round (bandit code: N = 10)", ge=1)
     normalize: bool = param(True, "divide by the running std (the bandit code does)")
     entropy_coef: float = param(0.0, "entropy bonus beta (bandit code: 0 was best)")
-    kl_coef: float = param(0.0, "sequence-level KL(pi || pi_ref) penalty in the reward (bandit code: 0)")
-    gamma: float = param(1.0, "discount of dense per-token rewards")
+    kl_coef: float = param(0.0, "sequence-level KL(pi || pi_ref) penalty in the reward (bandit code: 0)", ge=0)
+    gamma: float = param(1.0, "discount of dense per-token rewards", ge=0, le=1)
 
 
 def reinforce_objective(token_logps: torch.Tensor, mask: torch.Tensor, advantages: torch.Tensor,
@@ -125,6 +133,7 @@ def register_methods(register) -> None:  # noqa: ANN001
             reference="initial",
             hooks=MethodHooks(on_round_start=prepare_reward),
             train_defaults={**ON_POLICY_TRAIN_DEFAULTS, "rounds": 10, "steps": 15, "batch_size": 100, "lr": 1e-3},
+            real_train_defaults={"lr": 1e-6},  # as PPO (Ouyang et al. / Stiennon et al.: 1e-6): the REINFORCE family on LLMs
             needs_hidden=True,
         )
     )

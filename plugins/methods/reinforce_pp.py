@@ -32,6 +32,7 @@ from harness import (
     Row,
     hookimpl,
     param,
+    pg,
 )
 from harness.lm import masked_mean
 from harness.pg import (
@@ -45,19 +46,16 @@ from harness.pg import (
     token_values,
     whiten,
 )
-from harness.rewards import RewardParams, prepare_reward, sequence_reward, token_rewards
+from harness.rewards import prepare_reward, sequence_reward, token_rewards
 
 PAPER = "Hu 2025, arXiv 2501.03262 (REINFORCE++)"
 
 
 @dataclass(frozen=True)
-class ReinforcePPParams(RewardParams):
-    n: int = param(4, "samples per prompt per round")
-    limit: int | None = param(None, "prompts per round, a fresh random subset each round (None = all)")
-    temperature: float = param(1.0, "sampling temperature")
-    max_new_tokens: int | None = param(None, "generated length (None: the longest benchmark response)")
-    clip: float = param(0.2, "ratio clip epsilon")
-    kl_coef: float = param(0.01, "beta, per-token k1 KL penalty in the reward")
+class ReinforcePPParams(pg.OnPolicyParams):
+    n: int = param(4, "samples per prompt per round", ge=1)
+    clip: float = param(0.2, "ratio clip epsilon", ge=0)
+    kl_coef: float = param(0.01, "beta, per-token k1 KL penalty in the reward", ge=0)
 
 
 def token_advantages(task_rewards: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, *, kl_coef: float

@@ -33,18 +33,16 @@ from harness import (
     samplers,
 )
 from harness.pg import ON_POLICY_TRAIN_DEFAULTS, response_length
-from harness.rewards import RewardParams, current_reward, prepare_reward, sequence_reward
+from harness.rewards import current_reward, prepare_reward, sequence_reward
 
 PAPER = "Li et al. 2023, arXiv 2310.10505 (ReMax)"
 
 
 @dataclass(frozen=True)
-class ReMaxParams(RewardParams):
-    n: int = param(1, "sampled responses per prompt, sharing its greedy baseline (paper: 1)")
-    limit: int | None = param(None, "prompts per round, a fresh random subset each round (None = all)")
-    temperature: float = param(1.0, "sampling temperature (the baseline is greedy)")
-    max_new_tokens: int | None = param(None, "generated length (None: the longest benchmark response)")
-    kl_coef: float = param(0.0, "sequence-level KL(pi || pi_ref) penalty in both rewards")
+class ReMaxParams(pg.OnPolicyParams):
+    n: int = param(1, "sampled responses per prompt, sharing its greedy baseline (paper: 1)", ge=1)
+    temperature: float = param(1.0, "sampling temperature (the baseline is greedy)", ge=0)
+    kl_coef: float = param(0.0, "sequence-level KL(pi || pi_ref) penalty in both rewards", ge=0)
 
 
 def remax_loss(logps: torch.Tensor, reward: torch.Tensor, baseline: torch.Tensor) -> torch.Tensor:

@@ -25,20 +25,28 @@ from dataclasses import dataclass
 import torch
 
 from alignment_harness_plugins.methods.reinforce import sequence_kl
-from harness import PROMPTS, REWARD, LogProbBatch, MethodHooks, MethodSpec, RoundContext, Row, hookimpl, param
+from harness import (
+    PROMPTS,
+    REWARD,
+    LogProbBatch,
+    MethodHooks,
+    MethodSpec,
+    RoundContext,
+    Row,
+    hookimpl,
+    param,
+    pg,
+)
 from harness.pg import ON_POLICY_TRAIN_DEFAULTS, leave_one_out_baseline, rollouts
-from harness.rewards import RewardParams, prepare_reward, sequence_reward
+from harness.rewards import prepare_reward, sequence_reward
 
 PAPER = "Ahmadian et al. 2024, arXiv 2402.14740 (RLOO); Kool et al. 2019; Tajwar et al. 2024, arXiv 2404.14367"
 
 
 @dataclass(frozen=True)
-class RLOOParams(RewardParams):
-    n: int = param(10, "samples per prompt per round, >= 2 (bandit: N = 10; paper: k = 2 or 4)")
-    limit: int | None = param(None, "prompts per round, a fresh random subset each round (None = all)")
-    temperature: float = param(1.0, "sampling temperature")
-    max_new_tokens: int | None = param(None, "generated length (None: the longest benchmark response)")
-    kl_coef: float = param(0.0, "sequence-level KL(pi || pi_ref) penalty in the reward (paper: 0.05-0.1)")
+class RLOOParams(pg.OnPolicyParams):
+    n: int = param(10, "samples per prompt per round, >= 2 (bandit: N = 10; paper: k = 2 or 4)", ge=2)
+    kl_coef: float = param(0.0, "sequence-level KL(pi || pi_ref) penalty in the reward (paper: 0.05-0.1)", ge=0)
 
 
 def rloo_loss(logps: torch.Tensor, advantages: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -53,8 +61,6 @@ def objective(batch: LogProbBatch, params: RLOOParams) -> tuple[torch.Tensor, di
 
 def sampler(ctx: RoundContext) -> list[Row]:
     p: RLOOParams = ctx.params
-    if p.n < 2:
-        raise ValueError("rloo needs n >= 2 samples per prompt")
     outs = rollouts(ctx, n=p.n, limit=p.limit, temperature=p.temperature, max_new_tokens=p.max_new_tokens)
     seqs = [o.sequence for o in outs]
     kl = sequence_kl(ctx, seqs) if p.kl_coef else [0.0] * len(outs)
@@ -84,5 +90,6 @@ def register_methods(register) -> None:  # noqa: ANN001
             reference="initial",
             hooks=MethodHooks(on_round_start=prepare_reward),
             train_defaults={**ON_POLICY_TRAIN_DEFAULTS, "rounds": 10, "steps": 15, "batch_size": 100, "lr": 1e-3},
+            real_train_defaults={"lr": 1e-6},  # as PPO (Ouyang et al. / Stiennon et al.: 1e-6): the REINFORCE family on LLMs
         )
     )

@@ -22,20 +22,28 @@ from dataclasses import dataclass
 
 import torch
 
-from harness import PROMPTS, REWARD, LogProbBatch, MethodHooks, MethodSpec, RoundContext, Row, hookimpl, param
+from harness import (
+    PROMPTS,
+    REWARD,
+    LogProbBatch,
+    MethodHooks,
+    MethodSpec,
+    RoundContext,
+    Row,
+    hookimpl,
+    param,
+    pg,
+)
 from harness.pg import ON_POLICY_TRAIN_DEFAULTS, rollouts
-from harness.rewards import RewardParams, prepare_reward, sequence_reward
+from harness.rewards import prepare_reward, sequence_reward
 
 PAPER = "Peters & Schaal 2007 (RWR); as in Tajwar et al. 2024, arXiv 2404.14367"
 
 
 @dataclass(frozen=True)
-class RWRParams(RewardParams):
-    tau: float = param(1.0, "temperature of the weights exp(r / tau) (catalog: 1 or 10)")
-    n: int = param(10, "samples per prompt per round (bandit code: N = 10)")
-    limit: int | None = param(None, "prompts per round, a fresh random subset each round (None = all)")
-    temperature: float = param(1.0, "sampling temperature")
-    max_new_tokens: int | None = param(None, "generated length (None: the longest benchmark response)")
+class RWRParams(pg.OnPolicyParams):
+    n: int = param(10, "samples per prompt per round (bandit code: N = 10)", ge=1)
+    tau: float = param(1.0, "temperature of the weights exp(r / tau) (catalog: 1 or 10)", gt=0)
 
 
 def rwr_weights(rewards: list[float], tau: float) -> list[float]:
@@ -82,5 +90,6 @@ def register_methods(register) -> None:  # noqa: ANN001
             reference="none",
             hooks=MethodHooks(on_round_start=prepare_reward),
             train_defaults={**ON_POLICY_TRAIN_DEFAULTS, "rounds": 10, "steps": 15, "batch_size": 100, "lr": 1e-3},
+            real_train_defaults={"lr": 1e-6},  # as PPO (Ouyang et al. / Stiennon et al.: 1e-6): the REINFORCE family on LLMs
         )
     )

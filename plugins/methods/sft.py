@@ -56,5 +56,6 @@ def register_methods(register) -> None:  # noqa: ANN001
             params=SFTParams,
             needs=frozenset({DEMONSTRATIONS}),
             reference="none",
+            real_train_defaults={"lr": 2e-5},  # SFT of chat models (Zephyr / alignment-handbook): 2e-5
         )
     )

@@ -24,7 +24,7 @@ PAPER = "Meng, Xia, Chen 2024, arXiv 2405.14734 (SimPO)"
 
 @dataclass(frozen=True)
 class SimPOParams:
-    beta: float = param(2.0, "scale of the length-normalised log-prob reward (paper: 2.0-2.5)")
+    beta: float = param(2.0, "scale of the length-normalised log-prob reward (paper: 2.0-2.5)", gt=0)
     gamma: float = param(1.0, "target reward margin (paper: gamma/beta about 0.5)")
     limit: int | None = param(None, "use at most this many pairs (None = all)")
 

@@ -39,7 +39,7 @@ PAPER = "Chen et al. 2024, arXiv 2401.01335 (SPIN, ICML 2024); code github.com/u
 
 @dataclass(frozen=True)
 class SPINParams:
-    beta: float = param(0.1, "inverse temperature of the implicit reward (paper: 0.1)")
+    beta: float = param(0.1, "inverse temperature of the implicit reward (paper: 0.1)", gt=0)
     n: int = param(1, "self-generated samples per demonstration prompt")
     temperature: float = param(0.0, "sampling temperature of the opponent's samples (0 = greedy)")
     max_new_tokens: int | None = param(None, "generated length (None: the longest demonstration response)")
@@ -91,5 +91,7 @@ def register_methods(register) -> None:  # noqa: ANN001
             needs=frozenset({DEMONSTRATIONS}),
             reference="round",
             train_defaults={"rounds": 3, "steps": 20, "lr": 1e-3},
+            # SPIN: beta 0.1, lr 5e-7, RMSprop, linear, warmup 0.1
+            real_train_defaults={"lr": 5e-7, "optimizer": "rmsprop"},
         )
     )

@@ -26,7 +26,7 @@ PAPER = "Wu et al. 2024, arXiv 2405.00675 (SPPO)"
 
 @dataclass(frozen=True)
 class SPPOParams:
-    eta: float = param(10.0, "step size eta: the chosen log-ratio is pulled to eta/2, the rejected to -eta/2")
+    eta: float = param(10.0, "step size eta: the chosen log-ratio is pulled to eta/2, the rejected to -eta/2", gt=0)
     limit: int | None = param(None, "use at most this many pairs (None = all)")
 
 

@@ -25,7 +25,7 @@ PAPER = "Zhou et al. 2024, arXiv 2406.11827 (WPO)"
 
 @dataclass(frozen=True)
 class WPOParams:
-    beta: float = param(0.1, "inverse temperature of the implicit reward")
+    beta: float = param(0.1, "inverse temperature of the implicit reward", gt=0)
     limit: int | None = param(None, "use at most this many pairs (None = all)")
 
 
