@@ -29,6 +29,7 @@ _MODULES = {
     "pg": "harness.training.pg",
     "rewards": "harness.training.rewards",
     "divergence": "harness.training.divergence",
+    "benchmark_data": "harness.evaluation.benchmark_data",
     "judge": "harness.evaluation.judge",
     "sandbox": "harness.evaluation.sandbox",
 }
