@@ -78,7 +78,8 @@ class EvalContext:
         desc: str = "generate",
         note: Callable[[list[list[Completion]]], str] | None = None,
     ) -> list[list[Completion]]:
-        """``n`` completions per prompt, in prompt order: ``engine.generate(...)`` on ``chunk`` prompts at a time
+        """``n`` completions per prompt, in prompt order: ``engine.generate(...)`` (``lm.generate`` when the
+        context has no engine) on ``chunk`` prompts at a time
         (all at once when None), each call with the same ``seed`` (default: the evaluation's), greedy when
         ``temperature`` is 0. Each text is cut before the first of the ``stop`` strings (a no-op for engines that
         already cut; ids and ``finish_reason`` stay the engine's).
@@ -88,8 +89,11 @@ class EvalContext:
         after each chunk; with several chunks a line ``{desc}: done/total items[, note(completions so far)]``
         is logged after each. A wrong count of completions from the engine is a one-line error naming ``desc``.
         """
-        engine = self.engine if self.engine is not None else getattr(self.lm, "engine", None)
-        if engine is None:
+        if self.engine is not None:
+            generate = self.engine.generate
+        elif self.lm is not None and getattr(self.lm, "engine", None) is not None:
+            generate = self.lm.generate  # the policy's engine, in the handle's scope
+        else:
             raise HarnessError(f"{desc}: generating needs a generation engine, and this evaluation has none")
         if chunk is not None and chunk < 1:
             raise HarnessError(f"{desc}: chunk must be at least 1, got {chunk}")
@@ -103,7 +107,7 @@ class EvalContext:
         out: list[list[Completion]] = []
         for start in range(0, len(prompts), size):
             part = prompts[start : start + size]
-            got = engine.generate(part, n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
+            got = generate(part, n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
                                   stop=stop, seed=seed)
             if len(got) != len(part) or any(len(cs) != n for cs in got):
                 raise HarnessError(f"{desc}: the engine returned the wrong number of completions "

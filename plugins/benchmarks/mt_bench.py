@@ -90,13 +90,13 @@ from harness import (
     JudgmentCache,
     MetricSpec,
     Prompt,
+    benchmark_data,
     chat_prompt,
     hookimpl,
     judge_cache_key,
     make_judge,
     param,
     parse_rating,
-    read_jsonl,
     rows_sha256,
 )
 
@@ -285,15 +285,15 @@ class MTBenchParams:
         None, "None: the copy shipped with the package; a directory with FastChat's question.jsonl, "
         "judge_prompts.jsonl, reference answers; or hf: / hf:<org/name> for the hub's questions"
     )
-    limit: int | None = param(None, "evaluate only the first N questions (80 in all, 2 turns each)")
-    max_new_tokens: int = param(1024, "answer length cap per turn (FastChat --max-new-token)")
+    limit: int | None = param(None, "evaluate only the first N questions (80 in all, 2 turns each)", ge=1)
+    max_new_tokens: int = param(1024, "answer length cap per turn (FastChat --max-new-token)", ge=1)
     judge_engine: str = param("openai", "judge engine: 'openai', 'hf' (local model), 'self', or any engine")
     judge_model: str = param("gpt-4", "judge model: the served name (openai) or a load_model name (hf)")
     judge_base_url: str = param("https://api.openai.com/v1", "OpenAI-compatible endpoint of the judge")
     judge_api_key_env: str = param("OPENAI_API_KEY", "environment variable holding the judge's API key")
-    judge_repeats: int = param(1, "judgments per item; their mean is the rating, their spread judge_std")
-    judge_temperature: float = param(0.0, "judge sampling temperature (FastChat: 0)")
-    judge_max_new_tokens: int = param(2048, "judge output cap (FastChat: 2048 for OpenAI judges)")
+    judge_repeats: int = param(1, "judgments per item; their mean is the rating, their spread judge_std", ge=1)
+    judge_temperature: float = param(0.0, "judge sampling temperature (FastChat: 0)", ge=0)
+    judge_max_new_tokens: int = param(2048, "judge output cap (FastChat: 2048 for OpenAI judges)", ge=1)
     judge_dtype: str = param("auto", "dtype of a local (hf) judge: float32, bfloat16, float16 or auto")
     reference_model: str = param("gpt-4", "reference answers file: reference_answer/<name>.jsonl")
     cache: bool = param(True, "reuse judgments cached under $HARNESS_CACHE/judgments")
@@ -321,17 +321,10 @@ class MTBenchData:
 
 def load_data(path: str | None, reference_model: str = "gpt-4") -> MTBenchData:
     """FastChat's files from the copy ``path`` names (see the module docstring; None: the embedded one)."""
-    if path is not None and path.startswith(HUB_PREFIX):
-        return _load_hub(path[len(HUB_PREFIX):].strip() or HUB_QUESTIONS)
-    if path is None:
-        data = load_data(str(EMBEDDED_DIR), reference_model)
-        bad = [k for k, v in EMBEDDED_SHA256.items() if data.parts.get(k, v) != v]  # another reference_model: none
-        if bad:
-            raise HarnessError(f"benchmark '{NAME}': {EMBEDDED_DIR} does not hold the shipped data ({', '.join(bad)} "
-                               f"differ); reinstall alignment-harness or pass --set path=/dir/with/fastchat/files")
-        data.copy = "embedded"
-        return data
-    root = Path(path).expanduser()
+    src = benchmark_data.source(path, embedded=EMBEDDED_DIR, hub=HUB_QUESTIONS)
+    if src.copy == "hub":
+        return _load_hub(src.location)
+    root = src.local
     if not root.is_dir():
         raise HarnessError(f"benchmark '{NAME}': path {root} is not a directory; {PATH_HINT}")
     qdir = next((d for d in (root, root / "mt_bench") if (d / "question.jsonl").is_file()), None)
@@ -339,8 +332,8 @@ def load_data(path: str | None, reference_model: str = "gpt-4") -> MTBenchData:
         raise HarnessError(f"benchmark '{NAME}': no question.jsonl in {root} or {root / 'mt_bench'}; {PATH_HINT}")
     questions = []
     parts: dict[str, str] = {}
-    rows = list(read_jsonl(qdir / "question.jsonl", required=("question_id", "category", "turns")))
-    parts["questions"] = rows_sha256(rows)
+    rows = benchmark_data.read_rows(qdir / "question.jsonl", required=("question_id", "category", "turns"))
+    parts["questions"] = rows.sha256
     for row in rows:
         turns = row["turns"]
         if not isinstance(turns, list) or len(turns) != 2 or not all(isinstance(t, str) for t in turns):
@@ -355,8 +348,8 @@ def load_data(path: str | None, reference_model: str = "gpt-4") -> MTBenchData:
         prompts, jp_source = dict(FASTCHAT_JUDGE_PROMPTS), "embedded FastChat copy"
         parts["judge_prompts"] = rows_sha256(prompts[n] for n in JUDGE_PROMPT_NAMES)
     else:
-        jp_rows = list(read_jsonl(jp_file, required=("name", "system_prompt", "prompt_template")))
-        parts["judge_prompts"] = rows_sha256(jp_rows)
+        jp_rows = benchmark_data.read_rows(jp_file, required=("name", "system_prompt", "prompt_template"))
+        parts["judge_prompts"] = jp_rows.sha256
         by_name = {r["name"]: r for r in jp_rows}
         missing = [n for n in JUDGE_PROMPT_NAMES if n not in by_name]
         if missing:
@@ -367,8 +360,8 @@ def load_data(path: str | None, reference_model: str = "gpt-4") -> MTBenchData:
     ref_file = next((f for f in (qdir / "reference_answer" / f"{reference_model}.jsonl",
                                  qdir / f"reference_answer_{reference_model}.jsonl") if f.is_file()), None)
     if ref_file is not None:
-        ref_rows = list(read_jsonl(ref_file, required=("question_id", "choices")))
-        parts["references"] = rows_sha256(ref_rows)
+        ref_rows = benchmark_data.read_rows(ref_file, required=("question_id", "choices"))
+        parts["references"] = ref_rows.sha256
         for row in ref_rows:
             try:
                 references[int(row["question_id"])] = list(row["choices"][0]["turns"])
@@ -376,28 +369,19 @@ def load_data(path: str | None, reference_model: str = "gpt-4") -> MTBenchData:
                 raise HarnessError(
                     f"{ref_file}: question {row['question_id']}: expected choices[0].turns (FastChat answer format)"
                 ) from None
-    return MTBenchData(questions, prompts, references, str(qdir.resolve()), jp_source, "path", parts)
+    if src.copy == "embedded":  # another reference_model: no references to check
+        benchmark_data.check_shipped(parts, EMBEDDED_SHA256, EMBEDDED_DIR, where=f"benchmark '{NAME}'",
+                                     hint="pass --set path=/dir/with/fastchat/files")
+    return MTBenchData(questions, prompts, references, str(qdir.resolve()), jp_source, src.copy, parts)
 
 
 def _load_hub(name: str = HUB_QUESTIONS) -> MTBenchData:
-    from harness import hub_offline, hub_unreachable
-
-    reason = "HF_HUB_OFFLINE is set" if hub_offline() else hub_unreachable()
-    if reason is None:
-        try:
-            import datasets
-
-            rows = list(datasets.load_dataset(name, split="train"))
-        except Exception as exc:  # noqa: BLE001 - any load failure becomes one line
-            reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-    if reason is not None:
-        raise HarnessError(
-            f"benchmark '{NAME}': the hub dataset {name} cannot be loaded ({reason}); {PATH_HINT}"
-        )
+    rows = benchmark_data.hub_rows(name, None, "train", required=("category", "prompt"), where=f"benchmark '{NAME}'",
+                                   hint=PATH_HINT)
     questions = [
         {"question_id": 81 + i, "category": str(r["category"]), "turns": list(r["prompt"])} for i, r in enumerate(rows)
     ]
-    parts = {"questions": rows_sha256(rows),
+    parts = {"questions": rows.sha256,
              "judge_prompts": rows_sha256(FASTCHAT_JUDGE_PROMPTS[n] for n in JUDGE_PROMPT_NAMES)}
     return MTBenchData(questions, dict(FASTCHAT_JUDGE_PROMPTS), {}, name, "embedded FastChat copy", "hub", parts)
 
@@ -443,15 +427,6 @@ def judge_messages(
 # -- evaluation ------------------------------------------------------------------------------------------
 
 
-def _check(p: MTBenchParams) -> None:
-    if p.max_new_tokens < 1 or p.judge_max_new_tokens < 1:
-        raise HarnessError(f"benchmark '{NAME}': max_new_tokens and judge_max_new_tokens must be >= 1")
-    if p.judge_repeats < 1:
-        raise HarnessError(f"benchmark '{NAME}': judge_repeats must be >= 1, got {p.judge_repeats}")
-    if p.judge_temperature < 0:
-        raise HarnessError(f"benchmark '{NAME}': judge_temperature must be >= 0")
-
-
 def _check_api_key(p: MTBenchParams) -> None:
     """Refuse the OpenAI API without a key before any answer is generated."""
     if (p.judge_engine == "openai" and "api.openai.com" in p.judge_base_url
@@ -479,8 +454,8 @@ def _generate_turn(ctx: EvalContext, questions: list[dict[str, Any]], answers: d
     for temp, items in by_temp.items():
         prompts = [pr for _, pr in items]
         stop = ("\nUser:",) if any(pr.meta.get("plain_chat") for pr in prompts) else ()
-        outs = ctx.engine.generate(prompts, n=1, temperature=temp, max_new_tokens=max_new_tokens, stop=stop,
-                                   seed=ctx.seed)
+        outs = ctx.generate(prompts, temperature=temp, max_new_tokens=max_new_tokens, stop=stop,
+                            total=2 * len(questions), desc=f"benchmark '{NAME}'")
         for (q, _), comps in zip(items, outs, strict=True):
             answers.setdefault(q["question_id"], []).append(comps[0].text.strip())
 
@@ -492,11 +467,9 @@ def _mean(values: list[float]) -> float:
 def evaluate(ctx: EvalContext) -> EvalResult:
     """Answer both turns with the evaluated model, judge every turn, aggregate (see the module docstring)."""
     p: MTBenchParams = ctx.params
-    _check(p)
+    benchmark_data.check_params(p, f"benchmark '{NAME}'", limit=ctx.limit)
     data = load_data(p.path, p.reference_model)
-    questions = data.questions[: ctx.limit] if ctx.limit is not None else data.questions
-    if not questions:
-        raise HarnessError(f"benchmark '{NAME}': no questions to evaluate (limit={ctx.limit})")
+    questions = benchmark_data.select(data.questions, ctx.limit, where=f"benchmark '{NAME}'")
     lacking = [q["question_id"] for q in questions
                if q["category"] in NEED_REF_CATS and q["question_id"] not in data.references]
     if lacking:
