@@ -79,10 +79,10 @@ class EvalContext:
         note: Callable[[list[list[Completion]]], str] | None = None,
     ) -> list[list[Completion]]:
         """``n`` completions per prompt, in prompt order: ``engine.generate(...)`` (``lm.generate`` when the
-        context has no engine) on ``chunk`` prompts at a time
-        (all at once when None), each call with the same ``seed`` (default: the evaluation's), greedy when
-        ``temperature`` is 0. Each text is cut before the first of the ``stop`` strings (a no-op for engines that
-        already cut; ids and ``finish_reason`` stay the engine's).
+        context has no engine) on ``chunk`` prompts at a time (all at once when None), each call with the same
+        ``seed`` (default: the evaluation's), greedy when ``temperature`` is 0. Each text is cut before the first
+        of the ``stop`` strings (a no-op for engines that already cut; ids and ``finish_reason`` stay the
+        engine's).
 
         Progress: the evaluation's bar shows the prompts answered through this method so far, of ``total``
         (default: those and this call's; give the whole evaluation's count when it generates in several calls),
@@ -108,7 +108,7 @@ class EvalContext:
         for start in range(0, len(prompts), size):
             part = prompts[start : start + size]
             got = generate(part, n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
-                                  stop=stop, seed=seed)
+                           stop=stop, seed=seed)
             if len(got) != len(part) or any(len(cs) != n for cs in got):
                 raise HarnessError(f"{desc}: the engine returned the wrong number of completions "
                                    f"({len(got)} lists for {len(part)} prompts, {n} each expected)")

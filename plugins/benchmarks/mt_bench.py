@@ -13,8 +13,8 @@ A local **path**: a directory with FastChat's files. Accepted layouts: flat (``q
 (``data/mt_bench/question.jsonl`` with ``reference_answer/gpt-4.jsonl``, and ``judge_prompts.jsonl`` in the
 same directory or one level up); ``path`` may also name FastChat's ``data/`` folder. The reference file is
 picked by ``reference_model`` (``gpt-4``), as FastChat keys references by judge name. If
-``judge_prompts.jsonl`` is absent the copy :data:`FASTCHAT_JUDGE_PROMPTS` (byte-identical to FastChat's four
-single-answer prompts; a test checks it) is used. ``hf:`` (or ``hf:<org/name>``): questions from the
+``judge_prompts.jsonl`` is absent, FastChat's four single-answer prompts from the embedded copy are used
+(:func:`fastchat_judge_prompts`). ``hf:`` (or ``hf:<org/name>``): questions from the
 Hugging Face **hub** (by default ``HuggingFaceH4/mt_bench_prompts`` via ``datasets``; ids 81.. in file
 order, as H4 built it from ``question.jsonl``) with the embedded judge prompts; GPT-4 reference answers are
 not on the hub, so math/reasoning/coding questions then need another copy. An unreachable hub is a one-line
@@ -103,7 +103,6 @@ from harness import (
 NAME = "mt-bench"
 PAPER = "Zheng et al. 2023, arXiv 2306.05685 (FastChat llm_judge, single-answer grading)"
 HUB_QUESTIONS = "HuggingFaceH4/mt_bench_prompts"
-HUB_PREFIX = "hf:"
 PATH_HINT = ("leave path unset for the copy shipped with the package, or --set path=/dir/with/fastchat/files "
              "(question.jsonl, judge_prompts.jsonl, reference_answer_gpt-4.jsonl)")
 EMBEDDED_DIR = Path(__file__).resolve().parent / "data" / "mt_bench"
@@ -138,143 +137,22 @@ JUDGE_PROMPT_FOR: dict[tuple[bool, int], str] = {
 }
 JUDGE_PROMPT_NAMES = ("single-v1", "single-math-v1", "single-v1-multi-turn", "single-math-v1-multi-turn")
 
-# FastChat data/judge_prompts.jsonl, the four single-answer prompts (Apache-2.0), used when the
-# data directory has no judge_prompts.jsonl and for hub questions.
-FASTCHAT_JUDGE_PROMPTS: dict[str, dict[str, str]] = {
-    "single-v1": {
-        "name": "single-v1",
-        "type": "single",
-        "system_prompt": "You are a helpful assistant.",
-        "prompt_template": (
-            "[Instruction]\n"
-            "Please act as an impartial judge and evaluate the quality of the response provided by "
-            "an AI assistant to the user question displayed below. Your evaluation should consider "
-            "factors such as the helpfulness, relevance, accuracy, depth, creativity, and level of "
-            "detail of the response. Begin your evaluation by providing a short explanation. Be as "
-            "objective as possible. After providing your explanation, you must rate the response on "
-            "a scale of 1 to 10 by strictly following this format: \"[[rating]]\", for example: "
-            "\"Rating: [[5]]\".\n"
-            "\n"
-            "[Question]\n"
-            "{question}\n"
-            "\n"
-            "[The Start of Assistant's Answer]\n"
-            "{answer}\n"
-            "[The End of Assistant's Answer]"
-        ),
-        "output_format": "[[rating]]",
-    },
-    "single-math-v1": {
-        "name": "single-math-v1",
-        "type": "single",
-        "system_prompt": "You are a helpful assistant.",
-        "prompt_template": (
-            "[Instruction]\n"
-            "Please act as an impartial judge and evaluate the quality of the response provided by "
-            "an AI assistant to the user question displayed below. Your evaluation should consider "
-            "correctness and helpfulness. You will be given a reference answer and the assistant's "
-            "answer. Begin your evaluation by comparing the assistant's answer with the reference "
-            "answer. Identify and correct any mistakes. Be as objective as possible. After providing "
-            "your explanation, you must rate the response on a scale of 1 to 10 by strictly "
-            "following this format: \"[[rating]]\", for example: \"Rating: [[5]]\".\n"
-            "\n"
-            "[Question]\n"
-            "{question}\n"
-            "\n"
-            "[The Start of Reference Answer]\n"
-            "{ref_answer_1}\n"
-            "[The End of Reference Answer]\n"
-            "\n"
-            "[The Start of Assistant's Answer]\n"
-            "{answer}\n"
-            "[The End of Assistant's Answer]"
-        ),
-        "output_format": "[[rating]]",
-    },
-    "single-v1-multi-turn": {
-        "name": "single-v1-multi-turn",
-        "type": "single",
-        "system_prompt": (
-            "Please act as an impartial judge and evaluate the quality of the response provided by "
-            "an AI assistant to the user question displayed below. Your evaluation should consider "
-            "factors such as the helpfulness, relevance, accuracy, depth, creativity, and level of "
-            "detail of the response. You evaluation should focus on the assistant's answer to the "
-            "second user question. Begin your evaluation by providing a short explanation. Be as "
-            "objective as possible. After providing your explanation, you must rate the response on "
-            "a scale of 1 to 10 by strictly following this format: \"[[rating]]\", for example: "
-            "\"Rating: [[5]]\".\n"
-            "\n"
-        ),
-        "prompt_template": (
-            "<|The Start of Assistant A's Conversation with User|>\n"
-            "\n"
-            "### User:\n"
-            "{question_1}\n"
-            "\n"
-            "### Assistant A:\n"
-            "{answer_1}\n"
-            "\n"
-            "### User:\n"
-            "{question_2}\n"
-            "\n"
-            "### Assistant A:\n"
-            "{answer_2}\n"
-            "\n"
-            "<|The End of Assistant A's Conversation with User|>"
-        ),
-        "output_format": "[[rating]]",
-    },
-    "single-math-v1-multi-turn": {
-        "name": "single-math-v1-multi-turn",
-        "type": "single",
-        "system_prompt": (
-            "Please act as an impartial judge and evaluate the quality of the response provided by "
-            "an AI assistant to the user question. Your evaluation should consider correctness and "
-            "helpfulness. You will be given a reference answer and the assistant's answer. You "
-            "evaluation should focus on the assistant's answer to the second question. Begin your "
-            "evaluation by comparing the assistant's answer with the reference answer. Identify and "
-            "correct any mistakes. Be as objective as possible. After providing your explanation, "
-            "you must rate the response on a scale of 1 to 10 by strictly following this format: "
-            "\"[[rating]]\", for example: \"Rating: [[5]]\".\n"
-            "\n"
-        ),
-        "prompt_template": (
-            "<|The Start of Reference Answer|>\n"
-            "\n"
-            "### User:\n"
-            "{question_1}\n"
-            "\n"
-            "### Reference answer:\n"
-            "{ref_answer_1}\n"
-            "\n"
-            "### User:\n"
-            "{question_2}\n"
-            "\n"
-            "### Reference answer:\n"
-            "{ref_answer_2}\n"
-            "\n"
-            "<|The End of Reference Answer|>\n"
-            "\n"
-            "\n"
-            "<|The Start of Assistant A's Conversation with User|>\n"
-            "\n"
-            "### User:\n"
-            "{question_1}\n"
-            "\n"
-            "### Assistant A:\n"
-            "{answer_1}\n"
-            "\n"
-            "### User:\n"
-            "{question_2}\n"
-            "\n"
-            "### Assistant A:\n"
-            "{answer_2}\n"
-            "\n"
-            "<|The End of Assistant A's Conversation with User|>"
-        ),
-        "output_format": "[[rating]]",
-    },
-}
+_JUDGE_PROMPT_KEYS = ("name", "type", "system_prompt", "prompt_template", "output_format")
+FASTCHAT_JUDGE_PROMPTS_SHA256 = "ae8e3ad333cd462d6dcd4a3f3b3066e87c24ba9491718eff2f8397ec95ddb9b2"
+""":func:`harness.rows_sha256` of the four single-answer prompts (the fields of :data:`_JUDGE_PROMPT_KEYS`)."""
+
+
+def fastchat_judge_prompts() -> dict[str, dict[str, str]]:
+    """FastChat's four single-answer judge prompts (Apache-2.0), from the embedded ``judge_prompts.jsonl``: used
+    when a data directory has none and for hub questions. A damaged copy is a one-line error."""
+    file = EMBEDDED_DIR / "judge_prompts.jsonl"
+    rows = benchmark_data.read_rows(file, required=_JUDGE_PROMPT_KEYS)
+    by_name = {r["name"]: {k: r[k] for k in _JUDGE_PROMPT_KEYS} for r in rows}
+    prompts = {n: by_name[n] for n in JUDGE_PROMPT_NAMES if n in by_name}
+    got = rows_sha256(prompts.values()) if len(prompts) == len(JUDGE_PROMPT_NAMES) else "missing prompts"
+    benchmark_data.check_shipped({"judge_prompts": got}, {"judge_prompts": FASTCHAT_JUDGE_PROMPTS_SHA256}, file,
+                                 where=f"benchmark '{NAME}'", hint="pass --set path=/dir/with/fastchat/files")
+    return prompts
 
 
 @dataclass(frozen=True)
@@ -345,8 +223,8 @@ def load_data(path: str | None, reference_model: str = "gpt-4") -> MTBenchData:
     jp_file = next((d / "judge_prompts.jsonl" for d in (root, qdir, qdir.parent)
                     if (d / "judge_prompts.jsonl").is_file()), None)
     if jp_file is None:
-        prompts, jp_source = dict(FASTCHAT_JUDGE_PROMPTS), "embedded FastChat copy"
-        parts["judge_prompts"] = rows_sha256(prompts[n] for n in JUDGE_PROMPT_NAMES)
+        prompts, jp_source = fastchat_judge_prompts(), "embedded FastChat copy"
+        parts["judge_prompts"] = FASTCHAT_JUDGE_PROMPTS_SHA256
     else:
         jp_rows = benchmark_data.read_rows(jp_file, required=("name", "system_prompt", "prompt_template"))
         parts["judge_prompts"] = jp_rows.sha256
@@ -381,9 +259,8 @@ def _load_hub(name: str = HUB_QUESTIONS) -> MTBenchData:
     questions = [
         {"question_id": 81 + i, "category": str(r["category"]), "turns": list(r["prompt"])} for i, r in enumerate(rows)
     ]
-    parts = {"questions": rows.sha256,
-             "judge_prompts": rows_sha256(FASTCHAT_JUDGE_PROMPTS[n] for n in JUDGE_PROMPT_NAMES)}
-    return MTBenchData(questions, dict(FASTCHAT_JUDGE_PROMPTS), {}, name, "embedded FastChat copy", "hub", parts)
+    parts = {"questions": rows.sha256, "judge_prompts": FASTCHAT_JUDGE_PROMPTS_SHA256}
+    return MTBenchData(questions, fastchat_judge_prompts(), {}, name, "embedded FastChat copy", "hub", parts)
 
 
 def temperature_for(category: str) -> float:
@@ -636,7 +513,7 @@ def register_benchmarks(register: Callable[[BenchmarkSpec], None]) -> None:
 __all__ = [
     "EMBEDDED_DIR",
     "EMBEDDED_SHA256",
-    "FASTCHAT_JUDGE_PROMPTS",
+    "FASTCHAT_JUDGE_PROMPTS_SHA256",
     "JUDGE_PROMPT_FOR",
     "MTBenchData",
     "MTBenchParams",
@@ -644,6 +521,7 @@ __all__ = [
     "SPEC",
     "TEMPERATURE_CONFIG",
     "evaluate",
+    "fastchat_judge_prompts",
     "judge_messages",
     "load_data",
     "prompt_hash",
