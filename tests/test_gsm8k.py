@@ -354,6 +354,9 @@ def test_bad_rows_and_paths_name_the_place(tmp_path: Path) -> None:
         SPECS["gsm8k-chat"].evaluate(
             _eval_ctx(QueueEngine([]), g.GSM8KChatParams(path=str(tmp_path)), limit=0)
         )
+    for bad, key in (({"chunk_size": 0}, "chunk_size"), ({"num_fewshot": -1}, "num_fewshot")):
+        with pytest.raises(HarnessError, match=rf"^gsm8k: parameter '{key}' must be >= "):  # its declared bound
+            SPECS["gsm8k"].evaluate(_eval_ctx(QueueEngine([]), _params(**bad), limit=1))
 
 
 # -- training data and reward ----------------------------------------------------------------------------------
