@@ -1,11 +1,12 @@
 """alignment-harness: one place where alignment objectives meet, as plugins.
 
 This module is the **public API for plugins**: the names a method, benchmark, dataset or engine plugin
-needs (``from harness import hookimpl, MethodSpec, param, LogProbBatch``), and eight toolkit modules
+needs (``from harness import hookimpl, MethodSpec, param, LogProbBatch``), and nine toolkit modules
 with their own ``__all__``: :mod:`harness.pg` (policy gradient), :mod:`harness.samplers`,
 :mod:`harness.rewards`, :mod:`harness.divergence` (discriminators), :mod:`harness.judge`,
 :mod:`harness.sandbox`, :mod:`harness.lm` (models, engines, log-probs, a trainer) and
-:mod:`harness.datasets` (registered datasets, the hub). These stay where they are when the host's
+:mod:`harness.datasets` (registered datasets, the hub) and :mod:`harness.benchmark_data` (a benchmark's
+data: the copy its ``path`` names, rows, hashes, item limits). These stay where they are when the host's
 modules move; the host's subsystems (``harness.core``, ``models``, ``engines``, ``evaluation``,
 ``training``, ``sweeps``, ``results``, ``authoring``, ``bench``, ``cli``) are internal and
 docs/design.md maps them.
@@ -25,6 +26,7 @@ import pluggy
 from harness.core.version import __version__
 
 if TYPE_CHECKING:  # what a type checker sees; at run time __getattr__ imports the same names on first use
+    from harness import benchmark_data as benchmark_data
     from harness import datasets as datasets
     from harness import divergence as divergence
     from harness import judge as judge
@@ -71,7 +73,7 @@ if TYPE_CHECKING:  # what a type checker sees; at run time __getattr__ imports t
 hookimpl = pluggy.HookimplMarker("harness")
 """Decorate a plugin's hook implementations with this (``from harness import hookimpl``)."""
 
-_TOOLKITS = ("datasets", "divergence", "judge", "lm", "pg", "rewards", "samplers", "sandbox")
+_TOOLKITS = ("benchmark_data", "datasets", "divergence", "judge", "lm", "pg", "rewards", "samplers", "sandbox")
 """Toolkit modules (``harness.<name>``), each with an explicit ``__all__``."""
 
 _NAMES = {

@@ -9,7 +9,6 @@ see). The code lives in ``harness.evaluation.sandbox``; this module is its publi
 
 from harness.evaluation.sandbox import (
     CheckedProgram,
-    SandboxError,
     SandboxResult,
     check_isolation,
     mechanism,
@@ -17,4 +16,4 @@ from harness.evaluation.sandbox import (
     run_program,
 )
 
-__all__ = ["CheckedProgram", "SandboxError", "SandboxResult", "check_isolation", "mechanism", "run_many", "run_program"]
+__all__ = ["CheckedProgram", "SandboxResult", "check_isolation", "mechanism", "run_many", "run_program"]

@@ -23,6 +23,7 @@ from harness.core.context import DataContext, EvalContext
 from harness.core.data import Completion, Prompt
 from harness.core.errors import HarnessError
 from harness.core.registry import Registry
+from harness.evaluation import benchmark_data
 from harness.models.text import PromptEncoder
 from harness.models.tiny import build_tokenizer
 from tests.conftest import run_harness
@@ -213,6 +214,7 @@ def test_evaluate_aggregates_both_filters() -> None:
         assert kwargs == {
             "n": 1,
             "temperature": 0.0,
+            "top_p": 1.0,  # the engines' default: greedy decoding ignores it
             "max_new_tokens": 256,
             "seed": 7,
             "stop": ("Question:", "</s>", "<|im_end|>", "<|eos|>"),
@@ -323,7 +325,7 @@ def test_hub_unreachable_is_one_line_and_fast(monkeypatch: pytest.MonkeyPatch, t
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    g._read_hub.cache_clear()
+    benchmark_data._hub_rows.cache_clear()
     start = time.perf_counter()
     with pytest.raises(HarnessError) as info:
         SPECS["gsm8k"].evaluate(_eval_ctx(QueueEngine([]), g.GSM8KParams(path="hf:openai/gsm8k"), limit=1))
@@ -352,6 +354,9 @@ def test_bad_rows_and_paths_name_the_place(tmp_path: Path) -> None:
         SPECS["gsm8k-chat"].evaluate(
             _eval_ctx(QueueEngine([]), g.GSM8KChatParams(path=str(tmp_path)), limit=0)
         )
+    for bad, key in (({"chunk_size": 0}, "chunk_size"), ({"num_fewshot": -1}, "num_fewshot")):
+        with pytest.raises(HarnessError, match=rf"^gsm8k: parameter '{key}' must be >= "):  # its declared bound
+            SPECS["gsm8k"].evaluate(_eval_ctx(QueueEngine([]), _params(**bad), limit=1))
 
 
 # -- training data and reward ----------------------------------------------------------------------------------
@@ -462,7 +467,9 @@ def test_hub_is_named_with_hf(monkeypatch: pytest.MonkeyPatch) -> None:
     # The hub's rows are hashed as the files are: the same rows give the embedded copy's hashes (the hub is
     # faked here: no network in the tests; only the loader is replaced).
     embedded = {s: g.load_split(p(), s) for s in ("train", "test")}
-    monkeypatch.setattr(g, "_read_hub", lambda name, config, split: embedded[split])
+    rows = {s: [{"question": x.question, "answer": x.answer} for x in v] for s, v in embedded.items()}
+    monkeypatch.setattr(benchmark_data, "hub_rows",
+                        lambda name, config, split, **_: benchmark_data.Rows(rows[split]))
     hub = g.data_copy(p(path="hf:"))
     assert (hub.copy, hub.source, dict(hub.parts)) == ("hub", "openai/gsm8k:main", g.EMBEDDED_SHA256)
 

@@ -143,8 +143,6 @@ def test_the_embedded_copy_is_the_default_and_recorded(tmp_path: Path) -> None:
     theirs = he.data_copy(str(mine))
     assert (theirs.copy, theirs.source, theirs.sha256) == ("path", str(mine.resolve()), SHA256)
     mine.write_text("".join(json.dumps(r) + "\n" for r in rows[:10]))  # another copy: another hash
-    he._cached_problems.cache_clear()
-    he._content_hash.cache_clear()
     assert he.data_copy(str(mine)).sha256 not in (SHA256, "")
     assert he.hub_name(None) is None and he.hub_name("hf:") == he.HUB_DATASET and he.hub_name("hf:me/he") == "me/he"
 
@@ -178,21 +176,19 @@ def test_bad_data_is_a_one_line_error(tmp_path: Path, monkeypatch) -> None:
     with pytest.raises(HarnessError, match="not valid JSON"):
         he.load_problems(str(bad))
     # The hub, unreachable: one line naming the other copies (the hub is faked: no network in the tests).
-    monkeypatch.setattr(he, "_hub_problems", lambda name: (_ for _ in ()).throw(ConnectionError("offline")))
-    with pytest.raises(HarnessError, match=r"openai/openai_humaneval .*offline.*unset.*--set path=") as err:
+    import datasets
+
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: (_ for _ in ()).throw(ConnectionError("no route")))
+    with pytest.raises(HarnessError, match=r"openai/openai_humaneval.*no route.*unset.*--set path=") as err:
         he.load_problems("hf:")
     assert "\n" not in err.value.message
     # A damaged embedded copy (a row lost): one line, and nothing is evaluated on it.
     damaged = tmp_path / "HumanEval.jsonl.gz"
     damaged.write_bytes(gzip.compress(b"".join(gzip.decompress(EMBEDDED.read_bytes()).splitlines(True)[:-1])))
     monkeypatch.setattr(he, "EMBEDDED_FILE", damaged)
-    he._cached_problems.cache_clear()
-    try:
-        with pytest.raises(HarnessError, match="does not hold the shipped data.*reinstall") as err:
-            he.load_problems()
-        assert "\n" not in err.value.message
-    finally:
-        he._cached_problems.cache_clear()
+    with pytest.raises(HarnessError, match="does not hold the shipped data.*reinstall") as err:
+        he.load_problems()
+    assert "\n" not in err.value.message
 
 
 def test_spec() -> None:
@@ -242,6 +238,11 @@ def test_refuses_when_root_cannot_drop_privileges(encoder: PromptEncoder, monkey
 def test_greedy_with_several_samples_is_refused(encoder: PromptEncoder) -> None:
     with pytest.raises(HarnessError, match="temperature=0.2"):
         he.evaluate(_ctx(QueuedEngine({}), encoder, n=4, limit=1))
+    for bad, key in (({"jobs": 0}, "jobs"), ({"top_p": 1.5}, "top_p"), ({"n": 0}, "n")):
+        with pytest.raises(HarnessError, match=rf"humaneval': parameter '{key}' must be [<>]= 1, got "):
+            he.evaluate(_ctx(QueuedEngine({}), encoder, limit=1, **bad))
+    with pytest.raises(HarnessError, match="timeout > 0"):
+        he.evaluate(_ctx(QueuedEngine({}), encoder, limit=1, timeout=0.0))
 
 
 # -- the oracle -----------------------------------------------------------------------------------------------

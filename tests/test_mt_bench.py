@@ -24,7 +24,7 @@ import pytest
 
 from alignment_harness_plugins.benchmarks import mt_bench
 from harness.core.context import EvalContext
-from harness.core.data import Completion, Prompt
+from harness.core.data import Completion, Prompt, rows_sha256
 from harness.core.errors import HarnessError
 from harness.core.params import apply_overrides
 from harness.evaluation.judge import JudgmentCache, chat_prompt, parse_rating, plain_chat
@@ -162,12 +162,16 @@ def test_parse_rating_follows_fastchat() -> None:
 
 def test_embedded_judge_prompts_match_fastchat_file() -> None:
     rows = {json.loads(line)["name"]: json.loads(line) for line in (MT_DATA / "judge_prompts.jsonl").open()}
-    for name, prompt in mt_bench.FASTCHAT_JUDGE_PROMPTS.items():
+    fallback = mt_bench.fastchat_judge_prompts()  # for a data directory without judge prompts, and the hub
+    assert list(fallback) == list(mt_bench.JUDGE_PROMPT_NAMES)
+    for name, prompt in fallback.items():
+        assert set(prompt) == {"name", "type", "system_prompt", "prompt_template", "output_format"}
         for key, value in prompt.items():
             assert rows[name][key] == value, (name, key)
+    assert rows_sha256(fallback.values()) == mt_bench.FASTCHAT_JUDGE_PROMPTS_SHA256
     data = mt_bench.load_data(None)  # the default: the embedded copy
     assert len(data.questions) == 80 and len(data.references) == 30
-    assert mt_bench.prompts_version(data.judge_prompts) == mt_bench.prompts_version(mt_bench.FASTCHAT_JUDGE_PROMPTS)
+    assert mt_bench.prompts_version(data.judge_prompts) == mt_bench.prompts_version(fallback)
     copy = data.data_copy()
     assert (copy.copy, Path(copy.source), dict(copy.parts)) == ("embedded", MT_DATA, mt_bench.EMBEDDED_SHA256)
     for part, file in (("questions", "question.jsonl"), ("judge_prompts", "judge_prompts.jsonl"),
@@ -302,13 +306,20 @@ def test_missing_data_is_one_line(tmp_path: Path, monkeypatch) -> None:
     assert "\n" not in err.value.message
     with pytest.raises(HarnessError, match="no question.jsonl"):
         mt_bench.load_data(str(tmp_path))
+    with pytest.raises(HarnessError, match="mt-bench': parameter 'judge_repeats' must be >= 1, got 0"):
+        run_eval(ScriptedEngine(), judge_repeats=0)
+    bare = make_dir(tmp_path / "bare")  # no judge_prompts.jsonl: FastChat's four from the embedded copy
+    (bare / "judge_prompts.jsonl").unlink()
+    data = mt_bench.load_data(str(bare))
+    assert data.judge_prompts == mt_bench.fastchat_judge_prompts()
+    assert data.parts["judge_prompts"] == mt_bench.FASTCHAT_JUDGE_PROMPTS_SHA256
     # A damaged embedded copy (one reference answer changed): one line naming the file that differs.
     damaged = tmp_path / "damaged"
     shutil.copytree(MT_DATA, damaged)
     refs = (damaged / "reference_answer_gpt-4.jsonl").read_text().replace("second place", "first place", 1)
     (damaged / "reference_answer_gpt-4.jsonl").write_text(refs)
     monkeypatch.setattr(mt_bench, "EMBEDDED_DIR", damaged)
-    with pytest.raises(HarnessError, match=r"does not hold the shipped data \(references differ\).*reinstall") as err:
+    with pytest.raises(HarnessError, match=r"does not hold the shipped data \(references: sha256 \w+, expected \w+\).*reinstall") as err:
         mt_bench.load_data(None)
     assert "\n" not in err.value.message
 

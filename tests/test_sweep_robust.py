@@ -393,7 +393,7 @@ def test_data_files_are_utf8_and_gsm8k_rows_typed(tmp_path):
         rows = tmp_path / f"rows-{shown}.jsonl"
         rows.write_text('{"question": "q", "answer": "#### 1"}\n' + f'{{"question": {value}, "answer": "#### 2"}}\n')
         with pytest.raises(HarnessError) as e:
-            gsm8k._read_local(str(rows), 0, 0)
+            gsm8k.load_split(gsm8k.GSM8KParams(path=str(rows)), "test")
         assert f"{rows}:2: field question is {shown}, expected str" in str(e.value.message)
 
 

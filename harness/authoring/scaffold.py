@@ -259,12 +259,11 @@ def data(kind: str, ctx: DataContext) -> list:
 
 
 def evaluate(ctx: EvalContext) -> EvalResult:
-    """Generate with ``ctx.engine`` (greedy), score, aggregate. Returns metrics (name -> float) and
+    """Generate with ``ctx.generate`` (greedy), score, aggregate. Returns metrics (name -> float) and
     per-item records (dicts, stored as they are). ``ctx.lm`` scores log-probs if you need them."""
     pairs = items(ctx.params)[: ctx.limit]
     prompts = [ctx.encoder.prompt(q, {"answer": a}) for q, a in pairs]
-    outs = ctx.engine.generate(prompts, n=1, temperature=0.0, max_new_tokens=ctx.params.max_new_tokens,
-                               seed=ctx.seed)
+    outs = ctx.generate(prompts, max_new_tokens=ctx.params.max_new_tokens)
     records = [{"question": q, "answer": a, "completion": o[0].text, "correct": score(a, o[0].text)}
                for (q, a), o in zip(pairs, outs, strict=True)]
     accuracy = sum(r["correct"] for r in records) / max(1, len(records))

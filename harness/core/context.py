@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable
+from collections.abc import Sequence as Seq
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -40,10 +42,11 @@ class WarmStartContext:
 class EvalContext:
     """Handed to ``BenchmarkSpec.evaluate(ctx)``.
 
-    ``engine.generate(...)`` produces completions; ``lm`` scores token log-probs of the policy
-    (``lm.logprobs(seqs)``, ``lm.next_token_logprobs(prompts)``); ``limit`` caps the item count.
-    ``report(done, total, what="")`` shows items done of total with an ETA (call it after each batch;
-    ``what`` names a second phase, e.g. ``"judging"`` or ``"sandbox"``); ``progress(msg)`` logs a line.
+    :meth:`generate` produces completions (the engine's, in chunks, cut at stop strings, with progress);
+    ``engine`` is the engine behind it; ``lm`` scores token log-probs of the policy (``lm.logprobs(seqs)``,
+    ``lm.next_token_logprobs(prompts)``); ``limit`` caps the item count (the params' ``limit`` when not
+    given). ``report(done, total, what="")`` shows items done of total with an ETA (``what`` names a second
+    phase, e.g. ``"judging"`` or ``"sandbox"``); ``progress(msg)`` logs a line.
     """
 
     engine: Any
@@ -55,6 +58,68 @@ class EvalContext:
     reference: LM | None = None
     progress: Callable[[str], None] = lambda _msg: None
     report: Callable[..., None] = lambda done, total=None, what="": None
+    _generated: int = field(default=0, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.limit is None:
+            self.limit = getattr(self.params, "limit", None)
+
+    def generate(
+        self,
+        prompts: Seq[Prompt],
+        *,
+        n: int = 1,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        max_new_tokens: int = 256,
+        stop: Seq[str] = (),
+        seed: int | None = None,
+        chunk: int | None = None,
+        total: int | None = None,
+        desc: str = "generate",
+        note: Callable[[list[list[Completion]]], str] | None = None,
+    ) -> list[list[Completion]]:
+        """``n`` completions per prompt, in prompt order: ``engine.generate(...)`` (``lm.generate`` when the
+        context has no engine) on ``chunk`` prompts at a time (all at once when None), each call with the same
+        ``seed`` (default: the evaluation's), greedy when ``temperature`` is 0. Each text is cut before the first
+        of the ``stop`` strings (a no-op for engines that already cut; ids and ``finish_reason`` stay the
+        engine's).
+
+        Progress: the evaluation's bar shows the prompts answered through this method so far, of ``total``
+        (default: those and this call's; give the whole evaluation's count when it generates in several calls),
+        after each chunk; with several chunks a line ``{desc}: done/total items[, note(completions so far)]``
+        is logged after each. A wrong count of completions from the engine is a one-line error naming ``desc``.
+        """
+        if self.engine is not None:
+            generate = self.engine.generate
+        elif self.lm is not None and getattr(self.lm, "engine", None) is not None:
+            generate = self.lm.generate  # the policy's engine, in the handle's scope
+        else:
+            raise HarnessError(f"{desc}: generating needs a generation engine, and this evaluation has none")
+        if chunk is not None and chunk < 1:
+            raise HarnessError(f"{desc}: chunk must be at least 1, got {chunk}")
+        prompts = list(prompts)
+        stop = (stop,) if isinstance(stop, str) else tuple(stop)
+        seed = self.seed if seed is None else seed
+        size = chunk or max(1, len(prompts))
+        start_count = self._generated
+        total = start_count + len(prompts) if total is None else total
+        self.report(start_count, total)  # the bar shows the total (and an ETA) from the start
+        out: list[list[Completion]] = []
+        for start in range(0, len(prompts), size):
+            part = prompts[start : start + size]
+            got = generate(part, n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
+                           stop=stop, seed=seed)
+            if len(got) != len(part) or any(len(cs) != n for cs in got):
+                raise HarnessError(f"{desc}: the engine returned the wrong number of completions "
+                                   f"({len(got)} lists for {len(part)} prompts, {n} each expected)")
+            out += [[_cut(c, stop) for c in cs] for cs in got]
+            self._generated = start_count + len(out)
+            self.report(self._generated, total)
+            if len(prompts) > size:
+                extra = f", {note(out)}" if note is not None else ""
+                self.progress(f"{desc}: {len(out)}/{len(prompts)} items{extra}")
+        return out
 
 
 @dataclass
@@ -69,6 +134,17 @@ class EvalResult:
     metrics: dict[str, float]
     records: list[dict[str, Any]] = field(default_factory=list)
     data: DataCopy | None = None
+
+
+def truncate_at_stop(text: str, stop: Seq[str]) -> str:
+    """``text`` cut before the first occurrence of any of the ``stop`` strings (lm-eval's ``until``)."""
+    cuts = [i for i in (text.find(s) for s in stop if s) if i >= 0]
+    return text[: min(cuts)] if cuts else text
+
+
+def _cut(completion: Completion, stop: Seq[str]) -> Completion:
+    text = truncate_at_stop(completion.text, stop)
+    return completion if text == completion.text else dataclasses.replace(completion, text=text)
 
 
 def item_id(*content: Any) -> str:

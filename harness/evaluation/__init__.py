@@ -3,6 +3,7 @@
 Owns the judge (``judge``: MT-Bench-style prompts, rating parsing, a judgment cache) and the sandbox
 that runs model-written programs (``sandbox`` and its parts: ``sandbox_bwrap`` worlds under bubblewrap,
 ``sandbox_pool`` of warm worlds, ``sandbox_slots`` for uids and cgroups, ``sandbox_types`` the shared
-data types). Benchmarks themselves are plugins (``plugins/benchmarks``).
+data types), and ``benchmark_data``: the copy of a benchmark's data its ``path`` names (embedded, a local path,
+the hub), read and hashed. Benchmarks themselves are plugins (``plugins/benchmarks``).
 May import: ``harness.core``, ``harness.models``, ``harness.engines``.
 """

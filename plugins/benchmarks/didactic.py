@@ -466,10 +466,8 @@ def _evaluate_multi(ctx: EvalContext, *, name: str, peak: float) -> EvalResult:
     expert = expert_probs(reward, p.tau, ref)
     per_state = math.ceil(p.eval_samples / len(prompts))
     seed = int(_rng(ctx.seed, "eval_generate").integers(2**31 - 1))
-    if ctx.lm.engine is None and ctx.engine is None:
-        raise HarnessError(f"benchmark '{name}' samples from the policy: it needs a generation engine")
-    generate = ctx.lm.generate if ctx.lm.engine is not None else ctx.engine.generate
-    outs = generate(prompts, n=per_state, temperature=1.0, max_new_tokens=length, seed=seed)
+    outs = ctx.generate(prompts, n=per_state, temperature=1.0, max_new_tokens=length, seed=seed,
+                        desc=f"benchmark '{name}' samples from the policy")
     completions = [c for comps in outs for c in comps]
     actions = np.stack([token_actions(c.ids, p.action_offset, length) for c in completions])
     log_pi = ctx.lm.logprobs([c.as_sequence() for c in completions]).double().numpy()

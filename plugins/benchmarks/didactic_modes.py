@@ -375,8 +375,7 @@ def _multi_evaluate(ctx: EvalContext) -> EvalResult:
     ref = pi_ref_probs()
     per_state = math.ceil(p.eval_samples / len(prompts))
     seed = int(np.random.default_rng([_STREAMS["eval_generate"], int(ctx.seed) % 2**63]).integers(2**31 - 1))
-    generate = ctx.lm.generate if ctx.lm.engine is not None else ctx.engine.generate
-    outs = generate(prompts, n=per_state, temperature=1.0, max_new_tokens=MULTI_LENGTH, seed=seed)
+    outs = ctx.generate(prompts, n=per_state, temperature=1.0, max_new_tokens=MULTI_LENGTH, seed=seed)
     completions = [c for comps in outs for c in comps]
     actions = np.stack([token_actions(c.ids, p.action_offset, MULTI_LENGTH) for c in completions])
     log_pi = ctx.lm.logprobs([c.as_sequence() for c in completions]).double().numpy()

@@ -19,8 +19,10 @@ is an integer.
   ``datasets.load_dataset(name, config)``, by default ``hub_name`` = ``openai/gsm8k`` config
   ``hub_config`` = ``main``, which holds the same rows as the embedded copy and as lm-eval's source. If the
   hub can't be reached and the dataset isn't in the local ``datasets`` cache, the result is one error line
-  that says how to use the embedded copy or a local ``path``. Without ``HF_HUB_OFFLINE=1`` the hub client
-  retries for about 25 s before it gives up.
+  that says how to use the embedded copy or a local ``path`` (an unreachable hub is found at once; with
+  ``HF_HUB_OFFLINE=1`` only the cache is read).
+
+The host reads every copy (:mod:`harness.evaluation.benchmark_data`); this module names the files and fields.
 
 An evaluation's result names the copy it read (``EvalResult.data``: ``embedded``, ``path`` or ``hub``, the
 source, and the SHA-256 of each split's rows written as canonical JSONL, :func:`harness.rows_sha256`, which
@@ -136,11 +138,10 @@ from harness import (
     MetricSpec,
     Prompt,
     Sequence,
+    benchmark_data,
     hookimpl,
     item_id,
     param,
-    read_jsonl,
-    rows_sha256,
 )
 
 PAPER = "Cobbe et al. 2021, arXiv 2110.14168; protocol: lm-evaluation-harness gsm8k v3.0"
@@ -186,20 +187,20 @@ class GSM8KChatParams:
     )
     hub_name: str = param("openai/gsm8k", "Hugging Face dataset read when path is hf:")
     hub_config: str | None = param("main", "its config name")
-    limit: int | None = param(None, "evaluate on the first N test items (None = all 1319)")
+    limit: int | None = param(None, "evaluate on the first N test items (None = all 1319)", ge=1)
     train_limit: int | None = param(
-        None, "demonstrations / prompts: the first N train items (None = all 7473)"
+        None, "demonstrations / prompts: the first N train items (None = all 7473)", ge=1
     )
-    max_new_tokens: int = param(512, "greedy generation length cap")
-    chunk_size: int = param(32, "prompts per engine.generate call; progress is reported after each")
+    max_new_tokens: int = param(512, "greedy generation length cap", ge=1)
+    chunk_size: int = param(32, "prompts per engine.generate call; progress is reported after each", ge=1)
 
 
 @dataclass(frozen=True)
 class GSM8KParams(GSM8KChatParams):
     """Parameters of ``gsm8k`` (lm-eval's protocol): few-shot settings and lm-eval's max_gen_toks."""
 
-    max_new_tokens: int = param(256, "greedy generation length cap (lm-eval's max_gen_toks)")
-    num_fewshot: int = param(5, "shots from the train split before each test question")
+    max_new_tokens: int = param(256, "greedy generation length cap (lm-eval's max_gen_toks)", ge=1)
+    num_fewshot: int = param(5, "shots from the train split before each test question", ge=0)
     fewshot_seed: int = param(
         DEFAULT_FEWSHOT_SEED, "seed of the one random.Random that draws every item's shots, in order"
     )
@@ -309,7 +310,6 @@ def stop_strings(tokenizer: Any) -> tuple[str, ...]:
 # -- data ----------------------------------------------------------------------------------------------------
 
 _HINT = "--set path=/path/to/gsm8k (a directory with train.jsonl and test.jsonl, fields question and answer)"
-HUB_PREFIX = "hf:"
 EMBEDDED_DIR = Path(__file__).resolve().parent / "data" / "gsm8k"
 """The copy shipped with the package (``path=None``): ``train.jsonl.gz`` and ``test.jsonl.gz``."""
 EMBEDDED_SHA256 = {
@@ -319,129 +319,40 @@ EMBEDDED_SHA256 = {
 """:func:`harness.rows_sha256` of each embedded split: the ``sha256sum`` of openai/grade-school-math's files."""
 
 
-@functools.lru_cache(maxsize=8)
-def _read_local(path: str, _mtime_ns: int, _size: int) -> tuple[Problem, ...]:
-    return tuple(
-        Problem(str(row["question"]), str(row["answer"]))
-        for row in read_jsonl(path, required=("question", "answer"), types={"question": str, "answer": str})
-    )
-
-
-@functools.lru_cache(maxsize=16)
-def _rows_hash(problems: tuple[Problem, ...]) -> str:
-    return rows_sha256({"question": p.question, "answer": p.answer} for p in problems)
-
-
-def content_hash(problems: tuple[Problem, ...]) -> str:
-    """:func:`harness.rows_sha256` of problems as ``{"question", "answer"}`` rows (cached per tuple)."""
-    return _rows_hash(problems)
+def data_source(params: GSM8KChatParams) -> benchmark_data.Source:
+    """The copy ``params.path`` names (see :mod:`harness.evaluation.benchmark_data`)."""
+    return benchmark_data.source(params.path, embedded=EMBEDDED_DIR, hub=params.hub_name, hub_config=params.hub_config)
 
 
 def hub_source(params: GSM8KChatParams) -> tuple[str, str | None] | None:
     """``(name, config)`` when ``path`` names the hub (``hf:`` or ``hf:<org/name>[:config]``), else None."""
-    path = params.path
-    if path is None or not path.startswith(HUB_PREFIX):
-        return None
-    rest = path[len(HUB_PREFIX):].strip()
-    if not rest:
-        return params.hub_name, params.hub_config
-    name, _, config = rest.partition(":")
-    return name, (config or params.hub_config)
+    src = data_source(params)
+    return (src.location, src.config) if src.copy == "hub" else None
 
 
-def _read_embedded(split: str) -> tuple[Problem, ...]:
-    file = EMBEDDED_DIR / f"{split}.jsonl.gz"
-    if not file.is_file():
-        raise HarnessError(f"gsm8k: the copy shipped with the package is missing {file}; reinstall "
-                           f"alignment-harness, or {_HINT}")
-    stat = file.stat()
-    problems = _read_local(str(file), stat.st_mtime_ns, stat.st_size)
-    got = content_hash(problems)
-    if got != EMBEDDED_SHA256[split]:
-        raise HarnessError(f"gsm8k: {file} does not hold the shipped data (sha256 {got[:12]}, expected "
-                           f"{EMBEDDED_SHA256[split][:12]}); reinstall alignment-harness, or {_HINT}")
-    return problems
-
-
-@functools.lru_cache(maxsize=4)
-def _read_hub(name: str, config: str | None, split: str) -> tuple[Problem, ...]:
-    try:
-        import datasets
-
-        ds = datasets.load_dataset(name, config, split=split)
-    except HarnessError:
-        raise
-    except Exception as exc:  # ConnectionError, FileNotFoundError, DatasetNotFoundError, ...
-        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise HarnessError(
-            f"gsm8k: can't load the Hugging Face dataset '{name}' ({config}) split '{split}': the hub is "
-            f"unreachable or the dataset is unknown and not cached ({type(exc).__name__}: {detail}); "
-            f"leave path unset for the copy shipped with the package, or use local files: {_HINT}"
-        ) from None
-    missing = [k for k in ("question", "answer") if k not in ds.column_names]
-    if missing:
-        raise HarnessError(
-            f"gsm8k: the hub dataset '{name}' ({config}) has no field(s) {', '.join(missing)}; "
-            f"use local files: {_HINT}"
-        )
-    for i, (q, a) in enumerate(zip(ds["question"], ds["answer"], strict=True)):
-        if not isinstance(q, str) or not isinstance(a, str):
-            raise HarnessError(f"gsm8k: the hub dataset '{name}' ({config}) split '{split}' row {i}: question and "
-                               f"answer must be strings, got {type(q).__name__} and {type(a).__name__}; use local "
-                               f"files: {_HINT}")
-    return tuple(Problem(q, a) for q, a in zip(ds["question"], ds["answer"], strict=True))
-
-
-def split_file(params: GSM8KChatParams, split: str) -> Path | None:
-    """The file of ``split`` in the user's ``path`` (None for the embedded copy or the hub); a missing path is
-    a one-line error."""
-    if params.path is None or hub_source(params) is not None:
-        return None
-    root = Path(params.path).expanduser()
-    if root.is_dir():
-        file = next((f for f in (root / f"{split}.jsonl", root / f"{split}.jsonl.gz") if f.is_file()), None)
-        if file is None:
-            raise HarnessError(f"gsm8k: path={params.path} has no {split}.jsonl; {_HINT}")
-        return file
-    if root.is_file():
-        return root
-    raise HarnessError(f"gsm8k: path={params.path}: no such file or directory; {_HINT}")
+def _rows(params: GSM8KChatParams, split: str) -> benchmark_data.Rows:
+    if split not in ("train", "test"):
+        raise HarnessError(f"gsm8k: unknown split '{split}'; use train or test")
+    return benchmark_data.load_part(
+        data_source(params), split, files=(f"{split}.jsonl", f"{split}.jsonl.gz"), required=("question", "answer"),
+        types={"question": str, "answer": str}, shipped=EMBEDDED_SHA256, where="gsm8k", hint=_HINT,
+    )
 
 
 def load_split(params: GSM8KChatParams, split: str) -> tuple[Problem, ...]:
     """The problems of ``split`` ("train" or "test") from the copy ``params.path`` names, in file order."""
-    if split not in ("train", "test"):
-        raise HarnessError(f"gsm8k: unknown split '{split}'; use train or test")
-    hub = hub_source(params)
-    if hub is not None:
-        return _read_hub(hub[0], hub[1], split)
-    file = split_file(params, split)
-    if file is None:
-        return _read_embedded(split)
-    stat = file.stat()
-    return _read_local(str(file.resolve()), stat.st_mtime_ns, stat.st_size)
+    return tuple(Problem(row["question"], row["answer"]) for row in _rows(params, split))
 
 
 def data_copy(params: GSM8KChatParams) -> DataCopy:
     """Which copy ``params.path`` names (embedded / path / hub), with the content hash of both splits."""
-    parts = {split: content_hash(load_split(params, split)) for split in ("test", "train")}
-    hub = hub_source(params)
-    if hub is not None:
-        return DataCopy("hub", f"{hub[0]}" + (f":{hub[1]}" if hub[1] else ""), parts)
-    if params.path is None:
-        return DataCopy("embedded", str(EMBEDDED_DIR), parts)
-    return DataCopy("path", str(Path(params.path).expanduser().resolve()), parts)
+    return data_source(params).data_copy({split: _rows(params, split).sha256 for split in ("test", "train")})
 
 
 def _same_source(params: GSM8KChatParams) -> bool:
     """True when train and test are one file (then shots come from the eval split itself)."""
-    train = split_file(params, "train")
-    return train is not None and train == split_file(params, "test")
-
-
-def _check_limit(key: str, value: int | None) -> None:
-    if value is not None and value < 1:
-        raise HarnessError(f"gsm8k: {key} must be a positive number of items (or None for all), got {value}")
+    src = data_source(params)
+    return src.copy == "path" and src.local.is_file()
 
 
 def _train_prompt_text(question: str, chat: bool) -> str:
@@ -450,10 +361,8 @@ def _train_prompt_text(question: str, chat: bool) -> str:
 
 def _data(kind: str, ctx: DataContext, *, chat: bool) -> list[Any]:
     p = ctx.params
-    _check_limit("train_limit", p.train_limit)
-    problems = load_split(p, getattr(ctx, "split", "train") or "train")
-    if p.train_limit is not None:
-        problems = problems[: p.train_limit]
+    benchmark_data.check_params(p, "gsm8k")
+    problems = load_split(p, getattr(ctx, "split", "train") or "train")[: p.train_limit]
     prompts = [
         ctx.encoder.prompt(
             _train_prompt_text(pr.question, chat),
@@ -481,31 +390,29 @@ def reward(prompt: Prompt, completion: Completion) -> float:
     return 1.0 if score(completion.text, str(meta["answer"]))[FLEXIBLE] else 0.0
 
 
+
+
 # -- evaluation ----------------------------------------------------------------------------------------------
+
+
+def _running_scores(outs: list[list[Completion]], items: Seq[Problem]) -> str:
+    """The exact_match of the completions so far, for the progress line after each chunk."""
+    hits = dict.fromkeys(FILTERS, 0)
+    for item, out in zip(items, outs, strict=False):
+        for key, ok in score(out[0].text, item.answer).items():
+            hits[key] += ok
+    return f"exact_match {hits[STRICT] / len(outs):.3f} strict, {hits[FLEXIBLE] / len(outs):.3f} flexible"
 
 
 def _evaluate(ctx: EvalContext, *, name: str, chat: bool) -> EvalResult:
     p = ctx.params
-    limit = ctx.limit if ctx.limit is not None else p.limit
-    _check_limit("limit", limit)
-    if p.max_new_tokens < 1 or p.chunk_size < 1:
-        raise HarnessError(f"{name}: max_new_tokens and chunk_size must be at least 1")
-    items = load_split(p, "test")
-    if limit is not None:
-        items = items[:limit]
-    if not items:
-        raise HarnessError(f"{name}: the test split is empty; check path=")
-    engine = ctx.engine if ctx.engine is not None else getattr(ctx.lm, "engine", None)
-    if engine is None:
-        raise HarnessError(f"benchmark '{name}' generates answers: it needs a generation engine")
-
+    benchmark_data.check_params(p, name, limit=ctx.limit)
+    items = benchmark_data.select(load_split(p, "test"), ctx.limit, where=name)
     shots: list[list[int]] | None = None
     if chat:
         prompts = [ctx.encoder.prompt(chat_text(it.question), {"index": i}) for i, it in enumerate(items)]
         stop: tuple[str, ...] = ()
     else:
-        if p.num_fewshot < 0:
-            raise HarnessError(f"{name}: num_fewshot must be >= 0, got {p.num_fewshot}")
         pool = load_split(p, "train") if p.num_fewshot > 0 else ()
         same = p.num_fewshot > 0 and _same_source(p)
         rng = random.Random(p.fewshot_seed)
@@ -515,30 +422,11 @@ def _evaluate(ctx: EvalContext, *, name: str, chat: bool) -> EvalResult:
             for i, (it, idx) in enumerate(zip(items, shots, strict=True))
         ]
         stop = stop_strings(ctx.encoder.tokenizer)
-
-    completions: list[Completion] = []
-    hits = dict.fromkeys(FILTERS, 0)
-    total = len(prompts)
-    ctx.report(0, total)  # the bar shows the total (and an ETA) from the start
-    for start in range(0, total, p.chunk_size):
-        chunk = prompts[start : start + p.chunk_size]
-        outs = engine.generate(
-            chunk, n=1, temperature=0.0, max_new_tokens=p.max_new_tokens, stop=stop, seed=ctx.seed
-        )
-        for item, out in zip(items[start : start + len(chunk)], outs, strict=True):
-            completions.append(out[0])
-            for key, ok in score(out[0].text, item.answer).items():
-                hits[key] += ok
-        ctx.report(len(completions), total)
-        if total > p.chunk_size:
-            done = len(completions)
-            ctx.progress(
-                f"{name}: {done}/{total} items, exact_match {hits[STRICT] / done:.3f} strict, "
-                f"{hits[FLEXIBLE] / done:.3f} flexible"
-            )
+    outs = ctx.generate(prompts, max_new_tokens=p.max_new_tokens, stop=stop, chunk=p.chunk_size, desc=name,
+                        note=lambda done: _running_scores(done, items))
 
     records: list[dict[str, Any]] = []
-    for i, (item, comp) in enumerate(zip(items, completions, strict=True)):
+    for i, (item, (comp,)) in enumerate(zip(items, outs, strict=True)):
         extracted = extract(comp.text)
         record: dict[str, Any] = {"item_id": item_id(item.question, item.answer), "index": i, "question": item.question}
         if shots is not None:
@@ -615,7 +503,6 @@ __all__ = [
     "Problem",
     "STRICT",
     "chat_text",
-    "content_hash",
     "data_copy",
     "exact_match",
     "extract",
@@ -632,6 +519,6 @@ __all__ = [
     "reward",
     "sample_shots",
     "score",
-    "split_file",
+    "data_source",
     "stop_strings",
 ]

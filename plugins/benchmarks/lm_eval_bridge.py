@@ -336,15 +336,11 @@ def harness_lm_class() -> type:
                     raise HarnessError(f"benchmark '{NAME}': max_gen_toks={kw['max_gen_toks']} leaves no room for the "
                                        f"prompt within max_length={self.max_length}")
                 prompts = [Prompt(tuple(self.tok_encode(context)[-room:]), text=context) for _, context, _ in items]
-                comps = self.ctx.engine.generate(prompts, n=1, temperature=kw["temperature"], top_p=kw["top_p"],
-                                                 max_new_tokens=kw["max_gen_toks"], stop=tuple(kw["until"]),
-                                                 seed=self.ctx.seed)
+                comps = self.ctx.generate(prompts, temperature=kw["temperature"], top_p=kw["top_p"],
+                                          max_new_tokens=kw["max_gen_toks"], stop=tuple(kw["until"]),
+                                          total=len(requests), desc=f"benchmark '{NAME}'")
                 for (i, _, _), cs in zip(items, comps, strict=True):
-                    text = cs[0].text
-                    for term in kw["until"]:
-                        if term:
-                            text = text.split(term)[0]
-                    out[i] = text
+                    out[i] = text = cs[0].text  # cut before the first of the until strings
                     self.cache_hook.add_partial("generate_until", requests[i].args, text)
             return out
 

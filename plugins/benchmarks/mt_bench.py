@@ -13,8 +13,8 @@ A local **path**: a directory with FastChat's files. Accepted layouts: flat (``q
 (``data/mt_bench/question.jsonl`` with ``reference_answer/gpt-4.jsonl``, and ``judge_prompts.jsonl`` in the
 same directory or one level up); ``path`` may also name FastChat's ``data/`` folder. The reference file is
 picked by ``reference_model`` (``gpt-4``), as FastChat keys references by judge name. If
-``judge_prompts.jsonl`` is absent the copy :data:`FASTCHAT_JUDGE_PROMPTS` (byte-identical to FastChat's four
-single-answer prompts; a test checks it) is used. ``hf:`` (or ``hf:<org/name>``): questions from the
+``judge_prompts.jsonl`` is absent, FastChat's four single-answer prompts from the embedded copy are used
+(:func:`fastchat_judge_prompts`). ``hf:`` (or ``hf:<org/name>``): questions from the
 Hugging Face **hub** (by default ``HuggingFaceH4/mt_bench_prompts`` via ``datasets``; ids 81.. in file
 order, as H4 built it from ``question.jsonl``) with the embedded judge prompts; GPT-4 reference answers are
 not on the hub, so math/reasoning/coding questions then need another copy. An unreachable hub is a one-line
@@ -89,9 +89,9 @@ from harness import (
     HarnessError,
     MetricSpec,
     Prompt,
+    benchmark_data,
     hookimpl,
     param,
-    read_jsonl,
     rows_sha256,
 )
 from harness.judge import JudgmentCache, chat_prompt, make_judge, parse_rating
@@ -100,7 +100,6 @@ from harness.judge import cache_key as judge_cache_key
 NAME = "mt-bench"
 PAPER = "Zheng et al. 2023, arXiv 2306.05685 (FastChat llm_judge, single-answer grading)"
 HUB_QUESTIONS = "HuggingFaceH4/mt_bench_prompts"
-HUB_PREFIX = "hf:"
 PATH_HINT = ("leave path unset for the copy shipped with the package, or --set path=/dir/with/fastchat/files "
              "(question.jsonl, judge_prompts.jsonl, reference_answer_gpt-4.jsonl)")
 EMBEDDED_DIR = Path(__file__).resolve().parent / "data" / "mt_bench"
@@ -135,143 +134,22 @@ JUDGE_PROMPT_FOR: dict[tuple[bool, int], str] = {
 }
 JUDGE_PROMPT_NAMES = ("single-v1", "single-math-v1", "single-v1-multi-turn", "single-math-v1-multi-turn")
 
-# FastChat data/judge_prompts.jsonl, the four single-answer prompts (Apache-2.0), used when the
-# data directory has no judge_prompts.jsonl and for hub questions.
-FASTCHAT_JUDGE_PROMPTS: dict[str, dict[str, str]] = {
-    "single-v1": {
-        "name": "single-v1",
-        "type": "single",
-        "system_prompt": "You are a helpful assistant.",
-        "prompt_template": (
-            "[Instruction]\n"
-            "Please act as an impartial judge and evaluate the quality of the response provided by "
-            "an AI assistant to the user question displayed below. Your evaluation should consider "
-            "factors such as the helpfulness, relevance, accuracy, depth, creativity, and level of "
-            "detail of the response. Begin your evaluation by providing a short explanation. Be as "
-            "objective as possible. After providing your explanation, you must rate the response on "
-            "a scale of 1 to 10 by strictly following this format: \"[[rating]]\", for example: "
-            "\"Rating: [[5]]\".\n"
-            "\n"
-            "[Question]\n"
-            "{question}\n"
-            "\n"
-            "[The Start of Assistant's Answer]\n"
-            "{answer}\n"
-            "[The End of Assistant's Answer]"
-        ),
-        "output_format": "[[rating]]",
-    },
-    "single-math-v1": {
-        "name": "single-math-v1",
-        "type": "single",
-        "system_prompt": "You are a helpful assistant.",
-        "prompt_template": (
-            "[Instruction]\n"
-            "Please act as an impartial judge and evaluate the quality of the response provided by "
-            "an AI assistant to the user question displayed below. Your evaluation should consider "
-            "correctness and helpfulness. You will be given a reference answer and the assistant's "
-            "answer. Begin your evaluation by comparing the assistant's answer with the reference "
-            "answer. Identify and correct any mistakes. Be as objective as possible. After providing "
-            "your explanation, you must rate the response on a scale of 1 to 10 by strictly "
-            "following this format: \"[[rating]]\", for example: \"Rating: [[5]]\".\n"
-            "\n"
-            "[Question]\n"
-            "{question}\n"
-            "\n"
-            "[The Start of Reference Answer]\n"
-            "{ref_answer_1}\n"
-            "[The End of Reference Answer]\n"
-            "\n"
-            "[The Start of Assistant's Answer]\n"
-            "{answer}\n"
-            "[The End of Assistant's Answer]"
-        ),
-        "output_format": "[[rating]]",
-    },
-    "single-v1-multi-turn": {
-        "name": "single-v1-multi-turn",
-        "type": "single",
-        "system_prompt": (
-            "Please act as an impartial judge and evaluate the quality of the response provided by "
-            "an AI assistant to the user question displayed below. Your evaluation should consider "
-            "factors such as the helpfulness, relevance, accuracy, depth, creativity, and level of "
-            "detail of the response. You evaluation should focus on the assistant's answer to the "
-            "second user question. Begin your evaluation by providing a short explanation. Be as "
-            "objective as possible. After providing your explanation, you must rate the response on "
-            "a scale of 1 to 10 by strictly following this format: \"[[rating]]\", for example: "
-            "\"Rating: [[5]]\".\n"
-            "\n"
-        ),
-        "prompt_template": (
-            "<|The Start of Assistant A's Conversation with User|>\n"
-            "\n"
-            "### User:\n"
-            "{question_1}\n"
-            "\n"
-            "### Assistant A:\n"
-            "{answer_1}\n"
-            "\n"
-            "### User:\n"
-            "{question_2}\n"
-            "\n"
-            "### Assistant A:\n"
-            "{answer_2}\n"
-            "\n"
-            "<|The End of Assistant A's Conversation with User|>"
-        ),
-        "output_format": "[[rating]]",
-    },
-    "single-math-v1-multi-turn": {
-        "name": "single-math-v1-multi-turn",
-        "type": "single",
-        "system_prompt": (
-            "Please act as an impartial judge and evaluate the quality of the response provided by "
-            "an AI assistant to the user question. Your evaluation should consider correctness and "
-            "helpfulness. You will be given a reference answer and the assistant's answer. You "
-            "evaluation should focus on the assistant's answer to the second question. Begin your "
-            "evaluation by comparing the assistant's answer with the reference answer. Identify and "
-            "correct any mistakes. Be as objective as possible. After providing your explanation, "
-            "you must rate the response on a scale of 1 to 10 by strictly following this format: "
-            "\"[[rating]]\", for example: \"Rating: [[5]]\".\n"
-            "\n"
-        ),
-        "prompt_template": (
-            "<|The Start of Reference Answer|>\n"
-            "\n"
-            "### User:\n"
-            "{question_1}\n"
-            "\n"
-            "### Reference answer:\n"
-            "{ref_answer_1}\n"
-            "\n"
-            "### User:\n"
-            "{question_2}\n"
-            "\n"
-            "### Reference answer:\n"
-            "{ref_answer_2}\n"
-            "\n"
-            "<|The End of Reference Answer|>\n"
-            "\n"
-            "\n"
-            "<|The Start of Assistant A's Conversation with User|>\n"
-            "\n"
-            "### User:\n"
-            "{question_1}\n"
-            "\n"
-            "### Assistant A:\n"
-            "{answer_1}\n"
-            "\n"
-            "### User:\n"
-            "{question_2}\n"
-            "\n"
-            "### Assistant A:\n"
-            "{answer_2}\n"
-            "\n"
-            "<|The End of Assistant A's Conversation with User|>"
-        ),
-        "output_format": "[[rating]]",
-    },
-}
+_JUDGE_PROMPT_KEYS = ("name", "type", "system_prompt", "prompt_template", "output_format")
+FASTCHAT_JUDGE_PROMPTS_SHA256 = "ae8e3ad333cd462d6dcd4a3f3b3066e87c24ba9491718eff2f8397ec95ddb9b2"
+""":func:`harness.rows_sha256` of the four single-answer prompts (the fields of :data:`_JUDGE_PROMPT_KEYS`)."""
+
+
+def fastchat_judge_prompts() -> dict[str, dict[str, str]]:
+    """FastChat's four single-answer judge prompts (Apache-2.0), from the embedded ``judge_prompts.jsonl``: used
+    when a data directory has none and for hub questions. A damaged copy is a one-line error."""
+    file = EMBEDDED_DIR / "judge_prompts.jsonl"
+    rows = benchmark_data.read_rows(file, required=_JUDGE_PROMPT_KEYS)
+    by_name = {r["name"]: {k: r[k] for k in _JUDGE_PROMPT_KEYS} for r in rows}
+    prompts = {n: by_name[n] for n in JUDGE_PROMPT_NAMES if n in by_name}
+    got = rows_sha256(prompts.values()) if len(prompts) == len(JUDGE_PROMPT_NAMES) else "missing prompts"
+    benchmark_data.check_shipped({"judge_prompts": got}, {"judge_prompts": FASTCHAT_JUDGE_PROMPTS_SHA256}, file,
+                                 where=f"benchmark '{NAME}'", hint="pass --set path=/dir/with/fastchat/files")
+    return prompts
 
 
 @dataclass(frozen=True)
@@ -282,15 +160,15 @@ class MTBenchParams:
         None, "None: the copy shipped with the package; a directory with FastChat's question.jsonl, "
         "judge_prompts.jsonl, reference answers; or hf: / hf:<org/name> for the hub's questions"
     )
-    limit: int | None = param(None, "evaluate only the first N questions (80 in all, 2 turns each)")
-    max_new_tokens: int = param(1024, "answer length cap per turn (FastChat --max-new-token)")
+    limit: int | None = param(None, "evaluate only the first N questions (80 in all, 2 turns each)", ge=1)
+    max_new_tokens: int = param(1024, "answer length cap per turn (FastChat --max-new-token)", ge=1)
     judge_engine: str = param("openai", "judge engine: 'openai', 'hf' (local model), 'self', or any engine")
     judge_model: str = param("gpt-4", "judge model: the served name (openai) or a load_model name (hf)")
     judge_base_url: str = param("https://api.openai.com/v1", "OpenAI-compatible endpoint of the judge")
     judge_api_key_env: str = param("OPENAI_API_KEY", "environment variable holding the judge's API key")
-    judge_repeats: int = param(1, "judgments per item; their mean is the rating, their spread judge_std")
-    judge_temperature: float = param(0.0, "judge sampling temperature (FastChat: 0)")
-    judge_max_new_tokens: int = param(2048, "judge output cap (FastChat: 2048 for OpenAI judges)")
+    judge_repeats: int = param(1, "judgments per item; their mean is the rating, their spread judge_std", ge=1)
+    judge_temperature: float = param(0.0, "judge sampling temperature (FastChat: 0)", ge=0)
+    judge_max_new_tokens: int = param(2048, "judge output cap (FastChat: 2048 for OpenAI judges)", ge=1)
     judge_dtype: str = param("auto", "dtype of a local (hf) judge: float32, bfloat16, float16 or auto")
     reference_model: str = param("gpt-4", "reference answers file: reference_answer/<name>.jsonl")
     cache: bool = param(True, "reuse judgments cached under $HARNESS_CACHE/judgments")
@@ -318,17 +196,10 @@ class MTBenchData:
 
 def load_data(path: str | None, reference_model: str = "gpt-4") -> MTBenchData:
     """FastChat's files from the copy ``path`` names (see the module docstring; None: the embedded one)."""
-    if path is not None and path.startswith(HUB_PREFIX):
-        return _load_hub(path[len(HUB_PREFIX):].strip() or HUB_QUESTIONS)
-    if path is None:
-        data = load_data(str(EMBEDDED_DIR), reference_model)
-        bad = [k for k, v in EMBEDDED_SHA256.items() if data.parts.get(k, v) != v]  # another reference_model: none
-        if bad:
-            raise HarnessError(f"benchmark '{NAME}': {EMBEDDED_DIR} does not hold the shipped data ({', '.join(bad)} "
-                               f"differ); reinstall alignment-harness or pass --set path=/dir/with/fastchat/files")
-        data.copy = "embedded"
-        return data
-    root = Path(path).expanduser()
+    src = benchmark_data.source(path, embedded=EMBEDDED_DIR, hub=HUB_QUESTIONS)
+    if src.copy == "hub":
+        return _load_hub(src.location)
+    root = src.local
     if not root.is_dir():
         raise HarnessError(f"benchmark '{NAME}': path {root} is not a directory; {PATH_HINT}")
     qdir = next((d for d in (root, root / "mt_bench") if (d / "question.jsonl").is_file()), None)
@@ -336,8 +207,8 @@ def load_data(path: str | None, reference_model: str = "gpt-4") -> MTBenchData:
         raise HarnessError(f"benchmark '{NAME}': no question.jsonl in {root} or {root / 'mt_bench'}; {PATH_HINT}")
     questions = []
     parts: dict[str, str] = {}
-    rows = list(read_jsonl(qdir / "question.jsonl", required=("question_id", "category", "turns")))
-    parts["questions"] = rows_sha256(rows)
+    rows = benchmark_data.read_rows(qdir / "question.jsonl", required=("question_id", "category", "turns"))
+    parts["questions"] = rows.sha256
     for row in rows:
         turns = row["turns"]
         if not isinstance(turns, list) or len(turns) != 2 or not all(isinstance(t, str) for t in turns):
@@ -349,11 +220,11 @@ def load_data(path: str | None, reference_model: str = "gpt-4") -> MTBenchData:
     jp_file = next((d / "judge_prompts.jsonl" for d in (root, qdir, qdir.parent)
                     if (d / "judge_prompts.jsonl").is_file()), None)
     if jp_file is None:
-        prompts, jp_source = dict(FASTCHAT_JUDGE_PROMPTS), "embedded FastChat copy"
-        parts["judge_prompts"] = rows_sha256(prompts[n] for n in JUDGE_PROMPT_NAMES)
+        prompts, jp_source = fastchat_judge_prompts(), "embedded FastChat copy"
+        parts["judge_prompts"] = FASTCHAT_JUDGE_PROMPTS_SHA256
     else:
-        jp_rows = list(read_jsonl(jp_file, required=("name", "system_prompt", "prompt_template")))
-        parts["judge_prompts"] = rows_sha256(jp_rows)
+        jp_rows = benchmark_data.read_rows(jp_file, required=("name", "system_prompt", "prompt_template"))
+        parts["judge_prompts"] = jp_rows.sha256
         by_name = {r["name"]: r for r in jp_rows}
         missing = [n for n in JUDGE_PROMPT_NAMES if n not in by_name]
         if missing:
@@ -364,8 +235,8 @@ def load_data(path: str | None, reference_model: str = "gpt-4") -> MTBenchData:
     ref_file = next((f for f in (qdir / "reference_answer" / f"{reference_model}.jsonl",
                                  qdir / f"reference_answer_{reference_model}.jsonl") if f.is_file()), None)
     if ref_file is not None:
-        ref_rows = list(read_jsonl(ref_file, required=("question_id", "choices")))
-        parts["references"] = rows_sha256(ref_rows)
+        ref_rows = benchmark_data.read_rows(ref_file, required=("question_id", "choices"))
+        parts["references"] = ref_rows.sha256
         for row in ref_rows:
             try:
                 references[int(row["question_id"])] = list(row["choices"][0]["turns"])
@@ -373,30 +244,20 @@ def load_data(path: str | None, reference_model: str = "gpt-4") -> MTBenchData:
                 raise HarnessError(
                     f"{ref_file}: question {row['question_id']}: expected choices[0].turns (FastChat answer format)"
                 ) from None
-    return MTBenchData(questions, prompts, references, str(qdir.resolve()), jp_source, "path", parts)
+    if src.copy == "embedded":  # another reference_model: no references to check
+        benchmark_data.check_shipped(parts, EMBEDDED_SHA256, EMBEDDED_DIR, where=f"benchmark '{NAME}'",
+                                     hint="pass --set path=/dir/with/fastchat/files")
+    return MTBenchData(questions, prompts, references, str(qdir.resolve()), jp_source, src.copy, parts)
 
 
 def _load_hub(name: str = HUB_QUESTIONS) -> MTBenchData:
-    from harness.datasets import hub_offline, hub_unreachable
-
-    reason = "HF_HUB_OFFLINE is set" if hub_offline() else hub_unreachable()
-    if reason is None:
-        try:
-            import datasets
-
-            rows = list(datasets.load_dataset(name, split="train"))
-        except Exception as exc:  # noqa: BLE001 - any load failure becomes one line
-            reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-    if reason is not None:
-        raise HarnessError(
-            f"benchmark '{NAME}': the hub dataset {name} cannot be loaded ({reason}); {PATH_HINT}"
-        )
+    rows = benchmark_data.hub_rows(name, None, "train", required=("category", "prompt"), where=f"benchmark '{NAME}'",
+                                   hint=PATH_HINT)
     questions = [
         {"question_id": 81 + i, "category": str(r["category"]), "turns": list(r["prompt"])} for i, r in enumerate(rows)
     ]
-    parts = {"questions": rows_sha256(rows),
-             "judge_prompts": rows_sha256(FASTCHAT_JUDGE_PROMPTS[n] for n in JUDGE_PROMPT_NAMES)}
-    return MTBenchData(questions, dict(FASTCHAT_JUDGE_PROMPTS), {}, name, "embedded FastChat copy", "hub", parts)
+    parts = {"questions": rows.sha256, "judge_prompts": FASTCHAT_JUDGE_PROMPTS_SHA256}
+    return MTBenchData(questions, fastchat_judge_prompts(), {}, name, "embedded FastChat copy", "hub", parts)
 
 
 def temperature_for(category: str) -> float:
@@ -440,15 +301,6 @@ def judge_messages(
 # -- evaluation ------------------------------------------------------------------------------------------
 
 
-def _check(p: MTBenchParams) -> None:
-    if p.max_new_tokens < 1 or p.judge_max_new_tokens < 1:
-        raise HarnessError(f"benchmark '{NAME}': max_new_tokens and judge_max_new_tokens must be >= 1")
-    if p.judge_repeats < 1:
-        raise HarnessError(f"benchmark '{NAME}': judge_repeats must be >= 1, got {p.judge_repeats}")
-    if p.judge_temperature < 0:
-        raise HarnessError(f"benchmark '{NAME}': judge_temperature must be >= 0")
-
-
 def _check_api_key(p: MTBenchParams) -> None:
     """Refuse the OpenAI API without a key before any answer is generated."""
     if (p.judge_engine == "openai" and "api.openai.com" in p.judge_base_url
@@ -476,8 +328,8 @@ def _generate_turn(ctx: EvalContext, questions: list[dict[str, Any]], answers: d
     for temp, items in by_temp.items():
         prompts = [pr for _, pr in items]
         stop = ("\nUser:",) if any(pr.meta.get("plain_chat") for pr in prompts) else ()
-        outs = ctx.engine.generate(prompts, n=1, temperature=temp, max_new_tokens=max_new_tokens, stop=stop,
-                                   seed=ctx.seed)
+        outs = ctx.generate(prompts, temperature=temp, max_new_tokens=max_new_tokens, stop=stop,
+                            total=2 * len(questions), desc=f"benchmark '{NAME}'")
         for (q, _), comps in zip(items, outs, strict=True):
             answers.setdefault(q["question_id"], []).append(comps[0].text.strip())
 
@@ -489,11 +341,9 @@ def _mean(values: list[float]) -> float:
 def evaluate(ctx: EvalContext) -> EvalResult:
     """Answer both turns with the evaluated model, judge every turn, aggregate (see the module docstring)."""
     p: MTBenchParams = ctx.params
-    _check(p)
+    benchmark_data.check_params(p, f"benchmark '{NAME}'", limit=ctx.limit)
     data = load_data(p.path, p.reference_model)
-    questions = data.questions[: ctx.limit] if ctx.limit is not None else data.questions
-    if not questions:
-        raise HarnessError(f"benchmark '{NAME}': no questions to evaluate (limit={ctx.limit})")
+    questions = benchmark_data.select(data.questions, ctx.limit, where=f"benchmark '{NAME}'")
     lacking = [q["question_id"] for q in questions
                if q["category"] in NEED_REF_CATS and q["question_id"] not in data.references]
     if lacking:
@@ -660,7 +510,7 @@ def register_benchmarks(register: Callable[[BenchmarkSpec], None]) -> None:
 __all__ = [
     "EMBEDDED_DIR",
     "EMBEDDED_SHA256",
-    "FASTCHAT_JUDGE_PROMPTS",
+    "FASTCHAT_JUDGE_PROMPTS_SHA256",
     "JUDGE_PROMPT_FOR",
     "MTBenchData",
     "MTBenchParams",
@@ -668,6 +518,7 @@ __all__ = [
     "SPEC",
     "TEMPERATURE_CONFIG",
     "evaluate",
+    "fastchat_judge_prompts",
     "judge_messages",
     "load_data",
     "prompt_hash",
