@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,16 +85,15 @@ def test_an_unreachable_hub_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None
 class P:
     limit: int | None = param(None, "items", ge=1)
     rate: float = param(0.5, "a share", ge=0, le=1)
-    old: int = param(3, "older spelling", min=1)
     name: str = param("x", "no bounds")
 
 
 def test_check_params_enforces_declared_bounds_and_limit() -> None:
     bd.check_params(P(), "bench")
     bd.check_params(P(limit=1, rate=1.0), "bench", limit=3)
-    for bad, key, bound in ((P(limit=0), "limit", ">= 1"), (P(rate=1.5), "rate", "<= 1"),
-                            (P(rate=-0.1), "rate", ">= 0"), (P(old=0), "old", ">= 1")):
-        with pytest.raises(HarnessError, match=rf"bench: parameter '{key}' must be {bound}, got "):
+    for bad, key, bound in ((P(limit=0), "limit", ">= 1"), (P(rate=1.5), "rate", "in [0, 1]"),
+                            (P(rate=-0.1), "rate", "in [0, 1]")):
+        with pytest.raises(HarnessError, match=rf"bench: parameter '{key}' must be {re.escape(bound)}, got "):
             bd.check_params(bad, "bench")
     with pytest.raises(HarnessError, match="bench: limit must be a positive number of items"):
         bd.check_params(P(), "bench", limit=0)

@@ -306,7 +306,7 @@ def test_missing_data_is_one_line(tmp_path: Path, monkeypatch) -> None:
     assert "\n" not in err.value.message
     with pytest.raises(HarnessError, match="no question.jsonl"):
         mt_bench.load_data(str(tmp_path))
-    with pytest.raises(HarnessError, match="mt-bench': parameter 'judge_repeats' must be >= 1, got 0"):
+    with pytest.raises(HarnessError, match="parameter 'judge_repeats' must be >= 1, got 0"):
         run_eval(ScriptedEngine(), judge_repeats=0)
     bare = make_dir(tmp_path / "bare")  # no judge_prompts.jsonl: FastChat's four from the embedded copy
     (bare / "judge_prompts.jsonl").unlink()

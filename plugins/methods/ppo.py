@@ -129,14 +129,14 @@ def ppo_loss(logp: torch.Tensor, mask: torch.Tensor, old_logp: torch.Tensor, adv
     """Per-row PPO loss: token-mean clipped surrogate + ``vf_coef`` x token-mean clipped value loss."""
     pg_t, clipped = clipped_surrogate(logp, old_logp, advantages, clip)
     vf_t = clipped_value_loss(values, old_values, returns, value_clip)
-    pg, vf = masked_mean(pg_t, mask), masked_mean(vf_t, mask)
+    pg_loss, vf = masked_mean(pg_t, mask), masked_mean(vf_t, mask)
     metrics = {
-        "pg_loss": pg.mean().detach(),
+        "pg_loss": pg_loss.mean().detach(),
         "vf_loss": vf.mean().detach(),
         "clipfrac": masked_mean(clipped, mask).mean(),
         "approx_kl_old": masked_mean(kl_k3(logp.detach(), old_logp), mask).mean(),
     }
-    return pg + vf_coef * vf, metrics
+    return pg_loss + vf_coef * vf, metrics
 
 
 def objective(batch: LogProbBatch, params: PPOParams) -> tuple[torch.Tensor, Metrics]:
