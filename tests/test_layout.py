@@ -17,7 +17,7 @@ import harness
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "harness"
 # Lowest first: a subsystem may import its own layer and the layers before it, never one after it.
-LAYERS = ["core", "models", "engines", "evaluation", "training", "sweeps", "results", "authoring", "bench", "cli"]
+LAYERS = ["core", "models", "engines", "evaluation", "training", "cell", "suite", "sweeps", "results", "authoring", "bench", "cli"]
 
 
 def _modules() -> dict[str, Path]:
@@ -169,7 +169,7 @@ def test_examples_and_scaffolds_import_only_the_public_api():
 
 def test_old_module_paths_are_gone():
     """The pre-0.2 module paths were removed (no shims): importing one fails plainly."""
-    for old in ["suite", "run", "leaderboard", "docs_tables", "executors"]:
+    for old in ["run", "leaderboard", "docs_tables", "executors"]:
         with pytest.raises(ModuleNotFoundError):
             importlib.import_module(f"harness.{old}")
     with pytest.raises(ImportError):

@@ -221,7 +221,7 @@ def test_every_builtin_benchmark_declares_its_metrics():
 
 
 def test_rerun_with_a_changed_leaderboard_table_is_honoured(tmp_path):
-    from harness.sweeps.suite import load_suite
+    from harness.suite.expand import load_suite
 
     path = tmp_path / "s.toml"
     base = ('name = "lb"\nmodels = ["tiny:nano"]\nbenchmarks = ["didactic-r1"]\nseeds = [0]\n'

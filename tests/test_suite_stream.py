@@ -15,8 +15,8 @@ from tabulate import tabulate
 
 from harness.core.errors import HarnessError
 from harness.core.plugins import load
+from harness.suite.expand import KEEP_CELLS, expand, load_suite, read_suite
 from harness.sweeps.store import Store
-from harness.sweeps.suite import KEEP_CELLS, expand, load_suite, read_suite
 from tests.conftest import ROOT
 
 BIG = """\

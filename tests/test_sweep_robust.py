@@ -369,8 +369,8 @@ def test_unusable_store_and_non_utf8_suite(recorded, monkeypatch):
 
 def test_count_cells_matches_the_expansion():
     from harness.core.plugins import get_host
-    from harness.sweeps.checks import count_cells
-    from harness.sweeps.suite import expand
+    from harness.suite.checks import count_cells
+    from harness.suite.expand import expand
 
     data = {"models": ["tiny:nano"], "benchmarks": ["didactic-r1"], "seeds": [0, 1, 2],
             "methods": {"sft": {}, "dpo": {"grid": {"beta": [0.1, 0.2], "train": {"lr": [1e-3, 1e-4]}}}},
@@ -544,7 +544,7 @@ class _RecordingExecutor:
 
 def test_a_cell_of_a_live_sweep_is_skipped_and_the_exit_is_3(tmp_path):
     from harness.core.plugins import get_host
-    from harness.sweeps.suite import load_suite
+    from harness.suite.expand import load_suite
     from harness.sweeps.sweep import run_sweep
 
     suite_file = tmp_path / "small.toml"
@@ -570,7 +570,7 @@ def test_a_cell_of_a_live_sweep_is_skipped_and_the_exit_is_3(tmp_path):
 
 def test_the_later_of_two_sweeps_exits_0_when_the_other_finished_the_cells_it_skipped(tmp_path):
     from harness.core.plugins import get_host
-    from harness.sweeps.suite import load_suite
+    from harness.suite.expand import load_suite
     from harness.sweeps.sweep import run_sweep
 
     suite_file = tmp_path / "small.toml"
@@ -623,7 +623,7 @@ def test_a_lingering_cell_is_waited_for_then_taken_over(tmp_path):
     import threading
 
     from harness.core.plugins import get_host
-    from harness.sweeps.suite import load_suite
+    from harness.suite.expand import load_suite
     from harness.sweeps.sweep import run_sweep
 
     suite_file = tmp_path / "small.toml"

@@ -177,8 +177,8 @@ def sweep(ctx: click.Context, suite_file: Path, sets: tuple[str, ...], dry_run: 
     import sys
 
     from harness.core.progress import set_quiet
-    from harness.sweeps import checks
-    from harness.sweeps.suite import load_suite
+    from harness.suite import checks
+    from harness.suite.expand import load_suite
 
     fmt = "json" if as_json else fmt
     if quiet:
@@ -188,8 +188,8 @@ def sweep(ctx: click.Context, suite_file: Path, sets: tuple[str, ...], dry_run: 
 
         use_results_root(Path(store).expanduser().resolve().parent)  # cache and models beside the store
     if log_to:  # before the fork server starts: workers inherit the choice
-        from harness.sweeps.suite_parse import tomllib
-        from harness.sweeps.tracking import configure
+        from harness.cell.tracking import configure
+        from harness.suite.parse import tomllib
 
         try:
             group = str(tomllib.loads(Path(suite_file).read_text()).get("name") or Path(suite_file).stem)

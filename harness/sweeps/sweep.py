@@ -1,7 +1,7 @@
 """Run a suite: register its cells in the store, run what is not done yet, record every outcome.
 
 ``run_sweep`` is what ``harness sweep SUITE`` calls. The suite has been validated as a whole before
-(:func:`harness.sweeps.suite.load_suite`), so bad input fails before the store is touched. Then:
+(:func:`harness.suite.expand.load_suite`), so bad input fails before the store is touched. Then:
 
 1. the sweep and its cells are recorded (new cells ``pending``; a cell already ``done``, in this sweep or
    another, is reused; ``failed`` cells are rerun only with ``retry_failed``);
@@ -42,10 +42,10 @@ from typing import Any, TextIO
 
 from harness.core.cache import KINDS, add_stats, cache_disabled, cache_root, describe_stats
 from harness.core.plugins import get_host
+from harness.suite.expand import Suite, SweepCell
 from harness.sweeps.executors import Executor, Task, read_status
 from harness.sweeps.local_executor import folder_in_use
 from harness.sweeps.store import HEARTBEAT_S, Store, owner_token
-from harness.sweeps.suite import Suite, SweepCell
 
 # Cells to run held at once, ahead of the running ones: a cell waiting for a warm start shared with a running
 # one (same prefix) lets the next cells in this window go first; beyond it, cells wait their turn.

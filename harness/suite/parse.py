@@ -1,6 +1,6 @@
 """Reading a suite: the TOML file, ``--set`` assignments, and the small checks every key goes through
 (``_Where`` names the file and dotted key, or the ``--set`` that set it). Validation of the whole suite is
-:mod:`harness.sweeps.suite_plan`; expansion into cells is :mod:`harness.sweeps.suite`."""
+:mod:`harness.suite.plan`; expansion into cells is :mod:`harness.suite.expand`."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def read_suite(path: str | os.PathLike[str]) -> dict[str, Any]:
                            + (f", e.g. {p / found[0]} (it holds {', '.join(found)})" if found else " (*.toml)"))
     if not p.is_file():
         raise HarnessError(f"{p}: no such suite file; suites live in suites/*.toml")
-    from harness.sweeps.checks import decode_utf8
+    from harness.suite.checks import decode_utf8
 
     try:
         return _toml().loads(decode_utf8(p.read_bytes(), p))

@@ -2,7 +2,7 @@
 
 - :func:`check_train` / :func:`check_seed`: positive ``steps`` / ``batch_size`` / ``grad_accum``,
   ``rounds >= 0`` (0 = evaluate only), ``lr > 0``, seeds in ``0 .. 2**32 - 1``; called from
-  :func:`harness.sweeps.run.resolve`, so ``harness run`` and every suite cell get them.
+  :func:`harness.cell.run.resolve`, so ``harness run`` and every suite cell get them.
 - :func:`check_suite_data`: the same ranges on a parsed suite, naming the key that set the value, and
   the grid's size counted before anything is built (:func:`count_cells`, over ``max_cells`` is an
   error asking for ``--max-cells``).
@@ -102,7 +102,7 @@ def _where(file: str, keys: Iterable[Any], touched: set[str]) -> str:
 def check_suite_data(data: Mapping[str, Any], path: Path | None, touched: set[str] | None = None, *,
                      max_cells: int | None = MAX_CELLS) -> int:
     """Ranges of a parsed suite's train values and seeds, and its size; returns the number of cells (an
-    upper bound: before exclude rules). Values of the wrong type are left to :func:`harness.sweeps.suite.expand`."""
+    upper bound: before exclude rules). Values of the wrong type are left to :func:`harness.suite.expand.expand`."""
     file = str(path) if path is not None else "<suite>"
     touched = touched or set()
 
@@ -266,7 +266,7 @@ def decode_utf8(data: bytes, path: str | os.PathLike[str]) -> str:
 def preflight(suite: Any) -> None:
     """Models and devices of a suite, checked once before its first cell (see the module docstring)."""
     from harness.models.loading import check_device, check_model
-    from harness.sweeps.suite_parse import _Where
+    from harness.suite.parse import _Where
 
     w = _Where(suite.path, set(getattr(suite, "touched", set())))
     data = suite.data

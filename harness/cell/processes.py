@@ -1,7 +1,7 @@
 """One cell across N processes (``train.processes = N``, ``harness run --nproc N``): :func:`placement` says
 whether this process runs the cell alone, takes part as one rank of a launcher's group (``torchrun``,
 ``accelerate launch``), or must start the N processes itself (:func:`run_spawned`, through
-:func:`harness.training.distributed.spawn`). Every rank runs :func:`harness.sweeps.run.run_cell`; rank 0 alone
+:func:`harness.training.distributed.spawn`). Every rank runs :func:`harness.cell.run.run_cell`; rank 0 alone
 writes the run folder and returns the record, which the starting process reads back.
 """
 
@@ -13,9 +13,9 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
+from harness.cell.definition import CellConfig, ResolvedCell
 from harness.core.errors import HarnessError
 from harness.core.plugins import PluginHost
-from harness.sweeps.cell import CellConfig, ResolvedCell
 from harness.training import distributed
 
 
@@ -40,9 +40,9 @@ def _rank_main(config: dict[str, Any], plugins: list[str], kwargs: dict[str, Any
     """One rank of a spawned cell: resolve the cell again (fresh process), run it, rank 0 saves the record."""
     import torch
 
+    from harness.cell.definition import resolve
+    from harness.cell.run import run_cell
     from harness.core.plugins import load, set_host
-    from harness.sweeps.cell import resolve
-    from harness.sweeps.run import run_cell
 
     torch.set_num_threads(threads)
     host = load(plugins, env={})
