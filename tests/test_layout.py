@@ -97,32 +97,86 @@ def test_the_layer_check_catches_an_upward_import(tmp_path):
     assert _runtime_imports(bad) == [(5, "harness.sweeps"), (5, "harness.sweeps.store")]
 
 
-def test_no_import_cycles_between_modules():
+def _import_graph() -> dict[str, set[str]]:
+    """Module -> the host modules it imports when it runs, function-local imports included."""
     mods = _modules()
     graph = {}
     for name, path in mods.items():
         deps = set()
-        for _, target in _runtime_imports(path, top_level_only=True):
+        for _, target in _runtime_imports(path):
             if target in mods and target != name and not name.startswith(target + "."):
                 deps.add(target)
         graph[name] = deps
+    return graph
+
+
+# Circles owned by another change of #29; each entry is one import edge, left out of the cycle check until then.
+PENDING_CIRCLES = {
+    # removed when clean29 merges (shared sandbox types in their own module, the weak launcher deleted)
+    ("harness.evaluation.sandbox", "harness.evaluation.sandbox_launcher"),
+    ("harness.evaluation.sandbox", "harness.evaluation.sandbox_pool"),
+    # removed when clean29 merges (the trainer's state as state_dict() / load_state_dict())
+    ("harness.training.trainer", "harness.training.checkpoints"),
+}
+
+
+def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle of ``graph`` (its modules in order, the first repeated at the end), or None."""
     state: dict[str, int] = {}
     stack: list[str] = []
 
-    def dfs(n: str) -> None:
+    def dfs(n: str) -> list[str] | None:
         state[n] = 1
         stack.append(n)
-        for d in graph[n]:
+        for d in sorted(graph.get(n, ())):
             if state.get(d) == 1:
-                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(d):] + [d]))
-            if d not in state:
-                dfs(d)
+                return stack[stack.index(d):] + [d]
+            if d not in state and (found := dfs(d)):
+                return found
         stack.pop()
         state[n] = 2
+        return None
 
-    for n in graph:
-        if n not in state:
-            dfs(n)
+    for n in sorted(graph):
+        if n not in state and (found := dfs(n)):
+            return found
+    return None
+
+
+def test_no_import_cycles_between_modules():
+    """No two modules import each other, directly or round a circle, not even from inside a function."""
+    graph = {name: {d for d in deps if (name, d) not in PENDING_CIRCLES} for name, deps in _import_graph().items()}
+    cycle = _find_cycle(graph)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_the_cycle_check_reads_imports_inside_functions(tmp_path):
+    """A circle closed by a function-local import is still a circle."""
+    a = tmp_path / "a.py"
+    a.write_text("from harness.sweeps.store import Store\n")
+    b = tmp_path / "b.py"
+    b.write_text("def f():\n    import harness.sweeps.sweep\n")
+    graph = {"harness.sweeps.sweep": {t for _, t in _runtime_imports(a)},
+             "harness.sweeps.store": {t for _, t in _runtime_imports(b)}}
+    assert _find_cycle(graph) is not None
+    assert _find_cycle({"x": {"y"}, "y": set()}) is None
+    for edge in PENDING_CIRCLES:  # an entry goes once its circle is open
+        assert edge[1] in _import_graph()[edge[0]], f"{edge}: no longer imported; remove it from PENDING_CIRCLES"
+
+
+def test_every_module_is_named_in_its_package_docstring():
+    """Each package's ``__init__`` docstring names every module and subpackage in it (as ``name`` or by its
+    dotted path), so the docstring is a map a newcomer can trust."""
+    missing = []
+    for init in sorted(PKG.glob("*/__init__.py")):  # the root's docstring is the public API's; LAYERS maps it
+        doc = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))) or ""
+        folder = init.parent
+        names = [f.stem for f in folder.glob("*.py") if not f.name.startswith("__")]
+        names += [d.name for d in folder.iterdir() if (d / "__init__.py").exists()]
+        dotted = "harness." + folder.name
+        missing += [f"{init.relative_to(ROOT)}: {n}" for n in sorted(names)
+                    if f"``{n}``" not in doc and not re.search(rf"\b{dotted}\.{n}\b", doc)]
+    assert missing == [], "modules the package docstring does not name:\n" + "\n".join(missing)
 
 
 def test_builtin_plugins_import_only_the_public_api():

@@ -12,7 +12,8 @@ import pytest
 
 from harness.core.registry import BenchmarkSpec, MetricSpec, declared_metric
 from harness.results.intervals import twoway
-from harness.results.leaderboard import build, paired_bootstrap, render, resolve_metric, t_cdf, t_quantile
+from harness.results.leaderboard import build, paired_bootstrap, render, resolve_metric
+from harness.results.student_t import t_cdf, t_quantile
 from harness.sweeps.store import Store, owner_token
 from harness.sweeps.sweep import suite_settings
 

@@ -101,7 +101,7 @@ def _train_dict(train: Any) -> dict[str, Any]:
 
 def resolve(config: CellConfig, host: PluginHost, *, where: str = "") -> ResolvedCell:
     """Look up the specs and apply every override strictly; raises one-line errors."""
-    from harness.suite.checks import check_seed, check_train
+    from harness.cell.checks import check_seed, check_train
 
     reg = host.registry
     pre = f"{where}: " if where else ""

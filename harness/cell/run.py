@@ -264,7 +264,7 @@ def run_cell(
 
     where = run_processes.placement(cell)  # train.processes / a launcher: N processes (harness.training.distributed)
     if where == "spawn":
-        return run_processes.run_spawned(cell, host, out_dir=out_dir, resume=resume, progress=progress)
+        return run_processes.run_spawned(cell, host, run_cell, out_dir=out_dir, resume=resume, progress=progress)
     if where == "rank":
         world = distributed.init_from_env(cell.config.device)
         cache = None  # the ranks would race on the cache's files

@@ -4,5 +4,8 @@ Owns the judge (``judge``: MT-Bench-style prompts, rating parsing, a judgment ca
 that runs model-written programs (``sandbox`` and its parts: ``sandbox_bwrap`` worlds under bubblewrap,
 ``sandbox_pool`` of warm worlds, ``sandbox_slots`` for uids and cgroups, ``sandbox_launcher`` the weak
 fallback). Benchmarks themselves are plugins (``plugins/benchmarks``).
+Parts of the sandbox the names above use: ``sandbox_pidfd`` (signals through pidfds), ``sandbox_seccomp``
+(the system-call filter), ``sandbox_stub`` (pid 1 of every world, run as a script) and
+``sandbox_launcher_child`` (the weak launcher's own process).
 May import: ``harness.core``, ``harness.models``, ``harness.engines``.
 """

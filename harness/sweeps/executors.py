@@ -1,6 +1,6 @@
 """Where a sweep's cells run: ``local`` worker processes (:mod:`harness.sweeps.local_executor`), or ``ray``
-tasks (:mod:`harness.sweeps.ray_executor`); here the interface they share, the worker-side ``run_task``,
-and :func:`make_executor`.
+tasks (:mod:`harness.sweeps.ray_executor`); here the interface they share and the worker-side ``run_task``
+(this module imports neither executor: ``harness sweep`` picks one by name, :func:`harness.cli.sweep.make_executor`).
 
 Both run one cell per process, so a crash, a hang or a timeout of one cell never takes the sweep down:
 
@@ -276,22 +276,6 @@ class Executor:
 
     def close(self) -> None:
         """Kill whatever still runs."""
-
-
-def make_executor(name: str, *, jobs: int | None, address: str | None = None, num_cpus: float = 1,
-                  num_gpus: float = 0, reuse: bool = False) -> Executor:
-    """``local`` or ``ray``, by name; ``reuse``: workers run cell after cell (see the module docstring)."""
-    if name == "local":
-        from harness.sweeps.local_executor import LocalExecutor
-
-        return LocalExecutor(jobs or 1, reuse=reuse)
-    if name == "ray":
-        from harness.sweeps.ray_executor import RayExecutor
-
-        return RayExecutor(address=address, num_cpus=num_cpus, num_gpus=num_gpus, jobs=jobs, reuse=reuse)
-    from harness.core.errors import unknown_name
-
-    raise unknown_name("executor", name, ["local", "ray"], where="--executor")
 
 
 def default_threads(jobs: int, cores: int | None = None) -> int:
