@@ -643,3 +643,33 @@ def test_a_lingering_cell_is_waited_for_then_taken_over(tmp_path):
         worker.wait()
         assert ex.submitted == [cid] and 0.9 < time.monotonic() - t0 < 30
         assert any("wait" in line and "not gone yet" in line for line in lines)
+
+
+def test_a_sweep_runs_phase_by_phase(tmp_path):
+    """``SweepRun``'s phases, one at a time (no cell is trained): register records the cells and what is left,
+    claim starts no more cells than the executor has room for, record writes each outcome, summarise ends
+    the run's row."""
+    from harness.core.plugins import get_host
+    from harness.suite.expand import load_suite
+    from harness.sweeps.sweep import SweepRun
+
+    suite_file = tmp_path / "small.toml"
+    suite_file.write_text(SMALL)
+    suite = load_suite(suite_file, get_host())
+    assert suite.n_cells == 2
+    lines: list[str] = []
+    with Store(tmp_path / "h.db") as db:
+        ex = _RecordingExecutor()
+        run = SweepRun(suite, db, ex, log=lines.append, poll_s=0.05)
+        run.register()
+        assert list(db.sweep_statuses(suite.id)) == ["pending", "pending"] and run.n_todo == 2
+        run.claim()
+        assert len(ex.submitted) == 1 and list(db.sweep_statuses(suite.id)) == ["running", "pending"]
+        assert lines[-1].startswith("[1/2] start  " + ex.submitted[0])
+        run.record()
+        assert list(db.sweep_statuses(suite.id)) == ["failed", "pending"] and run.summary.failed == 1
+        run.claim()
+        run.record()
+        summary = run.summarise()
+        assert ex.submitted == [c.id for c in suite.cells] and (summary.failed, summary.exit_code()) == (2, 1)
+        assert db.runs(suite.id)[-1]["summary"]["failed"] == 2 and db.runs(suite.id)[-1]["finished_at"]
