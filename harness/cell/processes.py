@@ -1,9 +1,9 @@
 """One cell across N processes (``train.processes = N``, ``harness run --nproc N``): :func:`placement` says
 whether this process runs the cell alone, takes part as one rank of a launcher's group (``torchrun``,
 ``accelerate launch``), or must start the N processes itself (:func:`run_spawned`, through
-:func:`harness.training.distributed.spawn`). Every rank runs the function it is given (:func:`harness.cell.run.run_cell`,
-which calls this module and is passed in, so the two do not import each other); rank 0 alone
-writes the run folder and returns the record, which the starting process reads back.
+:func:`harness.training.distributed.spawn`). Every rank runs the function it is given,
+:func:`harness.cell.run.run_cell` (which calls this module, so it is passed in rather than imported); rank 0
+alone writes the run folder and returns the record, which the starting process reads back.
 """
 
 from __future__ import annotations

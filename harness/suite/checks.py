@@ -1,9 +1,8 @@
 """Range and sanity checks run once, before any cell starts (one-line errors, exit 2).
 
 - :func:`check_suite_data`: the ranges of :mod:`harness.cell.checks` on a parsed suite, naming the key that
-  set the value, and
-  the grid's size counted before anything is built (:func:`count_cells`, over ``max_cells`` is an
-  error asking for ``--max-cells``).
+  set the value, and the grid's size counted before anything is built (:func:`count_cells`, over
+  ``max_cells`` is an error asking for ``--max-cells``).
 - :func:`check_suite`: the suite's ``leaderboard.baseline`` is a method label of the suite.
 - :func:`check_options`: ``--jobs`` / ``--threads`` >= 1, ``--cache`` and the store's folder writable.
 - :func:`preflight`: what a cell would otherwise find only when it starts, checked once before a sweep runs
