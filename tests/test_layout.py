@@ -226,6 +226,10 @@ def test_old_module_paths_are_gone():
     for old in ["run", "leaderboard", "docs_tables", "executors"]:
         with pytest.raises(ModuleNotFoundError):
             importlib.import_module(f"harness.{old}")
+    for old in ["suite", "suite_parse", "suite_plan", "suite_schema", "checks", "cell", "run", "run_processes",
+                "cell_outputs", "tracking"]:  # moved to harness.suite / harness.cell
+        with pytest.raises(ModuleNotFoundError):
+            importlib.import_module(f"harness.sweeps.{old}")
     with pytest.raises(ImportError):
         from harness.models import load_model  # noqa: F401  (was forwarded to harness.models.loading)
 
