@@ -8,7 +8,7 @@ with their own ``__all__``: :mod:`harness.pg` (policy gradient), :mod:`harness.s
 :mod:`harness.datasets` (registered datasets, the hub) and :mod:`harness.benchmark_data` (a benchmark's
 data: the copy its ``path`` names, rows, hashes, item limits). These stay where they are when the host's
 modules move; the host's subsystems (``harness.core``, ``models``, ``engines``, ``evaluation``,
-``training``, ``sweeps``, ``results``, ``authoring``, ``bench``, ``cli``) are internal and
+``training``, ``cell``, ``suite``, ``sweeps``, ``results``, ``authoring``, ``bench``, ``cli``) are internal and
 docs/design.md maps them.
 
 Names resolve lazily, so ``import harness`` stays cheap (no torch until a name needs it), and importing

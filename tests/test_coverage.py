@@ -12,7 +12,7 @@ import pytest
 
 from harness.bench.coverage import Setting, plan_check, run_setting, settings, study, t975
 from harness.results.intervals import by_seed_items, mde, seeds_needed, twoway
-from harness.results.leaderboard import t_quantile
+from harness.results.student_t import t_quantile
 
 FLOOR = 0.92  # the 0.93 target less about one Monte-Carlo error of an 800-repetition setting
 

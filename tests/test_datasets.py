@@ -156,7 +156,7 @@ def test_reward_model_scores_with_its_own_template(host, nano, reward_model):
     ("rloo", "prompts", {"reward": "rm"}),
 ])
 def test_train_tiny_on_each_kind_and_evaluate(files, host, reward_model, method, data, extra):
-    from harness.sweeps.run import CellConfig, resolve, run_cell
+    from harness.cell.run import CellConfig, resolve, run_cell
 
     bparams = {"reward": f"rm:{reward_model}"} if extra.get("reward") else {}
     cfg = CellConfig(model="tiny:nano", method=method, benchmark=str(files[data]), benchmark_params=bparams,
@@ -243,7 +243,7 @@ def test_suite_with_train_data_and_eval_end_to_end(files, tmp_path, monkeypatch)
 
 
 def test_mistyped_column_and_needs_check(files, tmp_path, host):
-    from harness.sweeps.suite import expand, read_suite
+    from harness.suite.expand import expand, read_suite
 
     bad = write(tmp_path / "typed.jsonl", [*PLAIN_PC[:3], {"prompt": "x", "completion": 7}])
     with pytest.raises(HarnessError, match=r"typed\.jsonl: row 4: column 'completion' should be a string"):

@@ -10,10 +10,10 @@ import jsonschema
 import pytest
 import tomllib
 
+from harness.cell.run import CellConfig, resolve
 from harness.core.errors import HarnessError
 from harness.core.plugins import load
-from harness.sweeps.run import CellConfig, resolve
-from harness.sweeps.suite_schema import suite_schema
+from harness.suite.schema import suite_schema
 from harness.training.defaults import GENERIC_REAL_LR, update_warning
 from tests.conftest import ROOT
 

@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
+from harness.cell.run import CellConfig, CellRun, resolve
 from harness.core.errors import HarnessError
 from harness.core.plugins import load
-from harness.sweeps.run import CellConfig, CellRun, resolve
 from harness.training import distributed
 
 ROOT = Path(__file__).resolve().parents[1]

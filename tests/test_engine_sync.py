@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 import torch
 
+from harness.cell.run import CellConfig, resolve, run_cell
 from harness.core.plugins import load
 from harness.core.registry import EngineSpec
 from harness.engines.base import export_model
 from harness.engines.hf import HFEngine
 from harness.models.lm import LM
 from harness.models.loading import load_model
-from harness.sweeps.run import CellConfig, resolve, run_cell
 
 
 class SnapshotEngine:

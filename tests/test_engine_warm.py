@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.cell.run import CellConfig, resolve, run_cell, warm_engine
 from harness.core.plugins import load
 from harness.core.registry import EngineSpec
 from harness.engines.hf import HFEngine
 from harness.models.loading import load_model
-from harness.sweeps.run import CellConfig, resolve, run_cell, warm_engine
 
 
 def test_hf_warm_is_a_no_op_on_a_cpu() -> None:

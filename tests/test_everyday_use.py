@@ -152,8 +152,8 @@ def test_the_item_counter_moves_during_generation():
 
 
 def test_eval_summary_counts_every_item_and_the_time_it_took(tmp_path, capsys):
+    from harness.cell.run import evaluate_model
     from harness.core.plugins import load
-    from harness.sweeps.run import evaluate_model
 
     host = load(env={"HARNESS_LOAD_PLUGINS": "gsm8k"})
     evaluate_model(host, "tiny:nano", ["gsm8k-chat"], {"path": str(_gsm8k_file(tmp_path)), "chunk_size": "1",
@@ -276,7 +276,7 @@ def test_scaffolded_benchmark_declares_its_metric_and_its_test_uses_only_the_pub
 
 
 def test_a_big_dry_run_shows_its_validation_progress_from_the_start(tmp_path):
-    from harness.sweeps.suite import KEEP_CELLS
+    from harness.suite.expand import KEEP_CELLS
 
     seeds = KEEP_CELLS // 2 + 10
     suite = tmp_path / "big.toml"
@@ -289,8 +289,8 @@ def test_a_big_dry_run_shows_its_validation_progress_from_the_start(tmp_path):
 
 
 def test_a_cells_evaluation_reports_item_counts_and_its_own_start_to_the_live_status(tmp_path):
+    from harness.cell.run import CellConfig, resolve, run_cell
     from harness.core.plugins import load
-    from harness.sweeps.run import CellConfig, resolve, run_cell
     from harness.sweeps.sweep import progress_text
 
     host = load(env={"HARNESS_LOAD_PLUGINS": "sft,gsm8k"})

@@ -211,7 +211,7 @@ def test_paper_scale_suites_dry_run_with_vllm_on_cuda(suite, tmp_path):
 def test_findings_suites_expand_as_documented():
     """The cell counts FINDINGS.md quotes (a suite edit that changes them must update the document)."""
     from harness.core.plugins import get_host
-    from harness.sweeps.suite import load_suite
+    from harness.suite.expand import load_suite
 
     host = get_host()
     expected = {"tajwar-bandit.toml": 90, "modes-bimodal.toml": 60, "gsil-didactic.toml": 70,
@@ -227,7 +227,7 @@ def test_findings_suites_expand_as_documented():
 
 def test_paper_scale_suites_evaluate_at_the_papers_shot_counts():
     from harness.core.plugins import get_host
-    from harness.sweeps.suite import load_suite
+    from harness.suite.expand import load_suite
 
     want = {"lm-eval:arc_challenge": 25, "lm-eval:hellaswag": 10, "lm-eval:mmlu": 5, "lm-eval:winogrande": 5,
             "lm-eval:truthfulqa_mc2": 0}

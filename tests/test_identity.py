@@ -7,9 +7,9 @@ import sqlite3
 
 import pytest
 
+from harness.cell.run import CellConfig, resolve
 from harness.core.identity import code_hash, mixed_code
 from harness.core.plugins import load
-from harness.sweeps.run import CellConfig, resolve
 from tests.conftest import run_harness
 from tests.test_sweep import sweep_env
 

@@ -52,7 +52,7 @@ def samples(nano, texts=TEXTS):
 def trained(tmp_path_factory, host, nano):
     """An irl-rm cell run with a folder; returns (its folder, the record, the in-cell discriminator's scores)."""
     import harness.training.irl_reward as irl
-    from harness.sweeps.run import CellConfig, resolve, run_cell
+    from harness.cell.run import CellConfig, resolve, run_cell
 
     d = tmp_path_factory.mktemp("irl")
     seen: dict = {}
@@ -123,7 +123,7 @@ def test_irl_rm_saves_its_reward_model_and_it_reloads_with_the_same_scores(train
 
 def test_on_policy_method_trains_on_prompts_with_the_saved_reward(trained, host, nano, tmp_path, monkeypatch):
     """rloo on a prompt-only file with reward = irl:<folder>: every reward it read is the in-cell discriminator's."""
-    from harness.sweeps.run import CellConfig, resolve, run_cell
+    from harness.cell.run import CellConfig, resolve, run_cell
     from harness.training.irl_reward import IRLReward
 
     folder = trained[1]["reward_model_dir"]

@@ -136,7 +136,7 @@ def test_bad_feedback_rows_are_one_line_naming_the_row(tmp_path, host, rows, mes
 
 
 def test_kto_trains_on_a_feedback_file(tmp_path, host):
-    from harness.sweeps.run import CellConfig, resolve, run_cell
+    from harness.cell.run import CellConfig, resolve, run_cell
 
     path: Path = tmp_path / "kto.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in FEEDBACK_ROWS))

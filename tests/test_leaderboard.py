@@ -10,8 +10,9 @@ import math
 import pytest
 
 from harness.core.errors import HarnessError
-from harness.results.leaderboard import Stat, build, lower_is_better, render, t_cdf, t_quantile
+from harness.results.leaderboard import Stat, build, lower_is_better, render
 from harness.results.report import write_report
+from harness.results.student_t import t_cdf, t_quantile
 from harness.sweeps.store import Store, owner_token
 
 # label -> seed -> (reward, kl)

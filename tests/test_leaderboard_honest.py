@@ -12,7 +12,8 @@ import pytest
 
 from harness.core.registry import BenchmarkSpec, MetricSpec, declared_metric
 from harness.results.intervals import twoway
-from harness.results.leaderboard import build, paired_bootstrap, render, resolve_metric, t_cdf, t_quantile
+from harness.results.leaderboard import build, paired_bootstrap, render, resolve_metric
+from harness.results.student_t import t_cdf, t_quantile
 from harness.sweeps.store import Store, owner_token
 from harness.sweeps.sweep import suite_settings
 
@@ -221,7 +222,7 @@ def test_every_builtin_benchmark_declares_its_metrics():
 
 
 def test_rerun_with_a_changed_leaderboard_table_is_honoured(tmp_path):
-    from harness.sweeps.suite import load_suite
+    from harness.suite.expand import load_suite
 
     path = tmp_path / "s.toml"
     base = ('name = "lb"\nmodels = ["tiny:nano"]\nbenchmarks = ["didactic-r1"]\nseeds = [0]\n'

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from alignment_harness_plugins.methods import dapo, dr_grpo, grpo, raft, reinforce_pp, remax
+from harness.cell.run import CellConfig, resolve, run_cell
 from harness.core.context import RoundContext
 from harness.core.plugins import load
-from harness.sweeps.run import CellConfig, resolve, run_cell
 from tests.conftest import toy_training_data
 
 

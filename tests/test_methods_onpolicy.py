@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from alignment_harness_plugins.methods import best_of_n, ppo, reinforce, rloo, rwr
+from harness.cell.run import CellConfig, resolve, run_cell
 from harness.core.context import RoundContext
 from harness.core.errors import HarnessError
 from harness.core.plugins import load
@@ -16,7 +17,6 @@ from harness.engines.hf import HFEngine
 from harness.models.lm import LM
 from harness.models.loading import load_model
 from harness.models.logprobs import LogProbBatch, TokenLogProbs
-from harness.sweeps.run import CellConfig, resolve, run_cell
 from harness.training.trainer import TrainConfig, Trainer
 from tests.conftest import run_harness, toy_training_data
 

@@ -9,10 +9,10 @@ import torch
 
 from alignment_harness_plugins.methods import ipo, online_dpo, pref_ft
 from alignment_harness_plugins.methods.dpo import dpo_loss
+from harness.cell.run import CellConfig, resolve, run_cell
 from harness.core.context import RoundContext
 from harness.core.plugins import load
 from harness.models.logprobs import LogProbBatch, TokenLogProbs
-from harness.sweeps.run import CellConfig, resolve, run_cell
 from tests.conftest import toy_training_data
 
 PLUGINS = "sft,dpo,ipo,online_dpo,pref_ft,didactic,engines"

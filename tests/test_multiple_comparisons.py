@@ -29,7 +29,7 @@ def test_holm_and_bonferroni_by_hand():
     with pytest.raises(ValueError, match="correction must be one of"):
         adjust(ps, "sidak")
     from harness.results.intervals import CORRECTIONS
-    from harness.sweeps.suite_parse import CORRECTIONS as SUITE_CORRECTIONS
+    from harness.suite.parse import CORRECTIONS as SUITE_CORRECTIONS
 
     assert CORRECTIONS == SUITE_CORRECTIONS
 
@@ -107,7 +107,7 @@ def test_a_bad_correction_is_one_clear_line(tmp_path):
     with pytest.raises(HarnessError, match=r"\[leaderboard\] correction = 'sidak': expected one of holm, bonferroni"):
         build(store, settings={"correction": "sidak"})
     from harness.core.plugins import get_host
-    from harness.sweeps.suite import load_suite
+    from harness.suite.expand import load_suite
 
     path = tmp_path / "s.toml"
     path.write_text('models = ["tiny:nano"]\nbenchmarks = ["didactic-r1"]\nseeds = [0]\n[methods.sft]\n'

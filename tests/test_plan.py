@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from harness.results.intervals import mean_squares
-from harness.results.leaderboard import build, t_quantile
+from harness.results.leaderboard import build
 from harness.results.plan import plan
+from harness.results.student_t import t_quantile
 from tests.conftest import run_harness
 from tests.test_leaderboard_honest import DECLARED, fill
 

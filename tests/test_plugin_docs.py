@@ -6,7 +6,7 @@ import dataclasses
 
 from harness.core import hookspecs
 from harness.core.registry import BenchmarkSpec, EngineSpec, MethodSpec
-from harness.sweeps.suite_parse import TOP_KEYS
+from harness.suite.parse import TOP_KEYS
 from tests.conftest import ROOT
 
 DOC = (ROOT / "docs" / "plugins.md").read_text()

@@ -7,8 +7,8 @@ import textwrap
 import pytest
 
 from harness.core.plugins import load
+from harness.suite.expand import load_suite
 from harness.sweeps.store import Store
-from harness.sweeps.suite import load_suite
 from harness.sweeps.sweep import run_sweep
 from tests.test_sweep import FAULTY, TINY
 

@@ -21,9 +21,9 @@ import pytest
 
 from harness.core.errors import HarnessError
 from harness.core.plugins import load
+from harness.suite.expand import load_suite
 from harness.sweeps.local_executor import LocalExecutor
 from harness.sweeps.store import Store
-from harness.sweeps.suite import load_suite
 from harness.sweeps.sweep import run_sweep
 from tests.test_sweep import TINY
 

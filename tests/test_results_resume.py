@@ -9,10 +9,10 @@ import sys
 import pytest
 import torch
 
+from harness.cell.run import CellConfig, resolve, run_cell
 from harness.core.errors import HarnessError
 from harness.core.plugins import load
 from harness.models.loading import load_model
-from harness.sweeps.run import CellConfig, resolve, run_cell
 
 QUIET = {"progress": False, "log": lambda m: None}
 BENCH = {"n_states": 4, "warm_steps": 5}
@@ -102,7 +102,7 @@ import json, os, signal, sys
 from pathlib import Path
 import harness.training.trainer as train_mod
 from harness.core.plugins import load
-from harness.sweeps.run import CellConfig, resolve, run_cell
+from harness.cell.run import CellConfig, resolve, run_cell
 
 original = train_mod.Trainer.save_checkpoint
 

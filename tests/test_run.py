@@ -7,11 +7,11 @@ import json
 import pytest
 import torch
 
+from harness.cell.run import CellConfig, resolve, run_cell
 from harness.core.plugins import load
 from harness.engines.hf import HFEngine
 from harness.models.lm import LM
 from harness.models.loading import load_model
-from harness.sweeps.run import CellConfig, resolve, run_cell
 from harness.training.trainer import TrainConfig, Trainer
 from tests.conftest import run_harness, toy_training_data
 
@@ -93,7 +93,7 @@ def test_resume_after_a_kill_between_checkpoint_and_eval(tmp_path, monkeypatch, 
     """The process dies after round k's checkpoint but before round k's evaluation is written: the rerun
     evaluates the checkpoint first, so every round's evaluation is there and the final metrics are the
     last round's, equal to an uninterrupted run's."""
-    import harness.sweeps.run as run_mod
+    import harness.cell.run as run_mod
 
     host = load(env={"HARNESS_LOAD_PLUGINS": "sft,dpo,didactic,engines"})
     cfg = CellConfig(model="tiny:nano", method="dpo", benchmark="didactic-r1",
@@ -136,7 +136,7 @@ def test_lora_reference_is_the_base_model_with_adapters_off():
     host = load(env={"HARNESS_LOAD_PLUGINS": "sft,dpo,engines"})
     loaded = load_model("tiny:nano", seed=0)
     base = LM(loaded.model, loaded.tokenizer)
-    from harness.sweeps.run import _apply_lora
+    from harness.cell.run import _apply_lora
 
     cfg = TrainConfig(steps=5, batch_size=4, lr=1e-2, lora=True)
     data = toy_training_data(base.encoder)
@@ -158,7 +158,7 @@ def test_eval_initial_false_skips_round_zero_and_resumes(tmp_path, monkeypatch):
     """train.eval_initial=false: no evaluation before training (one evaluation saved per cell), the same
     final metrics; a run killed after round 1's checkpoint resumes without ever evaluating round 0; a cell
     with rounds = 0 (the baseline row) still evaluates."""
-    import harness.sweeps.run as run_mod
+    import harness.cell.run as run_mod
 
     host = load(env={"HARNESS_LOAD_PLUGINS": "sft,dpo,didactic,engines"})
     params = {"n_states": 4, "warm_steps": 5}

@@ -10,8 +10,8 @@ from click.testing import CliRunner
 
 from harness.core.errors import HarnessError
 from harness.core.plugins import load
-from harness.sweeps.suite import load_suite
-from harness.sweeps.suite_parse import make_label, parse_assignment
+from harness.suite.expand import load_suite
+from harness.suite.parse import make_label, parse_assignment
 from tests.conftest import ROOT
 
 SUITE = """\
@@ -97,7 +97,7 @@ def test_expansion_grid_variants_exclude_include(tmp_path, host):
     assert [c.id for c in again.cells] == [c.id for c in suite.cells] and again.id == suite.id
     assert suite.id.startswith("t-")
     # the id covers plugin versions: same resolved config, other plugin version -> other id
-    from harness.sweeps.suite import sweep_cell_id
+    from harness.suite.expand import sweep_cell_id
 
     c = suite.cells[0]
     assert sweep_cell_id(c.base_id, c.plugins) == c.id
@@ -166,7 +166,7 @@ def test_benchmark_params_reach_eval_only_benchmarks(tmp_path, host):
     nowhere = write(tmp_path, text + '[benchmark_params.didactic-multi-r2]\neval_samples = 64\n', "n.toml")
     with pytest.raises(HarnessError, match="neither in benchmarks nor in eval"):
         load_suite(nowhere, host)
-    from harness.sweeps.run import CellConfig, resolve
+    from harness.cell.run import CellConfig, resolve
 
     with pytest.raises(HarnessError, match="eval_params for 'didactic-r2', which is not among the eval benchmarks"):
         resolve(CellConfig(model="tiny:nano", method="sft", benchmark="didactic-r1",

@@ -15,8 +15,8 @@ from tabulate import tabulate
 
 from harness.core.errors import HarnessError
 from harness.core.plugins import load
+from harness.suite.expand import KEEP_CELLS, expand, load_suite, read_suite
 from harness.sweeps.store import Store
-from harness.sweeps.suite import KEEP_CELLS, expand, load_suite, read_suite
 from tests.conftest import ROOT
 
 BIG = """\
@@ -182,7 +182,7 @@ def test_streamed_suite_runs_every_cell_from_a_small_window(tmp_path, host, monk
     cells): every cell runs once, numbered 1..N, and a rerun finds them all done."""
     import harness.sweeps.sweep as sweep_mod
     from harness.results.leaderboard import build
-    from harness.sweeps.executors import make_executor
+    from harness.sweeps.local_executor import LocalExecutor
 
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -195,13 +195,13 @@ def test_streamed_suite_runs_every_cell_from_a_small_window(tmp_path, host, monk
     assert suite.kept is None and suite.n_cells == 6
     lines: list[str] = []
     with Store(tmp_path / "h.db") as db:
-        summary = sweep_mod.run_sweep(suite, db, make_executor("local", jobs=2), log=lines.append, poll_s=0.2)
+        summary = sweep_mod.run_sweep(suite, db, LocalExecutor(2), log=lines.append, poll_s=0.2)
         assert (summary.done, summary.failed) == (6, 0), lines
         started = [line.split(" start ", 1)[1].split()[0] for line in lines if " start " in line]
         assert sorted(started) == sorted(c.id for c in suite.iter_cells())
         assert sorted(line.split("]")[0] for line in lines if " start " in line) == [f"[{i}/6" for i in range(1, 7)]
         again: list[str] = []
-        sweep_mod.run_sweep(suite, db, make_executor("local", jobs=1), log=again.append)
+        sweep_mod.run_sweep(suite, db, LocalExecutor(1), log=again.append)
         assert "6 cells, 0 to run, 6 already done" in again[0]
         kept = build(db, expand(data, host, path=path, keep_cells=10**9).id)
         assert {r.label for r in kept.rows} == {"sft", "dpo(beta=0.1)", "dpo(beta=0.2)"}

@@ -150,7 +150,7 @@ def test_sweep_runs_records_and_prints(tiny_run):
     con.close()
     assert n_steps == 4 * 8 and n_records > 0
     assert prov["device"] == "cpu" and "torch" in prov["versions"]
-    from harness.sweeps.run import _code_state
+    from harness.cell.run import _code_state
 
     assert (prov["git_commit"], prov["git_dirty"]) == _code_state()  # the checkout the cells ran from
     assert run["done"] == 4 and run["warm_start"] == {"hit": 2, "miss": 2, "none": 0}
@@ -308,9 +308,9 @@ def test_failing_cells_are_isolated(tmp_path):
     again.write_text(TINY.replace("seeds = [0, 1]", "seeds = [0]") + '[methods.raise]\nmethod = "faulty"\n'
                      'mode = "raise"\n')
     from harness.core.plugins import load
+    from harness.suite.expand import load_suite
     from harness.sweeps.executors import Executor
     from harness.sweeps.store import Store
-    from harness.sweeps.suite import load_suite
     from harness.sweeps.sweep import run_sweep
 
     lines: list[str] = []
@@ -395,9 +395,9 @@ def test_a_killed_cell_resumes_from_its_last_round(tmp_path, monkeypatch):
     """Workers checkpoint into the cell's folder: a rerun of a cell killed after round 1 of 2 continues
     from there, and ends like an uninterrupted run."""
     import harness.training.trainer as train_mod
+    from harness.cell.run import CellConfig, resolve
     from harness.core.plugins import load
     from harness.sweeps.executors import run_task
-    from harness.sweeps.run import CellConfig, resolve
 
     cfg = CellConfig(model="tiny:nano", method="dpo", benchmark="didactic-r1", seed=0,
                      benchmark_params={"n_states": 4, "warm_steps": 5}, train={"rounds": 2, "steps": 3, "batch_size": 4})

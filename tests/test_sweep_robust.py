@@ -369,8 +369,8 @@ def test_unusable_store_and_non_utf8_suite(recorded, monkeypatch):
 
 def test_count_cells_matches_the_expansion():
     from harness.core.plugins import get_host
-    from harness.sweeps.checks import count_cells
-    from harness.sweeps.suite import expand
+    from harness.suite.checks import count_cells
+    from harness.suite.expand import expand
 
     data = {"models": ["tiny:nano"], "benchmarks": ["didactic-r1"], "seeds": [0, 1, 2],
             "methods": {"sft": {}, "dpo": {"grid": {"beta": [0.1, 0.2], "train": {"lr": [1e-3, 1e-4]}}}},
@@ -544,7 +544,7 @@ class _RecordingExecutor:
 
 def test_a_cell_of_a_live_sweep_is_skipped_and_the_exit_is_3(tmp_path):
     from harness.core.plugins import get_host
-    from harness.sweeps.suite import load_suite
+    from harness.suite.expand import load_suite
     from harness.sweeps.sweep import run_sweep
 
     suite_file = tmp_path / "small.toml"
@@ -570,7 +570,7 @@ def test_a_cell_of_a_live_sweep_is_skipped_and_the_exit_is_3(tmp_path):
 
 def test_the_later_of_two_sweeps_exits_0_when_the_other_finished_the_cells_it_skipped(tmp_path):
     from harness.core.plugins import get_host
-    from harness.sweeps.suite import load_suite
+    from harness.suite.expand import load_suite
     from harness.sweeps.sweep import run_sweep
 
     suite_file = tmp_path / "small.toml"
@@ -623,7 +623,7 @@ def test_a_lingering_cell_is_waited_for_then_taken_over(tmp_path):
     import threading
 
     from harness.core.plugins import get_host
-    from harness.sweeps.suite import load_suite
+    from harness.suite.expand import load_suite
     from harness.sweeps.sweep import run_sweep
 
     suite_file = tmp_path / "small.toml"
@@ -643,3 +643,33 @@ def test_a_lingering_cell_is_waited_for_then_taken_over(tmp_path):
         worker.wait()
         assert ex.submitted == [cid] and 0.9 < time.monotonic() - t0 < 30
         assert any("wait" in line and "not gone yet" in line for line in lines)
+
+
+def test_a_sweep_runs_phase_by_phase(tmp_path):
+    """``SweepRun``'s phases, one at a time (no cell is trained): register records the cells and what is left,
+    claim starts no more cells than the executor has room for, record writes each outcome, summarise ends
+    the run's row."""
+    from harness.core.plugins import get_host
+    from harness.suite.expand import load_suite
+    from harness.sweeps.sweep import SweepRun
+
+    suite_file = tmp_path / "small.toml"
+    suite_file.write_text(SMALL)
+    suite = load_suite(suite_file, get_host())
+    assert suite.n_cells == 2
+    lines: list[str] = []
+    with Store(tmp_path / "h.db") as db:
+        ex = _RecordingExecutor()
+        run = SweepRun(suite, db, ex, log=lines.append, poll_s=0.05)
+        run.register()
+        assert list(db.sweep_statuses(suite.id)) == ["pending", "pending"] and run.n_todo == 2
+        run.claim()
+        assert len(ex.submitted) == 1 and list(db.sweep_statuses(suite.id)) == ["running", "pending"]
+        assert lines[-1].startswith("[1/2] start  " + ex.submitted[0])
+        run.record()
+        assert list(db.sweep_statuses(suite.id)) == ["failed", "pending"] and run.summary.failed == 1
+        run.claim()
+        run.record()
+        summary = run.summarise()
+        assert ex.submitted == [c.id for c in suite.cells] and (summary.failed, summary.exit_code()) == (2, 1)
+        assert db.runs(suite.id)[-1]["summary"]["failed"] == 2 and db.runs(suite.id)[-1]["finished_at"]

@@ -194,7 +194,7 @@ def test_rows_over_the_models_context_are_refused_before_training(tmp_path):
 
 def test_data_paths_resolve_from_the_suites_folder(tmp_path, monkeypatch):
     from harness.core.plugins import get_host
-    from harness.sweeps.suite import load_suite
+    from harness.suite.expand import load_suite
 
     folder = tmp_path / "suites"
     (folder / "data").mkdir(parents=True)

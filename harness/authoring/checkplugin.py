@@ -100,10 +100,10 @@ def _specs_of(host: PluginHost, plugin: str) -> list[tuple[str, str]]:
 
 
 def _policy(model: str, seed: int) -> Any:
+    from harness.cell.run import seed_everything
     from harness.engines.hf import HFEngine
     from harness.models.lm import LM
     from harness.models.loading import load_model
-    from harness.sweeps.run import seed_everything
 
     seed_everything(seed)
     loaded = load_model(model, seed=seed)

@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from harness.results.intervals import POPULATION, THESE_ITEMS, mean_squares, satterthwaite, twoway_variance
-from harness.results.leaderboard import t_quantile
+from harness.results.student_t import t_quantile
 
 SEEDS = (1, 2, 3, 5, 10)
 ITEMS = (10, 40, 200)

@@ -65,9 +65,9 @@ def run_config(name: str, suite_file: Path, root: Path, *, cache: bool, jobs: in
     """One sweep of the suite in a fresh store and cache; returns its timings, cache counts, leaderboard."""
     from harness.core.plugins import get_host
     from harness.results.leaderboard import build, to_json
+    from harness.suite.expand import load_suite
     from harness.sweeps.local_executor import LocalExecutor
     from harness.sweeps.store import Store
-    from harness.sweeps.suite import load_suite
     from harness.sweeps.sweep import run_sweep
 
     folder = root / name.replace(" ", "_").replace(",", "")

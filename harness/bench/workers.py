@@ -83,8 +83,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = ap.parse_args(argv)
 
     from harness.core.plugins import load
+    from harness.suite.expand import load_suite
     from harness.sweeps.local_executor import prestart
-    from harness.sweeps.suite import load_suite
 
     prestart()
     with tempfile.TemporaryDirectory(prefix="bench-workers-") as tmp:

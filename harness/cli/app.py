@@ -311,7 +311,7 @@ def run(ctx: click.Context, model: str, method: str, benchmark: str | None, data
 
     Progress and status go to stderr; the final table (or --json) to stdout. Under torchrun or accelerate
     launch (or with --nproc N) the processes train the cell together and rank 0 alone writes and prints."""
-    from harness.sweeps.run import CellConfig, resolve, run_cell
+    from harness.cell.run import CellConfig, resolve, run_cell
     from harness.training import distributed
 
     rank = int(os.environ.get("RANK", "0")) if distributed.launched_size() > 1 else 0
@@ -319,7 +319,7 @@ def run(ctx: click.Context, model: str, method: str, benchmark: str | None, data
         set_quiet(True)  # other ranks are silent unless they fail
     if nproc is not None:
         sets = (*sets, f"train.processes={nproc}")
-    from harness.sweeps.tracking import configure
+    from harness.cell.tracking import configure
 
     configure(log_to, "harness-run")
     apply_threads(threads, model=model)
@@ -397,7 +397,7 @@ def eval_(ctx: click.Context, model: str, benchmarks_: tuple[str, ...], seed: in
           limit: int | None, engine: str, dtype: str, device: str, out: Path | None, quiet: bool, as_json: bool,
           store: Path | None, threads: int | None) -> None:
     """Evaluate a model on benchmarks, without training (baseline rows)."""
-    from harness.sweeps.run import evaluate_model
+    from harness.cell.run import evaluate_model
 
     if quiet:
         set_quiet(True)
@@ -444,8 +444,8 @@ def eval_(ctx: click.Context, model: str, benchmarks_: tuple[str, ...], seed: in
 def generate(ctx: click.Context, prompt: str, model: str, max_new_tokens: int, temperature: float, raw: bool,
              seed: int, device: str, quiet: bool, as_json: bool, threads: int | None) -> None:
     """Answer one prompt with a model (chat template applied when the tokenizer has one)."""
+    from harness.cell.run import _loading
     from harness.models.loading import load_model
-    from harness.sweeps.run import _loading
 
     if quiet:
         set_quiet(True)

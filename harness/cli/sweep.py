@@ -11,12 +11,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from tabulate import tabulate
 
 from harness.core.errors import HarnessError
+
+if TYPE_CHECKING:
+    from harness.sweeps.executors import Executor
 
 STORE_HELP = "Results database (default: $HARNESS_RESULTS/harness.db, i.e. results/harness.db)."
 
@@ -109,6 +112,22 @@ def terminal_width() -> int:
     return width()
 
 
+def make_executor(name: str, *, jobs: int | None, address: str | None = None, num_cpus: float = 1,
+                  num_gpus: float = 0, reuse: bool = False) -> Executor:
+    """``local`` or ``ray``, by name; ``reuse``: workers run cell after cell (see :mod:`harness.sweeps.executors`)."""
+    if name == "local":
+        from harness.sweeps.local_executor import LocalExecutor
+
+        return LocalExecutor(jobs or 1, reuse=reuse)
+    if name == "ray":
+        from harness.sweeps.ray_executor import RayExecutor
+
+        return RayExecutor(address=address, num_cpus=num_cpus, num_gpus=num_gpus, jobs=jobs, reuse=reuse)
+    from harness.core.errors import unknown_name
+
+    raise unknown_name("executor", name, ["local", "ray"], where="--executor")
+
+
 @click.command()
 @click.argument("suite_file", metavar="SUITE", type=click.Path(path_type=Path))
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
@@ -177,8 +196,8 @@ def sweep(ctx: click.Context, suite_file: Path, sets: tuple[str, ...], dry_run: 
     import sys
 
     from harness.core.progress import set_quiet
-    from harness.sweeps import checks
-    from harness.sweeps.suite import load_suite
+    from harness.suite import checks
+    from harness.suite.expand import load_suite
 
     fmt = "json" if as_json else fmt
     if quiet:
@@ -188,8 +207,8 @@ def sweep(ctx: click.Context, suite_file: Path, sets: tuple[str, ...], dry_run: 
 
         use_results_root(Path(store).expanduser().resolve().parent)  # cache and models beside the store
     if log_to:  # before the fork server starts: workers inherit the choice
-        from harness.sweeps.suite_parse import tomllib
-        from harness.sweeps.tracking import configure
+        from harness.cell.tracking import configure
+        from harness.suite.parse import tomllib
 
         try:
             group = str(tomllib.loads(Path(suite_file).read_text()).get("name") or Path(suite_file).stem)
@@ -217,7 +236,7 @@ def sweep(ctx: click.Context, suite_file: Path, sets: tuple[str, ...], dry_run: 
     checks.preflight(suite)  # models resolvable, devices present: once, before the store is touched
 
     from harness.results.leaderboard import build, render
-    from harness.sweeps.executors import make_executor, reuse_by_default
+    from harness.sweeps.executors import reuse_by_default
     from harness.sweeps.store import Store
     from harness.sweeps.sweep import LiveStatus, run_sweep
 

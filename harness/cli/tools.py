@@ -21,7 +21,7 @@ def _host(ctx: click.Context):  # noqa: ANN202 - harness.core.plugins.PluginHost
 @click.pass_context
 def schema(ctx: click.Context, out: Path | None) -> None:
     """Print the JSON Schema of the suite format (for editors), for the plugins loaded here."""
-    from harness.sweeps.suite_schema import suite_schema
+    from harness.suite.schema import suite_schema
 
     text = json.dumps(suite_schema(_host(ctx)), indent=1) + "\n"
     if out is None:

@@ -11,7 +11,7 @@ rename wins with identical content.
 Kinds (:data:`KINDS`):
 
 - ``warmstart/``: the policy after a benchmark's warm start, keyed by model, seed, benchmark name,
-  version and params, harness version (``harness.sweeps.run._warm_start``).
+  version and params, harness version (``harness.cell.run._warm_start``).
 - ``reflogps/``: the reference's per-token log-probs of a round's training rows
   (``Trainer.train_round``), keyed by the reference's identity, a digest of the rows' token ids and
   roles, the scoring batch size and the harness version.

@@ -19,7 +19,7 @@ already recorded under it (changing one changes every id of that kind):
       GGUF cache entries
  12   plugin source code (:func:`harness.core.identity.hash_files`)
  10   training data files and IRL reward models (part of a data version)
-  8   a sweep's set of cell ids (:func:`harness.sweeps.suite` ``_ids_hash``, the sweep id's suffix)
+  8   a sweep's set of cell ids (``harness.suite.expand._ids_hash``, the sweep id's suffix)
 ====  ===========================================================================================
 """
 

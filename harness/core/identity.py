@@ -1,6 +1,6 @@
 """Cell identity from code: a hash of each participating plugin's source files.
 
-A cell's id (:attr:`harness.sweeps.run.ResolvedCell.cell_id`, hence the sweep's cell id and ``harness run``'s
+A cell's id (:attr:`harness.cell.definition.ResolvedCell.cell_id`, hence the sweep's cell id and ``harness run``'s
 checkpoint folder) includes :func:`code_hash` of every plugin that registered its method, benchmarks and
 engine. Editing a plugin's code gives its cells new ids: a sweep reruns them, ``harness run`` starts
 afresh, and the records made with the old code stay in the store under their old ids.

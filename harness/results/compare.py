@@ -19,7 +19,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from harness.results.intervals import ALPHA, adjust, by_seed, welch_p
-from harness.results.leaderboard import Stat, t_quantile
+from harness.results.leaderboard import Stat
+from harness.results.student_t import t_quantile
 from harness.sweeps.store import Store
 
 

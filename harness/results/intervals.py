@@ -36,6 +36,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from harness.results.student_t import t_cdf, t_quantile
+
 CORRECTIONS = ("holm", "bonferroni", "none")
 ALPHA = 0.05
 POPULATION = "items like these, over seeds and items"
@@ -44,8 +46,6 @@ THESE_ITEMS = "these items, over seeds"
 
 def t_pvalue(t: float, df: float) -> float:
     """Two-sided p-value of a t statistic (1.0 for t = 0 or NaN; 0.0 for an infinite t)."""
-    from harness.results.leaderboard import t_cdf
-
     if math.isnan(t):
         return 1.0
     if math.isinf(t):
@@ -96,8 +96,6 @@ class Interval:
 
 def _t_interval(mean: float, se: float, df: float) -> tuple[float, float]:
     """(half-width, p) of a t interval; a zero standard error gives a zero width and p 0 (or 1 at mean 0)."""
-    from harness.results.leaderboard import t_quantile
-
     if se == 0.0:
         return 0.0, (1.0 if mean == 0.0 else 0.0)
     return t_quantile(1 - ALPHA / 2, df) * se, t_pvalue(mean / se, df)
@@ -254,8 +252,6 @@ def mde(comp: tuple[float, float, float] | None, seed_var: float | None, n_s: in
         *, alpha: float = ALPHA, power: float = 0.8, population: bool = True) -> float:
     """The smallest true difference the two-sided level-``alpha`` test of the leaderboard's interval
     (t with ``n_s - 1`` df) detects with probability ``power``: ``(t_{1-alpha/2} + t_{power}) * SE``."""
-    from harness.results.leaderboard import t_quantile
-
     df = max(n_s - 1, 1)
     return (t_quantile(1 - alpha / 2, df) + t_quantile(power, df)) * se_of(comp, seed_var, n_s, n_i, population)
 

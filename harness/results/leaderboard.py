@@ -5,7 +5,7 @@
   a metric of an extra ``eval`` benchmark adds ``(trained on <benchmark>)``). Values are each cell's
   last evaluated round (the final evaluation).
 - A value is ``mean ± h (n=…)`` with ``h`` the half-width of the Student-t 95% interval over seeds
-  (``t_{0.975, n-1} · s / √n``). :func:`t_quantile` is exact (incomplete beta). A value with one seed
+  (``t_{0.975, n-1} · s / √n``). :func:`~harness.results.student_t.t_quantile` is exact (incomplete beta). A value with one seed
   has no interval: it is shown as ``mean (n=1, unranked)`` and takes no rank.
 - Each metric is a **goal** (ranked, counted in the average rank) or a **diagnostic** (shown, not
   ranked: ``kl_ref``, entropy, format compliance), and higher or lower is better. The benchmark declares
@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.core.errors import HarnessError, did_you_mean
+from harness.results.student_t import t_quantile
 from harness.results.intervals import ALPHA, CORRECTIONS, Interval, adjust, by_seed, twoway, welch_p
 from harness.sweeps.store import Store
 
@@ -60,72 +61,6 @@ LOWER_TOKENS = {"kl", "loss", "error", "err", "ppl", "perplexity", "regret", "nl
 
 
 # -- statistics ---------------------------------------------------------------------------------------------
-
-
-def _betacf(a: float, b: float, x: float) -> float:
-    """Continued fraction of the incomplete beta function (modified Lentz)."""
-    tiny = 1e-300
-    qab, qap, qam = a + b, a + 1.0, a - 1.0
-    c, d = 1.0, 1.0 - qab * x / qap
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 300):
-        m2 = 2 * m
-        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + aa / c
-        c = c if abs(c) > tiny else tiny
-        h *= d * c
-        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + aa / c
-        c = c if abs(c) > tiny else tiny
-        delta = d * c
-        h *= delta
-        if abs(delta - 1.0) < 1e-15:
-            break
-    return h
-
-
-def betainc(a: float, b: float, x: float) -> float:
-    """The regularized incomplete beta function I_x(a, b)."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    ln = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    front = math.exp(ln)
-    if x < (a + 1.0) / (a + b + 2.0):
-        return front * _betacf(a, b, x) / a
-    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
-
-
-def t_cdf(t: float, df: float) -> float:
-    """P(T <= t) for Student's t with ``df`` degrees of freedom."""
-    tail = 0.5 * betainc(df / 2.0, 0.5, df / (df + t * t))
-    return 1.0 - tail if t >= 0 else tail
-
-
-def t_quantile(p: float, df: float) -> float:
-    """The ``p`` quantile of Student's t (``t_quantile(0.975, 4) = 2.776``), by bisection on the CDF."""
-    if not 0.0 < p < 1.0 or df <= 0:
-        raise ValueError("need 0 < p < 1 and df > 0")
-    if p < 0.5:
-        return -t_quantile(1.0 - p, df)
-    lo, hi = 0.0, 1.0
-    while t_cdf(hi, df) < p:
-        hi *= 2.0
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        if t_cdf(mid, df) < p:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo < 1e-12 * max(1.0, hi):
-            break
-    return 0.5 * (lo + hi)
 
 
 @dataclass(frozen=True)

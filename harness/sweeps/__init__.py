@@ -1,9 +1,9 @@
-"""From a suite file to recorded cells: parsing, validation, running, storing.
+"""Running a suite's cells and recording them: the sweep loop, executors, the store.
 
-Owns the suite format and its expansion into cells (``suite``, ``suite_schema``), the checks run once
-before any cell (``checks``), the cell runner (``run``: load, warm start, train, evaluate, record),
-executors and their fork server (``executors``, ``forkserver_guard``), the SQLite store (``store``),
-the sweep loop (``sweep``), what a finished cell leaves on disk (``cell_outputs``) and experiment
-tracking (``tracking``).
-May import: every lower layer (``core``, ``models``, ``engines``, ``evaluation``, ``training``).
+The sweep loop (``sweep``), where cells run (``executors``: the interface and the worker side;
+``local_executor``, ``ray_executor``, the fork server's ``forkserver_guard``, a reused worker's
+``process_state``), the SQLite store (``store``, ``store_schema``, ``owners``) and ``harness run`` /
+``harness eval`` recorded as one-cell sweeps (``single_runs``).
+May import: ``suite``, ``cell`` and every lower layer (``core``, ``models``, ``engines``, ``evaluation``,
+``training``).
 """

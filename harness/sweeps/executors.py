@@ -1,6 +1,6 @@
 """Where a sweep's cells run: ``local`` worker processes (:mod:`harness.sweeps.local_executor`), or ``ray``
-tasks (:mod:`harness.sweeps.ray_executor`); here the interface they share, the worker-side ``run_task``,
-and :func:`make_executor`.
+tasks (:mod:`harness.sweeps.ray_executor`); here the interface they share and the worker-side ``run_task``
+(this module imports neither executor: ``harness sweep`` picks one by name, :func:`harness.cli.sweep.make_executor`).
 
 Both run one cell per process, so a crash, a hang or a timeout of one cell never takes the sweep down:
 
@@ -36,7 +36,7 @@ Both run one cell per process, so a crash, a hang or a timeout of one cell never
   timeout counts from submission (it includes a new worker's start-up), and the executor submits no
   more tasks than the cluster has room for, so a task rarely waits in Ray's queue.
 
-A cell with ``train.processes = N`` (one cell across N processes, :mod:`harness.sweeps.run_processes`) counts as
+A cell with ``train.processes = N`` (one cell across N processes, :mod:`harness.cell.processes`) counts as
 N of the local executor's jobs and gets N CPUs (or N GPUs) on ONE Ray node through a placement group; its
 worker starts the N processes. A Ray task lost with its node (or its worker process) is rerun by Ray, up to
 :data:`LOST_TASK_RETRIES` times (a cell's own failure is an outcome, never retried).
@@ -192,9 +192,9 @@ def _run_task(task: dict[str, Any], log: Any) -> dict[str, Any]:
     t0 = time.perf_counter()
     first_step: dict[str, float] = {}
     try:
+        from harness.cell.run import CellConfig, resolve, run_cell
         from harness.core.cache import open_cache
         from harness.core.plugins import load
-        from harness.sweeps.run import CellConfig, resolve, run_cell
 
         if task.get("devices"):  # the GPUs this cell's processes use (harness.training.distributed.device_for)
             os.environ["HARNESS_DEVICES"] = ",".join(str(d) for d in task["devices"])
@@ -276,22 +276,6 @@ class Executor:
 
     def close(self) -> None:
         """Kill whatever still runs."""
-
-
-def make_executor(name: str, *, jobs: int | None, address: str | None = None, num_cpus: float = 1,
-                  num_gpus: float = 0, reuse: bool = False) -> Executor:
-    """``local`` or ``ray``, by name; ``reuse``: workers run cell after cell (see the module docstring)."""
-    if name == "local":
-        from harness.sweeps.local_executor import LocalExecutor
-
-        return LocalExecutor(jobs or 1, reuse=reuse)
-    if name == "ray":
-        from harness.sweeps.ray_executor import RayExecutor
-
-        return RayExecutor(address=address, num_cpus=num_cpus, num_gpus=num_gpus, jobs=jobs, reuse=reuse)
-    from harness.core.errors import unknown_name
-
-    raise unknown_name("executor", name, ["local", "ray"], where="--executor")
 
 
 def default_threads(jobs: int, cores: int | None = None) -> int:

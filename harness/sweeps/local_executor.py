@@ -199,7 +199,7 @@ def _context() -> Any:
         ctx = multiprocessing.get_context("forkserver")
         # harness.sweeps.forkserver_guard first: the fork server dies with the sweep that started it
         ctx.set_forkserver_preload(["harness.sweeps.forkserver_guard", "harness.sweeps.executors", "harness.sweeps.local_executor",
-                                    "harness.sweeps.run",
+                                    "harness.cell.run",
                                     "harness.core.plugins"])
         return ctx
     return multiprocessing.get_context("spawn")

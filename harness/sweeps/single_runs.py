@@ -44,7 +44,7 @@ def _write(store_path: Path, sweep_id: str, name: str, settings: dict[str, Any],
 
 def record_run(store_path: Path, cell: Any, host: PluginHost, record: dict[str, Any]) -> str:
     """Record a ``harness run`` cell; returns its sweep id."""
-    from harness.sweeps.suite import plugin_versions, sweep_cell_id
+    from harness.suite.expand import plugin_versions, sweep_cell_id
 
     config = record["config"]
     cell_id = sweep_cell_id(cell.cell_id, plugin_versions(cell, host))
@@ -74,8 +74,8 @@ def record_eval(store_path: Path, host: PluginHost, *, model: str, benchmarks: l
                 seed: int, engine: str, dtype: str, device: str, limit: int | None, metrics: dict[str, float],
                 records: list[dict[str, Any]], wall_s: float) -> str:
     """Record a ``harness eval`` (the model as loaded, label ``untrained``); returns its sweep id."""
+    from harness.cell.run import provenance
     from harness.core.params import apply_overrides, as_dict
-    from harness.sweeps.run import provenance
 
     evals = []
     for i, name in enumerate(benchmarks):

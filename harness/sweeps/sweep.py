@@ -1,7 +1,8 @@
 """Run a suite: register its cells in the store, run what is not done yet, record every outcome.
 
-``run_sweep`` is what ``harness sweep SUITE`` calls. The suite has been validated as a whole before
-(:func:`harness.sweeps.suite.load_suite`), so bad input fails before the store is touched. Then:
+``run_sweep`` is what ``harness sweep SUITE`` calls; the phases below are :class:`SweepRun`'s methods. The suite
+has been validated as a whole before (:func:`harness.suite.expand.load_suite`), so bad input fails before the
+store is touched. Then:
 
 1. the sweep and its cells are recorded (new cells ``pending``; a cell already ``done``, in this sweep or
    another, is reused; ``failed`` cells are rerun only with ``retry_failed``);
@@ -35,17 +36,17 @@ import dataclasses
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 from harness.core.cache import KINDS, add_stats, cache_disabled, cache_root, describe_stats
 from harness.core.plugins import get_host
+from harness.suite.expand import Suite, SweepCell
 from harness.sweeps.executors import Executor, Task, read_status
 from harness.sweeps.local_executor import folder_in_use
 from harness.sweeps.store import HEARTBEAT_S, Store, owner_token
-from harness.sweeps.suite import Suite, SweepCell
 
 # Cells to run held at once, ahead of the running ones: a cell waiting for a warm start shared with a running
 # one (same prefix) lets the next cells in this window go first; beyond it, cells wait their turn.
@@ -216,197 +217,268 @@ class LiveStatus:
             self.stream.flush()
 
 
-def run_sweep(
-    suite: Suite,
-    store: Store,
-    executor: Executor,
-    *,
-    retry_failed: bool = False,
-    cell_timeout: float | None = None,
-    threads: int = 1,
-    plugins: list[str] | None = None,
-    log: Callable[[str], None] = print,
-    status: Callable[[list[str]], None] | None = None,
-    poll_s: float = 1.0,
-    cache: str | None = None,
-    resume_cells: bool = True,
-    linger_s: float = 30.0,
-) -> SweepSummary:
-    """Run every cell of ``suite`` that is not done yet; see the module docstring.
+class SweepRun:
+    """One invocation of a sweep, phase by phase (see the module docstring; :func:`run_sweep` runs them):
 
-    ``log`` gets the sweep's lines (start, done, failed); ``status`` the live lines of the running cells
-    after every poll (about every ``poll_s``; see :class:`LiveStatus`). ``cache``: the cache folder for
-    the workers, ``"off"``, or None (their ``$HARNESS_CACHE``). ``resume_cells``: cells checkpoint each
-    round in their folder and resume from it. ``linger_s``: how long a cell whose previous owner is gone
-    but whose old processes still run (or hold its folder's lock) is waited for before it counts as busy."""
-    t0 = time.perf_counter()
-    timeout = cell_timeout if cell_timeout is not None else suite.cell_timeout
-    if cache is None and not getattr(executor, "remote_cluster", False):
-        # this process's $HARNESS_CACHE, not the one a long-lived fork server was started with
-        cache = "off" if cache_disabled() else str(cache_root().resolve())
-    store.add_sweep(suite.id, suite.name, str(suite.path) if suite.path else None, suite.data,
-                    (c.row() for c in suite.iter_cells()))
-    store.save_leaderboard_settings(suite.id, suite_settings(suite, get_host().registry))
-    run_id = store.start_run(suite.id, executor.name)
-    owner = owner_token()
-    summary = SweepSummary(suite.id, suite.n_cells)
-    # which cells to run, by position in the suite (one byte a cell, not the cells): a snapshot of the store
-    to_run = bytearray(suite.n_cells)
-    for pos, st in enumerate(store.sweep_statuses(suite.id)):
-        if st == "done":
-            summary.skipped_done += 1
-        elif st == "failed" and not retry_failed:
-            summary.skipped_failed += 1
-        else:
-            to_run[pos] = 1
-    n_todo = suite.n_cells - summary.skipped_done - summary.skipped_failed
-    log(f"sweep {suite.id}: {suite.n_cells} cells, {n_todo} to run, {summary.skipped_done} already done"
-        + (f", {summary.skipped_failed} failed earlier (--retry-failed reruns them)" if summary.skipped_failed else "")
-        + f"; executor {executor.name}" + (", workers reused across cells" if getattr(executor, "reuse", False) else "")
-        + (f", cell timeout {timeout:g} s" if timeout else ""))
+    - :meth:`register`: the sweep and its cells in the store, and which cells are left to run;
+    - :meth:`claim`: the next cells claimed in the store and started on the executor (a cell sharing a warm
+      start that another running cell computes waits for it; a cell an older sweep's processes still hold
+      waits for them);
+    - :meth:`record`: each outcome the executor reports, written to the store;
+    - :meth:`show`: the live lines of the running cells;
+    - :meth:`summarise`: the summary, recorded and returned; :meth:`give_back` instead when interrupted.
 
-    # The cells stream from the suite: only a window of the next LOOKAHEAD cells to run is held, plus the
-    # running ones (their numbers, for the [i/N] tags, only while held).
-    todo = (c for pos, c in enumerate(suite.iter_cells()) if to_run[pos])
-    number: dict[str, int] = {}
-    width = len(str(n_todo))
-    pending: list[SweepCell] = []
-    running: dict[str, tuple[SweepCell, float]] = {}
-    warming: set[str] = set()  # prefixes whose first cell is running (its warm start is not cached yet)
-    warmed: set[str] = set()
+    Options are :func:`run_sweep`'s."""
 
-    taken = 0
+    def __init__(self, suite: Suite, store: Store, executor: Executor, *, retry_failed: bool = False,
+                 cell_timeout: float | None = None, threads: int = 1, plugins: list[str] | None = None,
+                 log: Callable[[str], None] = print, status: Callable[[list[str]], None] | None = None,
+                 poll_s: float = 1.0, cache: str | None = None, resume_cells: bool = True,
+                 linger_s: float = 30.0) -> None:
+        self.t0 = time.perf_counter()
+        self.suite, self.store, self.executor = suite, store, executor
+        self.retry_failed, self.threads, self.plugins = retry_failed, threads, list(plugins or [])
+        self.log, self.status, self.poll_s, self.resume_cells, self.linger_s = log, status, poll_s, resume_cells, linger_s
+        self.timeout = cell_timeout if cell_timeout is not None else suite.cell_timeout
+        if cache is None and not getattr(executor, "remote_cluster", False):
+            # this process's $HARNESS_CACHE, not the one a long-lived fork server was started with
+            cache = "off" if cache_disabled() else str(cache_root().resolve())
+        self.cache = cache
+        self.owner = owner_token()
+        self.summary = SweepSummary(suite.id, suite.n_cells)
+        self.run_id: int | None = None
+        self.n_todo = 0
+        # The cells stream from the suite: only a window of the next LOOKAHEAD cells to run is held, plus the
+        # running ones (their numbers, for the [i/N] tags, only while held).
+        self.todo: Iterator[SweepCell] = iter(())
+        self.number: dict[str, int] = {}
+        self.taken = 0
+        self.pending: list[SweepCell] = []
+        self.running: dict[str, tuple[SweepCell, float]] = {}
+        self.warming: set[str] = set()  # prefixes whose first cell is running (its warm start is not cached yet)
+        self.warmed: set[str] = set()
+        self.lingering: dict[str, float] = {}  # cell id -> when it was first found lingering
+        self.waiting: list[SweepCell] = []  # lingering cells, tried again after the next poll
+        self.last_beat = time.monotonic()
 
-    def refill() -> None:
-        nonlocal taken
-        while len(pending) < LOOKAHEAD:
-            c = next(todo, None)
+    def run(self) -> SweepSummary:
+        """Every phase, the loop of claim / record / show until no cell is left; see the class docstring."""
+        self.register()
+        try:
+            while self.refill() or self.pending or self.running or self.waiting:  # refill() only tops up
+                self.claim()
+                if self.waiting and not self.running and not self.pending:
+                    time.sleep(self.poll_s)  # only lingering cells left: wait for the old processes to go
+                self.beat()
+                self.record()
+                self.show()
+        except BaseException:
+            self.give_back()
+            raise
+        return self.summarise()
+
+    # -- phases ------------------------------------------------------------------------------------------------
+    def register(self) -> None:
+        """Record the sweep, its cells (new ones ``pending``), its leaderboard settings and this run; count
+        what is done or failed already and keep a byte per cell saying whether it runs now."""
+        suite, store, summary = self.suite, self.store, self.summary
+        store.add_sweep(suite.id, suite.name, str(suite.path) if suite.path else None, suite.data,
+                        (c.row() for c in suite.iter_cells()))
+        store.save_leaderboard_settings(suite.id, suite_settings(suite, get_host().registry))
+        self.run_id = store.start_run(suite.id, self.executor.name)
+        # which cells to run, by position in the suite (one byte a cell, not the cells): a snapshot of the store
+        to_run = bytearray(suite.n_cells)
+        for pos, st in enumerate(store.sweep_statuses(suite.id)):
+            if st == "done":
+                summary.skipped_done += 1
+            elif st == "failed" and not self.retry_failed:
+                summary.skipped_failed += 1
+            else:
+                to_run[pos] = 1
+        self.n_todo = suite.n_cells - summary.skipped_done - summary.skipped_failed
+        self.todo = (c for pos, c in enumerate(suite.iter_cells()) if to_run[pos])
+        self.log(f"sweep {suite.id}: {suite.n_cells} cells, {self.n_todo} to run, {summary.skipped_done} already done"
+                 + (f", {summary.skipped_failed} failed earlier (--retry-failed reruns them)"
+                    if summary.skipped_failed else "")
+                 + f"; executor {self.executor.name}"
+                 + (", workers reused across cells" if getattr(self.executor, "reuse", False) else "")
+                 + (f", cell timeout {self.timeout:g} s" if self.timeout else ""))
+
+    def claim(self) -> None:
+        """While the executor has room: the next cell that may start, claimed in the store and submitted."""
+        if self.waiting:
+            self.pending += self.waiting
+            self.waiting.clear()
+        self.refill()
+        while self.pending and self.executor.capacity() > 0:
+            c = self.pick()
             if c is None:
-                return
-            taken += 1
-            number[c.id] = taken
-            pending.append(c)
+                break
+            self.pending.remove(c)
+            if self.claim_one(c):
+                self.start(c)
 
-    def tag(c: SweepCell) -> str:
-        return f"[{number[c.id]:>{width}}/{n_todo}]"
+    def record(self) -> None:
+        """The outcomes of the cells that ended since the last poll (about ``poll_s``), each written to the
+        store (``done`` with its record, its checkpoint folder then deleted; or ``failed`` with the reason)."""
+        store, summary, log = self.store, self.summary, self.log
+        for cid, outcome in self.executor.poll(self.poll_s):
+            c, started = self.running[cid]
+            if c.prefix is not None:
+                self.warming.discard(c.prefix)
+                self.warmed.add(c.prefix)
+            wall = float(outcome.get("wall_s") or time.perf_counter() - started)
+            add_stats(summary.cache, outcome.get("cache"))
+            if outcome.get("status") == "done":
+                record = outcome["record"]
+                store.finish(cid, record, wall_s=wall)
+                if not (record.get("config", {}).get("train") or {}).get("keep_checkpoint"):
+                    shutil.rmtree(cell_dir(store, cid) / "checkpoint", ignore_errors=True)  # results are stored
+                summary.done += 1
+                warm = record.get("warm_start", "none")
+                summary.warm_start[warm if warm in summary.warm_start else "none"] += 1
+                log(f"{self.tag(c)} done   {c.id}  {c.label}  {c.config.benchmark}  seed={c.config.seed}  "
+                    f"{wall:.1f} s  (warm start: {warm})")
+            else:
+                error = str(outcome.get("error") or "unknown error")
+                store.fail(cid, error, wall_s=wall)
+                worker_log = cell_dir(store, cid) / "worker.log"
+                if worker_log.is_file() and str(worker_log) not in error:  # the full traceback is there
+                    error += f" (full log: {worker_log})"
+                summary.failed += 1
+                summary.failures.append((cid, c.label, error))
+                log(f"{self.tag(c)} FAILED {c.id}  {c.label}  {c.config.benchmark}  seed={c.config.seed}  "
+                    f"{wall:.1f} s: {error}")
+            self.number.pop(cid, None)
+            del self.running[cid]  # recorded (until then an error, e.g. a full disk, gives it back below)
 
-    def describe(c: SweepCell) -> str:
-        return f"{c.id}  {c.config.model}  {c.label}  {c.config.benchmark}  seed={c.config.seed}"
+    def show(self) -> None:
+        """The live line of each running cell (from its ``progress.json``) to ``status``."""
+        if self.status is not None:
+            now = time.perf_counter()
+            self.status([f"{self.tag(c)} {c.label}  {c.config.benchmark}  seed={c.config.seed}  "
+                         + progress_text(read_status(cell_dir(self.store, cid)), now - started)
+                         for cid, (c, started) in self.running.items()])
 
-    def pick() -> SweepCell | None:
-        refill()
-        for c in pending:
-            if c.prefix is None or c.prefix in warmed or c.prefix not in warming:
-                return c
-        return pending[0] if pending and not running else None
+    def summarise(self) -> SweepSummary:
+        """Close the executor; record and return the summary (with the cells another sweep has done since)."""
+        self.executor.close()
+        summary = self.summary
+        summary.wall_s = time.perf_counter() - self.t0
+        if summary.busy:  # cells another sweep ran may have finished since: count what the store holds now
+            summary.done_now = sum(st == "done" for st in self.store.sweep_statuses(self.suite.id))
+        self.store.end_run(self.run_id, summary.as_dict())
+        return summary
 
-    lingering: dict[str, float] = {}  # cell id -> when it was first found lingering
-    waiting: list[SweepCell] = []  # lingering cells, tried again after the next poll
-    last_beat = time.monotonic()
-
-    try:
-        while refill() or pending or running or waiting:  # refill() returns None: it only tops up
-            if waiting:
-                pending += waiting
-                waiting.clear()
-            while pending and executor.capacity() > 0:
-                c = pick()
-                if c is None:
-                    break
-                pending.remove(c)
-                claim = store.claim(c.id, owner, retry_failed=retry_failed)
-                if claim == "claimed" and folder_in_use(cell_dir(store, c.id)):
-                    store.release(c.id, owner)
-                    claim = "lingering"  # a process of an older sweep still runs in the folder
-                if claim == "lingering":
-                    if c.id not in lingering:
-                        lingering[c.id] = time.monotonic()
-                        log(f"{tag(c)} wait   {describe(c)}  (the processes of the sweep that ran it are not "
-                            f"gone yet)")
-                    if time.monotonic() - lingering[c.id] < linger_s:
-                        waiting.append(c)
-                        continue
-                    claim = "busy"
-                if claim != "claimed":
-                    if claim == "busy":
-                        summary.busy += 1
-                    elif claim == "done":
-                        summary.skipped_done += 1
-                    else:
-                        summary.skipped_failed += 1
-                    log(f"{tag(c)} skip   {describe(c)}  ({'running in another sweep' if claim == 'busy' else claim})")
-                    number.pop(c.id, None)
-                    continue
-                if c.prefix is not None and c.prefix not in warmed:
-                    warming.add(c.prefix)
-                executor.submit(Task(id=c.id, base_id=c.base_id, config=c.config.to_dict(),
-                                     cell_dir=str(cell_dir(store, c.id)), plugins=list(plugins or []),
-                                     threads=threads, timeout=timeout, cache=cache, resume=resume_cells,
-                                     sweep_owner=owner, label=c.label))
-                running[c.id] = (c, time.perf_counter())
-                worker = getattr(executor, "worker", None)
-                token = worker(c.id) if worker is not None else None
-                if token:
-                    store.set_worker(c.id, owner, token)
-                log(f"{tag(c)} start  {describe(c)}")
-            if waiting and not running and not pending:
-                time.sleep(poll_s)  # only lingering cells left: wait for the old processes to go
-            if running and time.monotonic() - last_beat >= HEARTBEAT_S:
-                store.beat(owner)
-                last_beat = time.monotonic()
-            for cid, outcome in executor.poll(poll_s):
-                c, started = running[cid]
-                if c.prefix is not None:
-                    warming.discard(c.prefix)
-                    warmed.add(c.prefix)
-                wall = float(outcome.get("wall_s") or time.perf_counter() - started)
-                add_stats(summary.cache, outcome.get("cache"))
-                if outcome.get("status") == "done":
-                    record = outcome["record"]
-                    store.finish(cid, record, wall_s=wall)
-                    if not (record.get("config", {}).get("train") or {}).get("keep_checkpoint"):
-                        shutil.rmtree(cell_dir(store, cid) / "checkpoint", ignore_errors=True)  # results are stored
-                    summary.done += 1
-                    warm = record.get("warm_start", "none")
-                    summary.warm_start[warm if warm in summary.warm_start else "none"] += 1
-                    log(f"{tag(c)} done   {c.id}  {c.label}  {c.config.benchmark}  seed={c.config.seed}  "
-                        f"{wall:.1f} s  (warm start: {warm})")
-                else:
-                    error = str(outcome.get("error") or "unknown error")
-                    store.fail(cid, error, wall_s=wall)
-                    worker_log = cell_dir(store, cid) / "worker.log"
-                    if worker_log.is_file() and str(worker_log) not in error:  # the full traceback is there
-                        error += f" (full log: {worker_log})"
-                    summary.failed += 1
-                    summary.failures.append((cid, c.label, error))
-                    log(f"{tag(c)} FAILED {c.id}  {c.label}  {c.config.benchmark}  seed={c.config.seed}  "
-                        f"{wall:.1f} s: {error}")
-                number.pop(cid, None)
-                del running[cid]  # recorded (until then an error, e.g. a full disk, gives it back below)
-            if status is not None:
-                now = time.perf_counter()
-                status([f"{tag(c)} {c.label}  {c.config.benchmark}  seed={c.config.seed}  "
-                        + progress_text(read_status(cell_dir(store, cid)), now - started)
-                        for cid, (c, started) in running.items()])
-    except BaseException:
-        executor.close()
-        for cid in list(running):
+    def give_back(self) -> None:
+        """Interrupted (Ctrl-C, an error): kill what runs, give its cells back, end the run's row as
+        interrupted. Never raises: the next sweep takes over whatever could not be given back."""
+        self.executor.close()
+        for cid in list(self.running):
             try:
-                store.release(cid, owner)
+                self.store.release(cid, self.owner)
             except Exception:  # noqa: BLE001, S110 - e.g. a full disk: the next sweep takes the cell over
                 pass
         try:  # the run's row ends too (finished_at set, marked interrupted)
-            summary.wall_s = time.perf_counter() - t0
-            store.end_run(run_id, {**summary.as_dict(), "interrupted": True})
+            self.summary.wall_s = time.perf_counter() - self.t0
+            self.store.end_run(self.run_id, {**self.summary.as_dict(), "interrupted": True})
         except Exception:  # noqa: BLE001, S110 - the next sweep marks it interrupted (Store.start_run)
             pass
-        raise
-    executor.close()
-    summary.wall_s = time.perf_counter() - t0
-    if summary.busy:  # cells another sweep ran may have finished since: count what the store holds now
-        summary.done_now = sum(st == "done" for st in store.sweep_statuses(suite.id))
-    store.end_run(run_id, summary.as_dict())
-    return summary
+
+    # -- steps of the phases -----------------------------------------------------------------------------------
+    def refill(self) -> None:
+        """Top up the window of cells to run to ``LOOKAHEAD`` from the suite's stream."""
+        while len(self.pending) < LOOKAHEAD:
+            c = next(self.todo, None)
+            if c is None:
+                return
+            self.taken += 1
+            self.number[c.id] = self.taken
+            self.pending.append(c)
+
+    def pick(self) -> SweepCell | None:
+        """The first held cell whose warm start no running cell is computing (else the first, when none runs)."""
+        self.refill()
+        for c in self.pending:
+            if c.prefix is None or c.prefix in self.warmed or c.prefix not in self.warming:
+                return c
+        return self.pending[0] if self.pending and not self.running else None
+
+    def claim_one(self, c: SweepCell) -> bool:
+        """Claim ``c`` in the store; False (counted and logged, or put back to wait) when it can't run now."""
+        store, summary = self.store, self.summary
+        claim = store.claim(c.id, self.owner, retry_failed=self.retry_failed)
+        if claim == "claimed" and folder_in_use(cell_dir(store, c.id)):
+            store.release(c.id, self.owner)
+            claim = "lingering"  # a process of an older sweep still runs in the folder
+        if claim == "lingering":
+            if c.id not in self.lingering:
+                self.lingering[c.id] = time.monotonic()
+                self.log(f"{self.tag(c)} wait   {self.describe(c)}  (the processes of the sweep that ran it are "
+                         f"not gone yet)")
+            if time.monotonic() - self.lingering[c.id] < self.linger_s:
+                self.waiting.append(c)
+                return False
+            claim = "busy"
+        if claim == "claimed":
+            return True
+        if claim == "busy":
+            summary.busy += 1
+        elif claim == "done":
+            summary.skipped_done += 1
+        else:
+            summary.skipped_failed += 1
+        self.log(f"{self.tag(c)} skip   {self.describe(c)}  "
+                 f"({'running in another sweep' if claim == 'busy' else claim})")
+        self.number.pop(c.id, None)
+        return False
+
+    def start(self, c: SweepCell) -> None:
+        """Submit a claimed cell to the executor and note its worker in the store."""
+        if c.prefix is not None and c.prefix not in self.warmed:
+            self.warming.add(c.prefix)
+        self.executor.submit(Task(id=c.id, base_id=c.base_id, config=c.config.to_dict(),
+                                  cell_dir=str(cell_dir(self.store, c.id)), plugins=list(self.plugins),
+                                  threads=self.threads, timeout=self.timeout, cache=self.cache,
+                                  resume=self.resume_cells, sweep_owner=self.owner, label=c.label))
+        self.running[c.id] = (c, time.perf_counter())
+        worker = getattr(self.executor, "worker", None)
+        token = worker(c.id) if worker is not None else None
+        if token:
+            self.store.set_worker(c.id, self.owner, token)
+        self.log(f"{self.tag(c)} start  {self.describe(c)}")
+
+    def beat(self) -> None:
+        """While cells run, the owner's heartbeat in the store every ``HEARTBEAT_S``."""
+        if self.running and time.monotonic() - self.last_beat >= HEARTBEAT_S:
+            self.store.beat(self.owner)
+            self.last_beat = time.monotonic()
+
+    def tag(self, c: SweepCell) -> str:
+        return f"[{self.number[c.id]:>{len(str(self.n_todo))}}/{self.n_todo}]"
+
+    @staticmethod
+    def describe(c: SweepCell) -> str:
+        return f"{c.id}  {c.config.model}  {c.label}  {c.config.benchmark}  seed={c.config.seed}"
+
+
+def run_sweep(suite: Suite, store: Store, executor: Executor, *, retry_failed: bool = False,
+              cell_timeout: float | None = None, threads: int = 1, plugins: list[str] | None = None,
+              log: Callable[[str], None] = print, status: Callable[[list[str]], None] | None = None,
+              poll_s: float = 1.0, cache: str | None = None, resume_cells: bool = True,
+              linger_s: float = 30.0) -> SweepSummary:
+    """Run every cell of ``suite`` that is not done yet (:class:`SweepRun`'s phases); see the module docstring.
+
+    ``log`` gets the sweep's lines (start, done, failed); ``status`` the live lines of the running
+    cells after every poll (about every ``poll_s``; see :class:`LiveStatus`). ``cache``: the cache folder for
+    the workers, ``"off"``, or None (their ``$HARNESS_CACHE``). ``resume_cells``: cells checkpoint each
+    round in their folder and resume from it. ``linger_s``: how long a cell whose previous owner is gone
+    but whose old processes still run (or hold its folder's lock) is waited for before it counts as busy.
+    ``retry_failed``, ``cell_timeout`` (default: the suite's), ``threads`` (per worker), ``plugins`` (ad-hoc
+    ``--plugin`` specs for the workers)."""
+    return SweepRun(suite, store, executor, retry_failed=retry_failed, cell_timeout=cell_timeout, threads=threads,
+                    plugins=plugins, log=log, status=status, poll_s=poll_s, cache=cache, resume_cells=resume_cells,
+                    linger_s=linger_s).run()
 
 
 def suite_settings(suite: Suite, registry: Any | None = None) -> dict[str, Any]:

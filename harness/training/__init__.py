@@ -5,5 +5,7 @@ that build a round's rows (``samplers``), policy-gradient primitives (``pg``), d
 density ratios (``divergence``), rewards (``rewards``: benchmark, Bradley-Terry, judge, reward
 models), training data from datasets (``datasets``: TRL-shaped rows from the hub or local files) and
 defaults that fit the model (``defaults``). Methods themselves are plugins (``plugins/methods``).
+Also ``checkpoints`` (the trainer's checkpoint file), ``reference`` (the reference policy),
+``distributed`` (one cell across N processes) and ``irl_reward`` (a saved IRL reward model).
 May import: ``harness.core``, ``harness.models``, ``harness.engines``, ``harness.evaluation``.
 """

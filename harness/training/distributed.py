@@ -5,7 +5,7 @@ how work is sharded and gathered.
 - :func:`launched_size` / :func:`init_from_env`: a process started by ``torchrun`` or ``accelerate launch``
   (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` in the environment) joins its process group;
 - :func:`spawn`: ``train.processes = N`` without a launcher: N processes with ``torch.multiprocessing``
-  on 127.0.0.1, each calling the same function (see :func:`harness.sweeps.run.run_cell`);
+  on 127.0.0.1, each calling the same function (see :func:`harness.cell.run.run_cell`);
 - :func:`backend_for` (NCCL on CUDA, gloo on CPUs) and :func:`device_for` (rank -> ``cuda:<local rank>``);
 - :func:`wrap`: DDP (``DistributedDataParallel``) or FSDP2 (``torch.distributed.fsdp.fully_shard`` on each
   decoder layer and the root; mixed precision and CPU offload as options);

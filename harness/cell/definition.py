@@ -1,6 +1,6 @@
 """A cell: what defines it (:class:`CellConfig`), its specs and strictly checked parameters
 (:class:`ResolvedCell`, whose hash is the cell's id) and :func:`resolve`, which gets from one to the other
-with one-line errors. Running a cell is :mod:`harness.sweeps.run`."""
+with one-line errors. Running a cell is :mod:`harness.cell.run`."""
 
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ def _train_dict(train: Any) -> dict[str, Any]:
 
 def resolve(config: CellConfig, host: PluginHost, *, where: str = "") -> ResolvedCell:
     """Look up the specs and apply every override strictly; raises one-line errors."""
-    from harness.sweeps.checks import check_seed, check_train
+    from harness.cell.checks import check_seed, check_train
 
     reg = host.registry
     pre = f"{where}: " if where else ""

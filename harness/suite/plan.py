@@ -1,7 +1,7 @@
 """Validating a suite as a whole, before any cell: every key, the models, benchmarks, datasets, seeds,
 engine, dtype, device, train settings, ``[methods.*]`` entries with their grids, and the exclude rules'
 needs-vs-provides check, each problem one line naming the key. The result is a :class:`SuitePlan`: the
-axes :mod:`harness.sweeps.suite` expands into cells. ``[[exclude]]`` and ``[[include]]`` rules are here too.
+axes :mod:`harness.suite.expand` expands into cells. ``[[exclude]]`` and ``[[include]]`` rules are here too.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from harness.core.data import implied_kinds
 from harness.core.errors import HarnessError, did_you_mean
 from harness.core.params import apply_overrides, as_dict
 from harness.core.plugins import PluginHost
-from harness.sweeps.suite_parse import (
+from harness.suite.parse import (
     CORRECTIONS,
     ENTRY_KEYS,
     LEADERBOARD_KEYS,
@@ -73,7 +73,7 @@ class SuitePlan:
     def config(self, e: _Entry, model: str, bench: str, seed: int, mover: dict[str, Any],
                tover: dict[str, Any], bover: dict[str, Any]) -> Any:
         """The CellConfig of one grid point (``mover``/``tover``/``bover``: method, train, data overrides)."""
-        from harness.sweeps.cell import CellConfig
+        from harness.cell.definition import CellConfig
 
         bp = {**self.shared_data, **self.bparams.get(bench, {}), **bover}
         if self.by_data and self.reward is not None and "reward" not in bp and self.is_dataset(bench):
@@ -348,7 +348,7 @@ def _matches(rule: dict[str, Any], item: tuple[Any, Any, str, str, str], where: 
 def _include(rule: dict[str, Any], where: str, entries: Mapping[str, _Entry], base: dict[str, Any], reg: Any,
              host: PluginHost, config: Any) -> Iterator[tuple[Any, Any, str, str, str]]:
     """The cells of one [[include]] rule, resolved one at a time (the rule is checked before the first)."""
-    from harness.sweeps.cell import resolve
+    from harness.cell.definition import resolve
     from harness.training.trainer import TrainConfig
 
     if "method" not in rule or not isinstance(rule["method"], str):

@@ -1,7 +1,7 @@
 """Suite files: TOML that expands into sweep cells, validated as a whole before any training.
 
-Three steps, three modules: reading the file and ``--set`` (:mod:`harness.sweeps.suite_parse`), validating
-every key into a plan (:mod:`harness.sweeps.suite_plan`), and here expanding the plan into cells: a small
+Three steps, three modules: reading the file and ``--set`` (:mod:`harness.suite.parse`), validating
+every key into a plan (:mod:`harness.suite.plan`), and here expanding the plan into cells: a small
 suite keeps its list, a big one only the cells' ids, and :meth:`Suite.iter_cells` streams them again.
 The format (every key, labels, ``--set``) is documented in ``docs/plugins.md``, section "Suite files";
 ``suites/quickstart.toml`` is a worked example. Requires Python 3.11's ``tomllib``, or the ``tomli`` package on 3.10.
@@ -22,8 +22,8 @@ from harness.core.digest import Hasher, digest
 from harness.core.errors import HarnessError
 from harness.core.params import as_dict
 from harness.core.plugins import PluginHost
-from harness.sweeps.suite_parse import _table, _Where, apply_sets, make_label, read_suite
-from harness.sweeps.suite_plan import SuitePlan, _include, _matches, plan_suite
+from harness.suite.parse import _table, _Where, apply_sets, make_label, read_suite
+from harness.suite.plan import SuitePlan, _include, _matches, plan_suite
 
 KEEP_CELLS = 2_000  # suites up to this many cells (counted before exclude rules) keep their cell list
 
@@ -32,7 +32,7 @@ KEEP_CELLS = 2_000  # suites up to this many cells (counted before exclude rules
 class SweepCell:
     """One expanded cell: its config, its label in the suite, and its identity."""
 
-    config: Any  # harness.sweeps.run.CellConfig
+    config: Any  # harness.cell.run.CellConfig
     label: str
     entry: str
     base_id: str  # ResolvedCell.cell_id: resolved config + harness version + plugin source hashes
@@ -101,8 +101,8 @@ class Suite:
 def load_suite(path: str | os.PathLike[str], host: PluginHost, sets: Iterable[str] = (), *,
                max_cells: int | None = None) -> Suite:
     """Read, override, validate and expand a suite file. The grid is counted before it is built: over
-    ``max_cells`` (default :data:`harness.sweeps.checks.MAX_CELLS`) is an error."""
-    from harness.sweeps import checks
+    ``max_cells`` (default :data:`harness.suite.checks.MAX_CELLS`) is an error."""
+    from harness.suite import checks
 
     p = Path(path)
     data, touched = apply_sets(read_suite(p), sets)
@@ -171,7 +171,7 @@ def expand(data: dict[str, Any], host: PluginHost, *, path: Path | None = None,
         data, path_warnings = rebase_paths(data, Path(path), touched)
     plan = plan_suite(data, host, path=path, touched=touched)
     plan.warnings[:0] = path_warnings
-    from harness.sweeps.checks import count_cells
+    from harness.suite.checks import count_cells
 
     tally = _Tally()
     repeats: list[str] = []
@@ -222,7 +222,7 @@ def _kept(plan: SuitePlan, host: PluginHost, counts: list[int] | None) -> Iterat
     suite's order; duplicates not yet dropped. ``counts``: the validating pass, which counts the
     exclude rules' hits into it and warns about rules that match nothing; every pass raises the same
     first error (strict types, needs/provides) as building the whole list would."""
-    from harness.sweeps.cell import resolve
+    from harness.cell.definition import resolve
 
     w, entries, rules = plan.w, plan.entries, plan.rules
     deferred: HarnessError | None = None  # an exclude rule's error: raised after every grid cell resolved

@@ -14,7 +14,7 @@ forked RNG, so whether one is redone or reused never changes the training that f
 (:mod:`harness.core.cache`); the cell's record says how many lookups hit (``record["cache"]``).
 
 A cell's definition and resolution (``CellConfig``, ``ResolvedCell``, ``resolve``) live in
-:mod:`harness.sweeps.cell` and are importable from here too.
+:mod:`harness.cell.definition` and are importable from here too.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from harness.cell.definition import CellConfig, ResolvedCell, resolve
 from harness.core.cache import Cache, describe_stats, model_identity, open_cache, stats_since, stats_snapshot
 from harness.core.context import DataContext, EvalContext, EvalResult, TrainingData, WarmStartContext
 from harness.core.digest import digest
@@ -42,7 +43,6 @@ from harness.core.version import __version__
 from harness.engines.factory import make_engine
 from harness.models.lm import LM
 from harness.models.loading import LoadedModel, load_model
-from harness.sweeps.cell import CellConfig, ResolvedCell, resolve
 from harness.training import distributed
 from harness.training.trainer import TrainConfig, Trainer
 
@@ -255,11 +255,11 @@ def run_cell(
     :func:`harness.sweeps.executors.run_task`). The phases, in order, are :class:`CellRun`'s methods.
     """
     t_start = time.perf_counter()
-    from harness.sweeps import run_processes
+    from harness.cell import processes as run_processes
 
     where = run_processes.placement(cell)  # train.processes / a launcher: N processes (harness.training.distributed)
     if where == "spawn":
-        return run_processes.run_spawned(cell, host, out_dir=out_dir, resume=resume, progress=progress)
+        return run_processes.run_spawned(cell, host, run_cell, out_dir=out_dir, resume=resume, progress=progress)
     if where == "rank":
         world = distributed.init_from_env(cell.config.device)
         cache = None  # the ranks would race on the cache's files
@@ -269,7 +269,7 @@ def run_cell(
 
             set_quiet(True)
     if resume and out_dir is not None:
-        from harness.sweeps.cell_outputs import finished_record
+        from harness.cell.outputs import finished_record
 
         if (done_record := finished_record(out_dir, cell.cell_id)) is not None:
             log(f"cell {cell.cell_id} already finished in {out_dir} (--no-resume runs it again)")
@@ -327,7 +327,7 @@ class CellRun:
     # -- phases ------------------------------------------------------------------------------------
     def load(self) -> None:
         """The model (``load_model``), its engine (warmed), the policy handle; the tracker."""
-        from harness.sweeps.tracking import from_env as tracker_from_env
+        from harness.cell.tracking import from_env as tracker_from_env
 
         cell, cfg = self.cell, self.cell.config
         self.tracker = tracker_from_env(cell) if self.world.main else None  # --log-to wandb|mlflow|tensorboard
@@ -513,7 +513,7 @@ class CellRun:
                            **({"data": data} if (data := eval_data(rounds)) else {})},
         }
         if out_dir is not None and self.world.main:
-            from harness.sweeps.cell_outputs import finish_outputs
+            from harness.cell.outputs import finish_outputs
 
             finish_outputs(cell, self.trainer, self.loaded.tokenizer, out_dir, record, self.log)
             out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,14 +1,10 @@
 """Range and sanity checks run once, before any cell starts (one-line errors, exit 2).
 
-- :func:`check_train` / :func:`check_seed`: positive ``steps`` / ``batch_size`` / ``grad_accum``,
-  ``rounds >= 0`` (0 = evaluate only), ``lr > 0``, seeds in ``0 .. 2**32 - 1``; called from
-  :func:`harness.sweeps.run.resolve`, so ``harness run`` and every suite cell get them.
-- :func:`check_suite_data`: the same ranges on a parsed suite, naming the key that set the value, and
-  the grid's size counted before anything is built (:func:`count_cells`, over ``max_cells`` is an
-  error asking for ``--max-cells``).
+- :func:`check_suite_data`: the ranges of :mod:`harness.cell.checks` on a parsed suite, naming the key that
+  set the value, and the grid's size counted before anything is built (:func:`count_cells`, over
+  ``max_cells`` is an error asking for ``--max-cells``).
 - :func:`check_suite`: the suite's ``leaderboard.baseline`` is a method label of the suite.
 - :func:`check_options`: ``--jobs`` / ``--threads`` >= 1, ``--cache`` and the store's folder writable.
-- :func:`decode_utf8`: a file's text, or an error naming the file and the byte offset.
 - :func:`preflight`: what a cell would otherwise find only when it starts, checked once before a sweep runs
   (not for ``--dry-run``, which validates a suite for other hardware): every model resolvable here (a name, an
   existing path, a real GGUF file, a hub name cached here or a reachable hub) and the device present.
@@ -16,76 +12,17 @@
 
 from __future__ import annotations
 
-import math
 import os
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from harness.cell.checks import INT_MINIMA, check_seed, check_train_value
 from harness.core.errors import HarnessError
+from harness.suite.parse import _Where
 
-SEED_MAX = 2**32 - 1  # numpy's seeds are 32-bit; larger ones overflow there
 MAX_CELLS = 10_000
-
-# integer field -> (lowest allowed value, what to say)
-INT_MINIMA = {
-    "rounds": (0, "an integer >= 0 (0 = evaluate only, no training)"),
-    "steps": (1, "a positive integer"),
-    "batch_size": (1, "a positive integer"),
-    "grad_accum": (1, "a positive integer"),
-    "ref_batch_size": (1, "a positive integer"),
-    "lora_r": (1, "a positive integer"),
-}
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _number(v: Any) -> float | None:
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, (int, float)):
-        return float(v)
-    if isinstance(v, str):
-        try:
-            return float(v)
-        except ValueError:
-            return None
-    return None
-
-
-def check_train_value(key: str, value: Any, where: str) -> None:
-    """One TrainConfig field's range; ``where`` names the field (``suite.toml: train.steps``). Values of the
-    wrong type are left to the strict type checks."""
-    v = _number(value)
-    if v is None:
-        return
-    if key in INT_MINIMA:
-        low, what = INT_MINIMA[key]
-        if v < low:
-            raise HarnessError(f"{where} = {value!r}: expected {what}")
-    elif key == "lr":
-        if not (math.isfinite(v) and v > 0):
-            raise HarnessError(f"{where} = {value!r}: expected a learning rate > 0, e.g. 1e-4")
-    elif key in ("weight_decay", "max_grad_norm"):
-        if not (math.isfinite(v) and v >= 0):
-            raise HarnessError(f"{where} = {value!r}: expected a number >= 0")
-    elif key == "warmup_ratio" and not (0 <= v <= 1):
-        raise HarnessError(f"{where} = {value!r}: expected a fraction between 0 and 1")
-
-
-def check_train(train: Any, where: str) -> None:
-    """Every field of a TrainConfig (or a dict of overrides); ``where`` names the table (``train``)."""
-    items = train.items() if isinstance(train, Mapping) else vars(train).items()
-    for key, value in items:
-        check_train_value(key, value, f"{where}.{key}")
-
-
-def check_seed(seed: Any, where: str) -> None:
-    if _is_int(seed) and not 0 <= seed <= SEED_MAX:
-        raise HarnessError(f"{where} = {seed}: expected a seed from 0 to {SEED_MAX}")
 
 
 # -- suites --------------------------------------------------------------------------------------------------
@@ -102,7 +39,7 @@ def _where(file: str, keys: Iterable[Any], touched: set[str]) -> str:
 def check_suite_data(data: Mapping[str, Any], path: Path | None, touched: set[str] | None = None, *,
                      max_cells: int | None = MAX_CELLS) -> int:
     """Ranges of a parsed suite's train values and seeds, and its size; returns the number of cells (an
-    upper bound: before exclude rules). Values of the wrong type are left to :func:`harness.sweeps.suite.expand`."""
+    upper bound: before exclude rules). Values of the wrong type are left to :func:`harness.suite.expand.expand`."""
     file = str(path) if path is not None else "<suite>"
     touched = touched or set()
 
@@ -253,20 +190,9 @@ def check_options(*, jobs: int | None, threads: int | None, cache: str | None, s
         raise HarnessError(f"--store {store}: the file is read-only; give a writable --store")
 
 
-def decode_utf8(data: bytes, path: str | os.PathLike[str]) -> str:
-    """``data`` as UTF-8 text; else one line naming the file, the line and the byte offset."""
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise HarnessError(f"{path}:{line}: not UTF-8 text (byte offset {exc.start}: "
-                           f"{data[exc.start:exc.start + 1]!r}); save the file as UTF-8") from None
-
-
 def preflight(suite: Any) -> None:
     """Models and devices of a suite, checked once before its first cell (see the module docstring)."""
     from harness.models.loading import check_device, check_model
-    from harness.sweeps.suite_parse import _Where
 
     w = _Where(suite.path, set(getattr(suite, "touched", set())))
     data = suite.data

@@ -1,6 +1,6 @@
 """Reading a suite: the TOML file, ``--set`` assignments, and the small checks every key goes through
 (``_Where`` names the file and dotted key, or the ``--set`` that set it). Validation of the whole suite is
-:mod:`harness.sweeps.suite_plan`; expansion into cells is :mod:`harness.sweeps.suite`."""
+:mod:`harness.suite.plan`; expansion into cells is :mod:`harness.suite.expand`."""
 
 from __future__ import annotations
 
@@ -47,8 +47,6 @@ def read_suite(path: str | os.PathLike[str]) -> dict[str, Any]:
                            + (f", e.g. {p / found[0]} (it holds {', '.join(found)})" if found else " (*.toml)"))
     if not p.is_file():
         raise HarnessError(f"{p}: no such suite file; suites live in suites/*.toml")
-    from harness.sweeps.checks import decode_utf8
-
     try:
         return _toml().loads(decode_utf8(p.read_bytes(), p))
     except OSError as exc:
@@ -180,3 +178,13 @@ def _axis(values: Any, where: str) -> list[Any]:
             raise HarnessError(f"{where}: the grid value {v!r} repeats in {values!r}; list each value once")
         seen.append(v)
     return values
+
+
+def decode_utf8(data: bytes, path: str | os.PathLike[str]) -> str:
+    """``data`` as UTF-8 text; else one line naming the file, the line and the byte offset."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise HarnessError(f"{path}:{line}: not UTF-8 text (byte offset {exc.start}: "
+                           f"{data[exc.start:exc.start + 1]!r}); save the file as UTF-8") from None

@@ -1,5 +1,5 @@
 """What a finished cell leaves in its folder besides ``record.json``: the trained model (``train.save_model``),
-and no checkpoint unless ``train.keep_checkpoint`` (see :func:`harness.sweeps.run.run_cell`)."""
+and no checkpoint unless ``train.keep_checkpoint`` (see :func:`harness.cell.run.run_cell`)."""
 
 from __future__ import annotations
 

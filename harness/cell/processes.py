@@ -1,8 +1,9 @@
 """One cell across N processes (``train.processes = N``, ``harness run --nproc N``): :func:`placement` says
 whether this process runs the cell alone, takes part as one rank of a launcher's group (``torchrun``,
 ``accelerate launch``), or must start the N processes itself (:func:`run_spawned`, through
-:func:`harness.training.distributed.spawn`). Every rank runs :func:`harness.sweeps.run.run_cell`; rank 0 alone
-writes the run folder and returns the record, which the starting process reads back.
+:func:`harness.training.distributed.spawn`). Every rank runs the function it is given,
+:func:`harness.cell.run.run_cell` (which calls this module, so it is passed in rather than imported); rank 0
+alone writes the run folder and returns the record, which the starting process reads back.
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+from harness.cell.definition import CellConfig, ResolvedCell
 from harness.core.errors import HarnessError
 from harness.core.plugins import PluginHost
-from harness.sweeps.cell import CellConfig, ResolvedCell
 from harness.training import distributed
 
 
@@ -35,14 +37,17 @@ def placement(cell: ResolvedCell) -> Literal["alone", "rank", "spawn"]:
     return "spawn" if asked > 1 else "alone"
 
 
-def _rank_main(config: dict[str, Any], plugins: list[str], kwargs: dict[str, Any], result: str,
+RunCell = Callable[..., dict[str, Any]]
+"""What runs one cell in a process: :func:`harness.cell.run.run_cell`."""
+
+
+def _rank_main(run_cell: RunCell, config: dict[str, Any], plugins: list[str], kwargs: dict[str, Any], result: str,
                threads: int) -> None:
     """One rank of a spawned cell: resolve the cell again (fresh process), run it, rank 0 saves the record."""
     import torch
 
+    from harness.cell.definition import resolve
     from harness.core.plugins import load, set_host
-    from harness.sweeps.cell import resolve
-    from harness.sweeps.run import run_cell
 
     torch.set_num_threads(threads)
     host = load(plugins, env={})
@@ -59,9 +64,10 @@ def _rank_main(config: dict[str, Any], plugins: list[str], kwargs: dict[str, Any
             pickle.dump(record, f)
 
 
-def run_spawned(cell: ResolvedCell, host: PluginHost, *, out_dir: Path | None, resume: bool,
+def run_spawned(cell: ResolvedCell, host: PluginHost, run_cell: RunCell, *, out_dir: Path | None, resume: bool,
                 progress: bool) -> dict[str, Any]:
-    """Run ``cell`` in ``train.processes`` fresh processes on this machine; rank 0's record.
+    """Run ``cell`` in ``train.processes`` fresh processes on this machine, each calling ``run_cell`` (a
+    module-level function: it is pickled by name); rank 0's record.
 
     ``cache`` is off in the ranks (they would race on its files). Live status stays with rank 0 (its log
     and progress bars); a sweep's worker sees the cell's phase only when it ends."""
@@ -73,7 +79,7 @@ def run_spawned(cell: ResolvedCell, host: PluginHost, *, out_dir: Path | None, r
     with tempfile.TemporaryDirectory(prefix="harness-ranks-") as tmp:
         result = os.path.join(tmp, "record.pkl")
         kwargs = {"out_dir": out_dir, "resume": resume, "progress": progress, "cache": None}
-        distributed.spawn(n, cell.config.device, _rank_main, cell.config.to_dict(), plugins, kwargs, result, threads)
+        distributed.spawn(n, cell.config.device, _rank_main, run_cell, cell.config.to_dict(), plugins, kwargs, result, threads)
         with open(result, "rb") as f:
             return pickle.load(f)  # noqa: S301 - written just now by our own rank 0
 
