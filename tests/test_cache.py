@@ -28,7 +28,6 @@ from harness.core.registry import MethodSpec
 from harness.engines.hf import HFEngine
 from harness.models.lm import LM
 from harness.models.loading import load_model
-from harness.cell.run import CellConfig, resolve, run_cell
 from harness.training.pg import rollouts
 from harness.training.samplers import self_generated
 from harness.training.trainer import TrainConfig, Trainer
