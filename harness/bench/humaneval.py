@@ -104,7 +104,7 @@ def enable_exec(source: str) -> str:
 
 def time_ours(problems: list[dict], workers: int, timeout: float) -> tuple[float, int]:
     """Wall time and passes of the harness's scoring path."""
-    programs = [he.scoring_program(p, p["canonical_solution"]) for p in problems]
+    programs = [he.checked_program(p, p["canonical_solution"]) for p in problems]
     start = time.perf_counter()
     verdicts = he.execute(programs, timeout=timeout, jobs=workers)
     return time.perf_counter() - start, sum(v["status"] == "passed" for v in verdicts)

