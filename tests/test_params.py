@@ -94,3 +94,31 @@ def test_bounds_are_declared_sensibly():
         param(1, "n", ge=0, gt=0)
     with pytest.raises(TypeError):
         param(1, "n", min=0)  # the old spelling is gone: ge= / le=
+
+
+def test_train_ranges_are_declared_once_on_trainconfig_and_both_paths_use_them():
+    """TrainConfig's param(ge=...) is the one place a train range lives: ``harness run`` (apply_overrides) and a
+    suite key (worded for the suite) refuse the same values, and the suite schema shows the same minimum."""
+    import dataclasses
+
+    from harness.cell.checks import WORDING, bounded, check_train_value
+    from harness.core.params import apply_overrides
+    from harness.suite.schema import params_schema
+    from harness.training.trainer import TrainConfig
+
+    declared = {f.name: f.metadata["bounds"] for f in dataclasses.fields(TrainConfig) if "bounds" in f.metadata}
+    assert {"rounds", "steps", "batch_size", "grad_accum", "lr", "weight_decay", "warmup_ratio", "max_grad_norm",
+            "lora_r", "ref_batch_size"} <= set(declared)
+    assert set(WORDING) <= set(declared) and all(bounded(k) for k in declared) and not bounded("optimizer")
+    schema = params_schema(TrainConfig, ranges=True)
+    for key, value in (("steps", 0), ("batch_size", -2), ("rounds", -1), ("lr", 0.0), ("lr", float("inf")),
+                       ("warmup_ratio", 1.5), ("weight_decay", -0.1), ("lr", float("nan"))):
+        with pytest.raises(HarnessError, match=rf"^train: parameter '{key}' must be "):
+            apply_overrides(TrainConfig, {key: value}, where="train")
+        with pytest.raises(HarnessError, match=rf"^s.toml: train.{key} = .*: expected "):
+            check_train_value(key, value, f"s.toml: train.{key}")
+    for key, value in (("steps", 1), ("rounds", 0), ("lr", 1e-9), ("warmup_ratio", 1.0), ("max_grad_norm", 0.0)):
+        apply_overrides(TrainConfig, {key: value}, where="train")
+        check_train_value(key, value, "t")
+    assert schema["steps"]["minimum"] == 1 and schema["lr"]["exclusiveMinimum"] == 0
+    assert schema["warmup_ratio"]["minimum"] == 0 and schema["warmup_ratio"]["maximum"] == 1

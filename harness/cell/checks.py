@@ -1,39 +1,47 @@
 """The ranges every cell's settings are checked against, in :func:`harness.cell.definition.resolve` (so ``harness
 run`` and every suite cell get them) and, naming the suite key that set them, in
-:func:`harness.suite.checks.check_suite_data`: positive ``steps`` / ``batch_size`` / ``grad_accum``, ``rounds >= 0``
-(0 = evaluate only), ``lr > 0``, seeds in ``0 .. 2**32 - 1`` (one-line errors, exit 2).
+:func:`harness.suite.checks.check_suite_data`: the ranges TrainConfig declares (``param(..., ge=1)``: positive
+``steps`` / ``batch_size`` / ``grad_accum``, ``rounds >= 0`` (0 = evaluate only), ``lr > 0``, ...), worded for
+a suite key, and seeds in ``0 .. 2**32 - 1`` (one-line errors, exit 2).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
+import dataclasses
 from typing import Any
 
 from harness.core.errors import HarnessError
+from harness.core.params import range_problem
+from harness.training.trainer import TrainConfig
 
 SEED_MAX = 2**32 - 1  # numpy's seeds are 32-bit; larger ones overflow there
 
-# integer field -> (lowest allowed value, what to say)
-INT_MINIMA = {
-    "rounds": (0, "an integer >= 0 (0 = evaluate only, no training)"),
-    "steps": (1, "a positive integer"),
-    "batch_size": (1, "a positive integer"),
-    "grad_accum": (1, "a positive integer"),
-    "ref_batch_size": (1, "a positive integer"),
-    "lora_r": (1, "a positive integer"),
+# How a range is said for the fields where a plain "a number >= 0" would not help; the ranges themselves are
+# declared once, on :class:`harness.training.trainer.TrainConfig` (``param(..., ge=1)``).
+WORDING = {
+    "rounds": "an integer >= 0 (0 = evaluate only, no training)",
+    "lr": "a learning rate > 0, e.g. 1e-4",
+    "warmup_ratio": "a fraction between 0 and 1",
 }
+
+
+def bounded(key: str) -> bool:
+    """Whether TrainConfig declares a range for ``key``."""
+    return "bounds" in _FIELDS[key].metadata if key in _FIELDS else False
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _number(v: Any) -> float | None:
+def _number(v: Any) -> int | float | None:
     if isinstance(v, bool):
         return None
     if isinstance(v, (int, float)):
-        return float(v)
+        return v
     if isinstance(v, str):
         try:
             return float(v)
@@ -43,30 +51,14 @@ def _number(v: Any) -> float | None:
 
 
 def check_train_value(key: str, value: Any, where: str) -> None:
-    """One TrainConfig field's range; ``where`` names the field (``suite.toml: train.steps``). Values of the
-    wrong type are left to the strict type checks."""
+    """One TrainConfig field against the range TrainConfig declares for it; ``where`` names the field
+    (``suite.toml: train.steps``). Values of the wrong type are left to the strict type checks."""
     v = _number(value)
-    if v is None:
-        return
-    if key in INT_MINIMA:
-        low, what = INT_MINIMA[key]
-        if v < low:
-            raise HarnessError(f"{where} = {value!r}: expected {what}")
-    elif key == "lr":
-        if not (math.isfinite(v) and v > 0):
-            raise HarnessError(f"{where} = {value!r}: expected a learning rate > 0, e.g. 1e-4")
-    elif key in ("weight_decay", "max_grad_norm"):
-        if not (math.isfinite(v) and v >= 0):
-            raise HarnessError(f"{where} = {value!r}: expected a number >= 0")
-    elif key == "warmup_ratio" and not (0 <= v <= 1):
-        raise HarnessError(f"{where} = {value!r}: expected a fraction between 0 and 1")
-
-
-def check_train(train: Any, where: str) -> None:
-    """Every field of a TrainConfig (or a dict of overrides); ``where`` names the table (``train``)."""
-    items = train.items() if isinstance(train, Mapping) else vars(train).items()
-    for key, value in items:
-        check_train_value(key, value, f"{where}.{key}")
+    problem = None if v is None or key not in _FIELDS else range_problem(TrainConfig, key, v)
+    if problem is not None:
+        positive_int = problem == ">= 1" and _is_int(_FIELDS[key].default)
+        what = WORDING.get(key) or ("a positive integer" if positive_int else f"a number {problem}")
+        raise HarnessError(f"{where} = {value!r}: expected {what}")
 
 
 def check_seed(seed: Any, where: str) -> None:

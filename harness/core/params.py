@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -42,10 +43,16 @@ def _out_of_range(value: Any, bounds: Mapping[str, float]) -> str | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     lo, hi = bounds.get("ge", bounds.get("gt")), bounds.get("le", bounds.get("lt"))
+    if isinstance(value, float) and not math.isfinite(value):  # nan and inf lie in no declared range
+        return _in_words(bounds, lo, hi)
     inside = ((lo is None or (value >= lo if "ge" in bounds else value > lo))
               and (hi is None or (value <= hi if "le" in bounds else value < hi)))
     if inside:
         return None
+    return _in_words(bounds, lo, hi)
+
+
+def _in_words(bounds: Mapping[str, float], lo: float | None, hi: float | None) -> str:
     if hi is None:
         return f"{'>=' if 'ge' in bounds else '>'} {lo:g}"
     if lo is None:
@@ -155,6 +162,13 @@ def apply_overrides(params: Any, overrides: Mapping[str, Any], *, where: str, fr
             ) from None
         _check_range(type(params), key, changes[key], where)
     return dataclasses.replace(params, **changes)
+
+
+def range_problem(cls: type, key: str, value: Any) -> str | None:
+    """None if ``value`` lies inside the bounds field ``key`` of dataclass ``cls`` declares (or it declares
+    none), else the range in words (``>= 1``, ``in [0, 1]``): for callers that word the error themselves."""
+    declared = _field_meta(cls).get(key, {}).get("bounds")
+    return _out_of_range(value, declared) if declared else None
 
 
 def _check_range(cls: type, key: str, value: Any, where: str) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from harness.cell.checks import INT_MINIMA, check_seed, check_train_value
+from harness.cell.checks import bounded, check_seed, check_train_value
 from harness.core.errors import HarnessError
 from harness.suite.parse import _Where
 
@@ -73,7 +73,7 @@ def check_suite_data(data: Mapping[str, Any], path: Path | None, touched: set[st
         for i, rule in enumerate(includes):
             if isinstance(rule, Mapping):
                 for k, v in rule.items():
-                    if k in INT_MINIMA or k in ("lr", "weight_decay", "max_grad_norm", "warmup_ratio"):
+                    if bounded(k):
                         check_train_value(k, v, w(f"include[{i}]", k))
                 if "seed" in rule:
                     seeds_of(rule["seed"], f"include[{i}]", "seed")

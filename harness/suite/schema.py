@@ -38,14 +38,21 @@ def type_schema(tp: Any) -> dict[str, Any]:
             str: {"type": "string"}}.get(tp, {})
 
 
-def params_schema(cls: Any, *, grid: bool = False) -> dict[str, dict[str, Any]]:
-    """Properties for a params dataclass; with ``grid`` each may also be a list of values (a grid axis)."""
+_RANGE_KEYS = {"ge": "minimum", "gt": "exclusiveMinimum", "le": "maximum", "lt": "exclusiveMaximum"}
+
+
+def params_schema(cls: Any, *, grid: bool = False, ranges: bool = False) -> dict[str, dict[str, Any]]:
+    """Properties for a params dataclass; with ``grid`` each may also be a list of values (a grid axis); with
+    ``ranges`` a field's declared bounds (``param(..., ge=1)``) become JSON Schema ``minimum`` & co. (only for
+    one dataclass per table: the method tables merge every method's fields, whose ranges may differ)."""
     if cls is None or not dataclasses.is_dataclass(cls):
         return {}
     hints = typing.get_type_hints(cls)
     out = {}
     for f in dataclasses.fields(cls):
         s = dict(type_schema(hints.get(f.name, Any)))
+        if ranges and f.metadata.get("bounds"):
+            s.update({_RANGE_KEYS[k]: v for k, v in f.metadata["bounds"].items()})
         if grid:
             s = {"type": "array", "items": s} if s else {"type": "array"}
         help_ = f.metadata.get("help") if f.metadata else None
@@ -77,8 +84,9 @@ def suite_schema(host: PluginHost) -> dict[str, Any]:
     methods = dict(sorted(reg.specs["method"].items()))
     benches = dict(sorted(reg.specs["benchmark"].items()))
     names = {"method": list(methods), "benchmark": list(benches)}
-    train = {"type": "object", "properties": params_schema(TrainConfig), "additionalProperties": False}
-    train_grid = {"type": "object", "properties": params_schema(TrainConfig, grid=True), "additionalProperties": False}
+    train = {"type": "object", "properties": params_schema(TrainConfig, ranges=True), "additionalProperties": False}
+    train_grid = {"type": "object", "properties": params_schema(TrainConfig, grid=True, ranges=True),
+                  "additionalProperties": False}
     all_method_params: dict[str, Any] = {}
     for spec in methods.values():
         for k, v in params_schema(spec.params).items():

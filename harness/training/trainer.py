@@ -49,20 +49,20 @@ from harness.training.reference import Reference
 class TrainConfig:
     """Trainer settings shared by every method (a method's ``train_defaults`` come first)."""
 
-    rounds: int = param(1, "rounds; each samples a fresh training set")
-    steps: int = param(50, "optimizer steps per round")
-    batch_size: int = param(8, "rows per micro-batch")
-    grad_accum: int = param(1, "micro-batches per optimizer step")
-    lr: float = param(1e-3, "peak learning rate")
+    rounds: int = param(1, "rounds; each samples a fresh training set (0: evaluate only, no training)", ge=0)
+    steps: int = param(50, "optimizer steps per round", ge=1)
+    batch_size: int = param(8, "rows per micro-batch", ge=1)
+    grad_accum: int = param(1, "micro-batches per optimizer step", ge=1)
+    lr: float = param(1e-3, "peak learning rate", gt=0)
     optimizer: Literal["adamw", "adam", "rmsprop", "sgd"] = param("adamw", "optimizer")
-    weight_decay: float = param(0.0, "weight decay")
+    weight_decay: float = param(0.0, "weight decay", ge=0)
     schedule: Literal["linear", "cosine", "constant"] = param("linear", "decay after warmup, over all rounds")
-    warmup_ratio: float = param(0.1, "fraction of all steps spent warming up")
-    max_grad_norm: float = param(1.0, "gradient clipping norm (0 = off)")
+    warmup_ratio: float = param(0.1, "fraction of all steps spent warming up", ge=0, le=1)
+    max_grad_norm: float = param(1.0, "gradient clipping norm (0 = off)", ge=0)
     lora: bool = param(False, "train LoRA adapters (peft) instead of all weights")
-    lora_r: int = param(8, "LoRA rank")
+    lora_r: int = param(8, "LoRA rank", ge=1)
     lora_alpha: int = param(16, "LoRA alpha")
-    ref_batch_size: int = param(16, "batch size for reference log-probs")
+    ref_batch_size: int = param(16, "batch size for reference log-probs", ge=1)
     gradient_checkpointing: bool = param(
         False, "recompute activations in the backward pass instead of storing them (less GPU memory, more "
         "compute; off by default, which is what a CPU wants)"
