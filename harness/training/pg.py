@@ -316,30 +316,3 @@ def token_logprobs(lm: LM, seqs: Seq[Sequence], *, batch_size: int = 16, with_hi
                 if with_hidden and out.hidden is not None:
                     hidden.append(out.hidden[i, :n].detach())
     return logps, (hidden if with_hidden else None)
-
-
-__all__ = [
-    "DEFAULT_LENGTH",
-    "ON_POLICY_TRAIN_DEFAULTS",
-    "KL_ESTIMATORS",
-    "AdaptiveKLController",
-    "Rollout",
-    "RunningMoments",
-    "clipped_surrogate",
-    "clipped_value_loss",
-    "discounted_returns",
-    "entropy_from_logits",
-    "gae",
-    "kl_k1",
-    "kl_k2",
-    "kl_k3",
-    "leave_one_out_baseline",
-    "reinforce_loss",
-    "response_length",
-    "rollouts",
-    "round_prompts",
-    "stack_token_values",
-    "token_logprobs",
-    "token_values",
-    "whiten",
-]
