@@ -55,6 +55,7 @@ if TYPE_CHECKING:  # what a type checker sees; at run time __getattr__ imports t
     from harness.core.data import Sequence as Sequence
     from harness.core.data import read_jsonl as read_jsonl
     from harness.core.data import rows_sha256 as rows_sha256
+    from harness.core.digest import digest as digest
     from harness.core.errors import HarnessError as HarnessError
     from harness.core.errors import did_you_mean as did_you_mean
     from harness.core.params import NoParams as NoParams
@@ -114,6 +115,7 @@ _NAMES = {
     "HarnessError": "harness.core.errors",
     "did_you_mean": "harness.core.errors",
     "derive_seed": "harness.core.seeds",
+    "digest": "harness.core.digest",
 }
 """Public name -> the module that defines it (the attribute has the same name there)."""
 

@@ -70,7 +70,6 @@ the four judge prompt names plus a SHA-256 prefix of their text. ``provides`` th
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -90,6 +89,7 @@ from harness import (
     MetricSpec,
     Prompt,
     benchmark_data,
+    digest,
     hookimpl,
     param,
     rows_sha256,
@@ -269,14 +269,14 @@ def temperature_for(category: str) -> float:
 def prompt_hash(prompt: Mapping[str, str]) -> str:
     """SHA-256 prefix (12 hex) of one judge prompt's system prompt and template."""
     blob = json.dumps([prompt["system_prompt"], prompt["prompt_template"]], ensure_ascii=False)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:12]
+    return digest(blob, 12)
 
 
 def prompts_version(prompts: Mapping[str, Mapping[str, str]]) -> str:
     """``single-v1+single-math-v1+...@<sha12>``: the four prompt names and a hash of their text."""
     blob = json.dumps([[n, prompts[n]["system_prompt"], prompts[n]["prompt_template"]] for n in JUDGE_PROMPT_NAMES],
                       ensure_ascii=False)
-    return "+".join(JUDGE_PROMPT_NAMES) + "@" + hashlib.sha256(blob.encode("utf-8")).hexdigest()[:12]
+    return "+".join(JUDGE_PROMPT_NAMES) + "@" + digest(blob, 12)
 
 
 def judge_messages(
