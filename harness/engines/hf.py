@@ -45,6 +45,7 @@ from typing import Any
 
 import torch
 
+from harness.core.context import truncate_at_stop
 from harness.core.data import Completion, Prompt
 from harness.core.errors import HarnessError
 from harness.core.progress import generation_progress
@@ -223,10 +224,8 @@ class HFEngine:
     ) -> Completion:
         body = ids[:-1] if ids and ids[-1] in eos_ids else ids
         text = self._decode(body)
-        if reason == "stop" and stops:
-            cuts = [i for i in (text.find(s) for s in stops) if i >= 0]
-            if cuts:
-                text = text[: min(cuts)]
+        if reason == "stop":
+            text = truncate_at_stop(text, stops)
         return Completion(prompt=prompt, ids=tuple(ids), text=text, finish_reason=reason)
 
     def _generate_batch(
