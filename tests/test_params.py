@@ -96,29 +96,36 @@ def test_bounds_are_declared_sensibly():
         param(1, "n", min=0)  # the old spelling is gone: ge= / le=
 
 
-def test_train_ranges_are_declared_once_on_trainconfig_and_both_paths_use_them():
-    """TrainConfig's param(ge=...) is the one place a train range lives: ``harness run`` (apply_overrides) and a
-    suite key (worded for the suite) refuse the same values, and the suite schema shows the same minimum."""
+def test_train_ranges_are_declared_once_on_trainconfig_and_both_paths_use_them(tmp_path):
+    """TrainConfig's param(ge=...) is the one place a train range lives, and check_value the one check: ``harness
+    run`` (apply_overrides) and a suite key refuse the same values with the same words (the suite naming its key),
+    and the suite schema shows the same minimum."""
     import dataclasses
 
-    from harness.cell.checks import WORDING, bounded, check_train_value
-    from harness.core.params import apply_overrides
+    from harness.core.params import apply_overrides, check_value
+    from harness.core.plugins import get_host
+    from harness.suite.expand import load_suite
     from harness.suite.schema import params_schema
     from harness.training.trainer import TrainConfig
 
     declared = {f.name: f.metadata["bounds"] for f in dataclasses.fields(TrainConfig) if "bounds" in f.metadata}
     assert {"rounds", "steps", "batch_size", "grad_accum", "lr", "weight_decay", "warmup_ratio", "max_grad_norm",
             "lora_r", "ref_batch_size"} <= set(declared)
-    assert set(WORDING) <= set(declared) and all(bounded(k) for k in declared) and not bounded("optimizer")
     schema = params_schema(TrainConfig, ranges=True)
+    suite = tmp_path / "s.toml"
     for key, value in (("steps", 0), ("batch_size", -2), ("rounds", -1), ("lr", 0.0), ("lr", float("inf")),
                        ("warmup_ratio", 1.5), ("weight_decay", -0.1), ("lr", float("nan"))):
-        with pytest.raises(HarnessError, match=rf"^train: parameter '{key}' must be "):
+        with pytest.raises(HarnessError, match=rf"^train: parameter '{key}' must be ") as by_run:
             apply_overrides(TrainConfig, {key: value}, where="train")
-        with pytest.raises(HarnessError, match=rf"^s.toml: train.{key} = .*: expected "):
-            check_train_value(key, value, f"s.toml: train.{key}")
+        written = {float("inf"): "inf", float("nan"): "nan"}.get(value, repr(value)) if isinstance(value, float) \
+            else str(value)
+        suite.write_text(f'models = ["tiny:nano"]\nbenchmarks = ["didactic-r1"]\n[methods.sft]\n'
+                         f'[methods.dpo.grid.train]\n{key} = [{written}]\n')
+        with pytest.raises(HarnessError) as by_suite:
+            load_suite(suite, get_host())
+        assert str(by_suite.value) == f"{suite}: methods.dpo.grid.train.{key}" + str(by_run.value)[len("train"):]
     for key, value in (("steps", 1), ("rounds", 0), ("lr", 1e-9), ("warmup_ratio", 1.0), ("max_grad_norm", 0.0)):
-        apply_overrides(TrainConfig, {key: value}, where="train")
-        check_train_value(key, value, "t")
+        assert getattr(apply_overrides(TrainConfig, {key: value}, where="train"), key) == value
+        assert check_value(TrainConfig, key, value, where="t") == value
     assert schema["steps"]["minimum"] == 1 and schema["lr"]["exclusiveMinimum"] == 0
     assert schema["warmup_ratio"]["minimum"] == 0 and schema["warmup_ratio"]["maximum"] == 1

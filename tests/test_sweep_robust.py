@@ -295,12 +295,12 @@ def recorded(tmp_path_factory):
 
 
 BAD = [
-    (["--set", "train.steps=0"], "train.steps = 0: expected a positive integer"),
-    (["--set", "train.steps=-3"], "train.steps = -3: expected a positive integer"),
-    (["--set", "train.batch_size=0"], "train.batch_size = 0: expected a positive integer"),
-    (["--set", "train.rounds=-1"], "train.rounds = -1: expected an integer >= 0 (0 = evaluate only"),
-    (["--set", "train.lr=0"], "train.lr = 0: expected a learning rate > 0"),
-    (["--set", "methods.dpo.train.lr=-1e-3"], "methods.dpo.train.lr = -0.001"),
+    (["--set", "train.steps=0"], "train.steps: parameter 'steps' must be >= 1, got 0"),
+    (["--set", "train.steps=-3"], "train.steps: parameter 'steps' must be >= 1, got -3"),
+    (["--set", "train.batch_size=0"], "train.batch_size: parameter 'batch_size' must be >= 1, got 0"),
+    (["--set", "train.rounds=-1"], "train.rounds: parameter 'rounds' must be >= 0, got -1"),
+    (["--set", "train.lr=0"], "train.lr: parameter 'lr' must be > 0, got 0.0"),
+    (["--set", "methods.dpo.train.lr=-1e-3"], "methods.dpo.train.lr: parameter 'lr' must be > 0, got -0.001"),
     (["--set", "seeds=[0, 99999999999999999]"], "seeds = 99999999999999999: expected a seed from 0 to"),
     (["--set", 'models=["tiny:nano"'], "--set 'models=[\"tiny:nano\"': the value is not valid TOML"),
     (["--set", "seeds=[0,1"], "--set 'seeds=[0,1': the value is not valid TOML"),

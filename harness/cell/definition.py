@@ -98,7 +98,10 @@ def _train_dict(train: Any) -> dict[str, Any]:
 
 
 def resolve(config: CellConfig, host: PluginHost, *, where: str = "") -> ResolvedCell:
-    """Look up the specs and apply every override strictly; raises one-line errors."""
+    """A cell from a config given whole (``harness run``, a worker reading its task): look up the specs and
+    check every value once, strictly (:func:`harness.core.params.check_value`), then :func:`assemble`. A
+    suite's cells do not come here: :mod:`harness.suite.plan` checks each suite value once and combines the
+    typed values. Raises one-line errors."""
     from harness.cell.checks import check_seed
 
     reg = host.registry
@@ -113,15 +116,8 @@ def resolve(config: CellConfig, host: PluginHost, *, where: str = "") -> Resolve
                                f"(eval = [...] or --eval NAME)")
     else:
         bench = reg.benchmark(config.benchmark, where=where)
-    what = "training data" if config.train_data else "benchmark"
-    missing = set(method.needs) - implied_kinds(bench.provides)
-    if missing:
-        raise HarnessError(
-            f"{pre}method '{method.name}' needs {', '.join(sorted(missing))}, which {what} '{bench.name}' "
-            f"does not provide (it provides {', '.join(sorted(bench.provides)) or 'nothing'}); pick another {what}"
-            + ("; a reward comes from reward = \"rm:<model>\", \"irl:<folder>\" or \"benchmark:<name>\""
-               if missing == {"reward"} else "")
-        )
+    if problem := needs_problem(method, bench, config.train_data):
+        raise HarnessError(pre + problem)
     from harness.training.defaults import method_defaults, train_defaults
 
     mparams = apply_overrides(method.params, {**method_defaults(method, config.model), **config.method_params},
@@ -144,11 +140,31 @@ def resolve(config: CellConfig, host: PluginHost, *, where: str = "") -> Resolve
                                                 where=f"{pre}eval benchmark {name}", from_string=True)))
     if config.engine not in reg.specs["engine"]:
         reg.engine(config.engine, where=where)
+    return assemble(config, method, bench, mparams, bparams, train, evals, host, where=where)
+
+
+def needs_problem(method: MethodSpec, bench: BenchmarkSpec, train_data: bool = False) -> str | None:
+    """Why ``bench`` cannot feed ``method`` (a kind it needs and the data does not provide), or None."""
+    what = "training data" if train_data else "benchmark"
+    missing = set(method.needs) - implied_kinds(bench.provides)
+    if not missing:
+        return None
+    return (f"method '{method.name}' needs {', '.join(sorted(missing))}, which {what} '{bench.name}' "
+            f"does not provide (it provides {', '.join(sorted(bench.provides)) or 'nothing'}); pick another {what}"
+            + ("; a reward comes from reward = \"rm:<model>\", \"irl:<folder>\" or \"benchmark:<name>\""
+               if missing == {"reward"} else ""))
+
+
+def assemble(config: CellConfig, method: MethodSpec, bench: BenchmarkSpec, method_params: Any,
+             benchmark_params: Any, train: TrainConfig, evals: list[tuple[BenchmarkSpec, Any]], host: PluginHost,
+             *, where: str = "") -> ResolvedCell:
+    """The cell from values already typed and checked one by one: what only their combination can break
+    (``save_model='adapters'`` without LoRA) and the source hashes of the plugins that run it."""
     if train.save_model == "adapters" and not train.lora:
-        raise HarnessError(f"{pre}train.save_model='adapters' needs train.lora=true; use save_model='merged' to save "
-                           "the whole model")
+        raise HarnessError(f"{where + ': ' if where else ''}train.save_model='adapters' needs train.lora=true; use "
+                           "save_model='merged' to save the whole model")
     from harness.core.identity import participants, plugin_code
 
     code = plugin_code(host, participants(host, method.name, [b.name for b, _ in evals], config.engine,
                                           config.benchmark if config.train_data else None))
-    return ResolvedCell(config, method, bench, mparams, bparams, train, evals, code)
+    return ResolvedCell(config, method, bench, method_params, benchmark_params, train, evals, code)

@@ -144,24 +144,35 @@ def _coerce(value: Any, tp: Any, from_string: bool) -> Any:
     raise ValueError
 
 
+def check_value(params: Any, key: str, value: Any, *, where: str, from_string: bool = False) -> Any:
+    """The one check a value gets: ``value`` for field ``key`` of the params dataclass ``params`` (a class or an
+    instance), converted to the field's type (strings from ``--set`` parsed when ``from_string``) and checked
+    against its declared range; returns the typed value, or raises a one-line error naming ``where``. Typed
+    values combine afterwards with :func:`dataclasses.replace`, with no second check."""
+    cls = params if isinstance(params, type) else type(params)
+    fields = _field_types(cls)
+    if key not in fields:
+        valid = ", ".join(fields) or "(none)"
+        raise HarnessError(f"{where}: unknown parameter '{key}'{did_you_mean(key, fields)}; valid keys: {valid}")
+    try:
+        typed = _coerce(value, fields[key], from_string and isinstance(value, str))
+    except (ValueError, TypeError):
+        raise HarnessError(f"{where}: parameter '{key}' expects {type_name(fields[key])}, got {value!r}") from None
+    _check_range(cls, key, typed, where)
+    return typed
+
+
+def check_values(params: Any, values: Mapping[str, Any], *, where: str, from_string: bool = False) -> dict[str, Any]:
+    """:func:`check_value` for each of ``values``: the typed values, keyed as given."""
+    return {k: check_value(params, k, v, where=where, from_string=from_string) for k, v in values.items()}
+
+
 def apply_overrides(params: Any, overrides: Mapping[str, Any], *, where: str, from_string: bool = False) -> Any:
-    """Return a copy of the frozen dataclass ``params`` (or class) with ``overrides`` applied, strictly."""
+    """Return a copy of the frozen dataclass ``params`` (or class) with ``overrides`` applied, each value
+    checked once (:func:`check_value`)."""
     if isinstance(params, type):
         params = params()
-    fields = _field_types(type(params))
-    changes = {}
-    for key, value in overrides.items():
-        if key not in fields:
-            valid = ", ".join(fields) or "(none)"
-            raise HarnessError(f"{where}: unknown parameter '{key}'{did_you_mean(key, fields)}; valid keys: {valid}")
-        try:
-            changes[key] = _coerce(value, fields[key], from_string and isinstance(value, str))
-        except (ValueError, TypeError):
-            raise HarnessError(
-                f"{where}: parameter '{key}' expects {type_name(fields[key])}, got {value!r}"
-            ) from None
-        _check_range(type(params), key, changes[key], where)
-    return dataclasses.replace(params, **changes)
+    return dataclasses.replace(params, **check_values(params, overrides, where=where, from_string=from_string))
 
 
 def range_problem(cls: type, key: str, value: Any) -> str | None:

@@ -1,8 +1,8 @@
 """Range and sanity checks run once, before any cell starts (one-line errors, exit 2).
 
-- :func:`check_suite_data`: the ranges of :mod:`harness.cell.checks` on a parsed suite, naming the key that
-  set the value, and the grid's size counted before anything is built (:func:`count_cells`, over
-  ``max_cells`` is an error asking for ``--max-cells``).
+- :func:`check_size`: the grid's size counted before any cell is built (:func:`count_cells`; over
+  ``max_cells`` is an error asking for ``--max-cells``). Each value's type and range is checked once, by
+  :mod:`harness.suite.plan`, naming the key that set it.
 - :func:`check_suite`: the suite's ``leaderboard.baseline`` is a method label of the suite.
 - :func:`check_options`: ``--jobs`` / ``--threads`` >= 1, ``--cache`` and the store's folder writable.
 - :func:`preflight`: what a cell would otherwise find only when it starts, checked once before a sweep runs
@@ -18,7 +18,6 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from harness.cell.checks import bounded, check_seed, check_train_value
 from harness.core.errors import HarnessError
 from harness.suite.parse import _Where
 
@@ -28,57 +27,12 @@ MAX_CELLS = 10_000
 # -- suites --------------------------------------------------------------------------------------------------
 
 
-def _where(file: str, keys: Iterable[Any], touched: set[str]) -> str:
-    dotted = ".".join(str(k) for k in keys)
-    for t in touched:
-        if dotted == t or dotted.startswith(t + "."):
-            return f"{file} (--set {t}): {dotted}"
-    return f"{file}: {dotted}"
-
-
-def check_suite_data(data: Mapping[str, Any], path: Path | None, touched: set[str] | None = None, *,
-                     max_cells: int | None = MAX_CELLS) -> int:
-    """Ranges of a parsed suite's train values and seeds, and its size; returns the number of cells (an
-    upper bound: before exclude rules). Values of the wrong type are left to :func:`harness.suite.expand.expand`."""
-    file = str(path) if path is not None else "<suite>"
-    touched = touched or set()
-
-    def w(*keys: Any) -> str:
-        return _where(file, keys, touched)
-
-    def train_table(table: Any, *keys: Any) -> None:
-        if isinstance(table, Mapping):
-            for k, v in table.items():
-                check_train_value(k, v, w(*keys, k))
-
-    def seeds_of(value: Any, *keys: Any) -> None:
-        for s in value if isinstance(value, list) else [value]:
-            check_seed(s, w(*keys))
-
-    train_table(data.get("train"), "train")
-    seeds_of(data.get("seeds", [0]), "seeds")
-    methods = data.get("methods")
-    if isinstance(methods, Mapping):
-        for name, entry in methods.items():
-            if not isinstance(entry, Mapping):
-                continue
-            train_table(entry.get("train"), "methods", name, "train")
-            grid = entry.get("grid")
-            if isinstance(grid, Mapping) and isinstance(grid.get("train"), Mapping):
-                for k, values in grid["train"].items():
-                    for v in values if isinstance(values, list) else [values]:
-                        check_train_value(k, v, w("methods", name, "grid", "train", k))
-    includes = data.get("include")
-    if isinstance(includes, list):
-        for i, rule in enumerate(includes):
-            if isinstance(rule, Mapping):
-                for k, v in rule.items():
-                    if bounded(k):
-                        check_train_value(k, v, w(f"include[{i}]", k))
-                if "seed" in rule:
-                    seeds_of(rule["seed"], f"include[{i}]", "seed")
+def check_size(data: Mapping[str, Any], path: Path | None, *, max_cells: int | None = MAX_CELLS) -> int:
+    """The grid's size, counted before any cell is built (an upper bound: before exclude rules): over
+    ``max_cells`` is a one-line error asking for ``--max-cells``. Returns the count."""
     n = count_cells(data)
     if max_cells is not None and n > max_cells:
+        file = str(path) if path is not None else "<suite>"
         raise HarnessError(f"{file}: the suite expands to {n:,} cells, over the limit of {max_cells:,}; shrink "
                            f"the grid, or pass --max-cells {n} if you mean it")
     return n

@@ -106,8 +106,7 @@ def load_suite(path: str | os.PathLike[str], host: PluginHost, sets: Iterable[st
 
     p = Path(path)
     data, touched = apply_sets(read_suite(p), sets)
-    checks.check_suite_data(data, p, touched, max_cells=max_cells or checks.MAX_CELLS)
-    suite = expand(data, host, path=p, touched=touched)
+    suite = expand(data, host, path=p, touched=touched, max_cells=max_cells or checks.MAX_CELLS)
     suite.touched = set(touched)
     checks.check_suite(suite)
     return suite
@@ -161,17 +160,20 @@ def rebase_paths(data: dict[str, Any], suite_file: Path,
 
 
 def expand(data: dict[str, Any], host: PluginHost, *, path: Path | None = None,
-           touched: set[str] | None = None, keep_cells: int | None = None) -> Suite:
-    """Validate a parsed suite and expand it; any problem is one HarnessError naming the key. Every cell is
-    built once here (that validates them all), but a suite of more than ``keep_cells`` (default
-    :data:`KEEP_CELLS`) cells keeps only
-    their ids, as 64-bit integers: :meth:`Suite.iter_cells` builds them again, one at a time."""
+           touched: set[str] | None = None, keep_cells: int | None = None, max_cells: int | None = None) -> Suite:
+    """Validate a parsed suite (each value once, :func:`harness.suite.plan.plan_suite`), count its grid (over
+    ``max_cells`` is an error) and expand it; any problem is one HarnessError naming the key. Every cell is
+    built once here from the plan's typed values, but a suite of more than ``keep_cells`` (default
+    :data:`KEEP_CELLS`) cells keeps only their ids, as 64-bit integers: :meth:`Suite.iter_cells` builds them
+    again, one at a time."""
     path_warnings: list[str] = []
     if path is not None:  # data paths in the file are relative to its folder
         data, path_warnings = rebase_paths(data, Path(path), touched)
     plan = plan_suite(data, host, path=path, touched=touched)
     plan.warnings[:0] = path_warnings
-    from harness.suite.checks import count_cells
+    from harness.suite.checks import check_size, count_cells
+
+    check_size(data, path, max_cells=max_cells)
 
     tally = _Tally()
     repeats: list[str] = []
@@ -222,8 +224,6 @@ def _kept(plan: SuitePlan, host: PluginHost, counts: list[int] | None) -> Iterat
     suite's order; duplicates not yet dropped. ``counts``: the validating pass, which counts the
     exclude rules' hits into it and warns about rules that match nothing; every pass raises the same
     first error (strict types, needs/provides) as building the whole list would."""
-    from harness.cell.definition import resolve
-
     w, entries, rules = plan.w, plan.entries, plan.rules
     deferred: HarnessError | None = None  # an exclude rule's error: raised after every grid cell resolved
     for model in plan.models:
@@ -232,13 +232,14 @@ def _kept(plan: SuitePlan, host: PluginHost, counts: list[int] | None) -> Iterat
                 for e in entries.values():
                     if (e.name, bench) in plan.unfit:
                         continue
-                    for combo in itertools.product(*[vals for _, _, vals in e.axes]):
-                        mover = {k: v for (scope, k, _), v in zip(e.axes, combo, strict=True) if scope == "method"}
-                        tover = {k: v for (scope, k, _), v in zip(e.axes, combo, strict=True) if scope == "train"}
-                        label = plan.data_label(make_label(e.name, {k: v for (_, k, _), v in zip(e.axes, combo,
-                                                                                        strict=True)}), bench)
-                        cfg = plan.config(e, model, bench, seed, mover, tover, {})
-                        cell = resolve(cfg, host, where=w("methods", e.name))
+                    for combo in itertools.product(*[range(len(vals)) for *_, vals in e.axes]):
+                        chosen = [(scope, k, raw[i], typed[i]) for (scope, k, raw, typed), i in
+                                  zip(e.axes, combo, strict=True)]
+                        mover = {k: v for scope, k, _, v in chosen if scope == "method"}
+                        tover = {k: v for scope, k, _, v in chosen if scope == "train"}
+                        label = plan.data_label(make_label(e.name, {k: v for _, k, v, _ in chosen}), bench)
+                        cell = plan.cell(e, model, bench, seed, mover, tover, {}, where=w("methods", e.name))
+                        cfg = cell.config
                         if deferred is not None:
                             continue
                         drop = False
@@ -263,9 +264,7 @@ def _kept(plan: SuitePlan, host: PluginHost, counts: list[int] | None) -> Iterat
     if not isinstance(plan.includes, list):
         raise HarnessError(f"{w('include')}: expected [[include]] tables, got {plan.includes!r}")
     for i, rule in enumerate(plan.includes):
-        for _cfg, cell, label, ename, _origin in _include(_table(rule, w(f"include[{i}]")), w(f"include[{i}]"),
-                                                          entries, plan.base(), plan.reg, host, plan.config):
-            yield cell, label, ename
+        yield from _include(_table(rule, w(f"include[{i}]")), w(f"include[{i}]"), plan)
 
 
 def _produce(plan: SuitePlan, host: PluginHost, dups: frozenset[str]) -> Iterator[SweepCell]:

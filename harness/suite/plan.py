@@ -1,7 +1,9 @@
 """Validating a suite as a whole, before any cell: every key, the models, benchmarks, datasets, seeds,
 engine, dtype, device, train settings, ``[methods.*]`` entries with their grids, and the exclude rules'
-needs-vs-provides check, each problem one line naming the key. The result is a :class:`SuitePlan`: the
-axes :mod:`harness.suite.expand` expands into cells. ``[[exclude]]`` and ``[[include]]`` rules are here too.
+needs-vs-provides check, each problem one line naming the key. Each value is checked once, where the suite
+gives it (:func:`harness.core.params.check_value`), and kept typed; :meth:`SuitePlan.cell` combines typed values
+into a cell with no second check (:func:`harness.cell.definition.assemble`). The result is a :class:`SuitePlan`:
+the axes :mod:`harness.suite.expand` expands into cells. ``[[exclude]]`` and ``[[include]]`` rules are here too.
 """
 
 from __future__ import annotations
@@ -9,13 +11,13 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.core.data import implied_kinds
 from harness.core.errors import HarnessError, did_you_mean
-from harness.core.params import apply_overrides, as_dict
+from harness.core.params import as_dict, check_value, check_values
 from harness.core.plugins import PluginHost
 from harness.suite.parse import (
     CORRECTIONS,
@@ -38,14 +40,14 @@ from harness.suite.parse import (
 class _Entry:
     name: str
     method: Any  # MethodSpec
-    params: dict[str, Any]
-    train: dict[str, Any]
-    axes: list[tuple[str, str, list[Any]]]  # (scope "method"|"train", key, values)
+    params: dict[str, Any]  # typed, checked once
+    train: dict[str, Any]  # typed, checked once
+    axes: list[tuple[str, str, list[Any], list[Any]]]  # (scope "method"|"train", key, values as written, typed)
 
 
 @dataclass
 class SuitePlan:
-    """A validated suite, before expansion: its axes, method entries and rules."""
+    """A validated suite, before expansion: its axes, method entries and rules, every value typed."""
 
     w: _Where
     name: str
@@ -58,35 +60,92 @@ class SuitePlan:
     engine: str
     dtype: str
     device: str
-    train: dict[str, Any]
-    shared_data: dict[str, Any]
-    bparams: dict[str, Any]
+    train: dict[str, Any]  # typed
+    shared_data: dict[str, Any]  # as written: by_data, a training source's definition
+    bparams: dict[str, Any]  # as written: by_data, a training source's definition
+    bench_values: dict[str, dict[str, Any]]  # not by_data: benchmark -> its typed data/benchmark_params values
+    eval_values: dict[str, dict[str, Any]]  # eval benchmark -> its typed benchmark_params values
     entries: dict[str, _Entry]
     rules: list[Any]  # [[exclude]]
     hits: list[int]  # per exclude rule: the (method, data) pairs it dropped before expansion
     unfit: set[tuple[str, str]]  # (entry, data) pairs an exclude rule drops because of needs
     includes: Any  # [[include]]
     warnings: list[str]
-    source: Callable[..., Any]  # train data name -> the BenchmarkSpec-shaped spec a cell trains on
+    source: Callable[..., Any]  # train data name -> (the BenchmarkSpec-shaped spec a cell trains on, its params)
     reg: Any
+    host: PluginHost
+    built: dict[tuple[Any, ...], Any] = field(default_factory=dict)  # typed parts shared by many cells, built once
 
     def config(self, e: _Entry, model: str, bench: str, seed: int, mover: dict[str, Any],
                tover: dict[str, Any], bover: dict[str, Any]) -> Any:
-        """The CellConfig of one grid point (``mover``/``tover``/``bover``: method, train, data overrides)."""
+        """The CellConfig of one grid point (``mover``/``tover``/``bover``: typed method, train, data overrides)."""
         from harness.cell.definition import CellConfig
 
-        bp = {**self.shared_data, **self.bparams.get(bench, {}), **bover}
-        if self.by_data and self.reward is not None and "reward" not in bp and self.is_dataset(bench):
-            bp["reward"] = self.reward
+        if self.by_data:
+            bp = {**self.shared_data, **self.bparams.get(bench, {}), **bover}
+            if self.reward is not None and "reward" not in bp and self.is_dataset(bench):
+                bp["reward"] = self.reward
+        else:
+            bp = {**self.bench_values[bench], **bover}
         return CellConfig(
             model=model, method=e.method.name, benchmark=bench, seed=seed,
             method_params={**e.params, **mover},
             benchmark_params=bp,
             train={**self.train, **e.train, **tover},
             eval_benchmarks=tuple(self.evals), engine=self.engine, dtype=self.dtype, device=self.device,
-            eval_params={b: self.bparams[b] for b in self.evals if b in self.bparams},
+            eval_params={b: self.eval_values[b] for b in self.evals if self.eval_values[b]},
             train_data=self.by_data,
         )
+
+    def cell(self, e: _Entry, model: str, bench: str, seed: int, mover: dict[str, Any], tover: dict[str, Any],
+             bover: dict[str, Any], *, where: str) -> Any:
+        """The ResolvedCell of one grid point: its typed values combined (no value is checked again), then the
+        checks of their combination (:func:`harness.cell.definition.assemble`)."""
+        from harness.cell.definition import assemble
+
+        config = self.config(e, model, bench, seed, mover, tover, bover)
+        if self.by_data:
+            spec, bparams = self.source(bench, config.benchmark_params)
+        else:
+            spec, bparams = self.reg.benchmark(bench), dataclasses.replace(self._bench_base(bench), **bover)
+        evals = [] if self.by_data else [(spec, bparams)]
+        evals += [self._eval(b) for b in self.evals if self.by_data or b != bench]
+        return assemble(config, e.method, spec, dataclasses.replace(self._method_base(e, model), **mover),
+                        bparams, dataclasses.replace(self._train_base(e, model), **tover), evals, self.host,
+                        where=where)
+
+    def _once(self, key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
+        if key not in self.built:
+            self.built[key] = make()
+        return self.built[key]
+
+    def _method_base(self, e: _Entry, model: str) -> Any:
+        """The entry's method params for ``model``: the method's real-model defaults (checked here, once) under
+        the entry's own values."""
+        from harness.training.defaults import method_defaults
+
+        method = e.method
+        return self._once(("method", e.name, model), lambda: method.params(**{
+            **check_values(method.params, method_defaults(method, model), where=f"method {method.name} (real_params)"),
+            **e.params}))
+
+    def _train_base(self, e: _Entry, model: str) -> Any:
+        """The entry's train settings for ``model``: the method's defaults (checked here, once), then the suite's
+        ``train`` and the entry's ``train``."""
+        from harness.training.defaults import train_defaults
+        from harness.training.trainer import TrainConfig
+
+        method = e.method
+        return self._once(("train", e.name, model), lambda: TrainConfig(**{
+            **check_values(TrainConfig, train_defaults(method, model), where=f"method {method.name} (train_defaults)"),
+            **self.train, **e.train}))
+
+    def _bench_base(self, bench: str) -> Any:
+        return self._once(("bench", bench), lambda: self.reg.benchmark(bench).params(**self.bench_values[bench]))
+
+    def _eval(self, bench: str) -> tuple[Any, Any]:
+        spec = self.reg.benchmark(bench)
+        return spec, self._once(("eval", bench), lambda: spec.params(**self.eval_values[bench]))
 
     def is_dataset(self, b: str) -> bool:
         from harness.training.datasets import is_dataset_ref
@@ -106,6 +165,7 @@ class SuitePlan:
 def plan_suite(data: dict[str, Any], host: PluginHost, *, path: Path | None = None,
                touched: set[str] | None = None) -> SuitePlan:
     """Validate a parsed suite (see the module docstring); any problem is one HarnessError naming the key."""
+    from harness.cell.checks import check_seed
     from harness.models.loading import DEVICES, DTYPES
     from harness.training.trainer import TrainConfig
 
@@ -154,12 +214,11 @@ def plan_suite(data: dict[str, Any], host: PluginHost, *, path: Path | None = No
         from harness.training.irl_reward import read_manifest
 
         read_manifest(reward[4:], where=w("reward"))
-    sources: dict[str, Any] = {}  # train_data name -> the BenchmarkSpec-shaped training source
+    sources: dict[str, Any] = {}  # (train_data name, its params as written) -> (training source, typed params)
 
-    def source(b: str, overrides: Mapping[str, Any] | None = None, where: str = "") -> Any:
-        """The spec a cell trains on: a benchmark, or (train_data) a dataset or a benchmark's data."""
-        if not by_data:
-            return reg.benchmark(b)
+    def source(b: str, overrides: Mapping[str, Any] | None = None, where: str = "") -> tuple[Any, Any]:
+        """(train_data) The spec a cell trains on, a dataset or a benchmark's data, and its typed params: each
+        source is checked once (its files too) and shared by its cells."""
         from harness.training.datasets import is_dataset_ref, training_source
 
         over = dict(overrides if overrides is not None else {**shared_data, **bparams.get(b, {})})
@@ -167,7 +226,7 @@ def plan_suite(data: dict[str, Any], host: PluginHost, *, path: Path | None = No
             over.setdefault("reward", reward)
         key = json.dumps([b, over], sort_keys=True, default=str)
         if key not in sources:
-            sources[key] = training_source(b, over, reg, where=where or w("train_data"))[0]
+            sources[key] = training_source(b, over, reg, where=where or w("train_data"))
         return sources[key]
     seeds = data.get("seeds", [0])
     if isinstance(seeds, int) and not isinstance(seeds, bool):
@@ -177,6 +236,8 @@ def plan_suite(data: dict[str, Any], host: PluginHost, *, path: Path | None = No
         raise HarnessError(f"{w('seeds')}: expected a non-empty list of integers >= 0, got {seeds!r}")
     if len(set(seeds)) != len(seeds):
         raise HarnessError(f"{w('seeds')}: seeds repeat: {seeds}")
+    for seed in seeds:
+        check_seed(seed, w("seeds"))
     engine = data.get("engine", "hf")
     if not isinstance(engine, str):
         raise HarnessError(f"{w('engine')}: expected a string, got {engine!r}")
@@ -207,22 +268,23 @@ def plan_suite(data: dict[str, Any], host: PluginHost, *, path: Path | None = No
                            f"{', '.join(repr(c) for c in CORRECTIONS)}, got {board['correction']!r}")
 
     def check_train(table: Any, *keys: Any) -> dict[str, Any]:
-        table = _table(table, w(*keys))
-        for k, v in table.items():
-            apply_overrides(TrainConfig, {k: v}, where=w(*keys, k), from_string=True)
-        return table
+        """A train table's values, each checked once (type and TrainConfig's declared range) and typed."""
+        return {k: check_value(TrainConfig, k, v, where=w(*keys, k), from_string=True)
+                for k, v in _table(table, w(*keys)).items()}
 
     train = check_train(data.get("train", {}), "train")
 
     shared_data = _table(data.get("data", {}), w("data"))
     bparams = _table(data.get("benchmark_params", {}), w("benchmark_params"))
+    bench_values: dict[str, dict[str, Any]] = {}  # not by_data: each trained benchmark's typed values
     for b in benches:
         if by_data:
             source(b, where=w("data"))  # loads nothing from the hub; checks params, columns, local files
             continue
         spec = reg.benchmark(b)
-        for k, v in shared_data.items():
-            apply_overrides(spec.params, {k: v}, where=f"{w('data', k)} (benchmark {b})", from_string=True)
+        bench_values[b] = {k: check_value(spec.params, k, v, where=f"{w('data', k)} (benchmark {b})",
+                                          from_string=True) for k, v in shared_data.items()}
+    typed_bparams: dict[str, dict[str, Any]] = {}
     for b, table in bparams.items():
         if b not in benches and b not in evals:
             known = [*benches, *(e for e in evals if e not in benches)]
@@ -231,8 +293,11 @@ def plan_suite(data: dict[str, Any], host: PluginHost, *, path: Path | None = No
         if by_data and b in benches and b not in evals:
             continue  # checked with the training source above
         spec = reg.benchmark(b)
-        for k, v in _table(table, w("benchmark_params", b)).items():
-            apply_overrides(spec.params, {k: v}, where=w("benchmark_params", b, k), from_string=True)
+        typed_bparams[b] = {k: check_value(spec.params, k, v, where=w("benchmark_params", b, k), from_string=True)
+                            for k, v in _table(table, w("benchmark_params", b)).items()}
+    for b in bench_values:
+        bench_values[b].update(typed_bparams.get(b, {}))
+    eval_values = {b: typed_bparams.get(b, {}) for b in evals}
 
     methods = _table(data.get("methods", {}), w("methods"))
     if not methods:
@@ -244,25 +309,23 @@ def plan_suite(data: dict[str, Any], host: PluginHost, *, path: Path | None = No
         if not isinstance(mname, str):
             raise HarnessError(f"{w('methods', ename, 'method')}: expected a method name, got {mname!r}")
         spec = reg.method(mname, where=w("methods", ename) if "method" not in raw else w("methods", ename, "method"))
-        params = {k: v for k, v in raw.items() if k not in ENTRY_KEYS}
-        for k, v in params.items():
-            apply_overrides(spec.params, {k: v}, where=w("methods", ename, k), from_string=True)
+        params = {k: check_value(spec.params, k, v, where=w("methods", ename, k), from_string=True)
+                  for k, v in raw.items() if k not in ENTRY_KEYS}
         etrain = check_train(raw.get("train", {}), "methods", ename, "train")
-        axes: list[tuple[str, str, list[Any]]] = []
+        axes: list[tuple[str, str, list[Any], list[Any]]] = []
         grid = _table(raw.get("grid", {}), w("methods", ename, "grid"))
         for k, values in grid.items():
             if k == "train":
                 for tk, tvalues in _table(values, w("methods", ename, "grid", "train")).items():
                     tvalues = _axis(tvalues, w("methods", ename, "grid", "train", tk))
-                    for v in tvalues:
-                        apply_overrides(TrainConfig, {tk: v}, where=w("methods", ename, "grid", "train", tk),
-                                        from_string=True)
-                    axes.append(("train", tk, tvalues))
+                    where = w("methods", ename, "grid", "train", tk)
+                    axes.append(("train", tk, tvalues,
+                                 [check_value(TrainConfig, tk, v, where=where, from_string=True) for v in tvalues]))
                 continue
             values = _axis(values, w("methods", ename, "grid", k))
-            for v in values:
-                apply_overrides(spec.params, {k: v}, where=w("methods", ename, "grid", k), from_string=True)
-            axes.append(("method", k, values))
+            where = w("methods", ename, "grid", k)
+            axes.append(("method", k, values,
+                         [check_value(spec.params, k, v, where=where, from_string=True) for v in values]))
         entries[ename] = _Entry(ename, spec, params, etrain, axes)
 
     # needs vs provides, before building anything, with the fix in the message
@@ -273,7 +336,7 @@ def plan_suite(data: dict[str, Any], host: PluginHost, *, path: Path | None = No
     unfit: set[tuple[str, str]] = set()
     for e in entries.values():
         for b in benches:
-            provided = source(b).provides
+            provided = (source(b)[0] if by_data else reg.benchmark(b)).provides
             missing = set(e.method.needs) - implied_kinds(provided)
             rule = _pair_excluded(rules, e, b) if missing else None
             if rule is not None:
@@ -296,8 +359,9 @@ def plan_suite(data: dict[str, Any], host: PluginHost, *, path: Path | None = No
                 )
     return SuitePlan(w=w, name=name, models=models, benches=benches, evals=evals, by_data=by_data, reward=reward,
                      seeds=seeds, engine=engine, dtype=dtype, device=device, train=train, shared_data=shared_data,
-                     bparams=bparams, entries=entries, rules=rules, hits=hits, unfit=unfit,
-                     includes=data.get("include", []), warnings=warnings, source=source, reg=reg)
+                     bparams=bparams, bench_values=bench_values, eval_values=eval_values, entries=entries, rules=rules,
+                     hits=hits, unfit=unfit, includes=data.get("include", []), warnings=warnings, source=source,
+                     reg=reg, host=host)
 
 
 def _pair_excluded(rules: list[Any], e: _Entry, bench: str) -> int | None:
@@ -345,17 +409,18 @@ def _matches(rule: dict[str, Any], item: tuple[Any, Any, str, str, str], where: 
     return ok
 
 
-def _include(rule: dict[str, Any], where: str, entries: Mapping[str, _Entry], base: dict[str, Any], reg: Any,
-             host: PluginHost, config: Any) -> Iterator[tuple[Any, Any, str, str, str]]:
-    """The cells of one [[include]] rule, resolved one at a time (the rule is checked before the first)."""
-    from harness.cell.definition import resolve
+def _include(rule: dict[str, Any], where: str, plan: SuitePlan) -> Iterator[tuple[Any, str, str]]:
+    """The cells of one [[include]] rule, (resolved cell, label, entry) one at a time; the rule's values are
+    checked once, before the first."""
+    from harness.cell.checks import check_seed
     from harness.training.trainer import TrainConfig
 
+    reg, base = plan.reg, plan.base()
     if "method" not in rule or not isinstance(rule["method"], str):
         raise HarnessError(f"{where}.method: required: a [methods.X] entry name or a method name")
     ename = rule["method"]
-    if ename in entries:
-        e = entries[ename]
+    if ename in plan.entries:
+        e = plan.entries[ename]
     else:
         spec = reg.method(ename, where=f"{where}.method")
         e = _Entry(ename, spec, {}, {}, [])
@@ -379,6 +444,7 @@ def _include(rule: dict[str, Any], where: str, entries: Mapping[str, _Entry], ba
     for s in seeds:
         if isinstance(s, bool) or not isinstance(s, int) or s < 0:
             raise HarnessError(f"{where}.seed: expected integers >= 0, got {s!r}")
+        check_seed(s, f"{where}.seed")
     for m in models:
         if not isinstance(m, str):
             raise HarnessError(f"{where}.model: expected a model name, got {m!r}")
@@ -386,7 +452,8 @@ def _include(rule: dict[str, Any], where: str, entries: Mapping[str, _Entry], ba
     mfields = {f.name for f in dataclasses.fields(e.method.params)}
     tfields = {f.name for f in dataclasses.fields(TrainConfig)}
     for b in benches:
-        bfields = {f.name for f in dataclasses.fields((src(b) if src is not None else reg.benchmark(b)).params)}
+        bspec = src(b)[0] if src is not None else reg.benchmark(b)
+        bfields = {f.name for f in dataclasses.fields(bspec.params)}
         mover, tover, bover = {}, {}, {}
         for k, v in overrides.items():
             owners = [n for n, fs in (("method", mfields), ("train", tfields), ("benchmark", bfields)) if k in fs]
@@ -396,9 +463,14 @@ def _include(rule: dict[str, Any], where: str, entries: Mapping[str, _Entry], ba
                                    f"or {b}")
             if len(owners) > 1:
                 raise HarnessError(f"{where}.{k}: ambiguous, a parameter of {' and '.join(owners)}")
-            {"method": mover, "train": tover, "benchmark": bover}[owners[0]][k] = v
+            if owners[0] == "method":
+                mover[k] = check_value(e.method.params, k, v, where=f"{where}.{k}", from_string=True)
+            elif owners[0] == "train":
+                tover[k] = check_value(TrainConfig, k, v, where=f"{where}.{k}", from_string=True)
+            else:  # train_data: the source's definition, checked once with the source
+                bover[k] = v if src is not None else check_value(bspec.params, k, v, where=f"{where}.{k}",
+                                                                 from_string=True)
         label = base["data_label"](make_label(e.name, overrides), b)
         for model in models:
             for seed in seeds:
-                cfg = config(e, model, b, seed, mover, tover, bover)
-                yield cfg, resolve(cfg, host, where=where), label, e.name, "include"
+                yield plan.cell(e, model, b, seed, mover, tover, bover, where=where), label, e.name
