@@ -105,6 +105,46 @@ def test_expansion_grid_variants_exclude_include(tmp_path, host):
     assert set(c.plugins) >= {"didactic", "engines"}
 
 
+def test_each_suite_value_is_checked_once_however_many_cells_use_it(tmp_path, host, monkeypatch):
+    """The typed pass: a value is checked (type, declared range) once where the suite gives it, not once per cell
+    that uses it; the cells combine typed values. Counts the calls of the one check, per (key, value)."""
+    import collections
+
+    import harness.core.params as params
+    import harness.suite.plan as plan
+
+    calls: collections.Counter = collections.Counter()
+    real = params.check_value
+
+    def counted(cls, key, value, **kw):
+        calls[key, str(value)] += 1
+        return real(cls, key, value, **kw)
+
+    monkeypatch.setattr(params, "check_value", counted)  # check_values and apply_overrides call it by this name
+    monkeypatch.setattr(plan, "check_value", counted)
+    suite = load_suite(write(tmp_path, """
+        models = ["tiny:nano", "tiny:micro"]
+        benchmarks = ["didactic-r1", "didactic-r2"]
+        seeds = [0, 1, 2]
+        train = {steps = 3}
+        data = {warm_steps = 2}
+        [methods.dpo.grid]
+        beta = [0.05, 0.1, 0.2]
+        [methods.dpo.grid.train]
+        lr = ["1e-3", 2e-3]
+        [[include]]
+        method = "dpo"
+        beta = 0.4
+        """), host)
+    assert len(suite.cells) == 2 * 2 * 3 * 3 * 2 + 2 * 2 * 3  # 84 cells, each typed
+    assert {c.resolved["train"]["lr"] for c in suite.cells} == {1e-3, 2e-3}
+    assert {c.resolved["method_params"]["beta"] for c in suite.cells} == {0.05, 0.1, 0.2, 0.4}
+    for key, value in (("beta", 0.05), ("beta", 0.1), ("beta", 0.2), ("lr", "1e-3"), ("lr", 0.002),
+                       ("steps", 3), ("beta", 0.4)):
+        assert calls[key, str(value)] == 1, (key, value, calls[key, str(value)])
+    assert calls["warm_steps", "2"] == 2  # data applies to each of the two benchmarks, checked against each's params
+
+
 def test_set_overrides_apply_before_expansion(tmp_path, host):
     path = write(tmp_path, SUITE)
     suite = load_suite(path, host, ["seeds=[0]", "train.steps=9", "methods.dpo-strong.beta=0.7",

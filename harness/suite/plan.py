@@ -451,6 +451,7 @@ def _include(rule: dict[str, Any], where: str, plan: SuitePlan) -> Iterator[tupl
     overrides = {k: v for k, v in rule.items() if k not in RULE_KEYS}
     mfields = {f.name for f in dataclasses.fields(e.method.params)}
     tfields = {f.name for f in dataclasses.fields(TrainConfig)}
+    typed: dict[tuple[str, str], Any] = {}  # (owner, key) -> the value checked once (method, train: for every b)
     for b in benches:
         bspec = src(b)[0] if src is not None else reg.benchmark(b)
         bfields = {f.name for f in dataclasses.fields(bspec.params)}
@@ -463,10 +464,11 @@ def _include(rule: dict[str, Any], where: str, plan: SuitePlan) -> Iterator[tupl
                                    f"or {b}")
             if len(owners) > 1:
                 raise HarnessError(f"{where}.{k}: ambiguous, a parameter of {' and '.join(owners)}")
-            if owners[0] == "method":
-                mover[k] = check_value(e.method.params, k, v, where=f"{where}.{k}", from_string=True)
-            elif owners[0] == "train":
-                tover[k] = check_value(TrainConfig, k, v, where=f"{where}.{k}", from_string=True)
+            if owners[0] in ("method", "train"):
+                cls = e.method.params if owners[0] == "method" else TrainConfig
+                if (owners[0], k) not in typed:
+                    typed[owners[0], k] = check_value(cls, k, v, where=f"{where}.{k}", from_string=True)
+                (mover if owners[0] == "method" else tover)[k] = typed[owners[0], k]
             else:  # train_data: the source's definition, checked once with the source
                 bover[k] = v if src is not None else check_value(bspec.params, k, v, where=f"{where}.{k}",
                                                                  from_string=True)
