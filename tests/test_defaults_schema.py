@@ -123,3 +123,19 @@ def test_schema_catches_typos_and_wrong_types(host):
     for bad in ({**good, "modles": ["x"]}, {**good, "train": {"lrr": 1}}, {**good, "train": {"steps": "many"}},
                 {**good, "benchmark_params": {"didactic-r1": {"n_statez": 3}}}):
         assert list(validator.iter_errors(bad)), bad
+
+
+def test_schema_carries_each_methods_and_benchmarks_declared_ranges(host):
+    """A table named after its method, a labelled entry (method = NAME) and a grid axis get that method's ranges
+    (param(..., gt=0)); benchmark_params get the benchmark's."""
+    validator = jsonschema.Draft202012Validator(suite_schema(host))
+    base = {"models": ["tiny:nano"], "benchmarks": ["didactic-r1"]}
+    for methods in ({"dpo": {"beta": 0.1}}, {"strong": {"method": "dpo", "beta": 0.5}},
+                    {"dpo": {"grid": {"beta": [0.05, 0.1]}}}, {"rloo": {"n": 2}}):
+        assert not list(validator.iter_errors({**base, "methods": methods})), methods
+    for methods in ({"dpo": {"beta": -1.0}}, {"strong": {"method": "dpo", "beta": 0.0}},
+                    {"dpo": {"grid": {"beta": [0.05, -0.1]}}}, {"rloo": {"n": 1}}):
+        assert list(validator.iter_errors({**base, "methods": methods})), methods
+    bad_bench = {**base, "methods": {"sft": {}}, "benchmark_params": {"didactic-r1": {"n_states": 0}}}
+    assert list(validator.iter_errors(bad_bench))
+

@@ -43,8 +43,7 @@ _RANGE_KEYS = {"ge": "minimum", "gt": "exclusiveMinimum", "le": "maximum", "lt":
 
 def params_schema(cls: Any, *, grid: bool = False, ranges: bool = False) -> dict[str, dict[str, Any]]:
     """Properties for a params dataclass; with ``grid`` each may also be a list of values (a grid axis); with
-    ``ranges`` a field's declared bounds (``param(..., ge=1)``) become JSON Schema ``minimum`` & co. (only for
-    one dataclass per table: the method tables merge every method's fields, whose ranges may differ)."""
+    ``ranges`` a field's declared bounds (``param(..., ge=1)``) become JSON Schema ``minimum`` & co."""
     if cls is None or not dataclasses.is_dataclass(cls):
         return {}
     hints = typing.get_type_hints(cls)
@@ -91,6 +90,16 @@ def suite_schema(host: PluginHost) -> dict[str, Any]:
     for spec in methods.values():
         for k, v in params_schema(spec.params).items():
             all_method_params.setdefault(k, v)
+
+    def own(spec: Any) -> dict[str, Any]:
+        """One method's parameters with their declared ranges, as values and as grid axes (the descriptions are
+        the entry's)."""
+        def bare(props: dict[str, Any]) -> dict[str, Any]:
+            return {k: {kk: vv for kk, vv in v.items() if kk != "description"} for k, v in props.items()}
+
+        return {"properties": {**bare(params_schema(spec.params, ranges=True)), "grid": {
+            "properties": bare(params_schema(spec.params, grid=True, ranges=True))}}}
+
     entry = {
         "type": "object",
         "description": "A method entry: the table name is the method (or a label, with `method = NAME`); "
@@ -102,10 +111,17 @@ def suite_schema(host: PluginHost) -> dict[str, Any]:
                      "properties": {"train": train_grid}},
             **all_method_params,
         },
+        # a labelled entry (method = NAME) gets NAME's ranges; a table named after its method, below
+        "allOf": [{"if": {"properties": {"method": {"const": name}}, "required": ["method"]},
+                   "then": {"$ref": f"#/$defs/method-{name}"}} for name in methods],
     }
+    named_entries = {name: {"allOf": [{"$ref": "#/$defs/entry"}, {"if": {"not": {"required": ["method"]}},
+                                                                   "then": {"$ref": f"#/$defs/method-{name}"}}]}
+                     for name in methods}
+    defs = {"entry": entry, **{f"method-{name}": own(spec) for name, spec in methods.items()}}
     bench_params = {
         "type": "object",
-        "properties": {name: {"type": "object", "properties": params_schema(spec.params),
+        "properties": {name: {"type": "object", "properties": params_schema(spec.params, ranges=True),
                               "additionalProperties": False, "description": spec.description}
                        for name, spec in benches.items()},
         "additionalProperties": {"type": "object"},
@@ -133,7 +149,7 @@ def suite_schema(host: PluginHost) -> dict[str, Any]:
         "train": train,
         "data": {"type": "object", "description": "benchmark params for every benchmark of `benchmarks`"},
         "benchmark_params": bench_params,
-        "methods": {"type": "object", "additionalProperties": entry,
+        "methods": {"type": "object", "properties": named_entries, "additionalProperties": {"$ref": "#/$defs/entry"},
                     "propertyNames": {"pattern": "^[^.]+$"}},
         "exclude": {"type": "array", "items": _rule(names)},
         "include": {"type": "array", "items": {**_rule(names), "required": ["method"]}},
@@ -160,4 +176,5 @@ def suite_schema(host: PluginHost) -> dict[str, Any]:
         "anyOf": [{"required": ["benchmarks"]}, {"required": ["train_data"]}],
         "properties": props,
         "additionalProperties": False,
+        "$defs": defs,
     }
