@@ -14,7 +14,8 @@ Plumbing for samplers (the trainer's rows carry scalars only, ``Row.values: dict
 - :func:`token_values` / :func:`stack_token_values` pack a per-token vector into row values named
   ``"{name}@{t}"`` and unpack them in the objective as a ``[B, T]`` tensor (zero past a row's length);
 - :class:`OnPolicyParams`: the parameter block every on-policy method shares (where the reward comes from,
-  ``n`` samples per prompt, ``limit`` prompts, ``temperature``, ``max_new_tokens``); a method's params extend it;
+  then :class:`RolloutParams`: ``n`` samples per prompt, ``limit`` prompts, ``temperature``,
+  ``max_new_tokens``); a method's params extend it;
 - :func:`rollouts` samples ``n`` completions per prompt from the current policy and scores them with
   the method's reward (:func:`harness.training.rewards.current_reward`), keeping dense rewards as lists;
 - :func:`token_logprobs` gives per-token log-probs (and hidden states) of sequences under an
@@ -253,19 +254,31 @@ class Rollout:
 
 
 @dataclass(frozen=True)
-class OnPolicyParams(RewardParams):
-    """The parameters every on-policy method shares: the reward's source (:class:`RewardParams`), then how each
-    round samples the current policy. A method's params extend it; one that restates a field (``n`` with its
-    own default and help) keeps the field in its place."""
+class RolloutParams:
+    """How each round samples the current policy: ``n`` samples per prompt of ``limit`` prompts, at ``temperature``,
+    ``max_new_tokens`` long. The sampling half of :class:`OnPolicyParams`, alone for a method whose reward is its
+    own (a discriminator, a fitted reward model) rather than a :class:`RewardParams` source."""
 
     n: int = param(4, "samples per prompt per round", ge=1)
     limit: int | None = param(None, "prompts per round, a fresh random subset each round (None = all)", ge=1)
     temperature: float = param(1.0, "sampling temperature", ge=0)
     max_new_tokens: int | None = param(None, "generated length (None: the longest benchmark response)", ge=1)
 
+    def sampling(self) -> dict[str, int | float | None]:
+        """The four settings as keywords: ``rollouts(ctx, **p.sampling())``, or an inner method's params."""
+        return {"n": self.n, "limit": self.limit, "temperature": self.temperature,
+                "max_new_tokens": self.max_new_tokens}
+
     def generation(self, ctx: RoundContext) -> dict[str, float | int]:
         """The decoding settings of a round: ``temperature`` and ``max_new_tokens`` (:func:`response_length`)."""
         return {"temperature": self.temperature, "max_new_tokens": response_length(ctx, self.max_new_tokens)}
+
+
+@dataclass(frozen=True)
+class OnPolicyParams(RolloutParams, RewardParams):
+    """The parameters every on-policy method shares: the reward's source (:class:`RewardParams`), then how each
+    round samples the current policy (:class:`RolloutParams`). A method's params extend it; one that restates a
+    field (``n`` with its own default and help) keeps the field in its place."""
 
 
 def response_length(ctx: RoundContext, max_new_tokens: int | None) -> int:

@@ -157,8 +157,7 @@ def sampler(ctx: RoundContext) -> list[Row]:
     p: PPOParams = ctx.params
     if ctx.reference is None:
         raise HarnessError("ppo needs a reference model for its KL penalty")
-    outs = [o for o in rollouts(ctx, n=p.n, limit=p.limit, temperature=p.temperature,
-                                max_new_tokens=p.max_new_tokens) if o.completion.ids]
+    outs = [o for o in rollouts(ctx, **p.sampling()) if o.completion.ids]
     seqs = [o.sequence for o in outs]
     head = value_head_of(ctx.policy.model)
     old_logp, hidden = token_logprobs(ctx.policy, seqs, with_hidden=True)

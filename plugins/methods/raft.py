@@ -73,7 +73,7 @@ def objective(batch: LogProbBatch, params: RAFTParams) -> tuple[torch.Tensor, di
 
 def sampler(ctx: RoundContext) -> list[Row]:
     p: RAFTParams = ctx.params
-    outs = rollouts(ctx, n=p.n, limit=p.limit, temperature=p.temperature, max_new_tokens=p.max_new_tokens)
+    outs = rollouts(ctx, **p.sampling())
     groups: dict[int, list] = {}
     for o in outs:
         groups.setdefault(o.group, []).append(o)

@@ -97,8 +97,7 @@ def sequence_kl(ctx: RoundContext, seqs: list) -> list[float]:
 
 def sampler(ctx: RoundContext) -> list[Row]:
     p: ReinforceParams = ctx.params
-    outs = [o for o in rollouts(ctx, n=p.n, limit=p.limit, temperature=p.temperature,
-                                max_new_tokens=p.max_new_tokens) if o.completion.ids]
+    outs = [o for o in rollouts(ctx, **p.sampling()) if o.completion.ids]
     seqs = [o.sequence for o in outs]
     kl = sequence_kl(ctx, seqs) if p.kl_coef else [0.0] * len(outs)
     width = max(len(s.response) for s in seqs)

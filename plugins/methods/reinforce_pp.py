@@ -85,8 +85,7 @@ def sampler(ctx: RoundContext) -> list[Row]:
     p: ReinforcePPParams = ctx.params
     if ctx.reference is None:
         raise HarnessError("reinforce-pp needs a reference model for its KL penalty")
-    outs = [o for o in rollouts(ctx, n=p.n, limit=p.limit, temperature=p.temperature,
-                                max_new_tokens=p.max_new_tokens) if o.completion.ids]
+    outs = [o for o in rollouts(ctx, **p.sampling()) if o.completion.ids]
     seqs = [o.sequence for o in outs]
     old, _ = token_logprobs(ctx.policy, seqs)
     ref, _ = token_logprobs(ctx.reference, seqs)

@@ -61,7 +61,7 @@ def objective(batch: LogProbBatch, params: RLOOParams) -> tuple[torch.Tensor, di
 
 def sampler(ctx: RoundContext) -> list[Row]:
     p: RLOOParams = ctx.params
-    outs = rollouts(ctx, n=p.n, limit=p.limit, temperature=p.temperature, max_new_tokens=p.max_new_tokens)
+    outs = rollouts(ctx, **p.sampling())
     seqs = [o.sequence for o in outs]
     kl = sequence_kl(ctx, seqs) if p.kl_coef else [0.0] * len(outs)
     scores = torch.tensor([sequence_reward(o.reward) - p.kl_coef * k for o, k in zip(outs, kl, strict=True)])

@@ -66,8 +66,7 @@ def objective(batch: LogProbBatch, params: RWRParams) -> tuple[torch.Tensor, dic
 
 def sampler(ctx: RoundContext) -> list[Row]:
     p: RWRParams = ctx.params
-    outs = [o for o in rollouts(ctx, n=p.n, limit=p.limit, temperature=p.temperature,
-                                max_new_tokens=p.max_new_tokens) if o.completion.ids]
+    outs = [o for o in rollouts(ctx, **p.sampling()) if o.completion.ids]
     rewards = [sequence_reward(o.reward) for o in outs]
     weights = rwr_weights(rewards, p.tau)
     return [Row({"sample": o.sequence}, {"reward": r, "weight": w})
