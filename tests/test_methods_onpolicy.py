@@ -69,6 +69,19 @@ def test_on_policy_params_share_one_block_and_its_ranges():
             apply_overrides(params, {"limit": "0"}, where=name, from_string=True)
 
 
+def test_on_policy_spec_fills_the_shared_fields_and_passes_the_rest():
+    from harness.pg import ON_POLICY_TRAIN_DEFAULTS, on_policy_spec
+    from harness.rewards import prepare_reward
+
+    spec = on_policy_spec("x", "a method", paper="p", sampler=rloo.sampler, objective=rloo.objective,
+                          params=rloo.RLOOParams, reference="none", train={"batch_size": 10, "rounds": 2},
+                          needs_hidden=True, real_train_defaults={"lr": 1e-6})
+    assert spec.family == "on-policy" and spec.needs == {"prompts", "reward"} and spec.reference == "none"
+    assert spec.hooks.on_round_start is prepare_reward and spec.needs_hidden and spec.real_train_defaults == {"lr": 1e-6}
+    assert spec.train_defaults == {**ON_POLICY_TRAIN_DEFAULTS, "batch_size": 10, "rounds": 2}
+    assert ON_POLICY_TRAIN_DEFAULTS["optimizer"] == "adam" and ON_POLICY_TRAIN_DEFAULTS["batch_size"] == 100
+
+
 # -- losses on hand values -----------------------------------------------------------------------------------
 
 

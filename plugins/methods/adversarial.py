@@ -154,8 +154,7 @@ def register_methods(register) -> None:  # noqa: ANN001
             hooks=MethodHooks(on_round_start=train_discriminator),
             needs_hidden=True,  # PPO's value head reads hidden states (unused by rloo / reinforce)
             modules=value_head,
-            train_defaults={**ON_POLICY_TRAIN_DEFAULTS, "rounds": 20, "steps": 4, "batch_size": 100,
-                            "lr": 1e-3},
+            train_defaults={**ON_POLICY_TRAIN_DEFAULTS, "rounds": 20, "steps": 4},  # Adam, batch 100, lr 1e-3
             real_train_defaults={"lr": 1e-6},  # its policy rounds are RL: PPO (Ouyang et al. / Stiennon et al.): 1e-6
         )
     )
