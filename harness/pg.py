@@ -5,7 +5,8 @@ Pure tensor functions (``[B, T]`` per-token tensors with a ``[B, T]`` float mask
 :func:`discounted_returns`, :func:`gae`), Schulman's KL estimators (:func:`kl_k1`, :func:`kl_k2`,
 :func:`kl_k3`), PPO pieces (:func:`clipped_surrogate`, :func:`clipped_value_loss`,
 :class:`AdaptiveKLController`), :func:`reinforce_loss`, :func:`entropy_from_logits`.
-:class:`OnPolicyParams` (the parameter block on-policy methods extend).
+:class:`OnPolicyParams` (the parameter block on-policy methods extend) and its sampling half :class:`RolloutParams`;
+:func:`on_policy_spec` (an on-policy method's :class:`~harness.MethodSpec`).
 Plumbing for samplers: :func:`rollouts` (n scored samples per prompt from the current policy),
 :func:`round_prompts` (a round's prompts), :func:`response_length`, :func:`token_logprobs` (per-token log-probs without gradients),
 :func:`token_values` / :func:`stack_token_values` / :func:`pad_rows` (per-token vectors in a row's scalar
@@ -18,6 +19,7 @@ from harness.training.pg import (
     AdaptiveKLController,
     OnPolicyParams,
     Rollout,
+    RolloutParams,
     RunningMoments,
     clipped_surrogate,
     clipped_value_loss,
@@ -28,6 +30,7 @@ from harness.training.pg import (
     kl_k2,
     kl_k3,
     leave_one_out_baseline,
+    on_policy_spec,
     pad_rows,
     reinforce_loss,
     response_length,
@@ -45,6 +48,7 @@ __all__ = [
     "AdaptiveKLController",
     "OnPolicyParams",
     "Rollout",
+    "RolloutParams",
     "RunningMoments",
     "clipped_surrogate",
     "clipped_value_loss",
@@ -55,6 +59,7 @@ __all__ = [
     "kl_k2",
     "kl_k3",
     "leave_one_out_baseline",
+    "on_policy_spec",
     "pad_rows",
     "reinforce_loss",
     "response_length",

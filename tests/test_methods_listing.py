@@ -38,3 +38,15 @@ def test_family_filter_and_a_family_that_does_not_exist():
     assert "family: on-policy" in text and "paper: Yu et al. 2025" in text and "needs: prompts, reward" in text
     bad = CliRunner().invoke(cli, ["methods", "--family", "prefrence"])
     assert bad.exit_code == 2 and "families: imitation, on-policy, preference" in bad.output
+
+
+def test_a_parameter_shows_its_declared_range_and_one_without_shows_none():
+    rows = {r["name"]: r for r in json.loads(_methods("rloo", "--json").output)[0]["params"]}
+    assert rows["n"]["range"] == ">= 2" and rows["kl_coef"]["range"] == ">= 0"
+    assert rows["reward_source"]["range"] == ""
+    lines = {line.split("=")[0].strip(): line for line in _methods("rloo").output.splitlines() if "--set " in line}
+    assert " >= 0 " in lines["--set kl_coef"] and ">=" not in rows["kl_coef"]["help"]
+    assert ">" not in lines["--set reward_source"]  # no declared range: the column stays blank
+    bench = CliRunner().invoke(cli, ["benchmarks", "gsm8k", "--json"], catch_exceptions=False)
+    ranges = {r["name"]: r["range"] for r in json.loads(bench.output)[0]["params"]}
+    assert ranges["limit"] == ">= 1" and ranges["path"] == ""

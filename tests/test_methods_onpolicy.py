@@ -48,6 +48,40 @@ def _ctx(lm, params, state=None, rnd=0, reference=None) -> RoundContext:
                         state={"reward": SumReward()} if state is None else state)
 
 
+# -- the shared parameter block ------------------------------------------------------------------------------
+
+
+def test_on_policy_params_share_one_block_and_its_ranges():
+    from harness.core.params import apply_overrides
+    from harness.core.plugins import get_host
+    from harness.pg import OnPolicyParams, RolloutParams
+    from harness.rewards import RewardParams
+
+    specs = get_host().registry.specs["method"]
+    on_policy = {n for n, s in specs.items() if s.family == "on-policy"}
+    assert len(on_policy) >= 13 and all(issubclass(specs[n].params, OnPolicyParams) for n in on_policy)
+    for name in ("adversarial", "irl-rm"):  # their reward is their own (a discriminator, a fitted RM)
+        params = specs[name].params
+        assert issubclass(params, RolloutParams) and not issubclass(params, RewardParams), name
+        assert params().n == 10 and params().sampling() == {"n": 10, "limit": None, "temperature": 1.0,
+                                                            "max_new_tokens": None}
+        with pytest.raises(HarnessError, match="parameter 'limit' must be >= 1, got 0"):
+            apply_overrides(params, {"limit": "0"}, where=name, from_string=True)
+
+
+def test_on_policy_spec_fills_the_shared_fields_and_passes_the_rest():
+    from harness.pg import ON_POLICY_TRAIN_DEFAULTS, on_policy_spec
+    from harness.rewards import prepare_reward
+
+    spec = on_policy_spec("x", "a method", paper="p", sampler=rloo.sampler, objective=rloo.objective,
+                          params=rloo.RLOOParams, reference="none", train={"batch_size": 10, "rounds": 2},
+                          needs_hidden=True, real_train_defaults={"lr": 1e-6})
+    assert spec.family == "on-policy" and spec.needs == {"prompts", "reward"} and spec.reference == "none"
+    assert spec.hooks.on_round_start is prepare_reward and spec.needs_hidden and spec.real_train_defaults == {"lr": 1e-6}
+    assert spec.train_defaults == {**ON_POLICY_TRAIN_DEFAULTS, "batch_size": 10, "rounds": 2}
+    assert ON_POLICY_TRAIN_DEFAULTS["optimizer"] == "adam" and ON_POLICY_TRAIN_DEFAULTS["batch_size"] == 100
+
+
 # -- losses on hand values -----------------------------------------------------------------------------------
 
 

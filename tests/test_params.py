@@ -52,8 +52,13 @@ def test_parse_set_rejects_malformed():
 
 def test_describe_lists_types_defaults_help():
     rows = {r["name"]: r for r in describe(P)}
-    assert rows["beta"] == {"name": "beta", "type": "float", "default": 0.1, "help": "strength"}
+    assert rows["beta"] == {"name": "beta", "type": "float", "default": 0.1, "help": "strength", "range": ""}
     assert rows["limit"]["type"] == "int | None"
+
+
+def test_describe_words_each_declared_range_and_leaves_the_rest_empty():
+    rows = {r["name"]: r["range"] for r in describe(Bounded)}
+    assert rows == {"beta": "> 0", "n": ">= 2", "eps": "in [0, 0.5)", "gamma": "in (0, 1]", "limit": ">= 1"}
 
 
 def test_params_are_frozen():

@@ -199,7 +199,7 @@ def _describe_specs(host: PluginHost, kind: str, as_json: bool, name: str | None
 
 def _param_line(key: str, p: dict[str, Any]) -> str:
     real = f" (real model: {p['real_model_default']!r})" if "real_model_default" in p else ""
-    return f"    --set {key}={p['default']!r:<10} {p['type']:<18} {p['help']}{real}"
+    return f"    --set {key}={p['default']!r:<10} {p['type']:<18} {p['range']:<10} {p['help']}{real}"
 
 
 def _add_method_defaults(item: dict[str, Any], spec: Any) -> None:

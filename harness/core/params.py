@@ -213,7 +213,8 @@ def parse_set(items: Iterable[str], where: str = "--set") -> dict[str, str]:
 
 
 def describe(cls: type) -> list[dict[str, Any]]:
-    """Name, type, default and help of each parameter, for ``harness methods`` and docs."""
+    """Name, type, default, help and declared range in words (``> 0``, ``in [0, 1]``; ``""`` for none) of each
+    parameter, for ``harness methods`` and docs."""
     types_ = _field_types(cls)
     return [
         {
@@ -221,6 +222,8 @@ def describe(cls: type) -> list[dict[str, Any]]:
             "type": type_name(types_[f.name]),
             "default": f.default if f.default is not dataclasses.MISSING else None,
             "help": f.metadata.get("help", ""),
+            "range": _in_words(b, b.get("ge", b.get("gt")), b.get("le", b.get("lt")))
+            if (b := f.metadata.get("bounds")) else "",
         }
         for f in dataclasses.fields(cls)
     ]

@@ -14,7 +14,10 @@ Plumbing for samplers (the trainer's rows carry scalars only, ``Row.values: dict
 - :func:`token_values` / :func:`stack_token_values` pack a per-token vector into row values named
   ``"{name}@{t}"`` and unpack them in the objective as a ``[B, T]`` tensor (zero past a row's length);
 - :class:`OnPolicyParams`: the parameter block every on-policy method shares (where the reward comes from,
-  ``n`` samples per prompt, ``limit`` prompts, ``temperature``, ``max_new_tokens``); a method's params extend it;
+  then :class:`RolloutParams`: ``n`` samples per prompt, ``limit`` prompts, ``temperature``,
+  ``max_new_tokens``); a method's params extend it;
+- :func:`on_policy_spec`: the :class:`~harness.core.registry.MethodSpec` of an on-policy method (its family, data,
+  reward hook and trainer settings);
 - :func:`rollouts` samples ``n`` completions per prompt from the current policy and scores them with
   the method's reward (:func:`harness.training.rewards.current_reward`), keeping dense rewards as lists;
 - :func:`token_logprobs` gives per-token log-probs (and hidden states) of sequences under an
@@ -24,26 +27,29 @@ Plumbing for samplers (the trainer's rows carry scalars only, ``Row.values: dict
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from harness.core.data import Completion, Prompt, Sequence
+from harness.core.data import PROMPTS, REWARD, Completion, Prompt, Sequence
 from harness.core.params import param
+from harness.core.registry import MethodHooks, MethodSpec
 from harness.models.logprobs import masked_sum, sequence_logprobs
 from harness.training import samplers
-from harness.training.rewards import Reward, RewardFn, RewardParams, current_reward, score_all
+from harness.training.rewards import Reward, RewardFn, RewardParams, current_reward, prepare_reward, score_all
 
 if TYPE_CHECKING:
     from harness.core.context import RoundContext
     from harness.models.lm import LM
 
 DEFAULT_LENGTH = 64  # generated tokens when neither the method nor the benchmark's data says otherwise
-ON_POLICY_TRAIN_DEFAULTS = {"optimizer": "adam", "schedule": "constant", "warmup_ratio": 0.0}
-"""Trainer settings of the on-policy methods: Adam at a constant learning rate (the bandit code's)."""
+ON_POLICY_TRAIN_DEFAULTS = {"optimizer": "adam", "schedule": "constant", "warmup_ratio": 0.0,
+                            "rounds": 10, "steps": 15, "batch_size": 100, "lr": 1e-3}
+"""Trainer settings of the on-policy methods: Adam at a constant learning rate (the bandit code's), and the budget
+they compare at (10 rounds x 15 steps of 100 rows at lr 1e-3)."""
 
 
 # -- normalisation -----------------------------------------------------------------------------------
@@ -253,19 +259,44 @@ class Rollout:
 
 
 @dataclass(frozen=True)
-class OnPolicyParams(RewardParams):
-    """The parameters every on-policy method shares: the reward's source (:class:`RewardParams`), then how each
-    round samples the current policy. A method's params extend it; one that restates a field (``n`` with its
-    own default and help) keeps the field in its place."""
+class RolloutParams:
+    """How each round samples the current policy: ``n`` samples per prompt of ``limit`` prompts, at ``temperature``,
+    ``max_new_tokens`` long. The sampling half of :class:`OnPolicyParams`, alone for a method whose reward is its
+    own (a discriminator, a fitted reward model) rather than a :class:`RewardParams` source."""
 
     n: int = param(4, "samples per prompt per round", ge=1)
     limit: int | None = param(None, "prompts per round, a fresh random subset each round (None = all)", ge=1)
     temperature: float = param(1.0, "sampling temperature", ge=0)
     max_new_tokens: int | None = param(None, "generated length (None: the longest benchmark response)", ge=1)
 
+    def sampling(self) -> dict[str, int | float | None]:
+        """The four settings as keywords: ``rollouts(ctx, **p.sampling())``, or an inner method's params."""
+        return {"n": self.n, "limit": self.limit, "temperature": self.temperature,
+                "max_new_tokens": self.max_new_tokens}
+
     def generation(self, ctx: RoundContext) -> dict[str, float | int]:
         """The decoding settings of a round: ``temperature`` and ``max_new_tokens`` (:func:`response_length`)."""
         return {"temperature": self.temperature, "max_new_tokens": response_length(ctx, self.max_new_tokens)}
+
+
+@dataclass(frozen=True)
+class OnPolicyParams(RolloutParams, RewardParams):
+    """The parameters every on-policy method shares: the reward's source (:class:`RewardParams`), then how each
+    round samples the current policy (:class:`RolloutParams`). A method's params extend it; one that restates a
+    field (``n`` with its own default and help) keeps the field in its place."""
+
+
+def on_policy_spec(name: str, description: str, *, paper: str, sampler: Callable[..., Any],
+                   objective: Callable[..., Any], params: type, reference: str = "initial",
+                   train: Mapping[str, Any] | None = None, **more: Any) -> MethodSpec:
+    """The :class:`MethodSpec` of an on-policy method: family ``on-policy``, needs prompts and a reward, builds the
+    reward of ``params.reward_source`` before the first round (``on_round_start``:
+    :func:`~harness.training.rewards.prepare_reward`), trains with :data:`ON_POLICY_TRAIN_DEFAULTS` updated by
+    ``train``. ``more``: any other field (``real_train_defaults``, ``real_params``, ``needs_hidden``, ``modules``)."""
+    return MethodSpec(name=name, family="on-policy", description=description, paper=paper, sampler=sampler,
+                      objective=objective, params=params, needs=frozenset({PROMPTS, REWARD}), reference=reference,
+                      hooks=MethodHooks(on_round_start=prepare_reward),
+                      train_defaults={**ON_POLICY_TRAIN_DEFAULTS, **(train or {})}, **more)
 
 
 def response_length(ctx: RoundContext, max_new_tokens: int | None) -> int:

@@ -54,21 +54,18 @@ from harness import (
     param,
 )
 from harness.divergence import Discriminator
-from harness.pg import ON_POLICY_TRAIN_DEFAULTS, response_length
+from harness.pg import ON_POLICY_TRAIN_DEFAULTS, RolloutParams, response_length
 
 PAPER = "Sun 2024, arXiv 2403.12017 (reverse-KL view of AfD); AIRL (Fu et al. 2018), GAIL (Ho & Ermon 2016)"
 HISTORY = "adversarial/history"
 
 
 @dataclass(frozen=True)
-class AdversarialParams:
+class AdversarialParams(RolloutParams):
+    n: int = param(10, "policy samples per prompt per round for the policy step", ge=1)
     form: Literal["airl", "gail"] = param("airl", "airl: r = logit D (reverse KL) | gail: -log(1 - D) (JS)")
     level: Literal["sequence", "token"] = param("sequence", "discriminator on responses or on (s_t, a_t)")
     pg: Literal["rloo", "reinforce", "ppo"] = param("rloo", "on-policy method of the policy phase")
-    n: int = param(10, "policy samples per prompt per round for the policy step")
-    limit: int | None = param(None, "prompts per round (None = all)")
-    temperature: float = param(1.0, "sampling temperature of policy samples")
-    max_new_tokens: int | None = param(None, "generated length (None: the longest demonstration)")
     kl_coef: float = param(0.0, "rloo/reinforce: sequence KL(pi || pi_ref) penalty (ppo: its adaptive KL)")
     d_steps: int = param(10, "discriminator Adam steps per round (ratio to train.steps)")
     d_lr: float = param(1e-3, "discriminator learning rate")
@@ -97,8 +94,7 @@ def value_head(model: Any, params: Any) -> Any:
 
 
 def _pg(p: AdversarialParams) -> tuple[Any, Any]:
-    return policy_gradient(p.pg, kl_coef=p.kl_coef, n=p.n, limit=p.limit, temperature=p.temperature,
-                           max_new_tokens=p.max_new_tokens)
+    return policy_gradient(p.pg, kl_coef=p.kl_coef, **p.sampling())
 
 
 def train_discriminator(ctx: RoundContext) -> None:
@@ -158,8 +154,7 @@ def register_methods(register) -> None:  # noqa: ANN001
             hooks=MethodHooks(on_round_start=train_discriminator),
             needs_hidden=True,  # PPO's value head reads hidden states (unused by rloo / reinforce)
             modules=value_head,
-            train_defaults={**ON_POLICY_TRAIN_DEFAULTS, "rounds": 20, "steps": 4, "batch_size": 100,
-                            "lr": 1e-3},
+            train_defaults={**ON_POLICY_TRAIN_DEFAULTS, "rounds": 20, "steps": 4},  # Adam, batch 100, lr 1e-3
             real_train_defaults={"lr": 1e-6},  # its policy rounds are RL: PPO (Ouyang et al. / Stiennon et al.): 1e-6
         )
     )

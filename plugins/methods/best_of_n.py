@@ -31,11 +31,7 @@ from typing import Literal
 import torch
 
 from harness import (
-    PROMPTS,
-    REWARD,
     LogProbBatch,
-    MethodHooks,
-    MethodSpec,
     RoundContext,
     Row,
     Sequence,
@@ -43,8 +39,7 @@ from harness import (
     param,
     pg,
 )
-from harness.pg import ON_POLICY_TRAIN_DEFAULTS
-from harness.rewards import ScalarReward, current_reward, prepare_reward
+from harness.rewards import ScalarReward, current_reward
 from harness.samplers import best_of_n
 
 PAPER = "Tajwar et al. 2024, arXiv 2404.14367 (iterated best-of-N / filtered BC)"
@@ -127,20 +122,10 @@ def sampler(ctx: RoundContext) -> list[Row]:
 @hookimpl
 def register_methods(register) -> None:  # noqa: ANN001
     """Register ``best-of-n``."""
-    register(
-        MethodSpec(
-            name="best-of-n",
-            family="on-policy",
-            description="Iterated best-of-n / filtered BC: imitate each prompt's best on-policy sample "
-            "(beta > 0: also push down the worst)",
-            paper=PAPER,
-            sampler=sampler,
-            objective=objective,
-            params=BestOfNParams,
-            needs=frozenset({PROMPTS, REWARD}),
-            reference="none",
-            hooks=MethodHooks(on_round_start=prepare_reward),
-            train_defaults={**ON_POLICY_TRAIN_DEFAULTS, "rounds": 10, "steps": 15, "batch_size": 10, "lr": 1e-3},
-            real_train_defaults={"lr": 1e-6},  # as PPO (Ouyang et al. / Stiennon et al.: 1e-6), the RL family on LLMs
-        )
-    )
+    register(pg.on_policy_spec(
+        "best-of-n", "Iterated best-of-n / filtered BC: imitate each prompt's best on-policy sample "
+        "(beta > 0: also push down the worst)",
+        paper=PAPER, sampler=sampler, objective=objective, params=BestOfNParams, reference="none",
+        train={"batch_size": 10},
+        real_train_defaults={"lr": 1e-6},  # as PPO (Ouyang et al. / Stiennon et al.: 1e-6), the RL family on LLMs
+    ))

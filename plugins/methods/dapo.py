@@ -34,9 +34,8 @@ from alignment_harness_plugins.methods.grpo import (
     placeholder,
     rows_from_groups,
     sample_groups,
-    spec,
 )
-from harness import LogProbBatch, RoundContext, Row, Sequence, hookimpl, param
+from harness import LogProbBatch, RoundContext, Row, Sequence, hookimpl, param, pg
 
 PAPER = "Yu et al. 2025, arXiv 2503.14476 (DAPO)"
 
@@ -98,5 +97,8 @@ def objective(batch: LogProbBatch, params: DAPOParams) -> tuple[torch.Tensor, di
 @hookimpl
 def register_methods(register) -> None:  # noqa: ANN001
     """Register ``dapo``."""
-    register(spec("dapo", "DAPO: GRPO with clip-higher, token-level loss, dynamic sampling (drop tied groups) "
-                  "and soft overlong reward shaping, no KL", PAPER, sampler, objective, DAPOParams))
+    register(pg.on_policy_spec(
+        "dapo", "DAPO: GRPO with clip-higher, token-level loss, dynamic sampling (drop tied groups) "
+        "and soft overlong reward shaping, no KL",
+        paper=PAPER, sampler=sampler, objective=objective, params=DAPOParams,
+    ))

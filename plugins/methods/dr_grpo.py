@@ -26,9 +26,8 @@ from alignment_harness_plugins.methods.grpo import (
     placeholder,
     rows_from_groups,
     sample_groups,
-    spec,
 )
-from harness import LogProbBatch, RoundContext, Row, hookimpl, param
+from harness import LogProbBatch, RoundContext, Row, hookimpl, param, pg
 from harness.pg import response_length
 
 PAPER = "Liu et al. 2025, arXiv 2503.20783 (Dr. GRPO)"
@@ -54,5 +53,8 @@ def objective(batch: LogProbBatch, params: DrGRPOParams) -> tuple[torch.Tensor, 
 @hookimpl
 def register_methods(register) -> None:  # noqa: ANN001
     """Register ``dr-grpo``."""
-    register(spec("dr-grpo", "Dr. GRPO: GRPO without std-normalised advantages or per-sample length "
-                  "normalisation (token sums / the generation budget)", PAPER, sampler, objective, DrGRPOParams))
+    register(pg.on_policy_spec(
+        "dr-grpo", "Dr. GRPO: GRPO without std-normalised advantages or per-sample length "
+        "normalisation (token sums / the generation budget)",
+        paper=PAPER, sampler=sampler, objective=objective, params=DrGRPOParams,
+    ))

@@ -31,11 +31,7 @@ from dataclasses import dataclass
 import torch
 
 from harness import (
-    PROMPTS,
-    REWARD,
     LogProbBatch,
-    MethodHooks,
-    MethodSpec,
     RoundContext,
     Row,
     Sequence,
@@ -44,7 +40,6 @@ from harness import (
     pg,
 )
 from harness.pg import (
-    ON_POLICY_TRAIN_DEFAULTS,
     kl_k3,
     response_length,
     rollouts,
@@ -52,11 +47,10 @@ from harness.pg import (
     token_logprobs,
     token_values,
 )
-from harness.rewards import prepare_reward, sequence_reward
+from harness.rewards import sequence_reward
 
 PAPER = "Shao et al. 2024, arXiv 2402.03300 (GRPO, DeepSeekMath)"
 Metrics = dict[str, torch.Tensor]
-TRAIN = {**ON_POLICY_TRAIN_DEFAULTS, "rounds": 10, "steps": 15, "batch_size": 100, "lr": 1e-3}
 
 
 @dataclass(frozen=True)
@@ -167,16 +161,10 @@ def objective(batch: LogProbBatch, params: GRPOParams) -> tuple[torch.Tensor, Me
     return group_objective(batch, params, clip_low=params.clip, clip_high=params.clip)
 
 
-def spec(name: str, description: str, paper: str, sampler: Callable, objective: Callable, params: type
-         ) -> MethodSpec:
-    """A GRPO-family method spec (on-policy, prompts + reward, initial reference for the KL term)."""
-    return MethodSpec(name=name, family="on-policy", description=description, paper=paper, sampler=sampler,
-                      objective=objective, params=params, needs=frozenset({PROMPTS, REWARD}), reference="initial",
-                      hooks=MethodHooks(on_round_start=prepare_reward), train_defaults=TRAIN)
-
-
 @hookimpl
 def register_methods(register) -> None:  # noqa: ANN001
     """Register ``grpo``."""
-    register(spec("grpo", "GRPO: group-normalised advantages, clipped ratio, per-token k3 KL to the reference, "
-                  "token mean per sample", PAPER, sampler, objective, GRPOParams))
+    register(pg.on_policy_spec(
+        "grpo", "GRPO: group-normalised advantages, clipped ratio, per-token k3 KL to the reference, token mean "
+        "per sample", paper=PAPER, sampler=sampler, objective=objective, params=GRPOParams,
+    ))

@@ -73,7 +73,7 @@ from harness.divergence import Discriminator, ranking_auc
 from harness.divergence import portable as portable_model
 from harness.divergence import rebuild as rebuild_model
 from harness.lm import LM, HFEngine, sequence_logprobs
-from harness.pg import ON_POLICY_TRAIN_DEFAULTS, response_length
+from harness.pg import ON_POLICY_TRAIN_DEFAULTS, RolloutParams, response_length
 
 PAPER = "Sun & van der Schaar 2024, arXiv 2405.15624 (Inverse-RLignment); Sun 2024, arXiv 2403.12017"
 SFT_SPEC = MethodSpec(name="sft", description="SFT of the IRL-RM's pi_SFT", paper=sft.__doc__ or "",
@@ -81,14 +81,12 @@ SFT_SPEC = MethodSpec(name="sft", description="SFT of the IRL-RM's pi_SFT", pape
 
 
 @dataclass(frozen=True)
-class IRLRMParams:
+class IRLRMParams(RolloutParams):
+    n: int = param(10, "samples per prompt per policy round (best-of-n N / RLOO group)", ge=1)
+    temperature: float = param(1.0, "sampling temperature (RM data and policy rounds)", ge=0)
     rm: Literal["init-sft", "init-demo", "sft-demo", "closed-form"] = param(
         "init-sft", "positives vs negatives: init-sft (paper) | init-demo | sft-demo | closed-form")
     use: Literal["bon", "rloo", "ppo"] = param("bon", "policy rounds on the RM: bon (filtered BC), rloo, ppo")
-    n: int = param(10, "samples per prompt per policy round (best-of-n N / RLOO group)")
-    limit: int | None = param(None, "prompts per policy round (None = all)")
-    temperature: float = param(1.0, "sampling temperature (RM data and policy rounds)")
-    max_new_tokens: int | None = param(None, "generated length (None: the longest demonstration)")
     kl_coef: float = param(0.0, "rloo: sequence KL(pi || pi_ref) penalty (ppo: its own adaptive KL)")
     init_from_sft: bool = param(True, "start the policy (and reference) from pi_SFT")
     sft_steps: int = param(50, "SFT steps of pi_SFT (the sft method's default)")
@@ -185,10 +183,9 @@ def fit_reward_model(ctx: RoundContext) -> None:
 
 
 def _pg(p: IRLRMParams) -> tuple[Any, Any]:
-    shared = {"n": p.n, "limit": p.limit, "temperature": p.temperature, "max_new_tokens": p.max_new_tokens}
     if p.use == "bon":
-        return best_of_n, best_of_n.BestOfNParams(**shared)
-    return policy_gradient(p.use, kl_coef=p.kl_coef, **shared)
+        return best_of_n, best_of_n.BestOfNParams(**p.sampling())
+    return policy_gradient(p.use, kl_coef=p.kl_coef, **p.sampling())
 
 
 def value_head(model: Any, params: IRLRMParams) -> Any:
@@ -227,8 +224,7 @@ def register_methods(register) -> None:  # noqa: ANN001
             hooks=MethodHooks(on_round_start=fit_reward_model),
             needs_hidden=True,  # PPO's value head reads hidden states (unused by bon / rloo)
             modules=value_head,
-            train_defaults={**ON_POLICY_TRAIN_DEFAULTS, "rounds": 3, "steps": 4, "batch_size": 100,
-                            "lr": 1e-3},
+            train_defaults={**ON_POLICY_TRAIN_DEFAULTS, "rounds": 3, "steps": 4},  # Adam, batch 100, lr 1e-3
             real_train_defaults={"lr": 1e-6},  # its policy rounds are RL: PPO (Ouyang et al. / Stiennon et al.): 1e-6
         )
     )

@@ -34,11 +34,7 @@ import torch
 from alignment_harness_plugins.methods.dpo import dpo_loss
 from alignment_harness_plugins.methods.ipo import preference_objective
 from harness import (
-    PROMPTS,
-    REWARD,
     LogProbBatch,
-    MethodHooks,
-    MethodSpec,
     RoundContext,
     Row,
     Sequence,
@@ -46,8 +42,6 @@ from harness import (
     param,
     pg,
 )
-from harness.pg import ON_POLICY_TRAIN_DEFAULTS
-from harness.rewards import prepare_reward
 from harness.samplers import offline_preferences, on_policy_preferences
 
 PAPER = "Tajwar et al. 2024, arXiv 2404.14367 (on-policy DPO/IPO); DPO: Rafailov et al. 2023; IPO: Azar et al. 2023"
@@ -117,25 +111,19 @@ def ipo_objective(batch: LogProbBatch, params: OnlineIPOParams) -> tuple[torch.T
     return loss * batch.values["weight"], {**metrics, "reward_gap": _gap(batch)}
 
 
-TRAIN = {**ON_POLICY_TRAIN_DEFAULTS, "rounds": 10, "steps": 15, "batch_size": 128, "lr": 1e-3}
-
-
 @hookimpl
 def register_methods(register) -> None:  # noqa: ANN001
     """Register ``online-dpo`` and ``online-ipo``."""
-    common = dict(paper=PAPER, family="on-policy", sampler=sampler, needs=frozenset({PROMPTS, REWARD}), reference="initial",
-                  hooks=MethodHooks(on_round_start=prepare_reward),
+    common = dict(paper=PAPER, sampler=sampler, train={"batch_size": 128},
                   real_train_defaults={"lr": 5e-7})  # DPO's order (Rafailov et al.: 5e-7 .. 1e-6)
-    register(MethodSpec(
-        name="online-dpo",
-        description="On-policy DPO: pairs sampled from the current policy, ranked by the reward "
+    register(pg.on_policy_spec(
+        "online-dpo", "On-policy DPO: pairs sampled from the current policy, ranked by the reward "
         "(optionally mixed with offline pairs)",
-        objective=dpo_objective, params=OnlineDPOParams, train_defaults=TRAIN, **common,
+        objective=dpo_objective, params=OnlineDPOParams, **common,
         real_params={"beta": 0.1},  # the toy uses Tajwar et al.'s 0.05; DPO's paper value is 0.1
     ))
-    register(MethodSpec(
-        name="online-ipo",
-        description="On-policy IPO: pairs sampled from the current policy, ranked by the reward, "
+    register(pg.on_policy_spec(
+        "online-ipo", "On-policy IPO: pairs sampled from the current policy, ranked by the reward, "
         "(h_w - h_l - 1/(2 tau))^2",
-        objective=ipo_objective, params=OnlineIPOParams, train_defaults=TRAIN, **common,
+        objective=ipo_objective, params=OnlineIPOParams, **common,
     ))

@@ -40,12 +40,8 @@ from typing import Any
 import torch
 
 from harness import (
-    PROMPTS,
-    REWARD,
     HarnessError,
     LogProbBatch,
-    MethodHooks,
-    MethodSpec,
     RoundContext,
     Row,
     hookimpl,
@@ -54,7 +50,6 @@ from harness import (
 )
 from harness.lm import masked_mean
 from harness.pg import (
-    ON_POLICY_TRAIN_DEFAULTS,
     AdaptiveKLController,
     clipped_surrogate,
     clipped_value_loss,
@@ -69,7 +64,7 @@ from harness.pg import (
     token_values,
     whiten,
 )
-from harness.rewards import prepare_reward, sequence_reward, token_rewards
+from harness.rewards import sequence_reward, token_rewards
 
 PAPER = "Schulman et al. 2017, arXiv 1707.06347; Ziegler et al. 2019, arXiv 1909.08593; Tajwar et al. 2024"
 Metrics = dict[str, torch.Tensor]
@@ -157,8 +152,7 @@ def sampler(ctx: RoundContext) -> list[Row]:
     p: PPOParams = ctx.params
     if ctx.reference is None:
         raise HarnessError("ppo needs a reference model for its KL penalty")
-    outs = [o for o in rollouts(ctx, n=p.n, limit=p.limit, temperature=p.temperature,
-                                max_new_tokens=p.max_new_tokens) if o.completion.ids]
+    outs = [o for o in rollouts(ctx, **p.sampling()) if o.completion.ids]
     seqs = [o.sequence for o in outs]
     head = value_head_of(ctx.policy.model)
     old_logp, hidden = token_logprobs(ctx.policy, seqs, with_hidden=True)
@@ -194,22 +188,10 @@ def sampler(ctx: RoundContext) -> list[Row]:
 @hookimpl
 def register_methods(register) -> None:  # noqa: ANN001
     """Register ``ppo``."""
-    register(
-        MethodSpec(
-            name="ppo",
-            family="on-policy",
-            description="PPO: clipped surrogate, value head + GAE, adaptive KL penalty to the reference, "
-            "several epochs per sampled batch",
-            paper=PAPER,
-            sampler=sampler,
-            objective=objective,
-            params=PPOParams,
-            needs=frozenset({PROMPTS, REWARD}),
-            reference="initial",
-            hooks=MethodHooks(on_round_start=prepare_reward),
-            train_defaults={**ON_POLICY_TRAIN_DEFAULTS, "rounds": 10, "steps": 15, "batch_size": 100, "lr": 1e-3},
-            real_train_defaults={"lr": 1e-6},  # PPO (Ouyang et al. / Stiennon et al.): lr 1e-6
-            needs_hidden=True,
-            modules=make_value_head,
-        )
-    )
+    register(pg.on_policy_spec(
+        "ppo", "PPO: clipped surrogate, value head + GAE, adaptive KL penalty to the reference, "
+        "several epochs per sampled batch",
+        paper=PAPER, sampler=sampler, objective=objective, params=PPOParams, needs_hidden=True,
+        modules=make_value_head,
+        real_train_defaults={"lr": 1e-6},  # PPO (Ouyang et al. / Stiennon et al.): lr 1e-6
+    ))

@@ -25,11 +25,7 @@ from typing import Literal
 import torch
 
 from harness import (
-    PROMPTS,
-    REWARD,
     LogProbBatch,
-    MethodHooks,
-    MethodSpec,
     RoundContext,
     Row,
     Sequence,
@@ -37,8 +33,8 @@ from harness import (
     param,
     pg,
 )
-from harness.pg import ON_POLICY_TRAIN_DEFAULTS, rollouts
-from harness.rewards import prepare_reward, sequence_reward
+from harness.pg import rollouts
+from harness.rewards import sequence_reward
 
 PAPER = "Dong et al. 2023, arXiv 2304.06767 (RAFT); Yuan et al. 2023, arXiv 2308.01825 (rejection-sampling FT)"
 
@@ -73,7 +69,7 @@ def objective(batch: LogProbBatch, params: RAFTParams) -> tuple[torch.Tensor, di
 
 def sampler(ctx: RoundContext) -> list[Row]:
     p: RAFTParams = ctx.params
-    outs = rollouts(ctx, n=p.n, limit=p.limit, temperature=p.temperature, max_new_tokens=p.max_new_tokens)
+    outs = rollouts(ctx, **p.sampling())
     groups: dict[int, list] = {}
     for o in outs:
         groups.setdefault(o.group, []).append(o)
@@ -92,11 +88,9 @@ def sampler(ctx: RoundContext) -> list[Row]:
 @hookimpl
 def register_methods(register) -> None:  # noqa: ANN001
     """Register ``raft``."""
-    register(MethodSpec(
-        name="raft", family="on-policy",
-        description="RAFT / rejection-sampling FT: SFT on each prompt's top-k on-policy samples (optionally "
+    register(pg.on_policy_spec(
+        "raft", "RAFT / rejection-sampling FT: SFT on each prompt's top-k on-policy samples (optionally "
         "above a reward threshold)",
-        paper=PAPER, sampler=sampler, objective=objective, params=RAFTParams,
-        needs=frozenset({PROMPTS, REWARD}), reference="none", hooks=MethodHooks(on_round_start=prepare_reward),
-        train_defaults={**ON_POLICY_TRAIN_DEFAULTS, "rounds": 10, "steps": 15, "batch_size": 10, "lr": 1e-3},
+        paper=PAPER, sampler=sampler, objective=objective, params=RAFTParams, reference="none",
+        train={"batch_size": 10},
     ))

@@ -31,11 +31,7 @@ from dataclasses import dataclass
 import torch
 
 from harness import (
-    PROMPTS,
-    REWARD,
     LogProbBatch,
-    MethodHooks,
-    MethodSpec,
     RoundContext,
     Row,
     hookimpl,
@@ -44,7 +40,6 @@ from harness import (
 )
 from harness.lm import masked_mean
 from harness.pg import (
-    ON_POLICY_TRAIN_DEFAULTS,
     RunningMoments,
     discounted_returns,
     entropy_from_logits,
@@ -53,7 +48,7 @@ from harness.pg import (
     stack_token_values,
     token_values,
 )
-from harness.rewards import prepare_reward, sequence_reward, token_rewards
+from harness.rewards import sequence_reward, token_rewards
 
 PAPER = "Williams 1992; as in Tajwar et al. 2024, arXiv 2404.14367 (bandit: running mean/std baseline)"
 
@@ -97,8 +92,7 @@ def sequence_kl(ctx: RoundContext, seqs: list) -> list[float]:
 
 def sampler(ctx: RoundContext) -> list[Row]:
     p: ReinforceParams = ctx.params
-    outs = [o for o in rollouts(ctx, n=p.n, limit=p.limit, temperature=p.temperature,
-                                max_new_tokens=p.max_new_tokens) if o.completion.ids]
+    outs = [o for o in rollouts(ctx, **p.sampling()) if o.completion.ids]
     seqs = [o.sequence for o in outs]
     kl = sequence_kl(ctx, seqs) if p.kl_coef else [0.0] * len(outs)
     width = max(len(s.response) for s in seqs)
@@ -120,20 +114,8 @@ def sampler(ctx: RoundContext) -> list[Row]:
 @hookimpl
 def register_methods(register) -> None:  # noqa: ANN001
     """Register ``reinforce``."""
-    register(
-        MethodSpec(
-            name="reinforce",
-            family="on-policy",
-            description="REINFORCE on on-policy samples with a running mean/std baseline (negative gradient)",
-            paper=PAPER,
-            sampler=sampler,
-            objective=objective,
-            params=ReinforceParams,
-            needs=frozenset({PROMPTS, REWARD}),
-            reference="initial",
-            hooks=MethodHooks(on_round_start=prepare_reward),
-            train_defaults={**ON_POLICY_TRAIN_DEFAULTS, "rounds": 10, "steps": 15, "batch_size": 100, "lr": 1e-3},
-            real_train_defaults={"lr": 1e-6},  # as PPO (Ouyang et al. / Stiennon et al.: 1e-6): the REINFORCE family on LLMs
-            needs_hidden=True,
-        )
-    )
+    register(pg.on_policy_spec(
+        "reinforce", "REINFORCE on on-policy samples with a running mean/std baseline (negative gradient)",
+        paper=PAPER, sampler=sampler, objective=objective, params=ReinforceParams, needs_hidden=True,
+        real_train_defaults={"lr": 1e-6},  # as PPO (Ouyang et al. / Stiennon et al.: 1e-6): the REINFORCE family on LLMs
+    ))

@@ -22,12 +22,8 @@ from dataclasses import dataclass
 import torch
 
 from harness import (
-    PROMPTS,
-    REWARD,
     HarnessError,
     LogProbBatch,
-    MethodHooks,
-    MethodSpec,
     RoundContext,
     Row,
     hookimpl,
@@ -36,7 +32,6 @@ from harness import (
 )
 from harness.lm import masked_mean
 from harness.pg import (
-    ON_POLICY_TRAIN_DEFAULTS,
     clipped_surrogate,
     discounted_returns,
     pad_rows,
@@ -46,7 +41,7 @@ from harness.pg import (
     token_values,
     whiten,
 )
-from harness.rewards import prepare_reward, sequence_reward, token_rewards
+from harness.rewards import sequence_reward, token_rewards
 
 PAPER = "Hu 2025, arXiv 2501.03262 (REINFORCE++)"
 
@@ -85,8 +80,7 @@ def sampler(ctx: RoundContext) -> list[Row]:
     p: ReinforcePPParams = ctx.params
     if ctx.reference is None:
         raise HarnessError("reinforce-pp needs a reference model for its KL penalty")
-    outs = [o for o in rollouts(ctx, n=p.n, limit=p.limit, temperature=p.temperature,
-                                max_new_tokens=p.max_new_tokens) if o.completion.ids]
+    outs = [o for o in rollouts(ctx, **p.sampling()) if o.completion.ids]
     seqs = [o.sequence for o in outs]
     old, _ = token_logprobs(ctx.policy, seqs)
     ref, _ = token_logprobs(ctx.reference, seqs)
@@ -104,11 +98,8 @@ def sampler(ctx: RoundContext) -> list[Row]:
 @hookimpl
 def register_methods(register) -> None:  # noqa: ANN001
     """Register ``reinforce-pp``."""
-    register(MethodSpec(
-        name="reinforce-pp", family="on-policy",
-        description="REINFORCE++: per-token KL-penalised returns, advantages normalised over the whole batch, "
+    register(pg.on_policy_spec(
+        "reinforce-pp", "REINFORCE++: per-token KL-penalised returns, advantages normalised over the whole batch, "
         "PPO's clipped ratio, no critic",
         paper=PAPER, sampler=sampler, objective=objective, params=ReinforcePPParams,
-        needs=frozenset({PROMPTS, REWARD}), reference="initial", hooks=MethodHooks(on_round_start=prepare_reward),
-        train_defaults={**ON_POLICY_TRAIN_DEFAULTS, "rounds": 10, "steps": 15, "batch_size": 100, "lr": 1e-3},
     ))

@@ -20,11 +20,7 @@ import torch
 
 from alignment_harness_plugins.methods.reinforce import sequence_kl
 from harness import (
-    PROMPTS,
-    REWARD,
     LogProbBatch,
-    MethodHooks,
-    MethodSpec,
     RoundContext,
     Row,
     hookimpl,
@@ -32,8 +28,8 @@ from harness import (
     pg,
     samplers,
 )
-from harness.pg import ON_POLICY_TRAIN_DEFAULTS, response_length
-from harness.rewards import current_reward, prepare_reward, sequence_reward
+from harness.pg import response_length
+from harness.rewards import current_reward, sequence_reward
 
 PAPER = "Li et al. 2023, arXiv 2310.10505 (ReMax)"
 
@@ -83,10 +79,7 @@ def sampler(ctx: RoundContext) -> list[Row]:
 @hookimpl
 def register_methods(register) -> None:  # noqa: ANN001
     """Register ``remax``."""
-    register(MethodSpec(
-        name="remax", family="on-policy",
-        description="ReMax: REINFORCE with the greedy response's reward as baseline (no value model, no group)",
+    register(pg.on_policy_spec(
+        "remax", "ReMax: REINFORCE with the greedy response's reward as baseline (no value model, no group)",
         paper=PAPER, sampler=sampler, objective=objective, params=ReMaxParams,
-        needs=frozenset({PROMPTS, REWARD}), reference="initial", hooks=MethodHooks(on_round_start=prepare_reward),
-        train_defaults={**ON_POLICY_TRAIN_DEFAULTS, "rounds": 10, "steps": 15, "batch_size": 100, "lr": 1e-3},
     ))

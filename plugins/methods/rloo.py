@@ -26,19 +26,15 @@ import torch
 
 from alignment_harness_plugins.methods.reinforce import sequence_kl
 from harness import (
-    PROMPTS,
-    REWARD,
     LogProbBatch,
-    MethodHooks,
-    MethodSpec,
     RoundContext,
     Row,
     hookimpl,
     param,
     pg,
 )
-from harness.pg import ON_POLICY_TRAIN_DEFAULTS, leave_one_out_baseline, rollouts
-from harness.rewards import prepare_reward, sequence_reward
+from harness.pg import leave_one_out_baseline, rollouts
+from harness.rewards import sequence_reward
 
 PAPER = "Ahmadian et al. 2024, arXiv 2402.14740 (RLOO); Kool et al. 2019; Tajwar et al. 2024, arXiv 2404.14367"
 
@@ -61,7 +57,7 @@ def objective(batch: LogProbBatch, params: RLOOParams) -> tuple[torch.Tensor, di
 
 def sampler(ctx: RoundContext) -> list[Row]:
     p: RLOOParams = ctx.params
-    outs = rollouts(ctx, n=p.n, limit=p.limit, temperature=p.temperature, max_new_tokens=p.max_new_tokens)
+    outs = rollouts(ctx, **p.sampling())
     seqs = [o.sequence for o in outs]
     kl = sequence_kl(ctx, seqs) if p.kl_coef else [0.0] * len(outs)
     scores = torch.tensor([sequence_reward(o.reward) - p.kl_coef * k for o, k in zip(outs, kl, strict=True)])
@@ -77,19 +73,8 @@ def sampler(ctx: RoundContext) -> list[Row]:
 @hookimpl
 def register_methods(register) -> None:  # noqa: ANN001
     """Register ``rloo``."""
-    register(
-        MethodSpec(
-            name="rloo",
-            family="on-policy",
-            description="REINFORCE with a leave-one-out baseline over n on-policy samples per prompt",
-            paper=PAPER,
-            sampler=sampler,
-            objective=objective,
-            params=RLOOParams,
-            needs=frozenset({PROMPTS, REWARD}),
-            reference="initial",
-            hooks=MethodHooks(on_round_start=prepare_reward),
-            train_defaults={**ON_POLICY_TRAIN_DEFAULTS, "rounds": 10, "steps": 15, "batch_size": 100, "lr": 1e-3},
-            real_train_defaults={"lr": 1e-6},  # as PPO (Ouyang et al. / Stiennon et al.: 1e-6): the REINFORCE family on LLMs
-        )
-    )
+    register(pg.on_policy_spec(
+        "rloo", "REINFORCE with a leave-one-out baseline over n on-policy samples per prompt",
+        paper=PAPER, sampler=sampler, objective=objective, params=RLOOParams,
+        real_train_defaults={"lr": 1e-6},  # as PPO (Ouyang et al. / Stiennon et al.: 1e-6): the REINFORCE family on LLMs
+    ))

@@ -23,19 +23,15 @@ from dataclasses import dataclass
 import torch
 
 from harness import (
-    PROMPTS,
-    REWARD,
     LogProbBatch,
-    MethodHooks,
-    MethodSpec,
     RoundContext,
     Row,
     hookimpl,
     param,
     pg,
 )
-from harness.pg import ON_POLICY_TRAIN_DEFAULTS, rollouts
-from harness.rewards import prepare_reward, sequence_reward
+from harness.pg import rollouts
+from harness.rewards import sequence_reward
 
 PAPER = "Peters & Schaal 2007 (RWR); as in Tajwar et al. 2024, arXiv 2404.14367"
 
@@ -66,8 +62,7 @@ def objective(batch: LogProbBatch, params: RWRParams) -> tuple[torch.Tensor, dic
 
 def sampler(ctx: RoundContext) -> list[Row]:
     p: RWRParams = ctx.params
-    outs = [o for o in rollouts(ctx, n=p.n, limit=p.limit, temperature=p.temperature,
-                                max_new_tokens=p.max_new_tokens) if o.completion.ids]
+    outs = [o for o in rollouts(ctx, **p.sampling()) if o.completion.ids]
     rewards = [sequence_reward(o.reward) for o in outs]
     weights = rwr_weights(rewards, p.tau)
     return [Row({"sample": o.sequence}, {"reward": r, "weight": w})
@@ -77,19 +72,8 @@ def sampler(ctx: RoundContext) -> list[Row]:
 @hookimpl
 def register_methods(register) -> None:  # noqa: ANN001
     """Register ``rwr``."""
-    register(
-        MethodSpec(
-            name="rwr",
-            family="on-policy",
-            description="Reward-weighted regression: on-policy samples, weights exp(r/tau), no negative gradient",
-            paper=PAPER,
-            sampler=sampler,
-            objective=objective,
-            params=RWRParams,
-            needs=frozenset({PROMPTS, REWARD}),
-            reference="none",
-            hooks=MethodHooks(on_round_start=prepare_reward),
-            train_defaults={**ON_POLICY_TRAIN_DEFAULTS, "rounds": 10, "steps": 15, "batch_size": 100, "lr": 1e-3},
-            real_train_defaults={"lr": 1e-6},  # as PPO (Ouyang et al. / Stiennon et al.: 1e-6): the REINFORCE family on LLMs
-        )
-    )
+    register(pg.on_policy_spec(
+        "rwr", "Reward-weighted regression: on-policy samples, weights exp(r/tau), no negative gradient",
+        paper=PAPER, sampler=sampler, objective=objective, params=RWRParams, reference="none",
+        real_train_defaults={"lr": 1e-6},  # as PPO (Ouyang et al. / Stiennon et al.: 1e-6): the REINFORCE family on LLMs
+    ))
