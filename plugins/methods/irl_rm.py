@@ -153,8 +153,8 @@ def fit_reward_model(ctx: RoundContext) -> None:
         raise HarnessError("irl-rm: init_from_sft needs full weights; set lora=false or init_from_sft=false")
     pi_sft = train_sft_copy(ctx, p.sft_steps)
     prompts = list(ctx.data.prompts())
-    seed = derive_seed(ctx.seed)
-    init_s, sft_s = (_samples(lm, prompts, p, ctx, seed + k) for k, lm in ((1, ctx.policy), (2, pi_sft)))
+    init_s, sft_s = (_samples(lm, prompts, p, ctx, derive_seed(ctx.seed, salt=k))
+                     for k, lm in ((1, ctx.policy), (2, pi_sft)))
     demos = list(ctx.data.demonstrations())
     fit: dict[str, float] = {}
     if p.rm == "closed-form":
@@ -167,8 +167,8 @@ def fit_reward_model(ctx: RoundContext) -> None:
                      batch_size=p.rm_batch_size, seed=ctx.seed)
         fit["rm_train_accuracy"] = rm.accuracy(pos, neg)
     # Held out: fresh samples of both policies, ranked by the RM (the paper's premise: SFT above init).
-    fresh_init = _samples(ctx.policy, prompts, p, ctx, seed + 3)
-    fresh_sft = _samples(pi_sft, prompts, p, ctx, seed + 4)
+    fresh_init = _samples(ctx.policy, prompts, p, ctx, derive_seed(ctx.seed, salt=3))
+    fresh_sft = _samples(pi_sft, prompts, p, ctx, derive_seed(ctx.seed, salt=4))
     scores = rm.batch([s.prompt for s in fresh_sft + fresh_init],
                       [Completion(s.prompt, s.response, "") for s in fresh_sft + fresh_init])
     fit["rm_heldout_auc"] = ranking_auc(scores[: len(fresh_sft)], scores[len(fresh_sft) :])
