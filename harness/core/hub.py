@@ -14,14 +14,11 @@ import concurrent.futures
 import os
 import socket
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 from urllib.parse import urlparse
 
 from harness.core.errors import HarnessError
 from harness.core.progress import phase
-
-if TYPE_CHECKING:
-    from datasets import Dataset
 
 PROBE_TIMEOUT_S = 3.0
 
@@ -83,7 +80,7 @@ def describe(name: str, config: str | None, split: str, data_dir: str | None = N
 
 
 def load_split(name: str, config: str | None, split: str, *, data_dir: str | None = None, where: str,
-               hint: str) -> Dataset:
+               hint: str) -> Any:
     """The ``split`` of the hub dataset ``name`` (``config``, ``data_dir``) as a ``datasets.Dataset``:
     ``datasets.load_dataset``, which reads its local cache first (a local folder of data files named as
     ``name`` is read as the library reads it). Offline (:func:`offline`, also when the flag was set after the
