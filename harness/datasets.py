@@ -5,13 +5,13 @@
 dataset's rows of one kind: demonstrations, preferences, prompts or feedback), :func:`registry` (the
 loaded plugins' registry, for :func:`lookup`), and :func:`hub_offline` / :func:`hub_unreachable` (why the
 Hugging Face hub cannot be read now, for a one-line error). The code lives in ``harness.training.datasets``
-and ``harness.models.loading``; this module is their public face.
+and ``harness.core.hub``; this module is their public face.
 """
 
+from harness.core.hub import offline as hub_offline
+from harness.core.hub import unreachable as hub_unreachable
 from harness.core.plugins import get_host
 from harness.core.registry import DatasetParams, Registry
-from harness.models.loading import _hub_offline as hub_offline
-from harness.models.loading import hub_unreachable
 from harness.training.datasets import dataset_params, load_kind, lookup
 
 

@@ -282,7 +282,8 @@ def test_cli_run_data_and_datasets_json(files, tmp_path):
 def test_named_dataset_offline_says_how_to_point_it_at_a_local_copy(host, nano, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     spec = host.registry.dataset("ultrachat")
-    with pytest.raises(HarnessError, match=r"ultrachat_200k@train_sft.*--set data\.path="):
+    with pytest.raises(HarnessError, match=r"dataset 'ultrachat': can't load the Hugging Face dataset "
+                                           r"'HuggingFaceH4/ultrachat_200k' split 'train_sft'.*--set data\.path="):
         load_kind(spec, dataset_params({}, where="t"), "demonstrations", nano.encoder)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from harness.core import hub
 from harness.core.errors import HarnessError
 from harness.models import loading as models
 from harness.models.loading import LoadedModel, cache_dir, load_model
@@ -179,7 +180,7 @@ def test_unreachable_hub_fails_fast_without_the_offline_flag(monkeypatch: pytest
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False, raising=False)
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the discard port: nothing listens
-    assert models.hub_unreachable(timeout=2) is not None
+    assert hub.unreachable(timeout=2) is not None
     start = time.perf_counter()
     with pytest.raises(HarnessError, match="hub is unreachable") as err:
         load_model("no-such-org/no-such-model-xyz")

@@ -110,13 +110,13 @@ def test_hub_probe_is_short_and_suggests_hf_hub_offline(monkeypatch):
     """A name that never resolves (.invalid, RFC 6761): the probe answers within its timeout."""
     import time
 
-    from harness.models.loading import hub_unreachable
+    from harness.core.hub import unreachable
 
     monkeypatch.setenv("HF_ENDPOINT", "https://no-such-host.invalid")
     for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(v, raising=False)
     t0 = time.perf_counter()
-    reason = hub_unreachable(timeout=2)
+    reason = unreachable(timeout=2)
     assert reason is not None and "HF_HUB_OFFLINE=1" in reason
     assert time.perf_counter() - t0 < 10
 

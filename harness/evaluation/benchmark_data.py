@@ -5,7 +5,7 @@ A benchmark with a data set (``gsm8k``, ``humaneval``, ``mt-bench``) takes one p
 - ``None``: the **embedded** copy shipped inside the plugin package (its files' content hashes are written in
   the plugin, so a damaged install is a one-line error, :func:`check_shipped`);
 - a local **path**: a file, or a folder holding the benchmark's files (``.jsonl`` or ``.jsonl.gz``);
-- ``hf:`` or ``hf:<org/name>[:config]``: the Hugging Face **hub**, through ``datasets.load_dataset``.
+- ``hf:`` or ``hf:<org/name>[:config]``: the Hugging Face **hub**, through :func:`harness.core.hub.load_split`.
 
 :func:`source` parses it into a :class:`Source`; :func:`load_part` reads one part of that copy (a split, a
 file) as :class:`Rows` (checked field by field: a bad row is one line naming ``file:line``, cached per file
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from harness.core import hub
 from harness.core.context import truncate_at_stop
 from harness.core.data import DataCopy, read_jsonl, rows_sha256
 from harness.core.errors import HarnessError
@@ -121,35 +122,22 @@ def _read_rows(file: str, _mtime_ns: int, _size: int, required: tuple[str, ...],
 
 def hub_rows(name: str, config: str | None, split: str, *, required: tuple[str, ...] = (),
              types: Mapping[str, type | tuple[type, ...]] | None = None, where: str, hint: str) -> Rows:
-    """The rows of a Hugging Face hub dataset's ``split`` (``datasets.load_dataset(name, config)``, which also
-    reads its local cache); an unreachable hub, an unknown dataset or a missing field is one line ending in
-    ``hint``. Cached per (name, config, split)."""
+    """The rows of a Hugging Face hub dataset's ``split``, read by :func:`harness.core.hub.load_split` (an
+    unreachable hub, an unknown dataset or split is one line ending in ``hint``); a missing field is one line
+    too. Cached per (name, config, split)."""
     return _hub_rows(name, config, split, required, tuple(sorted((types or {}).items())), where, hint)
 
 
 @functools.lru_cache(maxsize=8)
 def _hub_rows(name: str, config: str | None, split: str, required: tuple[str, ...],
               types: tuple[tuple[str, Any], ...], where: str, hint: str) -> Rows:
-    from harness.models.loading import _hub_offline, hub_unreachable
-
-    what = f"the Hugging Face dataset '{name}'" + (f" ({config})" if config else "") + f" split '{split}'"
-    reason = None if _hub_offline() else hub_unreachable()  # offline: the datasets cache may hold it
-    if reason is None:
-        try:
-            import datasets
-
-            rows = [dict(r) for r in datasets.load_dataset(name, config, split=split)]
-        except Exception as exc:  # noqa: BLE001 -- ConnectionError, DatasetNotFoundError, ...: one line
-            detail = (str(exc).strip().splitlines() or [""])[0][:200]
-            reason = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
-    if reason is not None:
-        raise HarnessError(f"{where}: can't load {what}: the hub is offline or unreachable, or the dataset is "
-                           f"unknown and not cached ({' '.join(reason.split())}); {hint}")
+    rows = [dict(r) for r in hub.load_split(name, config, split, where=where, hint=hint)]
     for i, row in enumerate(rows):
         bad = [k for k in required if k not in row]
         bad += [k for k, kind in types if k in row and not isinstance(row[k], kind)]
         if bad:
-            raise HarnessError(f"{where}: {what} row {i}: missing or mistyped field(s) {', '.join(bad)}; {hint}")
+            raise HarnessError(f"{where}: {hub.describe(name, config, split)} row {i}: missing or mistyped "
+                               f"field(s) {', '.join(bad)}; {hint}")
     return Rows(rows)
 
 

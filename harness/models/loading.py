@@ -22,17 +22,16 @@ import importlib.util
 import json
 import os
 import shutil
-import socket
 import tempfile
 import time
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import torch
 
+from harness.core import hub
 from harness.core.digest import digest
 from harness.core.errors import HarnessError, did_you_mean, unknown_name
 from harness.models import tiny
@@ -54,7 +53,6 @@ CACHE_MARKER = "harness_gguf.json"
 _LOCAL_PATH_HINT = (
     "pass a local path instead: --model /path/to/dir (a saved checkpoint) or --model /path/to/model.gguf"
 )
-_PROBE_TIMEOUT_S = 3.0
 
 
 @dataclass
@@ -156,7 +154,7 @@ def check_model(name: Any, where: str) -> None:
         raise HarnessError(f"{where}: {name}: no such folder; {_LOCAL_PATH_HINT}")
     if _in_hub_cache(name):
         return
-    reason = "HF_HUB_OFFLINE is set" if _hub_offline() else hub_unreachable()
+    reason = "HF_HUB_OFFLINE is set" if hub.offline() else hub.unreachable()
     if reason is not None:
         raise HarnessError(f"{where}: {name}: not in the local hub cache and the hub is unreachable ({reason})"
                            f"{_suggest(name)}; {_LOCAL_PATH_HINT}")
@@ -263,58 +261,6 @@ def _load_local(name: str, path: Path, torch_dtype: torch.dtype) -> LoadedModel:
     return LoadedModel(model, tokenizer, name, "local", str(path))
 
 
-def _hub_offline() -> bool:
-    truthy = {"1", "true", "yes", "on"}
-    if any(
-        os.environ.get(v, "").strip().lower() in truthy for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-    ):
-        return True
-    try:
-        from huggingface_hub import constants
-    except ImportError:  # pragma: no cover - transformers depends on it
-        return False
-    return bool(getattr(constants, "HF_HUB_OFFLINE", False))
-
-
-def hub_unreachable(timeout: float = _PROBE_TIMEOUT_S) -> str | None:
-    """Why the hub endpoint cannot be reached (a short reason), or None when a TCP connection succeeds.
-
-    Behind a proxy (``HTTPS_PROXY``/``ALL_PROXY``) a direct connection says nothing, so no check is made.
-    """
-    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-        return None
-    endpoint = os.environ.get("HF_ENDPOINT")
-    if not endpoint:
-        try:
-            from huggingface_hub import constants
-
-            endpoint = constants.ENDPOINT
-        except ImportError:  # pragma: no cover
-            endpoint = "https://huggingface.co"
-    url = urlparse(endpoint)
-    host = url.hostname or "huggingface.co"
-    port = url.port or (80 if url.scheme == "http" else 443)
-    import concurrent.futures
-
-    pool = concurrent.futures.ThreadPoolExecutor(1)
-    try:  # name resolution has no timeout of its own: a machine without DNS can hang in it for tens of seconds
-        addresses = pool.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM).result(timeout=timeout)
-    except concurrent.futures.TimeoutError:
-        return f"cannot resolve {host} within {timeout:g} s (set HF_HUB_OFFLINE=1 on an offline machine)"
-    except OSError as exc:
-        return f"cannot resolve {host}: {exc.strerror or exc} (set HF_HUB_OFFLINE=1 on an offline machine)"
-    finally:
-        pool.shutdown(wait=False)
-    family, kind, proto, _, address = addresses[0]
-    try:
-        with socket.socket(family, kind, proto) as sock:
-            sock.settimeout(timeout)
-            sock.connect(address)
-            return None
-    except OSError as exc:
-        return f"cannot connect to {host}:{port}: {exc.strerror or exc} (set HF_HUB_OFFLINE=1 on an offline machine)"
-
-
 def _load_hub(name: str, torch_dtype: torch.dtype) -> LoadedModel:
     from huggingface_hub.errors import HFValidationError
 
@@ -330,10 +276,7 @@ def _load_hub(name: str, torch_dtype: torch.dtype) -> LoadedModel:
     except (OSError, ValueError, KeyError):
         pass  # not in the local hub cache: try the hub itself below
 
-    if _hub_offline():
-        reason = "HF_HUB_OFFLINE is set"
-    else:
-        reason = hub_unreachable()
+    reason = "HF_HUB_OFFLINE is set" if hub.offline() else hub.unreachable()
     if reason is not None:
         raise HarnessError(
             f"--model {name}: not found locally and the hub is unreachable ({reason}){_suggest(name)}; "

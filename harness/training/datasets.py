@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.core import hub
 from harness.core.data import DEMONSTRATIONS, FEEDBACK, PREFERENCES, PROMPTS, Feedback, Pair, Prompt, Sequence
 from harness.core.digest import Hasher
 from harness.core.errors import HarnessError, unknown_name
@@ -201,9 +202,6 @@ def _local_files(p: Path, split: str) -> list[Path]:
 
 def _load(spec: DatasetSpec, params: DatasetParams, kind: str | None, *, peek: bool = False) -> Any:
     """The rows of the dataset's split for ``kind`` as a ``datasets.Dataset`` (``peek``: the first row only)."""
-    import datasets
-
-    datasets.disable_progress_bars()  # the harness shows its own progress
     split = _split(spec, params, kind)
     path = params.path or spec.path
     if path:
@@ -220,16 +218,9 @@ def _load(spec: DatasetSpec, params: DatasetParams, kind: str | None, *, peek: b
         builder = kinds.pop()
         ds = _json_rows(files) if builder == "json" else _load_files(files, builder)
     else:
-        try:
-            ds = datasets.load_dataset(spec.hub, spec.config, split=split,
-                                       **({"data_dir": spec.data_dir} if spec.data_dir else {}))
-        except Exception as exc:  # noqa: BLE001
-            hint = f" ({spec.offline_hint})" if spec.offline_hint else ""
-            raise HarnessError(
-                f"dataset '{spec.name}': cannot load {_source(spec, params, split)} from the hub "
-                f"({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}); offline, point it "
-                f"at a local copy with --set data.path=FILE_OR_FOLDER{hint}"
-            ) from None
+        hint = f" ({spec.offline_hint})" if spec.offline_hint else ""
+        ds = hub.load_split(spec.hub, spec.config, split, data_dir=spec.data_dir, where=f"dataset '{spec.name}'",
+                            hint=f"point it at a local copy with --set data.path=FILE_OR_FOLDER{hint}")
     limit = 1 if peek else (params.limit if params.limit is not None else spec.limit)
     if limit is not None and limit < len(ds):
         ds = ds.select(range(limit))
@@ -291,6 +282,7 @@ def _read_json_rows(files: list[Path]) -> _RowList:
 def _load_files(files: list[Path], builder: str) -> Any:
     import datasets
 
+    datasets.disable_progress_bars()  # the harness shows its own progress
     try:
         extra = {"features": _csv_text_features(files[0])} if builder == "csv" else {}
         return datasets.load_dataset(builder, data_files=[str(f) for f in files], split="train", **extra)
