@@ -88,15 +88,16 @@ class P:
     name: str = param("x", "no bounds")
 
 
-def test_check_params_enforces_declared_bounds_and_limit() -> None:
-    bd.check_params(P(), "bench")
-    bd.check_params(P(limit=1, rate=1.0), "bench", limit=3)
-    for bad, key, bound in ((P(limit=0), "limit", ">= 1"), (P(rate=1.5), "rate", "in [0, 1]"),
-                            (P(rate=-0.1), "rate", "in [0, 1]")):
+def test_declared_bounds_are_checked_where_a_value_is_given_and_the_limit_by_check_limit() -> None:
+    from harness.core.params import apply_overrides
+
+    apply_overrides(P, {"limit": 1, "rate": 1.0}, where="bench")
+    bd.check_limit(3, "bench")
+    for key, value, bound in (("limit", 0, ">= 1"), ("rate", 1.5, "in [0, 1]"), ("rate", -0.1, "in [0, 1]")):
         with pytest.raises(HarnessError, match=rf"bench: parameter '{key}' must be {re.escape(bound)}, got "):
-            bd.check_params(bad, "bench")
+            apply_overrides(P, {key: value}, where="bench")
     with pytest.raises(HarnessError, match="bench: limit must be a positive number of items"):
-        bd.check_params(P(), "bench", limit=0)
+        bd.check_limit(0, "bench")
 
 
 def test_select_keeps_the_first_items() -> None:

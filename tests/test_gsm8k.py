@@ -22,6 +22,7 @@ import alignment_harness_plugins.benchmarks.gsm8k as g
 from harness.core.context import DataContext, EvalContext
 from harness.core.data import Completion, Prompt
 from harness.core.errors import HarnessError
+from harness.core.params import apply_overrides
 from harness.core.registry import Registry
 from harness.evaluation import benchmark_data
 from harness.models.text import PromptEncoder
@@ -355,8 +356,8 @@ def test_bad_rows_and_paths_name_the_place(tmp_path: Path) -> None:
             _eval_ctx(QueueEngine([]), g.GSM8KChatParams(path=str(tmp_path)), limit=0)
         )
     for bad, key in (({"chunk_size": 0}, "chunk_size"), ({"num_fewshot": -1}, "num_fewshot")):
-        with pytest.raises(HarnessError, match=rf"^gsm8k: parameter '{key}' must be >= "):  # its declared bound
-            SPECS["gsm8k"].evaluate(_eval_ctx(QueueEngine([]), _params(**bad), limit=1))
+        with pytest.raises(HarnessError, match=rf"^gsm8k: parameter '{key}' must be >= "):  # its declared bound,
+            apply_overrides(g.GSM8KParams, bad, where="gsm8k")  # checked where a value is given
 
 
 # -- training data and reward ----------------------------------------------------------------------------------

@@ -238,11 +238,12 @@ def test_refuses_when_root_cannot_drop_privileges(encoder: PromptEncoder, monkey
 def test_greedy_with_several_samples_is_refused(encoder: PromptEncoder) -> None:
     with pytest.raises(HarnessError, match="temperature=0.2"):
         he.evaluate(_ctx(QueuedEngine({}), encoder, n=4, limit=1))
-    for bad, key in (({"jobs": 0}, "jobs"), ({"top_p": 1.5}, "top_p"), ({"n": 0}, "n")):
-        with pytest.raises(HarnessError, match=rf"humaneval': parameter '{key}' must be [<>]= 1, got "):
-            he.evaluate(_ctx(QueuedEngine({}), encoder, limit=1, **bad))
-    with pytest.raises(HarnessError, match="timeout > 0"):
-        he.evaluate(_ctx(QueuedEngine({}), encoder, limit=1, timeout=0.0))
+    from harness.core.params import apply_overrides
+
+    for key, value, bound in (("jobs", 0, ">= 1"), ("top_p", 1.5, "in (0, 1]"), ("top_p", 0.0, "in (0, 1]"),
+                              ("n", 0, ">= 1"), ("timeout", 0.0, "> 0")):  # declared, checked where given
+        with pytest.raises(HarnessError, match=rf"^humaneval: parameter '{key}' must be {re.escape(bound)}, got "):
+            apply_overrides(he.HumanEvalParams, {key: value}, where="humaneval")
 
 
 # -- the oracle -----------------------------------------------------------------------------------------------

@@ -189,13 +189,6 @@ def _check_range(cls: type, key: str, value: Any, where: str) -> None:
         raise HarnessError(f"{where}: parameter '{key}' must be {problem}, got {value!r}")
 
 
-def check_bounds(params: Any, where: str) -> None:
-    """Check every field of a params instance against its declared bounds (for params built in code rather
-    than through :func:`apply_overrides`): the first value outside is the same one-line error."""
-    for key in _field_names(type(params)):
-        _check_range(type(params), key, getattr(params, key), where)
-
-
 @functools.lru_cache(maxsize=512)
 def _field_meta(cls: type) -> dict[str, Any]:
     return {f.name: f.metadata for f in dataclasses.fields(cls)}

@@ -10,9 +10,9 @@ A benchmark with a data set (``gsm8k``, ``humaneval``, ``mt-bench``) takes one p
 :func:`source` parses it into a :class:`Source`; :func:`load_part` reads one part of that copy (a split, a
 file) as :class:`Rows` (checked field by field: a bad row is one line naming ``file:line``, cached per file
 and modification time); :meth:`Source.data_copy` names the copy read, with the content hash of each part, for
-:attr:`harness.EvalResult.data`. :func:`select` keeps the first ``limit`` items; :func:`check_params` enforces
-the bounds a params dataclass declares (``param(..., ge=1)``); :func:`truncate_at_stop` cuts a text at stop
-strings as :meth:`harness.EvalContext.generate` does.
+:attr:`harness.EvalResult.data`. :func:`select` keeps the first ``limit`` items and :func:`check_limit` checks
+an evaluation's item limit; :func:`truncate_at_stop` cuts a text at stop strings as
+:meth:`harness.EvalContext.generate` does.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from harness.core import hub
 from harness.core.context import truncate_at_stop
 from harness.core.data import DataCopy, read_jsonl, rows_sha256
 from harness.core.errors import HarnessError
-from harness.core.params import check_bounds
 
 HUB_PREFIX = "hf:"
 T = TypeVar("T")
@@ -181,15 +180,6 @@ def check_limit(limit: int | None, where: str, key: str = "limit") -> None:
         raise HarnessError(f"{where}: {key} must be a positive number of items (or None for all), got {limit}")
 
 
-def check_params(params: Any, where: str, *, limit: int | None = None) -> None:
-    """Enforce the bounds each field of a params dataclass declares (``param(..., ge=1)``: the rule of
-    :func:`harness.core.params.check_bounds`), also for params built in code rather than through overrides: the
-    first value out of bounds is a one-line error naming the key. ``None`` (an unset optional) is never out of bounds.
-    ``limit``: the evaluation's item limit (``EvalContext.limit``), checked by :func:`check_limit` first."""
-    check_limit(limit, where)
-    check_bounds(params, where)
-
-
-__all__ = ["HUB_PREFIX", "Rows", "Source", "check_limit", "check_params", "check_shipped", "find_file", "hub_rows", "load_part",
+__all__ = ["HUB_PREFIX", "Rows", "Source", "check_limit", "check_shipped", "find_file", "hub_rows", "load_part",
            "read_rows", "select", "source",
            "truncate_at_stop"]

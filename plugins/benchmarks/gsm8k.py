@@ -361,7 +361,6 @@ def _train_prompt_text(question: str, chat: bool) -> str:
 
 def _data(kind: str, ctx: DataContext, *, chat: bool) -> list[Any]:
     p = ctx.params
-    benchmark_data.check_params(p, "gsm8k")
     problems = load_split(p, getattr(ctx, "split", "train") or "train")[: p.train_limit]
     prompts = [
         ctx.encoder.prompt(
@@ -406,7 +405,7 @@ def _running_scores(outs: list[list[Completion]], items: Seq[Problem]) -> str:
 
 def _evaluate(ctx: EvalContext, *, name: str, chat: bool) -> EvalResult:
     p = ctx.params
-    benchmark_data.check_params(p, name, limit=ctx.limit)
+    benchmark_data.check_limit(ctx.limit, name)
     items = benchmark_data.select(load_split(p, "test"), ctx.limit, where=name)
     shots: list[list[int]] | None = None
     if chat:

