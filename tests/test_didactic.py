@@ -315,3 +315,17 @@ def test_multi_end_to_end_with_the_hf_engine() -> None:
     assert abs(m["kl_ref"]) < 0.2
     assert m["expected_reward"] == pytest.approx(did.expected_reward_ref(70), abs=0.03)
     assert len(result.records) == 10 and len(result.records[0]["samples"][0]) == 9
+
+
+def test_each_setting_declares_its_range_and_is_refused_where_it_is_given():
+    """Ranges the benchmark used to check by hand at run time are declared on its params instead (checked once,
+    where the suite or --set gives a value)."""
+    from alignment_harness_plugins.benchmarks.didactic import DidacticMultiParams
+    from harness.core.errors import HarnessError
+    from harness.core.params import apply_overrides
+
+    for key, value, bound in (("tau", 0.0, "> 0"), ("width", -1.0, ">= 0"), ("n_states", 0, ">= 1"),
+                              ("n_demos", -1, ">= 0"), ("warm_prefixes", 0, ">= 1"), ("eval_samples", 0, ">= 1")):
+        with pytest.raises(HarnessError, match=rf"^didactic-m1: parameter '{key}' must be {bound}, got "):
+            apply_overrides(DidacticMultiParams, {key: value}, where="didactic-m1")
+    assert apply_overrides(DidacticMultiParams, {"width": 0.0}, where="x").width == 0.0  # 0 = exact match

@@ -120,9 +120,9 @@ class DidacticParams:
     )
     width: float = param(
         10.0, "reward width w in exp(-((a - peak) / w)^2); the paper's wider variants use 20, 30; "
-        "0 = exact match (1 for the peak action only)"
+        "0 = exact match (1 for the peak action only)", ge=0
     )
-    tau: float = param(0.1, "temperature of the expert p* ∝ pi_ref * exp(R / tau) that gives demonstrations")
+    tau: float = param(0.1, "temperature of the expert p* ∝ pi_ref * exp(R / tau) that gives demonstrations", gt=0)
     n_demos: int = param(10, "demonstrations per state, sampled from the expert p*", ge=0)
     n_pairs: int = param(10, "preference pairs per state: two pi_ref samples ranked by the true reward", ge=0)
     warm_steps: int = param(100, "Adam steps fitting the policy to pi_ref before training (0: no warm start)", ge=0)
@@ -134,7 +134,7 @@ class DidacticMultiParams(DidacticParams):
     """Parameters of the 9-token variant: the single-token ones plus Monte Carlo and warm-start sizes."""
 
     eval_samples: int = param(256, "Monte Carlo samples for the metrics (split evenly over the states)", ge=1)
-    warm_prefixes: int = param(8, "pi_ref-sampled prefixes per state in each warm-start step")
+    warm_prefixes: int = param(8, "pi_ref-sampled prefixes per state in each warm-start step", ge=1)
 
 
 # -- pure helpers (numpy) ----------------------------------------------------------------------------------
@@ -263,15 +263,9 @@ def _rng(seed: int, stream: str) -> np.random.Generator:
 
 
 def _check(name: str, tokenizer: Any, p: DidacticParams) -> None:
-    """Refuse settings that can't work, naming the parameter to change."""
+    """Refuse token ranges that can't work with this tokenizer, naming the parameter to change (each value's own
+    range is declared on the params and checked where it is given)."""
     where = f"benchmark '{name}'"
-    for key in ("n_states", "n_demos", "n_pairs", "warm_steps", "eval_samples", "warm_prefixes"):
-        value = getattr(p, key, 1)
-        if value < (1 if key in ("n_states", "eval_samples", "warm_prefixes") else 0):
-            raise HarnessError(f"{where}: {key} must be positive, got {value}")
-    if p.width < 0 or p.tau <= 0:
-        raise HarnessError(f"{where}: width must be >= 0 (0 = exact match) and tau > 0, got width={p.width}, "
-                           f"tau={p.tau}")
     vocab = len(tokenizer)
     actions = range(p.action_offset, p.action_offset + N_ACTIONS)
     states = range(p.state_offset, p.state_offset + p.n_states)

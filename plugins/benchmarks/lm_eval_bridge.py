@@ -121,9 +121,9 @@ class LMEvalTaskParams:
     fewshot_as_multiturn: bool = param(True, "with a chat template: shots as user/assistant turns")
     system_instruction: str | None = param(None, "system instruction prepended to every prompt")
     gen_kwargs: str | None = param(None, "k=v,k=v overriding every generate task's settings (lm-eval --gen_kwargs)")
-    max_gen_toks: int = param(DEFAULT_MAX_GEN_TOKS, "generation cap when a task sets none (HFLM default 256)")
+    max_gen_toks: int = param(DEFAULT_MAX_GEN_TOKS, "generation cap when a task sets none (HFLM default 256)", ge=1)
     max_length: int | None = param(None, "context window in tokens (None: from the model config, else 2048)")
-    batch_size: int = param(16, "sequences per forward pass when scoring log-likelihoods")
+    batch_size: int = param(16, "sequences per forward pass when scoring log-likelihoods", ge=1)
     confirm_run_unsafe_code: bool = param(False, "allow tasks that execute model-written code (humaneval...)")
     bootstrap_iters: int = param(100000, "bootstrap iterations for non-mean stderrs (0: none)")
     log_samples: bool = param(True, "keep per-document samples as records")
@@ -442,8 +442,6 @@ def evaluate(ctx: EvalContext, *, task: str | None = None) -> EvalResult:
         raise HarnessError(f"{where}: name the task: --set task=<lm-eval task>, e.g. --set task=gsm8k")
     if p.include_path is not None and not Path(p.include_path).expanduser().is_dir():
         raise HarnessError(f"{where}: include_path {p.include_path} is not a directory of task YAMLs")
-    if p.batch_size < 1 or p.max_gen_toks < 1:
-        raise HarnessError(f"{where}: batch_size and max_gen_toks must be >= 1")
     lm_eval = _import_lm_eval()
     include = str(Path(p.include_path).expanduser().resolve()) if p.include_path else None
     if not include and not p.include_defaults:
