@@ -10,6 +10,7 @@ import re
 import shlex
 import subprocess
 import sys
+import traceback
 
 import pytest
 
@@ -89,7 +90,8 @@ def _adapt(cmd: str, tmp, sweep_id: str | None) -> list[str] | None:
         return [sys.executable, "-m", "harness.cli", *_adapt_data(argv[1:], tmp)]
     if argv[0] == "python":
         if argv[2] == "harness.bench":
-            return [sys.executable, *argv[1:], "--steps", "2", "--repeats", "1", "--new-tokens", "4"]
+            return [sys.executable, *argv[1:], "--steps", "2", "--repeats", "1", "--new-tokens", "4", "--model",
+                    "tiny:nano", "--batch", "2", "--prompt-len", "8", "--resp-len", "8", "--gen-batch", "2"]
         return [sys.executable, *argv[1:]]
     argv = [sys.executable, "-m", "harness.cli", *argv[1:]]
     if "run" in argv:
@@ -114,9 +116,29 @@ def _adapt(cmd: str, tmp, sweep_id: str | None) -> list[str] | None:
 
 
 def _run(argv: list[str], tmp) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HARNESS_HOME": str(tmp / "home"), "HARNESS_RESULTS": str(tmp / "home"),
+    """A command in this process (the same click command, without the seconds of Python, torch and transformers
+    start-up a subprocess pays each time), except a sweep that runs cells: it starts worker processes, so it runs
+    in a subprocess, as a user runs it (``sweep --dry-run`` starts none)."""
+    env = {"HARNESS_HOME": str(tmp / "home"), "HARNESS_RESULTS": str(tmp / "home"),
            "HARNESS_CACHE": str(tmp / "home" / "cache")}
-    return subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
+    if argv[1:3] == ["-m", "harness.bench"]:
+        from harness.bench.stages import main as command
+    elif argv[1:3] == ["-m", "harness.cli"] and (argv[3] != "sweep" or "--dry-run" in argv):
+        from harness.cli.app import cli as command
+    else:
+        return subprocess.run(argv, capture_output=True, text=True, env={**os.environ, **env}, cwd=ROOT, timeout=900)
+    from click.testing import CliRunner
+
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        res = CliRunner(env=env).invoke(command, argv[3:])
+    finally:
+        os.chdir(cwd)
+    err = res.stderr
+    if res.exception is not None and not isinstance(res.exception, SystemExit):
+        err += "".join(traceback.format_exception(res.exception))
+    return subprocess.CompletedProcess(argv, res.exit_code, res.stdout, err)
 
 
 def test_every_readme_command_on_the_tiny_model_runs(tmp_path):
