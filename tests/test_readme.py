@@ -10,13 +10,12 @@ import re
 import shlex
 import subprocess
 import sys
-import traceback
 
 import pytest
 
 from harness.core.plugins import load
 from harness.results.docs_tables import update
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_cli
 
 README = ROOT / "README.md"
 QUICK = ["--set", "train.steps=2", "--set", "warm_steps=2", "--set", "n_states=2"]
@@ -122,23 +121,12 @@ def _run(argv: list[str], tmp) -> subprocess.CompletedProcess:
     env = {"HARNESS_HOME": str(tmp / "home"), "HARNESS_RESULTS": str(tmp / "home"),
            "HARNESS_CACHE": str(tmp / "home" / "cache")}
     if argv[1:3] == ["-m", "harness.bench"]:
-        from harness.bench.stages import main as command
-    elif argv[1:3] == ["-m", "harness.cli"] and (argv[3] != "sweep" or "--dry-run" in argv):
-        from harness.cli.app import cli as command
-    else:
-        return subprocess.run(argv, capture_output=True, text=True, env={**os.environ, **env}, cwd=ROOT, timeout=900)
-    from click.testing import CliRunner
+        from harness.bench.stages import main
 
-    cwd = os.getcwd()
-    os.chdir(ROOT)
-    try:
-        res = CliRunner(env=env).invoke(command, argv[3:])
-    finally:
-        os.chdir(cwd)
-    err = res.stderr
-    if res.exception is not None and not isinstance(res.exception, SystemExit):
-        err += "".join(traceback.format_exception(res.exception))
-    return subprocess.CompletedProcess(argv, res.exit_code, res.stdout, err)
+        return run_cli(*argv[3:], env=env, command=main)
+    if argv[1:3] == ["-m", "harness.cli"] and (argv[3] != "sweep" or "--dry-run" in argv):
+        return run_cli(*argv[3:], env=env)
+    return subprocess.run(argv, capture_output=True, text=True, env={**os.environ, **env}, cwd=ROOT, timeout=900)
 
 
 def test_every_readme_command_on_the_tiny_model_runs(tmp_path):
