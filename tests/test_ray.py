@@ -57,7 +57,6 @@ def test_ray_executor_runs_cells_and_isolates_failures(local_ray, tmp_path):
         assert store.final_metrics(suite.id)
 
         suite = load_suite(second, host)
-        assert suite.cell_timeout == HANG_TIMEOUT
         summary = run_sweep(suite, store, executor, plugins=[str(plugin)], log=print, poll_s=0.2)
         assert (summary.done, summary.failed, summary.skipped_done, summary.skipped_failed) == (0, 1, 2, 1)
         assert [label for _, label, _ in summary.failures] == ["hang"]
