@@ -100,6 +100,38 @@ def run_harness(*args: str, env: dict | None = None, cwd: Path | None = None, ti
     )
 
 
+def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None,
+            command: object = None) -> subprocess.CompletedProcess:
+    """Run a `harness` command (or another click ``command``) in this process: the same click command a
+    subprocess runs, without the seconds of Python, torch and transformers start-up each subprocess pays.
+    For commands that start no process of their own (listings, leaderboard, export, compare, report, runs on
+    the tiny model); keep `run_harness` where a test needs a process of its own (kill, exit, a sweep's
+    workers). ``env`` is set for the command only; ``cwd`` (default: the repo) is its working directory; what
+    the command changes of this process's environment variables and quiet flag is put back afterwards.
+    Returns what `run_harness` returns; an uncaught exception's traceback ends ``stderr``."""
+    import traceback
+
+    from click.testing import CliRunner
+
+    from harness.core.progress import quiet, set_quiet
+
+    if command is None:
+        from harness.cli.app import cli as command
+    here, environ, was_quiet = os.getcwd(), dict(os.environ), quiet()
+    os.chdir(cwd or ROOT)
+    try:
+        res = CliRunner(env=env).invoke(command, list(args))  # type: ignore[arg-type]
+    finally:
+        os.chdir(here)
+        set_quiet(was_quiet)
+        os.environ.clear()
+        os.environ.update(environ)
+    err = res.stderr
+    if res.exception is not None and not isinstance(res.exception, SystemExit):
+        err += "".join(traceback.format_exception(res.exception))
+    return subprocess.CompletedProcess(["harness", *args], res.exit_code, res.stdout, err)
+
+
 @pytest.fixture(autouse=True)
 def one_torch_thread() -> Iterator[None]:
     """Every test runs torch on one thread (set again for each test, in case one changed it): the models

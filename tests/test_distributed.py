@@ -25,6 +25,7 @@ from harness.cell.run import CellConfig, CellRun, resolve
 from harness.core.errors import HarnessError
 from harness.core.plugins import load
 from harness.training import distributed
+from tests.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGINS = {"HARNESS_LOAD_PLUGINS": "sft,dpo,gsil,rloo,didactic,engines"}
@@ -211,9 +212,7 @@ def test_a_two_process_run_prints_one_json_document_and_writes_one_record(tmp_pa
 
 
 def test_under_a_launcher_other_commands_refuse_in_one_line(tmp_path):
-    env = {**os.environ, "WORLD_SIZE": "2", "RANK": "0"}
-    res = subprocess.run([sys.executable, "-m", "harness.cli", "--results", str(tmp_path), "leaderboard"],
-                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    res = run_cli("--results", str(tmp_path), "leaderboard", env={"WORLD_SIZE": "2", "RANK": "0"})
     assert res.returncode == 2 and "only `harness run` takes part" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
 

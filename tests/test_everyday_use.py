@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from tests.conftest import ROOT, run_harness
+from tests.conftest import ROOT, run_cli, run_harness
 from tests.test_plugins import make_distribution
 
 
@@ -26,12 +26,12 @@ def test_version_answers_fast_and_has_a_short_flag():
 
 
 def test_methods_name_shows_trainer_keys_and_real_model_defaults():
-    out = run_harness("methods", "dpo")
+    out = run_cli("methods", "dpo")
     assert out.returncode == 0, out.stderr
     lr = [line for line in out.stdout.splitlines() if "train.lr=" in line]
     assert lr and "real model: 5e-07" in lr[0], out.stdout
     assert "train.steps=" in out.stdout and "train.optimizer=" in out.stdout
-    data = json.loads(run_harness("methods", "online-dpo", "--json").stdout)[0]
+    data = json.loads(run_cli("methods", "online-dpo", "--json").stdout)[0]
     beta = next(p for p in data["params"] if p["name"] == "beta")
     assert beta["real_model_default"] == 0.1 and beta["default"] != 0.1
     assert {p["name"] for p in data["train"]} >= {"lr", "steps", "rounds", "batch_size"}
@@ -219,10 +219,10 @@ def test_leaderboard_table_fits_the_terminal_long_format_and_wide_forces_the_wid
     reward = [line for line in text.split("\n") if line.startswith("dpo(beta=0.1)") and "reward ↑" in line]
     assert len(reward) == 1, text
     assert render(lb, "table", width=70, wide=True) == wide
-    out = run_harness("leaderboard", "--store", str(tmp_path / "h.db"), "--all-metrics", env={"COLUMNS": "70"})
+    out = run_cli("leaderboard", "--store", str(tmp_path / "h.db"), "--all-metrics", env={"COLUMNS": "70"})
     assert out.returncode == 0 and max(len(line) for line in out.stdout.split("\n")) <= 70, out.stdout
-    out = run_harness("leaderboard", "--store", str(tmp_path / "h.db"), "--all-metrics", "--wide",
-                      env={"COLUMNS": "70"})
+    out = run_cli("leaderboard", "--store", str(tmp_path / "h.db"), "--all-metrics", "--wide",
+                  env={"COLUMNS": "70"})
     assert out.returncode == 0 and max(len(line) for line in out.stdout.split("\n")) > 70
 
 

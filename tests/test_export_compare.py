@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_harness
+from tests.conftest import run_cli, run_harness
 from tests.test_sweep import TINY
 
 EVAL = """
@@ -30,13 +30,13 @@ def two_sweeps(tmp_path_factory):
                          + EVAL)
         res = run_harness("sweep", str(suite), "--store", str(store), "--json", "--quiet")
         assert res.returncode == 0, res.stderr
-        ids.append(json.loads(run_harness("sweeps", "--store", str(store), "--json").stdout)[0]["id"])
+        ids.append(json.loads(res.stdout)["sweep"])  # its leaderboard, as JSON
     return store, ids
 
 
 def test_export_inspect_logs_read_by_inspect_ai(two_sweeps, tmp_path):
     store, (a, _) = two_sweeps
-    res = run_harness("export", "--sweep", a, "--store", str(store), "--out", str(tmp_path / "logs"), "--json")
+    res = run_cli("export", "--sweep", a, "--store", str(store), "--out", str(tmp_path / "logs"), "--json")
     assert res.returncode == 0, res.stderr
     paths = json.loads(res.stdout)
     assert len(paths) == 8  # 4 cells x (didactic-r1, gsm8k-chat)
@@ -56,7 +56,7 @@ def test_export_inspect_logs_read_by_inspect_ai(two_sweeps, tmp_path):
 def test_export_html_page_is_self_contained_and_searchable(two_sweeps, tmp_path):
     store, (a, _) = two_sweeps
     out = tmp_path / "items.html"
-    res = run_harness("export", "--sweep", a, "--store", str(store), "--format", "html", "--out", str(out))
+    res = run_cli("export", "--sweep", a, "--store", str(store), "--format", "html", "--out", str(out))
     assert res.returncode == 0, res.stderr
     page = out.read_text()
     assert 'id="q"' in page and "gsm8k-chat" in page and "http" not in page.split("<script>")[1]
@@ -65,7 +65,7 @@ def test_export_html_page_is_self_contained_and_searchable(two_sweeps, tmp_path)
 
 def test_compare_pairs_matching_rows_by_seed(two_sweeps):
     store, (a, b) = two_sweeps
-    res = run_harness("compare", a, b, "--store", str(store), "--json")
+    res = run_cli("compare", a, b, "--store", str(store), "--json")
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     rows = {(r["label"], r["metric"]): r for r in out["rows"]}
@@ -78,13 +78,13 @@ def test_compare_pairs_matching_rows_by_seed(two_sweeps):
     assert max(x["p_adjusted"] for x in tested) <= 1.0 and (not tested or min(x["p_adjusted"] for x in tested)
                                                            == pytest.approx(min(1.0, min(x["p"] for x in tested)
                                                                                     * len(tested))))
-    table = run_harness("compare", a, b, "--store", str(store), "--metric", "expected_reward")
+    table = run_cli("compare", a, b, "--store", str(store), "--metric", "expected_reward")
     assert "B - A (95% CI)" in table.stdout and "paired" in table.stdout and "gsm8k" not in table.stdout
 
 
 def test_report_lists_cells_config_provenance_and_scrolls_wide_tables(two_sweeps, tmp_path):
     store, (a, _) = two_sweeps
-    res = run_harness("report", "--sweep", a, "--store", str(store), "--out", str(tmp_path / "r.html"), "--json")
+    res = run_cli("report", "--sweep", a, "--store", str(store), "--out", str(tmp_path / "r.html"), "--json")
     assert res.returncode == 0, res.stderr
     page = (tmp_path / "r.html").read_text()
     assert "Failed cells (0)" in page and "provenance" in page and "torch_threads" in page
@@ -104,18 +104,18 @@ def test_each_cell_records_the_copy_of_its_eval_data(two_sweeps):
         assert copy["copy"] == "embedded" and copy["parts"] == EMBEDDED_SHA256
 def test_compare_labels_columns_gives_arrows_and_names_the_settings_that_differ(two_sweeps):
     store, (a, b) = two_sweeps
-    res = run_harness("compare", a, b, "--store", str(store), "--metric", "expected_reward")
+    res = run_cli("compare", a, b, "--store", str(store), "--metric", "expected_reward")
     assert res.returncode == 0, res.stderr
     header = next(line for line in res.stdout.splitlines() if "B - A (95% CI)" in line)
     assert {"method", "metric", "seeds", "pairing", "better"} <= set(header.replace("(", " ").split())
     assert "didactic-r1/expected_reward ↑" in res.stdout  # higher is better
     # the two sweeps were trained with 2 and 3 steps: the comparison says so
     assert "settings that differ (A -> B): " in res.stdout and "train.steps: 2 -> 3" in res.stdout
-    out = json.loads(run_harness("compare", a, b, "--store", str(store), "--json").stdout)
+    out = json.loads(run_cli("compare", a, b, "--store", str(store), "--json").stdout)
     assert {"key": "train.steps", "a": 2, "b": 3} in out["differ"] and "name" not in {d["key"] for d in out["differ"]}
     row = next(r for r in out["rows"] if r["metric"] == "didactic-r1/expected_reward")
     assert row["lower_is_better"] is False and row["better"] in (None, "A", "B")
-    same = json.loads(run_harness("compare", a, a, "--store", str(store), "--json").stdout)
+    same = json.loads(run_cli("compare", a, a, "--store", str(store), "--json").stdout)
     assert same["differ"] == []
 
 
@@ -156,7 +156,7 @@ def test_a_bad_export_out_is_one_line_and_exit_2(two_sweeps, tmp_path):
     blocker.write_text("x")
     for fmt, out in (("html", blocker / "items.html"), ("inspect", blocker / "logs"), ("inspect", blocker),
                      ("html", tmp_path)):
-        res = run_harness("export", "--sweep", a, "--store", str(store), "--format", fmt, "--out", str(out))
+        res = run_cli("export", "--sweep", a, "--store", str(store), "--format", fmt, "--out", str(out))
         assert res.returncode == 2, (fmt, out, res.stderr)
         lines = res.stderr.strip().splitlines()
         assert len(lines) == 1 and f"--out {out}" in lines[0] and "Traceback" not in res.stderr, res.stderr

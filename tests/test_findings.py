@@ -1,9 +1,9 @@
 """Findings: fast subsets of the findings suites, run through the real CLI, with the claims asserted.
 
 Each test runs ``python -m harness.cli sweep SUITE --store DB --jobs 2`` with ``--set`` overrides that
-shrink it (3 seeds, fewer methods or steps), reads ``harness leaderboard --format json`` and asserts what
-the full runs in FINDINGS.md show, with the seed CIs where a claim is a difference. The full suites are
-the same files without the overrides (see FINDINGS.md for their commands and wall times).
+shrink it (3 seeds, fewer methods or steps), reads ``harness leaderboard --format json`` (in this process)
+and asserts what the full runs in FINDINGS.md show, with the seed CIs where a claim is a difference. The
+full suites are the same files without the overrides (see FINDINGS.md for their commands and wall times).
 
 - item 1: suites/tajwar-bandit.toml (Tajwar et al. 2024: on-policy sampling and negative gradients)
 - item 2: suites/modes-bimodal.toml (2403.12017: mass-covering vs mode-seeking, bimodal expert)
@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from harness.results.leaderboard import Stat
-from tests.conftest import ROOT, run_harness
+from tests.conftest import ROOT, run_cli, run_harness
 
 SUITES = ROOT / "suites"
 FAST_SEEDS = "seeds=[0,1,2]"
@@ -36,7 +36,7 @@ def sweep(tmp: Path, suite: str, *sets: str, timeout: int = 600) -> dict[str, An
         args += ["--set", s]
     res = run_harness(*args, env=env, timeout=timeout)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    board = run_harness("leaderboard", "--store", str(store), "--format", "json", "--all-metrics", env=env)
+    board = run_cli("leaderboard", "--store", str(store), "--format", "json", "--all-metrics", env=env)
     assert board.returncode == 0, board.stderr
     return json.loads(board.stdout)
 

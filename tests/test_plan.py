@@ -15,7 +15,7 @@ from harness.results.intervals import mean_squares
 from harness.results.leaderboard import build
 from harness.results.plan import plan
 from harness.results.student_t import t_quantile
-from tests.conftest import run_harness
+from tests.conftest import run_cli
 from tests.test_leaderboard_honest import DECLARED, fill
 
 
@@ -56,10 +56,10 @@ def test_plan_from_the_variance_components(tmp_path):
 
 def test_plan_cli(tmp_path):
     make_store(tmp_path / "h.db")
-    out = run_harness("plan", "--store", str(tmp_path / "h.db"), "--effect", "0.5")
+    out = run_cli("plan", "--store", str(tmp_path / "h.db"), "--effect", "0.5")
     assert out.returncode == 0, out.stderr
     assert "detectable at 80% power: items like these" in out.stdout and "gsil" in out.stdout
-    data = json.loads(run_harness("plan", "--store", str(tmp_path / "h.db"), "--effect", "0.5", "--json").stdout)
+    data = json.loads(run_cli("plan", "--store", str(tmp_path / "h.db"), "--effect", "0.5", "--json").stdout)
     assert data["baseline"] == "sft" and data["comparisons"][0]["seeds_for_effect_population"] >= 2
-    bad = run_harness("plan", "--store", str(tmp_path / "h.db"), "--effect", "-1")
+    bad = run_cli("plan", "--store", str(tmp_path / "h.db"), "--effect", "-1")
     assert bad.returncode == 2 and "--effect -1: give a difference > 0" in bad.stderr

@@ -14,7 +14,7 @@ import pytest
 from harness.core import hookspecs
 from harness.core.errors import HarnessError
 from harness.core.plugins import load
-from tests.conftest import ROOT, run_harness
+from tests.conftest import ROOT, run_cli, run_harness
 
 BUILTINS = {"sft", "dpo", "didactic", "engines"}
 
@@ -187,9 +187,9 @@ def test_name_registered_twice_names_both_plugins(tmp_path):
 
 
 def test_unknown_method_suggests(tmp_path):
-    line = one_line_error(run_harness("run", "--method", "sfft", "--benchmark", "didactic-r1"))
+    line = one_line_error(run_cli("run", "--method", "sfft", "--benchmark", "didactic-r1"))
     assert "unknown method 'sfft'" in line and "did you mean 'sft'" in line
-    line = one_line_error(run_harness("run", "--method", "sft", "--benchmark", "didactic-r3"))
+    line = one_line_error(run_cli("run", "--method", "sft", "--benchmark", "didactic-r3"))
     assert "unknown benchmark 'didactic-r3'" in line and "did you mean" in line
 
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 from harness.core.progress import CountingEngine, Items
-from tests.conftest import ROOT, run_harness
+from tests.conftest import ROOT, run_cli, run_harness
 from tests.test_sweep import TINY
 
 GSM8K = ["--benchmark", "gsm8k-chat", "--set", "max_new_tokens=2"]  # no path: the copy shipped with the package
@@ -68,12 +68,12 @@ def test_sweep_json_prints_only_json_and_listings_have_json(tmp_path):
     assert res.returncode == 0, res.stderr
     board = json.loads(res.stdout)
     assert board and "2 cells, 2 to run" in res.stderr
-    sweeps = run_harness("sweeps", "--store", str(store), "--json")
+    sweeps = run_cli("sweeps", "--store", str(store), "--json")
     rows = json.loads(sweeps.stdout)
     assert rows[0]["done"] == 2 and rows[0]["cells"] == 2
-    engines = json.loads(run_harness("engines", "--json").stdout)
+    engines = json.loads(run_cli("engines", "--json").stdout)
     assert {"name", "available"} <= set(engines[0]) and "hf" in {e["name"] for e in engines}
-    dry = run_harness("sweep", str(suite), "--dry-run", "--json")
+    dry = run_cli("sweep", str(suite), "--dry-run", "--json")
     assert len(json.loads(dry.stdout)["cells"]) == 2
 
 

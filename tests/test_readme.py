@@ -15,7 +15,7 @@ import pytest
 
 from harness.core.plugins import load
 from harness.results.docs_tables import update
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_cli
 
 README = ROOT / "README.md"
 QUICK = ["--set", "train.steps=2", "--set", "warm_steps=2", "--set", "n_states=2"]
@@ -89,7 +89,8 @@ def _adapt(cmd: str, tmp, sweep_id: str | None) -> list[str] | None:
         return [sys.executable, "-m", "harness.cli", *_adapt_data(argv[1:], tmp)]
     if argv[0] == "python":
         if argv[2] == "harness.bench":
-            return [sys.executable, *argv[1:], "--steps", "2", "--repeats", "1", "--new-tokens", "4"]
+            return [sys.executable, *argv[1:], "--steps", "2", "--repeats", "1", "--new-tokens", "4", "--model",
+                    "tiny:nano", "--batch", "2", "--prompt-len", "8", "--resp-len", "8", "--gen-batch", "2"]
         return [sys.executable, *argv[1:]]
     argv = [sys.executable, "-m", "harness.cli", *argv[1:]]
     if "run" in argv:
@@ -114,9 +115,18 @@ def _adapt(cmd: str, tmp, sweep_id: str | None) -> list[str] | None:
 
 
 def _run(argv: list[str], tmp) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HARNESS_HOME": str(tmp / "home"), "HARNESS_RESULTS": str(tmp / "home"),
+    """A command in this process (the same click command, without the seconds of Python, torch and transformers
+    start-up a subprocess pays each time), except a sweep that runs cells: it starts worker processes, so it runs
+    in a subprocess, as a user runs it (``sweep --dry-run`` starts none)."""
+    env = {"HARNESS_HOME": str(tmp / "home"), "HARNESS_RESULTS": str(tmp / "home"),
            "HARNESS_CACHE": str(tmp / "home" / "cache")}
-    return subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
+    if argv[1:3] == ["-m", "harness.bench"]:
+        from harness.bench.stages import main
+
+        return run_cli(*argv[3:], env=env, command=main)
+    if argv[1:3] == ["-m", "harness.cli"] and (argv[3] != "sweep" or "--dry-run" in argv):
+        return run_cli(*argv[3:], env=env)
+    return subprocess.run(argv, capture_output=True, text=True, env={**os.environ, **env}, cwd=ROOT, timeout=900)
 
 
 def test_every_readme_command_on_the_tiny_model_runs(tmp_path):

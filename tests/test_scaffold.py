@@ -15,7 +15,7 @@ import pytest
 
 from harness.authoring.scaffold import scaffold
 from harness.core.errors import HarnessError
-from tests.conftest import run_harness
+from tests.conftest import run_cli
 
 
 def test_new_refuses_bad_names_and_existing_folders(tmp_path):
@@ -43,7 +43,7 @@ def fresh_env(tmp_path):
 
 @pytest.mark.slow
 def test_scaffolded_method_and_benchmark_pass_check_plugin_and_their_tests(tmp_path):
-    res = run_harness("new", "method", "my-simpo", "--dir", str(tmp_path))
+    res = run_cli("new", "method", "my-simpo", "--dir", str(tmp_path))
     assert res.returncode == 0 and f"created {tmp_path / 'harness-my-simpo'}" in res.stdout, res.stderr
     scaffold("benchmark", "adder", tmp_path)
     python, site = fresh_env(tmp_path)
