@@ -118,3 +118,34 @@ def test_editing_a_plugin_reruns_its_cells_with_new_numbers(tmp_path):
     (old_id, old_reward), = old.items()
     new_reward = next(v for k, v in new.items() if k != old_id)
     assert new[old_id] == old_reward and abs(new_reward - old_reward) > 1e-4
+
+
+def test_builtin_identity_is_the_plugin_source_only_whatever_the_current_folder(tmp_path):
+    """A built-in cell's code hash covers alignment_harness_plugins and nothing else: not the harness (its
+    version is in the id), not the tests, not an editable finder naming the checkout. Real processes, one started
+    in a folder holding an egg-info that lists harness and test files (as `pip install -e .` leaves in a checkout,
+    found through the current directory on sys.path): both must give the same hash and the same files."""
+    import json
+    import subprocess
+    import sys
+
+    probe = ("import json, pathlib, alignment_harness_plugins as pkg; from harness.core.plugins import get_host; "
+             "from harness.core.identity import source_files, code_hash; i = get_host().infos['sft']; "
+             "root = pathlib.Path(pkg.__path__[0]).resolve(); files = source_files(i.module, i.dist); "
+             "print(json.dumps([code_hash(i), len(files), all(root in p.resolve().parents for p in files)]))")
+    odd = tmp_path / "checkout"
+    info = odd / "alignment_harness.egg-info"
+    info.mkdir(parents=True)
+    (info / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: alignment-harness\nVersion: 0.1.0\n")
+    (info / "SOURCES.txt").write_text("tools/extra.py\ntests/test_extra.py\n")
+    import importlib.metadata
+
+    (info / "entry_points.txt").write_text(importlib.metadata.distribution("alignment-harness").read_text(
+        "entry_points.txt") or "")  # the built-ins load from it too, as from a real in-tree egg-info
+    for f in ("tools/extra.py", "tests/test_extra.py"):
+        (odd / f).parent.mkdir(exist_ok=True)
+        (odd / f).write_text("x = 1\n")
+    seen = [json.loads(subprocess.run([sys.executable, "-c", probe], cwd=cwd, capture_output=True, text=True,
+                                      check=True).stdout) for cwd in (tmp_path, odd)]
+    assert seen[0] == seen[1], seen
+    assert seen[0][2] is True  # only files of alignment_harness_plugins: no harness, test or finder file

@@ -10,10 +10,14 @@ What is hashed (paths relative to their root, and contents, in sorted order):
 - a plugin loaded from a file (``--plugin my_method.py``): that file;
 - a plugin module (an entry point or ``--plugin pkg.mod``): every ``.py`` file of the module's top-level
   package (all of ``alignment_harness_plugins`` for the built-ins), plus the ``.py`` files its
-  distribution lists as installed (editable installs list none: the package folder covers them).
+  distribution's ``RECORD`` lists as installed in other top-level modules.
 
-The harness's own code is not hashed (its version is in the id); a cell's record keeps the git commit
-of the harness that ran it, and the leaderboard says when a sweep's cells ran under different code.
+The harness's own code is not hashed (its version is in the id), even where it shares the plugin's
+distribution (the built-ins'); nor is an editable install's finder (it names the checkout's folder, not
+code), nor an in-tree ``*.egg-info``'s source list (found only when the current directory is on
+``sys.path``, and it lists the tests too): the same code gives the same ids whatever folder it is checked
+out in and however Python was started. A cell's record keeps the git commit of the harness that ran it, and
+the leaderboard says when a sweep's cells ran under different code.
 """
 
 from __future__ import annotations
@@ -51,16 +55,27 @@ def source_files(module: ModuleType | None, dist_name: str | None = None) -> lis
     if not files and file:
         files.add(Path(file))
     if dist_name:
-        try:
-            dist = importlib.metadata.distribution(dist_name)
-        except importlib.metadata.PackageNotFoundError:
-            dist = None
-        for f in (dist.files or []) if dist is not None else []:
-            if str(f).endswith(".py"):
-                path = Path(str(dist.locate_file(f)))
-                if path.is_file():
-                    files.add(path)
+        files.update(_installed_modules(dist_name))
     return sorted(files)
+
+
+def _installed_modules(dist_name: str) -> list[Path]:
+    """The ``.py`` files the distribution's ``RECORD`` lists, but the harness's own and editable finders."""
+    try:
+        dist = importlib.metadata.distribution(dist_name)
+    except importlib.metadata.PackageNotFoundError:
+        return []
+    if dist.read_text("RECORD") is None:  # an egg-info: a source list (tests too), not what is installed
+        return []
+    host = __name__.split(".")[0]
+    out = []
+    for f in dist.files or []:
+        first = Path(str(f)).parts[0] if Path(str(f)).parts else ""
+        if str(f).endswith(".py") and first != host and not first.startswith("__editable__"):
+            path = Path(str(dist.locate_file(f)))
+            if path.is_file():
+                out.append(path)
+    return out
 
 
 def hash_files(files: Iterable[Path]) -> str:
