@@ -98,6 +98,12 @@ def test_declared_bounds_are_checked_where_a_value_is_given_and_the_limit_by_che
             apply_overrides(P, {key: value}, where="bench")
     with pytest.raises(HarnessError, match="bench: limit must be a positive number of items"):
         bd.check_limit(0, "bench")
+    from harness.core.context import EvalContext
+
+    for bad in (0, -2):  # an evaluation's limit is checked once, when its context is made, for every benchmark
+        with pytest.raises(HarnessError, match=rf"^evaluation: limit must be a positive number of items .*got {bad}$"):
+            EvalContext(engine=None, lm=None, encoder=None, params=P(), seed=0, limit=bad)
+    assert EvalContext(engine=None, lm=None, encoder=None, params=P(limit=3), seed=0).limit == 3
 
 
 def test_select_keeps_the_first_items() -> None:

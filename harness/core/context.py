@@ -63,6 +63,7 @@ class EvalContext:
     def __post_init__(self) -> None:
         if self.limit is None:
             self.limit = getattr(self.params, "limit", None)
+        check_limit(self.limit, "evaluation")  # once, for every benchmark
 
     def generate(
         self,
@@ -134,6 +135,13 @@ class EvalResult:
     metrics: dict[str, float]
     records: list[dict[str, Any]] = field(default_factory=list)
     data: DataCopy | None = None
+
+
+def check_limit(limit: int | None, where: str, key: str = "limit") -> None:
+    """A limit on items must be positive (or None for all): else a one-line error. An :class:`EvalContext`'s
+    ``limit`` is checked when the context is made; a benchmark need not check it again."""
+    if limit is not None and (isinstance(limit, bool) or limit < 1):
+        raise HarnessError(f"{where}: {key} must be a positive number of items (or None for all), got {limit}")
 
 
 def truncate_at_stop(text: str, stop: Seq[str]) -> str:

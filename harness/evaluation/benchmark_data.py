@@ -11,7 +11,7 @@ A benchmark with a data set (``gsm8k``, ``humaneval``, ``mt-bench``) takes one p
 file) as :class:`Rows` (checked field by field: a bad row is one line naming ``file:line``, cached per file
 and modification time); :meth:`Source.data_copy` names the copy read, with the content hash of each part, for
 :attr:`harness.EvalResult.data`. :func:`select` keeps the first ``limit`` items and :func:`check_limit` checks
-an evaluation's item limit; :func:`truncate_at_stop` cuts a text at stop strings as
+a limit given in code (an evaluation's own ``ctx.limit`` is checked when its context is made); :func:`truncate_at_stop` cuts a text at stop strings as
 :meth:`harness.EvalContext.generate` does.
 """
 
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from harness.core import hub
-from harness.core.context import truncate_at_stop
+from harness.core.context import check_limit, truncate_at_stop
 from harness.core.data import DataCopy, read_jsonl, rows_sha256
 from harness.core.errors import HarnessError
 
@@ -172,12 +172,6 @@ def select(items: Sequence[T], limit: int | None, *, where: str) -> Sequence[T]:
     if not chosen:
         raise HarnessError(f"{where}: no items to evaluate; check path=")
     return chosen
-
-
-def check_limit(limit: int | None, where: str, key: str = "limit") -> None:
-    """A limit on items must be positive (or None for all): else a one-line error."""
-    if limit is not None and (isinstance(limit, bool) or limit < 1):
-        raise HarnessError(f"{where}: {key} must be a positive number of items (or None for all), got {limit}")
 
 
 __all__ = ["HUB_PREFIX", "Rows", "Source", "check_limit", "check_shipped", "find_file", "hub_rows", "load_part",

@@ -405,7 +405,6 @@ def _running_scores(outs: list[list[Completion]], items: Seq[Problem]) -> str:
 
 def _evaluate(ctx: EvalContext, *, name: str, chat: bool) -> EvalResult:
     p = ctx.params
-    benchmark_data.check_limit(ctx.limit, name)
     items = benchmark_data.select(load_split(p, "test"), ctx.limit, where=name)
     shots: list[list[int]] | None = None
     if chat:

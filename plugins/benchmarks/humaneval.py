@@ -284,8 +284,7 @@ def require_isolation(*, cached: bool = False) -> None:
 # -- the benchmark's functions --------------------------------------------------------------------------------
 
 
-def _check_params(p: HumanEvalParams, limit: int | None) -> None:
-    benchmark_data.check_limit(limit, _WHERE)
+def _check_params(p: HumanEvalParams) -> None:
     if p.n > 1 and p.temperature == 0:
         raise HarnessError(
             f"{_WHERE}: n={p.n} with greedy decoding gives {p.n} identical samples; set a temperature "
@@ -322,7 +321,7 @@ def evaluate(ctx: EvalContext) -> EvalResult:
     """Generate ``n`` completions per problem, run them with their tests in the sandbox, report pass@k."""
     p: HumanEvalParams = ctx.params
     require_opt_in(p.confirm_unsafe_code)
-    _check_params(p, ctx.limit)
+    _check_params(p)
     require_isolation()
     problems = load_problems(p.path, ctx.limit)
     prompts = _prompts(ctx.encoder, problems, p)

@@ -341,7 +341,6 @@ def _mean(values: list[float]) -> float:
 def evaluate(ctx: EvalContext) -> EvalResult:
     """Answer both turns with the evaluated model, judge every turn, aggregate (see the module docstring)."""
     p: MTBenchParams = ctx.params
-    benchmark_data.check_limit(ctx.limit, f"benchmark '{NAME}'")
     data = load_data(p.path, p.reference_model)
     questions = benchmark_data.select(data.questions, ctx.limit, where=f"benchmark '{NAME}'")
     lacking = [q["question_id"] for q in questions
