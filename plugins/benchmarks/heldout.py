@@ -34,8 +34,7 @@ def evaluate(ctx: EvalContext) -> EvalResult:
     if not p.data:
         raise HarnessError("heldout-nll: set its data, e.g. [benchmark_params.heldout-nll] data = \"test.jsonl\"")
     spec = lookup(p.data, registry(), where="heldout-nll data")
-    limit = ctx.limit if ctx.limit is not None else p.limit
-    params = dataset_params({"split": p.split, "limit": limit}, where="heldout-nll")
+    params = dataset_params({"split": p.split, "limit": ctx.limit}, where="heldout-nll")  # ctx.limit: p.limit unless given
     demos = load_kind(spec, params, "demonstrations", ctx.encoder)
     ctx.progress(f"heldout-nll: scoring {len(demos)} held-out demonstrations")
     total = ctx.lm.logprobs(demos, batch_size=p.batch_size)
