@@ -175,13 +175,6 @@ def apply_overrides(params: Any, overrides: Mapping[str, Any], *, where: str, fr
     return dataclasses.replace(params, **check_values(params, overrides, where=where, from_string=from_string))
 
 
-def range_problem(cls: type, key: str, value: Any) -> str | None:
-    """None if ``value`` lies inside the bounds field ``key`` of dataclass ``cls`` declares (or it declares
-    none), else the range in words (``>= 1``, ``in [0, 1]``): for callers that word the error themselves."""
-    declared = _field_meta(cls).get(key, {}).get("bounds")
-    return _out_of_range(value, declared) if declared else None
-
-
 def _check_range(cls: type, key: str, value: Any, where: str) -> None:
     """A number outside its field's declared bounds is a one-line error."""
     declared = _field_meta(cls).get(key, {}).get("bounds")
